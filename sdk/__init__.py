@@ -1,0 +1,13 @@
+"""Edge SDK: compile models to integer graphs and run them on CPUs, NPUs and microcontrollers.
+
+The public API is what this module exports; samples/ and tools/ use nothing else.
+"""
+__version__ = "0.1.0"
+
+from sdk.errors import (CalibrationError, DeviceError, EdgeError, GraphError, InputError,
+                        ModelFormatError, TargetError, UnsupportedOpError)
+from sdk.graph import Graph, Node, QuantParams, Tensor
+
+__all__ = ["__version__", "EdgeError", "GraphError", "UnsupportedOpError", "ModelFormatError",
+           "InputError", "CalibrationError", "TargetError", "DeviceError",
+           "Graph", "Node", "QuantParams", "Tensor"]

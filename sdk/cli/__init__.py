@@ -1,0 +1,1 @@
+"""The `edge` command line: a thin shell over the public API."""

@@ -1,0 +1,60 @@
+"""`edge` entry point. Each command lives in its own module under sdk/cli/ and is registered
+here; a command module defines a click command (or group) named ``command``."""
+
+from __future__ import annotations
+
+import importlib
+import sys
+
+import click
+
+import sdk
+from sdk.errors import EdgeError
+
+# module name under sdk.cli -> registered lazily so one broken command cannot break the rest
+COMMAND_MODULES = [
+    "compile_cmd", "run_cmd", "inspect_cmd", "demo_cmd",
+    "targets_cmd", "profile_cmd", "emulate_cmd", "flash_cmd",
+]
+
+
+@click.group(context_settings={"help_option_names": ["-h", "--help"]})
+@click.version_option(sdk.__version__, prog_name="edge")
+def cli() -> None:
+    """Edge SDK: compile models to integer graphs, run, profile and deploy them."""
+
+
+def _register() -> None:
+    for mod_name in COMMAND_MODULES:
+        try:
+            mod = importlib.import_module(f"sdk.cli.{mod_name}")
+        except ModuleNotFoundError as exc:
+            if exc.name == f"sdk.cli.{mod_name}":
+                continue  # command not built yet
+            raise
+        cli.add_command(mod.command)
+
+
+_register()
+
+
+def main(argv: list[str] | None = None) -> int:
+    try:
+        cli.main(args=argv, prog_name="edge", standalone_mode=False)
+    except click.exceptions.Abort:
+        click.echo("aborted", err=True)
+        return 1
+    except click.exceptions.ClickException as exc:
+        exc.show()
+        return exc.exit_code
+    except EdgeError as exc:
+        click.echo(f"error: {exc}", err=True)
+        return 2
+    except OSError as exc:
+        click.echo(f"error: {exc}", err=True)
+        return 2
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,41 @@
+"""Exception types. Every error the SDK raises for bad input is one of these, with a message
+that names the problem and the fix; the CLI prints the message on one line."""
+
+
+class EdgeError(Exception):
+    """Base class for all SDK errors meant for the user."""
+
+
+class GraphError(EdgeError):
+    """The graph is malformed (dangling tensor, cycle, bad shape)."""
+
+
+class UnsupportedOpError(EdgeError):
+    """The model uses operators the SDK (or a backend) does not implement."""
+
+    def __init__(self, ops: list[str], where: str = "the SDK", hint: str = "") -> None:
+        self.ops = sorted(set(ops))
+        msg = f"unsupported operator(s) for {where}: {', '.join(self.ops)}"
+        if hint:
+            msg += f"; {hint}"
+        super().__init__(msg)
+
+
+class ModelFormatError(EdgeError):
+    """A model or bundle file is truncated, corrupted or not the expected format."""
+
+
+class InputError(EdgeError):
+    """Run-time input has the wrong name, shape or dtype."""
+
+
+class CalibrationError(EdgeError):
+    """Calibration data is missing, empty or not finite."""
+
+
+class TargetError(EdgeError):
+    """A target profile is malformed, or the model does not fit the target."""
+
+
+class DeviceError(EdgeError):
+    """A device link or device-side failure."""

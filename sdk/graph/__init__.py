@@ -1,0 +1,4 @@
+"""Graph IR: tensors with quantization, nodes, graphs."""
+from sdk.graph.ir import DTYPES, Graph, Node, QuantParams, Tensor, qrange
+
+__all__ = ["DTYPES", "Graph", "Node", "QuantParams", "Tensor", "qrange"]

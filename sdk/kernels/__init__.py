@@ -1,0 +1,1 @@
+"""Integer kernels: NumPy references (the specification) and Numba fast twins."""
