@@ -1,0 +1,43 @@
+"""The operator registry of the reference backend: one place maps an op name to its kernel.
+
+An implementation has the signature ``impl(inputs, attrs, fast) -> list[np.ndarray]`` where
+``inputs`` are NumPy arrays in node-input order (``None`` for an omitted optional input),
+``attrs`` is the node's attribute dict and ``fast`` selects the Numba twin (``False`` runs the
+NumPy reference). Float ops (ONNX names) and integer ops (docs/ops.md) share this registry.
+"""
+
+from __future__ import annotations
+
+from typing import Any, Callable
+
+import numpy as np
+
+OpImpl = Callable[[list["np.ndarray | None"], dict[str, Any], bool], list[np.ndarray]]
+
+OPS: dict[str, OpImpl] = {}
+
+
+def register(*names: str) -> Callable[[OpImpl], OpImpl]:
+    """Decorator: register ``impl`` under one or more op names."""
+
+    def deco(impl: OpImpl) -> OpImpl:
+        for n in names:
+            if n in OPS and OPS[n] is not impl:
+                raise RuntimeError(f"op {n!r} registered twice")
+            OPS[n] = impl
+        return impl
+
+    return deco
+
+
+def load_all() -> dict[str, OpImpl]:
+    """Import every module that registers ops and return the registry."""
+    import importlib
+
+    for mod in ("sdk.backends.reference.float_ops", "sdk.backends.reference.int_ops"):
+        try:
+            importlib.import_module(mod)
+        except ModuleNotFoundError as exc:
+            if exc.name != mod:
+                raise
+    return OPS
