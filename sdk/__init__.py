@@ -11,3 +11,8 @@ from sdk.graph import Graph, Node, QuantParams, Tensor
 __all__ = ["__version__", "EdgeError", "GraphError", "UnsupportedOpError", "ModelFormatError",
            "InputError", "CalibrationError", "TargetError", "DeviceError",
            "Graph", "Node", "QuantParams", "Tensor"]
+
+from sdk.frontends import load_onnx  # noqa: E402
+from sdk.runtime.session import Session  # noqa: E402
+
+__all__ += ["load_onnx", "Session"]

@@ -105,3 +105,20 @@ def requantize(acc: np.ndarray, m0: np.ndarray, shift: np.ndarray, zero_point: i
     """``clamp(mbqm(acc, m0, shift) + zero_point, qmin, qmax)`` cast to ``dtype``."""
     out = mbqm(acc, m0, shift) + np.int64(zero_point)
     return np.clip(out, qmin, qmax).astype(dtype)
+
+
+def round_half_away_div(num: np.ndarray, den: np.ndarray) -> np.ndarray:
+    """``num / den`` rounded half away from zero, for ``den > 0`` (int64).
+
+    TFLite's average-pool rounding, ``(num ± den//2) / den`` with C truncating division;
+    also the mean rounding of I-LayerNorm.
+    """
+    num = np.asarray(num, dtype=np.int64)
+    den = np.asarray(den, dtype=np.int64)
+    half = den // 2
+    return np.where(num >= 0, (num + half) // den, -((-num + half) // den))
+
+
+def saturate_int32(x: np.ndarray) -> np.ndarray:
+    """Clamp int64 values to the int32 range (a saturating 32-bit add/convert)."""
+    return np.clip(np.asarray(x, dtype=np.int64), INT32_MIN, INT32_MAX)

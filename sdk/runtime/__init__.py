@@ -1,1 +1,4 @@
-"""sdk.runtime"""
+"""sdk.runtime: sessions that run models."""
+from sdk.runtime.session import Session, TensorInfo
+
+__all__ = ["Session", "TensorInfo"]

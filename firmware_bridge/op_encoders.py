@@ -1,0 +1,244 @@
+"""Integer IR node -> firmware op record: opcode, tensor operands and int32 parameters.
+
+One registry maps an op name (docs/ops.md) to an encoder; the parameter order of each opcode
+is documented next to its C kernel in firmware/src/kernels.c. Per-channel vectors (``m0``,
+``shift``) become int32 constant tensors in the image, so every parameter word is a scalar.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Any, Callable, Protocol
+
+import numpy as np
+
+from sdk.errors import GraphError
+from sdk.graph.ir import Node
+
+OPCODES = {"REQUANTIZE": 1, "FULLY_CONNECTED": 2, "CONV2D": 3, "ADD": 4, "MUL": 5, "CLAMP": 6,
+           "MAXPOOL2D": 7, "AVGPOOL2D": 8, "GLOBAL_AVGPOOL": 9, "LUT": 10, "COPY": 11}
+
+DTYPE_CODES = {"int8": 0, "uint8": 1, "int16": 2, "int32": 3}
+
+
+@dataclass
+class OpRecord:
+    opcode: int
+    inputs: list[str]          # '' = omitted optional operand
+    outputs: list[str]
+    params: list[int] = field(default_factory=list)
+
+
+class EncodeContext(Protocol):
+    def shape(self, name: str) -> tuple[int, ...]: ...
+    def dtype(self, name: str) -> str: ...
+    def vector(self, hint: str, values: Any, n: int) -> str: ...
+
+
+Encoder = Callable[[Node, EncodeContext], OpRecord]
+ENCODERS: dict[str, Encoder] = {}
+
+
+def encoder(*ops: str) -> Callable[[Encoder], Encoder]:
+    def deco(fn: Encoder) -> Encoder:
+        for op in ops:
+            ENCODERS[op] = fn
+        return fn
+    return deco
+
+
+def _ints(v: Any, n: int, default: int) -> list[int]:
+    if v is None:
+        return [default] * n
+    t = [int(e) for e in np.atleast_1d(np.asarray(v)).ravel()]
+    if len(t) == 1 and n > 1:
+        t = t * n
+    if len(t) != n:
+        raise GraphError(f"attribute needs {n} values, got {t}")
+    return t
+
+
+def _clamp(a: dict[str, Any], dtype: str) -> list[int]:
+    lo, hi = {"int8": (-128, 127), "uint8": (0, 255), "int16": (-32768, 32767),
+              "int32": (-(2**31), 2**31 - 1)}[dtype]
+    return [int(a.get("act_min", lo)), int(a.get("act_max", hi))]
+
+
+def _elems(shape: tuple[int, ...]) -> int:
+    return int(np.prod(shape, dtype=np.int64))
+
+
+@encoder("Requantize")
+def _requantize(node: Node, ctx: EncodeContext) -> OpRecord:
+    a = node.attrs
+    x, y = node.inputs[0], node.outputs[0]
+    m0 = ctx.vector(f"{node.name}.m0", a["m0"], 1)
+    sh = ctx.vector(f"{node.name}.shift", a["shift"], 1)
+    return OpRecord(OPCODES["REQUANTIZE"], [x, m0, sh], [y],
+                    [_elems(ctx.shape(x)), int(a.get("in_zp", 0)), int(a.get("out_zp", 0)),
+                     *_clamp(a, ctx.dtype(y)), 1, 1])
+
+
+@encoder("QFullyConnected")
+def _fully_connected(node: Node, ctx: EncodeContext) -> OpRecord:
+    a = node.attrs
+    x, w = node.inputs[0], node.inputs[1]
+    bias = node.inputs[2] if len(node.inputs) > 2 else ""
+    y = node.outputs[0]
+    n, k = ctx.shape(w)
+    xs = ctx.shape(x)
+    if xs[-1] != k:
+        raise GraphError(f"{node.name}: input {xs} does not match weights {(n, k)}")
+    return OpRecord(OPCODES["FULLY_CONNECTED"],
+                    [x, w, bias, ctx.vector(f"{node.name}.m0", a["m0"], n),
+                     ctx.vector(f"{node.name}.shift", a["shift"], n)], [y],
+                    [_elems(xs[:-1]), k, n, int(a.get("x_zp", 0)), int(a.get("out_zp", 0)),
+                     *_clamp(a, ctx.dtype(y))])
+
+
+def _conv_record(node: Node, ctx: EncodeContext, x_shape: tuple[int, ...],
+                 w_shape: tuple[int, ...], strides: list[int], pads: list[int],
+                 dil: list[int], group: int) -> OpRecord:
+    a = node.attrs
+    b, c, h, w = x_shape
+    o, cg, kh, kw = w_shape
+    oh = (h + pads[0] + pads[2] - dil[0] * (kh - 1) - 1) // strides[0] + 1
+    ow = (w + pads[1] + pads[3] - dil[1] * (kw - 1) - 1) // strides[1] + 1
+    if c % group or o % group or c // group != cg or oh < 1 or ow < 1:
+        raise GraphError(f"{node.name}: conv shapes x {x_shape}, w {w_shape}, group {group} "
+                         "do not fit")
+    x, wt = node.inputs[0], node.inputs[1]
+    bias = node.inputs[2] if len(node.inputs) > 2 else ""
+    y = node.outputs[0]
+    if _elems(ctx.shape(y)) != b * o * oh * ow:
+        raise GraphError(f"{node.name}: output shape {ctx.shape(y)} is not {(b, o, oh, ow)}")
+    return OpRecord(OPCODES["CONV2D"],
+                    [x, wt, bias, ctx.vector(f"{node.name}.m0", a["m0"], o),
+                     ctx.vector(f"{node.name}.shift", a["shift"], o)], [y],
+                    [b, c, h, w, o, oh, ow, kh, kw, strides[0], strides[1], pads[0], pads[1],
+                     dil[0], dil[1], group, int(a.get("x_zp", 0)), int(a.get("out_zp", 0)),
+                     *_clamp(a, ctx.dtype(y))])
+
+
+@encoder("QConv2d", "QDepthwiseConv2d")
+def _conv2d(node: Node, ctx: EncodeContext) -> OpRecord:
+    a = node.attrs
+    xs, ws = ctx.shape(node.inputs[0]), ctx.shape(node.inputs[1])
+    group = int(a.get("group", xs[1] if node.op == "QDepthwiseConv2d" else 1))
+    return _conv_record(node, ctx, xs, ws, _ints(a.get("strides"), 2, 1),
+                        _ints(a.get("pads"), 4, 0), _ints(a.get("dilations"), 2, 1), group)
+
+
+@encoder("QConv1d")
+def _conv1d(node: Node, ctx: EncodeContext) -> OpRecord:
+    """A 1-D conv is the 2-D kernel with H = 1."""
+    a = node.attrs
+    b, c, length = ctx.shape(node.inputs[0])
+    o, cg, k = ctx.shape(node.inputs[1])
+    pl, pr = _ints(a.get("pads"), 2, 0)
+    return _conv_record(node, ctx, (b, c, 1, length), (o, cg, 1, k),
+                        [1, _ints(a.get("stride"), 1, 1)[0]], [0, pl, 0, pr],
+                        [1, _ints(a.get("dilation"), 1, 1)[0]], int(a.get("group", 1)))
+
+
+def _broadcast5(ctx: EncodeContext, a: str, b: str, y: str) -> list[int]:
+    """Output dims padded to 5 and element strides of a and b (0 on broadcast axes)."""
+    out = list(ctx.shape(y))
+    if len(out) > 5:
+        raise GraphError(f"element-wise op on rank {len(out)} > 5 is not supported on the MCU")
+    dims = [1] * (5 - len(out)) + out
+
+    def strides(name: str) -> list[int]:
+        s = list(ctx.shape(name))
+        s = [1] * (5 - len(s)) + s
+        st, acc = [0] * 5, 1
+        for k in range(4, -1, -1):
+            st[k] = 0 if s[k] == 1 and dims[k] != 1 else acc
+            acc *= s[k]
+        return st
+    return dims + strides(a) + strides(b)
+
+
+@encoder("QAdd")
+def _add(node: Node, ctx: EncodeContext) -> OpRecord:
+    a = node.attrs
+    x1, x2 = node.inputs[:2]
+    y = node.outputs[0]
+    return OpRecord(OPCODES["ADD"], [x1, x2], [y],
+                    [int(a.get("a_zp", 0)), int(a.get("b_zp", 0)), int(a.get("left_shift", 20)),
+                     int(a["a_m0"]), int(a["a_shift"]), int(a["b_m0"]), int(a["b_shift"]),
+                     int(a["out_m0"]), int(a["out_shift"]), int(a.get("out_zp", 0)),
+                     *_clamp(a, ctx.dtype(y)), _elems(ctx.shape(y)),
+                     *_broadcast5(ctx, x1, x2, y)])
+
+
+@encoder("QMul")
+def _mul(node: Node, ctx: EncodeContext) -> OpRecord:
+    a = node.attrs
+    x1, x2 = node.inputs[:2]
+    y = node.outputs[0]
+    return OpRecord(OPCODES["MUL"], [x1, x2], [y],
+                    [int(a.get("a_zp", 0)), int(a.get("b_zp", 0)), int(a["m0"]), int(a["shift"]),
+                     int(a.get("out_zp", 0)), *_clamp(a, ctx.dtype(y)), _elems(ctx.shape(y)),
+                     *_broadcast5(ctx, x1, x2, y)])
+
+
+@encoder("QClamp")
+def _clamp_op(node: Node, ctx: EncodeContext) -> OpRecord:
+    x, y = node.inputs[0], node.outputs[0]
+    return OpRecord(OPCODES["CLAMP"], [x], [y],
+                    [_elems(ctx.shape(x)), int(node.attrs["min"]), int(node.attrs["max"])])
+
+
+def _pool_geometry(node: Node, ctx: EncodeContext, dilated: bool) -> list[int]:
+    a = node.attrs
+    b, c, h, w = ctx.shape(node.inputs[0])
+    k = _ints(a["kernel"], 2, 1)
+    st = _ints(a.get("strides"), 2, 1)
+    pd = _ints(a.get("pads"), 4, 0)
+    dl = _ints(a.get("dilations"), 2, 1) if dilated else [1, 1]
+    oh = (h + pd[0] + pd[2] - dl[0] * (k[0] - 1) - 1) // st[0] + 1
+    ow = (w + pd[1] + pd[3] - dl[1] * (k[1] - 1) - 1) // st[1] + 1
+    return [b, c, h, w, oh, ow, k[0], k[1], st[0], st[1], pd[0], pd[1], dl[0], dl[1]]
+
+
+@encoder("QMaxPool2d")
+def _maxpool(node: Node, ctx: EncodeContext) -> OpRecord:
+    return OpRecord(OPCODES["MAXPOOL2D"], [node.inputs[0]], [node.outputs[0]],
+                    _pool_geometry(node, ctx, True))
+
+
+@encoder("QAvgPool2d")
+def _avgpool(node: Node, ctx: EncodeContext) -> OpRecord:
+    g = _pool_geometry(node, ctx, False)[:12]
+    return OpRecord(OPCODES["AVGPOOL2D"], [node.inputs[0]], [node.outputs[0]],
+                    g + [int(node.attrs.get("count_include_pad", 0)),
+                         int(node.attrs.get("x_zp", 0))])
+
+
+@encoder("QGlobalAvgPool")
+def _gap(node: Node, ctx: EncodeContext) -> OpRecord:
+    a = node.attrs
+    xs = ctx.shape(node.inputs[0])
+    y = node.outputs[0]
+    return OpRecord(OPCODES["GLOBAL_AVGPOOL"],
+                    [node.inputs[0], ctx.vector(f"{node.name}.m0", a["m0"], xs[1]),
+                     ctx.vector(f"{node.name}.shift", a["shift"], xs[1])], [y],
+                    [xs[0], xs[1], _elems(xs[2:]), int(a.get("x_zp", 0)), int(a.get("out_zp", 0)),
+                     *_clamp(a, ctx.dtype(y))])
+
+
+@encoder("QLut")
+def _lut(node: Node, ctx: EncodeContext) -> OpRecord:
+    x = node.inputs[0]
+    if ctx.dtype(x) != "int8":
+        raise GraphError(f"{node.name}: QLut on the MCU needs an int8 input, got {ctx.dtype(x)}")
+    return OpRecord(OPCODES["LUT"], [x, node.inputs[1]], [node.outputs[0]],
+                    [_elems(ctx.shape(x))])
+
+
+@encoder("Reshape", "Flatten", "Squeeze", "Unsqueeze", "Identity")
+def _view(node: Node, ctx: EncodeContext) -> OpRecord:
+    x, y = node.inputs[0], node.outputs[0]
+    nbytes = _elems(ctx.shape(x)) * np.dtype(ctx.dtype(x)).itemsize
+    return OpRecord(OPCODES["COPY"], [x], [y], [nbytes])

@@ -1,0 +1,139 @@
+"""Run the Cortex-M4 build of the firmware in QEMU (``-M mps2-an386``) behind ``socket://``.
+
+* Serial: UART0 on a TCP server with ``nodelay=on`` (without it every reply waits ~40 ms for
+  Nagle's algorithm) and ``wait=on``: the guest starts when the client connects, so nothing
+  the firmware prints at boot is lost and the first connection is the client's.
+* Instruction clock: ``-icount shift=N`` makes the emulated clock advance 2^N ns per
+  instruction, so the firmware's 25 MHz TIMER0 ticks become a deterministic instruction count:
+  ``instructions = ticks · 40 / 2^N`` (N ≥ 6 resolves single instructions).
+* Flash persistence: the board's 16 MiB PSRAM at 0x21000000 is the machine RAM in QEMU; it is
+  backed by a file (``memory-backend-file``, ``share=on``), so every byte the firmware writes
+  to flash is in the file at once and survives killing QEMU — a restart boots whatever the
+  boot record points to, like a power cycle of a real board.
+"""
+
+from __future__ import annotations
+
+import os
+import shutil
+import signal
+import socket
+import subprocess
+import tempfile
+import time
+from pathlib import Path
+
+from firmware_bridge.build import build_firmware
+from sdk.errors import DeviceError
+
+MACHINE = "mps2-an386"
+PSRAM_BYTES = 16 << 20
+DEFAULT_ICOUNT_SHIFT = 6
+SYSCLK_HZ = 25_000_000
+
+
+def qemu_missing() -> str | None:
+    """Why the emulator cannot run here, or None."""
+    if shutil.which("qemu-system-arm") is None:
+        return "qemu-system-arm is not installed (tools/bootstrap.sh installs it)"
+    return None
+
+
+def ticks_to_instructions(ticks: int, icount_shift: int = DEFAULT_ICOUNT_SHIFT) -> float:
+    """Timer ticks under ``-icount shift=N`` -> instructions (1 ns = 1/40 of a 25 MHz tick)."""
+    return ticks * (1e9 / SYSCLK_HZ) / (1 << icount_shift)
+
+
+def _listening(port: int) -> bool:
+    """Whether a TCP socket listens on ``port`` (without connecting: QEMU serves one client,
+    and the first connection must be the real one)."""
+    try:
+        with open("/proc/net/tcp") as f:
+            rows = f.read().splitlines()[1:]
+    except OSError:
+        time.sleep(0.3)
+        return True
+    return any(r.split()[1].endswith(f":{port:04X}") and r.split()[3] == "0A" for r in rows)
+
+
+def _free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+class QemuFirmware:
+    """``with QemuFirmware() as q: DeviceClient(q.url)``; ``kill()`` + ``start()`` = power cycle."""
+
+    def __init__(self, flash_path: str | os.PathLike | None = None,
+                 icount_shift: int = DEFAULT_ICOUNT_SHIFT, port: int | None = None) -> None:
+        why = qemu_missing()
+        if why:
+            raise DeviceError(f"cannot emulate {MACHINE}: {why}")
+        self.elf = build_firmware("m4")
+        if flash_path is None:
+            self._tmp = tempfile.TemporaryDirectory(prefix="edge-qemu-")
+            flash_path = Path(self._tmp.name) / "flash.bin"
+        self.flash_path = Path(flash_path)
+        self.icount_shift = icount_shift
+        self.port = port
+        self.proc: subprocess.Popen | None = None
+        self.url = ""
+
+    def command(self, port: int) -> list[str]:
+        return ["qemu-system-arm", "-M", MACHINE, "-m", f"{PSRAM_BYTES >> 20}M",
+                "-display", "none", "-monitor", "none", "-nodefaults",
+                "-serial", f"tcp:127.0.0.1:{port},server=on,wait=on,nodelay=on",
+                "-icount", f"shift={self.icount_shift}",
+                "-object", f"memory-backend-file,id=flash,size={PSRAM_BYTES},"
+                           f"mem-path={self.flash_path},share=on",
+                "-machine", "memory-backend=flash",
+                "-kernel", str(self.elf)]
+
+    def start(self) -> str:
+        """Start (or restart) QEMU; returns the ``socket://`` URL of the firmware's UART."""
+        self.stop()
+        if not self.flash_path.exists() or self.flash_path.stat().st_size != PSRAM_BYTES:
+            with open(self.flash_path, "ab") as f:
+                f.truncate(PSRAM_BYTES)
+        port = self.port or _free_port()
+        self.proc = subprocess.Popen(self.command(port), stdout=subprocess.DEVNULL,
+                                     stderr=subprocess.PIPE, text=True)
+        deadline = time.monotonic() + 10
+        while time.monotonic() < deadline:
+            if self.proc.poll() is not None:
+                raise DeviceError(f"QEMU exited: {self.proc.stderr.read().strip()[-300:]}")
+            if _listening(port):
+                break
+            time.sleep(0.02)
+        else:
+            self.kill()
+            raise DeviceError("QEMU did not open its serial port within 10 s")
+        self.url = f"socket://127.0.0.1:{port}"
+        return self.url
+
+    def kill(self) -> None:
+        """SIGKILL: QEMU stops mid-instruction; the flash file keeps what was written."""
+        if self.proc and self.proc.poll() is None:
+            self.proc.send_signal(signal.SIGKILL)
+            self.proc.wait()
+
+    def stop(self) -> None:
+        if self.proc and self.proc.poll() is None:
+            self.proc.terminate()
+            try:
+                self.proc.wait(timeout=3)
+            except subprocess.TimeoutExpired:
+                self.kill()
+        if self.proc and self.proc.stderr:
+            self.proc.stderr.close()
+        self.proc = None
+
+    def __enter__(self) -> "QemuFirmware":
+        self.start()
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.stop()
+        if getattr(self, "_tmp", None):
+            self._tmp.cleanup()

@@ -1,0 +1,41 @@
+"""Audio input for streaming models: WAV loading and the fixed-point log-mel front end."""
+
+from sdk.audio.logmel import (
+                              HOP_LENGTH,
+                              N_MELS,
+                              SAMPLE_RATE,
+                              WIN_LENGTH,
+                              StreamingLogMel,
+                              logmel,
+                              logmel_float_reference,
+                              mel_filterbank,
+                              tolerance_mask,
+)
+from sdk.audio.wav import (
+                              WavInfo,
+                              decode_wav_bytes,
+                              float_to_int16,
+                              load_wav,
+                              read_wav_info,
+                              resample,
+                              write_wav,
+)
+
+__all__ = [
+                              "HOP_LENGTH",
+                              "N_MELS",
+                              "SAMPLE_RATE",
+                              "WIN_LENGTH",
+                              "StreamingLogMel",
+                              "WavInfo",
+                              "decode_wav_bytes",
+                              "float_to_int16",
+                              "load_wav",
+                              "logmel",
+                              "logmel_float_reference",
+                              "mel_filterbank",
+                              "read_wav_info",
+                              "resample",
+                              "tolerance_mask",
+                              "write_wav",
+]

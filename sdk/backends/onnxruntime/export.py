@@ -1,0 +1,261 @@
+"""Export an integer IR (sub-)graph as an ONNX QDQ model.
+
+Every integer op becomes ``DequantizeLinear`` on its inputs, the float ONNX op, and
+``QuantizeLinear`` on its output (ONNX Runtime fuses these patterns into its QLinear
+kernels); the integer tensors between ops keep their IR names, dtypes and scales. Layout ops
+(Reshape, Transpose, Concat, MaxPool, Clip) run on the integers directly and are exact; a LUT
+is a Gather into its table. SDK-only ops (Shiftmax, ShiftGELU, I-LayerNorm, integer RMSNorm)
+have no ONNX twin and are refused, so the partitioner leaves them to the reference backend.
+
+Numerics: ONNX Runtime requantizes with a float multiply and rounds half to even, so each
+requantizing op may differ from the SDK's double-rounding rule by 1 LSB.
+"""
+
+from __future__ import annotations
+
+from typing import Any, Callable
+
+import numpy as np
+import onnx
+from onnx import TensorProto, helper, numpy_helper
+
+from sdk.graph.ir import Graph, Node, qrange
+
+OPSET = 21
+_ONNX_TYPE = {"float32": TensorProto.FLOAT, "int8": TensorProto.INT8, "uint8": TensorProto.UINT8,
+              "int16": TensorProto.INT16, "int32": TensorProto.INT32, "int64": TensorProto.INT64,
+              "bool": TensorProto.BOOL}
+
+
+class _Refuse(Exception):
+    pass
+
+
+class _Exporter:
+    def __init__(self, graph: Graph) -> None:
+        self.g = graph
+        self.nodes: list[onnx.NodeProto] = []
+        self.inits: dict[str, onnx.TensorProto] = {}
+        self.k = 0
+
+    def fresh(self, base: str) -> str:
+        self.k += 1
+        return f"{base}__{self.k}"
+
+    def const(self, base: str, value: np.ndarray) -> str:
+        name = self.fresh(base)
+        self.inits[name] = numpy_helper.from_array(np.asarray(value), name)
+        return name
+
+    def add(self, op: str, ins: list[str], outs: list[str] | None = None, **attrs: Any) -> str:
+        outs = outs or [self.fresh(op.lower())]
+        self.nodes.append(helper.make_node(op, ins, outs, **attrs))
+        return outs[0]
+
+    def tensor_input(self, name: str) -> str:
+        """The IR tensor as an ONNX value (constants become initializers)."""
+        t = self.g.tensor(name)
+        if t.is_constant and name not in self.inits:
+            self.inits[name] = numpy_helper.from_array(np.asarray(t.data), name)
+        return name
+
+    def qparams(self, name: str) -> tuple[np.ndarray, np.ndarray, int | None]:
+        t = self.g.tensor(name)
+        if t.quant is None:
+            raise _Refuse(f"tensor {name!r} has no quantization parameters")
+        zp = t.quant.zero_point.astype(t.dtype if t.dtype != "int32" else "int32")
+        return t.quant.scale, zp, t.quant.axis
+
+    def dq(self, name: str, scale: np.ndarray | None = None, axis: int | None = None) -> str:
+        s, z, ax = self.qparams(name) if scale is None else (
+            np.asarray(scale, np.float32), np.zeros(np.shape(scale), self.g.tensor(name).dtype), axis)
+        attrs = {"axis": int(ax)} if np.ndim(s) == 1 and ax is not None else {}
+        return self.add("DequantizeLinear", [self.tensor_input(name), self.const("s", s),
+                                             self.const("z", z)], **attrs)
+
+    def q(self, xf: str, out: str, node: Node) -> None:
+        s, z, _ = self.qparams(out)
+        lo, hi = qrange(self.g.tensor(out).dtype)
+        a_lo, a_hi = int(node.attrs.get("act_min", lo)), int(node.attrs.get("act_max", hi))
+        if (a_lo, a_hi) == (lo, hi):
+            self.add("QuantizeLinear", [xf, self.const("s", s), self.const("z", z)], [out])
+            return
+        qv = self.add("QuantizeLinear", [xf, self.const("s", s), self.const("z", z)])
+        dt = self.g.tensor(out).dtype
+        self.add("Clip", [qv, self.const("lo", np.array(a_lo, dt)),
+                          self.const("hi", np.array(a_hi, dt))], [out])
+
+
+def _bias(e: _Exporter, node: Node, w_scale: np.ndarray) -> str | None:
+    if len(node.inputs) < 3 or not node.inputs[2]:
+        return None
+    s_x = e.qparams(node.inputs[0])[0]
+    s = (np.float32(s_x) * np.asarray(w_scale, np.float32)).astype(np.float32).ravel()
+    b = np.asarray(e.g.tensor(node.inputs[2]).data, np.int32)
+    name = e.const(node.inputs[2], b)
+    zero = np.zeros(s.shape, np.int32)
+    return e.add("DequantizeLinear", [name, e.const("s", s), e.const("z", zero)],
+                 **({"axis": 0} if s.size > 1 else {}))
+
+
+def _fc(e: _Exporter, node: Node) -> None:
+    x, w = node.inputs[0], node.inputs[1]
+    wt = e.g.tensor(w)
+    if not wt.is_constant:
+        raise _Refuse("its weights are not a constant")
+    s_w = wt.quant.scale
+    w_kn = e.const(w, np.ascontiguousarray(wt.data.T))  # [K, N]: per-column scales on axis 1
+    zero = np.zeros(s_w.shape, np.int8)
+    wf = e.add("DequantizeLinear", [w_kn, e.const("s", s_w), e.const("z", zero)],
+               **({"axis": 1} if s_w.ndim == 1 else {}))
+    y = e.add("MatMul", [e.dq(x), wf])
+    b = _bias(e, node, s_w)
+    if b is not None:
+        y = e.add("Add", [y, b])
+    e.q(y, node.outputs[0], node)
+
+
+def _conv(e: _Exporter, node: Node) -> None:
+    a = node.attrs
+    x, w = node.inputs[0], node.inputs[1]
+    wt = e.g.tensor(w)
+    s_w = wt.quant.scale
+    zero = np.zeros(s_w.shape, np.int8)
+    wf = e.add("DequantizeLinear", [e.tensor_input(w), e.const("s", s_w), e.const("z", zero)],
+               **({"axis": 0} if s_w.ndim == 1 else {}))
+    ins = [e.dq(x), wf]
+    b = _bias(e, node, s_w)
+    if b is not None:
+        ins.append(b)
+    group = int(a.get("group", 1))
+    if node.op == "QDepthwiseConv2d":
+        group = e.g.tensor(x).shape[1]
+    y = e.add("Conv", ins, strides=list(a.get("strides", [1, 1])), pads=list(a.get("pads", [0] * 4)),
+              dilations=list(a.get("dilations", [1, 1])), group=group,
+              kernel_shape=list(wt.shape[2:]))
+    e.q(y, node.outputs[0], node)
+
+
+def _binary(onnx_op: str) -> Callable[[_Exporter, Node], None]:
+    def export(e: _Exporter, node: Node) -> None:
+        y = e.add(onnx_op, [e.dq(node.inputs[0]), e.dq(node.inputs[1])])
+        e.q(y, node.outputs[0], node)
+    return export
+
+
+def _requantize(e: _Exporter, node: Node) -> None:
+    e.q(e.dq(node.inputs[0]), node.outputs[0], node)
+
+
+def _clamp(e: _Exporter, node: Node) -> None:
+    dt = e.g.tensor(node.inputs[0]).dtype
+    e.add("Clip", [e.tensor_input(node.inputs[0]), e.const("lo", np.array(node.attrs["min"], dt)),
+                   e.const("hi", np.array(node.attrs["max"], dt))], [node.outputs[0]])
+
+
+def _maxpool(e: _Exporter, node: Node) -> None:
+    a = node.attrs
+    e.add("MaxPool", [e.tensor_input(node.inputs[0])], [node.outputs[0]],
+          kernel_shape=list(a["kernel"]), strides=list(a.get("strides", [1, 1])),
+          pads=list(a.get("pads", [0] * 4)), dilations=list(a.get("dilations", [1, 1])))
+
+
+def _avgpool(e: _Exporter, node: Node) -> None:
+    a = node.attrs
+    y = e.add("AveragePool", [e.dq(node.inputs[0])], kernel_shape=list(a["kernel"]),
+              strides=list(a.get("strides", [1, 1])), pads=list(a.get("pads", [0] * 4)),
+              count_include_pad=int(a.get("count_include_pad", 0)))
+    e.q(y, node.outputs[0], node)
+
+
+def _gap(e: _Exporter, node: Node) -> None:
+    e.q(e.add("GlobalAveragePool", [e.dq(node.inputs[0])]), node.outputs[0], node)
+
+
+def _lut(e: _Exporter, node: Node) -> None:
+    idx = e.add("Cast", [e.tensor_input(node.inputs[0])], to=TensorProto.INT32)
+    idx = e.add("Add", [idx, e.const("offset", np.array(128, np.int32))])
+    e.add("Gather", [e.tensor_input(node.inputs[1]), idx], [node.outputs[0]], axis=0)
+
+
+def _reshape(e: _Exporter, node: Node) -> None:
+    shape = np.array(e.g.tensor(node.outputs[0]).shape, np.int64)
+    e.add("Reshape", [e.tensor_input(node.inputs[0]), e.const("shape", shape)], [node.outputs[0]])
+
+
+def _transpose(e: _Exporter, node: Node) -> None:
+    e.add("Transpose", [e.tensor_input(node.inputs[0])], [node.outputs[0]],
+          perm=list(node.attrs["perm"]))
+
+
+def _concat(e: _Exporter, node: Node) -> None:
+    e.add("Concat", [e.tensor_input(i) for i in node.inputs], [node.outputs[0]],
+          axis=int(node.attrs.get("axis", 0)))
+
+
+def _quantize(e: _Exporter, node: Node) -> None:
+    a = node.attrs
+    dt = a.get("dtype", e.g.tensor(node.outputs[0]).dtype)
+    e.add("QuantizeLinear", [e.tensor_input(node.inputs[0]),
+                             e.const("s", np.asarray(a["scale"], np.float32)),
+                             e.const("z", np.asarray(a["zero_point"], dt))], [node.outputs[0]])
+
+
+def _dequantize(e: _Exporter, node: Node) -> None:
+    a = node.attrs
+    dt = e.g.tensor(node.inputs[0]).dtype
+    s = np.asarray(a["scale"], np.float32)
+    attrs = {"axis": int(a["axis"])} if s.ndim == 1 and a.get("axis") is not None else {}
+    e.add("DequantizeLinear", [e.tensor_input(node.inputs[0]), e.const("s", s),
+                               e.const("z", np.asarray(a["zero_point"], dt))],
+          [node.outputs[0]], **attrs)
+
+
+EXPORTERS: dict[str, Callable[[_Exporter, Node], None]] = {
+    "QFullyConnected": _fc, "QConv2d": _conv, "QDepthwiseConv2d": _conv,
+    "QAdd": _binary("Add"), "QMul": _binary("Mul"), "QMatMul": _binary("MatMul"),
+    "Requantize": _requantize, "QClamp": _clamp, "QMaxPool2d": _maxpool,
+    "QAvgPool2d": _avgpool, "QGlobalAvgPool": _gap, "QLut": _lut,
+    "Reshape": _reshape, "Flatten": _reshape, "Squeeze": _reshape, "Unsqueeze": _reshape,
+    "Identity": _reshape, "Transpose": _transpose, "Concat": _concat,
+    "QuantizeLinear": _quantize, "DequantizeLinear": _dequantize,
+}
+
+
+def node_supported(graph: Graph, node: Node) -> tuple[bool, str]:
+    """Whether the QDQ exporter can express ``node``; the reason when not."""
+    if node.op not in EXPORTERS:
+        return False, "ONNX has no operator for it"
+    names = [n for n in node.inputs + node.outputs if n]
+    for n in names:
+        t = graph.tensor(n)
+        if t.dtype in ("int8", "uint8", "int16") and t.quant is None and not t.is_constant:
+            return False, f"tensor {n!r} has no quantization parameters"
+        if t.shape is None:
+            return False, f"tensor {n!r} has no known shape"
+    if node.op in ("QFullyConnected", "QConv2d", "QDepthwiseConv2d"):
+        w = graph.tensor(node.inputs[1])
+        if not w.is_constant or w.quant is None or np.any(w.quant.zero_point != 0):
+            return False, "its weights are not constant symmetric int8"
+    return True, ""
+
+
+def export_qdq(graph: Graph) -> onnx.ModelProto:
+    """The graph as an ONNX QDQ model (opset 21) with the IR's input/output names."""
+    e = _Exporter(graph)
+    for node in graph.topological_order():
+        ok, why = node_supported(graph, node)
+        if not ok:
+            raise _Refuse(f"node {node.name!r} ({node.op}): {why}")
+        EXPORTERS[node.op](e, node)
+
+    def info(name: str) -> onnx.ValueInfoProto:
+        t = graph.tensor(name)
+        return helper.make_tensor_value_info(name, _ONNX_TYPE[t.dtype], list(t.shape))
+
+    g = helper.make_graph(e.nodes, graph.name, [info(n) for n in graph.inputs],
+                          [info(n) for n in graph.outputs], list(e.inits.values()))
+    model = helper.make_model(g, opset_imports=[helper.make_opsetid("", OPSET)],
+                              producer_name="edge-sdk")
+    model.ir_version = 10
+    return model

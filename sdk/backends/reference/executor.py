@@ -1,0 +1,143 @@
+"""The reference executor: runs a Graph node by node with the registry's kernels.
+
+Nodes run in topological order; only the nodes the requested outputs depend on run, and an
+intermediate tensor is dropped as soon as its last consumer has run, so peak memory stays
+near the largest live set rather than the sum of all activations.
+"""
+
+from __future__ import annotations
+
+import time
+from dataclasses import dataclass
+from typing import Any, Mapping, Sequence
+
+import numpy as np
+
+from sdk.backends.reference.registry import OPS, load_all
+from sdk.errors import EdgeError, GraphError, UnsupportedOpError
+from sdk.graph.ir import Graph, Node
+
+
+def supports(node: Node, target: Any = None) -> bool:
+    """True when the reference backend has a kernel for ``node.op`` (it runs on any target)."""
+    return node.op in load_all()
+
+
+@dataclass
+class NodeTiming:
+    """Wall time of one node in one profiled run."""
+
+    name: str
+    op: str
+    seconds: float
+
+
+class ReferenceExecutable:
+    """A graph prepared for repeated runs on the reference kernels.
+
+    ``fast=True`` runs the Numba twins of integer kernels where they exist; ``False`` runs the
+    NumPy reference (the specification). Float kernels have a single implementation.
+    """
+
+    def __init__(self, graph: Graph, fast: bool = True) -> None:
+        ops = load_all()
+        missing = sorted({n.op for n in graph.nodes if n.op not in ops})
+        if missing:
+            raise UnsupportedOpError(missing, "the reference backend",
+                                     "see docs/ops.md for the operators it implements")
+        self.graph = graph
+        self.fast = fast
+        self._order = graph.topological_order()
+        self._plans: dict[tuple, tuple[list[Node], list[list[str]]]] = {}
+
+    def _plan(self, outputs: tuple[str, ...], fed: frozenset[str]
+              ) -> tuple[list[Node], list[list[str]]]:
+        """Nodes needed for ``outputs`` and, per node, the tensors to free after it.
+
+        A fed tensor is a source even when a node produces it (e.g. the integer tensor after
+        an input's QuantizeLinear), so its producer does not run."""
+        key = (outputs, fed)
+        if key in self._plans:
+            return self._plans[key]
+        producers = {k: v for k, v in self.graph.producers().items() if k not in fed}
+        needed: set[int] = set()
+        stack = [producers[o] for o in outputs if o in producers]
+        while stack:
+            n = stack.pop()
+            if id(n) in needed:
+                continue
+            needed.add(id(n))
+            stack.extend(producers[i] for i in n.inputs if i in producers)
+        nodes = [n for n in self._order if id(n) in needed]
+        last_use: dict[str, int] = {}
+        for k, n in enumerate(nodes):
+            for i in n.inputs:
+                if i and i in producers:
+                    last_use[i] = k
+            for o in n.outputs:  # an output nobody reads is freed right after its node
+                if o:
+                    last_use.setdefault(o, k)
+        keep = set(outputs)
+        free: list[list[str]] = [[] for _ in nodes]
+        for name, k in last_use.items():
+            if name not in keep:
+                free[k].append(name)
+        self._plans[key] = (nodes, free)
+        return nodes, free
+
+    def run(self, feeds: Mapping[str, np.ndarray], outputs: Sequence[str] | None = None,
+            timings: list[NodeTiming] | None = None) -> dict[str, np.ndarray]:
+        """Run the graph on ``feeds`` (graph-input name -> array); return the named outputs
+        (all graph outputs by default). Feeds are used as given: Session checks them."""
+        graph = self.graph
+        wanted = tuple(outputs) if outputs is not None else tuple(graph.outputs)
+        for o in wanted:
+            if o not in graph.tensors:
+                raise GraphError(f"graph {graph.name!r} has no tensor named {o!r} to output")
+        nodes, free = self._plan(wanted, frozenset(feeds))
+        env: dict[str, np.ndarray] = {t.name: t.data for t in graph.tensors.values()
+                                      if t.data is not None}
+        env.update(feeds)
+        for k, node in enumerate(nodes):
+            args = [env[i] if i else None for i in node.inputs]
+            t0 = time.perf_counter() if timings is not None else 0.0
+            try:
+                results = OPS[node.op](args, node.attrs, self.fast)
+            except EdgeError:
+                raise
+            except Exception as exc:  # a kernel failure names the node that failed
+                shapes = [None if a is None else tuple(a.shape) for a in args]
+                raise GraphError(f"node {node.name!r} ({node.op}) failed on input shapes "
+                                 f"{shapes}: {exc}") from exc
+            if timings is not None:
+                timings.append(NodeTiming(node.name, node.op, time.perf_counter() - t0))
+            if len(results) < sum(1 for o in node.outputs if o):
+                raise GraphError(f"node {node.name!r} ({node.op}) produced {len(results)} "
+                                 f"outputs, the graph expects {len(node.outputs)}")
+            for name, value in zip(node.outputs, results):
+                if name:
+                    env[name] = value
+            for name in free[k]:
+                env.pop(name, None)
+        missing = [o for o in wanted if o not in env]
+        if missing:
+            raise GraphError(f"outputs {missing} were not computed: they are neither graph "
+                             "inputs, constants nor produced by a node")
+        return {o: env[o] for o in wanted}
+
+    def profile(self, feeds: Mapping[str, np.ndarray]) -> list[NodeTiming]:
+        """Run once and return each node's wall time, in execution order."""
+        timings: list[NodeTiming] = []
+        self.run(feeds, timings=timings)
+        return timings
+
+
+def compile(graph: Graph, target: Any = None, fast: bool = True) -> ReferenceExecutable:
+    """Prepare ``graph`` for the reference backend (any target: it runs on the host CPU)."""
+    return ReferenceExecutable(graph, fast=fast)
+
+
+def run_graph(graph: Graph, feeds: Mapping[str, np.ndarray],
+              outputs: Sequence[str] | None = None, fast: bool = True) -> dict[str, np.ndarray]:
+    """One-shot convenience: compile and run."""
+    return ReferenceExecutable(graph, fast=fast).run(feeds, outputs)

@@ -1,0 +1,49 @@
+"""`edge compile MODEL.onnx --calib CALIB.npz -o OUT.edge`."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import click
+
+from sdk.cli.arrays import load_arrays
+from sdk.errors import CalibrationError
+from sdk.quant.observers import OBSERVERS
+
+
+@click.command("compile")
+@click.argument("model", type=click.Path(dir_okay=False))
+@click.option("--calib", type=click.Path(dir_okay=False),
+              help="calibration .npz: one array per model input, first axis = samples "
+                   "(not needed for QDQ models)")
+@click.option("-o", "--output", type=click.Path(dir_okay=False),
+              help="bundle to write (default: MODEL with the .edge suffix)")
+@click.option("--observer", type=click.Choice(sorted(OBSERVERS)), default="minmax",
+              show_default=True, help="how calibration picks each activation's range")
+@click.option("--activation-bits", type=click.Choice(["8", "16"]), default="8",
+              show_default=True, help="integer width of activations")
+@click.option("--per-channel/--per-tensor", default=True, show_default=True,
+              help="weight scales per output channel or per tensor")
+@click.option("--mixed-precision/--no-mixed-precision", default=True, show_default=True,
+              help="int16 for attention scores, LayerNorm inputs and the residual stream")
+def command(model: str, calib: str | None, output: str | None, observer: str,
+            activation_bits: str, per_channel: bool, mixed_precision: bool) -> None:
+    """Quantize an ONNX model to integers and write a .edge bundle."""
+    from sdk.compile import compile_model
+
+    data = load_arrays(calib, [], CalibrationError, "calibration") if calib else None
+    bundle = compile_model(model, data, observer=observer,
+                           activation_bits=int(activation_bits), per_channel=per_channel,
+                           mixed_precision=mixed_precision)
+    out = Path(output) if output else Path(model).with_suffix(".edge")
+    bundle.save(out)
+    m = bundle.manifest
+    ops = sorted(set(m["ops"]))
+    click.echo(f"compiled {m['model_name']}: {len(m['ops'])} nodes ({', '.join(ops)})")
+    click.echo(f"  parameters {m['parameter_bytes']} bytes, {m['macs']} MACs per inference")
+    for io in m["inputs"] + m["outputs"]:
+        q = io["quant"]
+        if q:
+            click.echo(f"  {io['name']}: {io['shape']} {io['quant_dtype']} "
+                       f"scale={q['scale']:.6g} zero_point={q['zero_point']}")
+    click.echo(f"wrote {out} ({out.stat().st_size} bytes)")

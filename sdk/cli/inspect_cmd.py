@@ -1,0 +1,67 @@
+"""`edge inspect MODEL.edge [--json]`: ops, tensor sizes, parameters, MACs."""
+
+from __future__ import annotations
+
+import json
+import sys
+
+import click
+
+from sdk.compile.cost import node_macs
+
+
+def bundle_report(bundle) -> dict:
+    """Per-node rows and totals of a bundle, as plain data."""
+    g = bundle.graph
+    rows = []
+    for n in g.nodes:
+        out = g.tensors.get(n.outputs[0]) if n.outputs else None
+        params = sum(g.tensor(i).nbytes for i in n.inputs if i and g.tensor(i).is_constant)
+        rows.append({"name": n.name, "op": n.op,
+                     "output": n.outputs[0] if n.outputs else "",
+                     "shape": list(out.shape) if out is not None and out.shape is not None else None,
+                     "dtype": out.dtype if out is not None else None,
+                     "output_bytes": out.nbytes if out is not None and out.shape is not None
+                     and all(d > 0 for d in out.shape) else None,
+                     "param_bytes": params, "macs": node_macs(g, n)})
+    m = bundle.manifest
+    return {"model_name": m["model_name"], "format_version": m["format_version"],
+            "inputs": m["inputs"], "outputs": m["outputs"], "nodes": rows,
+            "total_param_bytes": m["parameter_bytes"], "total_macs": m["macs"],
+            "quantization": m.get("quantization", {})}
+
+
+@click.command("inspect")
+@click.argument("model", type=click.Path(dir_okay=False))
+@click.option("--json", "as_json", is_flag=True, help="print the report as JSON")
+def command(model: str, as_json: bool) -> None:
+    """Show a bundle's operators, tensor sizes, parameters and MACs."""
+    from rich.console import Console
+    from rich.table import Table
+
+    from sdk.compile.bundle import load_bundle
+
+    report = bundle_report(load_bundle(model))
+    if as_json:
+        click.echo(json.dumps(report, indent=1))
+        return
+    console = Console(width=None if sys.stdout.isatty() else 160)
+    console.print(f"[bold]{report['model_name']}[/bold]  (bundle format "
+                  f"v{report['format_version']})")
+    for kind in ("inputs", "outputs"):
+        for io in report[kind]:
+            q = io["quant"] or {}
+            console.print(f"  {kind[:-1]} {io['name']}: {io['shape']} float32 ↔ "
+                          f"{io['quant_dtype']} scale={q.get('scale')} zp={q.get('zero_point')}")
+    table = Table(show_lines=False)
+    for col, just in (("#", "right"), ("node", "left"), ("op", "left"), ("output shape", "left"),
+                      ("dtype", "left"), ("out bytes", "right"), ("param bytes", "right"),
+                      ("MACs", "right")):
+        table.add_column(col, justify=just)
+    for k, r in enumerate(report["nodes"]):
+        table.add_row(str(k), r["name"], r["op"], str(r["shape"]), str(r["dtype"]),
+                      str(r["output_bytes"] if r["output_bytes"] is not None else "?"),
+                      str(r["param_bytes"]), f"{r['macs']:,}")
+    console.print(table)
+    console.print(f"total: {len(report['nodes'])} nodes, {report['total_param_bytes']:,} parameter "
+                  f"bytes, {report['total_macs']:,} MACs")

@@ -1,0 +1,38 @@
+"""`edge run MODEL.edge|MODEL.onnx --input IN.npz|IN.npy --output OUT.npz`."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import click
+import numpy as np
+
+from sdk.cli.arrays import load_arrays
+from sdk.errors import ModelFormatError
+
+
+@click.command("run")
+@click.argument("model", type=click.Path(dir_okay=False))
+@click.option("-i", "--input", "input_path", required=True, type=click.Path(dir_okay=False),
+              help=".npz keyed by input name, or .npy for a single-input model")
+@click.option("-o", "--output", type=click.Path(dir_okay=False),
+              help=".npz to write, keyed by output name")
+def command(model: str, input_path: str, output: str | None) -> None:
+    """Run a bundle (integer kernels) or an ONNX model (float reference)."""
+    from sdk.runtime.session import Session
+
+    suffix = Path(model).suffix.lower()
+    if suffix not in (".edge", ".onnx"):
+        raise ModelFormatError(f"{model}: expected a .edge bundle or an .onnx model")
+    if not Path(model).is_file():
+        raise ModelFormatError(f"{model}: no such model file; check the path")
+    session = Session(model)
+    feeds = load_arrays(input_path, session.input_names)
+    outputs = session.run(feeds)
+    kind = "integer kernels" if suffix == ".edge" else "float reference"
+    for name, value in outputs.items():
+        v = np.asarray(value)
+        click.echo(f"{name}: shape {list(v.shape)} {v.dtype} ({kind})")
+    if output:
+        np.savez(output, **outputs)
+        click.echo(f"wrote {output}")

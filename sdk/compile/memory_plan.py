@@ -1,0 +1,237 @@
+"""Static arena plan: every activation tensor gets a fixed offset in one buffer.
+
+The plan is computed once at compile time, stored in the bundle, and used as-is by the
+microcontroller firmware (no allocator at run time):
+
+1. **Order.** Nodes run in the graph's topological order; step ``s`` is the ``s``-th node.
+2. **Lifetimes.** A non-constant tensor is live from the step that produces it (step 0 for a
+   graph input) to the last step that reads it (the last step for a graph output).
+3. **Buffers.** Tensors that may share bytes are merged into one buffer whose lifetime is the
+   union of theirs:
+
+   * *views*: ``Reshape``, ``Flatten``, ``Squeeze``, ``Unsqueeze`` and ``Identity`` do not
+     change the bytes, so the output is the input's memory;
+   * *in place*: an element-wise op (output element ``i`` depends only on input element ``i``,
+     read before it is written) writes its output over an input of the same shape and byte
+     size whose buffer dies at this step and holds no graph output.
+4. **Placement** (greedy by size, as TFLite Micro's ``GreedyMemoryPlanner``): buffers sorted
+   by size, largest first; each takes the lowest ``alignment``-aligned offset whose byte range
+   does not meet any already placed buffer with an overlapping lifetime.
+
+``arena_bytes`` (the peak) is the highest end offset. Two buffers share bytes only if their
+lifetimes are disjoint, which :meth:`MemoryPlan.check` verifies independently.
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import asdict, dataclass, field
+from typing import Any
+
+import numpy as np
+
+from sdk.errors import GraphError
+from sdk.graph.ir import Graph
+
+PLAN_VERSION = 1
+DEFAULT_ALIGNMENT = 16
+
+VIEW_OPS = frozenset({"Reshape", "Flatten", "Squeeze", "Unsqueeze", "Identity"})
+# Output element i is a function of input element i (other inputs may broadcast).
+ELEMENTWISE_OPS = frozenset({
+    "QClamp", "QLut", "QAdd", "QMul", "Requantize", "ShiftGELU",
+    "Relu", "Clip", "Add", "Mul", "Sub", "Sigmoid", "Tanh", "Neg", "Abs",
+})
+
+
+@dataclass
+class TensorSlot:
+    """Where one tensor lives in the arena and when it is live (inclusive steps)."""
+
+    name: str
+    offset: int
+    size: int
+    first: int
+    last: int
+    buffer: int          # tensors with the same buffer id share bytes (views / in place)
+
+
+@dataclass
+class MemoryPlan:
+    """The arena layout of one graph. Serialize with :meth:`to_json`."""
+
+    graph_name: str
+    alignment: int
+    arena_bytes: int                 # peak: bytes the arena must have
+    weight_bytes: int                # constant tensors the nodes read (flash / DRAM)
+    attr_bytes: int                  # per-channel multipliers, shifts, tables in node attrs
+    unplanned_bytes: int             # sum of all activation sizes (no reuse), for reference
+    order: list[str]                 # node names in execution order
+    slots: dict[str, TensorSlot] = field(default_factory=dict)
+
+    @property
+    def flash_bytes(self) -> int:
+        """Model data stored in flash: weights plus integer attributes (code not included)."""
+        return self.weight_bytes + self.attr_bytes
+
+    def offset(self, tensor: str) -> int:
+        try:
+            return self.slots[tensor].offset
+        except KeyError:
+            raise GraphError(f"tensor {tensor!r} is not in the arena plan (constants live in "
+                             "flash; check the name)") from None
+
+    def check(self) -> None:
+        """Raise GraphError if two tensors of different buffers overlap in bytes and time."""
+        slots = sorted(self.slots.values(), key=lambda s: s.offset)
+        for i, a in enumerate(slots):
+            if a.offset % self.alignment or a.offset + a.size > self.arena_bytes:
+                raise GraphError(f"arena plan: tensor {a.name!r} at {a.offset}+{a.size} is "
+                                 f"misaligned or outside the {self.arena_bytes}-byte arena")
+            for b in slots[i + 1:]:
+                if b.offset >= a.offset + a.size:
+                    break
+                if a.buffer != b.buffer and a.first <= b.last and b.first <= a.last:
+                    raise GraphError(f"arena plan: live tensors {a.name!r} and {b.name!r} "
+                                     "overlap in memory")
+
+    def to_json(self) -> dict[str, Any]:
+        return {"version": PLAN_VERSION, "graph": self.graph_name, "alignment": self.alignment,
+                "arena_bytes": self.arena_bytes, "weight_bytes": self.weight_bytes,
+                "attr_bytes": self.attr_bytes, "flash_bytes": self.flash_bytes,
+                "unplanned_bytes": self.unplanned_bytes, "order": list(self.order),
+                "tensors": [asdict(s) for s in self.slots.values()]}
+
+    def dumps(self) -> str:
+        return json.dumps(self.to_json(), indent=1)
+
+    @classmethod
+    def from_json(cls, d: dict[str, Any]) -> "MemoryPlan":
+        if d.get("version") != PLAN_VERSION:
+            raise GraphError(f"arena plan version {d.get('version')!r} is not supported "
+                             f"(expected {PLAN_VERSION}); recompile the model")
+        slots = {t["name"]: TensorSlot(**t) for t in d["tensors"]}
+        return cls(d["graph"], d["alignment"], d["arena_bytes"], d["weight_bytes"],
+                   d["attr_bytes"], d["unplanned_bytes"], list(d["order"]), slots)
+
+
+def _align(n: int, a: int) -> int:
+    return (n + a - 1) // a * a
+
+
+def _attr_bytes(value: Any) -> int:
+    """Bytes an integer attribute array takes in flash (int32 per element; scalars free)."""
+    if isinstance(value, np.ndarray):
+        return int(value.nbytes) if value.ndim else 0
+    if isinstance(value, (list, tuple)) and len(value) > 4:  # short lists: strides, pads
+        return 4 * len(value)
+    return 0
+
+
+def tensor_bytes(graph: Graph, name: str, shapes: dict[str, tuple[int, ...]] | None) -> int:
+    """Byte size of a tensor, from ``shapes`` (e.g. a traced run) or the tensor's shape."""
+    t = graph.tensor(name)
+    shape = (shapes or {}).get(name, t.shape)
+    if shape is None:
+        raise GraphError(f"tensor {name!r} has no known shape, so it cannot be planned; pass "
+                         "shapes= from a traced run, or give the graph's tensors their shapes")
+    return int(np.prod(shape, dtype=np.int64)) * np.dtype(t.dtype).itemsize
+
+
+def plan_memory(graph: Graph, alignment: int = DEFAULT_ALIGNMENT, in_place: bool = True,
+                shapes: dict[str, tuple[int, ...]] | None = None) -> MemoryPlan:
+    """Plan the activation arena of ``graph`` (see the module docstring for the rules)."""
+    if alignment <= 0 or alignment & (alignment - 1):
+        raise GraphError(f"arena alignment must be a power of two, got {alignment}")
+    order = graph.topological_order()
+    n_steps = max(len(order), 1)
+    consts = {t.name for t in graph.initializers()}
+    outputs = set(graph.outputs)
+
+    def shape_of(name: str) -> tuple[int, ...] | None:
+        return (shapes or {}).get(name, graph.tensor(name).shape)
+
+    first: dict[str, int] = {}
+    last: dict[str, int] = {}
+    for name in graph.inputs:
+        if name not in consts:
+            first[name] = last[name] = 0
+    for step, node in enumerate(order):
+        for i in node.inputs:
+            if i and i not in consts:
+                first.setdefault(i, 0)
+                last[i] = step
+        for o in node.outputs:
+            if o:
+                first[o] = step
+                last[o] = max(last.get(o, step), step)
+    for name in outputs:
+        if name in first:
+            last[name] = n_steps - 1
+    size = {name: tensor_bytes(graph, name, shapes) for name in first}
+
+    # -- buffers: union of tensors that share bytes --------------------------------------
+    buf_of: dict[str, int] = {name: k for k, name in enumerate(first)}
+    members: dict[int, list[str]] = {k: [name] for name, k in buf_of.items()}
+
+    def buf_last(b: int) -> int:
+        return max(last[m] for m in members[b])
+
+    def merge(into: int, name: str) -> None:
+        old = buf_of[name]
+        for m in members.pop(old):
+            buf_of[m] = into
+            members[into].append(m)
+
+    for step, node in enumerate(order):
+        data_inputs = [i for i in node.inputs if i and i not in consts]
+        outs = [o for o in node.outputs if o]
+        if not data_inputs or len(outs) != 1:
+            continue
+        out = outs[0]
+        if node.op in VIEW_OPS:
+            src = data_inputs[0]
+            if size[src] == size[out]:
+                merge(buf_of[src], out)
+            continue
+        if not in_place or node.op not in ELEMENTWISE_OPS:
+            continue
+        for src in data_inputs:
+            b = buf_of[src]
+            others = [i for i in data_inputs if i != src]
+            if (size[src] == size[out] and shape_of(src) == shape_of(out)
+                    and buf_last(b) == step
+                    and not any(m in outputs for m in members[b])
+                    and not any(buf_of[i] == b for i in others)):
+                merge(b, out)
+                break
+
+    # -- greedy placement, largest first --------------------------------------------------
+    bufs = []
+    for b, names in members.items():
+        bsize = _align(max(size[m] for m in names), alignment)
+        bufs.append((b, bsize, min(first[m] for m in names), buf_last(b)))
+    bufs.sort(key=lambda x: (-x[1], x[2], x[0]))
+    placed: list[tuple[int, int, int, int]] = []   # (offset, size, first, last)
+    offsets: dict[int, int] = {}
+    for b, bsize, f, l in bufs:
+        live = sorted((o, s) for o, s, pf, pl in placed if pf <= l and f <= pl)
+        offset = 0
+        for o, s in live:
+            if offset + bsize <= o:
+                break
+            offset = max(offset, _align(o + s, alignment))
+        offsets[b] = offset
+        placed.append((offset, bsize, f, l))
+    arena = max((o + s for o, s, _, _ in placed), default=0)
+
+    slots = {name: TensorSlot(name, offsets[buf_of[name]], size[name], first[name], last[name],
+                              buf_of[name]) for name in first}
+    used_consts = {i for n in order for i in n.inputs if i in consts}
+    weight_bytes = sum(graph.tensor(c).nbytes for c in used_consts)
+    attr_bytes = sum(_attr_bytes(v) for n in order for v in n.attrs.values())
+    plan = MemoryPlan(graph.name, alignment, int(arena), int(weight_bytes), int(attr_bytes),
+                      int(sum(_align(s, alignment) for s in size.values())),
+                      [n.name for n in order], slots)
+    plan.check()
+    return plan

@@ -1,0 +1,327 @@
+"""Float ONNX model → IR Graph.
+
+What import does, in order:
+
+1. Parse the file and check its structure (a truncated or non-ONNX file, or a node that reads
+   a tensor nothing defines, is a ModelFormatError).
+2. Translate nodes, rewriting older opsets (7 … current) to the newest operand form: operands
+   that used to be attributes become constant inputs (Clip, Slice, Pad, Squeeze, Unsqueeze,
+   Reduce*, Split, Reshape), Upsample and opset-10 Resize become Resize, and the pre-13
+   "coerce to 2-D" Softmax/LogSoftmax becomes Flatten → Softmax → Reshape.
+3. Collect every unsupported operator and raise ONE UnsupportedOpError naming all of them.
+4. Initializers become constant tensors (also those listed as graph inputs, as IR v3 files
+   do); the remaining graph inputs are the model's inputs (``dim_param`` dims become -1).
+5. Infer shapes, then fold every node whose inputs are all constant (``Constant``,
+   ``ConstantOfShape`` weights, ``Shape`` of a static tensor and what follows from them), and
+   drop constants nothing reads any more.
+"""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from sdk.errors import GraphError, ModelFormatError, UnsupportedOpError
+from sdk.graph.ir import Graph, Tensor
+from sdk.graph.shapes import infer_shapes
+
+MIN_OPSET = 7
+
+# ONNX TensorProto element type -> IR dtype (the IR holds no float16/float64/strings).
+_ONNX_DTYPE = {1: "float32", 2: "uint8", 3: "int8", 5: "int16", 6: "int32", 7: "int64", 9: "bool"}
+_ONNX_TYPE_NAME = {0: "UNDEFINED", 1: "FLOAT", 2: "UINT8", 3: "INT8", 4: "UINT16", 5: "INT16",
+                   6: "INT32", 7: "INT64", 8: "STRING", 9: "BOOL", 10: "FLOAT16", 11: "DOUBLE",
+                   12: "UINT32", 13: "UINT64", 16: "BFLOAT16"}
+
+
+def supported_onnx_ops() -> list[str]:
+    """Names of the ONNX operators (default domain) the importer accepts."""
+    from sdk.backends.reference.float_ops import FLOAT_OPS
+
+    return sorted(FLOAT_OPS | {"Upsample"})
+
+
+# -- loading ---------------------------------------------------------------------------------
+def _read_model(source: Any):
+    import onnx
+    from google.protobuf.message import DecodeError
+
+    if isinstance(source, onnx.ModelProto):
+        return source, None
+    path = Path(os.fspath(source))
+    if not path.is_file():
+        raise ModelFormatError(f"{path}: no such model file; check the path")
+    data = path.read_bytes()
+    if not data:
+        raise ModelFormatError(f"{path} is empty; re-export the model")
+    model = onnx.ModelProto()
+    try:
+        model.ParseFromString(data)
+    except (DecodeError, ValueError, RuntimeError) as exc:
+        raise ModelFormatError(f"{path} is not a readable ONNX model (truncated or not ONNX: "
+                               f"{str(exc).splitlines()[0] if str(exc) else 'parse error'}); "
+                               "re-export it with onnx.save") from None
+    if model.ir_version <= 0 or not model.graph.output:
+        raise ModelFormatError(f"{path} is not an ONNX model (no IR version or no graph "
+                               "outputs); re-export it with onnx.save")
+    return model, path.parent
+
+
+# -- attribute and tensor translation --------------------------------------------------------
+def _tensor_array(t, where: str) -> np.ndarray:
+    from onnx import numpy_helper
+
+    if t.data_type not in _ONNX_DTYPE:
+        raise ModelFormatError(f"{where}: tensor {t.name!r} has element type "
+                               f"{_ONNX_TYPE_NAME.get(t.data_type, t.data_type)}, which the SDK "
+                               "does not hold (float32 and integer types only); convert the "
+                               "model to float32")
+    return np.asarray(numpy_helper.to_array(t)).astype(_ONNX_DTYPE[t.data_type], copy=False)
+
+
+def _attrs(node, where: str) -> dict[str, Any]:
+    import onnx
+    from onnx import helper
+
+    out: dict[str, Any] = {}
+    for a in node.attribute:
+        if a.type == onnx.AttributeProto.TENSOR:
+            out[a.name] = _tensor_array(a.t, where)
+        elif a.type in (onnx.AttributeProto.GRAPH, onnx.AttributeProto.GRAPHS):
+            out[a.name] = None  # control flow: the op is reported unsupported
+        else:
+            v = helper.get_attribute_value(a)
+            if isinstance(v, bytes):
+                v = v.decode()
+            elif isinstance(v, list) and v and isinstance(v[0], bytes):
+                v = [x.decode() for x in v]
+            out[a.name] = v
+    return out
+
+
+def _value_info_shape(vi) -> tuple[int, ...] | None:
+    tt = vi.type.tensor_type
+    if not tt.HasField("shape"):
+        return None
+    return tuple(d.dim_value if d.HasField("dim_value") else -1 for d in tt.shape.dim)
+
+
+# -- opset normalisation ---------------------------------------------------------------------
+class _Builder:
+    """Adds nodes to the graph, turning old-opset attributes into constant inputs."""
+
+    def __init__(self, graph: Graph, opset: int) -> None:
+        self.g = graph
+        self.opset = opset
+        self.unsupported: list[str] = []
+
+    def const(self, base: str, value: np.ndarray) -> str:
+        name = self.g.unique_name(base)
+        self.g.add_constant(name, np.asarray(value))
+        return name
+
+    def _attr_to_input(self, inputs: list[str], attrs: dict[str, Any], key: str, pos: int,
+                       dtype: str, node_name: str) -> None:
+        if key not in attrs:
+            return
+        value = attrs.pop(key)
+        while len(inputs) < pos:
+            inputs.append("")
+        inputs.insert(pos, self.const(f"{node_name}_{key}", np.asarray(value, dtype)))
+        del inputs[pos + 1:]
+
+    def add(self, op: str, inputs: list[str], outputs: list[str], attrs: dict[str, Any],
+            name: str) -> None:
+        v = self.opset
+        if op == "Clip" and v < 11:
+            lo, hi = attrs.pop("min", None), attrs.pop("max", None)
+            inputs = [inputs[0],
+                      "" if lo is None else self.const(f"{name}_min", np.float32(lo)),
+                      "" if hi is None else self.const(f"{name}_max", np.float32(hi))]
+        elif op == "Slice" and v < 10:
+            parts = [self.const(f"{name}_{k}", np.asarray(attrs.pop(k), np.int64))
+                     for k in ("starts", "ends") ]
+            axes = attrs.pop("axes", None)
+            inputs = [inputs[0], *parts] + ([self.const(f"{name}_axes", np.asarray(axes, np.int64))]
+                                            if axes is not None else [])
+        elif op == "Pad" and v < 11:
+            pads = self.const(f"{name}_pads", np.asarray(attrs.pop("pads"), np.int64))
+            value = self.const(f"{name}_value", np.float32(attrs.pop("value", 0.0)))
+            inputs = [inputs[0], pads, value]
+        elif op in ("Squeeze", "Unsqueeze") and v < 13:
+            self._attr_to_input(inputs, attrs, "axes", 1, "int64", name)
+        elif op.startswith("Reduce") and "axes" in attrs:
+            self._attr_to_input(inputs, attrs, "axes", 1, "int64", name)
+        elif op == "Split":
+            if "split" in attrs:
+                self._attr_to_input(inputs, attrs, "split", 1, "int64", name)
+            elif len(inputs) < 2 or not inputs[1]:
+                attrs.setdefault("num_outputs", len(outputs))
+        elif op == "Reshape" and "shape" in attrs:
+            self._attr_to_input(inputs, attrs, "shape", 1, "int64", name)
+        elif op == "Upsample" or (op == "Resize" and v < 11):
+            scales = (self.const(f"{name}_scales", np.asarray(attrs.pop("scales"), np.float32))
+                      if "scales" in attrs else inputs[1])
+            inputs = [inputs[0], "", scales]
+            attrs = {"mode": attrs.get("mode", "nearest"),
+                     "coordinate_transformation_mode": "asymmetric", "nearest_mode": "floor"}
+            op = "Resize"
+        elif op in ("Softmax", "LogSoftmax") and v < 13:
+            axis = int(attrs.get("axis", 1))
+            if axis != -1:
+                # pre-13 semantics: flatten to [prod(d<axis), prod(d>=axis)], normalise rows
+                shape, flat, norm = (self.g.unique_name(f"{name}_{s}") for s in
+                                     ("shape", "flat", "rows"))
+                for t in (shape, flat, norm):
+                    self.g.add_tensor(Tensor(t, "int64" if t == shape else "float32"))
+                self.g.add_node("Shape", [inputs[0]], [shape], name=f"{name}_shape")
+                self.g.add_node("Flatten", [inputs[0]], [flat], name=f"{name}_flatten",
+                                axis=axis)
+                self.g.add_node(op, [flat], [norm], name=name, axis=-1)
+                self.g.add_node("Reshape", [norm, shape], outputs, name=f"{name}_reshape")
+                return
+        elif op == "Cast":
+            to = attrs.get("to")
+            if to not in _ONNX_DTYPE:
+                self.unsupported.append(f"Cast(to={_ONNX_TYPE_NAME.get(to, to)})")
+                return
+            attrs["to"] = _ONNX_DTYPE[to]
+        elif op == "Constant":
+            attrs = {"value": _constant_value(attrs, name)}
+        elif op == "BatchNormalization":
+            if sum(1 for o in outputs if o) > 1 or int(attrs.get("training_mode", 0)):
+                self.unsupported.append("BatchNormalization(training outputs)")
+                return
+            attrs = {"epsilon": attrs.get("epsilon", 1e-5)}
+        elif op == "MaxPool" and sum(1 for o in outputs if o) > 1:
+            self.unsupported.append("MaxPool(Indices output)")
+            return
+        elif op == "Dropout":
+            attrs = {}
+            inputs = inputs[:1]
+        self.g.add_node(op, inputs, outputs, name=name, **attrs)
+
+
+def _constant_value(attrs: dict[str, Any], name: str) -> np.ndarray:
+    if "value" in attrs:
+        return np.asarray(attrs["value"])
+    for key, dtype in (("value_float", np.float32), ("value_floats", np.float32),
+                       ("value_int", np.int64), ("value_ints", np.int64)):
+        if key in attrs:
+            return np.asarray(attrs[key], dtype)
+    raise UnsupportedOpError([f"Constant({', '.join(attrs) or 'no value'})"], "the ONNX importer",
+                             f"node {name!r} holds a constant kind the SDK does not read")
+
+
+# -- folding ---------------------------------------------------------------------------------
+def fold_constants(graph: Graph) -> int:
+    """Evaluate every node whose inputs are all constant (``Shape`` needs only a static input
+    shape) and replace its outputs by constant tensors. Returns the number of folded nodes."""
+    from sdk.backends.reference.registry import OPS, load_all
+
+    load_all()
+    kept, folded = [], 0
+    outputs = set(graph.outputs)
+    for node in graph.topological_order():
+        present = [i for i in node.inputs if i]
+        if node.op == "Shape":
+            t = graph.tensor(node.inputs[0])
+            ready = t.shape is not None and -1 not in t.shape
+            args = [np.zeros(t.shape, np.uint8)] if ready else []
+        else:
+            ready = all(graph.tensor(i).is_constant for i in present)
+            args = [graph.tensor(i).data if i else None for i in node.inputs]
+        if not ready or node.op not in OPS or any(o in outputs for o in node.outputs):
+            kept.append(node)
+            continue
+        results = OPS[node.op](args, node.attrs, True)
+        for name, value in zip(node.outputs, results):
+            if name:
+                graph.tensors[name] = Tensor(name, str(np.asarray(value).dtype),
+                                             data=np.ascontiguousarray(value))
+        folded += 1
+    graph.nodes = kept
+    used = {i for n in graph.nodes for i in n.inputs} | set(graph.outputs) | set(graph.inputs)
+    produced = {o for n in graph.nodes for o in n.outputs}
+    for name in list(graph.tensors):
+        if name not in used and name not in produced:
+            del graph.tensors[name]
+    return folded
+
+
+# -- entry point -----------------------------------------------------------------------------
+def load_onnx(source: Any) -> Graph:
+    """Import a float ONNX model (a path or an ``onnx.ModelProto``) as an IR Graph.
+
+    Raises ModelFormatError for a file that is not a valid ONNX model, UnsupportedOpError
+    naming every operator the SDK does not implement.
+    """
+    model, base_dir = _read_model(source)
+    where = str(source) if base_dir is not None else "the given ModelProto"
+    if base_dir is not None and any(t.data_location == 1 for t in model.graph.initializer):
+        from onnx.external_data_helper import load_external_data_for_model
+
+        load_external_data_for_model(model, str(base_dir))
+    if not model.opset_import:
+        raise ModelFormatError(f"{where} has no opset_import (truncated or not ONNX); "
+                               "re-export the model")
+    opset = next((o.version for o in model.opset_import if o.domain in ("", "ai.onnx")), 0)
+    if opset < MIN_OPSET:
+        raise ModelFormatError(f"{where} uses ONNX opset {opset}; the SDK reads opset "
+                               f"{MIN_OPSET} or newer: upgrade it with "
+                               "onnx.version_converter.convert_version(model, 13)")
+    g = model.graph
+    graph = Graph(g.name or "model")
+    graph.metadata.update({"source": "onnx", "opset": int(opset),
+                           "producer": model.producer_name})
+    init_names = set()
+    for t in g.initializer:
+        graph.add_constant(t.name, _tensor_array(t, where))
+        init_names.add(t.name)
+    for vi in g.input:
+        if vi.name in init_names:
+            continue
+        et = vi.type.tensor_type.elem_type
+        if et not in _ONNX_DTYPE:
+            raise ModelFormatError(f"{where}: input {vi.name!r} has element type "
+                                   f"{_ONNX_TYPE_NAME.get(et, et)}; the SDK imports float32 "
+                                   "models: convert the model to float32")
+        shape = _value_info_shape(vi)
+        if shape is None:
+            raise ModelFormatError(f"{where}: input {vi.name!r} has no shape; export the "
+                                   "model with input shapes (dynamic axes are fine)")
+        graph.add_tensor(Tensor(vi.name, _ONNX_DTYPE[et], shape))
+        graph.inputs.append(vi.name)
+
+    from sdk.backends.reference.float_ops import FLOAT_OPS
+
+    builder = _Builder(graph, opset)
+    supported = FLOAT_OPS | {"Upsample"}
+    for k, node in enumerate(g.node):
+        op = node.op_type
+        if node.domain not in ("", "ai.onnx"):
+            builder.unsupported.append(f"{node.domain}.{op}")
+            continue
+        if op not in supported:
+            builder.unsupported.append(op)
+            continue
+        name = node.name or f"{op}_{k}"
+        for o in node.output:
+            if o and o not in graph.tensors:
+                graph.add_tensor(Tensor(o, "float32"))
+        builder.add(op, list(node.input), list(node.output), _attrs(node, where), name)
+    if builder.unsupported:
+        raise UnsupportedOpError(builder.unsupported, "the ONNX importer",
+                                 "sdk.frontends.supported_onnx_ops() lists what it reads")
+    graph.outputs = [o.name for o in g.output]
+    try:
+        graph.validate()
+    except GraphError as exc:
+        raise ModelFormatError(f"{where}: {exc}") from None
+    infer_shapes(graph)
+    fold_constants(graph)
+    infer_shapes(graph)
+    return graph

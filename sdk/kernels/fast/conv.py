@@ -1,0 +1,158 @@
+"""Numba twins of :mod:`sdk.kernels.conv`: im2col into int16 + the packed GEMM for ordinary
+convolutions, a direct loop for depthwise convolutions (and for inputs whose centred values
+do not fit int16). Same signatures and bits as the references."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import numpy as np
+from numba import njit
+
+from sdk.errors import GraphError, InputError
+from sdk.kernels.checks import (channel_vector, check_range, int_tuple, integer_array,
+                                out_dtype)
+from sdk.kernels.conv import ConvGeometry, conv_geometry
+from sdk.kernels.fast.gemm import fits_int16, gemm_nt, pack_rows, padded_depth
+from sdk.kernels.fast.requant_loops import requant_rows
+
+
+@njit(cache=True)
+def _im2col(x, zp, c0, cg, kh, kw, sh, sw, pt, pl, dh, dw, oh, ow, cols):  # pragma: no cover
+    """``cols[y·OW + x, (c·kh + i)·kw + j] = x[c0 + c, y·sh + i·dh − pt, x·sw + j·dw − pl] − zp``
+    (0 in the padding)."""
+    h, w = x.shape[1], x.shape[2]
+    for y in range(oh):
+        for xo in range(ow):
+            row = cols[y * ow + xo]
+            for c in range(cg):
+                for i in range(kh):
+                    yy = y * sh + i * dh - pt
+                    for j in range(kw):
+                        xx = xo * sw + j * dw - pl
+                        k = (c * kh + i) * kw + j
+                        if 0 <= yy < h and 0 <= xx < w:
+                            row[k] = np.int16(np.int64(x[c0 + c, yy, xx]) - zp)
+                        else:
+                            row[k] = 0
+
+
+@njit(cache=True)
+def _direct(x, w, zp, sh, sw, pt, pl, dh, dw, group, acc):  # pragma: no cover
+    """``acc[o, y, x] = Σ_{c,i,j} (x[g·cg + c, ·, ·] − zp)·w[o, c, i, j]`` mod 2^32, direct."""
+    c_in, h, wd = x.shape
+    o_n, cg, kh, kw = w.shape
+    og = o_n // group
+    oh, ow = acc.shape[1], acc.shape[2]
+    for o in range(o_n):
+        c0 = (o // og) * cg
+        for y in range(oh):
+            for xo in range(ow):
+                s = np.int64(0)
+                for c in range(cg):
+                    for i in range(kh):
+                        yy = y * sh + i * dh - pt
+                        if yy < 0 or yy >= h:
+                            continue
+                        for j in range(kw):
+                            xx = xo * sw + j * dw - pl
+                            if 0 <= xx < wd:
+                                s += (np.int64(x[c0 + c, yy, xx]) - zp) * np.int64(w[o, c, i, j])
+                acc[o, y, xo] = np.int32(((s + 2**31) & 0xFFFFFFFF) - 2**31)
+
+
+def _accumulate(x: np.ndarray, w: np.ndarray, g: ConvGeometry, x_zp: int,
+                depthwise: bool) -> np.ndarray:
+    acc = np.empty((g.n, g.o, g.oh, g.ow), np.int32)
+    if acc.size == 0:
+        return acc
+    if x.size == 0 or w.size == 0:
+        acc[...] = 0
+        return acc
+    x = np.ascontiguousarray(x)
+    w = np.ascontiguousarray(w)
+    zp = np.int64(x_zp)
+    sh, sw = g.strides
+    dh, dw = g.dilations
+    pt, pl = g.pads[0], g.pads[1]
+    if depthwise or not (fits_int16(x, x_zp) and fits_int16(w, 0)):
+        for n in range(g.n):
+            _direct(x[n], w, zp, sh, sw, pt, pl, dh, dw, g.group, acc[n])
+        return acc
+    cg, og = g.c // g.group, g.o // g.group
+    depth = cg * g.kh * g.kw
+    kp = padded_depth(depth)
+    cols = np.zeros((g.oh * g.ow, kp), np.int16)
+    for grp in range(g.group):
+        wp = pack_rows(w[grp * og:(grp + 1) * og].reshape(og, depth), np.int64(0), kp)
+        for n in range(g.n):
+            _im2col(x[n], zp, grp * cg, cg, g.kh, g.kw, sh, sw, pt, pl, dh, dw, g.oh, g.ow,
+                    cols)
+            gemm_nt(wp, cols, acc[n, grp * og:(grp + 1) * og].reshape(og, g.oh * g.ow))
+    return acc
+
+
+def _conv(x: np.ndarray, w: np.ndarray, bias: np.ndarray | None, strides: Any, pads: Any,
+          dilations: Any, group: int, x_zp: int, m0: Any, shift: Any, out_zp: int,
+          act_min: int, act_max: int, dtype: Any, depthwise: bool) -> np.ndarray:
+    g = conv_geometry(x.shape, w.shape, strides, pads, dilations, group)
+    dt = out_dtype(dtype)
+    act_min, act_max = check_range(act_min, act_max, dt)
+    acc = _accumulate(x, w, g, x_zp, depthwise)
+    b = np.zeros(g.o, np.int64) if bias is None else channel_vector(bias, g.o, "bias", np.int64)
+    m = channel_vector(m0, g.o, "m0", np.int64)
+    s = channel_vector(shift, g.o, "shift", np.int64)
+    out = np.empty(acc.shape, dt)
+    p = g.oh * g.ow
+    for n in range(g.n):
+        requant_rows(acc[n].reshape(g.o, p), b, m, s, np.int64(out_zp), np.int64(act_min),
+                     np.int64(act_max), out[n].reshape(g.o, p))
+    return out
+
+
+def conv2d(x: np.ndarray, w: np.ndarray, bias: np.ndarray | None = None, *,
+           strides: Any = (1, 1), pads: Any = (0, 0, 0, 0), dilations: Any = (1, 1),
+           group: int = 1, x_zp: int = 0, m0: Any, shift: Any, out_zp: int = 0,
+           act_min: int | None = None, act_max: int | None = None, dtype: Any = "int8") -> np.ndarray:
+    """Fast :func:`sdk.kernels.conv.conv2d`."""
+    x = integer_array(x, "Conv input")
+    w = integer_array(w, "Conv weights")
+    return _conv(x, w, bias, strides, pads, dilations, group, x_zp, m0, shift, out_zp,
+                 act_min, act_max, dtype, depthwise=False)
+
+
+def depthwise_conv2d(x: np.ndarray, w: np.ndarray, bias: np.ndarray | None = None, *,
+                     strides: Any = (1, 1), pads: Any = (0, 0, 0, 0), dilations: Any = (1, 1),
+                     group: int | None = None, x_zp: int = 0, m0: Any, shift: Any,
+                     out_zp: int = 0, act_min: int | None = None, act_max: int | None = None,
+                     dtype: Any = "int8") -> np.ndarray:
+    """Fast :func:`sdk.kernels.conv.depthwise_conv2d`."""
+    x = integer_array(x, "DepthwiseConv input")
+    c = x.shape[1] if x.ndim == 4 else -1
+    if group is not None and int(group) != c:
+        raise GraphError(f"DepthwiseConv2d needs group == C ({c}), got {group}")
+    if np.ndim(w) != 4 or np.shape(w)[1] != 1:
+        raise InputError(f"DepthwiseConv2d weights must be [C*mult, 1, kh, kw], got "
+                         f"{np.shape(w)}")
+    w = integer_array(w, "DepthwiseConv weights")
+    return _conv(x, w, bias, strides, pads, dilations, c, x_zp, m0, shift, out_zp, act_min,
+                 act_max, dtype, depthwise=True)
+
+
+def conv1d(x: np.ndarray, w: np.ndarray, bias: np.ndarray | None = None, *, stride: Any = 1,
+           pads: Any = (0, 0), dilation: Any = 1, group: int = 1, x_zp: int = 0, m0: Any,
+           shift: Any, out_zp: int = 0, act_min: int | None = None, act_max: int | None = None,
+           dtype: Any = "int8") -> np.ndarray:
+    """Fast :func:`sdk.kernels.conv.conv1d`."""
+    x = integer_array(x, "Conv1d input")
+    w = integer_array(w, "Conv1d weights")
+    if x.ndim != 3 or w.ndim != 3:
+        raise InputError(f"Conv1d needs x [N,C,L] and w [O,C/group,k], got {x.shape} and "
+                         f"{w.shape}")
+    pl, pr = int_tuple(pads, 2, "pads")
+    out = conv2d(x[:, :, None, :], w[:, :, None, :], bias,
+                 strides=(1, int_tuple(stride, 1, "stride")[0]), pads=(0, pl, 0, pr),
+                 dilations=(1, int_tuple(dilation, 1, "dilation")[0]), group=group, x_zp=x_zp,
+                 m0=m0, shift=shift, out_zp=out_zp, act_min=act_min, act_max=act_max,
+                 dtype=dtype)
+    return out[:, :, 0, :]

@@ -1,0 +1,308 @@
+"""LMUFormer-style streaming keyword spotter: LMU matrices, a NumPy step, and its ONNX step graph.
+
+One call is one 10 ms frame of log-mel features ``x`` (``n_mels`` values in log2 units); all
+memory is explicit state, so the step graph can run hop by hop on any executor. With ``act`` a
+ReLU (non-spiking variant) or a LIF neuron (spiking variant, τ = 2, hard reset):
+
+    xn = (x − μ)·σ⁻¹                                   per-bin input normalization
+    e  = W_e·[c_{t−2}; c_{t−1}; xn] + b_e              causal conv patch embedding (kernel 3),
+                                                       c = the last two normalized frames (state)
+    a0 = act(e)
+    u  = act_u(W_u·a0 + b_u)                            LMU input (LIF threshold 0.5)
+    m  = m·Āᵀ + u·B̄ᵀ                                   Legendre memory per u channel (state)
+    y1 = e + act(W_m·m + W_a·a0 + b_h)                  LMU block with residual
+    y2 = y1 + W_2·act(W_1·act(y1) + b_1) + b_2          channel mixer (1×1 convs, 4× expansion)
+    logits = W_o·act(y2) + b_o                          per-frame head
+
+Batch norms of training are folded into the weights. The clip prediction after ``t`` frames is
+the running mean of the frame logits (:func:`running_mean_logits`). LIF, with ``V`` the
+membrane (state): ``H = (V + X)/2``, ``S = [H ≥ V_th]``, ``V ← H·(1 − S)``.
+
+LMU (Voelker et al. 2019): for order ``d`` and window ``θ`` frames,
+``A[i,j] = (2i+1)/θ·(−1 if i < j else (−1)^(i−j+1))``, ``B[i] = (2i+1)/θ·(−1)^i``, discretized
+with zero-order hold (Δt = 1) by exponentiating ``[[A, B], [0, 0]]``: ``Ā = e^A``,
+``B̄ = A⁻¹(Ā − I)B``.
+"""
+
+from __future__ import annotations
+
+from dataclasses import asdict, dataclass
+from pathlib import Path
+
+import numpy as np
+
+from sdk.errors import InputError, ModelFormatError
+
+LIF_TAU = 2.0
+LIF_THRESHOLD = 1.0
+LIF_THRESHOLD_U = 0.5
+CONV_KERNEL = 3
+OPSET = 17
+
+
+def lmu_continuous(order: int, theta: float) -> tuple[np.ndarray, np.ndarray]:
+    """Continuous-time LMU matrices ``A [d, d]`` and ``B [d, 1]`` (Padé delay of θ)."""
+    i = np.arange(order)[:, None]
+    j = np.arange(order)[None, :]
+    r = (2 * i + 1) / float(theta)
+    a = r * np.where(i < j, -1.0, (-1.0) ** (i - j + 1))
+    b = r * (-1.0) ** i
+    return a, b.reshape(order, 1)
+
+
+def zoh_discretize(a: np.ndarray, b: np.ndarray, dt: float = 1.0
+                   ) -> tuple[np.ndarray, np.ndarray]:
+    """Zero-order hold: ``expm(dt·[[A, B], [0, 0]]) = [[Ā, B̄], [0, I]]``."""
+    from scipy.linalg import expm
+
+    d, k = b.shape
+    block = np.zeros((d + k, d + k))
+    block[:d, :d] = a
+    block[:d, d:] = b
+    e = expm(block * dt)
+    return e[:d, :d], e[:d, d:]
+
+
+def lmu_matrices(order: int, theta: float) -> tuple[np.ndarray, np.ndarray]:
+    """Discrete ``Ā [d, d]``, ``B̄ [d, 1]`` (zero-order hold, one frame per step)."""
+    return zoh_discretize(*lmu_continuous(order, theta))
+
+
+def legendre_readout(order: int, delay_fraction: float) -> np.ndarray:
+    """Weights ``w [d]`` with ``w·m_t ≈ u(t − fraction·θ)``: ``w_i = P_i(2·fraction − 1)``.
+
+    With the sign convention of ``A`` and ``B`` above, the memory holds the input's window in
+    the Legendre basis; ``P_i`` is the Legendre polynomial of degree ``i``.
+    """
+    from numpy.polynomial import legendre
+
+    r = 2.0 * float(delay_fraction) - 1.0
+    return np.array([legendre.legval(r, np.eye(order)[i]) for i in range(order)])
+
+
+@dataclass(frozen=True)
+class LMUFormerConfig:
+    """Shape of the model."""
+
+    n_mels: int = 40
+    n_classes: int = 12
+    d_model: int = 64
+    lmu_units: int = 16  # u channels, each with its own Legendre memory
+    lmu_order: int = 16
+    lmu_theta: float = 80.0  # frames
+    mlp_ratio: int = 4
+    spiking: bool = False
+
+
+# weight name -> shape as a function of the config: [out, in] for linear maps
+def weight_shapes(cfg: LMUFormerConfig) -> dict[str, tuple[int, ...]]:
+    """Names and shapes of the folded float weights of a model."""
+    c, mu, d, h = cfg.d_model, cfg.lmu_units, cfg.lmu_order, cfg.d_model * cfg.mlp_ratio
+    return {"in_mean": (cfg.n_mels,), "in_inv_std": (cfg.n_mels,),
+            "w_embed": (c, CONV_KERNEL * cfg.n_mels), "b_embed": (c,),
+            "w_u": (mu, c), "b_u": (mu,),
+            "a_bar": (d, d), "b_bar": (d, 1),
+            "w_m": (c, mu * d), "w_a": (c, c), "b_h": (c,),
+            "w_1": (h, c), "b_1": (h,), "w_2": (c, h), "b_2": (c,),
+            "w_o": (cfg.n_classes, c), "b_o": (cfg.n_classes,)}
+
+
+def state_shapes(cfg: LMUFormerConfig) -> dict[str, tuple[int, ...]]:
+    """Names and shapes of the state tensors (batch 1), in graph input order."""
+    c, mu, d = cfg.d_model, cfg.lmu_units, cfg.lmu_order
+    s = {"conv": (1, (CONV_KERNEL - 1) * cfg.n_mels), "memory": (1, mu * d)}
+    if cfg.spiking:
+        s.update({"v_embed": (1, c), "v_u": (1, mu), "v_lmu": (1, c), "v_mix_in": (1, c),
+                  "v_mix_hidden": (1, c * cfg.mlp_ratio), "v_head": (1, c)})
+    return s
+
+
+#: activation sites: name of the LIF membrane state, threshold
+ACT_SITES = [("v_embed", LIF_THRESHOLD), ("v_u", LIF_THRESHOLD_U), ("v_lmu", LIF_THRESHOLD),
+             ("v_mix_in", LIF_THRESHOLD), ("v_mix_hidden", LIF_THRESHOLD),
+             ("v_head", LIF_THRESHOLD)]
+
+
+@dataclass
+class LMUFormerWeights:
+    """A trained model: its config and folded float32 weights (see :func:`weight_shapes`)."""
+
+    config: LMUFormerConfig
+    weights: dict[str, np.ndarray]
+
+    def __post_init__(self) -> None:
+        for name, shape in weight_shapes(self.config).items():
+            if name not in self.weights:
+                raise ModelFormatError(f"LMUFormer weights lack {name!r}; re-export the "
+                                       "checkpoint with tools/train_kws.py")
+            if tuple(self.weights[name].shape) != shape:
+                raise ModelFormatError(f"LMUFormer weight {name!r} has shape "
+                                       f"{self.weights[name].shape}, expected {shape}")
+
+    def parameter_count(self) -> int:
+        """Trainable parameters (the fixed Ā, B̄ and input normalization excluded)."""
+        fixed = {"a_bar", "b_bar", "in_mean", "in_inv_std"}
+        return int(sum(v.size for k, v in self.weights.items() if k not in fixed))
+
+    def save(self, path: str | Path) -> None:
+        """Write as .npz (weights plus the config as scalars)."""
+        cfg = {f"cfg.{k}": np.asarray(v) for k, v in asdict(self.config).items()}
+        np.savez(path, **cfg, **{k: v.astype(np.float32) for k, v in self.weights.items()})
+
+    @classmethod
+    def load(cls, path: str | Path) -> LMUFormerWeights:
+        """Read a file written by :meth:`save`."""
+        p = Path(path)
+        if not p.is_file():
+            raise InputError(f"LMUFormer checkpoint {p} does not exist; train one with "
+                             "tools/train_kws.py")
+        with np.load(p) as z:
+            cfg_kw = {k[4:]: z[k].item() for k in z.files if k.startswith("cfg.")}
+            w = {k: z[k].astype(np.float32) for k in z.files if not k.startswith("cfg.")}
+        return cls(LMUFormerConfig(**cfg_kw), w)
+
+
+def initial_state(cfg: LMUFormerConfig) -> dict[str, np.ndarray]:
+    """All-zero state (the start of a stream)."""
+    return {k: np.zeros(s, np.float32) for k, s in state_shapes(cfg).items()}
+
+
+def _lif(x: np.ndarray, v: np.ndarray, threshold: float) -> tuple[np.ndarray, np.ndarray]:
+    h = np.float32(0.5) * (v + x)  # τ = 2: H = V + (X − V)/τ
+    s = (h >= np.float32(threshold)).astype(np.float32)
+    return s, h - h * s
+
+
+def lmuformer_step(model: LMUFormerWeights, x: np.ndarray, state: dict[str, np.ndarray]
+                   ) -> tuple[np.ndarray, dict[str, np.ndarray], dict[str, np.ndarray]]:
+    """One frame in float32 NumPy: ``(logits [1, K], next state, activations per site)``."""
+    cfg, w = model.config, model.weights
+    x = np.asarray(x, np.float32).reshape(1, cfg.n_mels)
+    nxt: dict[str, np.ndarray] = {}
+    acts: dict[str, np.ndarray] = {}
+
+    def act(site: str, threshold: float, v: np.ndarray) -> np.ndarray:
+        if cfg.spiking:
+            s, nxt[site] = _lif(v, state[site], threshold)
+        else:
+            s = np.maximum(v, np.float32(0))
+        acts[site] = s
+        return s
+
+    xn = (x - w["in_mean"]) * w["in_inv_std"]
+    window = np.concatenate([state["conv"], xn], axis=1)
+    nxt["conv"] = window[:, cfg.n_mels:]
+    e = window @ w["w_embed"].T + w["b_embed"]
+    a0 = act("v_embed", LIF_THRESHOLD, e)
+    u = act("v_u", LIF_THRESHOLD_U, a0 @ w["w_u"].T + w["b_u"])
+    m = state["memory"].reshape(cfg.lmu_units, cfg.lmu_order)
+    m = m @ w["a_bar"].T + u.reshape(cfg.lmu_units, 1) @ w["b_bar"].T
+    nxt["memory"] = m.reshape(1, -1)
+    y1 = e + act("v_lmu", LIF_THRESHOLD, nxt["memory"] @ w["w_m"].T + a0 @ w["w_a"].T
+                 + w["b_h"])
+    a1 = act("v_mix_in", LIF_THRESHOLD, y1)
+    a2 = act("v_mix_hidden", LIF_THRESHOLD, a1 @ w["w_1"].T + w["b_1"])
+    y2 = y1 + a2 @ w["w_2"].T + w["b_2"]
+    logits = act("v_head", LIF_THRESHOLD, y2) @ w["w_o"].T + w["b_o"]
+    return logits.astype(np.float32), nxt, acts
+
+
+def running_mean_logits(frame_logits: np.ndarray) -> np.ndarray:
+    """Running mean over frames (axis −2): ``out[t] = mean(frame_logits[..., :t+1, :])``."""
+    z = np.asarray(frame_logits, np.float64)
+    t = np.arange(1, z.shape[-2] + 1, dtype=np.float64)[:, None]
+    return np.cumsum(z, axis=-2) / t
+
+
+def run_clip(model: LMUFormerWeights, features: np.ndarray) -> np.ndarray:
+    """Frame logits ``[T, K]`` for features ``[T, n_mels]`` by stepping from the zero state."""
+    state = initial_state(model.config)
+    out = []
+    for frame in np.asarray(features, np.float32):
+        logits, state, _ = lmuformer_step(model, frame, state)
+        out.append(logits[0])
+    return np.stack(out)
+
+
+def build_step_onnx(model: LMUFormerWeights, name: str = "lmuformer_kws_step"):
+    """The single-step ONNX graph of :func:`lmuformer_step` (opset 17, batch 1).
+
+    Inputs: ``x [1, n_mels]`` then ``state_<name>`` for each state; outputs: ``logits [1, K]``
+    then ``state_<name>_next`` in the same order. Ops: Add, Mul, MatMul, Gemm, Concat, Slice,
+    Reshape, Identity and Relu (non-spiking) or GreaterOrEqual, Cast, Sub (LIF, spiking).
+    """
+    import onnx
+    from onnx import TensorProto, helper, numpy_helper
+
+    cfg, w = model.config, model.weights
+    nodes: list = []
+    inits: list = []
+    counter = [0]
+
+    def const(arr: np.ndarray, hint: str) -> str:
+        counter[0] += 1
+        nm = f"{hint}_{counter[0]}"
+        inits.append(numpy_helper.from_array(np.asarray(arr), nm))
+        return nm
+
+    def op(kind: str, inputs: list[str], out: str | None = None, **attrs) -> str:
+        counter[0] += 1
+        o = out or f"{kind.lower()}_{counter[0]}"
+        nodes.append(helper.make_node(kind, inputs, [o], name=f"{kind}_{counter[0]}", **attrs))
+        return o
+
+    def linear(x: str, wname: str, bname: str | None) -> str:
+        ins = [x, const(w[wname].astype(np.float32), wname)]
+        if bname:
+            ins.append(const(w[bname].astype(np.float32), bname))
+        return op("Gemm", ins, transB=1)
+
+    def act(site: str, threshold: float, v: str) -> str:
+        if not cfg.spiking:
+            return op("Relu", [v])
+        half = const(np.float32(0.5), "half")
+        h = op("Mul", [op("Add", [f"state_{site}", v]), half])
+        spike = op("Cast", [op("GreaterOrEqual", [h, const(np.float32(threshold), "v_th")])],
+                   to=TensorProto.FLOAT)
+        op("Sub", [h, op("Mul", [h, spike])], out=f"state_{site}_next")
+        return spike
+
+    xn = op("Mul", [op("Add", ["x", const(-w["in_mean"], "neg_in_mean")]),
+                    const(w["in_inv_std"], "in_inv_std")])
+    window = op("Concat", ["state_conv", xn], axis=1)
+    k = CONV_KERNEL * cfg.n_mels
+    op("Slice", [window, const(np.array([cfg.n_mels], np.int64), "start"),
+                 const(np.array([k], np.int64), "end"), const(np.array([1], np.int64), "axis")],
+       out="state_conv_next")
+    e = linear(window, "w_embed", "b_embed")
+    a0 = act("v_embed", LIF_THRESHOLD, e)
+    u = act("v_u", LIF_THRESHOLD_U, linear(a0, "w_u", "b_u"))
+    m = op("Reshape", ["state_memory", const(np.array([cfg.lmu_units, cfg.lmu_order], np.int64),
+                                             "shape")])
+    u_col = op("Reshape", [u, const(np.array([cfg.lmu_units, 1], np.int64), "shape")])
+    m_next = op("Add", [op("MatMul", [m, const(w["a_bar"].T.astype(np.float32), "a_bar_t")]),
+                        op("MatMul", [u_col, const(w["b_bar"].T.astype(np.float32),
+                                                   "b_bar_t")])])
+    op("Reshape", [m_next, const(np.array([1, cfg.lmu_units * cfg.lmu_order], np.int64),
+                                 "shape")], out="state_memory_next")
+    h_pre = op("Add", [linear("state_memory_next", "w_m", "b_h"), linear(a0, "w_a", None)])
+    y1 = op("Add", [e, act("v_lmu", LIF_THRESHOLD, h_pre)])
+    a1 = act("v_mix_in", LIF_THRESHOLD, y1)
+    a2 = act("v_mix_hidden", LIF_THRESHOLD, linear(a1, "w_1", "b_1"))
+    y2 = op("Add", [y1, linear(a2, "w_2", "b_2")])
+    logits = linear(act("v_head", LIF_THRESHOLD, y2), "w_o", "b_o")
+    op("Identity", [logits], out="logits")
+
+    shapes = state_shapes(cfg)
+    inputs = [helper.make_tensor_value_info("x", TensorProto.FLOAT, [1, cfg.n_mels])]
+    inputs += [helper.make_tensor_value_info(f"state_{s}", TensorProto.FLOAT, list(shp))
+               for s, shp in shapes.items()]
+    outputs = [helper.make_tensor_value_info("logits", TensorProto.FLOAT, [1, cfg.n_classes])]
+    outputs += [helper.make_tensor_value_info(f"state_{s}_next", TensorProto.FLOAT, list(shp))
+                for s, shp in shapes.items()]
+    graph = helper.make_graph(nodes, name, inputs, outputs, initializer=inits)
+    m_proto = helper.make_model(graph, opset_imports=[helper.make_opsetid("", OPSET)],
+                                producer_name="edge-sdk")
+    m_proto.ir_version = 8
+    onnx.checker.check_model(m_proto)
+    return m_proto

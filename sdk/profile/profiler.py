@@ -1,0 +1,159 @@
+"""``profile_graph``: measure on this machine, model on the target, report both.
+
+1. If the reference backend implements every op, the graph runs once to trace tensor shapes
+   and spike firing rates, then ``runs`` more times with per-node wall clocks (the median is
+   reported). When the target is this machine (``host = true``) and a power sensor is
+   readable, the timed runs are wrapped in it; otherwise the report says "no sensor" and why.
+2. Every node is counted (:mod:`sdk.profile.opcount`), placed on the target's CPU or
+   accelerator and timed with the roofline model (:mod:`sdk.profile.roofline`), and priced
+   with the target's energy table (:mod:`sdk.profile.energy`), plus static power × modelled
+   time.
+3. The arena is planned (:mod:`sdk.compile.memory_plan`) for peak RAM and flash.
+"""
+
+from __future__ import annotations
+
+import platform
+import statistics
+from typing import Callable, Mapping
+
+import numpy as np
+
+from sdk.compile.memory_plan import plan_memory
+from sdk.errors import EdgeError, GraphError
+from sdk.graph.ir import Graph, qrange
+from sdk.profile.energy import PJ, compute_energy_pj, memory_energy_pj, table_for
+from sdk.profile.opcount import count_graph, spike_tensors
+from sdk.profile.report import LayerRow, ProfileReport
+from sdk.profile.roofline import estimate_node
+from targets import Target, load_target
+from targets.sensors import open_meter
+
+Progress = Callable[[int, int], None]
+
+
+def random_feeds(graph: Graph, seed: int = 0) -> dict[str, np.ndarray]:
+    """Deterministic inputs covering each input's integer range (floats: standard normal)."""
+    rng = np.random.default_rng(seed)
+    feeds = {}
+    for name in graph.inputs:
+        t = graph.tensor(name)
+        if t.shape is None:
+            raise GraphError(f"graph input {name!r} has no shape; pass inputs to profile "
+                             "(feeds=...) so the graph can run")
+        if t.dtype in ("float32",):
+            feeds[name] = rng.standard_normal(t.shape).astype(np.float32)
+        elif t.dtype == "bool":
+            feeds[name] = rng.random(t.shape) < 0.5
+        else:
+            lo, hi = qrange(t.dtype) if t.dtype != "int64" else (0, 16)
+            feeds[name] = rng.integers(lo, hi + 1, t.shape).astype(t.dtype)
+    return feeds
+
+
+def _measure(graph: Graph, target: Target, feeds: Mapping[str, np.ndarray], runs: int,
+             progress: Progress | None, notes: list[str]):
+    from sdk.backends.reference.executor import ReferenceExecutable
+
+    exe = ReferenceExecutable(graph)
+    wanted = [n for n in graph.tensors if not graph.tensors[n].is_constant
+              and (n in graph.inputs or any(n in nd.outputs for nd in graph.nodes))]
+    values = exe.run(dict(feeds), outputs=wanted)          # trace (and warm up)
+    shapes = {k: tuple(v.shape) for k, v in values.items()}
+    rates = {s: float(np.count_nonzero(values[s])) / max(values[s].size, 1)
+             for s in spike_tensors(graph) if s in values}
+    if target.host:
+        meter, why = open_meter(target)
+    else:
+        meter, why = None, (f"target {target.name!r} is not this machine; its energy is "
+                            "modelled (measure on the board with its own sensor)")
+    per_node: dict[str, list[float]] = {}
+    totals: list[float] = []
+
+    def timed_runs() -> None:
+        for k in range(runs):
+            timings = exe.profile(dict(feeds))
+            for t in timings:
+                per_node.setdefault(t.name, []).append(t.seconds)
+            totals.append(sum(t.seconds for t in timings))
+            if progress:
+                progress(k + 1, runs)
+
+    measured_energy = None
+    if meter is not None:
+        _, m = meter.measure(timed_runs)
+        measured_energy = m.energy_j / runs
+        sensor = meter.name
+        notes.append(f"measured energy is the whole {meter.name} domain during the runs "
+                     "(includes everything else the machine was doing)")
+    else:
+        timed_runs()
+        sensor = f"no sensor ({why})"
+    medians = {k: statistics.median(v) for k, v in per_node.items()}
+    return shapes, rates, medians, statistics.median(totals), sensor, measured_energy
+
+
+def profile_graph(graph: Graph, target: str | Target = "laptop",
+                  feeds: Mapping[str, np.ndarray] | None = None, runs: int = 5,
+                  measure: bool = True, progress: Progress | None = None,
+                  shapes: dict[str, tuple[int, ...]] | None = None) -> ProfileReport:
+    """Profile ``graph`` for ``target``: per-layer counts, measured and modelled latency,
+    modelled energy, peak arena and flash (see the module docstring)."""
+    tgt = load_target(target)
+    table = table_for(tgt.energy_table, tgt.energy_overrides, tgt.name)
+    notes: list[str] = []
+    medians: dict[str, float] = {}
+    rates: dict[str, float] = {}
+    measured_total = measured_energy = None
+    measured_on = ""
+    sensor = "no sensor (the graph was not run)"
+    if runs < 1:
+        raise ValueError(f"runs must be >= 1, got {runs}")
+    if measure:
+        try:
+            traced, rates, medians, measured_total, sensor, measured_energy = _measure(
+                graph, tgt, feeds if feeds is not None else random_feeds(graph), runs,
+                progress, notes)
+            shapes = {**traced, **(shapes or {})}
+            measured_on = f"{platform.machine()} host, reference backend, median of {runs}"
+        except EdgeError as exc:
+            notes.append(f"not run on this machine ({exc}); latency and energy are modelled "
+                         "only")
+            sensor = "no sensor (the graph was not run)"
+    counts = count_graph(graph, shapes, rates)
+    plan = plan_memory(graph, shapes=shapes)
+    rows = []
+    for c in counts:
+        est = estimate_node(c, tgt)
+        rows.append(LayerRow(
+            name=c.node, op=c.op, unit=est.unit, arithmetic=c.arithmetic, macs=c.macs,
+            accumulates=c.accumulates, adds=c.adds, muls=c.muls, requants=c.requants,
+            other=c.other, weight_bytes=c.weight_bytes,
+            activation_bytes=c.activation_read_bytes + c.activation_write_bytes,
+            measured_s=medians.get(c.node), modeled_s=est.latency_s, bound=est.bound,
+            energy_compute_j=compute_energy_pj(c, table) * PJ,
+            energy_memory_j=memory_energy_pj(c, table, tgt.memory.weights_in,
+                                             tgt.memory.activations_in) * PJ,
+            energy_static_j=tgt.power.idle_w * est.latency_s,
+            fp32_compute_j=compute_energy_pj(c, table, "fp32") * PJ))
+    if rates:
+        notes.append("spike-driven layers counted at the traced firing rates: "
+                     + ", ".join(f"{k} {v:.2f}" for k, v in sorted(rates.items())))
+    elif any(r.accumulates for r in rows):
+        notes.append("spike-driven layers counted as if every input spiked (upper bound)")
+    notes.append(f"modelled latency is a roofline estimate for {tgt.name}; active power x "
+                 f"modelled time = {sum(r.modeled_s for r in rows) * tgt.power.active_w * 1e6:.1f}"
+                 f" uJ ({tgt.power.source or 'target profile'})")
+    report = ProfileReport(
+        model=graph.name, target=tgt.name, energy_table=table.name,
+        energy_table_source=table.source, rows=rows, peak_arena_bytes=plan.arena_bytes,
+        weight_bytes=plan.weight_bytes, flash_bytes=plan.flash_bytes,
+        ram_available_bytes=tgt.memory.ram_bytes, flash_available_bytes=tgt.memory.flash_bytes,
+        measured_on=measured_on, runs=runs if measured_total is not None else 0,
+        measured_total_s=measured_total, sensor=sensor, measured_energy_j=measured_energy,
+        notes=notes)
+    if not report.fits:
+        notes.append(f"does not fit {tgt.name}: needs {plan.arena_bytes:,} B arena "
+                     f"(has {tgt.memory.ram_bytes:,} B RAM) and {plan.flash_bytes:,} B flash "
+                     f"(has {tgt.memory.flash_bytes:,} B)")
+    return report

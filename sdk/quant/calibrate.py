@@ -1,0 +1,92 @@
+"""Calibration: run the float graph over the user's samples and observe every activation.
+
+The user passes ``data``: a dict input name → array whose first axis is the sample axis.
+A sample is either a whole model input (``array.shape[1:] == input shape``) or one row of the
+model's batch (``array.shape[1:] == input shape[1:]``); both are accepted.
+"""
+
+from __future__ import annotations
+
+from typing import Mapping
+
+import numpy as np
+
+from sdk.errors import CalibrationError
+from sdk.graph import Graph
+from sdk.quant.observers import Observer, make_observer
+from sdk.quant.trace import trace
+
+
+def check_calibration_data(graph: Graph, data: Mapping[str, np.ndarray]) -> int:
+    """Validate ``data`` against the graph's inputs; returns the number of samples."""
+    missing = [n for n in graph.inputs if n not in data]
+    if missing:
+        raise CalibrationError(f"calibration data has no array for input(s) {missing}; "
+                               f"it has {sorted(data)}: key the arrays by input name")
+    counts = set()
+    for name in graph.inputs:
+        arr = np.asarray(data[name])
+        if arr.ndim == 0 or arr.shape[0] == 0 or arr.size == 0:
+            raise CalibrationError(f"calibration data for input {name!r} is empty "
+                                   f"(shape {arr.shape}); give at least one sample along axis 0")
+        if arr.dtype.kind in "fc" and not np.all(np.isfinite(arr)):
+            bad = int(np.size(arr) - np.count_nonzero(np.isfinite(arr)))
+            raise CalibrationError(f"calibration data for input {name!r} has {bad} NaN/inf "
+                                   "value(s); remove or replace them before calibrating")
+        counts.add(arr.shape[0])
+    if len(counts) > 1:
+        raise CalibrationError(f"calibration arrays have different sample counts {sorted(counts)}; "
+                               "every input needs the same number of samples")
+    return counts.pop()
+
+
+def sample_batches(graph: Graph, data: Mapping[str, np.ndarray], batch: int = 16):
+    """Yield feed dicts covering all samples, shaped as the model's inputs expect."""
+    n = check_calibration_data(graph, data)
+    whole = {}
+    for name in graph.inputs:
+        shape = graph.tensor(name).shape
+        arr = np.asarray(data[name])
+        # a sample is a full model input when its rank equals the input's rank
+        whole[name] = shape is not None and arr.ndim == len(shape) + 1
+    if any(whole.values()):
+        for i in range(n):
+            yield {k: np.asarray(data[k][i]) if whole[k] else np.asarray(data[k][i:i + 1])
+                   for k in graph.inputs}
+        return
+    fixed_batch = any(graph.tensor(k).shape and graph.tensor(k).shape[0] == 1
+                      for k in graph.inputs)
+    step = 1 if fixed_batch else batch
+    yield {k: np.asarray(data[k][:1]) for k in graph.inputs}  # first alone: batch-1 shapes
+    for i in range(1, n, step):
+        yield {k: np.asarray(data[k][i:i + step]) for k in graph.inputs}
+
+
+def float_feeds(graph: Graph, feeds: Mapping[str, np.ndarray]) -> dict[str, np.ndarray]:
+    """Cast feeds to the dtype each graph input declares."""
+    return {k: np.asarray(v).astype(graph.tensor(k).dtype) for k, v in feeds.items()}
+
+
+def calibrate(graph: Graph, data: Mapping[str, np.ndarray], observer: str = "minmax",
+              batch: int = 16) -> dict[str, Observer]:
+    """Observe every float activation of ``graph`` over the calibration set.
+
+    Returns name → observer for graph inputs and node outputs. Also fills in the shape of
+    every tensor whose shape the graph did not know (from the first sample's run).
+    """
+    observers: dict[str, Observer] = {}
+    first = True
+    for feeds in sample_batches(graph, data, batch):
+        values = trace(graph, float_feeds(graph, feeds))
+        for name, val in values.items():
+            t = graph.tensors.get(name)
+            if t is None or t.is_constant or val.dtype.kind != "f":
+                continue
+            if not np.all(np.isfinite(val)):
+                raise CalibrationError(f"tensor {name!r} becomes NaN/inf during calibration; "
+                                       "check the model's weights and the input value range")
+            observers.setdefault(name, make_observer(observer)).update(val)
+            if first and (t.shape is None or any(d < 0 for d in t.shape)):
+                t.shape = tuple(val.shape)
+        first = False
+    return observers

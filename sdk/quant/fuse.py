@@ -1,0 +1,139 @@
+"""Float-graph rewrites that run before quantization; each keeps the surviving tensor names,
+so ranges observed on the original graph still apply.
+
+* ``Constant`` nodes become constant tensors.
+* ``BatchNormalization`` after a ``Conv`` folds into the conv:
+  ``W' = W·γ/√(σ²+ε)`` per output channel, ``b' = (b − μ)·γ/√(σ²+ε) + β``.
+* The Erf form of GELU that torch exports, ``x·0.5·(1 + erf(x/√2))`` in its usual node
+  orders, becomes one ``Gelu`` node.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+
+from sdk.graph import Graph, Node
+
+
+def const_value(graph: Graph, name: str) -> np.ndarray | None:
+    """The constant data behind ``name``, or None when it is computed at run time."""
+    t = graph.tensors.get(name) if name else None
+    return None if t is None or t.data is None else t.data
+
+
+def constants_to_tensors(graph: Graph) -> None:
+    """Replace ``Constant`` nodes by constant tensors."""
+    keep = []
+    for n in graph.nodes:
+        if n.op == "Constant" and "value" in n.attrs:
+            graph.add_constant(n.outputs[0], np.asarray(n.attrs["value"]))
+        elif n.op == "Constant" and any(k in n.attrs for k in ("value_float", "value_floats")):
+            v = n.attrs.get("value_float", n.attrs.get("value_floats"))
+            graph.add_constant(n.outputs[0], np.asarray(v, np.float32))
+        elif n.op == "Constant" and any(k in n.attrs for k in ("value_int", "value_ints")):
+            v = n.attrs.get("value_int", n.attrs.get("value_ints"))
+            graph.add_constant(n.outputs[0], np.asarray(v, np.int64))
+        else:
+            keep.append(n)
+    graph.nodes = keep
+
+
+def _sole_consumer(graph: Graph, name: str, consumers: dict[str, list[Node]]) -> Node | None:
+    users = consumers.get(name, [])
+    if len(users) != 1 or name in graph.outputs:
+        return None
+    return users[0]
+
+
+def fold_batchnorm(graph: Graph) -> None:
+    """Fold every BatchNormalization whose input is a Conv's sole output into that Conv."""
+    producers, consumers = graph.producers(), graph.consumers()
+    drop: set[int] = set()
+    for bn in graph.nodes:
+        if bn.op != "BatchNormalization":
+            continue
+        conv = producers.get(bn.inputs[0])
+        if conv is None or conv.op != "Conv" or _sole_consumer(graph, bn.inputs[0], consumers) is not bn:
+            continue
+        w = const_value(graph, conv.inputs[1])
+        params = [const_value(graph, i) for i in bn.inputs[1:5]]
+        if w is None or any(p is None for p in params):
+            continue
+        gamma, beta, mean, var = (np.asarray(p, np.float64) for p in params)
+        eps = float(bn.attrs.get("epsilon", 1e-5))
+        k = gamma / np.sqrt(var + eps)
+        b = const_value(graph, conv.inputs[2]) if len(conv.inputs) > 2 and conv.inputs[2] else None
+        b = np.zeros(w.shape[0]) if b is None else np.asarray(b, np.float64)
+        w_new = (w.astype(np.float64) * k.reshape(-1, *([1] * (w.ndim - 1)))).astype(np.float32)
+        b_new = ((b - mean) * k + beta).astype(np.float32)
+        wn = graph.unique_name(conv.inputs[1] + "_bnfold")
+        graph.add_constant(wn, w_new)
+        bname = graph.unique_name(conv.name + "_bias_bnfold")
+        graph.add_constant(bname, b_new)
+        conv.inputs = [conv.inputs[0], wn, bname]
+        conv.outputs = [bn.outputs[0]]
+        drop.add(id(bn))
+    graph.nodes = [n for n in graph.nodes if id(n) not in drop]
+
+
+def _is_scalar(graph: Graph, name: str, value: float, tol: float = 1e-3) -> bool:
+    v = const_value(graph, name)
+    return v is not None and v.size == 1 and abs(float(v.ravel()[0]) - value) <= tol * abs(value)
+
+
+def _other(node: Node, name: str) -> str:
+    a, b = node.inputs[:2]
+    return b if a == name else a
+
+
+def fuse_erf_gelu(graph: Graph) -> None:
+    """Rewrite ``x·0.5·(1 + erf(x/√2))`` (Div or Mul by 1/√2; 0.5 applied before or after
+    the product) into ``Gelu(x)``."""
+    producers, consumers = graph.producers(), graph.consumers()
+    drop: set[int] = set()
+    for erf in [n for n in graph.nodes if n.op == "Erf"]:
+        scale = producers.get(erf.inputs[0])
+        if scale is None:
+            continue
+        if scale.op == "Div" and _is_scalar(graph, scale.inputs[1], np.sqrt(2.0)):
+            x = scale.inputs[0]
+        elif scale.op == "Mul" and any(_is_scalar(graph, i, 1 / np.sqrt(2.0)) for i in scale.inputs):
+            x = _other(scale, next(i for i in scale.inputs if _is_scalar(graph, i, 1 / np.sqrt(2.0))))
+        else:
+            continue
+        add = _sole_consumer(graph, erf.outputs[0], consumers)
+        if add is None or add.op != "Add" or not _is_scalar(graph, _other(add, erf.outputs[0]), 1.0):
+            continue
+        mul = _sole_consumer(graph, add.outputs[0], consumers)
+        if mul is None or mul.op != "Mul":
+            continue
+        other = _other(mul, add.outputs[0])
+        half = producers.get(other)
+        if other == x:  # (x · (1 + erf)) · 0.5
+            last = _sole_consumer(graph, mul.outputs[0], consumers)
+            if last is None or last.op != "Mul" or not _is_scalar(
+                    graph, _other(last, mul.outputs[0]), 0.5):
+                continue
+            chain = [scale, erf, add, mul, last]
+        elif (half is not None and half.op == "Mul" and x in half.inputs
+              and _is_scalar(graph, _other(half, x), 0.5)
+              and _sole_consumer(graph, other, consumers) is mul):  # (0.5·x) · (1 + erf)
+            chain = [scale, erf, add, half, mul]
+        else:
+            continue
+        if _sole_consumer(graph, scale.outputs[0], consumers) is not erf:
+            continue
+        out = chain[-1].outputs[0]
+        drop.update(id(n) for n in chain)
+        graph.nodes.append(Node("Gelu", [x], [out], {}, erf.name + "_gelu"))
+    graph.nodes = [n for n in graph.nodes if id(n) not in drop]
+    graph.sort()
+
+
+def prepare_float_graph(graph: Graph) -> Graph:
+    """A copy of ``graph`` with all rewrites applied, topologically sorted."""
+    g = graph.copy()
+    constants_to_tensors(g)
+    fold_batchnorm(g)
+    fuse_erf_gelu(g)
+    return g.sort()

@@ -1,0 +1,92 @@
+"""The quantization plan: which integer type and affine parameters each activation should get.
+
+The plan holds *desired* parameters; the lowering may keep an input's parameters instead for
+ops that cannot rescale (max-pool, reshape, ...). Policy for PTQ from observers:
+
+* every activation gets ``activation_bits`` (8 → int8 asymmetric, 16 → int16 symmetric);
+* with ``mixed_precision``, int16 where the range matters: Softmax inputs (attention scores),
+  LayerNormalization inputs and the residual stream (an Add fed by an int16 tensor);
+* Softmax outputs are int16 with scale 2^-15 (Shiftmax's output grid); Sigmoid outputs int8
+  with scale 1/256, zero point −128; Tanh outputs int8 with scale 1/128.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+import numpy as np
+
+from sdk.errors import CalibrationError
+from sdk.graph import Graph, QuantParams
+from sdk.quant.observers import Observer, params_for_range
+
+SHIFTMAX_OUT_BITS = 16
+
+
+@dataclass
+class QuantPlan:
+    """Desired activation parameters and dtypes, plus optional fixed weight parameters."""
+
+    act: dict[str, QuantParams] = field(default_factory=dict)
+    dtype: dict[str, str] = field(default_factory=dict)
+    weights: dict[str, QuantParams] = field(default_factory=dict)
+    per_channel: bool = True
+    # PTQ may fuse across a tensor (MatMul+Add bias, ×scalar) and skip its rounding; a QDQ
+    # model's own intermediate quantization must be kept to reproduce its integers.
+    fuse_quantized: bool = True
+
+    def get(self, name: str) -> tuple[QuantParams, str] | None:
+        if name in self.act:
+            return self.act[name], self.dtype[name]
+        return None
+
+
+def fixed_output_params(op: str) -> tuple[QuantParams, str] | None:
+    """Ops whose output grid is fixed by the op itself."""
+    if op == "Softmax":
+        return QuantParams(np.float32(2.0 ** -(SHIFTMAX_OUT_BITS - 1)), np.int32(0)), "int16"
+    if op == "Sigmoid":
+        return QuantParams(np.float32(1 / 256), np.int32(-128)), "int8"
+    if op == "Tanh":
+        return QuantParams(np.float32(1 / 128), np.int32(0)), "int8"
+    return None
+
+
+def plan_from_observers(graph: Graph, observers: dict[str, Observer], activation_bits: int = 8,
+                        per_channel: bool = True, mixed_precision: bool = True) -> QuantPlan:
+    """Turn observed ranges into a plan for the (fused) float ``graph``."""
+    if activation_bits not in (8, 16):
+        raise CalibrationError(f"activation bits must be 8 or 16, got {activation_bits}")
+    base = "int8" if activation_bits == 8 else "int16"
+    consumers = graph.consumers()
+    wide: set[str] = set()
+    if mixed_precision:
+        for n in graph.nodes:
+            if n.op in ("Softmax", "LayerNormalization"):
+                wide.add(n.inputs[0])
+        for n in graph.topological_order():  # residual stream: int16 flows through Add
+            if n.op in ("Add", "Sub") and any(i in wide for i in n.inputs):
+                wide.add(n.outputs[0])
+    plan = QuantPlan(per_channel=per_channel)
+    producers = graph.producers()
+    names = list(graph.inputs) + [o for n in graph.nodes for o in n.outputs if o]
+    for name in names:
+        t = graph.tensors.get(name)
+        if t is None or t.dtype != "float32":
+            continue
+        p = producers.get(name)
+        fixed = fixed_output_params(p.op) if p is not None else None
+        if fixed is not None:
+            plan.act[name], plan.dtype[name] = fixed
+            continue
+        obs = observers.get(name)
+        if obs is None or not obs.seen:
+            if consumers.get(name) or name in graph.outputs:
+                raise CalibrationError(f"tensor {name!r} was never observed during calibration")
+            continue
+        dtype = "int16" if name in wide else base
+        symmetric = dtype == "int16"
+        lo, hi = obs.range(dtype, symmetric)
+        plan.act[name] = params_for_range(lo, hi, dtype, symmetric)
+        plan.dtype[name] = dtype
+    return plan

@@ -1,0 +1,141 @@
+"""The .edge bundle: round trip, manifest, and one-line errors for damaged files."""
+
+import io
+import json
+import zipfile
+
+import numpy as np
+import pytest
+
+from sdk.cli.demo_cmd import build_demo_cnn, synthetic_images
+from sdk.compile import Bundle, compile_model, load_bundle
+from sdk.compile.bundle import FORMAT_VERSION
+from sdk.errors import CalibrationError, InputError, ModelFormatError
+
+
+@pytest.fixture(scope="module")
+def compiled(tmp_path_factory):
+    import onnx
+
+    d = tmp_path_factory.mktemp("bundle")
+    onnx.save(build_demo_cnn(), d / "cnn.onnx")
+    bundle = compile_model(d / "cnn.onnx", {"x": synthetic_images(16, seed=1)})
+    path = bundle.save(d / "cnn.edge")
+    return bundle, path
+
+
+def _rewrite(src, dst, edit):
+    """Copy a bundle zip, passing each part's bytes through ``edit(name, data)``."""
+    with zipfile.ZipFile(src) as zin, zipfile.ZipFile(dst, "w") as zout:
+        for info in zin.infolist():
+            zout.writestr(info.filename, edit(info.filename, zin.read(info.filename)))
+    return dst
+
+
+def test_round_trip_gives_bit_identical_integer_outputs(compiled):
+    bundle, path = compiled
+    loaded = load_bundle(path)
+    x = synthetic_images(3, seed=5)
+    for xi in x:
+        a = bundle.run_quantized({"x": xi})["logits"]
+        b = loaded.run_quantized({"x": xi})["logits"]
+        assert a.dtype == np.int8 and np.array_equal(a, b)
+    assert [n.op for n in loaded.graph.nodes] == [n.op for n in bundle.graph.nodes]
+    for t in bundle.graph.initializers():
+        u = loaded.graph.tensor(t.name)
+        assert u.dtype == t.dtype and np.array_equal(u.data, t.data) and u.quant == t.quant
+
+
+def test_manifest_describes_the_model(compiled):
+    _, path = compiled
+    with zipfile.ZipFile(path) as z:
+        m = json.loads(z.read("manifest.json"))
+    assert m["format_version"] == FORMAT_VERSION and m["model_name"] == "demo_cnn"
+    assert m["inputs"][0]["name"] == "x" and m["inputs"][0]["shape"] == [1, 3, 32, 32]
+    assert m["inputs"][0]["quant_dtype"] == "int8" and m["inputs"][0]["quant"]["scale"] > 0
+    assert m["outputs"][0]["name"] == "logits"
+    assert m["ops"][0] == "QuantizeLinear" and m["ops"][-1] == "DequantizeLinear"
+    assert set(m["parts"]) == {"graph.json", "weights.bin"}
+    assert all(len(h) == 64 for h in m["parts"].values())
+    # 3×3×3×16 + 3×3×16 + 16×16 + 3×3×16×32 + 32×10 int8 weights + int32 biases
+    w = 3 * 3 * 3 * 16 + 3 * 3 * 16 + 16 * 16 + 3 * 3 * 16 * 32 + 32 * 10
+    assert m["parameter_bytes"] >= w + 4 * (16 + 16 + 16 + 32 + 10)
+    assert m["macs"] > 16 * 16 * 16 * 27  # at least the first conv
+
+
+def test_checksum_mismatch_is_a_format_error(compiled, tmp_path):
+    _, path = compiled
+
+    def flip(name, data):
+        if name == "weights.bin":
+            data = bytearray(data)
+            data[len(data) // 2] ^= 0x55
+        return bytes(data)
+
+    bad = _rewrite(path, tmp_path / "tampered.edge", flip)  # valid zip, wrong SHA-256
+    with pytest.raises(ModelFormatError, match="checksum mismatch in part 'weights.bin'"):
+        load_bundle(bad)
+
+
+def test_truncated_bundle_is_a_format_error(compiled, tmp_path):
+    _, path = compiled
+    data = path.read_bytes()
+    for cut in (len(data) // 2, 100, 0):
+        p = tmp_path / f"cut{cut}.edge"
+        p.write_bytes(data[:cut])
+        with pytest.raises(ModelFormatError, match="truncated|not a readable"):
+            load_bundle(p)
+
+
+def test_newer_format_version_is_refused(compiled, tmp_path):
+    _, path = compiled
+
+    def bump(name, data):
+        if name == "manifest.json":
+            m = json.loads(data)
+            m["format_version"] = FORMAT_VERSION + 1
+            return json.dumps(m).encode()
+        return data
+
+    with pytest.raises(ModelFormatError, match=f"format version {FORMAT_VERSION + 1}"):
+        load_bundle(_rewrite(path, tmp_path / "v2.edge", bump))
+
+
+def test_missing_part_and_foreign_zip_are_format_errors(tmp_path, compiled):
+    _, path = compiled
+    foreign = tmp_path / "foreign.edge"
+    with zipfile.ZipFile(foreign, "w") as z:
+        z.writestr("hello.txt", "hi")
+    with pytest.raises(ModelFormatError, match="manifest.json"):
+        load_bundle(foreign)
+    with zipfile.ZipFile(path) as zin, zipfile.ZipFile(tmp_path / "nograph.edge", "w") as zout:
+        for n in zin.namelist():
+            if n != "graph.json":
+                zout.writestr(n, zin.read(n))
+    with pytest.raises(ModelFormatError, match="no 'graph.json' part"):
+        load_bundle(tmp_path / "nograph.edge")
+
+
+def test_bundle_checks_its_inputs(compiled):
+    bundle, _ = compiled
+    with pytest.raises(InputError, match="expects \\[1, 3, 32, 32\\]"):
+        bundle.run({"x": np.zeros((1, 3, 16, 16), np.float32)})
+    with pytest.raises(InputError, match="missing \\['x'\\]"):
+        bundle.run({"image": np.zeros((1, 3, 32, 32), np.float32)})
+
+
+def test_float_model_without_calibration_data_is_refused(tmp_path):
+    import onnx
+
+    onnx.save(build_demo_cnn(), tmp_path / "m.onnx")
+    with pytest.raises(CalibrationError, match="needs calibration data"):
+        compile_model(tmp_path / "m.onnx", None)
+
+
+def test_bundle_bytes_are_deterministic(compiled):
+    bundle, _ = compiled
+    again = Bundle(bundle.graph, dict(bundle.manifest))
+    a, b = io.BytesIO(bundle.to_bytes()), io.BytesIO(again.to_bytes())
+    with zipfile.ZipFile(a) as za, zipfile.ZipFile(b) as zb:
+        assert za.read("weights.bin") == zb.read("weights.bin")
+        assert za.read("graph.json") == zb.read("graph.json")

@@ -1,0 +1,51 @@
+"""`edge profile MODEL --target NAME [--json FILE] [--plot FILE.png]` on real model files."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+import numpy as np
+import onnx
+from onnx import TensorProto, helper, numpy_helper
+
+EDGE = [sys.executable, "-m", "sdk.cli.main"]
+
+
+def mlp_onnx(path: Path) -> None:
+    rng = np.random.default_rng(0)
+    w1 = numpy_helper.from_array(rng.standard_normal((32, 64)).astype(np.float32), "w1")
+    w2 = numpy_helper.from_array(rng.standard_normal((64, 10)).astype(np.float32), "w2")
+    nodes = [helper.make_node("MatMul", ["x", "w1"], ["h"], name="fc1"),
+             helper.make_node("Relu", ["h"], ["r"], name="relu"),
+             helper.make_node("MatMul", ["r", "w2"], ["y"], name="fc2")]
+    g = helper.make_graph(nodes, "mlp",
+                          [helper.make_tensor_value_info("x", TensorProto.FLOAT, [4, 32])],
+                          [helper.make_tensor_value_info("y", TensorProto.FLOAT, [4, 10])],
+                          [w1, w2])
+    onnx.save(helper.make_model(g, opset_imports=[helper.make_opsetid("", 17)]), path)
+
+
+def test_profile_onnx_with_json_and_plot(tmp_path: Path) -> None:
+    model = tmp_path / "mlp.onnx"
+    mlp_onnx(model)
+    out = subprocess.run([*EDGE, "profile", str(model), "--target", "raspberry-pi-4",
+                          "--runs", "3", "--json", str(tmp_path / "p.json"),
+                          "--plot", str(tmp_path / "p.png")],
+                         capture_output=True, text=True, timeout=300)
+    assert out.returncode == 0, out.stderr
+    assert "fc1" in out.stdout and "raspberry-pi-4" in out.stdout and "horowitz-45nm" in out.stdout
+    d = json.loads((tmp_path / "p.json").read_text())
+    assert d["totals"]["macs"] == 4 * 32 * 64 + 4 * 64 * 10
+    assert d["sensor"].startswith("no sensor")
+    assert (tmp_path / "p.png").stat().st_size > 1000
+
+
+def test_profile_rejects_other_files(tmp_path: Path) -> None:
+    bad = tmp_path / "model.txt"
+    bad.write_text("hello")
+    out = subprocess.run([*EDGE, "profile", str(bad)], capture_output=True, text=True,
+                         timeout=120)
+    assert out.returncode == 2 and "expected a .edge bundle or an .onnx model" in out.stderr

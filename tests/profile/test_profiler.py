@@ -1,0 +1,75 @@
+"""profile_graph: measured per-layer latency on this machine, modelled latency and energy on
+the target, memory, JSON export, plot; the sensor says "no sensor" rather than a number."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+
+from sdk.profile.profiler import profile_graph
+
+from profile_graphs import attention_graph, conv_graph, float_attention_graph
+
+
+def test_float_graph_is_measured_and_modelled() -> None:
+    calls = []
+    r = profile_graph(float_attention_graph(), "raspberry-pi-5", runs=3,
+                      progress=lambda k, n: calls.append((k, n)))
+    assert calls == [(1, 3), (2, 3), (3, 3)]
+    assert [row.name for row in r.rows] == ["q_proj", "k_proj", "v_proj", "k_t", "scores",
+                                            "softmax", "context", "o_proj"]
+    assert all(row.measured_s is not None and row.measured_s > 0 for row in r.rows)
+    assert r.measured_total_s > 0 and r.modeled_total_s > 0
+    assert r.total("macs") == 2112
+    assert r.energy_table == "horowitz-45nm"
+    assert r.sensor.startswith("no sensor") and r.measured_energy_j is None
+    assert r.peak_arena_bytes > 0 and r.weight_bytes == 4 * 8 * 8 * 4
+
+
+def test_integer_graph_models_energy_and_the_fp32_saving() -> None:
+    r = profile_graph(attention_graph(), "stm32h7", measure=False)
+    t = r.totals()
+    assert t["macs"] == 2112 and r.measured_total_s is None
+    assert t["fp32_over_int_compute"] > 5
+    assert r.energy_j == pytest.approx(t["energy_compute_j"] + t["energy_memory_j"]
+                                       + t["energy_static_j"])
+    assert "horowitz" in r.render() and "fp32" in r.render()
+
+
+def test_accelerator_takes_the_ops_it_accepts() -> None:
+    r = profile_graph(conv_graph(), "corstone-300-ethos-u55", measure=False)
+    assert {row.unit for row in r.rows} == {"Ethos-U55-128"}
+    r = profile_graph(attention_graph(), "corstone-300-ethos-u55", measure=False)
+    units = {row.name: row.unit for row in r.rows}
+    assert units["q_proj"] == "Ethos-U55-128" and units["softmax"] == "cpu"
+
+
+def test_model_that_does_not_fit_says_so() -> None:
+    from sdk.graph.ir import Graph, Tensor
+    import numpy as np
+    g = Graph("big")
+    g.add_tensor(Tensor("x", "int8", (1, 1024 * 1024)))
+    g.add_tensor(Tensor("y", "int8", (1, 1024 * 1024)))
+    g.add_node("QClamp", ["x"], ["y"], min=0, max=127)
+    g.add_tensor(Tensor("z", "int8", (1, 1024 * 1024)))
+    g.add_node("QAdd", ["x", "y"], ["z"])
+    g.inputs, g.outputs = ["x"], ["z"]
+    r = profile_graph(g, "stm32h7", measure=False)
+    assert not r.fits and any("does not fit stm32h7" in n for n in r.notes)
+
+
+def test_json_and_plot(tmp_path: Path) -> None:
+    r = profile_graph(float_attention_graph(), "laptop", runs=2)
+    r.save_json(tmp_path / "p.json")
+    d = json.loads((tmp_path / "p.json").read_text())
+    assert d["target"] == "laptop" and len(d["rows"]) == 8
+    assert d["totals"]["macs"] == 2112 and d["energy_table"] == "horowitz-45nm"
+    assert d["sensor"] == r.sensor
+    if r.measured_energy_j is None:
+        assert d["sensor"].startswith("no sensor (rapl:")
+    else:
+        assert d["measured_energy_j"] > 0
+    r.plot(tmp_path / "p.png")
+    assert (tmp_path / "p.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"

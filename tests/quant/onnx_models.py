@@ -1,0 +1,155 @@
+"""Small float ONNX models built with onnx.helper (fixed-seed random weights) for the tests."""
+
+from __future__ import annotations
+
+import numpy as np
+import onnx
+from onnx import TensorProto, helper, numpy_helper
+
+OPSET = 17
+
+
+class _Builder:
+    def __init__(self, seed: int) -> None:
+        self.rng = np.random.default_rng(seed)
+        self.nodes: list[onnx.NodeProto] = []
+        self.inits: list[onnx.TensorProto] = []
+        self.k = 0
+
+    def const(self, value: np.ndarray, name: str | None = None) -> str:
+        self.k += 1
+        name = name or f"c{self.k}"
+        self.inits.append(numpy_helper.from_array(np.asarray(value), name))
+        return name
+
+    def weight(self, *shape: int, scale: float | None = None) -> str:
+        fan_in = int(np.prod(shape[1:])) if len(shape) > 1 else shape[0]
+        s = scale if scale is not None else 1.0 / np.sqrt(fan_in)
+        return self.const((self.rng.standard_normal(shape) * s).astype(np.float32))
+
+    def node(self, op: str, inputs: list[str], **attrs) -> str:
+        self.k += 1
+        out = f"{op.lower()}_{self.k}"
+        self.nodes.append(helper.make_node(op, inputs, [out], name=f"{op}_{self.k}", **attrs))
+        return out
+
+    def model(self, name: str, inputs: list[tuple[str, list[int]]], out: str,
+              out_shape: list[int], opset: int = OPSET) -> onnx.ModelProto:
+        self.nodes[-1].output[0] = "y"
+        for n in self.nodes[:-1]:
+            for i, x in enumerate(n.input):
+                if x == out:
+                    n.input[i] = "y"
+        g = helper.make_graph(
+            self.nodes, name,
+            [helper.make_tensor_value_info(n, TensorProto.FLOAT, s) for n, s in inputs],
+            [helper.make_tensor_value_info("y", TensorProto.FLOAT, out_shape)],
+            self.inits)
+        m = helper.make_model(g, opset_imports=[helper.make_opsetid("", opset)])
+        m.ir_version = 8
+        onnx.checker.check_model(m)
+        return m
+
+
+def small_cnn(seed: int = 0, batchnorm: bool = True, depthwise: bool = True) -> onnx.ModelProto:
+    """Conv(+BN)+ReLU → MaxPool → depthwise Conv+ReLU → 1×1 Conv+Clip(0,6) → residual Add →
+    GlobalAveragePool → Flatten → Gemm. Input ``x [1, 3, 16, 16]``, output ``y [1, 10]``."""
+    b = _Builder(seed)
+    h = b.node("Conv", ["x", b.weight(8, 3, 3, 3), b.weight(8, scale=0.1)], pads=[1, 1, 1, 1])
+    if batchnorm:
+        h = b.node("BatchNormalization", [
+            h, b.const(b.rng.uniform(0.5, 1.5, 8).astype(np.float32)),
+            b.const(b.rng.normal(0, 0.1, 8).astype(np.float32)),
+            b.const(b.rng.normal(0, 0.1, 8).astype(np.float32)),
+            b.const(b.rng.uniform(0.5, 1.5, 8).astype(np.float32))], epsilon=1e-5)
+    h = b.node("Relu", [h])
+    h = b.node("MaxPool", [h], kernel_shape=[2, 2], strides=[2, 2])
+    if depthwise:
+        d = b.node("Conv", [h, b.weight(8, 1, 3, 3), b.weight(8, scale=0.1)], pads=[1, 1, 1, 1],
+                   group=8)
+    else:
+        d = b.node("Conv", [h, b.weight(8, 8, 3, 3), b.weight(8, scale=0.1)], pads=[1, 1, 1, 1])
+    d = b.node("Relu", [d])
+    r = b.node("Add", [h, d])
+    p = b.node("Conv", [r, b.weight(16, 8, 1, 1), b.weight(16, scale=0.1)])
+    p = b.node("Clip", [p, b.const(np.float32(0.0)), b.const(np.float32(6.0))])
+    g = b.node("GlobalAveragePool", [p])
+    f = b.node("Flatten", [g])
+    y = b.node("Gemm", [f, b.weight(10, 16), b.weight(10, scale=0.1)], transB=1)
+    return b.model("small_cnn", [("x", [1, 3, 16, 16])], y, [1, 10])
+
+
+def small_mlp(seed: int = 0) -> onnx.ModelProto:
+    """MatMul+Add → ReLU → Gemm → Sigmoid... kept QDQ-friendly: ``x [4, 20]`` → ``y [4, 5]``."""
+    b = _Builder(seed)
+    h = b.node("MatMul", ["x", b.weight(20, 32, scale=0.3)])
+    h = b.node("Add", [h, b.weight(32, scale=0.1)])
+    h = b.node("Relu", [h])
+    h = b.node("Gemm", [h, b.weight(24, 32), b.weight(24, scale=0.1)], transB=1)
+    h = b.node("Relu", [h])
+    y = b.node("Gemm", [h, b.weight(24, 5, scale=0.3), b.weight(5, scale=0.1)])
+    return b.model("small_mlp", [("x", [4, 20])], y, [4, 5])
+
+
+def encoder_block(seed: int = 0, t: int = 8, d: int = 32, heads: int = 4,
+                  ff: int = 64) -> onnx.ModelProto:
+    """Pre-LN transformer encoder block: LN → multi-head self-attention → residual → LN →
+    MLP with torch's Erf GELU → residual. Input ``x [1, T, D]``, output ``y [1, T, D]``."""
+    b = _Builder(seed)
+    dh = d // heads
+
+    def ln(x: str) -> str:
+        return b.node("LayerNormalization", [
+            x, b.const(b.rng.uniform(0.8, 1.2, d).astype(np.float32)),
+            b.const(b.rng.normal(0, 0.05, d).astype(np.float32))], axis=-1, epsilon=1e-5)
+
+    def linear(x: str, n_in: int, n_out: int) -> str:
+        return b.node("Add", [b.node("MatMul", [x, b.weight(n_in, n_out)]),
+                              b.weight(n_out, scale=0.05)])
+
+    def heads_of(x: str, perm: list[int]) -> str:
+        r = b.node("Reshape", [x, b.const(np.array([1, t, heads, dh], np.int64))])
+        return b.node("Transpose", [r], perm=perm)
+
+    h = ln("x")
+    q = heads_of(linear(h, d, d), [0, 2, 1, 3])
+    k = heads_of(linear(h, d, d), [0, 2, 3, 1])
+    v = heads_of(linear(h, d, d), [0, 2, 1, 3])
+    s = b.node("Div", [b.node("MatMul", [q, k]), b.const(np.float32(np.sqrt(dh)))])
+    p = b.node("Softmax", [s], axis=-1)
+    a = b.node("Transpose", [b.node("MatMul", [p, v])], perm=[0, 2, 1, 3])
+    a = b.node("Reshape", [a, b.const(np.array([1, t, d], np.int64))])
+    x1 = b.node("Add", ["x", linear(a, d, d)])
+    u = linear(ln(x1), d, ff)
+    e = b.node("Erf", [b.node("Div", [u, b.const(np.float32(np.sqrt(2.0)))])])
+    e = b.node("Add", [e, b.const(np.float32(1.0))])
+    g = b.node("Mul", [b.node("Mul", [u, e]), b.const(np.float32(0.5))])
+    y = b.node("Add", [x1, linear(g, ff, d)])
+    return b.model("encoder_block", [("x", [1, t, d])], y, [1, t, d])
+
+
+def misc_cnn(seed: int = 0) -> onnx.ModelProto:
+    """Exercises the remaining lowerings: Sigmoid/Tanh (QLut), Concat with different scales,
+    AveragePool, nearest Resize, Sub, Transpose/Reshape. ``x [1, 4, 8, 8]`` → ``y [1, 256]``."""
+    b = _Builder(seed)
+    c = b.node("Conv", ["x", b.weight(4, 4, 3, 3), b.weight(4, scale=0.1)], pads=[1, 1, 1, 1])
+    s = b.node("Sigmoid", [c])
+    t = b.node("Tanh", [b.node("Mul", [c, b.const(np.float32(0.5))])])
+    cat = b.node("Concat", [s, t, "x"], axis=1)
+    p = b.node("AveragePool", [cat], kernel_shape=[2, 2], strides=[2, 2])
+    r = b.node("Resize", [p, "", b.const(np.array([1, 1, 2, 2], np.float32))], mode="nearest")
+    d = b.node("Sub", [r, b.node("Relu", [cat])])
+    tr = b.node("Transpose", [d], perm=[0, 2, 3, 1])
+    y = b.node("Reshape", [b.node("Conv", [b.node("Transpose", [tr], perm=[0, 3, 1, 2]),
+                                          b.weight(4, 12, 1, 1)]),
+                           b.const(np.array([1, -1], np.int64))])
+    return b.model("misc_cnn", [("x", [1, 4, 8, 8])], y, [1, 256])
+
+
+def with_unsupported_ops(seed: int = 0) -> onnx.ModelProto:
+    """A float model the integer lowering cannot take: Exp and Sqrt after a Conv."""
+    b = _Builder(seed)
+    c = b.node("Conv", ["x", b.weight(2, 1, 3, 3)])
+    e = b.node("Exp", [c])
+    y = b.node("Sqrt", [b.node("Relu", [e])])
+    return b.model("unsupported", [("x", [1, 1, 6, 6])], y, [1, 2, 4, 4])
