@@ -63,7 +63,10 @@ def _free_port() -> int:
 
 
 class QemuFirmware:
-    """``with QemuFirmware() as q: DeviceClient(q.url)``; ``kill()`` + ``start()`` = power cycle."""
+    """``with QemuFirmware() as q: DeviceClient(q.url)``; ``kill()`` + ``start()`` = power cycle.
+
+    Set ``EDGE_QEMU_LOG=FILE`` to log guest errors and exceptions.
+    """
 
     def __init__(self, flash_path: str | os.PathLike | None = None,
                  icount_shift: int = DEFAULT_ICOUNT_SHIFT, port: int | None = None) -> None:
@@ -88,7 +91,9 @@ class QemuFirmware:
                 "-object", f"memory-backend-file,id=flash,size={PSRAM_BYTES},"
                            f"mem-path={self.flash_path},share=on",
                 "-machine", "memory-backend=flash",
-                "-kernel", str(self.elf)]
+                "-kernel", str(self.elf)] + (
+                    ["-d", "guest_errors,int", "-D", os.environ["EDGE_QEMU_LOG"]]
+                    if os.environ.get("EDGE_QEMU_LOG") else [])
 
     def start(self) -> str:
         """Start (or restart) QEMU; returns the ``socket://`` URL of the firmware's UART."""

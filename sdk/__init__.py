@@ -16,3 +16,8 @@ from sdk.frontends import load_onnx  # noqa: E402
 from sdk.runtime.session import Session  # noqa: E402
 
 __all__ += ["load_onnx", "Session"]
+
+from sdk.compile import Bundle, compile_model, load_bundle  # noqa: E402
+from sdk.quant import OBSERVER_NAMES, calibrate, quantize  # noqa: E402
+
+__all__ += ["Bundle", "compile_model", "load_bundle", "quantize", "calibrate", "OBSERVER_NAMES"]

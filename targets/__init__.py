@@ -8,5 +8,15 @@
 from targets.loader import ENV_VAR, list_targets, load_target, parse_target
 from targets.model import Accelerator, Cpu, Memory, Power, PowerSensor, Target
 
-__all__ = ["Accelerator", "Cpu", "ENV_VAR", "Memory", "Power", "PowerSensor", "Target",
-           "list_targets", "load_target", "parse_target"]
+__all__ = [
+           "ENV_VAR",
+           "Accelerator",
+           "Cpu",
+           "Memory",
+           "Power",
+           "PowerSensor",
+           "Target",
+           "list_targets",
+           "load_target",
+           "parse_target",
+]

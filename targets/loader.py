@@ -15,8 +15,9 @@ from __future__ import annotations
 import os
 import platform
 import tomllib
+from collections.abc import Callable
 from pathlib import Path
-from typing import Any, Callable
+from typing import Any
 
 from sdk.errors import TargetError
 from targets.model import Accelerator, Cpu, Memory, Power, PowerSensor, Target
@@ -78,7 +79,7 @@ class _Reader:
                         lambda v: isinstance(v, list) and all(isinstance(s, str) for s in v),
                         default, tuple)
 
-    def sub(self, key: str, required: bool = True) -> "_Reader | None":
+    def sub(self, key: str, required: bool = True) -> _Reader | None:
         if key not in self.table:
             if required:
                 raise self._fail(key, "a table", missing=True)
@@ -88,7 +89,7 @@ class _Reader:
             raise self._fail(key, "a table", value)
         return _Reader(self.path, value, f"{self.prefix}{key}.")
 
-    def subs(self, key: str) -> list["_Reader"]:
+    def subs(self, key: str) -> list[_Reader]:
         value = self.table.get(key, [])
         if not isinstance(value, list) or not all(isinstance(v, dict) for v in value):
             raise self._fail(key, "an array of tables ([[" + key + "]])", value)

@@ -21,23 +21,30 @@ Usage::
 from __future__ import annotations
 
 import argparse
-from dataclasses import asdict
 import json
 import math
 import sys
 import time
+from dataclasses import asdict
 from pathlib import Path
 
 import numpy as np
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-import kws_dataset  # noqa: E402
-from sdk.audio import logmel  # noqa: E402
-from sdk.models.lmuformer import (ACT_SITES, CONV_KERNEL, LIF_THRESHOLD, LIF_THRESHOLD_U,  # noqa: E402
-                                  LMUFormerConfig, LMUFormerWeights, build_step_onnx,
-                                  lmu_matrices, lmuformer_step, initial_state,
-                                  running_mean_logits, run_clip)
+import kws_dataset
+
+from sdk.audio import logmel
+from sdk.models.lmuformer import (
+    ACT_SITES,
+    CONV_KERNEL,
+    LMUFormerConfig,
+    LMUFormerWeights,
+    build_step_onnx,
+    lmu_matrices,
+    run_clip,
+    running_mean_logits,
+)
 
 try:
     import torch
@@ -70,12 +77,12 @@ class SpikeFn(torch.autograd.Function):
     """Heaviside forward, arctan surrogate backward: ``α/2 / (1 + (π/2·α·x)²)``, α = 2."""
 
     @staticmethod
-    def forward(ctx, x):  # noqa: D102
+    def forward(ctx, x):
         ctx.save_for_backward(x)
         return (x >= 0).to(x.dtype)
 
     @staticmethod
-    def backward(ctx, grad):  # noqa: D102
+    def backward(ctx, grad):
         (x,) = ctx.saved_tensors
         alpha = 2.0
         return grad * (alpha / 2) / (1 + (math.pi / 2 * alpha * x) ** 2)
@@ -88,7 +95,7 @@ class LIF(nn.Module):
         super().__init__()
         self.threshold = threshold
 
-    def forward(self, x: torch.Tensor) -> torch.Tensor:  # noqa: D102
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
         v = torch.zeros_like(x[:, 0])
         out = []
         for t in range(x.shape[1]):
@@ -102,7 +109,7 @@ class LIF(nn.Module):
 class FrameBN(nn.BatchNorm1d):
     """BatchNorm over the channel axis of ``[B, T, C]``."""
 
-    def forward(self, x: torch.Tensor) -> torch.Tensor:  # noqa: D102
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
         return super().forward(x.reshape(-1, x.shape[-1])).reshape(x.shape)
 
 
@@ -153,7 +160,7 @@ class KWSNet(nn.Module):
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         """Features ``[B, T, n_mels]`` → frame logits ``[B, T, K]``."""
         cfg = self.cfg
-        b, t, _ = x.shape
+        t = x.shape[1]
         xn = ((x - self.in_mean) * self.in_inv_std).transpose(1, 2)
         xn = nn.functional.pad(xn, (CONV_KERNEL - 1, 0))  # causal: zero (normalized) history
         e = self.bn_embed(self.embed(xn).transpose(1, 2))
@@ -217,13 +224,28 @@ def prefix_accuracy(frame_logits: np.ndarray, y: np.ndarray) -> np.ndarray:
     return (rm.argmax(-1) == y[:, None]).mean(axis=0)
 
 
+def spec_augment(x: np.ndarray, fill: np.ndarray, rng: np.random.Generator,
+                 max_bins: int = 6, max_frames: int = 10) -> np.ndarray:
+    """SpecAugment-style masking: one band of ≤ max_bins mel bins and one span of ≤ max_frames
+    frames per clip are replaced by ``fill`` (the per-bin training mean)."""
+    x = x.copy()
+    n, t, f = x.shape
+    for i in range(n):
+        wb, wt = int(rng.integers(0, max_bins + 1)), int(rng.integers(0, max_frames + 1))
+        b0, t0 = int(rng.integers(0, f - wb + 1)), int(rng.integers(0, t - wt + 1))
+        x[i, :, b0:b0 + wb] = fill[b0:b0 + wb]
+        x[i, t0:t0 + wt, :] = fill
+    return x
+
+
 def train(cfg: LMUFormerConfig, data: dict[str, tuple[np.ndarray, np.ndarray]], epochs: int,
-          seed: int, lr: float = 3e-3, batch: int = 64, log=print) -> tuple[KWSNet, dict]:
+          seed: int, lr: float = 3e-3, batch: int = 64, augment: bool = True, log=print
+          ) -> tuple[KWSNet, dict]:
     """Train; keep the weights of the best validation epoch."""
     torch.manual_seed(seed)
     rng = np.random.default_rng(seed)
     xtr, ytr = data["train"]
-    mean = xtr.reshape(-1, xtr.shape[-1]).mean(0)
+    mean = xtr.reshape(-1, xtr.shape[-1]).mean(0).astype(np.float32)
     std = xtr.reshape(-1, xtr.shape[-1]).std(0) + 1e-3
     net = KWSNet(cfg, mean, std, frames=xtr.shape[1])
     opt = torch.optim.AdamW(net.parameters(), lr=lr, weight_decay=1e-3)
@@ -238,7 +260,8 @@ def train(cfg: LMUFormerConfig, data: dict[str, tuple[np.ndarray, np.ndarray]], 
         total = 0.0
         for i in range(0, len(order), batch):
             idx = order[i:i + batch]
-            logits = net(torch.from_numpy(xtr[idx]))
+            xb = spec_augment(xtr[idx], mean, rng) if augment else xtr[idx]
+            logits = net(torch.from_numpy(xb))
             loss = nn.functional.cross_entropy(logits.mean(1), torch.from_numpy(ytr[idx]))
             opt.zero_grad()
             loss.backward()

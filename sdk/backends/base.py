@@ -17,8 +17,9 @@ import importlib
 import statistics
 import time
 from abc import ABC, abstractmethod
+from collections.abc import Mapping
 from dataclasses import dataclass, field
-from typing import Any, Mapping
+from typing import Any
 
 import numpy as np
 
@@ -121,6 +122,7 @@ BACKENDS: dict[str, str] = {
     "onnxruntime": "sdk.backends.onnxruntime:OrtBackend",
     "litert": "sdk.backends.litert:LiteRTBackend",
     "litert-ref": "sdk.backends.litert:_litert_ref",
+    "litert-cpu": "sdk.backends.litert:_litert_cpu",
     "npu": "sdk.backends.npu:EthosUBackend",
 }
 

@@ -127,19 +127,20 @@ def add_graph(shape: tuple[int, ...] = (2, 3, 5, 7), seed: int = 0) -> Graph:
     return b.g
 
 
-def cnn_graph(seed: int = 1) -> Graph:
-    """A small image classifier over x int8 [1, 3, 16, 16] → logits int8 [1, 10]."""
+def cnn_graph(seed: int = 1, hw: int = 16, width: int = 8) -> Graph:
+    """A small image classifier over x int8 [1, 3, hw, hw] → logits int8 [1, 10]."""
     b = _Builder("cnn", seed)
-    b.act("x", (1, 3, 16, 16), 0.02, -10)
-    b.conv("x", 8, 3, "c1", 0.05, -128, pads=(1, 1, 1, 1), relu=True)
-    b.conv("c1", 8, 3, "dw", 0.08, -30, stride=2, pads=(1, 1, 1, 1), depthwise=True)
-    b.conv("dw", 8, 1, "pw", 0.07, 5)
+    b.act("x", (1, 3, hw, hw), 0.02, -10)
+    b.conv("x", width, 3, "c1", 0.05, -128, pads=(1, 1, 1, 1), relu=True)
+    b.conv("c1", width, 3, "dw", 0.08, -30, stride=2, pads=(1, 1, 1, 1), depthwise=True)
+    b.conv("dw", width, 1, "pw", 0.07, 5)
     b.add("dw", "pw", "res", 0.1, -2, relu=True)
-    b.act("pool", (1, 8, 4, 4), 0.1, -2)
+    q = hw // 4
+    b.act("pool", (1, width, q, q), 0.1, -2)
     b.g.add_node("QMaxPool2d", ["res"], ["pool"], name="pool", kernel=[2, 2], strides=[2, 2],
                  pads=[0, 0, 0, 0], dilations=[1, 1])
-    b.g.add_constant("flat_shape", np.array([1, 128], np.int64))
-    b.act("flat", (1, 128), 0.1, -2)
+    b.g.add_constant("flat_shape", np.array([1, width * q * q], np.int64))
+    b.act("flat", (1, width * q * q), 0.1, -2)
     b.g.add_node("Reshape", ["pool", "flat_shape"], ["flat"], name="flat")
     b.fc("flat", 10, "logits", 0.3, 0)
     b.g.inputs, b.g.outputs = ["x"], ["logits"]

@@ -26,16 +26,30 @@ from sdk.quant.observers import OBSERVERS
               help="weight scales per output channel or per tensor")
 @click.option("--mixed-precision/--no-mixed-precision", default=True, show_default=True,
               help="int16 for attention scores, LayerNorm inputs and the residual stream")
+@click.option("--target", help="board profile (`edge targets`): check RAM/flash/op limits and "
+                               "print which nodes run on which backend")
+@click.option("--backend", help="backend for the plan (default: the target's); see "
+                                "sdk.backends.BACKENDS")
 def command(model: str, calib: str | None, output: str | None, observer: str,
-            activation_bits: str, per_channel: bool, mixed_precision: bool) -> None:
+            activation_bits: str, per_channel: bool, mixed_precision: bool,
+            target: str | None = None, backend: str | None = None) -> None:
     """Quantize an ONNX model to integers and write a .edge bundle."""
     from sdk.compile import compile_model
+    from sdk.errors import ModelFormatError
 
+    if not Path(model).is_file():
+        raise ModelFormatError(f"{model}: no such model file; check the path")
     data = load_arrays(calib, [], CalibrationError, "calibration") if calib else None
     bundle = compile_model(model, data, observer=observer,
                            activation_bits=int(activation_bits), per_channel=per_channel,
                            mixed_precision=mixed_precision)
     out = Path(output) if output else Path(model).with_suffix(".edge")
+    if target or backend:  # emulator-mode limits fail before anything is written
+        from sdk.backends import check_fits, default_backend, partition
+
+        if target:
+            click.echo(f"fits {check_fits(bundle.graph, target)}")
+        click.echo(str(partition(bundle.graph, backend or default_backend(target), target)))
     bundle.save(out)
     m = bundle.manifest
     ops = sorted(set(m["ops"]))

@@ -3,29 +3,8 @@
 from __future__ import annotations
 
 import sys
-from pathlib import Path
 
 import click
-
-from sdk.errors import ModelFormatError
-
-
-def load_model_graph(path: str):
-    """The graph to profile: a bundle's integer graph (.edge), or an ONNX model (a QDQ model
-    is compiled to integers; a float model is profiled as float)."""
-    suffix = Path(path).suffix.lower()
-    if suffix == ".edge":
-        from sdk.compile.bundle import load_bundle
-        return load_bundle(path).graph
-    if suffix == ".onnx":
-        import onnx
-
-        from sdk.compile.pipeline import compile_model, is_qdq_model
-        from sdk.frontends import load_onnx
-        if is_qdq_model(onnx.load(path, load_external_data=False)):
-            return compile_model(path).graph
-        return load_onnx(path)
-    raise ModelFormatError(f"{path}: expected a .edge bundle or an .onnx model")
 
 
 @click.command("profile")
@@ -44,7 +23,7 @@ def command(model: str, target: str, runs: int, no_run: bool, json_path: str | N
     modelled for the target."""
     from rich.progress import Progress
 
-    from sdk.profile.profiler import profile_graph
+    from sdk.profile.profiler import load_model_graph, profile_graph
 
     graph = load_model_graph(model)
     with Progress(transient=True, disable=not sys.stderr.isatty()) as bar:

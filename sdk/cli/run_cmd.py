@@ -17,7 +17,11 @@ from sdk.errors import ModelFormatError
               help=".npz keyed by input name, or .npy for a single-input model")
 @click.option("-o", "--output", type=click.Path(dir_okay=False),
               help=".npz to write, keyed by output name")
-def command(model: str, input_path: str, output: str | None) -> None:
+@click.option("--backend", help="run a bundle on this backend (reference, onnxruntime, litert, "
+                                "litert-ref, npu ...); unsupported nodes fall back to reference")
+@click.option("--target", help="board profile whose delegates / providers the backend uses")
+def command(model: str, input_path: str, output: str | None, backend: str | None = None,
+            target: str | None = None) -> None:
     """Run a bundle (integer kernels) or an ONNX model (float reference)."""
     from sdk.runtime.session import Session
 
@@ -28,7 +32,13 @@ def command(model: str, input_path: str, output: str | None) -> None:
         raise ModelFormatError(f"{model}: no such model file; check the path")
     session = Session(model)
     feeds = load_arrays(input_path, session.input_names)
-    outputs = session.run(feeds)
+    if (backend or target) and suffix == ".edge":
+        from sdk.backends import run_float
+
+        outputs, plan = run_float(session.graph, feeds, backend, target)
+        click.echo(str(plan).splitlines()[0])
+    else:
+        outputs = session.run(feeds)
     kind = "integer kernels" if suffix == ".edge" else "float reference"
     for name, value in outputs.items():
         v = np.asarray(value)

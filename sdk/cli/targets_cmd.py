@@ -63,11 +63,12 @@ def show(name: str, as_json: bool) -> None:
         click.echo(json.dumps(t.to_json(), indent=1))
         return
     lines = [f"{t.name}: {t.description}", f"  file: {t.source_file}",
-             f"  cpu: {t.cpu.cores}x {t.cpu.core} ({t.cpu.arch}, {t.cpu.simd or 'scalar'}) @ "
-             f"{_si(t.cpu.clock_hz, 'Hz')}, {t.cpu.int8_macs_per_cycle:g} int8 MAC/cycle/core",
-             f"  memory: {_bytes(t.memory.ram_bytes)} RAM, {_bytes(t.memory.flash_bytes)} "
-             f"flash/storage ({t.memory.storage}), {_si(t.memory.bandwidth_bytes_per_s, 'B/s')}; "
-             f"weights in {t.memory.weights_in}, activations in {t.memory.activations_in}"]
+             (f"  cpu: {t.cpu.cores}x {t.cpu.core} ({t.cpu.arch}, {t.cpu.simd or 'scalar'}) @ "
+              f"{_si(t.cpu.clock_hz, 'Hz')}, {t.cpu.int8_macs_per_cycle:g} int8 MAC/cycle/core"),
+             (f"  memory: {_bytes(t.memory.ram_bytes)} RAM, {_bytes(t.memory.flash_bytes)} "
+              f"flash/storage ({t.memory.storage}), "
+              f"{_si(t.memory.bandwidth_bytes_per_s, 'B/s')}; "
+              f"weights in {t.memory.weights_in}, activations in {t.memory.activations_in}")]
     for a in t.accelerators:
         lines.append(f"  accelerator: {a.name} ({a.kind}{', optional' if a.optional else ''}) "
                      f"{_si(a.peak_int8_ops_per_s, 'OPS')} int8, "

@@ -19,9 +19,10 @@ import io
 import json
 import os
 import zipfile
+from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Mapping
+from typing import Any
 
 import numpy as np
 
@@ -93,7 +94,7 @@ class Bundle:
     manifest: dict[str, Any]
 
     @classmethod
-    def from_graph(cls, graph: Graph) -> "Bundle":
+    def from_graph(cls, graph: Graph) -> Bundle:
         ins, outs = _boundary(graph)
         quant_meta = {k: graph.metadata[k] for k in
                       ("observer", "activation_bits", "per_channel", "mixed_precision", "source")
@@ -159,7 +160,7 @@ class Bundle:
 
     # -- execution ------------------------------------------------------------------------
     def check_feeds(self, feeds: Mapping[str, np.ndarray]) -> dict[str, np.ndarray]:
-        """Feeds as float32 arrays; InputError names a missing, unknown or misshaped input."""
+        """Feeds cast to each input's dtype (float32, or int64 ids); InputError names a missing, unknown or misshaped input."""
         names = [i["name"] for i in self.inputs]
         unknown = [k for k in feeds if k not in names]
         missing = [k for k in names if k not in feeds]
@@ -176,7 +177,7 @@ class Bundle:
                     d > 0 and d != s for d, s in zip(shape, a.shape))):
                 raise InputError(f"input {spec['name']!r} has shape {list(a.shape)}; the model "
                                  f"expects {shape} (-1 = any)")
-            out[spec["name"]] = a.astype(np.float32)
+            out[spec["name"]] = a.astype(spec["dtype"])
         return out
 
     def executable(self, fast: bool = True):

@@ -11,9 +11,20 @@ microcontroller firmware (no allocator at run time):
 
    * *views*: ``Reshape``, ``Flatten``, ``Squeeze``, ``Unsqueeze`` and ``Identity`` do not
      change the bytes, so the output is the input's memory;
-   * *in place*: an element-wise op (output element ``i`` depends only on input element ``i``,
-     read before it is written) writes its output over an input of the same shape and byte
-     size whose buffer dies at this step and holds no graph output.
+   * *in place*: an op writes its output over an input of the same shape and byte size whose
+     buffer dies at this step and holds no graph output, when the op allows it:
+
+     - element-wise ops (output element ``i`` depends only on input element ``i``, read
+       before it is written);
+     - channel-preserving convolutions, with a small **scratch** buffer in the arena (the
+       technique of MCUNet's TinyEngine): a stride-1 depthwise conv whose output plane ``c``
+       depends only on input plane ``c`` (scratch: one ``H·W`` plane, copied before plane
+       ``c`` is overwritten); a 1×1 stride-1 conv with ``C_out = C_in`` and a
+       fully-connected layer with ``N = K``, whose output at one pixel / row depends only on
+       the input at that pixel / row (scratch: one ``C`` or ``K`` vector).
+
+     Executors must honour :attr:`MemoryPlan.in_place` (the firmware's kernels read the
+     scratch copy); ``plan_memory(..., in_place=False)`` gives a plan without any of it.
 4. **Placement** (greedy by size, as TFLite Micro's ``GreedyMemoryPlanner``): buffers sorted
    by size, largest first; each takes the lowest ``alignment``-aligned offset whose byte range
    does not meet any already placed buffer with an overlapping lifetime.
@@ -54,6 +65,7 @@ class TensorSlot:
     first: int
     last: int
     buffer: int          # tensors with the same buffer id share bytes (views / in place)
+    kind: str = "tensor"  # "tensor", or "scratch" (a node's in-place scratch, live one step)
 
 
 @dataclass
@@ -68,6 +80,8 @@ class MemoryPlan:
     unplanned_bytes: int             # sum of all activation sizes (no reuse), for reference
     order: list[str]                 # node names in execution order
     slots: dict[str, TensorSlot] = field(default_factory=dict)
+    # node name -> {"input": tensor overwritten, "output": tensor, "scratch": slot name or ""}
+    in_place: dict[str, dict[str, str]] = field(default_factory=dict)
 
     @property
     def flash_bytes(self) -> int:
@@ -100,19 +114,21 @@ class MemoryPlan:
                 "arena_bytes": self.arena_bytes, "weight_bytes": self.weight_bytes,
                 "attr_bytes": self.attr_bytes, "flash_bytes": self.flash_bytes,
                 "unplanned_bytes": self.unplanned_bytes, "order": list(self.order),
-                "tensors": [asdict(s) for s in self.slots.values()]}
+                "tensors": [asdict(s) for s in self.slots.values()],
+                "in_place": self.in_place}
 
     def dumps(self) -> str:
         return json.dumps(self.to_json(), indent=1)
 
     @classmethod
-    def from_json(cls, d: dict[str, Any]) -> "MemoryPlan":
+    def from_json(cls, d: dict[str, Any]) -> MemoryPlan:
         if d.get("version") != PLAN_VERSION:
             raise GraphError(f"arena plan version {d.get('version')!r} is not supported "
                              f"(expected {PLAN_VERSION}); recompile the model")
         slots = {t["name"]: TensorSlot(**t) for t in d["tensors"]}
         return cls(d["graph"], d["alignment"], d["arena_bytes"], d["weight_bytes"],
-                   d["attr_bytes"], d["unplanned_bytes"], list(d["order"]), slots)
+                   d["attr_bytes"], d["unplanned_bytes"], list(d["order"]), slots,
+                   dict(d.get("in_place", {})))
 
 
 def _align(n: int, a: int) -> int:
@@ -126,6 +142,36 @@ def _attr_bytes(value: Any) -> int:
     if isinstance(value, (list, tuple)) and len(value) > 4:  # short lists: strides, pads
         return 4 * len(value)
     return 0
+
+
+def scratch_name(node_name: str) -> str:
+    return f"{node_name}#scratch"
+
+
+def _in_place_scratch(graph: Graph, node: Any, shape_of: Any) -> int | None:
+    """Scratch bytes a channel-preserving conv / FC needs to run in place, or None if it
+    cannot (see the module docstring)."""
+    x, out = node.inputs[0], node.outputs[0]
+    xs, os_ = shape_of(x), shape_of(out)
+    if xs is None or xs != os_ or graph.tensor(x).dtype != graph.tensor(out).dtype:
+        return None
+    item = np.dtype(graph.tensor(x).dtype).itemsize
+    a = node.attrs
+    if node.op == "QDepthwiseConv2d" and len(xs) == 4:
+        if list(a.get("strides", [1, 1])) == [1, 1]:
+            return xs[2] * xs[3] * item
+    elif node.op == "QConv2d" and len(xs) == 4:
+        w = shape_of(node.inputs[1])
+        if (w is not None and tuple(w[2:]) == (1, 1) and a.get("group", 1) == 1
+                and list(a.get("strides", [1, 1])) == [1, 1]
+                and not any(a.get("pads", [0, 0, 0, 0]))):
+            return xs[1] * item
+    elif node.op == "QFullyConnected":
+        return xs[-1] * item
+    return None
+
+
+IN_PLACE_WITH_SCRATCH = frozenset({"QDepthwiseConv2d", "QConv2d", "QFullyConnected"})
 
 
 def tensor_bytes(graph: Graph, name: str, shapes: dict[str, tuple[int, ...]] | None) -> int:
@@ -183,6 +229,8 @@ def plan_memory(graph: Graph, alignment: int = DEFAULT_ALIGNMENT, in_place: bool
             buf_of[m] = into
             members[into].append(m)
 
+    in_place_nodes: dict[str, dict[str, str]] = {}
+    scratch_slots: dict[str, tuple[int, int]] = {}
     for step, node in enumerate(order):
         data_inputs = [i for i in node.inputs if i and i not in consts]
         outs = [o for o in node.outputs if o]
@@ -194,9 +242,18 @@ def plan_memory(graph: Graph, alignment: int = DEFAULT_ALIGNMENT, in_place: bool
             if size[src] == size[out]:
                 merge(buf_of[src], out)
             continue
-        if not in_place or node.op not in ELEMENTWISE_OPS:
+        if not in_place:
             continue
-        for src in data_inputs:
+        if node.op in ELEMENTWISE_OPS:
+            candidates, scratch = data_inputs, 0
+        elif node.op in IN_PLACE_WITH_SCRATCH and data_inputs[0] == node.inputs[0]:
+            candidates = data_inputs[:1]
+            scratch = _in_place_scratch(graph, node, shape_of)
+            if scratch is None:
+                continue
+        else:
+            continue
+        for src in candidates:
             b = buf_of[src]
             others = [i for i in data_inputs if i != src]
             if (size[src] == size[out] and shape_of(src) == shape_of(out)
@@ -204,7 +261,20 @@ def plan_memory(graph: Graph, alignment: int = DEFAULT_ALIGNMENT, in_place: bool
                     and not any(m in outputs for m in members[b])
                     and not any(buf_of[i] == b for i in others)):
                 merge(b, out)
+                entry = {"input": src, "output": out, "scratch": ""}
+                if scratch:
+                    entry["scratch"] = scratch_name(node.name)
+                    scratch_slots[entry["scratch"]] = (step, scratch)
+                in_place_nodes[node.name] = entry
                 break
+
+    # scratch buffers are tensors of their own, live only at their node's step
+    next_id = len(buf_of)          # ids 0..len-1 were given to tensors above
+    for k, (name, (step, nbytes)) in enumerate(scratch_slots.items()):
+        first[name] = last[name] = step
+        size[name] = nbytes
+        buf_of[name] = next_id + k
+        members[next_id + k] = [name]
 
     # -- greedy placement, largest first --------------------------------------------------
     bufs = []
@@ -226,12 +296,31 @@ def plan_memory(graph: Graph, alignment: int = DEFAULT_ALIGNMENT, in_place: bool
     arena = max((o + s for o, s, _, _ in placed), default=0)
 
     slots = {name: TensorSlot(name, offsets[buf_of[name]], size[name], first[name], last[name],
-                              buf_of[name]) for name in first}
+                              buf_of[name], "scratch" if name in scratch_slots else "tensor")
+             for name in first}
     used_consts = {i for n in order for i in n.inputs if i in consts}
     weight_bytes = sum(graph.tensor(c).nbytes for c in used_consts)
     attr_bytes = sum(_attr_bytes(v) for n in order for v in n.attrs.values())
     plan = MemoryPlan(graph.name, alignment, int(arena), int(weight_bytes), int(attr_bytes),
-                      int(sum(_align(s, alignment) for s in size.values())),
-                      [n.name for n in order], slots)
+                      int(sum(_align(s, alignment) for n, s in size.items()
+                          if n not in scratch_slots)),
+                      [n.name for n in order], slots, in_place_nodes)
     plan.check()
     return plan
+
+
+def check_fits(plan: MemoryPlan, target: Any) -> None:
+    """Raise TargetError when the plan needs more RAM or flash than ``target`` has
+    (``target`` is a :class:`targets.Target`), stating needed vs available."""
+    from sdk.errors import TargetError
+
+    problems = []
+    if plan.arena_bytes > target.memory.ram_bytes:
+        problems.append(f"needs {plan.arena_bytes / 1024:.1f} KiB of arena, target "
+                        f"{target.name} has {target.memory.ram_bytes / 1024:.1f} KiB of RAM")
+    if plan.flash_bytes > target.memory.flash_bytes:
+        problems.append(f"needs {plan.flash_bytes / 1024:.1f} KiB of flash for weights, target "
+                        f"{target.name} has {target.memory.flash_bytes / 1024:.1f} KiB")
+    if problems:
+        raise TargetError(f"model {plan.graph_name!r} does not fit: " + "; ".join(problems)
+                          + ": try a smaller model, int8 activations, or a larger target")

@@ -18,9 +18,10 @@ Every ``Buffer.data`` is 16-byte aligned (TFLite Micro and XNNPACK read weights 
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Callable
+from typing import Any
 
 import flatbuffers
 import numpy as np

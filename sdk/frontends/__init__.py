@@ -1,4 +1,4 @@
 """Model importers: ONNX (float) into the IR."""
 from sdk.frontends.onnx_import import fold_constants, load_onnx, supported_onnx_ops
 
-__all__ = ["load_onnx", "fold_constants", "supported_onnx_ops"]
+__all__ = ["fold_constants", "load_onnx", "supported_onnx_ops"]

@@ -136,6 +136,9 @@ class _Builder:
     def add(self, op: str, inputs: list[str], outputs: list[str], attrs: dict[str, Any],
             name: str) -> None:
         v = self.opset
+        if op in ("Resize", "Upsample") and _resize_variant(attrs):
+            self.unsupported.append(f"{op}({_resize_variant(attrs)})")
+            return
         if op == "Clip" and v < 11:
             lo, hi = attrs.pop("min", None), attrs.pop("max", None)
             inputs = [inputs[0],
@@ -151,9 +154,7 @@ class _Builder:
             pads = self.const(f"{name}_pads", np.asarray(attrs.pop("pads"), np.int64))
             value = self.const(f"{name}_value", np.float32(attrs.pop("value", 0.0)))
             inputs = [inputs[0], pads, value]
-        elif op in ("Squeeze", "Unsqueeze") and v < 13:
-            self._attr_to_input(inputs, attrs, "axes", 1, "int64", name)
-        elif op.startswith("Reduce") and "axes" in attrs:
+        elif op in ("Squeeze", "Unsqueeze") and v < 13 or op.startswith("Reduce") and "axes" in attrs:
             self._attr_to_input(inputs, attrs, "axes", 1, "int64", name)
         elif op == "Split":
             if "split" in attrs:
@@ -203,6 +204,26 @@ class _Builder:
             attrs = {}
             inputs = inputs[:1]
         self.g.add_node(op, inputs, outputs, name=name, **attrs)
+
+
+_RESIZE_COORDS = {"half_pixel", "asymmetric", "align_corners", "pytorch_half_pixel",
+                  "tf_half_pixel_for_nn", "half_pixel_symmetric"}
+
+
+def _resize_variant(attrs: dict[str, Any]) -> str:
+    """The attribute setting of a Resize the reference kernel lacks ('' when supported)."""
+    mode = attrs.get("mode", "nearest")
+    if mode not in ("nearest", "linear"):
+        return f"mode={mode}"
+    if attrs.get("coordinate_transformation_mode", "half_pixel") not in _RESIZE_COORDS:
+        return f"coordinate_transformation_mode={attrs['coordinate_transformation_mode']}"
+    if int(attrs.get("antialias", 0)):
+        return "antialias=1"
+    if attrs.get("axes") is not None:
+        return "axes"
+    if attrs.get("keep_aspect_ratio_policy", "stretch") != "stretch":
+        return f"keep_aspect_ratio_policy={attrs['keep_aspect_ratio_policy']}"
+    return ""
 
 
 def _constant_value(attrs: dict[str, Any], name: str) -> np.ndarray:

@@ -21,7 +21,7 @@ every other tensor keeps the IR's axis order. :func:`nhwc_tensors` decides this 
 from __future__ import annotations
 
 import math
-from typing import Iterable
+from collections.abc import Iterable
 
 import numpy as np
 

@@ -17,11 +17,12 @@ three sources of truth, tried in this order:
 
 from __future__ import annotations
 
-from typing import Any, Callable
+from collections.abc import Callable
+from typing import Any
 
 import numpy as np
 
-from sdk.errors import GraphError
+from sdk.errors import EdgeError, GraphError
 from sdk.graph.ir import DTYPES, Graph, Node
 
 Shape = tuple[int, ...]
@@ -255,7 +256,14 @@ def _evaluate(node: Node, args: list, fast: bool) -> list[np.ndarray]:
     if node.op not in OPS:
         raise GraphError(f"cannot infer shapes through node {node.name!r}: no kernel for op "
                          f"{node.op!r}")
-    return OPS[node.op](args, node.attrs, fast)
+    try:
+        return OPS[node.op](args, node.attrs, fast)
+    except EdgeError:
+        raise
+    except Exception as exc:  # a kernel that rejects its operands names the node
+        shapes = [None if a is None else tuple(np.shape(a)) for a in args]
+        raise GraphError(f"node {node.name!r} ({node.op}) cannot run on input shapes "
+                         f"{shapes}: {exc}") from exc
 
 
 def _abstract(node: Node, shapes: list, dtypes: list, values: list, fast: bool):

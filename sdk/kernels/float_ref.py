@@ -9,7 +9,7 @@ defaults. Spatial layout is ONNX's NCHW (N-D: ``[N, C, d1, ..., dk]``).
 from __future__ import annotations
 
 import math
-from typing import Sequence
+from collections.abc import Sequence
 
 import numpy as np
 from numpy.lib.stride_tricks import sliding_window_view

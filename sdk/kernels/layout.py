@@ -7,7 +7,7 @@ for quantized tensors).
 
 from __future__ import annotations
 
-from typing import Sequence
+from collections.abc import Sequence
 
 import numpy as np
 
@@ -87,7 +87,7 @@ def unsqueeze(x: np.ndarray, axes: np.ndarray) -> np.ndarray:
     return y
 
 
-def pad(x: np.ndarray, pads: np.ndarray, value: float | int = 0, axes: np.ndarray | None = None,
+def pad(x: np.ndarray, pads: np.ndarray, value: float = 0, axes: np.ndarray | None = None,
         *, mode: str = "constant") -> np.ndarray:
     """ONNX Pad: ``pads = [b_1..b_k, e_1..e_k]`` for the listed axes (all axes by default);
     negative pads crop. Modes constant, reflect, edge, wrap."""

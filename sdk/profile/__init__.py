@@ -1,1 +1,17 @@
-"""sdk.profile"""
+"""sdk.profile: op counts, memory, latency (measured and roofline-modelled) and energy
+(modelled, and measured where a sensor exists) per layer.
+
+>>> from sdk.profile import profile_graph
+>>> report = profile_graph(graph, "stm32h7")      # doctest: +SKIP
+>>> report.save_json("profile.json"); report.plot("profile.png")  # doctest: +SKIP
+"""
+
+from sdk.profile.energy import HOROWITZ_45NM, EnergyTable, table_for
+from sdk.profile.opcount import OpCount, count_graph, count_node
+from sdk.profile.profiler import load_model_graph, profile_graph, profile_model
+from sdk.profile.report import LayerRow, ProfileReport
+from sdk.profile.roofline import LatencyEstimate, estimate_node
+
+__all__ = ["HOROWITZ_45NM", "EnergyTable", "LatencyEstimate", "LayerRow", "OpCount",
+           "ProfileReport", "count_graph", "count_node", "estimate_node", "load_model_graph",
+           "profile_graph", "profile_model", "table_for"]

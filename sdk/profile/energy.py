@@ -46,7 +46,7 @@ class EnergyTable:
             raise TargetError(f"energy table {self.name!r} has no entry {key!r}; add it under "
                               "[energy.pj] in the target's TOML") from None
 
-    def with_overrides(self, overrides: dict[str, float], board: str) -> "EnergyTable":
+    def with_overrides(self, overrides: dict[str, float], board: str) -> EnergyTable:
         if not overrides:
             return self
         unknown = sorted(set(overrides) - set(self.pj))

@@ -13,14 +13,16 @@
 
 from __future__ import annotations
 
+import os
 import platform
 import statistics
-from typing import Callable, Mapping
+from collections.abc import Callable, Mapping
+from pathlib import Path
 
 import numpy as np
 
 from sdk.compile.memory_plan import plan_memory
-from sdk.errors import EdgeError, GraphError
+from sdk.errors import EdgeError, GraphError, ModelFormatError
 from sdk.graph.ir import Graph, qrange
 from sdk.profile.energy import PJ, compute_energy_pj, memory_energy_pj, table_for
 from sdk.profile.opcount import count_graph, spike_tensors
@@ -157,3 +159,27 @@ def profile_graph(graph: Graph, target: str | Target = "laptop",
                      f"(has {tgt.memory.ram_bytes:,} B RAM) and {plan.flash_bytes:,} B flash "
                      f"(has {tgt.memory.flash_bytes:,} B)")
     return report
+
+
+def load_model_graph(path: str | os.PathLike[str]) -> Graph:
+    """The graph to profile: a bundle's integer graph (.edge), or an ONNX model (a QDQ model
+    is compiled to integers; a float model is profiled as float)."""
+    suffix = Path(path).suffix.lower()
+    if suffix == ".edge":
+        from sdk.compile.bundle import load_bundle
+        return load_bundle(path).graph
+    if suffix == ".onnx":
+        import onnx
+
+        from sdk.compile.pipeline import compile_model, is_qdq_model
+        from sdk.frontends import load_onnx
+        if is_qdq_model(onnx.load(str(path), load_external_data=False)):
+            return compile_model(path).graph
+        return load_onnx(str(path))
+    raise ModelFormatError(f"{path}: expected a .edge bundle or an .onnx model")
+
+
+def profile_model(path: str | os.PathLike[str], target: str | Target = "laptop",
+                  **kwargs) -> ProfileReport:
+    """:func:`profile_graph` on a model file (.edge or .onnx); keyword arguments pass on."""
+    return profile_graph(load_model_graph(path), target, **kwargs)

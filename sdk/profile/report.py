@@ -101,8 +101,8 @@ class ProfileReport:
     # -- text ---------------------------------------------------------------------------
     def render(self) -> str:
         """A plain-text table (the CLI prints it through rich when available)."""
-        lines = [f"profile of {self.model!r} on target {self.target!r} "
-                 f"(energy table: {self.energy_table})"]
+        lines = [(f"profile of {self.model!r} on target {self.target!r} "
+                  f"(energy table: {self.energy_table})")]
         head = (f"{'layer':<24} {'op':<16} {'unit':<8} {'MACs':>12} {'bytes':>10} "
                 f"{'measured us':>11} {'model us':>9} {'energy uJ':>10}")
         lines += [head, "-" * len(head)]

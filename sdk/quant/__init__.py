@@ -6,4 +6,4 @@ from sdk.quant.ptq import quantize
 
 OBSERVER_NAMES = sorted(OBSERVERS)
 
-__all__ = ["calibrate", "quantize", "assert_integer_only", "OBSERVERS", "OBSERVER_NAMES"]
+__all__ = ["OBSERVERS", "OBSERVER_NAMES", "assert_integer_only", "calibrate", "quantize"]

@@ -7,7 +7,7 @@ model's batch (``array.shape[1:] == input shape[1:]``); both are accepted.
 
 from __future__ import annotations
 
-from typing import Mapping
+from collections.abc import Mapping
 
 import numpy as np
 

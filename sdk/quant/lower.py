@@ -14,7 +14,7 @@ into one ``QFullyConnected`` with bias.
 from __future__ import annotations
 
 import math
-from typing import Callable
+from collections.abc import Callable
 
 import numpy as np
 
@@ -28,7 +28,9 @@ from sdk.quant.plan import QuantPlan
 SHIFTMAX_N = 15
 SHIFTGELU_N = 23
 GELU_LAMBDA = 4.0
-SHIFTGELU_SIG_BITS = 8
+SHIFTGELU_SIG_BITS = 12
+SHIFTGELU_NORM_BITS = 21
+SHIFTGELU_MIN_N = 12
 ILAYERNORM_ITERS = 10
 INT32_MIN, INT32_MAX = -(2**31), 2**31 - 1
 
@@ -249,8 +251,12 @@ class Lowering:
         fg, g = self.fg, self.g
         check_lowerable(fg)
         for x in fg.inputs:
-            qp, dt = self.desired(x)
             t = fg.tensor(x)
+            if t.dtype != "float32":  # integer inputs (token ids, indices) pass through
+                g.add_tensor(Tensor(x, t.dtype, t.shape))
+                self.int_name[x] = x
+                continue
+            qp, dt = self.desired(x)
             g.add_tensor(Tensor(x, "float32", t.shape))
             qn = g.unique_name(x + "_q")
             g.add_tensor(Tensor(qn, dt, t.shape, qp))
@@ -307,8 +313,8 @@ def _requant_attrs(s_in_w: np.ndarray, out: Quant, act) -> dict:
     m = np.asarray(s_in_w, np.float64) / float(qp.scale)
     m0, shift = quantize_multiplier_array(m)
     amin, amax = clamp_range(qp, dt, act)
-    return dict(m0=m0, shift=shift, out_zp=int(qp.zero_point), act_min=amin, act_max=amax,
-                dtype=dt)
+    return {"m0": m0, "shift": shift, "out_zp": int(qp.zero_point), "act_min": amin, "act_max": amax,
+                "dtype": dt}
 
 
 def _weights_and_bias(L: Lowering, wname: str, bias: np.ndarray | None, s_x: float,
@@ -327,7 +333,7 @@ def _weights_and_bias(L: Lowering, wname: str, bias: np.ndarray | None, s_x: flo
 
 
 def lower_conv(L: Lowering, node: Node) -> None:
-    x, qx, dx = L.input(node.inputs[0])
+    x, qx, _dx = L.input(node.inputs[0])
     w = L.const(node.inputs[1], "Conv with run-time weights")
     bias = L.const(node.inputs[2], "Conv bias") if len(node.inputs) > 2 and node.inputs[2] else None
     act, fout = L.take_activation(node.outputs[0])
@@ -353,7 +359,7 @@ def lower_conv(L: Lowering, node: Node) -> None:
 
 def _fully_connected(L: Lowering, x_name: str, w_nk: np.ndarray, bias, wname: str,
                      fout_start: str) -> None:
-    x, qx, dx = L.input(x_name)
+    x, qx, _dx = L.input(x_name)
     factor, fout = L.take_scale(fout_start)
     act, fout = L.take_activation(fout)
     out = L.desired(fout)
@@ -406,8 +412,8 @@ def lower_matmul(L: Lowering, node: Node) -> None:
             L.plan.weights[b] = QuantParams(wqp.scale, wqp.zero_point, 0)
         _fully_connected(L, a, np.asarray(bv).T, bias, b, fout)
         return
-    xa, qa, da = L.input(a)
-    xb, qb, db = L.input(b)
+    xa, qa, _da = L.input(a)
+    xb, qb, _db = L.input(b)
     factor, fout = L.take_scale(node.outputs[0])
     act, fout = L.take_activation(fout)
     out = L.desired(fout)
@@ -442,14 +448,14 @@ def lower_sub(L: Lowering, node: Node) -> None:
 
 
 def lower_mul(L: Lowering, node: Node, divide: bool = False) -> None:
-    xa, qa, da = L.operand(node.inputs[0], symmetric_const=True)
+    xa, qa, _da = L.operand(node.inputs[0], symmetric_const=True)
     if divide:
         c = np.asarray(L.const(node.inputs[1], "Div by a run-time tensor"), np.float64)
         recip = node.inputs[1] + "_reciprocal"
         L.fg.add_constant(recip, (1.0 / c).astype(np.float32))
-        xb, qb, db = L.operand(recip, symmetric_const=True)
+        xb, qb, _db = L.operand(recip, symmetric_const=True)
     else:
-        xb, qb, db = L.operand(node.inputs[1], symmetric_const=True)
+        xb, qb, _db = L.operand(node.inputs[1], symmetric_const=True)
     act, fout = L.take_activation(node.outputs[0])
     out = L.desired(fout)
     L.emit("QMul", [xa, xb], fout, out, a_zp=int(qa.zero_point), b_zp=int(qb.zero_point),
@@ -498,7 +504,7 @@ def lower_avgpool(L: Lowering, node: Node) -> None:
 
 
 def lower_global_avgpool(L: Lowering, node: Node) -> None:
-    x, qx, dx = L.input(node.inputs[0])
+    x, qx, _dx = L.input(node.inputs[0])
     shape = L.shape(node.inputs[0])
     if shape is None:
         raise GraphError(f"{node.name}: GlobalAveragePool needs the input shape")
@@ -509,17 +515,38 @@ def lower_global_avgpool(L: Lowering, node: Node) -> None:
            **_scalar(_requant_attrs(float(qx.scale) / count, out, act)))
 
 
+def shiftmax_input_steps(row: int, n: int) -> int:
+    """Best number of input steps per unit of log2 for Shiftmax over rows of length ``row``.
+
+    Two errors trade off: the input grid (a step of ``1/a`` in log2 units, relative error
+    ``≈ ln2/(2a)``) and the integer normaliser ``floor((2^31 − 1)/Σe)`` with ``Σe`` up to
+    ``row·a·2^n`` (relative error ``≈ row·a·2^n/2^31``). Their sum is least at
+    ``a = √(ln2/2 · 2^31/(row·2^n))``.
+    """
+    return max(2, int(round(math.sqrt(math.log(2) / 2 * 2.0**31 / (row * 2.0**n)))))
+
+
 def lower_softmax(L: Lowering, node: Node) -> None:
+    """Softmax → Shiftmax. A fine input grid (e.g. int16 scores) is first requantized to the
+    grid :func:`shiftmax_input_steps` picks, so the normaliser keeps its precision."""
     x, qx, dx = L.input(node.inputs[0])
     out = L.desired(node.outputs[0])
+    axis = int(node.attrs.get("axis", -1))
+    shape = L.shape(node.inputs[0])
     x0 = min(-1, math.floor(-1.0 / float(qx.scale)))
-    out_bits = int(round(-math.log2(float(out[0].scale)))) + 1
-    L.emit("Shiftmax", [x], node.outputs[0], out, axis=int(node.attrs.get("axis", -1)),
+    if shape is not None and shape[axis] > 0:
+        a = shiftmax_input_steps(int(shape[axis]), SHIFTMAX_N)
+        if -x0 > 1.5 * a:
+            want = (QuantParams(np.float32(1.0 / a), np.int32(0)), "int16" if dx == "int8" else dx)
+            x = L.input_as(node.inputs[0], want)
+            x0 = min(-1, math.floor(-1.0 / float(want[0].scale)))
+    out_bits = round(-math.log2(float(out[0].scale))) + 1
+    L.emit("Shiftmax", [x], node.outputs[0], out, axis=axis,
            x0=x0, n=shift_exp_n(x0, SHIFTMAX_N), out_bits=out_bits)
 
 
 def lower_layernorm(L: Lowering, node: Node) -> None:
-    x, qx, dx = L.input(node.inputs[0])
+    x, _qx, _dx = L.input(node.inputs[0])
     axis = int(node.attrs.get("axis", -1))
     shape = L.shape(node.inputs[0])
     if axis not in (-1, len(shape or ()) - 1):
@@ -545,20 +572,40 @@ def lower_layernorm(L: Lowering, node: Node) -> None:
 
 def shift_exp_n(x0: int, n_max: int) -> int:
     """Largest ``n ≤ n_max`` with ``−x0·2^n ≤ 2^30`` (the shift-exp kernels' overflow bound)."""
-    return max(0, min(n_max, int(math.floor(math.log2(2.0**30 / -x0)))))
+    return max(0, min(n_max, math.floor(math.log2(2.0**30 / -x0))))
 
 
 def lower_gelu(L: Lowering, node: Node) -> None:
-    """Gelu → ShiftGELU with the λ clip at ±4 (σ(1.702·4) ≈ 0.999, so clipping the sigmoid's
-    argument there changes nothing but keeps its resolution on wide grids)."""
+    """Gelu → ShiftGELU.
+
+    * λ clip at ±4: σ(1.702·4) ≈ 0.999, so clipping the sigmoid's argument there changes
+      nothing but bounds the row maximum, keeping the sigmoid's resolution on wide grids.
+    * The per-element normaliser ``floor((2^31 − 1)/(e + e_m))`` with ``e + e_m`` up to
+      ``2·(−x0)·2^n`` keeps ``2^(31 − SHIFTGELU_NORM_BITS)`` levels when
+      ``2·(−x0)·2^n ≤ 2^SHIFTGELU_NORM_BITS``: ``n`` is chosen for that, and a grid so fine
+      that ``n`` would fall below ``SHIFTGELU_MIN_N`` (e.g. int16) is first requantized.
+    * σ has ``SHIFTGELU_SIG_BITS`` bits (I-ViT uses 8; 12 matches the normaliser's precision).
+    """
     name, qx, dx = L.input(node.inputs[0])
     act, fout = L.take_activation(node.outputs[0])
     out = L.desired(fout)
     s = float(qx.scale)
     x0 = min(-1, math.floor(-1.0 / (1.702 * s)))
-    lam = int(round(GELU_LAMBDA / s))
+    n = int(math.floor(math.log2(2.0**SHIFTGELU_NORM_BITS / (2 * -x0))))
+    if n < SHIFTGELU_MIN_N:
+        qmin, qmax = qrange(dx)
+        reach = s * max(int(qx.zero_point) - qmin, qmax - int(qx.zero_point))
+        steps = 2.0**SHIFTGELU_NORM_BITS / 2.0 ** (SHIFTGELU_MIN_N + 1)
+        want = (QuantParams(np.float32(max(1.0 / (1.702 * steps), reach / 32767)), np.int32(0)),
+                "int16")
+        name, qx = L.input_as(node.inputs[0], want), want[0]
+        s = float(qx.scale)
+        x0 = min(-1, math.floor(-1.0 / (1.702 * s)))
+        n = int(math.floor(math.log2(2.0**SHIFTGELU_NORM_BITS / (2 * -x0))))
+    n = max(0, min(n, SHIFTGELU_N))
+    lam = round(GELU_LAMBDA / s)
     attrs = _scalar(_requant_attrs(s * 2.0 ** -(SHIFTGELU_SIG_BITS - 1), out, act))
-    L.emit("ShiftGELU", [name], fout, out, axis=-1, x0=x0, n=shift_exp_n(x0, SHIFTGELU_N),
+    L.emit("ShiftGELU", [name], fout, out, axis=-1, x0=x0, n=n,
            sig_bits=SHIFTGELU_SIG_BITS, clip_min=-lam, clip_max=lam,
            x_zp=int(qx.zero_point), **attrs)
 
@@ -599,6 +646,15 @@ def lower_layout(L: Lowering, node: Node) -> None:
     L.emit_same(node)
 
 
+def lower_dropout(L: Lowering, node: Node) -> None:
+    """Inference-mode Dropout is the identity (its optional mask output is not supported)."""
+    if len(node.outputs) > 1 and node.outputs[1] and L.consumers.get(node.outputs[1]):
+        raise UnsupportedOpError(["Dropout mask output"], "integer lowering")
+    x, _, _ = L.input(node.inputs[0])
+    L.emit_same(Node("Identity", [node.inputs[0]], node.outputs[:1], {}, node.name),
+                "Identity", [x])
+
+
 def lower_gather(L: Lowering, node: Node) -> None:
     data, idx = node.inputs[:2]
     if const_value(L.fg, data) is None:
@@ -606,10 +662,14 @@ def lower_gather(L: Lowering, node: Node) -> None:
         return
     # embedding lookup: quantize the table per tensor, gather integer rows
     table, quant = L.quantize_activation_const(data, symmetric=False)
-    if const_value(L.fg, idx) is None:
-        raise UnsupportedOpError(["Gather with run-time indices into a constant table"],
-                                 "integer lowering", "feed token ids as an int64 graph input")
-    L.emit("Gather", [table, L.layout_arg(idx)], node.outputs[0], quant, **node.attrs)
+    if const_value(L.fg, idx) is not None:
+        indices = L.layout_arg(idx)
+    elif idx in L.int_name and idx not in L.actual:  # integer graph input, e.g. token ids
+        indices = L.int_name[idx]
+    else:
+        raise UnsupportedOpError(["Gather with computed indices into a constant table"],
+                                 "integer lowering", "feed the indices as an int64 graph input")
+    L.emit("Gather", [table, indices], node.outputs[0], quant, **node.attrs)
 
 
 def lower_concat(L: Lowering, node: Node) -> None:
@@ -649,7 +709,7 @@ LOWERINGS: dict[str, Callable[[Lowering, Node], None]] = {
     "GlobalAveragePool": lower_global_avgpool,
     "Softmax": lower_softmax, "LayerNormalization": lower_layernorm, "Gelu": lower_gelu,
     "Sigmoid": lower_lut, "Tanh": lower_lut, "Resize": lower_resize,
-    "Gather": lower_gather, "Concat": lower_concat, "Pad": lower_pad,
+    "Gather": lower_gather, "Concat": lower_concat, "Pad": lower_pad, "Dropout": lower_dropout,
     **{op: lower_layout for op in ("Reshape", "Flatten", "Transpose", "Slice", "Squeeze",
                                    "Unsqueeze", "Identity", "Split")},
 }

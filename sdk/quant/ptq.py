@@ -8,7 +8,7 @@ holds only docs/ops.md integer ops, with ``QuantizeLinear`` at the inputs and
 
 from __future__ import annotations
 
-from typing import Mapping
+from collections.abc import Mapping
 
 import numpy as np
 

@@ -6,7 +6,7 @@ before an output's ``DequantizeLinear``; both use :func:`trace`.
 
 from __future__ import annotations
 
-from typing import Mapping
+from collections.abc import Mapping
 
 import numpy as np
 

@@ -16,9 +16,10 @@ tensors under the same names; :attr:`Session.inputs` gives their quantization pa
 from __future__ import annotations
 
 import os
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Mapping, Sequence
+from typing import Any
 
 import numpy as np
 

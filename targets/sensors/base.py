@@ -8,10 +8,12 @@ trapezoid rule: ``E ≈ Σ (P_k + P_{k+1})/2 · (t_{k+1} − t_k)``.
 
 from __future__ import annotations
 
+import itertools
 import threading
 import time
+from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Callable, Protocol, TypeVar
+from typing import Protocol, TypeVar
 
 T = TypeVar("T")
 
@@ -58,5 +60,5 @@ def integrate_power(name: str, read_power_w: Callable[[], float],
         thread.join()
     samples.append((time.perf_counter(), read_power_w()))
     energy = sum((p0 + p1) / 2 * (t1 - t0)
-                 for (t0, p0), (t1, p1) in zip(samples, samples[1:]))
+                 for (t0, p0), (t1, p1) in itertools.pairwise(samples))
     return result, EnergyMeasurement(name, energy, samples[-1][0] - samples[0][0])

@@ -13,8 +13,9 @@ and the shunt resistor (no calibration register needed): ``I = V_shunt / R_shunt
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Callable, TypeVar
+from typing import TypeVar
 
 from targets.sensors.base import EnergyMeasurement, SensorUnavailable, integrate_power
 

@@ -12,8 +12,9 @@ Two driver generations:
 from __future__ import annotations
 
 import glob
+from collections.abc import Callable
 from pathlib import Path
-from typing import Callable, TypeVar
+from typing import TypeVar
 
 from targets.sensors.base import EnergyMeasurement, SensorUnavailable, integrate_power
 

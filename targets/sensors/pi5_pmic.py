@@ -14,7 +14,8 @@ from __future__ import annotations
 
 import re
 import subprocess
-from typing import Callable, Sequence, TypeVar
+from collections.abc import Callable, Sequence
+from typing import TypeVar
 
 from targets.sensors.base import EnergyMeasurement, SensorUnavailable, integrate_power
 

@@ -10,9 +10,10 @@ readable by root only; a permission error is reported as "not readable", never g
 from __future__ import annotations
 
 import time
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Callable, TypeVar
+from typing import TypeVar
 
 from targets.sensors.base import EnergyMeasurement, SensorUnavailable
 

@@ -15,10 +15,10 @@ from __future__ import annotations
 
 import numpy as np
 import pytest
+from backend_helpers import lsb_diff
 
 from sdk.backends import sample_graphs as sg
 from sdk.backends.partition import compile_for
-from backend_helpers import lsb_diff
 
 MODELS = {"cnn": sg.cnn_graph, "attention": sg.attention_graph}
 TOLERANT = ["litert-ref", "onnxruntime", "litert"]
@@ -76,3 +76,34 @@ def test_stateful_step_graph_state_in_state_out() -> None:
                 # each backend carries its own state; a 1-LSB state difference may feed back,
                 # so the bound is per step on the final values
                 assert lsb_diff(a[name], b[name]).max() <= 1, f"{backend} step {k} {name}"
+
+
+@pytest.mark.parametrize("backend", TOLERANT)
+def test_each_op_within_one_lsb_on_larger_models(backend: str) -> None:
+    """Per op, given the reference's own inputs, a delegated backend is within 1 LSB.
+
+    End to end on larger models the per-op 1-LSB differences compound (a changed int8 input
+    moves every dot product that reads it; Shiftmax sharpens score differences), so
+    tools/bench_backends.py reports several LSB at the outputs of the bigger graphs. The
+    guarantee that holds is per requantizing op, and that is what this test checks.
+    """
+    from sdk.backends.base import get_backend
+    from sdk.backends.partition import extract_subgraph
+    from sdk.backends.reference.executor import ReferenceExecutable
+
+    be = get_backend(backend)
+    for graph in (sg.cnn_graph(hw=32, width=16), sg.attention_graph(t=32, d=64)):
+        feeds = sg.random_feeds(graph, seed=12)
+        every = [o for n in graph.nodes for o in n.outputs]
+        env = dict(feeds)
+        env.update(ReferenceExecutable(graph, fast=False).run(feeds, outputs=every))
+        checked = 0
+        for node in graph.nodes:
+            if not be.supports(node, "laptop", graph)[0]:
+                continue
+            sub = extract_subgraph(graph, [node], node.name, set(node.outputs))
+            got = be.compile(sub, "laptop").run({i: env[i] for i in sub.inputs})
+            for o in node.outputs:
+                assert lsb_diff(got[o], env[o]).max() <= 1, f"{backend} {graph.name} {node.name}"
+            checked += 1
+        assert checked >= 5

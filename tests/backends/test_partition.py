@@ -4,14 +4,13 @@ from __future__ import annotations
 
 import json
 
-import numpy as np
 import pytest
+from backend_helpers import lsb_diff
 
 from sdk.backends import sample_graphs as sg
 from sdk.backends.partition import compile_for, partition
 from sdk.backends.reference.executor import run_graph
 from sdk.errors import EdgeError, UnsupportedOpError
-from backend_helpers import lsb_diff
 
 
 def test_plan_shows_the_split_and_why() -> None:

@@ -11,7 +11,7 @@ from firmware_bridge.image import pack_image
 from firmware_bridge.session import DeviceModel
 from .cases import CASES
 
-SEEDS = {"host": range(10), "m4": range(3)}
+SEEDS = {"host": range(25), "m4": range(6)}
 
 
 @pytest.mark.parametrize("op", list(CASES))

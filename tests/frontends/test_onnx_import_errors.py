@@ -121,3 +121,16 @@ def test_constant_subgraph_is_folded():
     graph = load_onnx(_model(nodes, [x], [y]))
     assert [n.op for n in graph.nodes] == ["Add"]
     np.testing.assert_array_equal(graph.tensor("c2").data, [1.0, 4.0, 9.0])
+
+
+def test_resize_variants_without_a_kernel_are_reported_at_import():
+    x = helper.make_tensor_value_info("x", TensorProto.FLOAT, [1, 1, 4, 4])
+    y = helper.make_tensor_value_info("y", TensorProto.FLOAT, None)
+    scales = onnx.numpy_helper.from_array(np.array([1, 1, 2, 2], np.float32), "s")
+    nodes = [helper.make_node("Resize", ["x", "", "s"], ["r"], mode="cubic"),
+             helper.make_node("Resize", ["r", "", "s"], ["y"], antialias=1)]
+    graph = helper.make_graph(nodes, "g", [x], [y], [scales])
+    model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", 18)])
+    with pytest.raises(UnsupportedOpError) as exc:
+        load_onnx(model)
+    assert "Resize(mode=cubic)" in str(exc.value) and "Resize(antialias=1)" in str(exc.value)

@@ -15,9 +15,9 @@ from pathlib import Path
 import numpy as np
 import onnx
 import pytest
+from frontends_oracle import ort_run, relative_error
 from onnx import helper, numpy_helper
 
-from frontends_oracle import ort_run, relative_error
 from sdk.frontends import load_onnx
 from sdk.runtime import Session
 

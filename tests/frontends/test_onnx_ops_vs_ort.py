@@ -10,8 +10,8 @@ import zlib
 
 import numpy as np
 import pytest
-
 from frontends_oracle import ort_run, random_feed, relative_error, single_op_model
+
 from sdk.frontends import load_onnx, supported_onnx_ops
 from sdk.runtime import Session
 
@@ -20,8 +20,8 @@ X4 = [("x", (2, 3, 7, 8), F)]
 X2 = [("x", (3, 5), F)]
 AB = [("a", (2, 3, 4), F), ("b", (3, 1), F)]
 BOOL2 = [("a", (3, 4), "bool"), ("b", (3, 4), "bool")]
-i64 = lambda *v: np.asarray(v, np.int64)  # noqa: E731
-f32 = lambda *v: np.asarray(v, np.float32)  # noqa: E731
+i64 = lambda *v: np.asarray(v, np.int64)
+f32 = lambda *v: np.asarray(v, np.float32)
 rs = np.random.default_rng(7)
 
 
@@ -180,6 +180,9 @@ CASES = [
     ("Unsqueeze", "Unsqueeze", X2, {}, {"axes": i64(0, -1)}, 1, 17),
     ("Unsqueeze_opset11", "Unsqueeze", X2, {"axes": [1]}, {}, 1, 11),
     ("Upsample_opset9", "Upsample", X4, {"mode": "nearest"}, {"scales": f32(1, 1, 2, 3)}, 1, 9),
+    ("Upsample_linear_opset9", "Upsample", X4, {"mode": "linear"}, {"scales": f32(1, 1, 2, 2)},
+     1, 9),
+    ("Resize_opset10", "Resize", X4, {"mode": "nearest"}, {"scales": f32(1, 1, 2, 3)}, 1, 10),
     ("Where", "Where", [("c", (3, 4), "bool"), ("a", (3, 4), F), ("b", (4,), F)], {}, {}, 1, 17),
     ("Xor", "Xor", BOOL2, {}, {}, 1, 17),
 ]

@@ -7,9 +7,9 @@ from pathlib import Path
 import numpy as np
 import onnx
 import pytest
+from frontends_oracle import ort_run, relative_error
 from onnx import TensorProto, helper, numpy_helper
 
-from frontends_oracle import ort_run, relative_error
 from sdk.errors import GraphError
 from sdk.frontends import load_onnx
 from sdk.graph import Graph, Tensor

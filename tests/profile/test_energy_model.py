@@ -4,11 +4,10 @@
 from __future__ import annotations
 
 import pytest
+from profile_graphs import attention_graph, float_attention_graph
 
 from sdk.profile.energy import HOROWITZ_45NM, compute_energy_pj, memory_energy_pj
 from sdk.profile.opcount import OpCount, count_graph
-
-from profile_graphs import attention_graph, float_attention_graph
 
 
 def test_ecoformer_worked_example_attention_matmuls() -> None:

@@ -4,11 +4,10 @@ from __future__ import annotations
 
 import numpy as np
 import pytest
+from profile_graphs import attention_graph, conv_graph, fc_graph
 
 from sdk.graph.ir import Graph, Tensor
 from sdk.profile.opcount import count_graph, count_node
-
-from profile_graphs import attention_graph, conv_graph, fc_graph
 
 
 def by_name(g: Graph) -> dict:

@@ -31,7 +31,7 @@ def mlp_onnx(path: Path) -> None:
 def test_profile_onnx_with_json_and_plot(tmp_path: Path) -> None:
     model = tmp_path / "mlp.onnx"
     mlp_onnx(model)
-    out = subprocess.run([*EDGE, "profile", str(model), "--target", "raspberry-pi-4",
+    out = subprocess.run(check=False, args=[*EDGE, "profile", str(model), "--target", "raspberry-pi-4",
                           "--runs", "3", "--json", str(tmp_path / "p.json"),
                           "--plot", str(tmp_path / "p.png")],
                          capture_output=True, text=True, timeout=300)
@@ -46,6 +46,22 @@ def test_profile_onnx_with_json_and_plot(tmp_path: Path) -> None:
 def test_profile_rejects_other_files(tmp_path: Path) -> None:
     bad = tmp_path / "model.txt"
     bad.write_text("hello")
-    out = subprocess.run([*EDGE, "profile", str(bad)], capture_output=True, text=True,
+    out = subprocess.run(check=False, args=[*EDGE, "profile", str(bad)], capture_output=True, text=True,
                          timeout=120)
     assert out.returncode == 2 and "expected a .edge bundle or an .onnx model" in out.stderr
+
+
+def test_profile_edge_bundle_on_a_microcontroller(tmp_path: Path) -> None:
+    from kws_dscnn import dscnn_bundle, dscnn_macs
+
+    path = tmp_path / "kws.edge"
+    dscnn_bundle(tmp_path).save(path)
+    out = subprocess.run(check=False, args=[*EDGE, "profile", str(path), "--target", "stm32h7",
+                                            "--runs", "2", "--json", str(tmp_path / "k.json")],
+                         capture_output=True, text=True, timeout=300)
+    assert out.returncode == 0, out.stderr
+    d = json.loads((tmp_path / "k.json").read_text())
+    assert d["totals"]["macs"] == dscnn_macs()
+    assert d["fits"] and d["peak_arena_bytes"] < 1 << 20
+    assert all(r["measured_s"] > 0 for r in d["rows"])
+    assert "pw3" in out.stdout

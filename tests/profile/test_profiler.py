@@ -7,10 +7,9 @@ import json
 from pathlib import Path
 
 import pytest
+from profile_graphs import attention_graph, conv_graph, float_attention_graph
 
 from sdk.profile.profiler import profile_graph
-
-from profile_graphs import attention_graph, conv_graph, float_attention_graph
 
 
 def test_float_graph_is_measured_and_modelled() -> None:
@@ -47,8 +46,8 @@ def test_accelerator_takes_the_ops_it_accepts() -> None:
 
 
 def test_model_that_does_not_fit_says_so() -> None:
+
     from sdk.graph.ir import Graph, Tensor
-    import numpy as np
     g = Graph("big")
     g.add_tensor(Tensor("x", "int8", (1, 1024 * 1024)))
     g.add_tensor(Tensor("y", "int8", (1, 1024 * 1024)))

@@ -153,3 +153,48 @@ def with_unsupported_ops(seed: int = 0) -> onnx.ModelProto:
     e = b.node("Exp", [c])
     y = b.node("Sqrt", [b.node("Relu", [e])])
     return b.model("unsupported", [("x", [1, 1, 6, 6])], y, [1, 2, 4, 4])
+
+
+def conv1d_layout(seed: int = 0) -> onnx.ModelProto:
+    """Conv1d + ReLU, then the layout ops the integer graph keeps: Pad, Slice, Unsqueeze,
+    Squeeze, Split, Concat, Gather, Flatten; head MatMul + Add. ``x [1, 4, 16]`` → ``y [1, 6]``.
+    GELU in the ``x·Φ`` form with ``Mul(x, 1/√2)``."""
+    b = _Builder(seed)
+    c = b.node("Relu", [b.node("Conv", ["x", b.weight(6, 4, 3), b.weight(6, scale=0.1)],
+                               pads=[1, 1])])
+    p = b.node("Pad", [c, b.const(np.array([0, 0, 1, 0, 0, 1], np.int64))])
+    s = b.node("Slice", [p, b.const(np.array([1], np.int64)), b.const(np.array([17], np.int64)),
+                         b.const(np.array([2], np.int64))])
+    u = b.node("Squeeze", [b.node("Unsqueeze", [s, b.const(np.array([2], np.int64))]),
+                           b.const(np.array([2], np.int64))])
+    b.k += 1
+    s0, s1 = f"split_a_{b.k}", f"split_b_{b.k}"
+    b.nodes.append(helper.make_node("Split", [u, b.const(np.array([3, 3], np.int64))],
+                                    [s0, s1], axis=1))
+    cat = b.node("Concat", [s1, s0], axis=1)
+    gth = b.node("Gather", [cat, b.const(np.array([0, 5, 10, 15], np.int64))], axis=2)
+    f = b.node("Flatten", [gth])
+    h = b.node("Add", [b.node("MatMul", [f, b.weight(24, 12)]), b.weight(12, scale=0.1)])
+    e = b.node("Erf", [b.node("Mul", [h, b.const(np.float32(1 / np.sqrt(2.0)))])])
+    g = b.node("Mul", [b.node("Mul", [h, b.const(np.float32(0.5))]),
+                       b.node("Add", [e, b.const(np.float32(1.0))])])
+    y = b.node("Gemm", [g, b.weight(6, 12)], transB=1)
+    return b.model("conv1d_layout", [("x", [1, 4, 16])], y, [1, 6])
+
+
+def embedding_head(seed: int = 0, vocab: int = 50, t: int = 8, d: int = 16) -> onnx.ModelProto:
+    """Token ids ``ids [1, T]`` (int64) → embedding Gather → LayerNorm → MatMul → ``y [1, T, 4]``."""
+    b = _Builder(seed)
+    e = b.node("Gather", [b.weight(vocab, d, scale=1.0), "ids"], axis=0)
+    n = b.node("LayerNormalization", [e, b.const(np.ones(d, np.float32)),
+                                      b.const(np.zeros(d, np.float32))], axis=-1)
+    y = b.node("MatMul", [n, b.weight(d, 4)])
+    b.nodes[-1].output[0] = "y"
+    g = helper.make_graph(b.nodes, "embedding_head",
+                          [helper.make_tensor_value_info("ids", TensorProto.INT64, [1, t])],
+                          [helper.make_tensor_value_info("y", TensorProto.FLOAT, [1, t, 4])],
+                          b.inits)
+    m = helper.make_model(g, opset_imports=[helper.make_opsetid("", OPSET)])
+    m.ir_version = 8
+    onnx.checker.check_model(m)
+    return m

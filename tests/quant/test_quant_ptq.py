@@ -52,8 +52,8 @@ def test_transformer_block_integer_output_matches_float():
     assert probs and all(t.dtype == "int16" for t in probs)
 
 
-@pytest.mark.parametrize("opts", [dict(observer="mse"), dict(observer="percentile"),
-                                  dict(activation_bits=16), dict(per_channel=False)])
+@pytest.mark.parametrize("opts", [{"observer": "mse"}, {"observer": "percentile"},
+                                  {"activation_bits": 16}, {"per_channel": False}])
 def test_options_keep_accuracy(opts):
     ig, f, q = _float_and_int(small_mlp(), (4, 20), **opts)
     assert _cosine(f, q) >= 0.99
@@ -70,6 +70,7 @@ def test_lut_resize_concat_pool_lowerings_match_float():
     ops = [n.op for n in ig.nodes]
     assert ops.count("QLut") == 2 and "ResizeNearest" in ops and "QAvgPool2d" in ops
     assert "Requantize" in ops  # Concat inputs brought to one scale
+    assert "QClamp" in ops  # a ReLU after a Concat cannot fuse
 
 
 @pytest.mark.parametrize("build, shape", [(small_cnn, (1, 3, 16, 16)), (encoder_block, (1, 8, 32)),
@@ -114,3 +115,33 @@ def test_erf_gelu_pattern_becomes_one_gelu_with_the_same_values():
     x = np.random.default_rng(3).standard_normal((1, 8, 32)).astype(np.float32)
     np.testing.assert_allclose(trace(fused, {"x": x})["y"], trace(g, {"x": x})["y"],
                                rtol=1e-5, atol=1e-5)
+
+
+def test_conv1d_layout_ops_and_mul_form_gelu():
+    from onnx_models import conv1d_layout
+
+    ig, f, q = _float_and_int(conv1d_layout(), (1, 4, 16))
+    assert _cosine(f, q) >= 0.99
+    ops = [n.op for n in ig.nodes]
+    for op in ("QConv1d", "Pad", "Slice", "Unsqueeze", "Squeeze", "Split", "Concat", "Gather",
+               "ShiftGELU"):
+        assert op in ops, op
+    pad = next(n for n in ig.nodes if n.op == "Pad")
+    conv = next(n for n in ig.nodes if n.op == "QConv1d")
+    assert int(ig.tensor(pad.inputs[2]).data) == conv.attrs["out_zp"]  # pads with the zero point
+
+
+def test_token_ids_pass_through_and_gather_an_integer_embedding():
+    from onnx_models import embedding_head
+
+    rng = np.random.default_rng(4)
+    g = load_onnx(embedding_head())
+    ids = rng.integers(0, 50, (32, 1, 8)).astype(np.int64)
+    ig = quantize(g, {"ids": ids[:24]})
+    assert_integer_only(ig)
+    assert ig.tensor("ids").dtype == "int64" and "QuantizeLinear" not in ig.op_types()
+    gather = next(n for n in ig.nodes if n.op == "Gather")
+    assert ig.tensor(gather.inputs[0]).dtype == "int8" and gather.inputs[1] == "ids"
+    f = np.stack([trace(g, {"ids": x})["y"] for x in ids[24:]])
+    q = np.stack([trace(ig, {"ids": x})["y"] for x in ids[24:]])
+    assert _cosine(f, q) >= 0.99

@@ -11,8 +11,7 @@ import onnx
 import onnxruntime as ort
 import pytest
 from onnx_models import small_cnn, small_mlp
-from onnxruntime.quantization import (CalibrationDataReader, QuantFormat, QuantType,
-                                      quantize_static)
+from onnxruntime.quantization import CalibrationDataReader, QuantFormat, QuantType, quantize_static
 
 from sdk.compile import Bundle
 from sdk.frontends.onnx_qdq import load_qdq

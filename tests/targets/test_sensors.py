@@ -4,7 +4,6 @@ the Pi 5 firmware's command output; INA219/INA226 register decoding against data
 from __future__ import annotations
 
 import shutil
-import stat
 from pathlib import Path
 
 import pytest

@@ -12,7 +12,7 @@ EDGE = [sys.executable, "-m", "sdk.cli.main"]
 
 def edge(*args: str, env: dict | None = None) -> subprocess.CompletedProcess:
     import os
-    return subprocess.run([*EDGE, *args], capture_output=True, text=True, timeout=120,
+    return subprocess.run(check=False, args=[*EDGE, *args], capture_output=True, text=True, timeout=120,
                           env={**os.environ, **(env or {})})
 
 

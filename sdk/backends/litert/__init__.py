@@ -9,14 +9,15 @@ within 1 LSB per requantization, not bit for bit. TFLite Micro agrees bit for bi
 
 from __future__ import annotations
 
-from typing import Any, Mapping
+from collections.abc import Mapping
+from typing import Any
 
 import numpy as np
 
 from sdk.backends.base import Backend, Executable
 from sdk.backends.litert.runtime import DelegateChoice, choose_delegate, interpreter_module
 from sdk.compile.tflite_writer import TFLiteModel, node_supported, write_tflite
-from sdk.errors import InputError
+from sdk.errors import EdgeError, InputError
 from sdk.frontends.tflite_format import NCHW_TO_NHWC, NHWC_TO_NCHW
 from sdk.graph.ir import Graph, Node
 
@@ -85,7 +86,7 @@ class LiteRTBackend(Backend):
     def available(self) -> tuple[bool, str]:
         try:
             interpreter_module()
-        except Exception as exc:  # EdgeError with the install hint
+        except EdgeError as exc:  # no LiteRT: the message says what to install
             return False, str(exc)
         return True, ""
 
@@ -103,4 +104,11 @@ def _litert_ref() -> LiteRTBackend:
     """LiteRT with its BUILTIN_REF kernels (no delegate)."""
     b = LiteRTBackend(delegates=["reference"])
     b.name = "litert-ref"
+    return b
+
+
+def _litert_cpu() -> LiteRTBackend:
+    """LiteRT's optimized built-in kernels without the default XNNPACK delegate."""
+    b = LiteRTBackend(delegates=["cpu"])
+    b.name = "litert-cpu"
     return b

@@ -71,7 +71,7 @@ def load_external(library: str, options: dict[str, str] | None = None) -> tuple[
         # Probe with ctypes first: LiteRT's Delegate.__del__ itself raises when its
         # constructor failed on a missing library or symbol, so do not construct one then.
         probe = ctypes.CDLL(library)
-        getattr(probe, "tflite_plugin_create_delegate")
+        probe.tflite_plugin_create_delegate
         return mod.load_delegate(library, options), ""
     except OSError as exc:
         return None, f"cannot open delegate library {library!r} ({exc}); is it installed?"
@@ -106,6 +106,7 @@ def choose_delegate(names: list[str] | tuple[str, ...]) -> DelegateChoice:
     else:
         choice = DelegateChoice("cpu", BUILTIN["cpu"], None, skipped)
     for name, why in choice.skipped:
-        log.warning("LiteRT delegate %r unavailable: %s; falling back", name, why)
+        level = logging.INFO if name.lower() in NOT_LITERT else logging.WARNING
+        log.log(level, "LiteRT delegate %r unavailable: %s; falling back", name, why)
     log.info(choice.describe())
     return choice

@@ -9,7 +9,8 @@ target's accelerator lists its op; the rest falls back to the reference backend 
 
 from __future__ import annotations
 
-from typing import Any, Mapping
+from collections.abc import Mapping
+from typing import Any
 
 import numpy as np
 

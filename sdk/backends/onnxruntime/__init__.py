@@ -9,7 +9,8 @@ double rounding), so outputs agree within 1 LSB per requantizing op.
 from __future__ import annotations
 
 import logging
-from typing import Any, Mapping
+from collections.abc import Mapping
+from typing import Any
 
 import numpy as np
 

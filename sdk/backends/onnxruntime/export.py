@@ -13,7 +13,8 @@ requantizing op may differ from the SDK's double-rounding rule by 1 LSB.
 
 from __future__ import annotations
 
-from typing import Any, Callable
+from collections.abc import Callable
+from typing import Any
 
 import numpy as np
 import onnx

@@ -1,0 +1,52 @@
+"""Softmax → Shiftmax and Gelu → ShiftGELU lowerings keep their precision on int8 and on
+fine int16 input grids (the lowering requantizes a too-fine grid first)."""
+
+import numpy as np
+import pytest
+
+from sdk.graph import Graph, Tensor
+from sdk.quant import quantize
+from sdk.quant.trace import trace
+
+
+def _single_op_graph(op: str, shape, **attrs) -> Graph:
+    g = Graph(op.lower())
+    g.add_tensor(Tensor("x", "float32", shape))
+    g.add_tensor(Tensor("y", "float32", shape))
+    g.add_node(op, ["x"], ["y"], **attrs)
+    g.inputs, g.outputs = ["x"], ["y"]
+    return g
+
+
+@pytest.mark.parametrize("bits, mixed, bound", [(8, False, 0.06), (8, True, 0.03), (16, True, 0.03)])
+@pytest.mark.parametrize("row", [8, 64])
+def test_shiftmax_probabilities_are_close_to_softmax(bits, mixed, bound, row):
+    # int16 scores (mixed precision): Shiftmax's own error (2^r ≈ 1 + r/2) stays near 0.02; the
+    # int16 grid fed unchanged would lose the normaliser's precision (errors ≈ 0.05-0.06).
+    # int8 scores (std 3, step ≈ 0.09): the input grid itself costs up to ≈ 0.05.
+    rng = np.random.default_rng(row + bits)
+    g = _single_op_graph("Softmax", (4, row), axis=-1)
+    x = (rng.standard_normal((40, 4, row)) * 3).astype(np.float32)
+    ig = quantize(g, {"x": x[:32]}, activation_bits=bits, mixed_precision=mixed)
+    assert "Shiftmax" in ig.op_types()
+    for xi in x[32:]:
+        p = trace(ig, {"x": xi})["y"]
+        ref = np.exp(xi - xi.max(-1, keepdims=True))
+        ref /= ref.sum(-1, keepdims=True)
+        assert np.abs(p - ref).max() < bound
+        assert np.all(np.abs(p.sum(-1) - 1) < 0.03)
+
+
+@pytest.mark.parametrize("bits", [8, 16])
+def test_shift_gelu_is_close_to_gelu(bits):
+    from math import erf
+
+    rng = np.random.default_rng(bits)
+    g = _single_op_graph("Gelu", (2, 64))
+    x = (rng.standard_normal((20, 2, 64)) * 2).astype(np.float32)
+    ig = quantize(g, {"x": x[:16]}, activation_bits=bits)
+    assert "ShiftGELU" in ig.op_types()
+    gelu = np.vectorize(lambda v: 0.5 * v * (1 + erf(v / np.sqrt(2))))
+    for xi in x[16:]:
+        y = trace(ig, {"x": xi})["y"]
+        assert np.abs(y - gelu(xi)).max() < 0.05 * np.abs(xi).max()
