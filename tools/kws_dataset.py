@@ -37,7 +37,7 @@ from pathlib import Path
 import numpy as np
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
-from sdk.audio import decode_wav_bytes, resample
+from sdk.audio import decode_wav_bytes, logmel, resample
 from sdk.errors import EdgeError
 
 KEYWORDS = ["yes", "no", "up", "down", "left", "right", "on", "off", "stop", "go"]
@@ -243,6 +243,19 @@ def load_split(folder: str | Path, split: str) -> dict[str, np.ndarray]:
     """Load one split written by :func:`generate`."""
     with np.load(Path(folder) / f"{split}.npz") as z:
         return {k: z[k] for k in z.files}
+
+
+def load_features(folder: str | Path, split: str) -> tuple[np.ndarray, np.ndarray]:
+    """Integer log-mel features of a split as float32 log2 units ``[N, T, 40]`` (the
+    front end's Q8 output / 256) and labels; cached beside the audio."""
+    cache = Path(folder) / f"features_{split}.npz"
+    if cache.is_file():
+        with np.load(cache) as z:
+            return z["x"], z["y"]
+    data = load_split(folder, split)
+    x = np.stack([logmel(a) for a in data["audio"]]).astype(np.float32) / 256.0
+    np.savez(cache, x=x, y=data["label"])
+    return x, data["label"]
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -34,7 +34,6 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 import kws_dataset
 
-from sdk.audio import logmel
 from sdk.models.lmuformer import (
     ACT_SITES,
     CONV_KERNEL,
@@ -52,24 +51,6 @@ try:
 except ImportError as exc:  # pragma: no cover - depends on the extra
     raise SystemExit("tools/train_kws.py needs torch: .venv/bin/pip install torch==2.13.0 "
                      "(the project's `train` extra)") from exc
-
-
-# ---------------------------------------------------------------- features
-def clip_features(audio: np.ndarray) -> np.ndarray:
-    """Integer log-mel of each int16 clip, as float32 log2 units ``[N, T, n_mels]``."""
-    return np.stack([logmel(a) for a in audio]).astype(np.float32) / 256.0
-
-
-def load_features(folder: Path, split: str) -> tuple[np.ndarray, np.ndarray]:
-    """Features and labels of a split, cached beside the audio."""
-    cache = folder / f"features_{split}.npz"
-    if cache.is_file():
-        with np.load(cache) as z:
-            return z["x"], z["y"]
-    data = kws_dataset.load_split(folder, split)
-    x, y = clip_features(data["audio"]), data["label"]
-    np.savez(cache, x=x, y=y)
-    return x, y
 
 
 # ---------------------------------------------------------------- model
@@ -313,7 +294,7 @@ def main(argv: list[str] | None = None) -> int:
     t_start = time.perf_counter()
     folder = kws_dataset.generate(a.data, kws_dataset.DatasetConfig(seed=a.data_seed),
                                   verbose=True)
-    data = {s: load_features(folder, s) for s in ("train", "val", "test")}
+    data = {s: kws_dataset.load_features(folder, s) for s in ("train", "val", "test")}
     t_data = time.perf_counter() - t_start
     print(f"data: {folder} ({t_data:.0f} s) train {len(data['train'][1])} val "
           f"{len(data['val'][1])} test {len(data['test'][1])}")

@@ -80,12 +80,13 @@ class Plan:
 
     def __str__(self) -> str:
         counts = ", ".join(f"{n} node(s) on {b}" for b, n in self.counts().items())
-        lines = [f"plan for {self.graph!r} on target {self.target!r}, backend {self.backend!r}: "
-                 f"{counts}, {len(self.segments)} segment(s)"]
+        head = (f"plan for {self.graph!r} on target {self.target!r}, backend "
+                f"{self.backend!r}: {counts}, {len(self.segments)} segment(s)")
+        lines = [head]
         width = max((len(a.node) for a in self.assignments), default=4)
         for k, seg in enumerate(self.segments):
-            lines.append(f"  segment {k} [{seg.backend}]  in: {', '.join(seg.inputs)}  "
-                         f"out: {', '.join(seg.outputs)}")
+            lines.append(f"  segment {k} [{seg.backend}]  in: {', '.join(seg.inputs)}"
+                         f"  out: {', '.join(seg.outputs)}")
             by_name = {a.node: a for a in self.assignments}
             for n in seg.graph.nodes:
                 a = by_name[n.name]

@@ -147,6 +147,23 @@ def cnn_graph(seed: int = 1, hw: int = 16, width: int = 8) -> Graph:
     return b.g
 
 
+def segmentation_graph(seed: int = 4) -> Graph:
+    """x int8 [1, 4, 8, 8] → Pad (zero point) → 3×3 conv + ReLU → nearest 2× upsampling →
+    1×1 conv → per-pixel class logits int8 [1, 3, 16, 16]."""
+    b = _Builder("segmentation", seed)
+    g = b.g
+    b.act("x", (1, 4, 8, 8), 0.03, 5)
+    b.act("xp", (1, 4, 10, 10), 0.03, 5)
+    g.add_constant("xp_pads", np.array([0, 0, 1, 1, 0, 0, 1, 1], np.int64))
+    g.add_node("Pad", ["x", "xp_pads"], ["xp"], name="xp", mode="constant", value=5)
+    b.conv("xp", 8, 3, "feat", 0.06, -128, relu=True)
+    b.act("up", (1, 8, 16, 16), 0.06, -128)
+    g.add_node("ResizeNearest", ["feat"], ["up"], name="up", sizes=[1, 8, 16, 16])
+    b.conv("up", 3, 1, "logits", 0.1, 0)
+    g.inputs, g.outputs = ["x"], ["logits"]
+    return g
+
+
 def _lut_table(in_scale: float, in_zp: int, out_scale: float, out_zp: int) -> np.ndarray:
     """int8 → int8 table of tanh (built at compile time, as the quantizer's LUT ops are)."""
     q = np.arange(-128, 128)
@@ -168,7 +185,7 @@ def attention_graph(t: int = 8, d: int = 16, seed: int = 2) -> Graph:
     s_scores = 0.1
     g.add_tensor(Tensor("probs16", "int16", (t, t), QuantParams(np.float32(2.0 ** -15), 0)))
     g.add_node("Shiftmax", ["scores"], ["probs16"], name="softmax", axis=-1,
-               x0=int(math.floor(-1.0 / s_scores)), n=15, out_bits=16)
+               x0=math.floor(-1.0 / s_scores), n=15, out_bits=16)
     b.act("probs", (t, t), 2.0 ** -8, -128)
     m0, sh = quantize_multiplier(2.0 ** -15 / 2.0 ** -8)
     g.add_node("Requantize", ["probs16"], ["probs"], name="probs", in_zp=0, m0=m0, shift=sh,

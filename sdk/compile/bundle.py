@@ -28,7 +28,7 @@ import numpy as np
 
 import sdk
 from sdk.compile.cost import graph_macs, parameter_bytes
-from sdk.errors import InputError, ModelFormatError
+from sdk.errors import EdgeError, InputError, ModelFormatError
 from sdk.graph import Graph, Node, QuantParams, Tensor
 
 FORMAT = "edge-bundle"
@@ -268,7 +268,8 @@ def load_bundle(path: str | os.PathLike) -> Bundle:
     try:
         doc = json.loads(parts["graph.json"])
         graph = _graph_from_doc(doc, parts["weights.bin"], where)
-    except (KeyError, TypeError, ValueError) as exc:
+        graph.validate()
+    except (KeyError, TypeError, ValueError, EdgeError) as exc:
         raise ModelFormatError(f"{where}: graph.json is malformed ({exc}); recompile the "
                                "model") from None
     return Bundle(graph, manifest)

@@ -23,8 +23,10 @@ microcontroller firmware (no allocator at run time):
        fully-connected layer with ``N = K``, whose output at one pixel / row depends only on
        the input at that pixel / row (scratch: one ``C`` or ``K`` vector).
 
-     Executors must honour :attr:`MemoryPlan.in_place` (the firmware's kernels read the
-     scratch copy); ``plan_memory(..., in_place=False)`` gives a plan without any of it.
+     The default, ``in_place="elementwise"``, is safe for any kernel that reads element
+     ``i`` before writing it. ``in_place=True`` adds the scratch kind; then executors must
+     honour :attr:`MemoryPlan.in_place` (run those nodes slice by slice from the scratch
+     copy). ``in_place=False`` shares nothing but views.
 4. **Placement** (greedy by size, as TFLite Micro's ``GreedyMemoryPlanner``): buffers sorted
    by size, largest first; each takes the lowest ``alignment``-aligned offset whose byte range
    does not meet any already placed buffer with an overlapping lifetime.
@@ -184,9 +186,12 @@ def tensor_bytes(graph: Graph, name: str, shapes: dict[str, tuple[int, ...]] | N
     return int(np.prod(shape, dtype=np.int64)) * np.dtype(t.dtype).itemsize
 
 
-def plan_memory(graph: Graph, alignment: int = DEFAULT_ALIGNMENT, in_place: bool = True,
+def plan_memory(graph: Graph, alignment: int = DEFAULT_ALIGNMENT,
+                in_place: bool | str = "elementwise",
                 shapes: dict[str, tuple[int, ...]] | None = None) -> MemoryPlan:
     """Plan the activation arena of ``graph`` (see the module docstring for the rules)."""
+    if in_place not in (True, False, "elementwise"):
+        raise GraphError(f"in_place must be True, False or 'elementwise', got {in_place!r}")
     if alignment <= 0 or alignment & (alignment - 1):
         raise GraphError(f"arena alignment must be a power of two, got {alignment}")
     order = graph.topological_order()
@@ -246,7 +251,8 @@ def plan_memory(graph: Graph, alignment: int = DEFAULT_ALIGNMENT, in_place: bool
             continue
         if node.op in ELEMENTWISE_OPS:
             candidates, scratch = data_inputs, 0
-        elif node.op in IN_PLACE_WITH_SCRATCH and data_inputs[0] == node.inputs[0]:
+        elif (in_place is True and node.op in IN_PLACE_WITH_SCRATCH
+              and data_inputs[0] == node.inputs[0]):
             candidates = data_inputs[:1]
             scratch = _in_place_scratch(graph, node, shape_of)
             if scratch is None:
@@ -308,19 +314,3 @@ def plan_memory(graph: Graph, alignment: int = DEFAULT_ALIGNMENT, in_place: bool
     plan.check()
     return plan
 
-
-def check_fits(plan: MemoryPlan, target: Any) -> None:
-    """Raise TargetError when the plan needs more RAM or flash than ``target`` has
-    (``target`` is a :class:`targets.Target`), stating needed vs available."""
-    from sdk.errors import TargetError
-
-    problems = []
-    if plan.arena_bytes > target.memory.ram_bytes:
-        problems.append(f"needs {plan.arena_bytes / 1024:.1f} KiB of arena, target "
-                        f"{target.name} has {target.memory.ram_bytes / 1024:.1f} KiB of RAM")
-    if plan.flash_bytes > target.memory.flash_bytes:
-        problems.append(f"needs {plan.flash_bytes / 1024:.1f} KiB of flash for weights, target "
-                        f"{target.name} has {target.memory.flash_bytes / 1024:.1f} KiB")
-    if problems:
-        raise TargetError(f"model {plan.graph_name!r} does not fit: " + "; ".join(problems)
-                          + ": try a smaller model, int8 activations, or a larger target")

@@ -157,7 +157,7 @@ def _check_node(g: Graph, node: Node) -> None:
         if _quant(g, node.inputs[0])[0] != s or _quant(g, node.inputs[0])[1] != z:
             raise _Refuse("input and output quantization differ")
     elif op == "Requantize":
-        (s_i, z_i), (s_o, z_o) = _quant(g, node.inputs[0]), _quant(g, node.outputs[0])
+        (s_i, _), (s_o, _) = _quant(g, node.inputs[0]), _quant(g, node.outputs[0])
         lo, hi = qrange(g.tensor(node.outputs[0]).dtype)
         if (int(a.get("act_min", lo)), int(a.get("act_max", hi))) != (lo, hi):
             raise _Refuse("QUANTIZE (requantize) has no output clamp")
@@ -180,6 +180,25 @@ def _check_node(g: Graph, node: Node) -> None:
     elif op in ("Reshape", "Flatten", "Squeeze", "Unsqueeze"):
         if g.tensor(node.outputs[0]).shape is None:
             raise _Refuse("its output shape is unknown")
+    elif op == "ResizeNearest":
+        xs, ys = g.tensor(node.inputs[0]).shape, g.tensor(node.outputs[0]).shape
+        if xs is None or ys is None or len(xs) != 4 or xs[:2] != ys[:2]:
+            raise _Refuse("only 4-D spatial resizes (N and C unchanged) are a TFLite op")
+        if not all(tf.resize_nearest_matches(i, o) for i, o in zip(xs[2:], ys[2:])):
+            raise _Refuse(f"TFLite's float32 index rule differs from the exact one for "
+                          f"{xs[2:]} -> {ys[2:]}")
+    elif op == "Pad":
+        x = g.tensor(node.inputs[0])
+        pads = _pad_amounts(g, node)
+        if pads is None or x.shape is None:
+            raise _Refuse("its pads are not a constant")
+        if str(node.attrs.get("mode", "constant")).strip("b'") != "constant":
+            raise _Refuse("only constant padding is a TFLite PAD")
+        value = _pad_value(g, node)
+        _, z = _quant(g, node.outputs[0])
+        if value != int(z):
+            raise _Refuse(f"TFLite pads quantized tensors with the zero point ({int(z)}), "
+                          f"not {value}")
     elif op == "Transpose":
         if "perm" not in a:
             raise _Refuse("it has no perm attribute")
@@ -187,6 +206,22 @@ def _check_node(g: Graph, node: Node) -> None:
         q = [_quant(g, t) for t in node.inputs + node.outputs]
         if any(float(s) != float(q[0][0]) or int(z) != int(q[0][1]) for s, z in q):
             raise _Refuse("its inputs and output do not share one scale and zero point")
+
+
+def _pad_amounts(g: Graph, node: Node) -> np.ndarray | None:
+    """IR Pad's pads (ONNX order [begin..., end...]) as [rank, 2], or None if not constant."""
+    src = node.inputs[1] if len(node.inputs) > 1 and node.inputs[1] else None
+    pads = g.tensor(src).data if src is not None else node.attrs.get("pads")
+    if pads is None or (len(node.inputs) > 3 and node.inputs[3]):
+        return None
+    p = np.asarray(pads, np.int64).ravel()
+    return np.stack([p[: p.size // 2], p[p.size // 2:]], axis=1)
+
+
+def _pad_value(g: Graph, node: Node) -> int:
+    if len(node.inputs) > 2 and node.inputs[2]:
+        return int(np.asarray(g.tensor(node.inputs[2]).data).ravel()[0])
+    return int(node.attrs.get("value", 0) or 0)
 
 
 def node_supported(graph: Graph, node: Node) -> tuple[bool, str]:
@@ -593,7 +628,27 @@ def _write_concat(w: _Writer, node: Node) -> None:
            _options("ConcatenationOptions", Axis=axis, FusedActivationFunction=tf.ACT_NONE))
 
 
+def _write_resize(w: _Writer, node: Node) -> None:
+    _, _, h, wd = w.g.tensor(node.outputs[0]).shape
+    size = w.const(f"{node.outputs[0]}@size", np.array([h, wd], np.int32))
+    w.emit(BuiltinOp.RESIZE_NEAREST_NEIGHBOR, [w.inp(node.inputs[0], True), size],
+           [w.out(node.outputs[0], True)], Opt.ResizeNearestNeighborOptions,
+           _options("ResizeNearestNeighborOptions", AlignCorners=False, HalfPixelCenters=False))
+
+
+def _write_pad(w: _Writer, node: Node) -> None:
+    nhwc = _elementwise_layout(w, node)
+    pads = _pad_amounts(w.g, node)
+    if nhwc and pads.shape[0] == 4:
+        pads = pads[list(tf.NCHW_TO_NHWC)]
+    pv = w.const(f"{node.outputs[0]}@paddings", pads.astype(np.int32))
+    w.emit(BuiltinOp.PAD, [w.inp(node.inputs[0], nhwc), pv], [w.out(node.outputs[0], nhwc)],
+           Opt.PadOptions, _options("PadOptions"))
+
+
 _WRITERS: dict[str, Callable[[_Writer, Node], None]] = {
+    "ResizeNearest": _write_resize,
+    "Pad": _write_pad,
     "QuantizeLinear": _write_unary(BuiltinOp.QUANTIZE),
     "DequantizeLinear": _write_unary(BuiltinOp.DEQUANTIZE),
     "Requantize": _write_unary(BuiltinOp.QUANTIZE),

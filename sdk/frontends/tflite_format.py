@@ -44,10 +44,21 @@ NCHW_TO_NHWC = (0, 2, 3, 1)
 NHWC_TO_NCHW = (0, 3, 1, 2)
 
 # IR ops whose 4-D activations are NHWC in TFLite
-SPATIAL_OPS = {"QConv2d", "QDepthwiseConv2d", "QMaxPool2d", "QAvgPool2d", "ResizeNearest"}
+SPATIAL_OPS = {"QConv2d", "QDepthwiseConv2d", "QMaxPool2d", "QAvgPool2d", "ResizeNearest",
+               "QGlobalAvgPool"}
 # IR ops that are indifferent to axis order (same shape in and out, per-element or broadcast)
 ELEMENTWISE_OPS = {"QAdd", "QMul", "QClamp", "Requantize", "QLut", "Identity",
-                   "QuantizeLinear", "DequantizeLinear"}
+                   "QuantizeLinear", "DequantizeLinear", "Pad"}  # Pad: rank kept, pads permuted
+
+
+def resize_nearest_matches(in_size: int, out_size: int) -> bool:
+    """Whether TFLite's float32 ``floor(i · (in/out))`` picks the IR's exact
+    ``floor(i · in / out)`` source index for every output position (align_corners and
+    half_pixel_centers off)."""
+    i = np.arange(out_size, dtype=np.float32)
+    tfl = np.minimum(np.floor(i * (np.float32(in_size) / np.float32(out_size))), in_size - 1)
+    exact = (np.arange(out_size, dtype=np.int64) * in_size) // max(out_size, 1)
+    return bool(np.array_equal(tfl.astype(np.int64), exact))
 
 
 def _f32(x: float) -> float:

@@ -40,12 +40,14 @@ _LAYOUT_OP = {"CONV_2D": "QConv2d", "DEPTHWISE_CONV_2D": "QDepthwiseConv2d",
               "RESIZE_NEAREST_NEIGHBOR": "ResizeNearest", "ADD": "QAdd", "MUL": "QMul",
               "RELU": "QClamp", "RELU6": "QClamp", "RELU_N1_TO_1": "QClamp",
               "QUANTIZE": "Requantize", "DEQUANTIZE": "DequantizeLinear",
-              "LOGISTIC": "QLut", "TANH": "QLut", "PAD": "QPadNHWC"}
+              "LOGISTIC": "QLut", "TANH": "QLut", "PAD": "Pad", "MEAN": "QGlobalAvgPool"}
 _OPTIONS = {"CONV_2D": "Conv2DOptions", "DEPTHWISE_CONV_2D": "DepthwiseConv2DOptions",
             "FULLY_CONNECTED": "FullyConnectedOptions", "ADD": "AddOptions",
             "MUL": "MulOptions", "MAX_POOL_2D": "Pool2DOptions",
             "AVERAGE_POOL_2D": "Pool2DOptions", "CONCATENATION": "ConcatenationOptions",
-            "BATCH_MATMUL": "BatchMatMulOptions"}
+            "BATCH_MATMUL": "BatchMatMulOptions", "SOFTMAX": "SoftmaxOptions",
+            "MEAN": "ReducerOptions",
+            "RESIZE_NEAREST_NEIGHBOR": "ResizeNearestNeighborOptions"}
 
 
 @dataclass
@@ -134,7 +136,7 @@ def _parse(buf: bytes) -> tuple[Any, list[_TT], list[_Op], list[int], list[int]]
         outputs = [int(i) for i in sg.OutputsAsNumpy()]
     except ModelFormatError:
         raise
-    except Exception as exc:  # flatbuffers raises IndexError/struct.error on truncated files
+    except Exception as exc:  # noqa: BLE001 - flatbuffers raises IndexError, struct.error ...
         raise ModelFormatError(f"the .tflite file is truncated or corrupted ({type(exc).__name__}: "
                                f"{exc})") from None
     return model, tensors, ops, inputs, outputs
@@ -205,7 +207,9 @@ class _Reader:
             for i in o.inputs:
                 users.setdefault(i, []).append(o)
         for o in self.ops:
-            if o.kind != "PAD" or o.inputs[0] not in self.nhwc:
+            # only the PAD the SDK's writer inserts for explicit conv pads folds back
+            if (o.kind != "PAD" or o.inputs[0] not in self.nhwc
+                    or not self.tt[o.outputs[0]].name.endswith("@padded")):
                 continue
             nxt = users.get(o.outputs[0], [])
             if (len(nxt) != 1 or nxt[0].kind not in ("CONV_2D", "DEPTHWISE_CONV_2D")
@@ -469,7 +473,72 @@ def _read_pad(r: _Reader, o: _Op) -> None:
     r.node("Pad", [x, pads], [out], mode="constant", value=z)
 
 
+def _read_resize(r: _Reader, o: _Op) -> None:
+    """RESIZE_NEAREST_NEIGHBOR (no align_corners, no half-pixel centres) → ResizeNearest."""
+    out = o.outputs[0]
+    if o.options is not None and (o.options.AlignCorners() or o.options.HalfPixelCenters()):
+        raise UnsupportedOpError([o.kind], "the .tflite reader",
+                                 "align_corners / half_pixel_centers resizes")
+    n, h, w, c = r.tt[out].shape
+    r.node("ResizeNearest", [o.inputs[0]], [out], sizes=[n, c, h, w])
+
+
+def _read_lut(r: _Reader, o: _Op) -> None:
+    """LOGISTIC / TANH (int8): a 256-entry table built as LiteRT builds its own, from the
+    float function with round-half-away: ``t[q] = clamp(round(f(s_in·(q−z_in))/s_out) + z_out)``."""
+    x, out = o.inputs[0], o.outputs[0]
+    if r.tt[x].dtype != "int8":
+        raise UnsupportedOpError([o.kind], "the .tflite reader", f"{o.kind} on {r.tt[x].dtype}")
+    (s_i, z_i), (s_o, z_o) = r.quant(x), r.quant(out)
+    q = np.arange(-128, 128, dtype=np.float32)
+    v = np.float32(s_i) * (q - np.float32(z_i))
+    f = np.tanh(v) if o.kind == "TANH" else 1.0 / (1.0 + np.exp(-v))
+    y = f.astype(np.float32) / np.float32(s_o)
+    table = np.clip(np.sign(y) * np.floor(np.abs(y) + 0.5) + z_o, -128, 127).astype(np.int8)
+    r.node("QLut", [x, r.const(f"{r.tt[out].name}_table", table)], [out])
+
+
+def _read_softmax(r: _Reader, o: _Op) -> None:
+    """int8 SOFTMAX imports as a float island: dequantize, Softmax, quantize (LiteRT's own
+    int8 softmax uses an exp table; the two agree within an LSB)."""
+    x, out = o.inputs[0], o.outputs[0]
+    if o.options is not None and abs(o.options.Beta() - 1.0) > 1e-6:
+        raise UnsupportedOpError(["SOFTMAX"], "the .tflite reader", "softmax with beta != 1")
+    (s_i, z_i), (s_o, z_o) = r.quant(x), r.quant(out)
+    base = r.tt[out].name
+    shape = r.tt[out].shape
+    xf, yf = r.g.unique_name(base + "@in_float"), r.g.unique_name(base + "@float")
+    r.g.add_tensor(Tensor(xf, "float32", shape))
+    r.g.add_tensor(Tensor(yf, "float32", shape))
+    r.node("DequantizeLinear", [x], [xf], scale=s_i, zero_point=z_i)
+    r.node("Softmax", [xf], [yf], axis=-1)
+    r.node("QuantizeLinear", [yf], [out], scale=s_o, zero_point=z_o, dtype=r.tt[out].dtype)
+
+
+def _read_mean(r: _Reader, o: _Op) -> None:
+    """MEAN over H and W of an NHWC image → QGlobalAvgPool, ``M = s_in / (s_out · H·W)``."""
+    x, out = o.inputs[0], o.outputs[0]
+    axes = sorted(int(a) % 4 for a in np.ravel(r.tt[o.inputs[1]].data))
+    if x not in r.nhwc or axes != [1, 2]:
+        raise UnsupportedOpError(["MEAN"], "the .tflite reader", "MEAN other than over H, W")
+    n, h, w, c = r.tt[x].shape
+    (s_i, z_i), (s_o, z_o) = r.quant(x), r.quant(out)
+    m0, sh = quantize_multiplier(float(np.float32(s_i)) / (float(np.float32(s_o)) * h * w))
+    lo, hi = qrange(r.tt[out].dtype)
+    attrs = {"x_zp": z_i, "m0": m0, "shift": sh, "out_zp": z_o, "act_min": lo, "act_max": hi,
+             "dtype": r.tt[out].dtype}
+    if len(r.tt[out].shape) == 4:
+        r.node("QGlobalAvgPool", [x], [out], **attrs)
+        return
+    pooled = r.g.unique_name(r.tt[out].name + "@nc11")
+    r.g.add_tensor(Tensor(pooled, r.tt[out].dtype, (n, c, 1, 1), QuantParams(s_o, z_o)))
+    r.node("QGlobalAvgPool", [x], [pooled], **attrs)
+    shape = r.const(f"{r.tt[out].name}_shape", np.array(r.tt[out].shape, np.int64))
+    r.node("Reshape", [pooled, shape], [out])
+
+
 _READERS: dict[str, Callable[[_Reader, _Op], None]] = {
+    "RESIZE_NEAREST_NEIGHBOR": _read_resize, "LOGISTIC": _read_lut, "TANH": _read_lut, "SOFTMAX": _read_softmax, "MEAN": _read_mean,
     "FULLY_CONNECTED": _read_fc, "CONV_2D": _read_conv, "DEPTHWISE_CONV_2D": _read_conv,
     "ADD": _read_add, "MUL": _read_add, "RELU": _read_relu, "RELU6": _read_relu,
     "RELU_N1_TO_1": _read_relu, "MAX_POOL_2D": _read_pool, "AVERAGE_POOL_2D": _read_pool,

@@ -162,9 +162,9 @@ class LMUFormerWeights:
         return cls(LMUFormerConfig(**cfg_kw), w)
 
 
-def initial_state(cfg: LMUFormerConfig) -> dict[str, np.ndarray]:
-    """All-zero state (the start of a stream)."""
-    return {k: np.zeros(s, np.float32) for k, s in state_shapes(cfg).items()}
+def initial_state(cfg: LMUFormerConfig, batch: int = 1) -> dict[str, np.ndarray]:
+    """All-zero state (the start of a stream), for ``batch`` independent streams."""
+    return {k: np.zeros((batch, s[1]), np.float32) for k, s in state_shapes(cfg).items()}
 
 
 def _lif(x: np.ndarray, v: np.ndarray, threshold: float) -> tuple[np.ndarray, np.ndarray]:
@@ -175,9 +175,13 @@ def _lif(x: np.ndarray, v: np.ndarray, threshold: float) -> tuple[np.ndarray, np
 
 def lmuformer_step(model: LMUFormerWeights, x: np.ndarray, state: dict[str, np.ndarray]
                    ) -> tuple[np.ndarray, dict[str, np.ndarray], dict[str, np.ndarray]]:
-    """One frame in float32 NumPy: ``(logits [1, K], next state, activations per site)``."""
+    """One frame in float32 NumPy: ``(logits [B, K], next state, activations per site)``.
+
+    ``x`` is ``[n_mels]`` or ``[B, n_mels]``; the state holds ``B`` rows (:func:`initial_state`).
+    """
     cfg, w = model.config, model.weights
-    x = np.asarray(x, np.float32).reshape(1, cfg.n_mels)
+    x = np.asarray(x, np.float32).reshape(-1, cfg.n_mels)
+    batch = x.shape[0]
     nxt: dict[str, np.ndarray] = {}
     acts: dict[str, np.ndarray] = {}
 
@@ -195,9 +199,9 @@ def lmuformer_step(model: LMUFormerWeights, x: np.ndarray, state: dict[str, np.n
     e = window @ w["w_embed"].T + w["b_embed"]
     a0 = act("v_embed", LIF_THRESHOLD, e)
     u = act("v_u", LIF_THRESHOLD_U, a0 @ w["w_u"].T + w["b_u"])
-    m = state["memory"].reshape(cfg.lmu_units, cfg.lmu_order)
-    m = m @ w["a_bar"].T + u.reshape(cfg.lmu_units, 1) @ w["b_bar"].T
-    nxt["memory"] = m.reshape(1, -1)
+    m = state["memory"].reshape(batch, cfg.lmu_units, cfg.lmu_order)
+    m = m @ w["a_bar"].T + u.reshape(batch, cfg.lmu_units, 1) @ w["b_bar"].T
+    nxt["memory"] = m.reshape(batch, -1)
     y1 = e + act("v_lmu", LIF_THRESHOLD, nxt["memory"] @ w["w_m"].T + a0 @ w["w_a"].T
                  + w["b_h"])
     a1 = act("v_mix_in", LIF_THRESHOLD, y1)
@@ -216,18 +220,27 @@ def running_mean_logits(frame_logits: np.ndarray) -> np.ndarray:
 
 def run_clip(model: LMUFormerWeights, features: np.ndarray) -> np.ndarray:
     """Frame logits ``[T, K]`` for features ``[T, n_mels]`` by stepping from the zero state."""
-    state = initial_state(model.config)
+    return run_clips(model, np.asarray(features)[None])[0]
+
+
+def run_clips(model: LMUFormerWeights, features: np.ndarray) -> np.ndarray:
+    """Frame logits ``[N, T, K]`` for ``N`` clips ``[N, T, n_mels]``, stepped side by side."""
+    feats = np.asarray(features, np.float32)
+    state = initial_state(model.config, batch=feats.shape[0])
     out = []
-    for frame in np.asarray(features, np.float32):
-        logits, state, _ = lmuformer_step(model, frame, state)
-        out.append(logits[0])
-    return np.stack(out)
+    for t in range(feats.shape[1]):
+        logits, state, _ = lmuformer_step(model, feats[:, t], state)
+        out.append(logits)
+    return np.stack(out, axis=1)
 
 
-def build_step_onnx(model: LMUFormerWeights, name: str = "lmuformer_kws_step"):
-    """The single-step ONNX graph of :func:`lmuformer_step` (opset 17, batch 1).
+def build_step_onnx(model: LMUFormerWeights, name: str = "lmuformer_kws_step",
+                    batch: int | None = 1):
+    """The single-step ONNX graph of :func:`lmuformer_step` (opset 17).
 
-    Inputs: ``x [1, n_mels]`` then ``state_<name>`` for each state; outputs: ``logits [1, K]``
+    ``batch`` fixes the leading dimension (1: one stream, what a device runs); ``None`` leaves
+    it symbolic (``"batch"``) so many streams can be stepped side by side.
+    Inputs: ``x [batch, n_mels]`` then ``state_<name>`` for each state; outputs: ``logits [1, K]``
     then ``state_<name>_next`` in the same order. Ops: Add, Mul, MatMul, Gemm, Concat, Slice,
     Reshape, Identity and Relu (non-spiking) or GreaterOrEqual, Cast, Sub (LIF, spiking).
     """
@@ -277,13 +290,13 @@ def build_step_onnx(model: LMUFormerWeights, name: str = "lmuformer_kws_step"):
     e = linear(window, "w_embed", "b_embed")
     a0 = act("v_embed", LIF_THRESHOLD, e)
     u = act("v_u", LIF_THRESHOLD_U, linear(a0, "w_u", "b_u"))
-    m = op("Reshape", ["state_memory", const(np.array([cfg.lmu_units, cfg.lmu_order], np.int64),
-                                             "shape")])
-    u_col = op("Reshape", [u, const(np.array([cfg.lmu_units, 1], np.int64), "shape")])
+    m = op("Reshape", ["state_memory", const(np.array([-1, cfg.lmu_units, cfg.lmu_order],
+                                                      np.int64), "shape")])
+    u_col = op("Reshape", [u, const(np.array([-1, cfg.lmu_units, 1], np.int64), "shape")])
     m_next = op("Add", [op("MatMul", [m, const(w["a_bar"].T.astype(np.float32), "a_bar_t")]),
                         op("MatMul", [u_col, const(w["b_bar"].T.astype(np.float32),
                                                    "b_bar_t")])])
-    op("Reshape", [m_next, const(np.array([1, cfg.lmu_units * cfg.lmu_order], np.int64),
+    op("Reshape", [m_next, const(np.array([-1, cfg.lmu_units * cfg.lmu_order], np.int64),
                                  "shape")], out="state_memory_next")
     h_pre = op("Add", [linear("state_memory_next", "w_m", "b_h"), linear(a0, "w_a", None)])
     y1 = op("Add", [e, act("v_lmu", LIF_THRESHOLD, h_pre)])
@@ -294,11 +307,12 @@ def build_step_onnx(model: LMUFormerWeights, name: str = "lmuformer_kws_step"):
     op("Identity", [logits], out="logits")
 
     shapes = state_shapes(cfg)
-    inputs = [helper.make_tensor_value_info("x", TensorProto.FLOAT, [1, cfg.n_mels])]
-    inputs += [helper.make_tensor_value_info(f"state_{s}", TensorProto.FLOAT, list(shp))
+    b = batch if batch is not None else "batch"
+    inputs = [helper.make_tensor_value_info("x", TensorProto.FLOAT, [b, cfg.n_mels])]
+    inputs += [helper.make_tensor_value_info(f"state_{s}", TensorProto.FLOAT, [b, shp[1]])
                for s, shp in shapes.items()]
-    outputs = [helper.make_tensor_value_info("logits", TensorProto.FLOAT, [1, cfg.n_classes])]
-    outputs += [helper.make_tensor_value_info(f"state_{s}_next", TensorProto.FLOAT, list(shp))
+    outputs = [helper.make_tensor_value_info("logits", TensorProto.FLOAT, [b, cfg.n_classes])]
+    outputs += [helper.make_tensor_value_info(f"state_{s}_next", TensorProto.FLOAT, [b, shp[1]])
                 for s, shp in shapes.items()]
     graph = helper.make_graph(nodes, name, inputs, outputs, initializer=inits)
     m_proto = helper.make_model(graph, opset_imports=[helper.make_opsetid("", OPSET)],

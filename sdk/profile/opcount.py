@@ -69,6 +69,7 @@ class OpCount:
     activation_read_bytes: int = 0
     activation_write_bytes: int = 0
     spike_driven: bool = False
+    accumulates_if_all_spike: int = 0   # the MACs a spike-driven layer would do densely
 
     @property
     def ops(self) -> float:
@@ -99,14 +100,26 @@ class _Shapes:
         return int(np.prod(self(name), dtype=np.int64))
 
 
+COMPARE_OPS = frozenset({"Greater", "GreaterOrEqual", "Less", "LessOrEqual", "Equal"})
+# ops whose output is a spike tensor when their (first) input is one
+SPIKE_PRESERVING_OPS = VIEW_OPS | frozenset({"Cast", "Transpose", "Slice", "Gather"})
+
+
 def spike_tensors(graph: Graph) -> set[str]:
-    """Tensors that carry 0/1 spikes: outputs of spike ops, bool tensors, and any listed in
-    ``graph.metadata["spike_tensors"]``."""
+    """Tensors that carry 0/1 spikes: outputs of spike ops and comparisons (a LIF neuron in
+    ONNX is ``Cast(GreaterOrEqual(H, V_th))``), bool tensors, any listed in
+    ``graph.metadata["spike_tensors"]``, and views, casts and concatenations of those."""
     found = set(graph.metadata.get("spike_tensors", []))
-    for n in graph.nodes:
-        if n.op in SPIKE_OPS and n.outputs and n.outputs[0]:
-            found.add(n.outputs[0])
     found |= {t.name for t in graph.tensors.values() if t.dtype == "bool" and not t.is_constant}
+    for n in graph.topological_order():
+        out = n.outputs[0] if n.outputs else ""
+        if not out:
+            continue
+        data = [i for i in n.inputs if i and not graph.tensor(i).is_constant]
+        if (n.op in SPIKE_OPS or n.op in COMPARE_OPS
+                or (n.op in SPIKE_PRESERVING_OPS and data and data[0] in found)
+                or (n.op == "Concat" and data and all(i in found for i in data))):
+            found.add(out)
     return found
 
 
@@ -172,6 +185,7 @@ def count_node(graph: Graph, node: Node, shapes: dict[str, tuple[int, ...]] | No
     if c.macs and data_in and data_in[0] in spikes:
         rate = (firing_rates or {}).get(data_in[0], 1.0)
         c.accumulates = c.macs * rate
+        c.accumulates_if_all_spike = c.macs
         c.macs = 0
         c.spike_driven = True
     return c

@@ -124,6 +124,10 @@ def profile_graph(graph: Graph, target: str | Target = "laptop",
             sensor = "no sensor (the graph was not run)"
     counts = count_graph(graph, shapes, rates)
     plan = plan_memory(graph, shapes=shapes)
+    scratch_plan = plan_memory(graph, shapes=shapes, in_place=True)
+    if scratch_plan.arena_bytes < plan.arena_bytes:
+        notes.append(f"peak arena with in-place convolutions (scratch kernels): "
+                     f"{scratch_plan.arena_bytes:,} B instead of {plan.arena_bytes:,} B")
     rows = []
     for c in counts:
         est = estimate_node(c, tgt)
@@ -138,10 +142,12 @@ def profile_graph(graph: Graph, target: str | Target = "laptop",
                                              tgt.memory.activations_in) * PJ,
             energy_static_j=tgt.power.idle_w * est.latency_s,
             fp32_compute_j=compute_energy_pj(c, table, "fp32") * PJ))
-    if rates:
-        notes.append("spike-driven layers counted at the traced firing rates: "
-                     + ", ".join(f"{k} {v:.2f}" for k, v in sorted(rates.items())))
-    elif any(r.accumulates for r in rows):
+    spiking = [c for c in counts if c.spike_driven]
+    if spiking and rates:
+        notes.append("spike-driven layers counted at the traced firing rates: " + ", ".join(
+            f"{c.node} {c.accumulates / max(c.accumulates_if_all_spike, 1):.2f}"
+            for c in spiking))
+    elif spiking:
         notes.append("spike-driven layers counted as if every input spiked (upper bound)")
     notes.append(f"modelled latency is a roofline estimate for {tgt.name}; active power x "
                  f"modelled time = {sum(r.modeled_s for r in rows) * tgt.power.active_w * 1e6:.1f}"

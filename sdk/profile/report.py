@@ -100,23 +100,24 @@ class ProfileReport:
 
     # -- text ---------------------------------------------------------------------------
     def render(self) -> str:
-        """A plain-text table (the CLI prints it through rich when available)."""
+        """A plain-text table: MACs are multiply-accumulates, ACs the accumulates of
+        spike-driven layers (at the traced firing rate)."""
         lines = [(f"profile of {self.model!r} on target {self.target!r} "
                   f"(energy table: {self.energy_table})")]
-        head = (f"{'layer':<24} {'op':<16} {'unit':<8} {'MACs':>12} {'bytes':>10} "
+        head = (f"{'layer':<24} {'op':<16} {'unit':<8} {'MACs':>11} {'ACs':>9} {'bytes':>10} "
                 f"{'measured us':>11} {'model us':>9} {'energy uJ':>10}")
         lines += [head, "-" * len(head)]
         for r in self.rows:
             meas = f"{r.measured_s * 1e6:11.1f}" if r.measured_s is not None else f"{'-':>11}"
-            macs = r.macs + r.accumulates
-            lines.append(f"{r.name[:24]:<24} {r.op[:16]:<16} {r.unit[:8]:<8} {macs:>12,.0f} "
+            lines.append(f"{r.name[:24]:<24} {r.op[:16]:<16} {r.unit[:8]:<8} {r.macs:>11,} "
+                         f"{r.accumulates:>9,.0f} "
                          f"{r.weight_bytes + r.activation_bytes:>10,} {meas} "
                          f"{r.modeled_s * 1e6:9.2f} {r.energy_j * 1e6:10.3f}")
         t = self.totals()
         meas = (f"{self.measured_total_s * 1e6:11.1f}" if self.measured_total_s is not None
                 else f"{'-':>11}")
         lines.append("-" * len(head))
-        lines.append(f"{'total':<50} {t['macs'] + t['accumulates']:>12,.0f} "
+        lines.append(f"{'total':<50} {t['macs']:>11,} {t['accumulates']:>9,.0f} "
                      f"{t['weight_bytes'] + t['activation_bytes']:>10,} {meas} "
                      f"{self.modeled_total_s * 1e6:9.2f} {self.energy_j * 1e6:10.3f}")
         lines.append(f"peak arena {self.peak_arena_bytes:,} B of {self.ram_available_bytes:,} B "

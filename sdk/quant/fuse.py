@@ -6,6 +6,8 @@ so ranges observed on the original graph still apply.
   ``W' = W·γ/√(σ²+ε)`` per output channel, ``b' = (b − μ)·γ/√(σ²+ε) + β``.
 * The Erf form of GELU that torch exports, ``x·0.5·(1 + erf(x/√2))`` in its usual node
   orders, becomes one ``Gelu`` node.
+* LayerNorm spelled out in primitives (ReduceMean, Sub, Pow, Sqrt, Div, Mul, Add) becomes
+  one ``LayerNormalization``.
 """
 
 from __future__ import annotations
@@ -130,10 +132,87 @@ def fuse_erf_gelu(graph: Graph) -> None:
     graph.sort()
 
 
+def _reduce_axes(graph: Graph, node: Node) -> list[int] | None:
+    if len(node.inputs) > 1 and node.inputs[1]:
+        v = const_value(graph, node.inputs[1])
+        return None if v is None else [int(a) for a in np.ravel(v)]
+    axes = node.attrs.get("axes")
+    return None if axes is None else [int(a) for a in axes]
+
+
+def _is_last_axis_mean(graph: Graph, node: Node | None, x: str) -> bool:
+    if node is None or node.op != "ReduceMean" or node.inputs[0] != x:
+        return False
+    axes = _reduce_axes(graph, node)
+    rank = len(graph.tensor(x).shape or ())
+    return (axes is not None and len(axes) == 1 and axes[0] in (-1, rank - 1)
+            and int(node.attrs.get("keepdims", 1)) == 1)
+
+
+def fuse_decomposed_layernorm(graph: Graph) -> None:
+    """Rewrite LayerNorm spelled out in primitives (as exporters emit below opset 17):
+    ``d = x − mean(x)``; ``y = d / sqrt(mean(d²) + ε)`` [``· γ``] [``+ β``] over the last axis
+    into one ``LayerNormalization``."""
+    producers, consumers = graph.producers(), graph.consumers()
+    drop: set[int] = set()
+    for sub in [n for n in graph.nodes if n.op == "Sub"]:
+        x, mu = sub.inputs[:2]
+        if not _is_last_axis_mean(graph, producers.get(mu), x):
+            continue
+        d = sub.outputs[0]
+        users = consumers.get(d, [])
+        sq = next((u for u in users if (u.op == "Pow" and _is_scalar(graph, u.inputs[1], 2.0))
+                   or (u.op == "Mul" and u.inputs[0] == u.inputs[1] == d)), None)
+        div = next((u for u in users if u.op == "Div" and u.inputs[0] == d), None)
+        if sq is None or div is None or len(users) != 2:
+            continue
+        var = _sole_consumer(graph, sq.outputs[0], consumers)
+        if not _is_last_axis_mean(graph, var, sq.outputs[0]):
+            continue
+        add = _sole_consumer(graph, var.outputs[0], consumers)
+        if add is None or add.op != "Add":
+            continue
+        eps = const_value(graph, _other(add, var.outputs[0]))
+        sqrt = _sole_consumer(graph, add.outputs[0], consumers)
+        if eps is None or eps.size != 1 or sqrt is None or sqrt.op != "Sqrt" \
+                or div.inputs[1] != sqrt.outputs[0] or _sole_consumer(graph, mu, consumers) is not sub:
+            continue
+        c = (graph.tensor(x).shape or (0,))[-1]
+        if c <= 0:
+            continue
+        chain = [producers[mu], sub, sq, var, add, sqrt, div]
+        out, gamma, beta = div.outputs[0], np.ones(c, np.float32), np.zeros(c, np.float32)
+        nxt = _sole_consumer(graph, out, consumers)
+        if nxt is not None and nxt.op == "Mul":
+            g = const_value(graph, _other(nxt, out))
+            if g is not None and g.size in (1, c):
+                gamma = np.broadcast_to(np.asarray(g, np.float32).ravel(), (c,)).copy()
+                chain.append(nxt)
+                out = nxt.outputs[0]
+                nxt = _sole_consumer(graph, out, consumers)
+        if nxt is not None and nxt.op == "Add":
+            b = const_value(graph, _other(nxt, out))
+            if b is not None and b.size in (1, c):
+                beta = np.broadcast_to(np.asarray(b, np.float32).ravel(), (c,)).copy()
+                chain.append(nxt)
+                out = nxt.outputs[0]
+        gname = graph.unique_name(sub.name + "_ln_gamma")
+        graph.add_constant(gname, gamma)
+        bname = graph.unique_name(sub.name + "_ln_beta")
+        graph.add_constant(bname, beta)
+        drop.update(id(n) for n in chain)
+        graph.nodes.append(Node("LayerNormalization", [x, gname, bname], [out],
+                                {"axis": -1, "epsilon": float(np.ravel(eps)[0])},
+                                sub.name + "_layernorm"))
+    graph.nodes = [n for n in graph.nodes if id(n) not in drop]
+    graph.sort()
+
+
 def prepare_float_graph(graph: Graph) -> Graph:
     """A copy of ``graph`` with all rewrites applied, topologically sorted."""
     g = graph.copy()
     constants_to_tensors(g)
     fold_batchnorm(g)
     fuse_erf_gelu(g)
+    fuse_decomposed_layernorm(g)
     return g.sort()

@@ -23,14 +23,12 @@ from sdk.graph import Graph, Node, QuantParams, Tensor, qrange
 from sdk.kernels.requant import quantize_multiplier, quantize_multiplier_array
 from sdk.quant.fuse import const_value
 from sdk.quant.observers import params_for_range
-from sdk.quant.plan import QuantPlan
+from sdk.quant.plan import SHIFTMAX_OUT_BITS, QuantPlan, fixed_output_params
 
 SHIFTMAX_N = 15
-SHIFTGELU_N = 23
-GELU_LAMBDA = 4.0
+GELU_LAMBDA = 3.0
 SHIFTGELU_SIG_BITS = 12
-SHIFTGELU_NORM_BITS = 21
-SHIFTGELU_MIN_N = 12
+SHIFTGELU_NORM_BITS = 23
 ILAYERNORM_ITERS = 10
 INT32_MIN, INT32_MAX = -(2**31), 2**31 - 1
 
@@ -102,7 +100,7 @@ class Lowering:
         return got
 
     def out_name(self, fname: str) -> str:
-        name = fname + "_q" if fname in self.fg.outputs else fname
+        name = self.g.unique_name(fname + "_q") if fname in self.fg.outputs else fname
         self.int_name[fname] = name
         return name
 
@@ -114,6 +112,9 @@ class Lowering:
         """Integer tensor name, params and dtype of an already-lowered activation."""
         if fname not in self.int_name:
             raise GraphError(f"tensor {fname!r} is used before it is computed")
+        if fname not in self.actual:
+            raise UnsupportedOpError([f"integer input {fname!r} feeding an arithmetic op"],
+                                     "integer lowering", "integer inputs may only index a Gather")
         qp, dt = self.actual[fname]
         return self.int_name[fname], qp, dt
 
@@ -523,7 +524,7 @@ def shiftmax_input_steps(row: int, n: int) -> int:
     ``row·a·2^n`` (relative error ``≈ row·a·2^n/2^31``). Their sum is least at
     ``a = √(ln2/2 · 2^31/(row·2^n))``.
     """
-    return max(2, int(round(math.sqrt(math.log(2) / 2 * 2.0**31 / (row * 2.0**n)))))
+    return max(2, round(math.sqrt(math.log(2) / 2 * 2.0**31 / (row * 2.0**n))))
 
 
 def lower_softmax(L: Lowering, node: Node) -> None:
@@ -540,9 +541,19 @@ def lower_softmax(L: Lowering, node: Node) -> None:
             want = (QuantParams(np.float32(1.0 / a), np.int32(0)), "int16" if dx == "int8" else dx)
             x = L.input_as(node.inputs[0], want)
             x0 = min(-1, math.floor(-1.0 / float(want[0].scale)))
-    out_bits = round(-math.log2(float(out[0].scale))) + 1
-    L.emit("Shiftmax", [x], node.outputs[0], out, axis=axis,
-           x0=x0, n=shift_exp_n(x0, SHIFTMAX_N), out_bits=out_bits)
+    natural = fixed_output_params("Softmax")
+    attrs = {"axis": axis, "x0": x0, "n": shift_exp_n(x0, SHIFTMAX_N), "out_bits": SHIFTMAX_OUT_BITS}
+    if _same(out, natural):
+        L.emit("Shiftmax", [x], node.outputs[0], out, **attrs)
+        return
+    # another grid was asked for (e.g. a QDQ model's): Shiftmax's own grid, then Requantize
+    tmp = L.g.unique_name(node.outputs[0] + "_shiftmax")
+    L.g.add_tensor(Tensor(tmp, natural[1], L.shape(node.outputs[0]), natural[0]))
+    L.g.add_node("Shiftmax", [x], [tmp], name=f"Shiftmax_{tmp}", **attrs)
+    m0, shift = quantize_multiplier(float(natural[0].scale) / float(out[0].scale))
+    qmin, qmax = qrange(out[1])
+    L.emit("Requantize", [tmp], node.outputs[0], out, in_zp=0, m0=m0, shift=shift,
+           out_zp=int(out[0].zero_point), act_min=qmin, act_max=qmax, dtype=out[1])
 
 
 def lower_layernorm(L: Lowering, node: Node) -> None:
@@ -576,57 +587,65 @@ def shift_exp_n(x0: int, n_max: int) -> int:
 
 
 def lower_gelu(L: Lowering, node: Node) -> None:
-    """Gelu → ShiftGELU.
+    """Gelu → ShiftGELU, ``x·σ(1.702·x)`` with σ as ``e^(x−m)/(e^(x−m) + e^(−m))``.
 
-    * λ clip at ±4: σ(1.702·4) ≈ 0.999, so clipping the sigmoid's argument there changes
-      nothing but bounds the row maximum, keeping the sigmoid's resolution on wide grids.
+    * λ clip at ±3 on the sigmoid's argument (``x·σ(1.702·3)`` differs from GELU by < 0.02·|x|
+      beyond it) bounds the row maximum ``m`` to λ, so both exponents stay above
+      ``−2·λ·1.702·log2 e ≈ −14.7`` in log2 units: ``n = 15`` never clamps them.
     * The per-element normaliser ``floor((2^31 − 1)/(e + e_m))`` with ``e + e_m`` up to
-      ``2·(−x0)·2^n`` keeps ``2^(31 − SHIFTGELU_NORM_BITS)`` levels when
-      ``2·(−x0)·2^n ≤ 2^SHIFTGELU_NORM_BITS``: ``n`` is chosen for that, and a grid so fine
-      that ``n`` would fall below ``SHIFTGELU_MIN_N`` (e.g. int16) is first requantized.
+      ``2·(−x0)·2^n`` keeps at least ``2^(31 − SHIFTGELU_NORM_BITS)`` levels when
+      ``−x0 ≤ 2^SHIFTGELU_NORM_BITS/2^(n+1)``; a finer input grid (e.g. int16) is first
+      requantized to that bound.
     * σ has ``SHIFTGELU_SIG_BITS`` bits (I-ViT uses 8; 12 matches the normaliser's precision).
     """
     name, qx, dx = L.input(node.inputs[0])
     act, fout = L.take_activation(node.outputs[0])
     out = L.desired(fout)
+    n = math.ceil(2 * GELU_LAMBDA * 1.702 * math.log2(math.e))
+    max_steps = 2.0**SHIFTGELU_NORM_BITS / 2.0 ** (n + 1)
     s = float(qx.scale)
-    x0 = min(-1, math.floor(-1.0 / (1.702 * s)))
-    n = int(math.floor(math.log2(2.0**SHIFTGELU_NORM_BITS / (2 * -x0))))
-    if n < SHIFTGELU_MIN_N:
+    if 1.0 / (1.702 * s) > max_steps:
         qmin, qmax = qrange(dx)
         reach = s * max(int(qx.zero_point) - qmin, qmax - int(qx.zero_point))
-        steps = 2.0**SHIFTGELU_NORM_BITS / 2.0 ** (SHIFTGELU_MIN_N + 1)
-        want = (QuantParams(np.float32(max(1.0 / (1.702 * steps), reach / 32767)), np.int32(0)),
-                "int16")
+        want = (QuantParams(np.float32(max(1.0 / (1.702 * max_steps), reach / 32767)),
+                            np.int32(0)), "int16")
         name, qx = L.input_as(node.inputs[0], want), want[0]
         s = float(qx.scale)
-        x0 = min(-1, math.floor(-1.0 / (1.702 * s)))
-        n = int(math.floor(math.log2(2.0**SHIFTGELU_NORM_BITS / (2 * -x0))))
-    n = max(0, min(n, SHIFTGELU_N))
-    lam = round(GELU_LAMBDA / s)
+    x0 = min(-1, math.floor(-1.0 / (1.702 * s)))
+    lam = max(1, round(GELU_LAMBDA / s))
     attrs = _scalar(_requant_attrs(s * 2.0 ** -(SHIFTGELU_SIG_BITS - 1), out, act))
     L.emit("ShiftGELU", [name], fout, out, axis=-1, x0=x0, n=n,
            sig_bits=SHIFTGELU_SIG_BITS, clip_min=-lam, clip_max=lam,
            x_zp=int(qx.zero_point), **attrs)
 
 
-_LUT_FUNCS: dict[str, Callable[[np.ndarray], np.ndarray]] = {
-    "Sigmoid": lambda v: 1.0 / (1.0 + np.exp(-v)),
-    "Tanh": np.tanh,
-}
+LUT_OPS = ("Sigmoid", "Tanh", "HardSigmoid", "HardSwish", "LeakyRelu", "Elu", "Softplus",
+           "Exp", "Erf", "Neg", "Abs")
+
+
+def _real_range(qp: QuantParams, dtype: str) -> tuple[float, float]:
+    qmin, qmax = qrange(dtype)
+    s, z = float(qp.scale), int(qp.zero_point)
+    return s * (qmin - z), s * (qmax - z)
 
 
 def lower_lut(L: Lowering, node: Node) -> None:
+    """A unary elementwise op → QLut: ``table[q + 128] = quantize_out(f(s_in·(q − z_in)))``,
+    ``f`` evaluated by the op's own float reference kernel (with its attributes) at compile
+    time. Input and output are int8 (a wider input is requantized first)."""
+    from sdk.backends.reference.registry import load_all
+
     name, qx, dx = L.input(node.inputs[0])
     if dx != "int8":
-        lo = -float(qx.scale) * (int(qx.zero_point) - qrange(dx)[0])
-        hi = float(qx.scale) * (qrange(dx)[1] - int(qx.zero_point))
-        want = (params_for_range(lo, hi, "int8", False), "int8")
+        want = (params_for_range(*_real_range(qx, dx), "int8", False), "int8")
         name, qx = L.input_as(node.inputs[0], want), want[0]
     out = L.desired(node.outputs[0])
+    if out[1] != "int8":
+        out = (params_for_range(*_real_range(*out), "int8", False), "int8")
     q = np.arange(-128, 128, dtype=np.float64)
-    real = float(qx.scale) * (q - int(qx.zero_point))
-    y = _LUT_FUNCS[node.op](real)
+    real = (float(qx.scale) * (q - int(qx.zero_point))).astype(np.float32)
+    y = np.asarray(load_all()[node.op]([real], node.attrs, False)[0], np.float64)
+    y = np.nan_to_num(y, nan=0.0, posinf=1e30, neginf=-1e30)
     table = np.clip(np.round(y / float(out[0].scale)) + int(out[0].zero_point), -128, 127)
     ti = L.add_int_const(node.outputs[0] + "_lut", table.astype(np.int8))
     L.emit("QLut", [name, ti], node.outputs[0], out)
@@ -708,7 +727,7 @@ LOWERINGS: dict[str, Callable[[Lowering, Node], None]] = {
     "MaxPool": lower_maxpool, "AveragePool": lower_avgpool,
     "GlobalAveragePool": lower_global_avgpool,
     "Softmax": lower_softmax, "LayerNormalization": lower_layernorm, "Gelu": lower_gelu,
-    "Sigmoid": lower_lut, "Tanh": lower_lut, "Resize": lower_resize,
+    "Resize": lower_resize, **{op: lower_lut for op in LUT_OPS},
     "Gather": lower_gather, "Concat": lower_concat, "Pad": lower_pad, "Dropout": lower_dropout,
     **{op: lower_layout for op in ("Reshape", "Flatten", "Transpose", "Slice", "Squeeze",
                                    "Unsqueeze", "Identity", "Split")},

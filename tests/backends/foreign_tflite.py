@@ -17,7 +17,8 @@ INT8, INT32, FLOAT32 = 9, 2, 0
 _B = tflite.BuiltinOperator
 # operator versions the converter stamps on int8 kernels
 VERSIONS = {_B.QUANTIZE: 2, _B.CONV_2D: 3, _B.DEPTHWISE_CONV_2D: 3, _B.AVERAGE_POOL_2D: 2,
-            _B.RESHAPE: 1, _B.FULLY_CONNECTED: 4, _B.DEQUANTIZE: 2}
+            _B.RESHAPE: 1, _B.FULLY_CONNECTED: 4, _B.DEQUANTIZE: 2, _B.MEAN: 2, _B.SOFTMAX: 2,
+            _B.LOGISTIC: 2}
 
 
 def _vec_i32(b, xs):
@@ -31,7 +32,9 @@ def _offsets(b, offs):
     return b.EndVector()
 
 
-def build(seed: int = 0) -> bytes:
+def build(seed: int = 0, head: str = "dense") -> bytes:
+    """``head="dense"``: avg-pool, flatten, FC. ``head="classifier"``: LOGISTIC, MEAN over H,W,
+    FC, SOFTMAX (the usual ending of a converted image classifier)."""
     rng = np.random.default_rng(seed)
     buffers: list[bytes] = [b""]
     tensors: list[dict] = []
@@ -79,6 +82,9 @@ def build(seed: int = 0) -> bytes:
 
     B = tflite.BuiltinOperator
     O = tflite.BuiltinOptions
+    if head == "classifier":
+        return _finish(buffers, tensors, _classifier_ops(tensor, rng, t_in, t_q, t_w1, t_b1, t_c1,
+                                                         t_w2, t_b2, t_c2, s2, z2), t_in)
     ops = [
         (B.QUANTIZE, [t_in], [t_q], None),
         (B.CONV_2D, [t_q, t_w1, t_b1], [t_c1], ("Conv2DOptions", O.Conv2DOptions,
@@ -96,6 +102,49 @@ def build(seed: int = 0) -> bytes:
          O.FullyConnectedOptions, dict(FusedActivationFunction=0, KeepNumDims=False))),
         (B.DEQUANTIZE, [t_d], [t_out], None),
     ]
+    return _finish(buffers, tensors, ops, t_in, t_out)
+
+
+def _classifier_ops(tensor, rng, t_in, t_q, t_w1, t_b1, t_c1, t_w2, t_b2, t_c2, s2, z2):
+    B = tflite.BuiltinOperator
+    O = tflite.BuiltinOptions
+    t_sig = tensor("sequential/activation/Sigmoid", [1, 4, 4, 6], INT8, [1.0 / 256], [-128])
+    t_axes = tensor("sequential/global_average_pooling2d/Mean/reduction_indices", [2], INT32,
+                    data=np.array([1, 2], np.int32))
+    s_m, z_m = 1.0 / 300, -120
+    t_mean = tensor("sequential/global_average_pooling2d/Mean", [1, 6], INT8, [s_m], [z_m])
+    w_s = 0.0093
+    t_w = tensor("sequential/dense/MatMul", [5, 6], INT8, [w_s], [0], 0,
+                 rng.integers(-127, 128, (5, 6)).astype(np.int8))
+    t_b = tensor("sequential/dense/BiasAdd/ReadVariableOp", [5], INT32,
+                 [float(np.float32(s_m) * np.float32(w_s))], [0], 0,
+                 rng.integers(-300, 300, 5).astype(np.int32))
+    t_logit = tensor("sequential/dense/BiasAdd", [1, 5], INT8, [0.02], [3])
+    t_prob = tensor("sequential/dense/Softmax", [1, 5], INT8, [1.0 / 256], [-128])
+    t_out = tensor("StatefulPartitionedCall:0", [1, 5], FLOAT32)
+    ops = [
+        (B.QUANTIZE, [t_in], [t_q], None),
+        (B.CONV_2D, [t_q, t_w1, t_b1], [t_c1], ("Conv2DOptions", O.Conv2DOptions,
+         dict(Padding=0, StrideW=1, StrideH=1, FusedActivationFunction=3,
+              DilationWFactor=1, DilationHFactor=1))),
+        (B.DEPTHWISE_CONV_2D, [t_c1, t_w2, t_b2], [t_c2], ("DepthwiseConv2DOptions",
+         O.DepthwiseConv2DOptions, dict(Padding=0, StrideW=2, StrideH=2, DepthMultiplier=1,
+                                        FusedActivationFunction=0, DilationWFactor=1,
+                                        DilationHFactor=1))),
+        (B.LOGISTIC, [t_c2], [t_sig], None),
+        (B.MEAN, [t_sig, t_axes], [t_mean], ("ReducerOptions", O.ReducerOptions,
+                                              dict(KeepDims=False))),
+        (B.FULLY_CONNECTED, [t_mean, t_w, t_b], [t_logit], ("FullyConnectedOptions",
+         O.FullyConnectedOptions, dict(FusedActivationFunction=0, KeepNumDims=False))),
+        (B.SOFTMAX, [t_logit], [t_prob], ("SoftmaxOptions", O.SoftmaxOptions, dict(Beta=1.0))),
+        (B.DEQUANTIZE, [t_prob], [t_out], None),
+    ]
+    return ops, t_out
+
+
+def _finish(buffers, tensors, ops, t_in, t_out=None):
+    if t_out is None:
+        ops, t_out = ops
     codes = sorted({op[0] for op in ops})
 
     b = flatbuffers.Builder(4096)

@@ -14,7 +14,7 @@ from sdk.errors import ModelFormatError, UnsupportedOpError
 from sdk.frontends.tflite_import import read_tflite
 
 GRAPHS = {"fc": sg.fc_graph, "conv": sg.conv_graph, "add": sg.add_graph, "cnn": sg.cnn_graph,
-          "step": sg.step_graph}
+          "step": sg.step_graph, "segmentation": sg.segmentation_graph}
 
 
 def _same_graph(a, b) -> None:
@@ -123,3 +123,41 @@ def test_unsupported_ops_are_listed_by_name() -> None:
     data[pos] = 27
     with pytest.raises(UnsupportedOpError, match="SVDF"):
         read_tflite(bytes(data))
+
+
+def test_converted_classifier_with_logistic_mean_softmax_imports() -> None:
+    """LOGISTIC → table, MEAN over H,W → QGlobalAvgPool, SOFTMAX → float island.
+
+    These three are not defined bit-for-bit across TFLite kernels (LiteRT builds float tables,
+    TFLite Micro has its own exp), so the check is 1 LSB of the 1/256 probability scale."""
+    import tempfile
+    from pathlib import Path
+
+    pytest.importorskip("tflite_micro", reason="tflite-micro not installed")
+    import tflite_micro
+
+    from sdk.backends.litert.runtime import interpreter_module
+
+    data = foreign_tflite.build(head="classifier")
+    graph = read_tflite(data, "classifier")
+    ops = [n.op for n in graph.nodes]
+    assert {"QLut", "QGlobalAvgPool", "Softmax"} <= set(ops)
+    mod = interpreter_module()
+    with tempfile.TemporaryDirectory() as tmp:
+        path = Path(tmp) / "cls.tflite"
+        path.write_bytes(data)
+        for seed in range(3):
+            x = np.random.default_rng(seed).uniform(-3, 3, (1, 8, 8, 3)).astype(np.float32)
+            ours = run_graph(graph, {graph.inputs[0]: x.transpose(0, 3, 1, 2).copy()},
+                             fast=False)[graph.outputs[0]]
+            micro = tflite_micro.runtime.Interpreter.from_file(str(path))
+            micro.set_input(x, 0)
+            micro.invoke()
+            it = mod.Interpreter(model_content=data,
+                                 experimental_op_resolver_type=mod.OpResolverType.BUILTIN_REF)
+            it.allocate_tensors()
+            it.set_tensor(it.get_input_details()[0]["index"], x)
+            it.invoke()
+            lite = it.get_tensor(it.get_output_details()[0]["index"])
+            for theirs in (micro.get_output(0), lite):
+                assert np.abs(theirs - ours).max() <= 1 / 256 + 1e-7

@@ -131,7 +131,9 @@ def conv_case(draw, depthwise=False):
 @given(case=conv_case())
 def test_conv2d(case) -> None:
     x, w, b, kw = case
-    same(fconv.conv2d(x, w, b, **kw), conv.conv2d(x, w, b, **kw))
+    ref = conv.conv2d(x, w, b, **kw)
+    same(fconv.conv2d(x, w, b, **kw), ref)
+    same(fconv.conv2d_parallel(x, w, b, **kw), ref)
 
 
 @BITEXACT

@@ -152,3 +152,43 @@ def test_checkpoint_round_trip_and_errors(tmp_path):
 
 def test_onnx_model_passes_the_checker():
     onnx.checker.check_model(build_step_onnx(_random_model(SMALL)), full_check=True)
+
+
+@pytest.mark.parametrize("spiking", [False, True])
+def test_batched_step_graph_runs_streams_side_by_side(spiking):
+    cfg = LMUFormerConfig(**{**SMALL.__dict__, "spiking": spiking})
+    model = _random_model(cfg, seed=7)
+    sess = ort.InferenceSession(build_step_onnx(model, batch=None).SerializeToString(),
+                                providers=["CPUExecutionProvider"])
+    names = list(state_shapes(cfg))
+    feats = (np.random.default_rng(8).standard_normal((3, 12, cfg.n_mels)) * 2
+             ).astype(np.float32)
+    state = initial_state(cfg, batch=3)
+    rows = []
+    for t in range(feats.shape[1]):
+        out = sess.run(None, {"x": feats[:, t], **{f"state_{n}": state[n] for n in names}})
+        state = dict(zip(names, out[1:]))
+        rows.append(out[0])
+    batched = np.stack(rows, axis=1)
+    for i in range(3):
+        np.testing.assert_allclose(batched[i], run_clip(model, feats[i]), rtol=1e-4, atol=1e-4)
+
+
+@pytest.mark.parametrize("spiking", [False, True])
+def test_sdk_session_runs_the_float_step_graph(tmp_path, spiking):
+    from sdk.runtime import Session
+
+    cfg = LMUFormerConfig(**{**SMALL.__dict__, "spiking": spiking})
+    model = _random_model(cfg, seed=9)
+    path = tmp_path / "step.onnx"
+    path.write_bytes(build_step_onnx(model).SerializeToString())
+    sess = Session(path)
+    names = list(state_shapes(cfg))
+    feats = (np.random.default_rng(10).standard_normal((10, cfg.n_mels)) * 2).astype(np.float32)
+    state = initial_state(cfg)
+    logits = []
+    for f in feats:
+        out = sess.run(None, {"x": f[None], **{f"state_{n}": state[n] for n in names}})
+        state = {n: out[f"state_{n}_next"] for n in names}
+        logits.append(out["logits"][0])
+    np.testing.assert_allclose(np.stack(logits), run_clip(model, feats), rtol=1e-4, atol=1e-4)

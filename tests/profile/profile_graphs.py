@@ -6,7 +6,7 @@ import numpy as np
 
 from sdk.graph.ir import Graph, Tensor
 
-REQ = dict(m0=1 << 30, shift=-7, out_zp=0, act_min=-128, act_max=127)
+REQ = {"m0": 1 << 30, "shift": -7, "out_zp": 0, "act_min": -128, "act_max": 127}
 
 
 def conv_graph() -> Graph:

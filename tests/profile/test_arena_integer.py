@@ -15,9 +15,9 @@ from sdk.graph.ir import Graph, Tensor
 
 def _requant(rng: np.random.Generator, n: int | None = None) -> dict:
     size = () if n is None else (n,)
-    return dict(m0=rng.integers(1 << 30, (1 << 31) - 1, size).astype(np.int32),
-                shift=rng.integers(-9, -5, size).astype(np.int32),
-                out_zp=int(rng.integers(-5, 5)), act_min=-128, act_max=127)
+    return {"m0": rng.integers(1 << 30, (1 << 31) - 1, size).astype(np.int32),
+                "shift": rng.integers(-9, -5, size).astype(np.int32),
+                "out_zp": int(rng.integers(-5, 5)), "act_min": -128, "act_max": 127}
 
 
 def random_int_graph(rng: np.random.Generator, n_nodes: int) -> Graph:
@@ -81,13 +81,15 @@ def test_integer_graph_in_one_arena_matches_reference(seed: int) -> None:
     rng = np.random.default_rng(100 + seed)
     g = random_int_graph(rng, int(rng.integers(3, 12)))
     g.validate()
-    plan = plan_memory(g)
     x = rng.integers(-128, 128, g.tensor("x").shape).astype(np.int8)
     want = ReferenceExecutable(g, fast=False).run({"x": x})
-    got = run_in_arena(g, plan, {"x": x}, seed)
-    for name in g.outputs:
-        np.testing.assert_array_equal(got[name], want[name], err_msg=f"seed {seed} {name}")
-    assert plan.arena_bytes <= plan_memory(g, in_place=False).arena_bytes
+    for in_place in (True, "elementwise", False):
+        plan = plan_memory(g, in_place=in_place)
+        got = run_in_arena(g, plan, {"x": x}, seed)
+        for name in g.outputs:
+            np.testing.assert_array_equal(got[name], want[name],
+                                          err_msg=f"seed {seed} in_place={in_place} {name}")
+    assert plan_memory(g, in_place=True).arena_bytes <= plan.arena_bytes
 
 
 def test_in_place_nodes_are_exercised() -> None:
@@ -96,8 +98,17 @@ def test_in_place_nodes_are_exercised() -> None:
     for seed in range(30):
         rng = np.random.default_rng(100 + seed)
         g = random_int_graph(rng, int(rng.integers(3, 12)))
-        plan = plan_memory(g)
+        plan = plan_memory(g, in_place=True)
         ops = {n.name: n.op for n in g.nodes}
         kinds |= {(ops[k], bool(v["scratch"])) for k, v in plan.in_place.items()}
     assert {("QConv2d", True), ("QDepthwiseConv2d", True), ("QFullyConnected", True)} <= kinds
     assert any(op in ("QAdd", "QClamp") and not s for op, s in kinds)
+
+
+def test_elementwise_only_in_place_uses_no_scratch() -> None:
+    rng = np.random.default_rng(103)
+    g = random_int_graph(rng, 10)
+    full, elementwise = plan_memory(g, in_place=True), plan_memory(g)
+    assert not any(e["scratch"] for e in elementwise.in_place.values())
+    assert not any(s.kind == "scratch" for s in elementwise.slots.values())
+    assert full.arena_bytes <= elementwise.arena_bytes <= plan_memory(g, in_place=False).arena_bytes

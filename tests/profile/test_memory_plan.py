@@ -192,19 +192,3 @@ def test_missing_shape_is_a_clear_error() -> None:
     with pytest.raises(GraphError, match="no known shape"):
         plan_memory(g)
 
-
-def test_check_fits_names_needed_and_available() -> None:
-    from sdk.compile.memory_plan import check_fits
-    from sdk.errors import TargetError
-    from targets import load_target
-
-    g = Graph("wide")
-    g.add_tensor(Tensor("x", "int32", (1, 300_000)))
-    g.add_tensor(Tensor("y", "int32", (1, 300_000)))
-    g.add_node("Transpose", ["x"], ["y"])
-    g.inputs, g.outputs = ["x"], ["y"]
-    plan = plan_memory(g)
-    check_fits(plan, load_target("raspberry-pi-4"))
-    with pytest.raises(TargetError, match=r"needs 2343\.8 KiB of arena, target stm32h7 has "
-                                          r"1024\.0 KiB of RAM"):
-        check_fits(plan, load_target("stm32h7"))

@@ -72,3 +72,50 @@ def test_json_and_plot(tmp_path: Path) -> None:
         assert d["measured_energy_j"] > 0
     r.plot(tmp_path / "p.png")
     assert (tmp_path / "p.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+
+
+def test_host_target_with_a_rapl_tree_reports_its_reading(tmp_path: Path) -> None:
+    """A user's host profile whose RAPL root is a sysfs-like tree: the profile reads that
+    counter (it does not move here, so the measured energy is 0 J, not an invented value)."""
+    import shutil
+    root = tmp_path / "powercap"
+    fixtures = Path(__file__).resolve().parents[1] / "targets" / "fixtures"
+    shutil.copytree(fixtures / "sys/class/powercap", root)
+    src = Path(__file__).resolve().parents[2] / "targets" / "laptop.toml"
+    text = src.read_text().replace('name = "laptop"', 'name = "lab-host"')
+    text = text.replace('root = "/sys/class/powercap"', f'root = "{root}"')
+    (tmp_path / "lab-host.toml").write_text(text)
+    r = profile_graph(float_attention_graph(), str(tmp_path / "lab-host.toml"), runs=2)
+    assert r.sensor == "rapl:package-0" and r.measured_energy_j == 0.0
+
+
+def test_spiking_lmuformer_step_counts_accumulates_at_the_traced_firing_rate() -> None:
+    """The zoo's spiking LMUFormer step graph: LIF spikes are Cast(GreaterOrEqual(...)), so
+    the Gemms they feed accumulate instead of multiplying, at the firing rate of this input."""
+    import numpy as np
+
+    from sdk.backends.reference.executor import ReferenceExecutable
+    from sdk.frontends import load_onnx
+    from sdk.models import lmuformer as lmu
+
+    cfg = lmu.LMUFormerConfig(spiking=True)
+    rng = np.random.default_rng(0)
+    w = {k: (rng.standard_normal(s) * 0.5).astype(np.float32)
+         for k, s in lmu.weight_shapes(cfg).items()}
+    a_bar, b_bar = lmu.lmu_matrices(cfg.lmu_order, cfg.lmu_theta)
+    w["a_bar"], w["b_bar"] = a_bar.astype(np.float32), b_bar.astype(np.float32)
+    g = load_onnx(lmu.build_step_onnx(lmu.LMUFormerWeights(cfg, w)))
+    feeds = {"x": (rng.standard_normal((1, cfg.n_mels)) * 3).astype(np.float32)}
+    feeds.update({f"state_{k}": v for k, v in lmu.initial_state(cfg).items()})
+    r = profile_graph(g, "mps2-an386", feeds=feeds, runs=1)
+    rows = {row.name: row for row in r.rows}
+    values = ReferenceExecutable(g).run(feeds, outputs=[t for t in g.tensors
+                                                        if not g.tensors[t].is_constant])
+    head = next(n for n in reversed(g.nodes) if n.op == "Gemm")   # logits = W_o·spikes
+    spikes = values[head.inputs[0]]
+    assert set(np.unique(spikes)) <= {0.0, 1.0}
+    k, n = g.tensor(head.inputs[1]).shape[1], g.tensor(head.inputs[1]).shape[0]
+    rate = np.count_nonzero(spikes) / spikes.size
+    assert rows[head.name].macs == 0
+    assert rows[head.name].accumulates == pytest.approx(k * n * rate)
+    assert any("firing rates" in note for note in r.notes)

@@ -147,12 +147,12 @@ def misc_cnn(seed: int = 0) -> onnx.ModelProto:
 
 
 def with_unsupported_ops(seed: int = 0) -> onnx.ModelProto:
-    """A float model the integer lowering cannot take: Exp and Sqrt after a Conv."""
+    """A float model the integer lowering cannot take: ReduceMean and Sqrt after a Conv."""
     b = _Builder(seed)
     c = b.node("Conv", ["x", b.weight(2, 1, 3, 3)])
-    e = b.node("Exp", [c])
+    e = b.node("ReduceMean", [c], axes=[1], keepdims=1)
     y = b.node("Sqrt", [b.node("Relu", [e])])
-    return b.model("unsupported", [("x", [1, 1, 6, 6])], y, [1, 2, 4, 4])
+    return b.model("unsupported", [("x", [1, 1, 6, 6])], y, [1, 1, 4, 4])
 
 
 def conv1d_layout(seed: int = 0) -> onnx.ModelProto:
@@ -188,7 +188,7 @@ def embedding_head(seed: int = 0, vocab: int = 50, t: int = 8, d: int = 16) -> o
     e = b.node("Gather", [b.weight(vocab, d, scale=1.0), "ids"], axis=0)
     n = b.node("LayerNormalization", [e, b.const(np.ones(d, np.float32)),
                                       b.const(np.zeros(d, np.float32))], axis=-1)
-    y = b.node("MatMul", [n, b.weight(d, 4)])
+    b.node("MatMul", [n, b.weight(d, 4)])
     b.nodes[-1].output[0] = "y"
     g = helper.make_graph(b.nodes, "embedding_head",
                           [helper.make_tensor_value_info("ids", TensorProto.INT64, [1, t])],
@@ -198,3 +198,17 @@ def embedding_head(seed: int = 0, vocab: int = 50, t: int = 8, d: int = 16) -> o
     m.ir_version = 8
     onnx.checker.check_model(m)
     return m
+
+
+def decomposed_layernorm_mlp(seed: int = 0, t: int = 8, d: int = 32) -> onnx.ModelProto:
+    """LayerNorm spelled out in primitives (opset-13 style export), then MatMul + Add."""
+    b = _Builder(seed)
+    mu = b.node("ReduceMean", ["x"], axes=[-1])
+    dv = b.node("Sub", ["x", mu])
+    var = b.node("ReduceMean", [b.node("Pow", [dv, b.const(np.float32(2.0))])], axes=[-1])
+    sd = b.node("Sqrt", [b.node("Add", [var, b.const(np.float32(1e-5))])])
+    n = b.node("Div", [dv, sd])
+    n = b.node("Add", [b.node("Mul", [n, b.const(b.rng.uniform(0.8, 1.2, d).astype(np.float32))]),
+                       b.const(b.rng.normal(0, 0.1, d).astype(np.float32))])
+    y = b.node("Add", [b.node("MatMul", [n, b.weight(d, 16)]), b.weight(16, scale=0.1)])
+    return b.model("decomposed_ln", [("x", [1, t, d])], y, [1, t, 16], opset=13)

@@ -72,3 +72,21 @@ def test_uint8_activations_map_to_the_same_grid_in_int8(tmp_path):
     path = _ort_qdq(tmp_path, small_cnn(batchnorm=False), calib, QuantType.QUInt8)
     d, _ = _lsb_differences(path, held_out)
     assert np.mean(d <= 1) >= 0.999
+
+
+def test_qdq_transformer_block_lowers_to_integer_transformer_ops(tmp_path):
+    """ORT quantizes MatMul/Add/Softmax... of an encoder block; the SDK keeps ORT's scales but
+    runs Shiftmax, I-LayerNorm and ShiftGELU, so agreement is close, not within 1 LSB."""
+    from onnx_models import encoder_block
+
+    rng = np.random.default_rng(9)
+    calib = rng.standard_normal((16, 1, 8, 32)).astype(np.float32)
+    held_out = rng.standard_normal((8, 1, 8, 32)).astype(np.float32)
+    path = _ort_qdq(tmp_path, encoder_block(), calib)
+    bundle = Bundle.from_graph(load_qdq(onnx.load(path)))
+    assert_integer_only(bundle.graph)
+    assert {"Shiftmax", "ILayerNorm", "ShiftGELU", "QMatMul"} <= set(bundle.manifest["ops"])
+    sess = ort.InferenceSession(str(path), providers=["CPUExecutionProvider"])
+    o = np.stack([sess.run(None, {"x": x})[0] for x in held_out]).ravel()
+    s = np.stack([bundle.run({"x": x})["y"] for x in held_out]).ravel()
+    assert o @ s / (np.linalg.norm(o) * np.linalg.norm(s)) >= 0.99

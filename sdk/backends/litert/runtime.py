@@ -71,7 +71,7 @@ def load_external(library: str, options: dict[str, str] | None = None) -> tuple[
         # Probe with ctypes first: LiteRT's Delegate.__del__ itself raises when its
         # constructor failed on a missing library or symbol, so do not construct one then.
         probe = ctypes.CDLL(library)
-        probe.tflite_plugin_create_delegate
+        _ = probe.tflite_plugin_create_delegate  # AttributeError when absent
         return mod.load_delegate(library, options), ""
     except OSError as exc:
         return None, f"cannot open delegate library {library!r} ({exc}); is it installed?"

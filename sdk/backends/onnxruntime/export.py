@@ -194,6 +194,26 @@ def _concat(e: _Exporter, node: Node) -> None:
           axis=int(node.attrs.get("axis", 0)))
 
 
+def _pad(e: _Exporter, node: Node) -> None:
+    g = e.g
+    src = node.inputs[1] if len(node.inputs) > 1 and node.inputs[1] else None
+    pads = np.asarray(g.tensor(src).data if src else node.attrs["pads"], np.int64).ravel()
+    dt = g.tensor(node.inputs[0]).dtype
+    if len(node.inputs) > 2 and node.inputs[2]:
+        value = np.asarray(g.tensor(node.inputs[2]).data).ravel()[0]
+    else:
+        value = node.attrs.get("value", 0) or 0
+    e.add("Pad", [e.tensor_input(node.inputs[0]), e.const("pads", pads),
+                  e.const("value", np.array(value, dt))], [node.outputs[0]], mode="constant")
+
+
+def _resize(e: _Exporter, node: Node) -> None:
+    sizes = np.array(e.g.tensor(node.outputs[0]).shape, np.int64)
+    e.add("Resize", [e.tensor_input(node.inputs[0]), "", "", e.const("sizes", sizes)],
+          [node.outputs[0]], mode="nearest", coordinate_transformation_mode="asymmetric",
+          nearest_mode="floor")
+
+
 def _quantize(e: _Exporter, node: Node) -> None:
     a = node.attrs
     dt = a.get("dtype", e.g.tensor(node.outputs[0]).dtype)
@@ -220,6 +240,7 @@ EXPORTERS: dict[str, Callable[[_Exporter, Node], None]] = {
     "Reshape": _reshape, "Flatten": _reshape, "Squeeze": _reshape, "Unsqueeze": _reshape,
     "Identity": _reshape, "Transpose": _transpose, "Concat": _concat,
     "QuantizeLinear": _quantize, "DequantizeLinear": _dequantize,
+    "Pad": _pad, "ResizeNearest": _resize,
 }
 
 
@@ -234,6 +255,9 @@ def node_supported(graph: Graph, node: Node) -> tuple[bool, str]:
             return False, f"tensor {n!r} has no quantization parameters"
         if t.shape is None:
             return False, f"tensor {n!r} has no known shape"
+    if node.op == "Pad" and (str(node.attrs.get("mode", "constant")).strip("b'") != "constant"
+                             or (len(node.inputs) > 3 and node.inputs[3])):
+        return False, "only constant padding over all axes is exported"
     if node.op in ("QFullyConnected", "QConv2d", "QDepthwiseConv2d"):
         w = graph.tensor(node.inputs[1])
         if not w.is_constant or w.quant is None or np.any(w.quant.zero_point != 0):

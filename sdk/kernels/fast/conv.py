@@ -13,7 +13,8 @@ from sdk.errors import GraphError, InputError
 from sdk.kernels.checks import (channel_vector, check_range, int_tuple, integer_array,
                                 out_dtype)
 from sdk.kernels.conv import ConvGeometry, conv_geometry
-from sdk.kernels.fast.gemm import fits_int16, gemm_nt, pack_rows, padded_depth
+from sdk.kernels.fast.gemm import (fits_int16, gemm_nt, gemm_nt_parallel, pack_rows,
+                                   padded_depth)
 from sdk.kernels.fast.requant_loops import requant_rows
 
 
@@ -62,7 +63,7 @@ def _direct(x, w, zp, sh, sw, pt, pl, dh, dw, group, acc):  # pragma: no cover
 
 
 def _accumulate(x: np.ndarray, w: np.ndarray, g: ConvGeometry, x_zp: int,
-                depthwise: bool) -> np.ndarray:
+                depthwise: bool, parallel: bool = False) -> np.ndarray:
     acc = np.empty((g.n, g.o, g.oh, g.ow), np.int32)
     if acc.size == 0:
         return acc
@@ -88,17 +89,19 @@ def _accumulate(x: np.ndarray, w: np.ndarray, g: ConvGeometry, x_zp: int,
         for n in range(g.n):
             _im2col(x[n], zp, grp * cg, cg, g.kh, g.kw, sh, sw, pt, pl, dh, dw, g.oh, g.ow,
                     cols)
-            gemm_nt(wp, cols, acc[n, grp * og:(grp + 1) * og].reshape(og, g.oh * g.ow))
+            (gemm_nt_parallel if parallel else gemm_nt)(
+                wp, cols, acc[n, grp * og:(grp + 1) * og].reshape(og, g.oh * g.ow))
     return acc
 
 
 def _conv(x: np.ndarray, w: np.ndarray, bias: np.ndarray | None, strides: Any, pads: Any,
           dilations: Any, group: int, x_zp: int, m0: Any, shift: Any, out_zp: int,
-          act_min: int, act_max: int, dtype: Any, depthwise: bool) -> np.ndarray:
+          act_min: int, act_max: int, dtype: Any, depthwise: bool,
+          parallel: bool = False) -> np.ndarray:
     g = conv_geometry(x.shape, w.shape, strides, pads, dilations, group)
     dt = out_dtype(dtype)
     act_min, act_max = check_range(act_min, act_max, dt)
-    acc = _accumulate(x, w, g, x_zp, depthwise)
+    acc = _accumulate(x, w, g, x_zp, depthwise, parallel)
     b = np.zeros(g.o, np.int64) if bias is None else channel_vector(bias, g.o, "bias", np.int64)
     m = channel_vector(m0, g.o, "m0", np.int64)
     s = channel_vector(shift, g.o, "shift", np.int64)
@@ -119,6 +122,18 @@ def conv2d(x: np.ndarray, w: np.ndarray, bias: np.ndarray | None = None, *,
     w = integer_array(w, "Conv weights")
     return _conv(x, w, bias, strides, pads, dilations, group, x_zp, m0, shift, out_zp,
                  act_min, act_max, dtype, depthwise=False)
+
+
+def conv2d_parallel(x: np.ndarray, w: np.ndarray, bias: np.ndarray | None = None, *,
+                    strides: Any = (1, 1), pads: Any = (0, 0, 0, 0), dilations: Any = (1, 1),
+                    group: int = 1, x_zp: int = 0, m0: Any, shift: Any, out_zp: int = 0,
+                    act_min: int | None = None, act_max: int | None = None,
+                    dtype: Any = "int8") -> np.ndarray:
+    """:func:`conv2d` with its GEMM on ``numba.get_num_threads()`` threads; same bits."""
+    x = integer_array(x, "Conv input")
+    w = integer_array(w, "Conv weights")
+    return _conv(x, w, bias, strides, pads, dilations, group, x_zp, m0, shift, out_zp,
+                 act_min, act_max, dtype, depthwise=False, parallel=True)
 
 
 def depthwise_conv2d(x: np.ndarray, w: np.ndarray, bias: np.ndarray | None = None, *,

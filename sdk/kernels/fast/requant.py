@@ -32,7 +32,7 @@ def rdpot(x: int, e: int) -> int:
     """RoundingDivideByPOT: x / 2^e rounded half away from zero."""
     x = np.int64(x)
     mask = (np.int64(1) << e) - 1
-    threshold = (mask >> 1)
+    threshold = (mask >> 1) + (1 if x < 0 else 0)
     return (x >> e) + (1 if (x & mask) > threshold else 0)
 
 

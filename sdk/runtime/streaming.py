@@ -1,0 +1,516 @@
+"""StreamingSession: run a single-step graph hop by hop, carrying its state between calls.
+
+A *step graph* computes one hop of a stream (e.g. 10 ms of audio features) and makes every
+piece of memory explicit: for each state input ``s`` there is a state output ``s'`` of the same
+shape, and ``s`` at hop ``t + 1`` is ``s'`` of hop ``t``:
+
+    y_t, s_{t+1} = step(x_t, s_t),      s_0 = 0 (the float zero; raw zero point in integers)
+
+State pairs are found by name (output = input + ``_next`` / ``_out`` / ``_new``, or ``X_in``
+with ``X_out``) or given explicitly (``state={"h": "h_next"}``).
+
+For compiled integer graphs the state is carried as raw integers (never dequantized and
+re-quantized between hops), so hop-by-hop streaming equals the unrolled computation bit for
+bit. Where the quantizer gave a state output other quantization parameters than its state
+input, the session appends one integer ``Requantize`` (docs/ops.md, the project's rounding
+rule) that maps the output onto the input's grid; that node is part of the step, and
+:meth:`StreamingSession.run_offline` (all hops in one graph) contains it too.
+
+    ss = StreamingSession("kws_step.onnx", detector=KeywordDetector(labels))
+    for frame in features:
+        result = ss.step(frame)
+        if result.event:
+            print(result.event)
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from sdk.errors import GraphError, InputError, ModelFormatError
+from sdk.graph.ir import Graph, Node, QuantParams, Tensor
+from sdk.runtime.detection import DetectionEvent, KeywordDetector, softmax
+from sdk.runtime.session import Session, TensorInfo
+
+#: suffixes that mark a graph output as the next value of the input without the suffix
+STATE_OUTPUT_SUFFIXES = ("_next", "_out", "_new")
+
+_SNAPSHOT_FORMAT = "edge-stream-state/1"
+
+
+def pair_states(input_names: Sequence[str], output_names: Sequence[str],
+                state: Mapping[str, str] | None = None) -> dict[str, str]:
+    """State input → state output, by explicit ``state`` mapping or by name convention.
+
+    Convention: output ``S + suffix`` for a suffix in :data:`STATE_OUTPUT_SUFFIXES`, or input
+    ``X_in`` with output ``X_out``. Raises GraphError when a given name is not in the graph.
+    """
+    if state is not None:
+        for i, o in state.items():
+            if i not in input_names:
+                raise GraphError(f"state input {i!r} is not a graph input; the inputs are "
+                                 f"{list(input_names)}")
+            if o not in output_names:
+                raise GraphError(f"state output {o!r} (paired with {i!r}) is not a graph "
+                                 f"output; the outputs are {list(output_names)}")
+        return dict(state)
+    outs = set(output_names)
+    pairs: dict[str, str] = {}
+    for i in input_names:
+        candidates = [i + s for s in STATE_OUTPUT_SUFFIXES]
+        if i.endswith("_in"):
+            candidates.append(i[:-3] + "_out")
+        found = [c for c in candidates if c in outs]
+        if found:
+            pairs[i] = found[0]
+    return pairs
+
+
+@dataclass(frozen=True)
+class StepResult:
+    """What one hop produced: its index, the stream time at its end, the graph outputs other
+    than state, the smoothed posterior (when a detector is attached) and a detection event."""
+
+    hop: int
+    time_s: float
+    outputs: dict[str, np.ndarray]
+    posterior: np.ndarray | None = None
+    event: DetectionEvent | None = None
+
+
+def _open_graph(source: Any) -> Graph:
+    if isinstance(source, Session):
+        return source.graph
+    if hasattr(source, "graph") and isinstance(source.graph, Graph):  # a Bundle
+        return source.graph
+    if isinstance(source, (Graph, str, os.PathLike)):
+        from sdk.runtime.session import _open
+
+        return _open(source)
+    raise InputError(f"StreamingSession needs a Graph, Bundle, Session or model path, got "
+                     f"{type(source).__name__}")
+
+
+def _inner_input(g: Graph, name: str, consumers: dict[str, list[Node]]) -> str:
+    """The integer tensor behind a float graph input (its QuantizeLinear output), or itself."""
+    users = consumers.get(name, [])
+    if users and all(u.op == "QuantizeLinear" for u in users) and len(
+            {u.outputs[0] for u in users}) == 1:
+        return users[0].outputs[0]
+    return name
+
+
+def _inner_output(g: Graph, name: str, producers: dict[str, Node]) -> str:
+    p = producers.get(name)
+    return p.inputs[0] if p is not None and p.op == "DequantizeLinear" else name
+
+
+def _quant_of(g: Graph, tensor: str, boundary: Node | None) -> QuantParams | None:
+    t = g.tensor(tensor)
+    if t.quant is not None:
+        return t.quant
+    if boundary is not None and "scale" in boundary.attrs:
+        return QuantParams(np.asarray(boundary.attrs["scale"], np.float32),
+                           np.asarray(boundary.attrs.get("zero_point", 0), np.int32),
+                           boundary.attrs.get("axis"))
+    return None
+
+
+def align_state_quantization(graph: Graph, pairs: Mapping[str, str]) -> list[str]:
+    """Make each integer state output use its state input's grid; returns the states changed.
+
+    When the quantizer gave ``s'`` another scale, zero point or dtype than ``s``, an integer
+    ``Requantize`` with ``M = scale_out / scale_in`` (dyadic ``m0``, ``shift``) is inserted
+    before the output's ``DequantizeLinear``, whose parameters become the input's. Modifies
+    ``graph`` in place. Per-axis state quantization must already match (GraphError if not).
+    """
+    from sdk.kernels.requant import quantize_multiplier
+
+    changed: list[str] = []
+    for s_in, s_out in pairs.items():
+        consumers, producers = graph.consumers(), graph.producers()
+        q_in = _inner_input(graph, s_in, consumers)
+        q_out = _inner_output(graph, s_out, producers)
+        if q_in == s_in and q_out == s_out:
+            continue  # a float state, or an integer graph without boundary nodes: raw already
+        qnode = consumers[s_in][0] if q_in != s_in else None
+        dnode = producers[s_out] if q_out != s_out else None
+        p_in, p_out = _quant_of(graph, q_in, qnode), _quant_of(graph, q_out, dnode)
+        dt_in, dt_out = graph.tensor(q_in).dtype, graph.tensor(q_out).dtype
+        if p_in is None or p_out is None or (p_in == p_out and dt_in == dt_out):
+            continue
+        if p_in.per_axis or p_out.per_axis:
+            raise GraphError(f"state {s_in!r}: per-axis quantization differs between input and "
+                             f"output {s_out!r}; quantize the state per tensor")
+        m0, shift = quantize_multiplier(float(p_out.scale) / float(p_in.scale))
+        aligned = graph.unique_name(f"{q_out}_as_{s_in}")
+        graph.add_tensor(Tensor(aligned, dt_in, graph.tensor(q_out).shape, p_in))
+        lo, hi = np.iinfo(dt_in).min, np.iinfo(dt_in).max
+        node = Node("Requantize", [q_out], [aligned],
+                    {"in_zp": int(p_out.zero_point), "m0": int(m0), "shift": int(shift),
+                     "out_zp": int(p_in.zero_point), "act_min": int(lo), "act_max": int(hi),
+                     "dtype": dt_in}, name=f"align_state_{s_in}")
+        graph.nodes.insert(graph.nodes.index(dnode), node)
+        dnode.inputs[0] = aligned
+        dnode.attrs.update(scale=float(p_in.scale), zero_point=int(p_in.zero_point))
+        changed.append(s_in)
+    return changed
+
+
+class StreamingSession:
+    """A step graph run one hop at a time with its state carried between calls.
+
+    ``model``: a step Graph, ``.onnx`` / ``.edge`` path, Bundle or Session. ``state``: explicit
+    state input → state output mapping (default: by name, see :func:`pair_states`).
+    ``integer_io``: for integer graphs, take and return the raw integer stream tensors (the
+    state is raw integers either way). ``detector`` (optional) turns ``scores_output`` (logits,
+    or probabilities with ``scores_are_logits=False``) into keyword events. ``hop_s`` is the
+    stream time of one hop.
+    """
+
+    def __init__(self, model: Any, state: Mapping[str, str] | None = None, *,
+                 fast: bool = True, integer_io: bool = False, hop_s: float = 0.01,
+                 detector: KeywordDetector | None = None, scores_output: str | None = None,
+                 scores_are_logits: bool = True) -> None:
+        graph = _open_graph(model).copy()
+        self.pairs = pair_states(graph.inputs, graph.outputs, state)
+        if not self.pairs:
+            raise GraphError(f"graph {graph.name!r} has no state input/output pairs (outputs "
+                             f"named <input>{'/'.join(STATE_OUTPUT_SUFFIXES)}); pass "
+                             "state={input: output} for other names")
+        self.aligned_states = align_state_quantization(graph, self.pairs)
+        self.graph = graph
+        self.fast = fast
+        self.integer_io = integer_io
+        self.hop_s = float(hop_s)
+        self._session = Session(graph, fast=fast, integer_io=True)
+        raw_in = {i.name: i for i in self._session.inputs}
+        raw_out = {o.name: o for o in self._session.outputs}
+        self.is_integer = any(i.dtype != "float32" for i in raw_in.values()) or any(
+            o.dtype != "float32" for o in raw_out.values())
+        for s_in, s_out in self.pairs.items():
+            a, b = raw_in[s_in], raw_out[s_out]
+            if b.shape is not None and tuple(a.shape) != tuple(b.shape):
+                raise GraphError(f"state {s_in!r} has shape {a.shape} but its output {s_out!r} "
+                                 f"has shape {b.shape}; pair states of equal shape")
+            if a.dtype != b.dtype:
+                raise GraphError(f"state {s_in!r} is {a.dtype} but its output {s_out!r} is "
+                                 f"{b.dtype}; pair states of equal dtype")
+        self.state_infos: dict[str, TensorInfo] = {k: raw_in[k] for k in self.pairs}
+        self.stream_inputs: list[TensorInfo] = [
+            self._user_info(i) for i in self._session.inputs if i.name not in self.pairs]
+        state_outs = set(self.pairs.values())
+        self.stream_outputs: list[TensorInfo] = [
+            self._user_info(o) for o in self._session.outputs if o.name not in state_outs]
+        self._raw_in = raw_in
+        self._raw_out = raw_out
+        self.detector = detector
+        if detector is not None:
+            names = [o.name for o in self.stream_outputs]
+            self.scores_output = scores_output or names[0]
+            if self.scores_output not in names:
+                raise InputError(f"scores_output {self.scores_output!r} is not a stream output;"
+                                 f" choose one of {names}")
+        else:
+            self.scores_output = scores_output
+        self.scores_are_logits = scores_are_logits
+        self.reset()
+
+    def _user_info(self, raw: TensorInfo) -> TensorInfo:
+        if self.integer_io or raw.dtype == "float32" or raw.quant is None:
+            return raw
+        return TensorInfo(raw.name, raw.shape, "float32", raw.quant)
+
+    # -- state --------------------------------------------------------------------------
+    def initial_state(self) -> dict[str, np.ndarray]:
+        """The state at the start of a stream: float zeros, or the zero point (the integer
+        image of 0.0) for integer states."""
+        out = {}
+        for name, info in self.state_infos.items():
+            shape = tuple(1 if d == -1 else d for d in info.shape)
+            fill = 0 if info.quant is None or info.dtype == "float32" else info.quant.zero_point
+            out[name] = np.full(shape, fill, dtype=info.dtype)
+        return out
+
+    def reset(self) -> None:
+        """Start a new stream: zero state, hop counter 0, detector cleared."""
+        self._state = self.initial_state()
+        self.hop = 0
+        if self.detector is not None:
+            self.detector.reset()
+
+    @property
+    def time_s(self) -> float:
+        """Stream time at the end of the last hop fed."""
+        return self.hop * self.hop_s
+
+    def get_state(self) -> dict[str, np.ndarray]:
+        """A copy of the current state (raw integers for integer graphs)."""
+        return {k: v.copy() for k, v in self._state.items()}
+
+    def set_state(self, state: Mapping[str, np.ndarray]) -> None:
+        """Replace the state; every state tensor must be given with its shape and dtype."""
+        new: dict[str, np.ndarray] = {}
+        for name, info in self.state_infos.items():
+            if name not in state:
+                raise InputError(f"state {name!r} is missing; give all of "
+                                 f"{list(self.state_infos)} (as get_state() returns them)")
+            arr = np.asarray(state[name])
+            if str(arr.dtype) != info.dtype or arr.shape != self._state[name].shape:
+                raise InputError(f"state {name!r}: expected {self._state[name].shape} "
+                                 f"{info.dtype}, given {arr.shape} {arr.dtype}; restore a "
+                                 "snapshot of this model")
+            new[name] = arr.copy()
+        extra = sorted(set(state) - set(self.state_infos))
+        if extra:
+            raise InputError(f"unknown state {extra[0]!r}; this model's states are "
+                             f"{list(self.state_infos)}")
+        self._state = new
+
+    def save_state(self, path: str | os.PathLike | None = None) -> dict[str, Any]:
+        """Snapshot of state, hop counter and detector; also written to ``path`` (.npz)."""
+        snap: dict[str, Any] = {"state": self.get_state(), "hop": self.hop,
+                                "detector": self.detector.get_state() if self.detector else None}
+        if path is not None:
+            arrays = {f"state.{k}": v for k, v in snap["state"].items()}
+            if snap["detector"] is not None:
+                arrays.update({f"detector.{k}": np.asarray(v)
+                               for k, v in snap["detector"].items()})
+            np.savez(Path(path), format=np.asarray(_SNAPSHOT_FORMAT),
+                     graph=np.asarray(self.graph.name), hop=np.asarray(self.hop), **arrays)
+        return snap
+
+    def restore_state(self, snapshot: Mapping[str, Any] | str | os.PathLike) -> None:
+        """Continue from a snapshot returned by :meth:`save_state` or from its file."""
+        if not isinstance(snapshot, Mapping):
+            snapshot = _read_snapshot(Path(snapshot))
+        self.set_state(snapshot["state"])
+        self.hop = int(snapshot["hop"])
+        det = snapshot.get("detector")
+        if self.detector is not None:
+            if det is None:
+                self.detector.reset()
+            else:
+                self.detector.set_state(det)
+
+    # -- running ------------------------------------------------------------------------
+    def _feeds(self, x: Any) -> dict[str, np.ndarray]:
+        if not isinstance(x, Mapping):
+            if len(self.stream_inputs) != 1:
+                raise InputError(f"this step graph has {len(self.stream_inputs)} stream inputs "
+                                 f"{[i.name for i in self.stream_inputs]}; pass a dict")
+            x = {self.stream_inputs[0].name: x}
+        feeds: dict[str, np.ndarray] = {}
+        for info in self.stream_inputs:
+            if info.name not in x:
+                raise InputError(f"missing stream input {info.name!r} "
+                                 f"(shape {info.shape}, {info.dtype})")
+            arr = np.asarray(x[info.name])
+            want = tuple(info.shape)
+            if arr.shape != want and arr.size == int(np.prod([max(d, 1) for d in want])) \
+                    and -1 not in want:
+                arr = arr.reshape(want)  # a bare [n_mels] frame for a [1, n_mels] input
+            raw = self._raw_in[info.name]
+            if raw.dtype != "float32" and info.dtype == "float32":
+                from sdk.kernels.quantize import quantize_linear
+
+                q = raw.quant
+                arr = quantize_linear(arr.astype(np.float32), q.scale, q.zero_point,
+                                      raw.dtype, q.axis)
+            elif str(arr.dtype) != raw.dtype and arr.dtype.kind == "f" and raw.dtype == "float32":
+                arr = arr.astype(np.float32)
+            feeds[info.name] = arr
+        unknown = sorted(set(x) - {i.name for i in self.stream_inputs})
+        if unknown:
+            raise InputError(f"unknown stream input {unknown[0]!r}; the stream inputs are "
+                             f"{[i.name for i in self.stream_inputs]} (state is carried by "
+                             "the session)")
+        return feeds
+
+    def _user_outputs(self, raw: Mapping[str, np.ndarray]) -> dict[str, np.ndarray]:
+        out = {}
+        for info in self.stream_outputs:
+            v = raw[info.name]
+            r = self._raw_out[info.name]
+            if info.dtype == "float32" and r.dtype != "float32":
+                from sdk.kernels.quantize import dequantize_linear
+
+                v = dequantize_linear(v, r.quant.scale, r.quant.zero_point, r.quant.axis)
+            out[info.name] = v
+        return out
+
+    def step(self, x: Any) -> StepResult:
+        """Feed one hop (an array for the single stream input, or a dict); return its result
+        and advance the state."""
+        feeds = self._feeds(x)
+        feeds.update(self._state)
+        raw = self._session.run(feeds)
+        self._state = {s_in: raw[s_out] for s_in, s_out in self.pairs.items()}
+        self.hop += 1
+        outputs = self._user_outputs(raw)
+        posterior = event = None
+        if self.detector is not None:
+            scores = outputs[self.scores_output]
+            if self.is_integer and self.integer_io:
+                r = self._raw_out[self.scores_output].quant
+                from sdk.kernels.quantize import dequantize_linear
+
+                scores = dequantize_linear(scores, r.scale, r.zero_point, r.axis)
+            probs = softmax(scores) if self.scores_are_logits else np.asarray(scores, np.float64)
+            posterior, event = self.detector.update(probs.reshape(-1), self.hop, self.time_s)
+        return StepResult(self.hop, self.time_s, outputs, posterior, event)
+
+    def steps(self, xs: Any) -> dict[str, np.ndarray]:
+        """Feed ``T`` hops (array ``[T, ...]`` or dict of such); stack each stream output
+        to ``[T, ...]``."""
+        results = [self.step(x) for x in _split_hops(xs, self.stream_inputs)]
+        return {o.name: np.stack([r.outputs[o.name] for r in results])
+                for o in self.stream_outputs}
+
+    def run_offline(self, xs: Any, initial_state: Mapping[str, np.ndarray] | None = None
+                    ) -> tuple[dict[str, np.ndarray], dict[str, np.ndarray]]:
+        """The whole sequence as ONE graph: the step unrolled ``T`` times with each state
+        output wired to the next step's state input, run once (does not touch this session's
+        state). Returns ``(stacked stream outputs [T, ...], final state)``; streaming the
+        same hops from the same state gives the same values bit for bit."""
+        hops = _split_hops(xs, self.stream_inputs)
+        start = self.initial_state() if initial_state is None else dict(initial_state)
+        unrolled, names = unroll_step_graph(self.graph, self.pairs, len(hops))
+        sess = Session(unrolled, fast=self.fast, integer_io=True)
+        feeds: dict[str, np.ndarray] = {}
+        for t, x in enumerate(hops):
+            for k, v in self._feeds(x).items():
+                feeds[names.step_input(k, t)] = v
+        for s_in in self.pairs:
+            feeds[names.initial_state(s_in)] = start[s_in]
+        raw = sess.run(feeds)
+        per_hop = [self._user_outputs({o.name: raw[names.step_output(o.name, t)]
+                                       for o in self.stream_outputs})
+                   for t in range(len(hops))]
+        stacked = {o.name: np.stack([h[o.name] for h in per_hop]) for o in self.stream_outputs}
+        final = {s_in: raw[names.final_state(s_in)] for s_in in self.pairs}
+        return stacked, final
+
+    def __repr__(self) -> str:
+        states = ", ".join(f"{k}->{v}" for k, v in self.pairs.items())
+        kind = "integer" if self.is_integer else "float"
+        return (f"StreamingSession({self.graph.name!r}, {kind}, states [{states}], "
+                f"hop {self.hop})")
+
+
+def _split_hops(xs: Any, stream_inputs: Sequence[TensorInfo]) -> list[Any]:
+    if isinstance(xs, Mapping):
+        lengths = {len(v) for v in xs.values()}
+        if len(lengths) != 1:
+            raise InputError("all stream inputs need the same number of hops (first axis)")
+        n = lengths.pop()
+        return [{k: v[t] for k, v in xs.items()} for t in range(n)]
+    if len(stream_inputs) != 1:
+        raise InputError(f"pass a dict of [T, ...] arrays for the stream inputs "
+                         f"{[i.name for i in stream_inputs]}")
+    return list(np.asarray(xs))
+
+
+def _read_snapshot(path: Path) -> dict[str, Any]:
+    if not path.is_file():
+        raise InputError(f"state snapshot {path} does not exist; write one with "
+                         "StreamingSession.save_state(path)")
+    try:
+        with np.load(path, allow_pickle=False) as z:
+            if "format" not in z.files or str(z["format"]) != _SNAPSHOT_FORMAT:
+                raise ModelFormatError(f"{path} is not a stream state snapshot "
+                                       f"({_SNAPSHOT_FORMAT}); write it with save_state()")
+            state = {k[6:]: z[k] for k in z.files if k.startswith("state.")}
+            det = {k[9:]: z[k] for k in z.files if k.startswith("detector.")}
+            return {"state": state, "hop": int(z["hop"]), "detector": det or None}
+    except (OSError, ValueError) as exc:
+        raise ModelFormatError(f"{path}: cannot read the state snapshot ({exc}); the file is "
+                               "truncated or not an .npz written by save_state()") from None
+
+
+@dataclass(frozen=True)
+class UnrolledNames:
+    """Tensor names in an unrolled graph (see :func:`unroll_step_graph`)."""
+
+    inner_state_in: dict[str, str]
+    inner_state_out: dict[str, str]
+
+    @staticmethod
+    def step_input(name: str, t: int) -> str:
+        return f"{name}@{t}"
+
+    @staticmethod
+    def step_output(name: str, t: int) -> str:
+        return f"{name}@{t}"
+
+    def initial_state(self, s_in: str) -> str:
+        return f"{self.inner_state_in[s_in]}@0"
+
+    def final_state(self, s_in: str) -> str:
+        return f"{s_in}@final"
+
+
+def unroll_step_graph(step: Graph, pairs: Mapping[str, str], steps: int
+                      ) -> tuple[Graph, UnrolledNames]:
+    """``steps`` copies of ``step`` in one graph, state output ``t`` feeding state input
+    ``t + 1``, the state carried as the raw (integer) tensors behind any boundary nodes.
+
+    Inputs: each stream input per step (``x@t``) and the initial raw state; outputs: each
+    stream output per step (``y@t``) and the final raw state (``s@final``). Constants are
+    shared between the copies.
+    """
+    if steps < 1:
+        raise InputError("run_offline needs at least one hop")
+    consumers, producers = step.consumers(), step.producers()
+    inner_in = {s: _inner_input(step, s, consumers) for s in pairs}
+    inner_out = {s: _inner_output(step, o, producers) for s, o in pairs.items()}
+    dropped = {id(n) for s in pairs for n in consumers.get(s, [])
+               if inner_in[s] != s}  # state QuantizeLinear: the raw state is fed directly
+    dropped |= {id(producers[o]) for s, o in pairs.items() if inner_out[s] != o}
+    g = Graph(f"{step.name}_x{steps}")
+    g.metadata = dict(step.metadata)
+    consts = {n for n, t in step.tensors.items() if t.is_constant}
+    for n in consts:
+        g.add_tensor(step.tensors[n])
+    stream_in = [i for i in step.inputs if i not in pairs]
+    state_out = set(pairs.values())
+    stream_out = [o for o in step.outputs if o not in state_out]
+    boundary_out = {o for s, o in pairs.items() if inner_out[s] != o}
+    names = UnrolledNames(inner_in, inner_out)
+    for t in range(steps):
+        def rename(n: str, t: int = t) -> str:
+            if not n or n in consts:
+                return n
+            for s, inner in inner_in.items():
+                if n == inner and t > 0:
+                    return f"{inner_out[s]}@{t - 1}"
+            return f"{n}@{t}"
+
+        for n, tensor in step.tensors.items():
+            if n in consts or any(n == inner_in[s] and t > 0 for s in pairs):
+                continue
+            if (n in pairs and inner_in[n] != n) or (n in state_out and n in boundary_out):
+                continue  # float state boundary tensors: the raw state is carried instead
+            g.add_tensor(Tensor(rename(n), tensor.dtype, tensor.shape, tensor.quant))
+        for node in step.nodes:
+            if id(node) in dropped:
+                continue
+            g.add_node(node.op, [rename(i) for i in node.inputs],
+                       [rename(o) for o in node.outputs], name=f"{node.name}@{t}",
+                       **dict(node.attrs))
+        g.inputs += [f"{i}@{t}" for i in stream_in]
+        g.outputs += [f"{o}@{t}" for o in stream_out]
+    g.inputs += [names.initial_state(s) for s in pairs]
+    for s in pairs:
+        last = f"{inner_out[s]}@{steps - 1}"
+        g.add_node("Identity", [last], [names.final_state(s)], name=f"final_{s}")
+        src = g.tensor(last)
+        g.add_tensor(Tensor(names.final_state(s), src.dtype, src.shape, src.quant))
+        g.outputs.append(names.final_state(s))
+    return g, names

@@ -1,0 +1,200 @@
+#!/usr/bin/env python3
+"""int8 GEMM and int8 conv: the SDK's Numba kernels against ONNX Runtime on this machine.
+
+GEMM: ``int32 = (A − a_zp) @ B`` with int8 A (activations, zero point) and int8 B (weights)
+— the SDK's ``matmul_int32`` vs ORT ``MatMulInteger`` (B and the zero points as
+initializers, as in a real model). Conv: 3×3, 64→64 channels, 56×56, pad 1, per-channel
+requantization to int8 — the SDK's ``conv2d`` vs ORT ``QLinearConv``. Shapes: 512³ and the
+workloads' layers (KWS 1×64×256 and 1×256×64, ViT 197×192×192 and 197×192×768, SLM decoder
+1×512×512). One thread: Numba's serial kernel vs ORT with intra_op_num_threads=1; two threads:
+Numba's parallel kernel (numba.set_num_threads(2)) vs ORT with intra_op_num_threads=2.
+Outputs are checked before timing: the GEMM must equal ORT's bit for bit, the conv must be
+within 1 LSB (ORT requantizes with a float scale). Printed: medians, GOPS (2·MACs/s) and
+Numba/ORT speed ratios (> 1 means Numba is faster).
+
+Idle worker threads sleep instead of spinning, in both runtimes (ORT's
+``session.intra_op.allow_spinning=0``, OpenMP's ``OMP_WAIT_POLICY=PASSIVE`` for Numba): the
+calls alternate, and a spinning pool of one runtime would steal the cores of the other.
+``--spin`` keeps both runtimes' default spinning.
+
+    python tools/bench_kernels.py --quick            # under a minute
+    python tools/bench_kernels.py --json out.json
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import platform
+import sys
+import time
+from pathlib import Path
+from typing import Callable
+
+if "--spin" not in sys.argv:
+    os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")  # before Numba starts OpenMP
+
+import numba  # noqa: E402
+import numpy as np  # noqa: E402
+import onnxruntime as ort  # noqa: E402
+from onnx import TensorProto, helper  # noqa: E402
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+
+from sdk.kernels.fast import conv as fconv  # noqa: E402
+from sdk.kernels.fast import linear as flinear  # noqa: E402
+from sdk.kernels.requant import quantize_multiplier_array  # noqa: E402
+
+GEMMS = {"gemm 512x512x512": (512, 512, 512), "kws 1x64x256": (1, 64, 256),
+         "kws 1x256x64": (1, 256, 64), "vit 197x192x192": (197, 192, 192),
+         "vit 197x192x768": (197, 192, 768), "slm-dec 1x512x512": (1, 512, 512)}
+CONV = ("conv3x3 64ch 56x56", 64, 56)
+
+
+SPIN = "--spin" in sys.argv
+
+
+def ort_session(nodes, inputs, outputs, inits, threads: int) -> ort.InferenceSession:
+    graph = helper.make_graph(nodes, "bench", inputs, outputs, initializer=inits)
+    model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", 21)])
+    opts = ort.SessionOptions()
+    opts.intra_op_num_threads = threads
+    opts.inter_op_num_threads = 1
+    opts.execution_mode = ort.ExecutionMode.ORT_SEQUENTIAL
+    if not SPIN:
+        opts.add_session_config_entry("session.intra_op.allow_spinning", "0")
+    return ort.InferenceSession(model.SerializeToString(), opts,
+                                providers=["CPUExecutionProvider"])
+
+
+def ort_matmul(b: np.ndarray, a_zp: int, m: int, threads: int) -> ort.InferenceSession:
+    k, n = b.shape
+    node = helper.make_node("MatMulInteger", ["a", "b", "az", "bz"], ["y"])
+    inits = [helper.make_tensor("b", TensorProto.INT8, b.shape, b.tobytes(), raw=True),
+             helper.make_tensor("az", TensorProto.INT8, [], [a_zp]),
+             helper.make_tensor("bz", TensorProto.INT8, [], [0])]
+    return ort_session([node], [helper.make_tensor_value_info("a", TensorProto.INT8, [m, k])],
+                       [helper.make_tensor_value_info("y", TensorProto.INT32, [m, n])], inits,
+                       threads)
+
+
+def ort_conv(w, bias, sx, zx, sw, so, zo, hw, threads: int) -> ort.InferenceSession:
+    o, c = w.shape[:2]
+    node = helper.make_node("QLinearConv", ["x", "sx", "zx", "w", "sw", "zw", "so", "zo", "b"],
+                            ["y"], pads=[1, 1, 1, 1])
+    inits = [helper.make_tensor("sx", TensorProto.FLOAT, [], [sx]),
+             helper.make_tensor("zx", TensorProto.INT8, [], [zx]),
+             helper.make_tensor("w", TensorProto.INT8, w.shape, w.tobytes(), raw=True),
+             helper.make_tensor("sw", TensorProto.FLOAT, [o], sw.tolist()),
+             helper.make_tensor("zw", TensorProto.INT8, [o], [0] * o),
+             helper.make_tensor("so", TensorProto.FLOAT, [], [so]),
+             helper.make_tensor("zo", TensorProto.INT8, [], [zo]),
+             helper.make_tensor("b", TensorProto.INT32, [o], bias.tolist())]
+    return ort_session([node],
+                       [helper.make_tensor_value_info("x", TensorProto.INT8, [1, c, hw, hw])],
+                       [helper.make_tensor_value_info("y", TensorProto.INT8, [1, o, hw, hw])],
+                       inits, threads)
+
+
+def paired_medians(fa: Callable[[], object], fb: Callable[[], object], budget_s: float,
+                   min_runs: int) -> tuple[float, float]:
+    """Median wall time of ``fa`` and of ``fb``, called alternately so that both see the same
+    machine load (this machine's cores are shared; a drift in load hits both equally)."""
+    fa(), fb()  # warm-up: Numba compiles, ORT allocates
+    ta: list[float] = []
+    tb: list[float] = []
+    start = time.perf_counter()
+    while len(ta) < min_runs or (time.perf_counter() - start < budget_s and len(ta) < 2000):
+        for fn, times in ((fa, ta), (fb, tb)):
+            t0 = time.perf_counter()
+            fn()
+            times.append(time.perf_counter() - t0)
+    return float(np.median(ta)), float(np.median(tb))
+
+
+def bench_gemm(name, m, k, n, rng, budget, min_runs) -> dict:
+    a = rng.integers(-128, 128, (m, k), dtype=np.int8)
+    b = rng.integers(-127, 128, (k, n), dtype=np.int8)
+    a_zp = -3
+    row = {"case": name, "ops": 2 * m * k * n}
+    for threads in (1, 2):
+        sess = ort_matmul(b, a_zp, m, threads)
+        want = sess.run(None, {"a": a})[0]
+        fn = flinear.matmul_int32 if threads == 1 else flinear.matmul_int32_parallel
+        numba.set_num_threads(threads)
+        got = fn(a, b, a_zp, 0)
+        if not np.array_equal(got, want):
+            raise SystemExit(f"{name}: Numba GEMM differs from ORT MatMulInteger")
+        row[f"numba_{threads}t_s"], row[f"ort_{threads}t_s"] = paired_medians(
+            lambda: fn(a, b, a_zp, 0), lambda: sess.run(None, {"a": a}), budget, min_runs)
+    return row
+
+
+def bench_conv(rng, budget, min_runs) -> dict:
+    name, ch, hw = CONV
+    x = rng.integers(-128, 128, (1, ch, hw, hw), dtype=np.int8)
+    w = rng.integers(-127, 128, (ch, ch, 3, 3), dtype=np.int8)
+    bias = rng.integers(-5000, 5000, ch).astype(np.int32)
+    sx, zx, so, zo = 0.02, -5, 0.5, 3
+    sw = rng.uniform(0.002, 0.01, ch).astype(np.float32)
+    m0, sh = quantize_multiplier_array(np.float64(np.float32(sx)) * sw.astype(np.float64)
+                                       / np.float64(np.float32(so)))
+    kw = dict(pads=(1, 1, 1, 1), x_zp=zx, m0=m0, shift=sh, out_zp=zo)
+    row = {"case": name, "ops": 2 * ch * ch * 9 * hw * hw}
+    for threads in (1, 2):
+        sess = ort_conv(w, bias, sx, zx, sw, so, zo, hw, threads)
+        want = sess.run(None, {"x": x})[0]
+        numba.set_num_threads(threads)
+        fn = fconv.conv2d if threads == 1 else fconv.conv2d_parallel
+        got = fn(x, w, bias, **kw)
+        if np.abs(got.astype(np.int32) - want).max() > 1:
+            raise SystemExit(f"{name}: Numba conv is more than 1 LSB from ORT QLinearConv")
+        row[f"numba_{threads}t_s"], row[f"ort_{threads}t_s"] = paired_medians(
+            lambda: fn(x, w, bias, **kw), lambda: sess.run(None, {"x": x}), budget,
+            min_runs)
+    return row
+
+
+def print_table(rows: list[dict]) -> None:
+    head = (f"{'case':<20} {'numba 1t':>15} {'ort 1t':>15} {'ratio':>6}   "
+            f"{'numba 2t':>15} {'ort 2t':>15} {'ratio':>6}")
+    print(head)
+    print("-" * len(head))
+
+    def cell(row, key):
+        s = row[key]
+        return f"{s * 1e3:7.3f}ms {row['ops'] / s / 1e9:5.1f}G"
+
+    for r in rows:
+        print(f"{r['case']:<20} {cell(r, 'numba_1t_s'):>15} {cell(r, 'ort_1t_s'):>15} "
+              f"{r['ort_1t_s'] / r['numba_1t_s']:6.2f}   {cell(r, 'numba_2t_s'):>15} "
+              f"{cell(r, 'ort_2t_s'):>15} {r['ort_2t_s'] / r['numba_2t_s']:6.2f}")
+    print("time = median per call, G = GOPS (2 ops per MAC), ratio = ORT time / Numba time")
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--quick", action="store_true", help="short timing budget (< 1 minute)")
+    ap.add_argument("--json", type=Path, help="also write the results to this JSON file")
+    ap.add_argument("--seed", type=int, default=0)
+    ap.add_argument("--spin", action="store_true",
+                    help="keep both runtimes' spinning thread pools (default: sleep when idle)")
+    args = ap.parse_args()
+    budget, min_runs = (0.25, 5) if args.quick else (1.5, 20)
+    rng = np.random.default_rng(args.seed)
+    rows = [bench_gemm(name, *shape, rng, budget, min_runs) for name, shape in GEMMS.items()]
+    rows.append(bench_conv(rng, budget, min_runs))
+    print(f"{platform.processor() or platform.machine()}, numba {numba.__version__}, "
+          f"onnxruntime {ort.__version__}, {numba.config.NUMBA_NUM_THREADS} cores visible, "
+          f"threading layer {numba.threading_layer()}, spinning {'on' if SPIN else 'off'}")
+    print_table(rows)
+    if args.json:
+        args.json.write_text(json.dumps({"machine": platform.platform(), "spin": SPIN,
+                                         "numba": numba.__version__,
+                                         "onnxruntime": ort.__version__, "rows": rows},
+                                        indent=2))
+
+
+if __name__ == "__main__":
+    main()
