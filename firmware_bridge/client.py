@@ -54,6 +54,8 @@ class DeviceClient:
         self._seq = random.randrange(256)
         self._reader = FrameReader()
         self._info: HelloInfo | None = None
+        self.sends = 0          # frames sent, retries included (link statistics)
+        self.requests = 0
 
     # -- transport ------------------------------------------------------------------------
     def close(self) -> None:
@@ -71,7 +73,9 @@ class DeviceClient:
         seq = self._seq
         frame = encode_frame(HEADER.pack(0, seq, int(command), REQUEST_FLAG) + body)
         wait = self.timeout if timeout is None else timeout
+        self.requests += 1
         for _ in range(self.retries):
+            self.sends += 1
             self.port.write(frame)
             deadline = time.monotonic() + wait
             while time.monotonic() < deadline:

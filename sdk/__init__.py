@@ -21,3 +21,8 @@ from sdk.compile import Bundle, compile_model, load_bundle  # noqa: E402
 from sdk.quant import OBSERVER_NAMES, calibrate, quantize  # noqa: E402
 
 __all__ += ["Bundle", "compile_model", "load_bundle", "quantize", "calibrate", "OBSERVER_NAMES"]
+
+from sdk.runtime.detection import DetectionEvent, KeywordDetector  # noqa: E402
+from sdk.runtime.streaming import StepResult, StreamingSession  # noqa: E402
+
+__all__ += ["StreamingSession", "StepResult", "KeywordDetector", "DetectionEvent"]

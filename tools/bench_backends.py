@@ -38,10 +38,12 @@ def models(quick: bool) -> dict:
         return {"cnn 3x32x32": sg.cnn_graph(hw=32, width=16),
                 "attention t32 d64": sg.attention_graph(t=32, d=64),
                 "rnn step 40->128": sg.step_graph(n_in=40, n_state=128, n_out=12),
+                "segmentation 8->16": sg.segmentation_graph(),
                 "fc 64x512x512": sg.fc_graph(batch=64, k=512, n=512)}
     return {"cnn 3x96x96": sg.cnn_graph(hw=96, width=32),
             "attention t128 d128": sg.attention_graph(t=128, d=128),
             "rnn step 40->256": sg.step_graph(n_in=40, n_state=256, n_out=12),
+            "segmentation 8->16": sg.segmentation_graph(),
             "fc 512x512x512": sg.fc_graph(batch=512, k=512, n=512)}
 
 

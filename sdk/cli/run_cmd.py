@@ -32,6 +32,10 @@ def command(model: str, input_path: str, output: str | None, backend: str | None
         raise ModelFormatError(f"{model}: no such model file; check the path")
     session = Session(model)
     feeds = load_arrays(input_path, session.input_names)
+    for info in session.inputs:  # numpy saves float64 by default: narrow floats to the model's
+        a = feeds.get(info.name)
+        if a is not None and a.dtype.kind == "f" and info.dtype == "float32":
+            feeds[info.name] = a.astype(np.float32)
     if (backend or target) and suffix == ".edge":
         from sdk.backends import run_float
 

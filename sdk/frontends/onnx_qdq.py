@@ -161,7 +161,7 @@ def load_qdq(source: Any) -> Graph:
 
     model, _ = _read_model(source)
     float_model, act, weights = strip_qdq(model)
-    fg = prepare_float_graph(load_onnx(float_model))
+    fg = prepare_float_graph(load_onnx(float_model), keep=frozenset(act))
     _propagate(fg, act)
     per_channel = any(q.per_axis for q in weights.values())
     plan = QuantPlan(act={k: v[0] for k, v in act.items()},

@@ -47,12 +47,13 @@ def _sole_consumer(graph: Graph, name: str, consumers: dict[str, list[Node]]) ->
     return users[0]
 
 
-def fold_batchnorm(graph: Graph) -> None:
-    """Fold every BatchNormalization whose input is a Conv's sole output into that Conv."""
+def fold_batchnorm(graph: Graph, keep: frozenset[str] = frozenset()) -> None:
+    """Fold every BatchNormalization whose input is a Conv's sole output into that Conv,
+    except where that output is in ``keep`` (a QDQ model quantizes it: keep its rounding)."""
     producers, consumers = graph.producers(), graph.consumers()
     drop: set[int] = set()
     for bn in graph.nodes:
-        if bn.op != "BatchNormalization":
+        if bn.op != "BatchNormalization" or bn.inputs[0] in keep:
             continue
         conv = producers.get(bn.inputs[0])
         if conv is None or conv.op != "Conv" or _sole_consumer(graph, bn.inputs[0], consumers) is not bn:
@@ -208,11 +209,12 @@ def fuse_decomposed_layernorm(graph: Graph) -> None:
     graph.sort()
 
 
-def prepare_float_graph(graph: Graph) -> Graph:
-    """A copy of ``graph`` with all rewrites applied, topologically sorted."""
+def prepare_float_graph(graph: Graph, keep: frozenset[str] = frozenset()) -> Graph:
+    """A copy of ``graph`` with all rewrites applied, topologically sorted. Tensors in
+    ``keep`` are not folded away (their quantization is given)."""
     g = graph.copy()
     constants_to_tensors(g)
-    fold_batchnorm(g)
+    fold_batchnorm(g, keep)
     fuse_erf_gelu(g)
     fuse_decomposed_layernorm(g)
     return g.sort()

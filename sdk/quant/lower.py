@@ -4,11 +4,21 @@ nodes are the operators of docs/ops.md.
 Every multiplier is folded at compile time into a Q31 ``m0`` and a shift
 (:func:`sdk.kernels.requant.quantize_multiplier`); weights become per-channel symmetric int8,
 biases int32 with scale ``s_in·s_w``. The only float nodes are ``QuantizeLinear`` at the graph
-inputs and ``DequantizeLinear`` at the outputs.
+inputs and ``DequantizeLinear`` at the outputs; integer graph inputs (token ids) pass through.
+
+Op map: Conv → QConv1d / QConv2d / QDepthwiseConv2d; a BatchNormalization that did not fold →
+1×1 QDepthwiseConv2d; Gemm, MatMul with constant weights → QFullyConnected; MatMul of two
+activations → QMatMul; Add/Sub → QAdd; Mul/Div → QMul; Relu/Clip → fused clamp or QClamp;
+MaxPool/AveragePool/GlobalAveragePool → QMaxPool2d/QAvgPool2d/QGlobalAvgPool; Softmax →
+Shiftmax; LayerNormalization → ILayerNorm; Gelu → ShiftGELU; Sigmoid, Tanh and other unary
+functions → QLut; Resize → ResizeNearest; layout ops kept (Concat and Softmax/GELU/LUT inputs
+get a Requantize where grids differ); Dropout → Identity. Anything else: UnsupportedOpError
+naming every such op.
 
 Fusions done while lowering: Relu/Clip into the producer's ``act_min``/``act_max`` (when the
 producer requantizes and the activation is its only consumer), ``MatMul`` + constant ``Add``
-into one ``QFullyConnected`` with bias.
+into one ``QFullyConnected`` with bias, a Mul/Div by a scalar into the producer's multiplier
+(attention's 1/√d). A QDQ plan (``fuse_quantized=False``) keeps every rounding its model asks for.
 """
 
 from __future__ import annotations
@@ -356,6 +366,30 @@ def lower_conv(L: Lowering, node: Node) -> None:
         L.emit(op, [x, wi, bi], fout, out, strides=strides, pads=pads, dilations=dil, **attrs)
     else:
         raise UnsupportedOpError([f"Conv{nd}d"], "integer lowering")
+
+
+def lower_batchnorm(L: Lowering, node: Node) -> None:
+    """A BatchNormalization that could not fold into a Conv is a per-channel affine
+    ``y = k·x + (β − μ·k)``, ``k = γ/√(σ² + ε)``: a 1×1 depthwise convolution whose
+    per-channel int8 weight is exactly ±127 steps of its own scale."""
+    x, qx, _dx = L.input(node.inputs[0])
+    gamma, beta, mean, var = (np.asarray(L.const(i, "BatchNormalization statistics"),
+                                         np.float64).ravel() for i in node.inputs[1:5])
+    shape = L.shape(node.inputs[0])
+    if shape is None or len(shape) != 4:
+        raise UnsupportedOpError(["BatchNormalization on a non-4-D tensor"], "integer lowering")
+    k = gamma / np.sqrt(var + float(node.attrs.get("epsilon", 1e-5)))
+    c = k.size
+    wname = L.g.unique_name(node.name + "_bn_scale")
+    L.fg.add_constant(wname, k.reshape(c, 1, 1, 1).astype(np.float32))
+    m = np.abs(k)
+    L.plan.weights[wname] = QuantParams(np.where(m > 0, m / 127.0, 1.0).astype(np.float32),
+                                        np.zeros(c, np.int32), 0)
+    act, fout = L.take_activation(node.outputs[0])
+    out = L.desired(fout)
+    wi, bi, s_b = _weights_and_bias(L, wname, beta - mean * k, float(qx.scale))
+    L.emit("QDepthwiseConv2d", [x, wi, bi], fout, out, strides=[1, 1], pads=[0, 0, 0, 0],
+           dilations=[1, 1], group=c, x_zp=int(qx.zero_point), **_requant_attrs(s_b, out, act))
 
 
 def _fully_connected(L: Lowering, x_name: str, w_nk: np.ndarray, bias, wname: str,
@@ -721,7 +755,7 @@ def lower_pad(L: Lowering, node: Node) -> None:
 
 
 LOWERINGS: dict[str, Callable[[Lowering, Node], None]] = {
-    "Conv": lower_conv, "Gemm": lower_gemm, "MatMul": lower_matmul,
+    "Conv": lower_conv, "BatchNormalization": lower_batchnorm, "Gemm": lower_gemm, "MatMul": lower_matmul,
     "Add": lower_add, "Sub": lower_sub, "Mul": lower_mul, "Div": lower_div,
     "Relu": lower_clamp, "Clip": lower_clamp,
     "MaxPool": lower_maxpool, "AveragePool": lower_avgpool,

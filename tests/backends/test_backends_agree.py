@@ -20,7 +20,8 @@ from backend_helpers import lsb_diff
 from sdk.backends import sample_graphs as sg
 from sdk.backends.partition import compile_for
 
-MODELS = {"cnn": sg.cnn_graph, "attention": sg.attention_graph}
+MODELS = {"cnn": sg.cnn_graph, "attention": sg.attention_graph,
+          "segmentation": sg.segmentation_graph}
 TOLERANT = ["litert-ref", "onnxruntime", "litert"]
 
 

@@ -67,3 +67,15 @@ def test_litert_within_one_lsb(case: str, backend: str) -> None:
     got = compile_for(graph, backend, "laptop").run(feeds)
     for name in graph.outputs:
         assert lsb_diff(got[name], expected[name]).max() <= 1
+
+
+@pytest.mark.parametrize("make", [sg.cnn_graph, sg.step_graph, sg.segmentation_graph])
+def test_whole_models_bit_exact_with_tflite_micro(make, tmp_path) -> None:
+    """Beyond single ops: conv+ReLU, depthwise with a PAD, residual add, pooling, flatten
+    through a layout TRANSPOSE, nearest upsampling, a recurrent step — all 0 mismatches."""
+    graph = make()
+    feeds = sg.random_feeds(graph, seed=21)
+    expected = run_graph(graph, feeds, fast=False)
+    got = run_tflite_micro(write_tflite(graph), feeds, tmp_path)
+    for name in graph.outputs:
+        assert np.array_equal(got[name], expected[name]), name

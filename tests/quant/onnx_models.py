@@ -212,3 +212,15 @@ def decomposed_layernorm_mlp(seed: int = 0, t: int = 8, d: int = 32) -> onnx.Mod
                        b.const(b.rng.normal(0, 0.1, d).astype(np.float32))])
     y = b.node("Add", [b.node("MatMul", [n, b.weight(d, 16)]), b.weight(16, scale=0.1)])
     return b.model("decomposed_ln", [("x", [1, t, d])], y, [1, t, 16], opset=13)
+
+
+def batchnorm_after_pool(seed: int = 0) -> onnx.ModelProto:
+    """A BatchNormalization with no Conv before it (it cannot fold): ``x [1, 4, 8, 8]``."""
+    b = _Builder(seed)
+    p = b.node("MaxPool", ["x"], kernel_shape=[2, 2], strides=[2, 2])
+    y = b.node("BatchNormalization", [
+        p, b.const(b.rng.uniform(-1.5, 1.5, 4).astype(np.float32)),
+        b.const(b.rng.normal(0, 0.3, 4).astype(np.float32)),
+        b.const(b.rng.normal(0, 0.3, 4).astype(np.float32)),
+        b.const(b.rng.uniform(0.5, 1.5, 4).astype(np.float32))])
+    return b.model("bn_after_pool", [("x", [1, 4, 8, 8])], y, [1, 4, 4, 4])

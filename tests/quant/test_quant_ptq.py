@@ -154,3 +154,12 @@ def test_decomposed_layernorm_becomes_ilayernorm():
     assert _cosine(f, q) >= 0.99
     assert "ILayerNorm" in ig.op_types()
     assert not {"ReduceMean", "Sqrt", "Div"} & set(ig.op_types())
+
+
+def test_batchnorm_without_a_conv_becomes_a_depthwise_conv():
+    from onnx_models import batchnorm_after_pool
+
+    ig, f, q = _float_and_int(batchnorm_after_pool(), (1, 4, 8, 8))
+    assert _cosine(f, q) >= 0.999
+    dw = next(n for n in ig.nodes if n.op == "QDepthwiseConv2d")
+    assert np.all(np.abs(ig.tensor(dw.inputs[1]).data) == 127)  # k exact on its own grid

@@ -62,7 +62,21 @@ def test_integer_outputs_match_onnxruntime_within_one_lsb(tmp_path, build, shape
     assert np.mean(d == 0) >= 0.5  # most elements are bit-exact
     assert bundle.graph.metadata["source"] == "onnx-qdq"
     w = [t for t in bundle.graph.initializers() if t.dtype == "int8" and t.data.ndim >= 2]
-    assert all(t.quant.per_axis for t in w)
+    assert w and all(t.quant.per_axis for t in w)
+
+
+@pytest.mark.parametrize("per_channel", [True, False])
+def test_batchnorm_kept_by_the_qdq_model_and_per_tensor_weights(tmp_path, per_channel):
+    """ORT quantizes the Conv output before its BatchNormalization: the SDK keeps that
+    rounding (BN becomes a 1×1 depthwise conv instead of folding) to stay within 1 LSB."""
+    rng = np.random.default_rng(11)
+    calib = rng.standard_normal((16, 1, 3, 16, 16)).astype(np.float32)
+    held_out = rng.standard_normal((16, 1, 3, 16, 16)).astype(np.float32)
+    path = _ort_qdq(tmp_path, small_cnn(batchnorm=True), calib, per_channel=per_channel)
+    d, bundle = _lsb_differences(path, held_out)
+    assert np.mean(d <= 1) >= 0.999, f"max diff {d.max()}"
+    convs = [n for n in bundle.graph.nodes if n.op == "QConv2d"]
+    assert bundle.graph.tensor(convs[0].inputs[1]).quant.per_axis == per_channel
 
 
 def test_uint8_activations_map_to_the_same_grid_in_int8(tmp_path):

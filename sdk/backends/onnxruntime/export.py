@@ -258,6 +258,9 @@ def node_supported(graph: Graph, node: Node) -> tuple[bool, str]:
     if node.op == "Pad" and (str(node.attrs.get("mode", "constant")).strip("b'") != "constant"
                              or (len(node.inputs) > 3 and node.inputs[3])):
         return False, "only constant padding over all axes is exported"
+    if node.op == "Pad" and len(node.inputs) > 1 and node.inputs[1] and not graph.tensor(
+            node.inputs[1]).is_constant:
+        return False, "its pads are not a constant"
     if node.op in ("QFullyConnected", "QConv2d", "QDepthwiseConv2d"):
         w = graph.tensor(node.inputs[1])
         if not w.is_constant or w.quant is None or np.any(w.quant.zero_point != 0):

@@ -66,9 +66,9 @@ def _scale_zp(inputs: Inputs, attrs: Attrs, op: str) -> tuple[Any, Any]:
 def _quantize_linear(inputs: Inputs, attrs: Attrs, fast: bool) -> list[np.ndarray]:
     scale, zp = _scale_zp(inputs, attrs, "QuantizeLinear")
     dtype = attrs.get("dtype")
-    if dtype is None:
-        dtype = np.asarray(zp).dtype.name if np.asarray(zp).dtype.kind in "iu" and \
-            np.asarray(zp).dtype.itemsize < 4 else "int8"
+    if dtype is None:  # ONNX form: the zero point's type is the output type
+        zdt = np.asarray(zp).dtype
+        dtype = zdt.name if zdt in (np.int8, np.uint8, np.int16) else "int8"
     f = _pick(quantize, fquantize, "quantize_linear", fast)
     return [f(inputs[0], scale, zp, _s(dtype), attrs.get("axis"))]
 
