@@ -67,14 +67,31 @@ class DeviceClient:
     def __exit__(self, *exc: object) -> None:
         self.close()
 
-    def request(self, command: Command, body: bytes = b"", timeout: float | None = None) -> bytes:
-        """Send one command and return the reply body; DeviceError after ``retries`` sends."""
+    def request(self, command: Command, body: bytes = b"", timeout: float | None = None,
+                patience: float | None = None) -> bytes:
+        """Send one command and return the reply body; DeviceError after ``retries`` sends.
+
+        ``timeout`` is the wait before resending; with ``patience`` the client keeps resending
+        for that many seconds instead (a long INVOKE: repeats are answered from the device's
+        reply cache, never run twice).
+        """
         self._seq = (self._seq + 1) & 0xFF
         seq = self._seq
         frame = encode_frame(HEADER.pack(0, seq, int(command), REQUEST_FLAG) + body)
-        wait = self.timeout if timeout is None else timeout
         self.requests += 1
-        for _ in range(self.retries):
+        try:
+            return self._exchange(command, frame, seq, timeout, patience)
+        except (OSError, serial.SerialException) as exc:
+            raise DeviceError(f"serial link to {self.url} failed during {command.name}: "
+                              f"{exc}; is the device still connected?") from None
+
+    def _exchange(self, command: Command, frame: bytes, seq: int, timeout: float | None,
+                  patience: float | None) -> bytes:
+        give_up = time.monotonic() + patience if patience else None
+        wait = self.timeout if timeout is None else timeout
+        tries = 0
+        while tries < self.retries or (give_up and time.monotonic() < give_up):
+            tries += 1
             self.sends += 1
             self.port.write(frame)
             deadline = time.monotonic() + wait
@@ -93,7 +110,7 @@ class DeviceClient:
                         raise DeviceStatusError(command, status)
                     return payload[HEADER.size:]
         raise DeviceError(f"no valid reply to {command.name} from {self.url} after "
-                          f"{self.retries} tries of {wait:.2f} s: is the firmware running "
+                          f"{tries} tries of {wait:.2f} s: is the firmware running "
                           "and the port right?")
 
     # -- commands -------------------------------------------------------------------------
@@ -129,12 +146,12 @@ class DeviceClient:
                          struct.pack("<BxxxI", slot, off) + image[off:off + step])
             if progress:
                 progress(min(off + step, len(image)), len(image))
-        self.request(Command.LOAD_COMMIT, struct.pack("<B", slot), timeout=max(self.timeout, 2.0))
+        self.request(Command.LOAD_COMMIT, struct.pack("<B", slot), patience=10.0)
         self._info = None
         return slot
 
     def select(self, slot: int) -> None:
-        self.request(Command.SELECT, struct.pack("<B", slot), timeout=max(self.timeout, 2.0))
+        self.request(Command.SELECT, struct.pack("<B", slot), patience=10.0)
         self._info = None
 
     def _write(self, command: Command, index: int, data: bytes) -> None:
@@ -164,7 +181,7 @@ class DeviceClient:
 
     def invoke(self, timeout: float = 30.0) -> int:
         """Run the model once; returns the device's tick count for the whole invocation."""
-        return struct.unpack("<I", self.request(Command.INVOKE, timeout=timeout))[0]
+        return struct.unpack("<I", self.request(Command.INVOKE, patience=timeout))[0]
 
     def get_profile(self) -> list[int]:
         """Ticks per op of the last invocation, in op-list order."""
@@ -177,7 +194,7 @@ class DeviceClient:
                 return ticks
 
     def reset(self) -> None:
-        self.request(Command.RESET, timeout=max(self.timeout, 2.0))
+        self.request(Command.RESET, patience=10.0)
         self._info = None
 
 

@@ -183,14 +183,23 @@ def pack_image(graph: Graph, state: list[tuple[str, str]] | None = None) -> Pack
     if bad:
         raise UnsupportedOpError(bad, "the MCU firmware",
                                  "run those nodes on the host (partition) or add the kernel")
+    state_in = {a for a, _ in state}
+    missing = [t for pair in state for t in pair if t not in sub.tensors]
+    if missing:
+        raise GraphError(f"state tensors {missing} are not in the graph's integer part")
+    ins = [io for io in ins if io.device_tensor not in state_in]  # carried on the device
     p = _Packer(sub)
     records = [(n, ENCODERS[n.op](n, p)) for n in sub.nodes]
 
+    empty = [n for n, t in sub.tensors.items() if not t.is_constant and 0 in p.shape(n)]
+    if empty:
+        raise GraphError(f"tensors {empty[:5]} are empty (a dimension is 0); the MCU image "
+                         "needs non-empty activations: fix the kernel size or padding")
     # arena: state inputs must survive the whole invocation -> plan them as outputs too
     plan_graph = Graph(sub.name)
     plan_graph.tensors, plan_graph.nodes = sub.tensors, sub.nodes
     plan_graph.inputs = list(sub.inputs)
-    plan_graph.outputs = list(dict.fromkeys(sub.outputs + [s for s, _ in state]))
+    plan_graph.outputs = list(dict.fromkeys(sub.outputs + [t for pair in state for t in pair]))
     plan = plan_memory(plan_graph)
 
     for io in ins + outs:

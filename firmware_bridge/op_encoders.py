@@ -16,7 +16,9 @@ from sdk.errors import GraphError
 from sdk.graph.ir import Node
 
 OPCODES = {"REQUANTIZE": 1, "FULLY_CONNECTED": 2, "CONV2D": 3, "ADD": 4, "MUL": 5, "CLAMP": 6,
-           "MAXPOOL2D": 7, "AVGPOOL2D": 8, "GLOBAL_AVGPOOL": 9, "LUT": 10, "COPY": 11}
+           "MAXPOOL2D": 7, "AVGPOOL2D": 8, "GLOBAL_AVGPOOL": 9, "LUT": 10, "COPY": 11,
+           "SHIFTMAX": 12, "SHIFT_GELU": 13, "INT_NORM": 14, "MATMUL": 15, "TRANSPOSE": 16,
+           "CONCAT": 17}
 
 DTYPE_CODES = {"int8": 0, "uint8": 1, "int16": 2, "int32": 3}
 
@@ -104,7 +106,7 @@ def _conv_record(node: Node, ctx: EncodeContext, x_shape: tuple[int, ...],
     o, cg, kh, kw = w_shape
     oh = (h + pads[0] + pads[2] - dil[0] * (kh - 1) - 1) // strides[0] + 1
     ow = (w + pads[1] + pads[3] - dil[1] * (kw - 1) - 1) // strides[1] + 1
-    if c % group or o % group or c // group != cg or oh < 1 or ow < 1:
+    if c % group or o % group or c // group != cg or oh < 0 or ow < 0:
         raise GraphError(f"{node.name}: conv shapes x {x_shape}, w {w_shape}, group {group} "
                          "do not fit")
     x, wt = node.inputs[0], node.inputs[1]
@@ -242,3 +244,98 @@ def _view(node: Node, ctx: EncodeContext) -> OpRecord:
     x, y = node.inputs[0], node.outputs[0]
     nbytes = _elems(ctx.shape(x)) * np.dtype(ctx.dtype(x)).itemsize
     return OpRecord(OPCODES["COPY"], [x], [y], [nbytes])
+
+
+def _rows(shape: tuple[int, ...], axis: int) -> tuple[int, int, int]:
+    """(outer, C, inner) of a row-wise op along ``axis``."""
+    ax = axis % len(shape)
+    return _elems(shape[:ax]), int(shape[ax]), _elems(shape[ax + 1:])
+
+
+@encoder("Shiftmax")
+def _shiftmax(node: Node, ctx: EncodeContext) -> OpRecord:
+    a = node.attrs
+    x = node.inputs[0]
+    return OpRecord(OPCODES["SHIFTMAX"], [x], [node.outputs[0]],
+                    [*_rows(ctx.shape(x), int(a.get("axis", -1))), int(a["x0"]),
+                     int(a.get("n", 15)), int(a.get("out_bits", 16))])
+
+
+@encoder("ShiftGELU")
+def _shift_gelu(node: Node, ctx: EncodeContext) -> OpRecord:
+    a = node.attrs
+    x, y = node.inputs[0], node.outputs[0]
+    return OpRecord(OPCODES["SHIFT_GELU"], [x], [y],
+                    [*_rows(ctx.shape(x), int(a.get("axis", -1))), int(a["x0"]),
+                     int(a.get("n", 23)), int(a.get("sig_bits", 8)),
+                     int(max(a.get("clip_min", -(2**31)), -(2**31))),
+                     int(min(a.get("clip_max", 2**31 - 1), 2**31 - 1)), int(a.get("x_zp", 0)),
+                     int(np.asarray(a["m0"]).ravel()[0]), int(np.asarray(a["shift"]).ravel()[0]),
+                     int(a.get("out_zp", 0)), *_clamp(a, ctx.dtype(y))])
+
+
+@encoder("ILayerNorm", "IRMSNorm")
+def _int_norm(node: Node, ctx: EncodeContext) -> OpRecord:
+    a = node.attrs
+    x, y = node.inputs[0], node.outputs[0]
+    beta = node.inputs[1] if len(node.inputs) > 1 else ""
+    outer, c, inner = _rows(ctx.shape(x), int(a.get("axis", -1)))
+    if beta and ctx.dtype(beta) != "int32":
+        raise GraphError(f"{node.name}: beta_q must be int32, got {ctx.dtype(beta)}")
+    return OpRecord(OPCODES["INT_NORM"],
+                    [x, beta, ctx.vector(f"{node.name}.m0", a["m0"], c),
+                     ctx.vector(f"{node.name}.shift", a["shift"], c)], [y],
+                    [outer, c, inner, int(a.get("iters", 10)), int(node.op == "ILayerNorm"),
+                     int(a.get("out_zp", 0)), *_clamp(a, ctx.dtype(y))])
+
+
+@encoder("QMatMul")
+def _matmul(node: Node, ctx: EncodeContext) -> OpRecord:
+    a = node.attrs
+    x1, x2, y = node.inputs[0], node.inputs[1], node.outputs[0]
+    sa, sb = ctx.shape(x1), ctx.shape(x2)
+    if len(sa) < 2 or len(sb) < 2 or sa[-1] != sb[-2]:
+        raise GraphError(f"{node.name}: MatMul shapes {sa} and {sb} do not chain")
+    m, k, n = sa[-2], sa[-1], sb[-1]
+    batch = np.broadcast_shapes(sa[:-2], sb[:-2])
+    ia = np.broadcast_to(np.arange(_elems(sa[:-2])).reshape(sa[:-2]), batch).ravel() * (m * k)
+    ib = np.broadcast_to(np.arange(_elems(sb[:-2])).reshape(sb[:-2]), batch).ravel() * (k * n)
+    offsets = np.stack([ia, ib], axis=1).ravel()
+    return OpRecord(OPCODES["MATMUL"],
+                    [x1, x2, ctx.vector(f"{node.name}.m0", a["m0"], n),
+                     ctx.vector(f"{node.name}.shift", a["shift"], n),
+                     ctx.vector(f"{node.name}.offsets", offsets, offsets.size)], [y],
+                    [_elems(batch), m, k, n, int(a.get("a_zp", 0)), int(a.get("b_zp", 0)),
+                     int(a.get("out_zp", 0)), *_clamp(a, ctx.dtype(y))])
+
+
+@encoder("Transpose")
+def _transpose(node: Node, ctx: EncodeContext) -> OpRecord:
+    x, y = node.inputs[0], node.outputs[0]
+    shape = ctx.shape(x)
+    nd = len(shape)
+    if nd > 6:
+        raise GraphError(f"{node.name}: Transpose of rank {nd} > 6 is not supported on the MCU")
+    perm = [int(p) % nd for p in node.attrs.get("perm", list(range(nd))[::-1])]
+    strides = [_elems(shape[d + 1:]) for d in range(nd)]
+    out_dims = [shape[p] for p in perm]
+    src = [strides[p] for p in perm]
+    pad = 6 - nd
+    return OpRecord(OPCODES["TRANSPOSE"], [x], [y],
+                    [np.dtype(ctx.dtype(x)).itemsize, _elems(shape), *([1] * pad + out_dims),
+                     *([0] * pad + src)])
+
+
+@encoder("Concat")
+def _concat(node: Node, ctx: EncodeContext) -> OpRecord:
+    ins = [i for i in node.inputs if i]
+    y = node.outputs[0]
+    if len(ins) > 7:
+        raise GraphError(f"{node.name}: Concat of {len(ins)} inputs > 7 is not supported on the MCU")
+    out_shape = ctx.shape(y)
+    ax = int(node.attrs.get("axis", 0)) % len(out_shape)
+    esize = np.dtype(ctx.dtype(y)).itemsize
+    if any(ctx.dtype(i) != ctx.dtype(y) for i in ins):
+        raise GraphError(f"{node.name}: Concat inputs must share the output dtype")
+    blocks = [_elems(ctx.shape(i)[ax:]) * esize for i in ins]
+    return OpRecord(OPCODES["CONCAT"], ins, [y], [_elems(out_shape[:ax]), *blocks])

@@ -23,6 +23,8 @@ from sdk.quant import OBSERVER_NAMES, calibrate, quantize  # noqa: E402
 __all__ += ["Bundle", "compile_model", "load_bundle", "quantize", "calibrate", "OBSERVER_NAMES"]
 
 from sdk.runtime.detection import DetectionEvent, KeywordDetector  # noqa: E402
+from sdk.runtime.keyword_spotter import KeywordSpotter  # noqa: E402
 from sdk.runtime.streaming import StepResult, StreamingSession  # noqa: E402
 
-__all__ += ["StreamingSession", "StepResult", "KeywordDetector", "DetectionEvent"]
+__all__ += ["StreamingSession", "StepResult", "KeywordDetector", "DetectionEvent",
+            "KeywordSpotter"]

@@ -29,22 +29,22 @@ import os
 import platform
 import sys
 import time
+from collections.abc import Callable
 from pathlib import Path
-from typing import Callable
 
 if "--spin" not in sys.argv:
     os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")  # before Numba starts OpenMP
 
-import numba  # noqa: E402
-import numpy as np  # noqa: E402
-import onnxruntime as ort  # noqa: E402
-from onnx import TensorProto, helper  # noqa: E402
+import numba
+import numpy as np
+import onnxruntime as ort
+from onnx import TensorProto, helper
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from sdk.kernels.fast import conv as fconv  # noqa: E402
-from sdk.kernels.fast import linear as flinear  # noqa: E402
-from sdk.kernels.requant import quantize_multiplier_array  # noqa: E402
+from sdk.kernels.fast import conv as fconv
+from sdk.kernels.fast import linear as flinear
+from sdk.kernels.requant import quantize_multiplier_array
 
 GEMMS = {"gemm 512x512x512": (512, 512, 512), "kws 1x64x256": (1, 64, 256),
          "kws 1x256x64": (1, 256, 64), "vit 197x192x192": (197, 192, 192),
@@ -127,7 +127,8 @@ def bench_gemm(name, m, k, n, rng, budget, min_runs) -> dict:
         if not np.array_equal(got, want):
             raise SystemExit(f"{name}: Numba GEMM differs from ORT MatMulInteger")
         row[f"numba_{threads}t_s"], row[f"ort_{threads}t_s"] = paired_medians(
-            lambda: fn(a, b, a_zp, 0), lambda: sess.run(None, {"a": a}), budget, min_runs)
+            lambda fn=fn: fn(a, b, a_zp, 0), lambda s=sess: s.run(None, {"a": a}), budget,
+            min_runs)
     return row
 
 
@@ -151,7 +152,7 @@ def bench_conv(rng, budget, min_runs) -> dict:
         if np.abs(got.astype(np.int32) - want).max() > 1:
             raise SystemExit(f"{name}: Numba conv is more than 1 LSB from ORT QLinearConv")
         row[f"numba_{threads}t_s"], row[f"ort_{threads}t_s"] = paired_medians(
-            lambda: fn(x, w, bias, **kw), lambda: sess.run(None, {"x": x}), budget,
+            lambda fn=fn: fn(x, w, bias, **kw), lambda s=sess: s.run(None, {"x": x}), budget,
             min_runs)
     return row
 

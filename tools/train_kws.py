@@ -54,37 +54,60 @@ except ImportError as exc:  # pragma: no cover - depends on the extra
 
 
 # ---------------------------------------------------------------- model
-class SpikeFn(torch.autograd.Function):
-    """Heaviside forward, arctan surrogate backward: ``α/2 / (1 + (π/2·α·x)²)``, α = 2."""
+SURROGATE_ALPHA = 2.0
+
+
+def surrogate_grad(x: torch.Tensor) -> torch.Tensor:
+    """Arctan surrogate of the Heaviside derivative: ``α/2 / (1 + (π/2·α·x)²)``, α = 2."""
+    return (SURROGATE_ALPHA / 2) / (1 + (math.pi / 2 * SURROGATE_ALPHA * x) ** 2)
+
+
+class LIFFunction(torch.autograd.Function):
+    """LIF over ``[B, T, C]`` with hand-written backpropagation through time.
+
+    Forward: ``H_t = (V_{t−1} + X_t)/2``, ``S_t = [H_t ≥ th]``, ``V_t = H_t·(1 − S_t)``.
+    Backward (reset detached, surrogate ``σ'``): ``∂L/∂H_t = ∂L/∂S_t·σ'(H_t − th)
+    + ∂L/∂V_t·(1 − S_t)``, ``∂L/∂X_t = ∂L/∂V_{t−1} = ∂L/∂H_t / 2``. One loop each way, no
+    autograd graph per step: several times faster than unrolling with autograd.
+    """
 
     @staticmethod
-    def forward(ctx, x):
-        ctx.save_for_backward(x)
-        return (x >= 0).to(x.dtype)
+    def forward(ctx, x: torch.Tensor, threshold: float) -> torch.Tensor:
+        xt = x.transpose(0, 1).contiguous()  # [T, B, C]: each step a contiguous slice
+        v = torch.zeros_like(xt[0])
+        h_all = torch.empty_like(xt)
+        s_all = torch.empty_like(xt)
+        for t in range(xt.shape[0]):
+            h = torch.add(v, xt[t], out=h_all[t]).mul_(0.5)
+            s = torch.ge(h, threshold)
+            s_all[t] = s
+            v = h * ~s
+        ctx.save_for_backward(h_all, s_all)
+        ctx.threshold = threshold
+        return s_all.transpose(0, 1)
 
     @staticmethod
-    def backward(ctx, grad):
-        (x,) = ctx.saved_tensors
-        alpha = 2.0
-        return grad * (alpha / 2) / (1 + (math.pi / 2 * alpha * x) ** 2)
+    def backward(ctx, grad_s: torch.Tensor):
+        h_all, s_all = ctx.saved_tensors
+        gs = grad_s.transpose(0, 1).contiguous() * surrogate_grad(h_all - ctx.threshold)
+        keep = 1 - s_all
+        grad_h = torch.empty_like(gs)
+        g = torch.zeros_like(gs[0])
+        for t in range(gs.shape[0] - 1, -1, -1):
+            g = torch.addcmul(gs[t], g, keep[t], out=grad_h[t])
+            g = 0.5 * g
+        return 0.5 * grad_h.transpose(0, 1), None
 
 
 class LIF(nn.Module):
-    """LIF, τ = 2, hard reset to 0, over ``[B, T, C]``: ``H = (V+X)/2``, ``S = [H ≥ th]``."""
+    """LIF, τ = 2, hard reset to 0, threshold ``th``, over ``[B, T, C]``."""
 
     def __init__(self, threshold: float) -> None:
         super().__init__()
         self.threshold = threshold
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        v = torch.zeros_like(x[:, 0])
-        out = []
-        for t in range(x.shape[1]):
-            h = 0.5 * (v + x[:, t])
-            s = SpikeFn.apply(h - self.threshold)
-            v = h * (1 - s)
-            out.append(s)
-        return torch.stack(out, 1)
+        return LIFFunction.apply(x, self.threshold)
 
 
 class FrameBN(nn.BatchNorm1d):
@@ -287,6 +310,7 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--data-seed", type=int, default=0)
     ap.add_argument("--d-model", type=int, default=LMUFormerConfig.d_model)
     ap.add_argument("--lr", type=float, default=3e-3)
+    ap.add_argument("--batch", type=int, default=64)
     ap.add_argument("--out", default="samples/kws/models")
     ap.add_argument("--threads", type=int, default=1)
     a = ap.parse_args(argv)
@@ -299,7 +323,7 @@ def main(argv: list[str] | None = None) -> int:
     print(f"data: {folder} ({t_data:.0f} s) train {len(data['train'][1])} val "
           f"{len(data['val'][1])} test {len(data['test'][1])}")
     cfg = LMUFormerConfig(d_model=a.d_model, spiking=a.variant == "spiking")
-    net, info = train(cfg, data, a.epochs, a.seed, lr=a.lr)
+    net, info = train(cfg, data, a.epochs, a.seed, lr=a.lr, batch=a.batch)
     test_acc, test_logits = evaluate(net, *data["test"])
     val_acc, _ = evaluate(net, *data["val"])
     model = export_weights(net)

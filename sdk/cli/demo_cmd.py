@@ -81,12 +81,17 @@ def _cosine(a: np.ndarray, b: np.ndarray) -> float:
     return float(a @ b / (np.linalg.norm(a) * np.linalg.norm(b) + 1e-30))
 
 
-@click.command("demo")
+@click.group("demo", invoke_without_command=True)
 @click.option("--runs", default=50, show_default=True, help="timed runs for the latency median")
 @click.option("--out-dir", type=click.Path(file_okay=False),
               help="keep demo_cnn.onnx, calib.npz and demo_cnn.edge here")
-def command(runs: int, out_dir: str | None) -> None:
-    """Compile a small generated CNN to integers and compare it with float."""
+@click.pass_context
+def command(ctx: click.Context, runs: int, out_dir: str | None) -> None:
+    """Compile a small generated CNN to integers and compare it with float.
+
+    `edge demo kws` runs the streaming keyword-spotting demo instead."""
+    if ctx.invoked_subcommand is not None:
+        return
     import onnx
 
     from sdk.compile import compile_model, load_bundle
@@ -126,3 +131,8 @@ def command(runs: int, out_dir: str | None) -> None:
                f"{statistics.median(times) * 1e3:.2f} ms over {len(times)} runs, "
                f"{m['macs']:,} MACs, {m['parameter_bytes']:,} parameter bytes")
     click.echo(f"files in {work}")
+
+
+from sdk.cli.kws_demo import command as _kws_command
+
+command.add_command(_kws_command)

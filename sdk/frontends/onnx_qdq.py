@@ -106,6 +106,10 @@ def strip_qdq(model: Any) -> tuple[Any, dict[str, tuple[QuantParams, str]],
             continue
         if n.op_type == "QuantizeLinear":
             scale, zp, dtype = _params(inits, n, where)
+            if scale.size != 1 or dtype == "int32":
+                raise ModelFormatError(f"{where}: QuantizeLinear {n.name!r} quantizes activation "
+                                       f"{n.input[0]!r} per channel or to {dtype}; the SDK takes "
+                                       "per-tensor int8/uint8/int16 activations")
             act[n.input[0]] = _as_int8(scale.reshape(()), zp.reshape(()), dtype)
             continue
         keep.append(n)

@@ -19,8 +19,15 @@ from typing import Any
 import numpy as np
 
 from sdk.errors import GraphError, InputError
-from sdk.kernels.checks import (channel_vector, check_range, int_tuple, integer_array,
-                                non_negative, out_dtype, positive)
+from sdk.kernels.checks import (
+    channel_vector,
+    check_range,
+    int_tuple,
+    integer_array,
+    non_negative,
+    out_dtype,
+    positive,
+)
 from sdk.kernels.requant import requantize, wrap_int32
 
 

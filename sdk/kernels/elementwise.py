@@ -52,7 +52,7 @@ def mul(a: np.ndarray, b: np.ndarray, *, a_zp: int = 0, b_zp: int = 0, m0: int, 
     return requantize(prod, m0, shift, out_zp, act_min, act_max, dt)
 
 
-def clamp(x: np.ndarray, *, min: int, max: int) -> np.ndarray:  # noqa: A002 (ops.md names)
+def clamp(x: np.ndarray, *, min: int, max: int) -> np.ndarray:
     """QClamp: ``clip(x, min, max)`` in the quantized domain; dtype and scale unchanged.
 
     ReLU is ``min = zero_point``; ReLU6 is ``max = zero_point + round(6 / scale)``.

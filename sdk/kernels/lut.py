@@ -7,7 +7,7 @@ for every int8 ``q``; applying it is one gather, ``out = table[x + 128]``.
 
 from __future__ import annotations
 
-from typing import Callable
+from collections.abc import Callable
 
 import numpy as np
 

@@ -11,8 +11,15 @@ from typing import Any
 import numpy as np
 
 from sdk.errors import InputError
-from sdk.kernels.checks import (channel_vector, check_range, int_tuple, integer_array,
-                                non_negative, out_dtype, positive)
+from sdk.kernels.checks import (
+    channel_vector,
+    check_range,
+    int_tuple,
+    integer_array,
+    non_negative,
+    out_dtype,
+    positive,
+)
 from sdk.kernels.requant import requantize, round_half_away_div, wrap_int32
 
 

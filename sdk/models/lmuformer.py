@@ -234,6 +234,24 @@ def run_clips(model: LMUFormerWeights, features: np.ndarray) -> np.ndarray:
     return np.stack(out, axis=1)
 
 
+def step_calibration_data(model: LMUFormerWeights, features: np.ndarray
+                          ) -> dict[str, np.ndarray]:
+    """Inputs the step graph sees while streaming ``features [N, T, n_mels]`` from zero state.
+
+    Returns ``{input name: [N·T, 1, dim]}`` (sample axis first, each sample one batch-1 step
+    input), the calibration set for quantizing the graph of :func:`build_step_onnx`.
+    """
+    feats = np.asarray(features, np.float32)
+    state = initial_state(model.config, batch=feats.shape[0])
+    rows: dict[str, list[np.ndarray]] = {"x": [], **{f"state_{k}": [] for k in state}}
+    for t in range(feats.shape[1]):
+        rows["x"].append(feats[:, t])
+        for k, v in state.items():
+            rows[f"state_{k}"].append(v)
+        _, state, _ = lmuformer_step(model, feats[:, t], state)
+    return {k: np.concatenate(v)[:, None, :] for k, v in rows.items()}
+
+
 def build_step_onnx(model: LMUFormerWeights, name: str = "lmuformer_kws_step",
                     batch: int | None = 1):
     """The single-step ONNX graph of :func:`lmuformer_step` (opset 17).

@@ -17,6 +17,10 @@ from sdk.quant.observers import Observer, make_observer
 from sdk.quant.trace import trace
 
 
+def _fits(sample: tuple[int, ...], shape: tuple[int, ...]) -> bool:
+    return len(sample) == len(shape) and all(d < 0 or d == e for d, e in zip(shape, sample))
+
+
 def check_calibration_data(graph: Graph, data: Mapping[str, np.ndarray]) -> int:
     """Validate ``data`` against the graph's inputs; returns the number of samples."""
     missing = [n for n in graph.inputs if n not in data]
@@ -33,6 +37,11 @@ def check_calibration_data(graph: Graph, data: Mapping[str, np.ndarray]) -> int:
             bad = int(np.size(arr) - np.count_nonzero(np.isfinite(arr)))
             raise CalibrationError(f"calibration data for input {name!r} has {bad} NaN/inf "
                                    "value(s); remove or replace them before calibrating")
+        shape = graph.tensor(name).shape
+        if shape is not None and not (_fits(arr.shape[1:], shape) or _fits(arr.shape[1:], shape[1:])):
+            raise CalibrationError(f"calibration data for input {name!r} has samples of shape "
+                                   f"{tuple(arr.shape[1:])}; the model takes {tuple(shape)} "
+                                   f"(-1 = any): give [N, *{tuple(shape)}] or [N, *{tuple(shape[1:])}]")
         counts.add(arr.shape[0])
     if len(counts) > 1:
         raise CalibrationError(f"calibration arrays have different sample counts {sorted(counts)}; "

@@ -3,6 +3,8 @@ the real range ``[lo, hi]`` that the tensor's integer grid should cover.
 
 * ``minmax``: the observed extremes.
 * ``percentile``: the ``p``-th and ``(100 − p)``-th percentiles (clips rare outliers).
+* ``entropy``: the threshold on ``|x|`` whose quantized histogram is closest in KL
+  divergence to the observed one.
 * ``mse``: the clipping threshold that minimises the mean squared quantization error
   ``E[(x − s·(clamp(round(x/s) + z) − z))²]`` over a grid of candidate ranges (shrinking the
   observed range by factors in ``(0, 1]``), evaluated for the target integer type.
@@ -95,15 +97,54 @@ class MSEObserver(Observer):
         return best
 
 
+class EntropyObserver(Observer):
+    """Picks the clipping threshold ``T`` on ``|x|`` whose quantized histogram stays closest
+    to the observed one in KL divergence (the TensorRT calibration recipe): the 2048-bin
+    histogram ``P`` of ``|x|`` is cut at ``T`` (the tail folded into the last bin), merged into
+    the integer grid's levels and spread back to ``Q``; ``T`` minimises ``KL(P‖Q)``. Tensors
+    with fewer than ``16·BINS`` observed values keep their min/max (too sparse a histogram)."""
+
+    BINS = 2048
+
+    def range(self, dtype: str, symmetric: bool) -> tuple[float, float]:
+        v = np.abs(self.values())
+        top = float(v.max()) if v.size else 0.0
+        if top <= 0 or v.size < 16 * self.BINS:  # too few values for a stable histogram
+            return self.lo, self.hi
+        hist, edges = np.histogram(v, bins=self.BINS, range=(0.0, top))
+        hist = hist.astype(np.float64)
+        qmin, qmax = qrange(dtype)
+        # levels available to |x|: the whole grid for one-sided data, half of it otherwise
+        levels = qmax - qmin + 1 if (self.lo >= 0 and not symmetric) else qmax + 1
+        best_i, best_kl = self.BINS, np.inf
+        for i in range(min(levels, self.BINS), self.BINS + 1, 16):
+            p = hist[:i].copy()
+            p[-1] += hist[i:].sum()
+            chunks = np.array_split(np.arange(i), levels)
+            q = np.zeros(i)
+            for c in chunks:
+                nz = hist[c] > 0
+                if nz.any():
+                    q[c[nz]] = hist[c].sum() / nz.sum()
+            mask = p > 0
+            ps, qs = p[mask] / p.sum(), np.maximum(q[mask], 1e-12) / q.sum()
+            kl = float(np.sum(ps * np.log(ps / qs)))
+            if kl < best_kl:
+                best_i, best_kl = i, kl
+        t = float(edges[best_i])
+        return max(self.lo, -t), min(self.hi, t)
+
+
 OBSERVERS: dict[str, type[Observer]] = {
     "minmax": MinMaxObserver,
     "percentile": PercentileObserver,
     "mse": MSEObserver,
+    "entropy": EntropyObserver,
 }
 
 
 def make_observer(name: str) -> Observer:
-    """An observer by name (``minmax``, ``percentile``, ``mse``)."""
+    """An observer by name (``minmax``, ``percentile``, ``mse``, ``entropy``)."""
     try:
         return OBSERVERS[name]()
     except KeyError:

@@ -3,9 +3,39 @@ from sdk.runtime.session import Session, TensorInfo
 
 __all__ = ["Session", "TensorInfo"]
 
-from sdk.runtime.detection import DetectionEvent, KeywordDetector, softmax  # noqa: E402
-from sdk.runtime.streaming import (StepResult, StreamingSession, pair_states,  # noqa: E402
-                                   unroll_step_graph)
+from sdk.runtime.detection import DetectionEvent, KeywordDetector, softmax
+from sdk.runtime.streaming import StepResult, StreamingSession, pair_states, unroll_step_graph
 
-__all__ += ["DetectionEvent", "KeywordDetector", "softmax", "StepResult", "StreamingSession",
-            "pair_states", "unroll_step_graph"]
+__all__ += [
+                                   "DetectionEvent",
+                                   "KeywordDetector",
+                                   "StepResult",
+                                   "StreamingSession",
+                                   "pair_states",
+                                   "softmax",
+                                   "unroll_step_graph",
+]
+
+from sdk.runtime.audio_input import (
+                                   CaptureDevice,
+                                   MicrophoneStream,
+                                   WavStream,
+                                   find_input_device,
+                                   level_dbfs,
+                                   level_meter,
+                                   synthesize_speech,
+)
+from sdk.runtime.keyword_spotter import SPEECH_COMMANDS_12, KeywordSpotter, model_labels
+
+__all__ += [
+                                   "SPEECH_COMMANDS_12",
+                                   "CaptureDevice",
+                                   "KeywordSpotter",
+                                   "MicrophoneStream",
+                                   "WavStream",
+                                   "find_input_device",
+                                   "level_dbfs",
+                                   "level_meter",
+                                   "model_labels",
+                                   "synthesize_speech",
+]

@@ -3,8 +3,10 @@ period (the posterior-handling scheme of small-footprint DNN keyword spotting).
 
 With ``p_t`` the class posterior of hop ``t`` and ``N`` the smoothing window in hops,
 
-    p̄_t = (1 / n_t) · Σ_{j = t − n_t + 1 .. t} p_j,        n_t = min(N, t)
+    p̄_t = (1 / N) · Σ_{j = max(1, t − N + 1) .. t} p_j
 
+(hops before the stream start count as zero posterior, so the first hops cannot fire on a
+single-hop spike).
 A keyword ``k`` (any label not starting with ``_``, so ``_silence_`` / ``_unknown_`` never
 fire) is detected at hop ``t`` when ``p̄_t[k] ≥ threshold`` is the largest keyword score and
 at least ``refractory`` hops have passed since the previous event (of any keyword), so one
@@ -74,7 +76,7 @@ class KeywordDetector:
         self._keyword_index = np.array([self.labels.index(k) for k in chosen], np.int64)
         self.smoothing_hops = int(smoothing_hops)
         self.threshold = float(threshold)
-        self.refractory_hops = int(math.ceil(refractory_s / hop_s - 1e-9))
+        self.refractory_hops = math.ceil(refractory_s / hop_s - 1e-9)
         self.reset()
 
     def reset(self) -> None:
@@ -99,17 +101,14 @@ class KeywordDetector:
         self._last_event_hop = int(state["last_event_hop"])
 
     def smooth(self, posterior: np.ndarray) -> np.ndarray:
-        """Push one posterior ``[K]`` and return the moving average ``p̄`` ``[K]``."""
+        """Push one posterior ``[K]`` and return the moving average ``p̄`` ``[K]`` (see above)."""
         p = np.asarray(posterior, np.float64).reshape(-1)
         if p.shape[0] != len(self.labels):
             raise InputError(f"posterior has {p.shape[0]} classes but the detector has "
                              f"{len(self.labels)} labels")
         self._window[self._count % self.smoothing_hops] = p
         self._count += 1
-        n = min(self._count, self.smoothing_hops)
-        if n < self.smoothing_hops:
-            return self._window[:n].sum(axis=0) / n
-        return self._window.sum(axis=0) / n
+        return self._window.sum(axis=0) / self.smoothing_hops  # unfilled rows are zeros
 
     def update(self, posterior: np.ndarray, hop: int, time_s: float
                ) -> tuple[np.ndarray, DetectionEvent | None]:

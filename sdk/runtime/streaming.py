@@ -373,6 +373,19 @@ class StreamingSession:
         return {o.name: np.stack([r.outputs[o.name] for r in results])
                 for o in self.stream_outputs}
 
+    def record_feeds(self, xs: Any) -> dict[str, np.ndarray]:
+        """Stream ``T`` hops and return every feed the step graph saw, stream inputs and
+        carried state alike, each stacked to ``[T, ...]``: calibration data for compiling the
+        step graph (``sdk.compile_model(step_onnx, session.record_feeds(frames))``)."""
+        seen: dict[str, list[np.ndarray]] = {}
+        for x in _split_hops(xs, self.stream_inputs):
+            feeds = self._feeds(x)
+            feeds.update(self.get_state())
+            for k, v in feeds.items():
+                seen.setdefault(k, []).append(v)
+            self.step(x)
+        return {k: np.stack(v) for k, v in seen.items()}
+
     def run_offline(self, xs: Any, initial_state: Mapping[str, np.ndarray] | None = None
                     ) -> tuple[dict[str, np.ndarray], dict[str, np.ndarray]]:
         """The whole sequence as ONE graph: the step unrolled ``T`` times with each state

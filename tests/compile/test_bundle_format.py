@@ -139,3 +139,42 @@ def test_bundle_bytes_are_deterministic(compiled):
     with zipfile.ZipFile(a) as za, zipfile.ZipFile(b) as zb:
         assert za.read("weights.bin") == zb.read("weights.bin")
         assert za.read("graph.json") == zb.read("graph.json")
+
+
+def test_two_inputs_two_outputs_through_compile_and_cli(tmp_path, capsys):
+    import onnx
+    from onnx import TensorProto, helper, numpy_helper
+
+    from sdk.cli.main import main
+
+    rng = np.random.default_rng(0)
+    w = numpy_helper.from_array(rng.standard_normal((6, 5)).astype(np.float32), "w")
+    nodes = [helper.make_node("MatMul", ["a", "w"], ["h"]),
+             helper.make_node("Add", ["h", "b"], ["sum"]),
+             helper.make_node("Relu", ["sum"], ["pos"]),
+             helper.make_node("Mul", ["sum", "b"], ["prod"])]
+    g = helper.make_graph(nodes, "two_io",
+                          [helper.make_tensor_value_info("a", TensorProto.FLOAT, [2, 6]),
+                           helper.make_tensor_value_info("b", TensorProto.FLOAT, [2, 5])],
+                          [helper.make_tensor_value_info("pos", TensorProto.FLOAT, [2, 5]),
+                           helper.make_tensor_value_info("prod", TensorProto.FLOAT, [2, 5])], [w])
+    model = helper.make_model(g, opset_imports=[helper.make_opsetid("", 17)])
+    onnx.save(model, tmp_path / "two.onnx")
+    calib = {"a": rng.standard_normal((16, 2, 6)).astype(np.float32),
+             "b": rng.standard_normal((16, 2, 5)).astype(np.float32)}
+    np.savez(tmp_path / "calib.npz", **calib)
+    assert main(["compile", str(tmp_path / "two.onnx"), "--calib", str(tmp_path / "calib.npz"),
+                 "-o", str(tmp_path / "two.edge")]) == 0
+    bundle = load_bundle(tmp_path / "two.edge")
+    assert [i["name"] for i in bundle.inputs] == ["a", "b"]
+    assert [o["name"] for o in bundle.outputs] == ["pos", "prod"]
+    feeds = {"a": rng.standard_normal((2, 6)).astype(np.float32),
+             "b": rng.standard_normal((2, 5)).astype(np.float32)}
+    np.savez(tmp_path / "in.npz", **feeds)
+    assert main(["run", str(tmp_path / "two.edge"), "-i", str(tmp_path / "in.npz"),
+                 "-o", str(tmp_path / "out.npz")]) == 0
+    capsys.readouterr()
+    out = np.load(tmp_path / "out.npz")
+    s = feeds["a"] @ numpy_helper.to_array(w) + feeds["b"]
+    np.testing.assert_allclose(out["pos"], np.maximum(s, 0), atol=0.1)
+    np.testing.assert_allclose(out["prod"], s * feeds["b"], atol=0.25)

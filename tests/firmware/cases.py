@@ -11,7 +11,7 @@ from typing import Callable
 import numpy as np
 
 from sdk.graph.ir import Graph, Tensor
-from sdk.kernels import conv, elementwise, linear, lut, pooling, quantize
+from sdk.kernels import conv, elementwise, linear, lut, pooling, quantize, transformer
 from sdk.kernels.requant import quantize_multiplier_array
 
 Case = tuple[Graph, dict[str, np.ndarray], dict[str, np.ndarray]]
@@ -120,7 +120,8 @@ def depthwise_case(rng: np.random.Generator) -> Case:
 
 
 def conv1d_case(rng: np.random.Generator) -> Case:
-    c, o, length, k = int(rng.integers(1, 5)), int(rng.integers(1, 6)), int(rng.integers(4, 20)), int(rng.integers(1, 5))
+    c, o, k = int(rng.integers(1, 5)), int(rng.integers(1, 6)), int(rng.integers(1, 5))
+    length = int(rng.integers(2 * k, 20))  # dilation <= 2: the output is never empty
     x = _int8(rng, (1, c, length))
     wt = rng.integers(-127, 128, (o, c, k)).astype(np.int8)
     bias = rng.integers(-5000, 5000, o).astype(np.int32)
@@ -262,3 +263,101 @@ CASES: dict[str, Callable[[np.random.Generator], Case]] = {
     "QLut": lut_case,
     "Flatten+QFullyConnected": reshape_fc_case,
 }
+
+
+def shiftmax_case(rng: np.random.Generator) -> Case:
+    dtype = str(rng.choice(["int8", "int16"]))
+    hi = 128 if dtype == "int8" else 4000
+    x = rng.integers(-hi, hi, (2, 3, int(rng.integers(1, 12)))).astype(dtype)
+    axis = int(rng.choice([-1, 1]))
+    s = float(np.exp(rng.uniform(np.log(0.002), np.log(0.5))))
+    attrs = dict(axis=axis, x0=int(np.floor(-1 / s)), n=15, out_bits=int(rng.choice([8, 16])))
+    ref = transformer.shiftmax(x, **attrs)
+    g = _graph("shiftmax", {"x": x}, "y", str(ref.dtype), ref.shape)
+    g.add_node("Shiftmax", ["x"], ["y"], **attrs)
+    return g, {"x": x}, {"y": ref}
+
+
+def shift_gelu_case(rng: np.random.Generator) -> Case:
+    x = _int8(rng, (3, int(rng.integers(1, 20))))
+    s = float(np.exp(rng.uniform(np.log(0.01), np.log(0.2))))
+    x0 = int(np.floor(-1 / (1.702 * s)))
+    lam = int(round(4 / s)) if rng.random() < 0.5 else 2**31 - 1
+    (m0,), (sh,) = quantize_multiplier_array(np.array([s * 2.0**-7 / (s * 1.1)]))
+    dtype, zp, lo, hi = _out(rng)
+    attrs = dict(axis=-1, x0=x0, n=transformer.shift_gelu_n(x0), sig_bits=8,
+                 clip_min=-lam if lam < 2**31 - 1 else -(2**31), clip_max=lam,
+                 x_zp=int(rng.integers(-20, 20)), m0=int(m0), shift=int(sh), out_zp=zp,
+                 act_min=lo, act_max=hi, dtype=dtype)
+    ref = transformer.shift_gelu(x, **attrs)
+    g = _graph("shiftgelu", {"x": x}, "y", dtype, ref.shape)
+    g.add_node("ShiftGELU", ["x"], ["y"], **attrs)
+    return g, {"x": x}, {"y": ref}
+
+
+def _norm_case(rng: np.random.Generator, op: str) -> Case:
+    dtype_in = str(rng.choice(["int8", "int16"]))
+    c = int(rng.integers(1, 24))
+    x = (rng.integers(-128, 128, (2, 3, c)) * (1 if dtype_in == "int8" else 100)).astype(dtype_in)
+    gamma = rng.uniform(0.5, 2.0, c)
+    m0, sh = quantize_multiplier_array(gamma * np.sqrt(c) / (2**30 * 0.02))
+    beta = rng.integers(-2**20, 2**20, c).astype(np.int32)
+    dtype, zp, lo, hi = _out(rng)
+    attrs = dict(axis=-1, iters=10, m0=m0, shift=sh, out_zp=zp, act_min=lo, act_max=hi,
+                 dtype=dtype)
+    fn = transformer.i_layernorm if op == "ILayerNorm" else transformer.i_rmsnorm
+    ref = fn(x, beta, **attrs)
+    g = _graph(op, {"x": x}, "y", dtype, ref.shape)
+    g.add_constant("beta", beta)
+    g.add_node(op, ["x", "beta"], ["y"], **attrs)
+    return g, {"x": x}, {"y": ref}
+
+
+def matmul_case(rng: np.random.Generator) -> Case:
+    m, k, n = (int(v) for v in rng.integers(1, 9, 3))
+    a_batch, b_batch = [((2, 3), (3,)), ((2, 1), (1, 4)), ((), ()), ((2,), ())][int(rng.integers(0, 4))]
+    a = _int8(rng, a_batch + (m, k))
+    b = _int8(rng, b_batch + (k, n))
+    m0, sh = _multipliers(rng, n if rng.random() < 0.5 else 1, 1e-4, 0.05)
+    dtype, zp, lo, hi = _out(rng)
+    attrs = dict(a_zp=int(rng.integers(-128, 128)), b_zp=int(rng.integers(-10, 10)), m0=m0,
+                 shift=sh, out_zp=zp, act_min=lo, act_max=hi, dtype=dtype)
+    ref = linear.qmatmul(a, b, **attrs)
+    g = _graph("matmul", {"a": a, "b": b}, "y", dtype, ref.shape)
+    g.add_node("QMatMul", ["a", "b"], ["y"], **attrs)
+    return g, {"a": a, "b": b}, {"y": ref}
+
+
+def transpose_case(rng: np.random.Generator) -> Case:
+    shape = tuple(int(v) for v in rng.integers(1, 5, int(rng.integers(2, 6))))
+    x = rng.integers(-30000, 30000, shape).astype(str(rng.choice(["int8", "int16", "int32"])))
+    perm = [int(p) for p in rng.permutation(len(shape))]
+    ref = np.transpose(x, perm)
+    g = _graph("transpose", {"x": x}, "y", str(x.dtype), ref.shape)
+    g.add_node("Transpose", ["x"], ["y"], perm=perm)
+    return g, {"x": x}, {"y": ref}
+
+
+def concat_case(rng: np.random.Generator) -> Case:
+    base = [int(v) for v in rng.integers(1, 5, 3)]
+    axis = int(rng.integers(0, 3))
+    parts = {}
+    for j in range(int(rng.integers(2, 4))):
+        shape = list(base)
+        shape[axis] = int(rng.integers(1, 4))
+        parts[f"x{j}"] = _int8(rng, tuple(shape))
+    ref = np.concatenate(list(parts.values()), axis=axis)
+    g = _graph("concat", parts, "y", "int8", ref.shape)
+    g.add_node("Concat", list(parts), ["y"], axis=axis)
+    return g, parts, {"y": ref}
+
+
+CASES.update({
+    "Shiftmax": shiftmax_case,
+    "ShiftGELU": shift_gelu_case,
+    "ILayerNorm": lambda rng: _norm_case(rng, "ILayerNorm"),
+    "IRMSNorm": lambda rng: _norm_case(rng, "IRMSNorm"),
+    "QMatMul": matmul_case,
+    "Transpose": transpose_case,
+    "Concat": concat_case,
+})

@@ -21,7 +21,7 @@ def host_device():
     from firmware_bridge.host_firmware import HostFirmware
 
     with HostFirmware() as fw:
-        client = DeviceClient(fw.url, timeout=0.3)
+        client = DeviceClient(fw.url, timeout=0.1)
         yield client
         client.close()
 

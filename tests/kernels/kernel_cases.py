@@ -4,7 +4,8 @@ points, dyadic multipliers (including 0, negative and saturating ones)."""
 from __future__ import annotations
 
 import numpy as np
-from hypothesis import settings, strategies as st
+from hypothesis import settings
+from hypothesis import strategies as st
 from hypothesis.extra import numpy as hnp
 
 # Bit-exactness tests: enough random cases to hit edges, few enough for the 2-minute budget.

@@ -5,10 +5,11 @@ from __future__ import annotations
 
 import numba
 import numpy as np
-from hypothesis import assume, given, strategies as st
+from hypothesis import assume, given
+from hypothesis import strategies as st
+from kernel_cases import BITEXACT, dims, int_tensor, m0s, out_clamp, shifts, zero_points
 
-from sdk.kernels import (conv, elementwise, linear, lut, pooling, quantize, resize,
-                         transformer)
+from sdk.kernels import conv, elementwise, linear, lut, pooling, quantize, resize, transformer
 from sdk.kernels.fast import conv as fconv
 from sdk.kernels.fast import elementwise as felementwise
 from sdk.kernels.fast import linear as flinear
@@ -17,8 +18,6 @@ from sdk.kernels.fast import pooling as fpooling
 from sdk.kernels.fast import quantize as fquantize
 from sdk.kernels.fast import resize as fresize
 from sdk.kernels.fast import transformer as ftransformer
-
-from kernel_cases import BITEXACT, dims, int_tensor, m0s, out_clamp, shifts, zero_points
 
 
 def same(a: np.ndarray, b: np.ndarray) -> None:

@@ -3,13 +3,13 @@
 from __future__ import annotations
 
 import numpy as np
-from hypothesis import given, strategies as st
+from hypothesis import given
+from hypothesis import strategies as st
 from hypothesis.extra import numpy as hnp
+from kernel_cases import BITEXACT
 
 from sdk.kernels import layout
 from sdk.kernels.fast import layout as flayout
-
-from kernel_cases import BITEXACT
 
 shapes = hnp.array_shapes(min_dims=1, max_dims=4, min_side=0, max_side=4)
 dtypes = st.sampled_from([np.int8, np.int16, np.float32])

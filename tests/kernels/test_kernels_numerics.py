@@ -26,7 +26,7 @@ def affine(x: np.ndarray, dtype: str = "int8") -> tuple[float, int]:
     """Asymmetric int8 scale / zero point covering ``x`` (and 0)."""
     lo, hi = min(float(x.min()), 0.0), max(float(x.max()), 0.0)
     scale = (hi - lo) / 255.0
-    return scale, int(round(-128 - lo / scale))
+    return scale, round(-128 - lo / scale)
 
 
 def float_conv2d(x, w, b, strides, pads, group):

@@ -5,12 +5,12 @@ from __future__ import annotations
 
 import numpy as np
 import pytest
-from hypothesis import given, strategies as st
+from hypothesis import given
+from hypothesis import strategies as st
+from kernel_cases import BITEXACT
 
 from sdk.kernels import requant as R
 from sdk.kernels.fast import requant as F
-
-from kernel_cases import BITEXACT
 
 INT32_MIN, INT32_MAX = -(2**31), 2**31 - 1
 

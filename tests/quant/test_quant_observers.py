@@ -83,3 +83,17 @@ def test_calibrate_observes_every_activation_per_sample_and_per_batch_row():
     assert (obs["y"].lo, obs["y"].hi) == (0.0, 3.0)
     rows = calibrate(g, {"x": data[:, 0, :]})  # samples as rows of the batch axis
     assert (rows["y"].lo, rows["y"].hi) == (0.0, 3.0)
+
+
+def test_entropy_clips_a_long_tail_but_keeps_the_bulk():
+    rng = np.random.default_rng(2)
+    v = np.concatenate([rng.normal(0, 1, 60_000), rng.normal(0, 1, 30) * 40]).astype(np.float32)
+    obs = make_observer("entropy")
+    obs.update(v)
+    lo, hi = obs.range("int8", False)
+    assert 2.5 < hi < 0.5 * v.max() and -0.5 * abs(v.min()) < lo < -2.5
+
+
+def test_misshaped_calibration_samples_are_named():
+    with pytest.raises(CalibrationError, match=r"input 'x' has samples of shape \(5,\)"):
+        check_calibration_data(_one_input_graph(), {"x": np.zeros((3, 5), np.float32)})

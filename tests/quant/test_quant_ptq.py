@@ -163,3 +163,9 @@ def test_batchnorm_without_a_conv_becomes_a_depthwise_conv():
     assert _cosine(f, q) >= 0.999
     dw = next(n for n in ig.nodes if n.op == "QDepthwiseConv2d")
     assert np.all(np.abs(ig.tensor(dw.inputs[1]).data) == 127)  # k exact on its own grid
+
+
+def test_entropy_observer_keeps_accuracy():
+    ig, f, q = _float_and_int(small_cnn(), (1, 3, 16, 16), observer="entropy")
+    assert _cosine(f, q) >= 0.99
+    assert ig.metadata["observer"] == "entropy"

@@ -104,3 +104,16 @@ def test_qdq_transformer_block_lowers_to_integer_transformer_ops(tmp_path):
     o = np.stack([sess.run(None, {"x": x})[0] for x in held_out]).ravel()
     s = np.stack([bundle.run({"x": x})["y"] for x in held_out]).ravel()
     assert o @ s / (np.linalg.norm(o) * np.linalg.norm(s)) >= 0.99
+
+
+def test_asymmetric_uint8_weights_are_refused_with_a_hint(tmp_path):
+    from sdk.errors import UnsupportedOpError
+
+    rng = np.random.default_rng(12)
+    calib = rng.standard_normal((4, 4, 20)).astype(np.float32)
+    src, dst = tmp_path / "float.onnx", tmp_path / "qdq.onnx"
+    onnx.save(small_mlp(), src)
+    quantize_static(str(src), str(dst), _Reader(calib), quant_format=QuantFormat.QDQ,
+                    activation_type=QuantType.QUInt8, weight_type=QuantType.QUInt8)
+    with pytest.raises(UnsupportedOpError, match="weight_type=QInt8"):
+        load_qdq(onnx.load(dst))

@@ -39,4 +39,10 @@ int k_avgpool2d(tensor_t **in, tensor_t **out, const int32_t *p, uint32_t n);
 int k_global_avgpool(tensor_t **in, tensor_t **out, const int32_t *p, uint32_t n);
 int k_lut(tensor_t **in, tensor_t **out, const int32_t *p, uint32_t n);
 int k_copy(tensor_t **in, tensor_t **out, const int32_t *p, uint32_t n);
+int k_shiftmax(tensor_t **in, tensor_t **out, const int32_t *p, uint32_t n);
+int k_shift_gelu(tensor_t **in, tensor_t **out, const int32_t *p, uint32_t n);
+int k_int_norm(tensor_t **in, tensor_t **out, const int32_t *p, uint32_t n);
+int k_matmul(tensor_t **in, tensor_t **out, const int32_t *p, uint32_t n);
+int k_transpose(tensor_t **in, tensor_t **out, const int32_t *p, uint32_t n);
+int k_concat(tensor_t **in, tensor_t **out, const int32_t *p, uint32_t n);
 #endif

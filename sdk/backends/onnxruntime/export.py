@@ -194,6 +194,10 @@ def _concat(e: _Exporter, node: Node) -> None:
           axis=int(node.attrs.get("axis", 0)))
 
 
+def _slice(e: _Exporter, node: Node) -> None:  # ONNX Slice: starts/ends/axes/steps inputs
+    e.add("Slice", [e.tensor_input(i) if i else "" for i in node.inputs], [node.outputs[0]])
+
+
 def _pad(e: _Exporter, node: Node) -> None:
     g = e.g
     src = node.inputs[1] if len(node.inputs) > 1 and node.inputs[1] else None
@@ -240,7 +244,7 @@ EXPORTERS: dict[str, Callable[[_Exporter, Node], None]] = {
     "Reshape": _reshape, "Flatten": _reshape, "Squeeze": _reshape, "Unsqueeze": _reshape,
     "Identity": _reshape, "Transpose": _transpose, "Concat": _concat,
     "QuantizeLinear": _quantize, "DequantizeLinear": _dequantize,
-    "Pad": _pad, "ResizeNearest": _resize,
+    "Pad": _pad, "ResizeNearest": _resize, "Slice": _slice,
 }
 
 

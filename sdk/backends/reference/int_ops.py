@@ -4,15 +4,15 @@ twin in :mod:`sdk.kernels.fast` (``fast=True``, same bits)."""
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from types import ModuleType
-from typing import Any, Callable
+from typing import Any
 
 import numpy as np
 
 from sdk.backends.reference.registry import register
 from sdk.errors import GraphError
-from sdk.kernels import (conv, elementwise, linear, lut, pooling, quantize, resize,
-                         transformer)
+from sdk.kernels import conv, elementwise, linear, lut, pooling, quantize, resize, transformer
 from sdk.kernels.fast import conv as fconv
 from sdk.kernels.fast import elementwise as felementwise
 from sdk.kernels.fast import linear as flinear

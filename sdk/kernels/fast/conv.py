@@ -1,5 +1,5 @@
-"""Numba twins of :mod:`sdk.kernels.conv`: im2col into int16 + the packed GEMM for ordinary
-convolutions, a direct loop for depthwise convolutions (and for inputs whose centred values
+"""Numba twins of :mod:`sdk.kernels.conv`: channel-last im2col into int16 + the packed GEMM
+for ordinary convolutions, a direct loop for depthwise convolutions (and for inputs whose centred values
 do not fit int16). Same signatures and bits as the references."""
 
 from __future__ import annotations
@@ -10,38 +10,49 @@ import numpy as np
 from numba import njit
 
 from sdk.errors import GraphError, InputError
-from sdk.kernels.checks import (channel_vector, check_range, int_tuple, integer_array,
-                                out_dtype)
+from sdk.kernels.checks import channel_vector, check_range, int_tuple, integer_array, out_dtype
 from sdk.kernels.conv import ConvGeometry, conv_geometry
-from sdk.kernels.fast.gemm import (fits_int16, gemm_nt, gemm_nt_parallel, pack_rows,
-                                   padded_depth)
+from sdk.kernels.fast.gemm import fits_int16, gemm_nt, gemm_nt_parallel, pack_rows, padded_depth
 from sdk.kernels.fast.requant_loops import requant_rows
 
 
 @njit(cache=True)
-def _im2col(x, zp, c0, cg, kh, kw, sh, sw, pt, pl, dh, dw, oh, ow, cols):  # pragma: no cover
-    """``cols[y·OW + x, (c·kh + i)·kw + j] = x[c0 + c, y·sh + i·dh − pt, x·sw + j·dw − pl] − zp``
-    (0 in the padding)."""
+def _to_hwc(x, zp, c0, cg, out):  # pragma: no cover
+    """``out[y, x, c] = x[c0 + c, y, x] − zp`` as int16 (one group's channels, channel-last)."""
     h, w = x.shape[1], x.shape[2]
+    for c in range(cg):
+        plane = x[c0 + c]
+        for y in range(h):
+            for xx in range(w):
+                out[y, xx, c] = np.int16(np.int64(plane[y, xx]) - zp)
+
+
+@njit(cache=True)
+def _im2col(xh, kh, kw, sh, sw, pt, pl, dh, dw, oh, ow, cols):  # pragma: no cover
+    """``cols[y·OW + x, (i·kw + j)·C + c] = xh[y·sh + i·dh − pt, x·sw + j·dw − pl, c]``
+    (0 in the padding): each (i, j) tap is one contiguous run of C channels."""
+    h, w, cg = xh.shape
     for y in range(oh):
         for xo in range(ow):
             row = cols[y * ow + xo]
-            for c in range(cg):
-                for i in range(kh):
-                    yy = y * sh + i * dh - pt
-                    for j in range(kw):
-                        xx = xo * sw + j * dw - pl
-                        k = (c * kh + i) * kw + j
-                        if 0 <= yy < h and 0 <= xx < w:
-                            row[k] = np.int16(np.int64(x[c0 + c, yy, xx]) - zp)
-                        else:
-                            row[k] = 0
+            for i in range(kh):
+                yy = y * sh + i * dh - pt
+                for j in range(kw):
+                    xx = xo * sw + j * dw - pl
+                    k0 = (i * kw + j) * cg
+                    if 0 <= yy < h and 0 <= xx < w:
+                        src = xh[yy, xx]
+                        for c in range(cg):
+                            row[k0 + c] = src[c]
+                    else:
+                        for c in range(cg):
+                            row[k0 + c] = 0
 
 
 @njit(cache=True)
 def _direct(x, w, zp, sh, sw, pt, pl, dh, dw, group, acc):  # pragma: no cover
     """``acc[o, y, x] = Σ_{c,i,j} (x[g·cg + c, ·, ·] − zp)·w[o, c, i, j]`` mod 2^32, direct."""
-    c_in, h, wd = x.shape
+    h, wd = x.shape[1], x.shape[2]
     o_n, cg, kh, kw = w.shape
     og = o_n // group
     oh, ow = acc.shape[1], acc.shape[2]
@@ -62,6 +73,37 @@ def _direct(x, w, zp, sh, sw, pt, pl, dh, dw, group, acc):  # pragma: no cover
                 acc[o, y, xo] = np.int32(((s + 2**31) & 0xFFFFFFFF) - 2**31)
 
 
+@njit(cache=True)
+def _depthwise(x, w, zp, sh, sw, pt, pl, dh, dw, acc):  # pragma: no cover
+    """``acc[o, y, x] = Σ_{i,j} (x[o // mult, y·sh + i·dh − pt, x·sw + j·dw − pl] − zp)·w[o, 0, i, j]``
+    mod 2^32, one tap at a time over whole output rows (the padding's valid x range is
+    computed per tap, so the inner loop has no branch)."""
+    h, wd = x.shape[1], x.shape[2]
+    o_n, _, kh, kw = w.shape
+    mult = o_n // x.shape[0]
+    oh, ow = acc.shape[1], acc.shape[2]
+    for o in range(o_n):
+        plane = x[o // mult]
+        a = acc[o]
+        for y in range(oh):
+            for xo in range(ow):
+                a[y, xo] = 0
+        for i in range(kh):
+            for j in range(kw):
+                wv = np.int32(w[o, 0, i, j])
+                off = j * dw - pl
+                lo = max(0, -(off // sw))
+                hi = min(ow, (wd - 1 - off) // sw + 1) if wd - 1 - off >= 0 else 0
+                for y in range(oh):
+                    yy = y * sh + i * dh - pt
+                    if yy < 0 or yy >= h:
+                        continue
+                    row = plane[yy]
+                    arow = a[y]
+                    for xo in range(lo, hi):
+                        arow[xo] += wv * (np.int32(row[xo * sw + off]) - zp)
+
+
 def _accumulate(x: np.ndarray, w: np.ndarray, g: ConvGeometry, x_zp: int,
                 depthwise: bool, parallel: bool = False) -> np.ndarray:
     acc = np.empty((g.n, g.o, g.oh, g.ow), np.int32)
@@ -76,6 +118,10 @@ def _accumulate(x: np.ndarray, w: np.ndarray, g: ConvGeometry, x_zp: int,
     sh, sw = g.strides
     dh, dw = g.dilations
     pt, pl = g.pads[0], g.pads[1]
+    if depthwise and fits_int16(x, x_zp) and fits_int16(w, 0):
+        for n in range(g.n):
+            _depthwise(x[n], w, np.int32(x_zp), sh, sw, pt, pl, dh, dw, acc[n])
+        return acc
     if depthwise or not (fits_int16(x, x_zp) and fits_int16(w, 0)):
         for n in range(g.n):
             _direct(x[n], w, zp, sh, sw, pt, pl, dh, dw, g.group, acc[n])
@@ -84,11 +130,14 @@ def _accumulate(x: np.ndarray, w: np.ndarray, g: ConvGeometry, x_zp: int,
     depth = cg * g.kh * g.kw
     kp = padded_depth(depth)
     cols = np.zeros((g.oh * g.ow, kp), np.int16)
+    xh = np.empty((g.h, g.w, cg), np.int16)
     for grp in range(g.group):
-        wp = pack_rows(w[grp * og:(grp + 1) * og].reshape(og, depth), np.int64(0), kp)
+        # weights in the (i, j, c) order of the columns
+        wg = np.ascontiguousarray(w[grp * og:(grp + 1) * og].transpose(0, 2, 3, 1))
+        wp = pack_rows(wg.reshape(og, depth), np.int64(0), kp)
         for n in range(g.n):
-            _im2col(x[n], zp, grp * cg, cg, g.kh, g.kw, sh, sw, pt, pl, dh, dw, g.oh, g.ow,
-                    cols)
+            _to_hwc(x[n], zp, grp * cg, cg, xh)
+            _im2col(xh, g.kh, g.kw, sh, sw, pt, pl, dh, dw, g.oh, g.ow, cols)
             (gemm_nt_parallel if parallel else gemm_nt)(
                 wp, cols, acc[n, grp * og:(grp + 1) * og].reshape(og, g.oh * g.ow))
     return acc

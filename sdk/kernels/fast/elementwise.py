@@ -74,10 +74,10 @@ def mul(a: np.ndarray, b: np.ndarray, *, a_zp: int = 0, b_zp: int = 0, m0: int, 
 def _clamp(x, lo, hi, out):  # pragma: no cover
     for i in range(x.size):
         v = x[i]
-        out[i] = lo if v < lo else (hi if v > hi else v)
+        out[i] = lo if v < lo else (min(v, hi))
 
 
-def clamp(x: np.ndarray, *, min: int, max: int) -> np.ndarray:  # noqa: A002 (ops.md names)
+def clamp(x: np.ndarray, *, min: int, max: int) -> np.ndarray:
     """Fast :func:`sdk.kernels.elementwise.clamp`."""
     x = integer_array(x, "Clamp input")
     if min > max:

@@ -5,7 +5,7 @@ walked in output order, so writes are contiguous."""
 
 from __future__ import annotations
 
-from typing import Sequence
+from collections.abc import Sequence
 
 import numpy as np
 from numba import njit

@@ -18,6 +18,8 @@ def _batched(a: np.ndarray, b: np.ndarray, a_zp: int, b_zp: int, parallel: bool)
     if a.ndim < 2 or b.ndim < 2 or a.shape[-1] != b.shape[-2]:
         raise InputError(f"MatMul shapes {a.shape} and {b.shape} do not chain: need "
                          "[..., M, K] and [..., K, N]")
+    if a.ndim == 2 and b.ndim == 2:
+        return matmul_2d(a, b, int(a_zp), int(b_zp), parallel)
     batch = np.broadcast_shapes(a.shape[:-2], b.shape[:-2])
     m, n = a.shape[-2], b.shape[-1]
     nb = int(np.prod(batch, dtype=np.int64))

@@ -60,7 +60,7 @@ def _avg(x, kh, kw, sh, sw, pt, pl, include_pad, zp, lo, hi, out):  # pragma: no
                         v = (total + count // 2) // count
                     else:
                         v = -((-total + count // 2) // count)
-                    out[n, c, y, xo] = lo if v < lo else (hi if v > hi else v)
+                    out[n, c, y, xo] = lo if v < lo else (min(v, hi))
 
 
 def max_pool2d(x: np.ndarray, *, kernel: Any, strides: Any = (1, 1), pads: Any = (0, 0, 0, 0),

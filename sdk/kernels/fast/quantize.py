@@ -16,7 +16,7 @@ from sdk.kernels.quantize import _scale_zp, check_finite
 def _quantize(x, s, z, lo, hi, out):  # pragma: no cover
     for i in range(x.size):
         v = np.float64(np.rint(x[i] / s[i])) + z[i]
-        out[i] = lo if v < lo else (hi if v > hi else v)
+        out[i] = lo if v < lo else (min(v, hi))
 
 
 @njit(cache=True)

@@ -39,7 +39,7 @@ def rdpot(x: int, e: int) -> int:
 @njit(cache=True, inline="always")
 def mbqm(x: int, m0: int, shift: int) -> int:
     """MultiplyByQuantizedMultiplier (TFLite Micro reference)."""
-    left = shift if shift > 0 else 0
+    left = max(0, shift)
     right = -shift if shift < 0 else 0
     return rdpot(srdhm(wrap32(np.int64(x) << left), m0), right)
 

@@ -8,7 +8,8 @@ from typing import Any
 import numpy as np
 from numba import njit
 
-from sdk.kernels.resize import nearest_indices, resize_nearest as _reference
+from sdk.kernels.resize import nearest_indices
+from sdk.kernels.resize import resize_nearest as _reference
 
 
 @njit(cache=True)

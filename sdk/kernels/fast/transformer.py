@@ -20,8 +20,7 @@ _INT31 = 2**31 - 1
 def _shift_exp(x, x0, n):  # pragma: no cover
     t = x + (x >> 1) - (x >> 4)
     lo = n * x0
-    if t < lo:
-        t = lo
+    t = max(t, lo)
     q = t // x0
     r = t - q * x0
     return ((r - 2 * x0) << (n - q)) >> 1
@@ -40,8 +39,7 @@ def _shiftmax(x, x0, n, out_shift, out):  # pragma: no cover
         for j in range(c):
             e[j] = _shift_exp(np.int64(x[i, j]) - m, x0, n)
             total += e[j]
-        if total > _INT31:
-            total = _INT31
+        total = min(total, _INT31)
         factor = _INT31 // total
         for j in range(c):
             out[i, j] = (e[j] * factor) >> out_shift
@@ -54,17 +52,15 @@ def _gelu(x, x0, n, sig_shift, cmin, cmax, x_zp, m0, sh, zp, lo, hi, out):  # pr
         m = np.int64(0)
         for j in range(c):
             v = np.int64(x[i, j]) - x_zp
-            v = cmin if v < cmin else (cmax if v > cmax else v)
-            if v > m:
-                m = v
+            v = cmin if v < cmin else (min(v, cmax))
+            m = max(m, v)
         em = _shift_exp(-m, x0, n)
         for j in range(c):
             xc = np.int64(x[i, j]) - x_zp
-            xs = cmin if xc < cmin else (cmax if xc > cmax else xc)
+            xs = cmin if xc < cmin else (min(xc, cmax))
             e = _shift_exp(xs - m, x0, n)
             total = e + em
-            if total > _INT31:
-                total = _INT31
+            total = min(total, _INT31)
             sig = (e * (_INT31 // total)) >> sig_shift
             out[i, j] = requant(xc * sig, m0, sh, zp, lo, hi)
 
@@ -88,12 +84,11 @@ def _norm(x, beta, centre, iters, m0, sh, zp, lo, hi, out):  # pragma: no cover
         k = np.int64(2**16)
         for _ in range(iters):
             k = (k + var // k) >> 1
-            if k < 1:
-                k = 1
+            k = max(k, 1)
         factor = _INT31 // k
         for j in range(c):
             v = ((y[j] * factor) >> 1) + beta[j]
-            v = -(2**31) if v < -(2**31) else (_INT31 if v > _INT31 else v)
+            v = -(2**31) if v < -(2**31) else (min(v, _INT31))
             out[i, j] = requant(v, m0[j], sh[j], zp, lo, hi)
 
 

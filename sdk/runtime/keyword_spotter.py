@@ -1,0 +1,105 @@
+"""KeywordSpotter: int16 audio in, keyword events out, one 10 ms hop at a time.
+
+    audio ─► StreamingLogMel (fixed point, Q8 log2) ─► x = q / 256 ─► StreamingSession (step
+    graph, float or integer) ─► softmax(logits) ─► KeywordDetector ─► DetectionEvent
+
+The model is a single-step graph (``x [1, n_mels]`` plus state in, ``logits [1, K]`` plus
+state out), as ``sdk.models.build_step_onnx`` and tools/train_kws.py export it; its class
+labels come from the JSON file beside it (key ``labels``) or, for a 12-class model, the
+Speech-Commands order below.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from sdk.errors import InputError
+from sdk.runtime.detection import DetectionEvent, KeywordDetector
+from sdk.runtime.streaming import StepResult, StreamingSession
+
+#: the 12 classes of the Speech-Commands-style task, in the order tools/kws_dataset.py uses
+SPEECH_COMMANDS_12 = ("yes", "no", "up", "down", "left", "right", "on", "off", "stop", "go",
+                      "_unknown_", "_silence_")
+
+#: log-mel features are int16 in Q8 log2 units; the model takes log2 units
+FEATURE_SCALE = 1.0 / 256.0
+
+
+def model_labels(model_path: str | os.PathLike, n_classes: int | None = None) -> list[str]:
+    """Class labels of a keyword model: ``labels`` in ``<stem>.json`` beside it, else the
+    Speech-Commands 12 when the model has 12 classes."""
+    p = Path(model_path)
+    meta = p.with_suffix(".json")
+    if meta.is_file():
+        doc = json.loads(meta.read_text())
+        if "labels" in doc:
+            return list(doc["labels"])
+        n_classes = n_classes or doc.get("config", {}).get("n_classes")
+    if n_classes in (None, len(SPEECH_COMMANDS_12)):
+        return list(SPEECH_COMMANDS_12)
+    raise InputError(f"{p}: no class labels for a {n_classes}-class model; put "
+                     f'{{"labels": [...]}} in {meta.name} or pass labels=')
+
+
+class KeywordSpotter:
+    """Streams int16 audio through the fixed-point front end and a keyword step graph.
+
+    ``model``: step graph path (``.onnx`` float or ``.edge`` integer bundle), Graph, Bundle.
+    ``labels``: class names (default :func:`model_labels`). Detector settings as
+    :class:`~sdk.runtime.detection.KeywordDetector`.
+    """
+
+    def __init__(self, model: Any, labels: Sequence[str] | None = None, *,
+                 smoothing_hops: int = 30, threshold: float = 0.6, refractory_s: float = 1.0,
+                 keywords: Sequence[str] | None = None, fast: bool = True,
+                 scores_output: str = "logits") -> None:
+        from sdk.audio import HOP_LENGTH, SAMPLE_RATE, StreamingLogMel
+
+        self.hop_s = HOP_LENGTH / SAMPLE_RATE
+        self.sample_rate = SAMPLE_RATE
+        if labels is None:
+            if not isinstance(model, (str, os.PathLike)):
+                raise InputError("pass labels= for a model that is not a file")
+            labels = model_labels(model)
+        self.labels = list(labels)
+        self.detector = KeywordDetector(self.labels, keywords, smoothing_hops=smoothing_hops,
+                                        threshold=threshold, refractory_s=refractory_s,
+                                        hop_s=self.hop_s)
+        self.session = StreamingSession(model, fast=fast, hop_s=self.hop_s,
+                                        detector=self.detector, scores_output=scores_output)
+        x = self.session.stream_inputs
+        if len(x) != 1 or x[0].shape is None or len(x[0].shape) != 2:
+            raise InputError(f"a keyword model takes one [1, n_mels] feature input, this one "
+                             f"takes {[(i.name, i.shape) for i in x]}")
+        self.n_mels = int(x[0].shape[1])
+        n_scores = next(o.shape for o in self.session.stream_outputs
+                        if o.name == self.session.scores_output)
+        if n_scores is not None and n_scores[-1] != len(self.labels):
+            raise InputError(f"the model scores {n_scores[-1]} classes but {len(self.labels)} "
+                             "labels were given")
+        self.front_end = StreamingLogMel(self.n_mels)
+
+    def reset(self) -> None:
+        """Start a new stream (front end, model state and detector)."""
+        self.front_end.reset()
+        self.session.reset()
+
+    def features(self, frames_q8: np.ndarray) -> np.ndarray:
+        """Q8 log2 int16 frames ``[T, n_mels]`` → model input ``[T, 1, n_mels]`` float32."""
+        return (np.asarray(frames_q8, np.float32) * np.float32(FEATURE_SCALE))[:, None, :]
+
+    def push(self, samples: np.ndarray) -> list[StepResult]:
+        """Any number of mono int16 samples at 16 kHz → one result per completed hop."""
+        frames = self.front_end.push(samples)
+        return [self.session.step(x) for x in self.features(frames)]
+
+    def spot(self, samples: np.ndarray) -> list[DetectionEvent]:
+        """Events of a whole recording, from a fresh stream."""
+        self.reset()
+        return [r.event for r in self.push(samples) if r.event is not None]

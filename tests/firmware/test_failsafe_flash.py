@@ -1,0 +1,99 @@
+"""Power cuts during LOAD: the firmware is killed (SIGKILL, host process or QEMU) at random
+moments while a new model is being loaded, then started again from its flash file. It must
+boot a model whose outputs are bit-exact with either the previous model or — only when the
+commit completed — the new one; never a half-written image."""
+
+from __future__ import annotations
+
+import random
+import threading
+import time
+
+import numpy as np
+import pytest
+
+from firmware_bridge.build import toolchain_missing
+from firmware_bridge.client import DeviceClient
+from firmware_bridge.image import pack_image
+from firmware_bridge.qemu import qemu_missing
+from firmware_bridge.session import DeviceModel
+from sdk.errors import DeviceError
+
+from .models import reference, small_cnn
+
+CUTS = {"host": 20, "m4": 8}
+SIZE = {"host": 40, "m4": 12}   # second model's input size: a load long enough to cut into
+
+
+def _launcher(kind: str, flash):
+    if kind == "host":
+        why = toolchain_missing("host")
+        if why:
+            pytest.skip(f"host firmware cannot be built: {why}")
+        from firmware_bridge.host_firmware import HostFirmware
+        return HostFirmware(flash), 0.1
+    why = toolchain_missing("m4") or qemu_missing()
+    if why:
+        pytest.skip(f"Cortex-M4 emulation unavailable: {why}")
+    from firmware_bridge.qemu import QemuFirmware
+    return QemuFirmware(flash), 1.0
+
+
+@pytest.mark.parametrize("kind", ["host", "m4"])
+def test_power_cut_during_load_boots_a_whole_model(kind, tmp_path):
+    fw, timeout = _launcher(kind, tmp_path / "flash.bin")
+    size = SIZE[kind]
+    graphs = [small_cnn(100), small_cnn(200, size=size)]   # different sizes and weights
+    packed = [pack_image(g) for g in graphs]
+    images = [p.data for p in packed]
+    x = np.random.default_rng(0).integers(-128, 128, (1, 2, 8, 8)).astype(np.int8)
+    xl = np.zeros((1, 2, size, size), np.int8)
+    xl[:, :, :8, :8] = x
+    inputs = [x, xl]
+    rng = random.Random(1234)
+    url = fw.start()
+    try:
+        client = DeviceClient(url, timeout=timeout)
+        client.load_image(images[0])
+        client.close()
+        current = 0
+        # time one full load to spread the cut points over it
+        fw.kill()
+        client = DeviceClient(fw.start(), timeout=timeout)
+        t0 = time.monotonic()
+        client.load_image(images[1])
+        client.load_image(images[0])
+        full = (time.monotonic() - t0) / 2
+        client.close()
+        outcomes = {"old": 0, "new": 0}
+        for _ in range(CUTS[kind]):
+            fw.kill()
+            client = DeviceClient(fw.start(), timeout=timeout, retries=3)
+            new = 1 - current
+            cut = threading.Timer(rng.uniform(0.0, 1.1 * full), fw.kill)
+            cut.start()
+            committed = False
+            try:
+                client.load_image(images[new])
+                committed = True
+            except DeviceError:
+                pass
+            cut.join()
+            client.close()
+            fw.kill()
+            client = DeviceClient(fw.start(), timeout=timeout)
+            info = client.hello()
+            k = [i for i, p in enumerate(packed) if p.crc32 == info.slot_crc[info.active_slot]]
+            assert info.model_ready and len(k) == 1, "booted image is neither model"
+            booted = k[0]
+            got = DeviceModel(client, packed[booted], load=False).run({"x": inputs[booted]})["y"]
+            assert np.array_equal(got, reference(graphs[booted], inputs[booted]))
+            if committed:
+                assert booted == new, "a committed load must survive the power cut"
+            outcomes["new" if booted == new else "old"] += 1
+            current = booted
+            client.close()
+        print(f"{kind}: {CUTS[kind]} power cuts, load {full * 1e3:.1f} ms: {outcomes}")
+        assert outcomes["old"] > 0, outcomes   # some cuts did land mid-load
+    finally:
+        fw.stop()
