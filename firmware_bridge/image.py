@@ -177,6 +177,9 @@ def pack_image(graph: Graph, state: list[tuple[str, str]] | None = None) -> Pack
     ``graph.metadata["state"]``); the firmware carries the output into the input after each
     invocation and keeps it between calls.
     """
+    if any(t.shape is None for t in graph.tensors.values()):
+        from sdk.graph.shapes import infer_shapes
+        graph = infer_shapes(graph.copy())
     sub, ins, outs = device_subgraph(graph)
     state = list(state if state is not None else sub.metadata.get("state", []))
     bad = sorted({n.op for n in sub.nodes if n.op not in ENCODERS})

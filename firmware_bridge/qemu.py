@@ -14,6 +14,7 @@
 
 from __future__ import annotations
 
+import json
 import os
 import shutil
 import signal
@@ -42,6 +43,39 @@ def qemu_missing() -> str | None:
 def ticks_to_instructions(ticks: int, icount_shift: int = DEFAULT_ICOUNT_SHIFT) -> float:
     """Timer ticks under ``-icount shift=N`` -> instructions (1 ns = 1/40 of a 25 MHz tick)."""
     return ticks * (1e9 / SYSCLK_HZ) / (1 << icount_shift)
+
+
+REGISTRY = Path(tempfile.gettempdir()) / "edge-emulators.json"
+
+
+def _registry() -> dict[str, dict]:
+    try:
+        return json.loads(REGISTRY.read_text())
+    except (OSError, ValueError):
+        return {}
+
+
+def record_emulator(url: str, icount_shift: int, pid: int) -> None:
+    """Remember that ``url`` is an emulated board (so profiles say "instructions")."""
+    reg = {u: e for u, e in _registry().items() if _alive(e.get("pid", 0))}
+    reg[url] = {"icount_shift": icount_shift, "pid": pid}
+    REGISTRY.write_text(json.dumps(reg))
+
+
+def emulator_icount_shift(url: str) -> int | None:
+    """The -icount shift of a running emulator behind ``url``, or None for a real device."""
+    entry = _registry().get(url)
+    if entry and _alive(entry.get("pid", 0)):
+        return int(entry["icount_shift"])
+    return None
+
+
+def _alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+        return pid > 0
+    except OSError:
+        return False
 
 
 def _listening(port: int) -> bool:
@@ -102,12 +136,14 @@ class QemuFirmware:
             with open(self.flash_path, "ab") as f:
                 f.truncate(PSRAM_BYTES)
         port = self.port or _free_port()
-        self.proc = subprocess.Popen(self.command(port), stdout=subprocess.DEVNULL,
-                                     stderr=subprocess.PIPE, text=True)
+        self.log_path = self.flash_path.with_suffix(".qemu.log")
+        with open(self.log_path, "w") as log:  # a file, not a pipe: QEMU may outlive us
+            self.proc = subprocess.Popen(self.command(port), stdout=subprocess.DEVNULL,
+                                         stderr=log, start_new_session=True)
         deadline = time.monotonic() + 10
         while time.monotonic() < deadline:
             if self.proc.poll() is not None:
-                raise DeviceError(f"QEMU exited: {self.proc.stderr.read().strip()[-300:]}")
+                raise DeviceError(f"QEMU exited: {self.log_path.read_text().strip()[-300:]}")
             if _listening(port):
                 break
             time.sleep(0.02)
@@ -115,6 +151,7 @@ class QemuFirmware:
             self.kill()
             raise DeviceError("QEMU did not open its serial port within 10 s")
         self.url = f"socket://127.0.0.1:{port}"
+        record_emulator(self.url, self.icount_shift, self.proc.pid)
         return self.url
 
     def kill(self) -> None:
@@ -130,8 +167,6 @@ class QemuFirmware:
                 self.proc.wait(timeout=3)
             except subprocess.TimeoutExpired:
                 self.kill()
-        if self.proc and self.proc.stderr:
-            self.proc.stderr.close()
         self.proc = None
 
     def __enter__(self) -> "QemuFirmware":

@@ -124,6 +124,7 @@ BACKENDS: dict[str, str] = {
     "litert-ref": "sdk.backends.litert:_litert_ref",
     "litert-cpu": "sdk.backends.litert:_litert_cpu",
     "npu": "sdk.backends.npu:EthosUBackend",
+    "mcu": "sdk.backends.mcu:McuBackend",
 }
 
 

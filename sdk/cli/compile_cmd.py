@@ -7,6 +7,7 @@ from pathlib import Path
 import click
 
 from sdk.cli.arrays import load_arrays
+from sdk.cli.inspect_cmd import memory_line
 from sdk.errors import CalibrationError
 from sdk.quant.observers import OBSERVERS
 
@@ -55,6 +56,7 @@ def command(model: str, calib: str | None, output: str | None, observer: str,
     ops = sorted(set(m["ops"]))
     click.echo(f"compiled {m['model_name']}: {len(m['ops'])} nodes ({', '.join(ops)})")
     click.echo(f"  parameters {m['parameter_bytes']} bytes, {m['macs']} MACs per inference")
+    click.echo(f"  {memory_line(m['memory'])}")
     for io in m["inputs"] + m["outputs"]:
         q = io["quant"]
         if q:

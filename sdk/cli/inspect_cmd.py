@@ -1,4 +1,4 @@
-"""`edge inspect MODEL.edge [--json]`: ops, tensor sizes, parameters, MACs."""
+"""`edge inspect MODEL.edge [--json]`: ops, tensor sizes, parameters, MACs, arena plan."""
 
 from __future__ import annotations
 
@@ -13,6 +13,7 @@ from sdk.compile.cost import node_macs
 def bundle_report(bundle) -> dict:
     """Per-node rows and totals of a bundle, as plain data."""
     g = bundle.graph
+    plan = bundle.memory_plan
     rows = []
     for n in g.nodes:
         out = g.tensors.get(n.outputs[0]) if n.outputs else None
@@ -23,12 +24,14 @@ def bundle_report(bundle) -> dict:
                      "dtype": out.dtype if out is not None else None,
                      "output_bytes": out.nbytes if out is not None and out.shape is not None
                      and all(d > 0 for d in out.shape) else None,
-                     "param_bytes": params, "macs": node_macs(g, n)})
+                     "param_bytes": params, "macs": node_macs(g, n),
+                     "arena_offset": plan.slots[out.name].offset
+                     if plan is not None and out is not None and out.name in plan.slots else None})
     m = bundle.manifest
     return {"model_name": m["model_name"], "format_version": m["format_version"],
             "inputs": m["inputs"], "outputs": m["outputs"], "nodes": rows,
             "total_param_bytes": m["parameter_bytes"], "total_macs": m["macs"],
-            "quantization": m.get("quantization", {})}
+            "quantization": m.get("quantization", {}), "memory": m.get("memory", {})}
 
 
 @click.command("inspect")
@@ -56,12 +59,24 @@ def command(model: str, as_json: bool) -> None:
     table = Table(show_lines=False)
     for col, just in (("#", "right"), ("node", "left"), ("op", "left"), ("output shape", "left"),
                       ("dtype", "left"), ("out bytes", "right"), ("param bytes", "right"),
-                      ("MACs", "right")):
+                      ("MACs", "right"), ("arena offset", "right")):
         table.add_column(col, justify=just)
     for k, r in enumerate(report["nodes"]):
         table.add_row(str(k), r["name"], r["op"], str(r["shape"]), str(r["dtype"]),
                       str(r["output_bytes"] if r["output_bytes"] is not None else "?"),
-                      str(r["param_bytes"]), f"{r['macs']:,}")
+                      str(r["param_bytes"]), f"{r['macs']:,}",
+                      "-" if r["arena_offset"] is None else str(r["arena_offset"]))
     console.print(table)
     console.print(f"total: {len(report['nodes'])} nodes, {report['total_param_bytes']:,} parameter "
                   f"bytes, {report['total_macs']:,} MACs")
+    console.print(memory_line(report["memory"]), highlight=False)
+
+
+def memory_line(memory: dict) -> str:
+    """One line for a bundle's arena plan totals (the manifest's ``memory`` entry)."""
+    if not memory.get("planned"):
+        return f"memory: {memory.get('note') or 'no arena plan in this bundle'}"
+    note = f" ({memory['note']})" if memory.get("note") else ""
+    return (f"memory: peak arena {memory['peak_arena_bytes']:,} bytes (no reuse: "
+            f"{memory['unplanned_bytes']:,}), weights {memory['weight_bytes']:,} bytes, "
+            f"flash {memory['flash_bytes']:,} bytes{note}")

@@ -6,10 +6,14 @@ Parts (zip entries):
   quantization, the op list, parameter bytes, MACs, and the SHA-256 of every other part;
 * ``graph.json`` — tensors (dtype, shape, quantization, where a constant's bytes live) and
   nodes (op, inputs, outputs, integer attributes);
-* ``weights.bin`` — every constant's raw little-endian bytes, each at a 16-byte aligned offset.
+* ``weights.bin`` — every constant's raw little-endian bytes, each at a 16-byte aligned offset;
+* ``memory_plan.json`` (format 2) — the static arena plan of :mod:`sdk.compile.memory_plan`
+  (every activation's offset and lifetime; the microcontroller firmware uses it as-is). The
+  manifest's ``memory`` entry repeats its totals: peak arena, weight and flash bytes.
 
 Loading checks the zip, the format version and each part's SHA-256; any mismatch is a
-one-line ModelFormatError that says to recompile.
+one-line ModelFormatError that says to recompile. Format-1 bundles (no plan part) still load:
+their plan is computed when they are read, and the manifest says so.
 """
 
 from __future__ import annotations
@@ -28,13 +32,17 @@ import numpy as np
 
 import sdk
 from sdk.compile.cost import graph_macs, parameter_bytes
-from sdk.errors import EdgeError, InputError, ModelFormatError
+from sdk.compile.memory_plan import MemoryPlan, plan_memory
+from sdk.errors import EdgeError, GraphError, InputError, ModelFormatError
 from sdk.graph import Graph, Node, QuantParams, Tensor
 
 FORMAT = "edge-bundle"
-FORMAT_VERSION = 1
+FORMAT_VERSION = 2
+READABLE_VERSIONS = (1, 2)
 ALIGN = 16
-PARTS = ("graph.json", "weights.bin")
+PLAN_PART = "memory_plan.json"
+PARTS = ("graph.json", "weights.bin", PLAN_PART)
+PARTS_BY_VERSION = {1: ("graph.json", "weights.bin"), 2: PARTS}
 
 
 def _encode_attr(v: Any) -> Any:
@@ -82,19 +90,65 @@ def _boundary(graph: Graph) -> tuple[list[dict], list[dict]]:
     return ins, outs
 
 
+def _traced_shapes(graph: Graph) -> dict[str, tuple[int, ...]]:
+    """Every activation's shape from one run on zeros, with dynamic input dims set to 1."""
+    from sdk.backends.reference.executor import ReferenceExecutable
+
+    feeds = {}
+    for name in graph.inputs:
+        t = graph.tensor(name)
+        if t.shape is None:
+            raise GraphError(f"input {name!r} has no shape")
+        feeds[name] = np.zeros([d if d > 0 else 1 for d in t.shape], t.dtype)
+    wanted = [n for n, t in graph.tensors.items() if not t.is_constant
+              and (n in graph.inputs or any(n in nd.outputs for nd in graph.nodes))]
+    values = ReferenceExecutable(graph, fast=False).run(feeds, outputs=wanted)
+    return {k: tuple(np.shape(v)) for k, v in values.items()}
+
+
+def arena_plan(graph: Graph) -> tuple[MemoryPlan | None, str]:
+    """The static arena plan of ``graph`` and a note: empty when every activation has a
+    static shape; "dynamic dims planned as 1" when a traced run had to fill them in; the
+    reason when no plan can be made (then the plan is None)."""
+    def static(t: Tensor) -> bool:
+        return t.shape is not None and all(d > 0 for d in t.shape)
+
+    try:
+        if all(static(t) for t in graph.tensors.values() if not t.is_constant):
+            return plan_memory(graph), ""
+        return (plan_memory(graph, shapes=_traced_shapes(graph)),
+                "dynamic dims planned as 1 (shapes traced from one run)")
+    except EdgeError as exc:
+        return None, f"no static arena plan: {exc}"
+
+
+def memory_summary(plan: MemoryPlan | None, note: str) -> dict[str, Any]:
+    """The manifest's ``memory`` entry: the plan's totals (or why there is no plan)."""
+    if plan is None:
+        return {"planned": False, "note": note}
+    return {"planned": True, "peak_arena_bytes": plan.arena_bytes,
+            "weight_bytes": plan.weight_bytes, "attr_bytes": plan.attr_bytes,
+            "flash_bytes": plan.flash_bytes, "unplanned_bytes": plan.unplanned_bytes,
+            "alignment": plan.alignment, "note": note}
+
+
 def _sha256(data: bytes) -> str:
     return hashlib.sha256(data).hexdigest()
 
 
 @dataclass
 class Bundle:
-    """A compiled integer model: its graph plus the manifest that describes it."""
+    """A compiled integer model: its graph, the manifest that describes it, and its static
+    arena plan (None when the graph's shapes do not allow one; ``manifest["memory"]`` says
+    why)."""
 
     graph: Graph
     manifest: dict[str, Any]
+    memory_plan: MemoryPlan | None = None
 
     @classmethod
     def from_graph(cls, graph: Graph) -> Bundle:
+        plan, note = arena_plan(graph)
         ins, outs = _boundary(graph)
         quant_meta = {k: graph.metadata[k] for k in
                       ("observer", "activation_bits", "per_channel", "mixed_precision", "source")
@@ -105,9 +159,9 @@ class Bundle:
             "inputs": ins, "outputs": outs,
             "ops": [n.op for n in graph.nodes],
             "parameter_bytes": parameter_bytes(graph), "macs": graph_macs(graph),
-            "quantization": quant_meta, "parts": {},
+            "quantization": quant_meta, "memory": memory_summary(plan, note), "parts": {},
         }
-        return cls(graph, manifest)
+        return cls(graph, manifest, plan)
 
     # -- properties -----------------------------------------------------------------------
     @property
@@ -124,6 +178,10 @@ class Bundle:
 
     # -- serialization --------------------------------------------------------------------
     def to_bytes(self) -> bytes:
+        if self.memory_plan is not None and self.memory_plan.order != [
+                n.name for n in self.graph.topological_order()]:  # graph edited since planning
+            self.memory_plan, note = arena_plan(self.graph)
+            self.manifest["memory"] = memory_summary(self.memory_plan, note)
         weights = io.BytesIO()
         tensors = []
         for t in self.graph.tensors.values():
@@ -143,8 +201,14 @@ class Bundle:
                                 "outputs": n.outputs, "attrs": _encode_attr(n.attrs)}
                                for n in self.graph.nodes],
                      "metadata": _encode_attr(self.graph.metadata)}
-        parts = {"graph.json": json.dumps(graph_doc).encode(), "weights.bin": weights.getvalue()}
-        manifest = dict(self.manifest, parts={k: _sha256(v) for k, v in parts.items()})
+        plan_doc = (self.memory_plan.to_json() if self.memory_plan is not None
+                    else {"planned": False, "note": self.manifest.get("memory", {}).get("note", "")})
+        parts = {"graph.json": json.dumps(graph_doc).encode(), "weights.bin": weights.getvalue(),
+                 PLAN_PART: json.dumps(plan_doc).encode()}
+        manifest = dict(self.manifest, format_version=FORMAT_VERSION,
+                        parts={k: _sha256(v) for k, v in parts.items()})
+        if "memory" not in manifest:  # a Bundle built by hand from a format-1 manifest
+            manifest["memory"] = memory_summary(self.memory_plan, "")
         buf = io.BytesIO()
         with zipfile.ZipFile(buf, "w", zipfile.ZIP_DEFLATED) as z:
             z.writestr("manifest.json", json.dumps(manifest, indent=1))
@@ -253,12 +317,13 @@ def load_bundle(path: str | os.PathLike) -> Bundle:
         if not isinstance(manifest, dict) or manifest.get("format") != FORMAT:
             raise ModelFormatError(f"{where} is not an {FORMAT} file; recompile it")
         version = manifest.get("format_version")
-        if version != FORMAT_VERSION:
+        if version not in READABLE_VERSIONS:
             raise ModelFormatError(f"{where} has bundle format version {version}; this SDK "
-                                   f"({sdk.__version__}) reads version {FORMAT_VERSION}: "
+                                   f"({sdk.__version__}) reads versions "
+                                   f"{', '.join(map(str, READABLE_VERSIONS))}: "
                                    "recompile the model with this SDK")
         parts = {}
-        for name in PARTS:
+        for name in PARTS_BY_VERSION[version]:
             data = _read_part(z, name, where)
             want = manifest.get("parts", {}).get(name)
             if want != _sha256(data):
@@ -272,4 +337,31 @@ def load_bundle(path: str | os.PathLike) -> Bundle:
     except (KeyError, TypeError, ValueError, EdgeError) as exc:
         raise ModelFormatError(f"{where}: graph.json is malformed ({exc}); recompile the "
                                "model") from None
-    return Bundle(graph, manifest)
+    if version == 1:  # format 1 carried no plan: make it now, and say so
+        plan, note = arena_plan(graph)
+        note = "; ".join(x for x in ("computed on load (format-1 bundle)", note) if x)
+        manifest["memory"] = memory_summary(plan, note)
+    else:
+        plan = _plan_from_part(parts[PLAN_PART], graph, where)
+    return Bundle(graph, manifest, plan)
+
+
+def _plan_from_part(data: bytes, graph: Graph, where: str) -> MemoryPlan | None:
+    """The stored arena plan, checked to belong to ``graph`` (same nodes, every activation
+    placed)."""
+    try:
+        doc = json.loads(data)
+        if isinstance(doc, dict) and doc.get("planned") is False:
+            return None
+        plan = MemoryPlan.from_json(doc)
+        plan.check()
+    except (json.JSONDecodeError, UnicodeDecodeError, KeyError, TypeError, ValueError,
+            GraphError) as exc:
+        raise ModelFormatError(f"{where}: {PLAN_PART} is malformed ({exc}); recompile the "
+                               "model") from None
+    nodes = [n.name for n in graph.topological_order()]
+    if plan.order != nodes:
+        raise ModelFormatError(f"{where}: the arena plan in {PLAN_PART} orders "
+                               f"{len(plan.order)} nodes that are not graph.json's "
+                               f"{len(nodes)}; recompile the model")
+    return plan

@@ -1,7 +1,14 @@
-"""Session: run a model (Graph, .onnx file or bundle) on the reference backend.
+"""Session: run a model (Graph, .onnx file or bundle) on the reference backend or any other.
 
     sess = Session("model.onnx")
     probs = sess.run(None, {"data_0": x})["prob"]
+    sess = Session("model.edge", backend="litert", target="raspberry-pi-4")
+    print(sess.plan)        # which node runs where, and why each fallback happened
+
+Without ``backend`` and ``target`` the graph runs on the reference kernels directly (any
+tensor, intermediates included, can be read back). With either, it goes through
+:func:`sdk.backends.compile_for`: the nodes ``backend`` (default: the one the target's
+delegates imply) refuses fall back to the reference backend, and :attr:`Session.plan` says so.
 
 Inputs are checked before anything runs: an unknown or missing name, a wrong shape or a wrong
 dtype is an InputError naming the input, what it expects and what it was given.
@@ -65,13 +72,18 @@ def _shape_text(shape: Sequence[int]) -> str:
 
 
 class Session:
-    """A model prepared for repeated runs on the reference backend.
+    """A model prepared for repeated runs.
 
     ``fast=True`` uses the Numba twins of the integer kernels; ``False`` the NumPy reference.
+    ``backend`` names an executor of :data:`sdk.backends.BACKENDS` (``reference``,
+    ``reference-numpy``, ``onnxruntime``, ``litert``, ``litert-ref``, ``npu`` ...) and
+    ``target`` a board profile (name, TOML path or Target) whose delegates / execution
+    providers it uses; see the module docstring.
     """
 
     def __init__(self, graph_or_path: Graph | str | os.PathLike, fast: bool = True,
-                 integer_io: bool = False) -> None:
+                 integer_io: bool = False, backend: str | None = None,
+                 target: Any = None) -> None:
         self.graph = _open(graph_or_path)
         self.fast = fast
         self.integer_io = integer_io
@@ -81,7 +93,11 @@ class Session:
             from sdk.graph.shapes import infer_shapes
 
             infer_shapes(g)
-        self._exe = ReferenceExecutable(g, fast=fast)
+        self.target = target
+        self.plan = None  # a sdk.backends Plan when a backend or target was chosen
+        self.backend = backend or ("reference" if fast else "reference-numpy")
+        self._exe = ReferenceExecutable(g, fast=fast) if backend is None and target is None \
+            else None
         producers, consumers = g.producers(), g.consumers()
         # user-facing name -> internal tensor to feed / read, plus boundary conversion
         self._feed_as: dict[str, str] = {}
@@ -119,6 +135,26 @@ class Session:
                 infos_out.append(TensorInfo(name, _shape(t.shape), t.dtype, t.quant))
         self.inputs: list[TensorInfo] = infos_in
         self.outputs: list[TensorInfo] = infos_out
+        if self._exe is None:
+            self._compile_backend(backend, target, producers, consumers)
+
+    def _compile_backend(self, backend: str | None, target: Any,
+                         producers: Mapping[str, Any], consumers: Mapping[str, Any]) -> None:
+        """Partition and compile for ``backend``/``target``; with integer I/O the boundary
+        Quantize/DequantizeLinear nodes are left out so the integer tensors are the ends."""
+        from sdk.backends import compile_for, default_backend
+        from sdk.backends.partition import extract_subgraph
+
+        g = self.graph
+        self.backend = backend or default_backend(target)
+        boundary = {id(u) for n in self._feed_as for u in consumers[n]} | {
+            id(producers[n]) for n in self._read_as}
+        core = g
+        if boundary:
+            core = extract_subgraph(g, [n for n in g.nodes if id(n) not in boundary], g.name,
+                                    set(self._read_as.values()))
+        self._backend_exe = compile_for(core, self.backend, target)
+        self.plan = self._backend_exe.plan
 
     # -- description --------------------------------------------------------------------
     @property
@@ -192,7 +228,16 @@ class Session:
                 arr = quantize_linear(arr, qp.scale, qp.zero_point, dt, qp.axis)
             internal[self._feed_as.get(name, name)] = arr
         reads = [self._read_as.get(w, w) for w in wanted]
-        results = self._exe.run(internal, reads)
+        if self._exe is not None:
+            results = self._exe.run(internal, reads)
+        else:
+            results = self._backend_exe.run(internal)
+            inner = [r for r in reads if r not in results]
+            if inner:
+                raise InputError(f"{inner[0]!r} is not an output of the model; on backend "
+                                 f"{self.backend!r} only the outputs {self.output_names} can "
+                                 "be read (intermediate tensors: open the Session without "
+                                 "backend/target)")
         out: dict[str, np.ndarray] = {}
         for w, r in zip(wanted, reads):
             value = results[r]

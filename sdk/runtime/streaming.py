@@ -210,6 +210,12 @@ class StreamingSession:
             self._user_info(o) for o in self._session.outputs if o.name not in state_outs]
         self._raw_in = raw_in
         self._raw_out = raw_out
+        # per hop the executor is fed the raw tensors behind any boundary nodes directly
+        # (feeds are checked once here and by _feeds, not again by Session.run each hop)
+        consumers, producers = graph.consumers(), graph.producers()
+        self._feed_name = {n: _inner_input(graph, n, consumers) for n in raw_in}
+        self._reads = [_inner_output(graph, n, producers) for n in raw_out]
+        self._exe = self._session._exe  # noqa: SLF001 - the session's prepared executable
         self.detector = detector
         if detector is not None:
             names = [o.name for o in self.stream_outputs]
@@ -306,6 +312,11 @@ class StreamingSession:
                 raise InputError(f"this step graph has {len(self.stream_inputs)} stream inputs "
                                  f"{[i.name for i in self.stream_inputs]}; pass a dict")
             x = {self.stream_inputs[0].name: x}
+        unknown = sorted(set(x) - {i.name for i in self.stream_inputs})
+        if unknown:
+            raise InputError(f"unknown stream input {unknown[0]!r}; the stream inputs are "
+                             f"{[i.name for i in self.stream_inputs]} (state is carried by "
+                             "the session)")
         feeds: dict[str, np.ndarray] = {}
         for info in self.stream_inputs:
             if info.name not in x:
@@ -325,12 +336,13 @@ class StreamingSession:
                                       raw.dtype, q.axis)
             elif str(arr.dtype) != raw.dtype and arr.dtype.kind == "f" and raw.dtype == "float32":
                 arr = arr.astype(np.float32)
+            if str(arr.dtype) != raw.dtype:
+                raise InputError(f"input {info.name!r}: expected dtype {info.dtype}, given "
+                                 f"{arr.dtype}; convert it with .astype(np.{info.dtype})")
+            if arr.ndim != len(want) or any(e != -1 and e != d for e, d in zip(want, arr.shape)):
+                raise InputError(f"input {info.name!r}: expected shape {want}, given "
+                                 f"{arr.shape}")
             feeds[info.name] = arr
-        unknown = sorted(set(x) - {i.name for i in self.stream_inputs})
-        if unknown:
-            raise InputError(f"unknown stream input {unknown[0]!r}; the stream inputs are "
-                             f"{[i.name for i in self.stream_inputs]} (state is carried by "
-                             "the session)")
         return feeds
 
     def _user_outputs(self, raw: Mapping[str, np.ndarray]) -> dict[str, np.ndarray]:
@@ -348,9 +360,9 @@ class StreamingSession:
     def step(self, x: Any) -> StepResult:
         """Feed one hop (an array for the single stream input, or a dict); return its result
         and advance the state."""
-        feeds = self._feeds(x)
-        feeds.update(self._state)
-        raw = self._session.run(feeds)
+        feeds = {self._feed_name[k]: v for k, v in self._feeds(x).items()}
+        feeds.update((self._feed_name[k], v) for k, v in self._state.items())
+        raw = dict(zip(self._raw_out, self._exe.run(feeds, self._reads).values()))
         self._state = {s_in: raw[s_out] for s_in, s_out in self.pairs.items()}
         self.hop += 1
         outputs = self._user_outputs(raw)

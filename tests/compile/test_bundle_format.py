@@ -55,7 +55,7 @@ def test_manifest_describes_the_model(compiled):
     assert m["inputs"][0]["quant_dtype"] == "int8" and m["inputs"][0]["quant"]["scale"] > 0
     assert m["outputs"][0]["name"] == "logits"
     assert m["ops"][0] == "QuantizeLinear" and m["ops"][-1] == "DequantizeLinear"
-    assert set(m["parts"]) == {"graph.json", "weights.bin"}
+    assert set(m["parts"]) == {"graph.json", "weights.bin", "memory_plan.json"}
     assert all(len(h) == 64 for h in m["parts"].values())
     # 3×3×3×16 + 3×3×16 + 16×16 + 3×3×16×32 + 32×10 int8 weights + int32 biases
     w = 3 * 3 * 3 * 16 + 3 * 3 * 16 + 16 * 16 + 3 * 3 * 16 * 32 + 32 * 10

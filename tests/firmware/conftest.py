@@ -6,7 +6,15 @@ with the reason.
 
 from __future__ import annotations
 
+import sys
+from pathlib import Path
+
 import pytest
+
+# pytest puts tests/ first on sys.path, where tests/targets/ would shadow the `targets` package
+ROOT = str(Path(__file__).resolve().parents[2])
+if ROOT not in sys.path[:1]:
+    sys.path.insert(0, ROOT)
 
 from firmware_bridge.build import toolchain_missing
 from firmware_bridge.client import DeviceClient

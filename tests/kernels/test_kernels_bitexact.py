@@ -86,9 +86,10 @@ def test_int32_accumulator_wraps_like_c() -> None:
 @BITEXACT
 @given(data=st.data(), lead=st.sampled_from([(0,), (1,), (5,), (2, 3)]), k=dims(1, 40),
        n=dims(1, 9), x_zp=zero_points, clamp=out_clamp(), bias=st.booleans(),
-       per_channel=st.booleans())
-def test_fully_connected(data, lead, k, n, x_zp, clamp, bias, per_channel) -> None:
-    x = data.draw(int_tensor(lead + (k,)))
+       per_channel=st.booleans(), wide=st.booleans())
+def test_fully_connected(data, lead, k, n, x_zp, clamp, bias, per_channel, wide) -> None:
+    # wide: int16 activations (residual streams), whose centred values may leave int16
+    x = data.draw(int_tensor(lead + (k,), np.int16 if wide else np.int8))
     w = data.draw(int_tensor((n, k), lo=-127))
     b = data.draw(int_tensor((n,), np.int32, -(2**20), 2**20)) if bias else None
     m0 = data.draw(st.lists(m0s, min_size=n, max_size=n)) if per_channel else data.draw(m0s)

@@ -150,9 +150,20 @@ def _dot_block(a, bt, c, j0, j1):  # pragma: no cover - compiled
 
 
 @njit(cache=True)
+def _check_nt(a, bt, c):  # pragma: no cover - compiled
+    # _dot_4x4 reads raw memory: shapes must match exactly
+    if (a.shape[1] != bt.shape[1] or a.shape[1] % K_ALIGN != 0 or c.shape[0] != a.shape[0]
+            or c.shape[1] != bt.shape[0] or c.strides[1] != 4 or a.strides[1] != 2
+            or bt.strides[1] != 2):
+        raise ValueError("gemm_nt needs a [M, Kp], bt [N, Kp] with Kp % 32 == 0 and c [M, N] "
+                         "with contiguous rows")
+
+
+@njit(cache=True)
 def gemm_nt(a, bt, c):  # pragma: no cover - compiled
     """``c[i, j] = Σ_k a[i, k]·bt[j, k]`` (int16 operands with a depth padded to a multiple
     of 32, int32 ``c``), one thread."""
+    _check_nt(a, bt, c)
     n = bt.shape[0]
     for j0 in range(0, n, COL_BLOCK):
         _dot_block(a, bt, c, j0, min(j0 + COL_BLOCK, n))
@@ -161,6 +172,7 @@ def gemm_nt(a, bt, c):  # pragma: no cover - compiled
 @njit(cache=True, parallel=True)
 def gemm_nt_parallel(a, bt, c):  # pragma: no cover - compiled
     """:func:`gemm_nt` with column blocks spread over ``numba.get_num_threads()`` threads."""
+    _check_nt(a, bt, c)
     n = bt.shape[0]
     nblocks = (n + COL_BLOCK - 1) // COL_BLOCK
     for b in prange(nblocks):

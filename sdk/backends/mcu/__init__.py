@@ -1,0 +1,137 @@
+"""The microcontroller backend: compile -> flash image, run -> serial calls, profile -> the
+device's per-op counts.
+
+The device is anything running the edge firmware behind a pyserial URL: a real board, the
+Cortex-M4 build in QEMU (``edge emulate`` prints its ``socket://`` URL) or the host build on a
+pty. Profiles are in the device's ticks; under QEMU with ``-icount`` they are converted to
+instruction counts and labelled so (QEMU does not model cycles).
+"""
+
+from __future__ import annotations
+
+import time
+from typing import Any, Mapping
+
+import numpy as np
+
+from firmware_bridge.client import DeviceClient
+from firmware_bridge.image import PackedImage, pack_image
+from firmware_bridge.op_encoders import ENCODERS
+from firmware_bridge.qemu import emulator_icount_shift, ticks_to_instructions
+from firmware_bridge.session import DeviceModel
+from sdk.backends.base import Backend, Executable, Profile
+from sdk.errors import DeviceError, TargetError
+from sdk.graph.ir import Graph, Node
+
+_CLIENTS: dict[str, DeviceClient] = {}
+
+
+def connect(port: str, timeout: float | None = None) -> DeviceClient:
+    """One shared client per port (a serial port can be opened once)."""
+    if port not in _CLIENTS:
+        if timeout is None:
+            timeout = 1.0 if port.startswith("socket://") else 0.3
+        _CLIENTS[port] = DeviceClient(port, timeout=timeout)
+    return _CLIENTS[port]
+
+
+def check_target_fit(packed: PackedImage, target: Any) -> None:
+    """Refuse, on the host and before any device contact, a model the target cannot hold."""
+    memory = getattr(target, "memory", None)
+    if memory is None:
+        return
+    problems = []
+    if len(packed.data) > memory.flash_bytes // 2:
+        problems.append(f"flash: image needs {len(packed.data)} B, an A/B slot of "
+                        f"{getattr(target, 'name', 'the target')} holds {memory.flash_bytes // 2} B")
+    if packed.arena_bytes > memory.ram_bytes:
+        problems.append(f"RAM: arena needs {packed.arena_bytes} B, the target has "
+                        f"{memory.ram_bytes} B")
+    if problems:
+        raise TargetError("model does not fit: " + "; ".join(problems)
+                          + " — use a smaller model or int8 activations")
+
+
+class McuBackend(Backend):
+    """``get_backend("mcu", port="socket://127.0.0.1:PORT")``, or ``McuBackend(client=c)`` to
+    share an open :class:`DeviceClient` (QEMU's serial port takes one connection at a time)."""
+
+    name = "mcu"
+
+    def __init__(self, port: str | None = None, timeout: float | None = None,
+                 client: DeviceClient | None = None) -> None:
+        self.port = port or (client.url if client else None)
+        self.timeout = timeout
+        if client is not None:
+            _CLIENTS[self.port] = client
+
+    def available(self) -> tuple[bool, str]:
+        if not self.port:
+            return False, "no device port: pass --port URL (see `edge emulate`)"
+        return True, ""
+
+    def supports(self, node: Node, target: Any, graph: Graph) -> tuple[bool, str]:
+        if node.op in ENCODERS:
+            return True, ""
+        return False, f"the MCU firmware has no kernel for {node.op!r}"
+
+    def compile(self, subgraph: Graph, target: Any) -> "McuExecutable":
+        packed = pack_image(subgraph)
+        check_target_fit(packed, target)
+        if not self.port:
+            raise DeviceError("the mcu backend needs a device: pass --port URL")
+        return McuExecutable(subgraph, packed, connect(self.port, self.timeout), self.port)
+
+
+class McuExecutable(Executable):
+    backend = "mcu"
+
+    def __init__(self, graph: Graph, packed: PackedImage, client: DeviceClient,
+                 port: str) -> None:
+        self.graph = graph
+        self.packed = packed
+        self.port = port
+        self.model = DeviceModel(client, packed)      # loads only if not already active
+        self.icount_shift = emulator_icount_shift(port)
+
+    def run(self, feeds: Mapping[str, np.ndarray]) -> dict[str, np.ndarray]:
+        self.model.load()  # another segment or tool may have loaded a different model
+        named = {}
+        for io in self.packed.inputs:
+            key = io.name if io.name in feeds else io.device_tensor
+            named[io.name] = feeds[key]
+        out = self.model.run(named)
+        return {name: out[name] for name in self.graph.outputs if name in out}
+
+    def op_counts(self) -> list[dict[str, Any]]:
+        """Per-op counts of the last run, labelled with their unit."""
+        hz = self.model.client.info.tick_hz
+        rows = []
+        for c in self.model.profile():
+            row = {"name": c.name, "op": c.op, "ticks": c.ticks, "macs": c.macs}
+            if self.icount_shift is not None:
+                row["instructions"] = ticks_to_instructions(c.ticks, self.icount_shift)
+            else:
+                row["seconds"] = c.ticks / hz
+            rows.append(row)
+        return rows
+
+    def profile(self, feeds: Mapping[str, np.ndarray], repeats: int = 10,
+                warmup: int = 1) -> Profile:
+        for _ in range(warmup):
+            self.run(feeds)
+        times, device = [], []
+        for _ in range(max(1, repeats)):
+            t0 = time.perf_counter()
+            self.run(feeds)
+            times.append(time.perf_counter() - t0)
+            device.append(self.model.last_ticks)
+        unit = ("QEMU instructions (-icount, not cycles)" if self.icount_shift is not None
+                else f"device ticks at {self.model.client.info.tick_hz} Hz")
+        detail = {"device": self.model.client.info.board, "port": self.port, "unit": unit,
+                  "per_op": self.op_counts(),
+                  "invoke_ticks_median": float(np.median(device))}
+        if self.icount_shift is not None:
+            detail["invoke_instructions_median"] = ticks_to_instructions(
+                float(np.median(device)), self.icount_shift)
+        return Profile(self.backend, times, detail)
