@@ -27,7 +27,7 @@ from typing import Any
 import numpy as np
 
 from firmware_bridge.framing import crc32
-from firmware_bridge.op_encoders import DTYPE_CODES, ENCODERS, OpRecord
+from firmware_bridge.op_encoders import DTYPE_CODES, ENCODERS, OPCODES, OpRecord
 from sdk.compile.memory_plan import plan_memory
 from sdk.errors import GraphError, ModelFormatError, UnsupportedOpError
 from sdk.graph.ir import Graph, Node
@@ -128,10 +128,23 @@ def _shape(graph: Graph, name: str) -> tuple[int, ...]:
 class _Packer:
     """Assigns tensor ids and collects constants while ops are encoded."""
 
-    def __init__(self, graph: Graph) -> None:
+    def __init__(self, graph: Graph, packed_kernels: bool) -> None:
         self.graph = graph
+        self.packed_kernels = packed_kernels
         self.ids: dict[str, int] = {}
         self.extra: dict[str, np.ndarray] = {}
+
+    def data(self, name: str) -> np.ndarray | None:
+        if not name:
+            return None
+        if name in self.extra:
+            return self.extra[name]
+        return self.graph.tensor(name).data
+
+    def constant(self, hint: str, values: np.ndarray) -> str:
+        name = f"{hint}#{len(self.extra)}"
+        self.extra[name] = np.ascontiguousarray(values)
+        return name
 
     def shape(self, name: str) -> tuple[int, ...]:
         if name in self.extra:
@@ -163,15 +176,26 @@ class _Packer:
 
 def _macs(node: Node, rec: OpRecord) -> int:
     p = rec.params
-    if node.op == "QFullyConnected":
+    if rec.opcode == OPCODES["FULLY_CONNECTED"]:
         return p[0] * p[1] * p[2]
-    if rec.opcode == 3:  # conv: B*O*OH*OW*(C/g)*KH*KW
+    if rec.opcode == OPCODES["FC_PACKED"]:
+        return p[0] * p[1] * p[3]
+    if rec.opcode == OPCODES["CONV2D"]:  # B*O*OH*OW*(C/g)*KH*KW
         return p[0] * p[4] * p[5] * p[6] * (p[1] // p[15]) * p[7] * p[8]
+    if rec.opcode == OPCODES["CONV2D_PACKED"]:
+        return p[0] * p[4] * p[5] * p[6] * p[1] * p[7] * p[8]
+    if rec.opcode == OPCODES["MATMUL"]:
+        return p[0] * p[1] * p[2] * p[3]
     return 0
 
 
-def pack_image(graph: Graph, state: list[tuple[str, str]] | None = None) -> PackedImage:
+def pack_image(graph: Graph, state: list[tuple[str, str]] | None = None,
+               packed_kernels: bool = True) -> PackedImage:
     """Pack an integer graph into a flash image.
+
+    ``packed_kernels`` selects the SMLAD kernels for int8 FC and (group-1) conv: weights are
+    stored widened to int16 and interleaved (twice the flash), the input zero point folded
+    into the bias. ``False`` keeps int8 weights and the plain reference-style C kernels.
 
     ``state`` lists (state input, state output) tensor pairs of a streaming graph (default:
     ``graph.metadata["state"]``); the firmware carries the output into the input after each
@@ -191,7 +215,7 @@ def pack_image(graph: Graph, state: list[tuple[str, str]] | None = None) -> Pack
     if missing:
         raise GraphError(f"state tensors {missing} are not in the graph's integer part")
     ins = [io for io in ins if io.device_tensor not in state_in]  # carried on the device
-    p = _Packer(sub)
+    p = _Packer(sub, packed_kernels)
     records = [(n, ENCODERS[n.op](n, p)) for n in sub.nodes]
 
     empty = [n for n, t in sub.tensors.items() if not t.is_constant and 0 in p.shape(n)]

@@ -18,7 +18,8 @@ from sdk.graph.ir import Node
 OPCODES = {"REQUANTIZE": 1, "FULLY_CONNECTED": 2, "CONV2D": 3, "ADD": 4, "MUL": 5, "CLAMP": 6,
            "MAXPOOL2D": 7, "AVGPOOL2D": 8, "GLOBAL_AVGPOOL": 9, "LUT": 10, "COPY": 11,
            "SHIFTMAX": 12, "SHIFT_GELU": 13, "INT_NORM": 14, "MATMUL": 15, "TRANSPOSE": 16,
-           "CONCAT": 17}
+           "CONCAT": 17, "FC_PACKED": 18, "CONV2D_PACKED": 19}
+SCRATCH_HALFWORDS = 8192   # firmware/src/kernels_packed.c: longest packed row
 
 DTYPE_CODES = {"int8": 0, "uint8": 1, "int16": 2, "int32": 3}
 
@@ -35,6 +36,9 @@ class EncodeContext(Protocol):
     def shape(self, name: str) -> tuple[int, ...]: ...
     def dtype(self, name: str) -> str: ...
     def vector(self, hint: str, values: Any, n: int) -> str: ...
+    def data(self, name: str) -> np.ndarray | None: ...
+    def constant(self, hint: str, values: np.ndarray) -> str: ...
+    packed_kernels: bool
 
 
 Encoder = Callable[[Node, EncodeContext], OpRecord]
@@ -81,6 +85,26 @@ def _requantize(node: Node, ctx: EncodeContext) -> OpRecord:
                      *_clamp(a, ctx.dtype(y)), 1, 1])
 
 
+def pack_weights(w: np.ndarray) -> tuple[np.ndarray, int]:
+    """int8 ``[N, K]`` -> int16 rows padded to ``Kp`` (multiple of 8), interleaved in blocks of
+    4 rows: within a block, for each group of 4 k, each row's 4 values in turn (the order
+    firmware/src/kernels_packed.c reads them)."""
+    n, k = w.shape
+    kp = -(-max(k, 1) // 8) * 8
+    padded = np.zeros((n, kp), np.int16)
+    padded[:, :k] = w
+    blocks = [padded[j:j + 4].reshape(-1, kp // 4, 4).transpose(1, 0, 2).ravel()
+              for j in range(0, n, 4)]
+    return (np.concatenate(blocks) if blocks else padded.ravel()), kp
+
+
+def _folded_bias(w: np.ndarray, bias: np.ndarray | None, x_zp: int) -> np.ndarray:
+    """bias − x_zp·Σ_k w, wrapped to int32 (the reference's accumulator wraps the same way)."""
+    b = np.zeros(w.shape[0], np.int64) if bias is None else bias.astype(np.int64)
+    eff = b - np.int64(x_zp) * w.astype(np.int64).reshape(w.shape[0], -1).sum(axis=1)
+    return (((eff + 2**31) & 0xFFFFFFFF) - 2**31).astype(np.int32)
+
+
 @encoder("QFullyConnected")
 def _fully_connected(node: Node, ctx: EncodeContext) -> OpRecord:
     a = node.attrs
@@ -91,10 +115,22 @@ def _fully_connected(node: Node, ctx: EncodeContext) -> OpRecord:
     xs = ctx.shape(x)
     if xs[-1] != k:
         raise GraphError(f"{node.name}: input {xs} does not match weights {(n, k)}")
-    return OpRecord(OPCODES["FULLY_CONNECTED"],
-                    [x, w, bias, ctx.vector(f"{node.name}.m0", a["m0"], n),
-                     ctx.vector(f"{node.name}.shift", a["shift"], n)], [y],
-                    [_elems(xs[:-1]), k, n, int(a.get("x_zp", 0)), int(a.get("out_zp", 0)),
+    m0 = ctx.vector(f"{node.name}.m0", a["m0"], n)
+    sh = ctx.vector(f"{node.name}.shift", a["shift"], n)
+    wd = ctx.data(w)
+    x_zp = int(a.get("x_zp", 0))
+    if ctx.packed_kernels and wd is not None and ctx.dtype(x) == "int8" and \
+            (not bias or ctx.data(bias) is not None):
+        packed, kp = pack_weights(wd)
+        if kp <= SCRATCH_HALFWORDS:
+            beff = _folded_bias(wd, ctx.data(bias) if bias else None, x_zp)
+            return OpRecord(OPCODES["FC_PACKED"],
+                            [x, ctx.constant(f"{node.name}.w16", packed),
+                             ctx.constant(f"{node.name}.bias_eff", beff), m0, sh], [y],
+                            [_elems(xs[:-1]), k, kp, n, int(a.get("out_zp", 0)),
+                             *_clamp(a, ctx.dtype(y))])
+    return OpRecord(OPCODES["FULLY_CONNECTED"], [x, w, bias, m0, sh], [y],
+                    [_elems(xs[:-1]), k, n, x_zp, int(a.get("out_zp", 0)),
                      *_clamp(a, ctx.dtype(y))])
 
 
@@ -114,9 +150,22 @@ def _conv_record(node: Node, ctx: EncodeContext, x_shape: tuple[int, ...],
     y = node.outputs[0]
     if _elems(ctx.shape(y)) != b * o * oh * ow:
         raise GraphError(f"{node.name}: output shape {ctx.shape(y)} is not {(b, o, oh, ow)}")
-    return OpRecord(OPCODES["CONV2D"],
-                    [x, wt, bias, ctx.vector(f"{node.name}.m0", a["m0"], o),
-                     ctx.vector(f"{node.name}.shift", a["shift"], o)], [y],
+    m0 = ctx.vector(f"{node.name}.m0", a["m0"], o)
+    sh = ctx.vector(f"{node.name}.shift", a["shift"], o)
+    wd = ctx.data(wt)
+    x_zp = int(a.get("x_zp", 0))
+    if ctx.packed_kernels and group == 1 and wd is not None and ctx.dtype(x) == "int8" and \
+            (not bias or ctx.data(bias) is not None):
+        packed, pp = pack_weights(wd.reshape(o, -1))
+        if pp <= SCRATCH_HALFWORDS:
+            beff = _folded_bias(wd, ctx.data(bias) if bias else None, x_zp)
+            return OpRecord(OPCODES["CONV2D_PACKED"],
+                            [x, ctx.constant(f"{node.name}.w16", packed),
+                             ctx.constant(f"{node.name}.bias_eff", beff), m0, sh], [y],
+                            [b, c, h, w, o, oh, ow, kh, kw, strides[0], strides[1], pads[0],
+                             pads[1], dil[0], dil[1], x_zp, pp, int(a.get("out_zp", 0)),
+                             *_clamp(a, ctx.dtype(y))])
+    return OpRecord(OPCODES["CONV2D"], [x, wt, bias, m0, sh], [y],
                     [b, c, h, w, o, oh, ow, kh, kw, strides[0], strides[1], pads[0], pads[1],
                      dil[0], dil[1], group, int(a.get("x_zp", 0)), int(a.get("out_zp", 0)),
                      *_clamp(a, ctx.dtype(y))])

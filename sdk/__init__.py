@@ -1,30 +1,134 @@
 """Edge SDK: compile models to integer graphs and run them on CPUs, NPUs and microcontrollers.
 
 The public API is what this module exports; samples/ and tools/ use nothing else.
+
+    import sdk
+    bundle = sdk.compile_model("model.onnx", {"x": calib})        # float ONNX -> integers
+    bundle.save("model.edge"); bundle.memory_plan.arena_bytes      # static arena plan
+    sess = sdk.Session("model.edge", backend="litert", target="raspberry-pi-4")
+    y = sess.run({"x": x}); print(sess.plan)
+    report = sdk.profile_model("model.edge", "stm32h7")
+
+Names that pull in optional runtimes (ONNX Runtime, LiteRT, the profiler, board profiles)
+are imported on first use, so ``import sdk`` stays light and free of import cycles
+(``targets`` itself imports ``sdk``).
 """
+from __future__ import annotations
+
+import importlib
+from typing import Any
+
 __version__ = "0.1.0"
 
-from sdk.errors import (CalibrationError, DeviceError, EdgeError, GraphError, InputError,
-                        ModelFormatError, TargetError, UnsupportedOpError)
+from sdk.errors import (
+    CalibrationError,
+    DeviceError,
+    EdgeError,
+    GraphError,
+    InputError,
+    ModelFormatError,
+    TargetError,
+    UnsupportedOpError,
+)
 from sdk.graph import Graph, Node, QuantParams, Tensor
 
-__all__ = ["__version__", "EdgeError", "GraphError", "UnsupportedOpError", "ModelFormatError",
-           "InputError", "CalibrationError", "TargetError", "DeviceError",
-           "Graph", "Node", "QuantParams", "Tensor"]
+__all__ = [
+    "CalibrationError",
+    "DeviceError",
+    "EdgeError",
+    "Graph",
+    "GraphError",
+    "InputError",
+    "ModelFormatError",
+    "Node",
+    "QuantParams",
+    "TargetError",
+    "Tensor",
+    "UnsupportedOpError",
+    "__version__",
+]
 
-from sdk.frontends import load_onnx  # noqa: E402
-from sdk.runtime.session import Session  # noqa: E402
+from sdk.frontends import load_onnx
+from sdk.runtime.session import Session, TensorInfo
 
-__all__ += ["load_onnx", "Session"]
+__all__ += ["Session", "TensorInfo", "load_onnx"]
 
-from sdk.compile import Bundle, compile_model, load_bundle  # noqa: E402
-from sdk.quant import OBSERVER_NAMES, calibrate, quantize  # noqa: E402
+from sdk.compile import Bundle, compile_model, load_bundle
+from sdk.compile.memory_plan import MemoryPlan, plan_memory
+from sdk.kernels.requant import quantize_multiplier, quantize_multiplier_array
+from sdk.quant import OBSERVER_NAMES, calibrate, quantize
 
-__all__ += ["Bundle", "compile_model", "load_bundle", "quantize", "calibrate", "OBSERVER_NAMES"]
+__all__ += [
+    "OBSERVER_NAMES",
+    "Bundle",
+    "MemoryPlan",
+    "calibrate",
+    "compile_model",
+    "load_bundle",
+    "plan_memory",
+    "quantize",
+    "quantize_multiplier",
+    "quantize_multiplier_array",
+]
 
-from sdk.runtime.detection import DetectionEvent, KeywordDetector  # noqa: E402
-from sdk.runtime.keyword_spotter import KeywordSpotter  # noqa: E402
-from sdk.runtime.streaming import StepResult, StreamingSession  # noqa: E402
+from sdk.runtime.detection import DetectionEvent, KeywordDetector
+from sdk.runtime.keyword_spotter import KeywordSpotter
+from sdk.runtime.streaming import StepResult, StreamingSession
 
-__all__ += ["StreamingSession", "StepResult", "KeywordDetector", "DetectionEvent",
-            "KeywordSpotter"]
+__all__ += [
+    "DetectionEvent",
+    "KeywordDetector",
+    "KeywordSpotter",
+    "StepResult",
+    "StreamingSession",
+]
+
+# public name -> "module:attribute" (attribute "" = the module itself), imported on first use
+_LAZY: dict[str, str] = {
+    # backends, partitioning, emulator mode
+    "BACKENDS": "sdk.backends:BACKENDS",
+    "Backend": "sdk.backends:Backend",
+    "Executable": "sdk.backends:Executable",
+    "Plan": "sdk.backends:Plan",
+    "compile_for": "sdk.backends:compile_for",
+    "partition": "sdk.backends:partition",
+    "default_backend": "sdk.backends:default_backend",
+    "get_backend": "sdk.backends:get_backend",
+    "run_float": "sdk.backends:run_float",
+    "check_fits": "sdk.backends:check_fits",
+    "emulate": "sdk.backends:emulate",
+    "ReferenceBackend": "sdk.backends.base:ReferenceBackend",
+    "OrtBackend": "sdk.backends.onnxruntime:OrtBackend",
+    "LiteRTBackend": "sdk.backends.litert:LiteRTBackend",
+    "sample_graphs": "sdk.backends.sample_graphs:",
+    # .tflite files
+    "write_tflite": "sdk.compile.tflite_writer:write_tflite",
+    "read_tflite": "sdk.frontends.tflite_import:read_tflite",
+    # profiling and energy
+    "profile_graph": "sdk.profile:profile_graph",
+    "profile_model": "sdk.profile:profile_model",
+    "ProfileReport": "sdk.profile:ProfileReport",
+    "count_graph": "sdk.profile:count_graph",
+    # board profiles (the top-level `targets` package imports sdk, hence lazy)
+    "Target": "targets:Target",
+    "load_target": "targets:load_target",
+    "list_targets": "targets:list_targets",
+}
+
+__all__ += list(_LAZY)
+
+
+def __getattr__(name: str) -> Any:
+    """Import a lazily exported name (see ``_LAZY``) on first access and cache it."""
+    try:
+        module, attr = _LAZY[name].split(":")
+    except KeyError:
+        raise AttributeError(f"module 'sdk' has no attribute {name!r}") from None
+    mod = importlib.import_module(module)
+    value = getattr(mod, attr) if attr else mod
+    globals()[name] = value
+    return value
+
+
+def __dir__() -> list[str]:
+    return sorted(set(globals()) | set(_LAZY))

@@ -26,11 +26,8 @@ import numpy as np
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from sdk.backends import sample_graphs as sg
-from sdk.backends.base import ReferenceBackend
-from sdk.backends.litert import LiteRTBackend
-from sdk.backends.onnxruntime import OrtBackend
-from sdk.backends.partition import compile_for
+from sdk import LiteRTBackend, OrtBackend, ReferenceBackend, compile_for
+from sdk import sample_graphs as sg
 
 
 def models(quick: bool) -> dict:

@@ -5,8 +5,9 @@
     python samples/kws/live_demo.py --live           # microphone; falls back to the file
     python samples/kws/live_demo.py --wav my.wav --fast
 
-Uses only the public API: a KeywordSpotter (fixed-point log-mel front end + StreamingSession
-over the LMUFormer step graph + KeywordDetector) fed by a MicrophoneStream or a WavStream.
+Uses only the public API: the float LMUFormer step graph compiled to integers (calibrated on
+espeak-ng speech), a KeywordSpotter (fixed-point log-mel front end + StreamingSession +
+KeywordDetector) fed by a MicrophoneStream or a WavStream.
 The same demo is `edge demo kws`.
 """
 
@@ -21,8 +22,10 @@ from sdk.audio import load_wav
 from sdk.runtime import (
     MicrophoneStream,
     WavStream,
+    compile_keyword_model,
     find_input_device,
     level_meter,
+    model_labels,
     synthesize_speech,
 )
 
@@ -66,10 +69,17 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--model", help="step graph .onnx or integer bundle .edge")
     ap.add_argument("--seconds", type=float, help="stop after this much audio")
     ap.add_argument("--threshold", type=float, default=0.6)
+    ap.add_argument("--float", action="store_true", help="run the float graph, not integers")
     args = ap.parse_args(argv)
 
     try:
-        spotter = sdk.KeywordSpotter(pick_model(args.model), threshold=args.threshold)
+        path = pick_model(args.model)
+        model = path
+        if path.suffix == ".onnx" and not args.float:  # run it in integers, as on a device
+            calibration, _ = synthesize_speech(WORDS[:10] + ["bird", "dog"], voice="en+f2")
+            model = compile_keyword_model(path, calibration)
+            print(f"compiled {path.name} to integers")
+        spotter = sdk.KeywordSpotter(model, model_labels(path), threshold=args.threshold)
         source, what = open_source(args)
     except sdk.EdgeError as exc:
         print(f"error: {exc}", file=sys.stderr)

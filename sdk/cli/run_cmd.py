@@ -17,33 +17,33 @@ from sdk.errors import ModelFormatError
               help=".npz keyed by input name, or .npy for a single-input model")
 @click.option("-o", "--output", type=click.Path(dir_okay=False),
               help=".npz to write, keyed by output name")
-@click.option("--backend", help="run a bundle on this backend (reference, onnxruntime, litert, "
-                                "litert-ref, npu ...); unsupported nodes fall back to reference")
+@click.option("--backend", help="run on this backend (reference, reference-numpy, onnxruntime, "
+                                "litert, litert-ref, npu ...); unsupported nodes fall back to "
+                                "reference")
 @click.option("--target", help="board profile whose delegates / providers the backend uses")
 def command(model: str, input_path: str, output: str | None, backend: str | None = None,
             target: str | None = None) -> None:
-    """Run a bundle (integer kernels) or an ONNX model (float reference)."""
-    from sdk.runtime.session import Session
+    """Run a bundle (integer kernels) or an ONNX model (float reference), on the reference
+    kernels or, with --backend/--target, on another backend (see sdk.Session)."""
+    from sdk import Session
 
     suffix = Path(model).suffix.lower()
     if suffix not in (".edge", ".onnx"):
         raise ModelFormatError(f"{model}: expected a .edge bundle or an .onnx model")
     if not Path(model).is_file():
         raise ModelFormatError(f"{model}: no such model file; check the path")
-    session = Session(model)
+    session = Session(model, backend=backend, target=target)
     feeds = load_arrays(input_path, session.input_names)
     for info in session.inputs:  # numpy saves float64 by default: narrow floats to the model's
         a = feeds.get(info.name)
         if a is not None and a.dtype.kind == "f" and info.dtype == "float32":
             feeds[info.name] = a.astype(np.float32)
-    if (backend or target) and suffix == ".edge":
-        from sdk.backends import run_float
-
-        outputs, plan = run_float(session.graph, feeds, backend, target)
-        click.echo(str(plan).splitlines()[0])
-    else:
-        outputs = session.run(feeds)
+    if session.plan is not None:
+        click.echo(str(session.plan).splitlines()[0])
+    outputs = session.run(feeds)
     kind = "integer kernels" if suffix == ".edge" else "float reference"
+    if session.plan is not None:
+        kind = f"{'integer' if suffix == '.edge' else 'float'} graph on {session.backend}"
     for name, value in outputs.items():
         v = np.asarray(value)
         click.echo(f"{name}: shape {list(v.shape)} {v.dtype} ({kind})")

@@ -146,6 +146,12 @@ class Bundle:
     manifest: dict[str, Any]
     memory_plan: MemoryPlan | None = None
 
+    def __post_init__(self) -> None:
+        # Bundle(graph, manifest) built by hand: plan it, unless the manifest says it cannot be
+        if self.memory_plan is None and self.manifest.get("memory", {}).get("planned", True):
+            self.memory_plan, note = arena_plan(self.graph)
+            self.manifest = dict(self.manifest, memory=memory_summary(self.memory_plan, note))
+
     @classmethod
     def from_graph(cls, graph: Graph) -> Bundle:
         plan, note = arena_plan(graph)
@@ -207,8 +213,6 @@ class Bundle:
                  PLAN_PART: json.dumps(plan_doc).encode()}
         manifest = dict(self.manifest, format_version=FORMAT_VERSION,
                         parts={k: _sha256(v) for k, v in parts.items()})
-        if "memory" not in manifest:  # a Bundle built by hand from a format-1 manifest
-            manifest["memory"] = memory_summary(self.memory_plan, "")
         buf = io.BytesIO()
         with zipfile.ZipFile(buf, "w", zipfile.ZIP_DEFLATED) as z:
             z.writestr("manifest.json", json.dumps(manifest, indent=1))

@@ -40,9 +40,11 @@ def lower_avgpool(L: Lowering, node: Node) -> None:
     k, s, p = _pool_common(node)
     if len(k) != 2:
         raise UnsupportedOpError([f"AveragePool{len(k)}d"], "integer lowering")
-    x, _, _ = L.input(node.inputs[0])
+    x, qx, _ = L.input(node.inputs[0])
+    include = int(node.attrs.get("count_include_pad", 0))
+    # counted padding cells hold real 0.0, i.e. the zero point (docs/ops.md, QAvgPool2d)
     L.emitsame_grid(node, "QAvgPool2d", [x], kernel=k, strides=s, pads=p,
-                count_include_pad=int(node.attrs.get("count_include_pad", 0)))
+                    count_include_pad=include, x_zp=int(qx.zero_point) if include else 0)
 
 
 def lower_global_avgpool(L: Lowering, node: Node) -> None:

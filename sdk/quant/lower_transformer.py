@@ -10,6 +10,7 @@ import numpy as np
 from sdk.errors import UnsupportedOpError
 from sdk.graph import Node, QuantParams, Tensor, qrange
 from sdk.kernels.requant import quantize_multiplier, quantize_multiplier_array
+from sdk.kernels.transformer import shift_gelu_n
 from sdk.quant.lowering import (
     INT32_MAX,
     INT32_MIN,
@@ -23,8 +24,7 @@ from sdk.quant.plan import SHIFTMAX_OUT_BITS, fixed_output_params
 
 SHIFTMAX_N = 15
 GELU_LAMBDA = 3.0
-SHIFTGELU_SIG_BITS = 12
-SHIFTGELU_NORM_BITS = 23
+SHIFTGELU_SIG_BITS = 10
 ILAYERNORM_ITERS = 10
 
 def shift_exp_n(x0: int, n_max: int) -> int:
@@ -97,37 +97,45 @@ def lower_layernorm(L: Lowering, node: Node) -> None:
            dtype=out[1])
 
 
+def shift_gelu_exp_depth(reach: float) -> int:
+    """Shift-exp depth ``n`` that never clamps ShiftGELU's exponents for inputs within
+    ``±reach`` (λ-clipped): both exponents stay above ``−2·min(λ, reach)·1.702·log2 e`` in
+    log2 units (the row maximum ``m`` is in ``[0, min(λ, reach)]``)."""
+    return max(1, math.ceil(2 * min(GELU_LAMBDA, reach) * 1.702 * math.log2(math.e)))
+
+
 def lower_gelu(L: Lowering, node: Node) -> None:
     """Gelu → ShiftGELU, ``x·σ(1.702·x)`` with σ as ``e^(x−m)/(e^(x−m) + e^(−m))``.
 
     * λ clip at ±3 on the sigmoid's argument (``x·σ(1.702·3)`` differs from GELU by < 0.02·|x|
-      beyond it) bounds the row maximum ``m`` to λ, so both exponents stay above
-      ``−2·λ·1.702·log2 e ≈ −14.7`` in log2 units: ``n = 15`` never clamps them.
-    * The per-element normaliser ``floor((2^31 − 1)/(e + e_m))`` with ``e + e_m`` up to
-      ``2·(−x0)·2^n`` keeps at least ``2^(31 − SHIFTGELU_NORM_BITS)`` levels when
-      ``−x0 ≤ 2^SHIFTGELU_NORM_BITS/2^(n+1)``; a finer input grid (e.g. int16) is first
-      requantized to that bound.
-    * σ has ``SHIFTGELU_SIG_BITS`` bits (I-ViT uses 8; 12 matches the normaliser's precision).
+      beyond it) bounds the row maximum ``m``; :func:`shift_gelu_exp_depth` gives the depth
+      ``n_need`` (15 for a range reaching λ) at which no exponent is clamped.
+    * ``n = shift_gelu_n(x0, b, n_max=n_need)`` (docs/ops.md): ``−x0·2^n ≤ 2^(31−b)`` keeps the
+      per-element normaliser ``floor((2^31 − 1)/(e + e_m))`` within about one LSB of σ. An input
+      grid so fine that this would force ``n < n_need`` (e.g. int16) is first requantized to
+      ``−x0 ≤ 2^(31−b−n_need)``, so neither bound is given up.
+    * σ has ``SHIFTGELU_SIG_BITS`` bits (I-ViT uses 8; 10 leaves room for ``−x0`` up to 64 at
+      ``n = 15``, i.e. input steps down to ≈ 0.0092).
     """
     name, qx, dx = L.input(node.inputs[0])
     act, fout = L.take_activation(node.outputs[0])
     out = L.desired(fout)
-    n = math.ceil(2 * GELU_LAMBDA * 1.702 * math.log2(math.e))
-    max_steps = 2.0**SHIFTGELU_NORM_BITS / 2.0 ** (n + 1)
+    b = SHIFTGELU_SIG_BITS
     s = float(qx.scale)
-    if 1.0 / (1.702 * s) > max_steps:
-        qmin, qmax = qrange(dx)
-        reach = s * max(int(qx.zero_point) - qmin, qmax - int(qx.zero_point))
+    qmin, qmax = qrange(dx)
+    reach = s * max(int(qx.zero_point) - qmin, qmax - int(qx.zero_point))
+    n_need = shift_gelu_exp_depth(reach)
+    max_steps = 2.0 ** (31 - b - n_need)
+    if math.floor(1.0 / (1.702 * s)) > max_steps:
         want = (QuantParams(np.float32(max(1.0 / (1.702 * max_steps), reach / 32767)),
                             np.int32(0)), "int16")
         name, qx = L.input_as(node.inputs[0], want), want[0]
         s = float(qx.scale)
     x0 = min(-1, math.floor(-1.0 / (1.702 * s)))
     lam = max(1, round(GELU_LAMBDA / s))
-    attrs = per_tensor(requant_attrs(s * 2.0 ** -(SHIFTGELU_SIG_BITS - 1), out, act))
-    L.emit("ShiftGELU", [name], fout, out, axis=-1, x0=x0, n=n,
-           sig_bits=SHIFTGELU_SIG_BITS, clip_min=-lam, clip_max=lam,
-           x_zp=int(qx.zero_point), **attrs)
+    attrs = per_tensor(requant_attrs(s * 2.0 ** -(b - 1), out, act))
+    L.emit("ShiftGELU", [name], fout, out, axis=-1, x0=x0, n=shift_gelu_n(x0, b, n_need),
+           sig_bits=b, clip_min=-lam, clip_max=lam, x_zp=int(qx.zero_point), **attrs)
 
 
 LOWERINGS: dict[str, OpLowering] = {

@@ -4,7 +4,8 @@ from sdk.runtime.session import Session, TensorInfo
 __all__ = ["Session", "TensorInfo"]
 
 from sdk.runtime.detection import DetectionEvent, KeywordDetector, softmax
-from sdk.runtime.streaming import StepResult, StreamingSession, pair_states, unroll_step_graph
+from sdk.runtime.step_graph import pair_states, unroll_step_graph
+from sdk.runtime.streaming import StepResult, StreamingSession
 
 __all__ += [
                                    "DetectionEvent",
@@ -25,7 +26,12 @@ from sdk.runtime.audio_input import (
                                    level_meter,
                                    synthesize_speech,
 )
-from sdk.runtime.keyword_spotter import SPEECH_COMMANDS_12, KeywordSpotter, model_labels
+from sdk.runtime.keyword_spotter import (
+                                   SPEECH_COMMANDS_12,
+                                   KeywordSpotter,
+                                   compile_keyword_model,
+                                   model_labels,
+)
 
 __all__ += [
                                    "SPEECH_COMMANDS_12",
@@ -33,6 +39,7 @@ __all__ += [
                                    "KeywordSpotter",
                                    "MicrophoneStream",
                                    "WavStream",
+                                   "compile_keyword_model",
                                    "find_input_device",
                                    "level_dbfs",
                                    "level_meter",

@@ -47,6 +47,21 @@ def model_labels(model_path: str | os.PathLike, n_classes: int | None = None) ->
                      f'{{"labels": [...]}} in {meta.name} or pass labels=')
 
 
+def compile_keyword_model(step_onnx: str | os.PathLike, calibration_audio: np.ndarray,
+                          n_mels: int = 40) -> Any:
+    """Compile a float keyword step graph to an integer :class:`~sdk.compile.Bundle`,
+    calibrated on every feed (features and carried state) it sees while streaming
+    ``calibration_audio`` (mono int16, 16 kHz) through the float model."""
+    from sdk.audio import logmel
+    from sdk.compile import compile_model
+
+    frames = np.asarray(logmel(calibration_audio, n_mels), np.float32) * np.float32(FEATURE_SCALE)
+    if len(frames) == 0:
+        raise InputError("calibration audio is shorter than one 10 ms hop; give a few seconds")
+    feeds = StreamingSession(step_onnx).record_feeds(frames[:, None, :])
+    return compile_model(step_onnx, feeds)
+
+
 class KeywordSpotter:
     """Streams int16 audio through the fixed-point front end and a keyword step graph.
 

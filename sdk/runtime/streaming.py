@@ -34,42 +34,19 @@ from typing import Any
 import numpy as np
 
 from sdk.errors import GraphError, InputError, ModelFormatError
-from sdk.graph.ir import Graph, Node, QuantParams, Tensor
+from sdk.graph.ir import Graph
 from sdk.runtime.detection import DetectionEvent, KeywordDetector, softmax
 from sdk.runtime.session import Session, TensorInfo
-
-#: suffixes that mark a graph output as the next value of the input without the suffix
-STATE_OUTPUT_SUFFIXES = ("_next", "_out", "_new")
+from sdk.runtime.step_graph import (
+    STATE_OUTPUT_SUFFIXES,
+    align_state_quantization,
+    inner_input,
+    inner_output,
+    pair_states,
+    unroll_step_graph,
+)
 
 _SNAPSHOT_FORMAT = "edge-stream-state/1"
-
-
-def pair_states(input_names: Sequence[str], output_names: Sequence[str],
-                state: Mapping[str, str] | None = None) -> dict[str, str]:
-    """State input → state output, by explicit ``state`` mapping or by name convention.
-
-    Convention: output ``S + suffix`` for a suffix in :data:`STATE_OUTPUT_SUFFIXES`, or input
-    ``X_in`` with output ``X_out``. Raises GraphError when a given name is not in the graph.
-    """
-    if state is not None:
-        for i, o in state.items():
-            if i not in input_names:
-                raise GraphError(f"state input {i!r} is not a graph input; the inputs are "
-                                 f"{list(input_names)}")
-            if o not in output_names:
-                raise GraphError(f"state output {o!r} (paired with {i!r}) is not a graph "
-                                 f"output; the outputs are {list(output_names)}")
-        return dict(state)
-    outs = set(output_names)
-    pairs: dict[str, str] = {}
-    for i in input_names:
-        candidates = [i + s for s in STATE_OUTPUT_SUFFIXES]
-        if i.endswith("_in"):
-            candidates.append(i[:-3] + "_out")
-        found = [c for c in candidates if c in outs]
-        if found:
-            pairs[i] = found[0]
-    return pairs
 
 
 @dataclass(frozen=True)
@@ -97,72 +74,6 @@ def _open_graph(source: Any) -> Graph:
                      f"{type(source).__name__}")
 
 
-def _inner_input(g: Graph, name: str, consumers: dict[str, list[Node]]) -> str:
-    """The integer tensor behind a float graph input (its QuantizeLinear output), or itself."""
-    users = consumers.get(name, [])
-    if users and all(u.op == "QuantizeLinear" for u in users) and len(
-            {u.outputs[0] for u in users}) == 1:
-        return users[0].outputs[0]
-    return name
-
-
-def _inner_output(g: Graph, name: str, producers: dict[str, Node]) -> str:
-    p = producers.get(name)
-    return p.inputs[0] if p is not None and p.op == "DequantizeLinear" else name
-
-
-def _quant_of(g: Graph, tensor: str, boundary: Node | None) -> QuantParams | None:
-    t = g.tensor(tensor)
-    if t.quant is not None:
-        return t.quant
-    if boundary is not None and "scale" in boundary.attrs:
-        return QuantParams(np.asarray(boundary.attrs["scale"], np.float32),
-                           np.asarray(boundary.attrs.get("zero_point", 0), np.int32),
-                           boundary.attrs.get("axis"))
-    return None
-
-
-def align_state_quantization(graph: Graph, pairs: Mapping[str, str]) -> list[str]:
-    """Make each integer state output use its state input's grid; returns the states changed.
-
-    When the quantizer gave ``s'`` another scale, zero point or dtype than ``s``, an integer
-    ``Requantize`` with ``M = scale_out / scale_in`` (dyadic ``m0``, ``shift``) is inserted
-    before the output's ``DequantizeLinear``, whose parameters become the input's. Modifies
-    ``graph`` in place. Per-axis state quantization must already match (GraphError if not).
-    """
-    from sdk.kernels.requant import quantize_multiplier
-
-    changed: list[str] = []
-    for s_in, s_out in pairs.items():
-        consumers, producers = graph.consumers(), graph.producers()
-        q_in = _inner_input(graph, s_in, consumers)
-        q_out = _inner_output(graph, s_out, producers)
-        if q_in == s_in and q_out == s_out:
-            continue  # a float state, or an integer graph without boundary nodes: raw already
-        qnode = consumers[s_in][0] if q_in != s_in else None
-        dnode = producers[s_out] if q_out != s_out else None
-        p_in, p_out = _quant_of(graph, q_in, qnode), _quant_of(graph, q_out, dnode)
-        dt_in, dt_out = graph.tensor(q_in).dtype, graph.tensor(q_out).dtype
-        if p_in is None or p_out is None or (p_in == p_out and dt_in == dt_out):
-            continue
-        if p_in.per_axis or p_out.per_axis:
-            raise GraphError(f"state {s_in!r}: per-axis quantization differs between input and "
-                             f"output {s_out!r}; quantize the state per tensor")
-        m0, shift = quantize_multiplier(float(p_out.scale) / float(p_in.scale))
-        aligned = graph.unique_name(f"{q_out}_as_{s_in}")
-        graph.add_tensor(Tensor(aligned, dt_in, graph.tensor(q_out).shape, p_in))
-        lo, hi = np.iinfo(dt_in).min, np.iinfo(dt_in).max
-        node = Node("Requantize", [q_out], [aligned],
-                    {"in_zp": int(p_out.zero_point), "m0": int(m0), "shift": int(shift),
-                     "out_zp": int(p_in.zero_point), "act_min": int(lo), "act_max": int(hi),
-                     "dtype": dt_in}, name=f"align_state_{s_in}")
-        graph.nodes.insert(graph.nodes.index(dnode), node)
-        dnode.inputs[0] = aligned
-        dnode.attrs.update(scale=float(p_in.scale), zero_point=int(p_in.zero_point))
-        changed.append(s_in)
-    return changed
-
-
 class StreamingSession:
     """A step graph run one hop at a time with its state carried between calls.
 
@@ -171,7 +82,9 @@ class StreamingSession:
     ``integer_io``: for integer graphs, take and return the raw integer stream tensors (the
     state is raw integers either way). ``detector`` (optional) turns ``scores_output`` (logits,
     or probabilities with ``scores_are_logits=False``) into keyword events. ``hop_s`` is the
-    stream time of one hop.
+    stream time of one hop. ``fast=True`` runs each hop through a
+    :class:`~sdk.runtime.step_program.StepProgram` (Numba kernels, per-hop overhead hoisted
+    out); ``fast=False`` through the executor on the NumPy reference kernels. Same bits.
     """
 
     def __init__(self, model: Any, state: Mapping[str, str] | None = None, *,
@@ -213,9 +126,16 @@ class StreamingSession:
         # per hop the executor is fed the raw tensors behind any boundary nodes directly
         # (feeds are checked once here and by _feeds, not again by Session.run each hop)
         consumers, producers = graph.consumers(), graph.producers()
-        self._feed_name = {n: _inner_input(graph, n, consumers) for n in raw_in}
-        self._reads = [_inner_output(graph, n, producers) for n in raw_out]
-        self._exe = self._session._exe  # noqa: SLF001 - the session's prepared executable
+        self._feed_name = {n: inner_input(graph, n, consumers) for n in raw_in}
+        self._reads = [inner_output(graph, n, producers) for n in raw_out]
+        if fast:
+            from sdk.runtime.step_program import StepProgram
+
+            program = StepProgram(graph, list(self._feed_name.values()), self._reads)
+            self._run_raw = program.run
+        else:  # the NumPy reference kernels: the specification, node by node
+            exe = self._session._exe
+            self._run_raw = lambda feeds: list(exe.run(feeds, self._reads).values())
         self.detector = detector
         if detector is not None:
             names = [o.name for o in self.stream_outputs]
@@ -362,7 +282,7 @@ class StreamingSession:
         and advance the state."""
         feeds = {self._feed_name[k]: v for k, v in self._feeds(x).items()}
         feeds.update((self._feed_name[k], v) for k, v in self._state.items())
-        raw = dict(zip(self._raw_out, self._exe.run(feeds, self._reads).values()))
+        raw = dict(zip(self._raw_out, self._run_raw(feeds)))
         self._state = {s_in: raw[s_out] for s_in, s_out in self.pairs.items()}
         self.hop += 1
         outputs = self._user_outputs(raw)
@@ -457,85 +377,3 @@ def _read_snapshot(path: Path) -> dict[str, Any]:
     except (OSError, ValueError) as exc:
         raise ModelFormatError(f"{path}: cannot read the state snapshot ({exc}); the file is "
                                "truncated or not an .npz written by save_state()") from None
-
-
-@dataclass(frozen=True)
-class UnrolledNames:
-    """Tensor names in an unrolled graph (see :func:`unroll_step_graph`)."""
-
-    inner_state_in: dict[str, str]
-    inner_state_out: dict[str, str]
-
-    @staticmethod
-    def step_input(name: str, t: int) -> str:
-        return f"{name}@{t}"
-
-    @staticmethod
-    def step_output(name: str, t: int) -> str:
-        return f"{name}@{t}"
-
-    def initial_state(self, s_in: str) -> str:
-        return f"{self.inner_state_in[s_in]}@0"
-
-    def final_state(self, s_in: str) -> str:
-        return f"{s_in}@final"
-
-
-def unroll_step_graph(step: Graph, pairs: Mapping[str, str], steps: int
-                      ) -> tuple[Graph, UnrolledNames]:
-    """``steps`` copies of ``step`` in one graph, state output ``t`` feeding state input
-    ``t + 1``, the state carried as the raw (integer) tensors behind any boundary nodes.
-
-    Inputs: each stream input per step (``x@t``) and the initial raw state; outputs: each
-    stream output per step (``y@t``) and the final raw state (``s@final``). Constants are
-    shared between the copies.
-    """
-    if steps < 1:
-        raise InputError("run_offline needs at least one hop")
-    consumers, producers = step.consumers(), step.producers()
-    inner_in = {s: _inner_input(step, s, consumers) for s in pairs}
-    inner_out = {s: _inner_output(step, o, producers) for s, o in pairs.items()}
-    dropped = {id(n) for s in pairs for n in consumers.get(s, [])
-               if inner_in[s] != s}  # state QuantizeLinear: the raw state is fed directly
-    dropped |= {id(producers[o]) for s, o in pairs.items() if inner_out[s] != o}
-    g = Graph(f"{step.name}_x{steps}")
-    g.metadata = dict(step.metadata)
-    consts = {n for n, t in step.tensors.items() if t.is_constant}
-    for n in consts:
-        g.add_tensor(step.tensors[n])
-    stream_in = [i for i in step.inputs if i not in pairs]
-    state_out = set(pairs.values())
-    stream_out = [o for o in step.outputs if o not in state_out]
-    boundary_out = {o for s, o in pairs.items() if inner_out[s] != o}
-    names = UnrolledNames(inner_in, inner_out)
-    for t in range(steps):
-        def rename(n: str, t: int = t) -> str:
-            if not n or n in consts:
-                return n
-            for s, inner in inner_in.items():
-                if n == inner and t > 0:
-                    return f"{inner_out[s]}@{t - 1}"
-            return f"{n}@{t}"
-
-        for n, tensor in step.tensors.items():
-            if n in consts or any(n == inner_in[s] and t > 0 for s in pairs):
-                continue
-            if (n in pairs and inner_in[n] != n) or (n in state_out and n in boundary_out):
-                continue  # float state boundary tensors: the raw state is carried instead
-            g.add_tensor(Tensor(rename(n), tensor.dtype, tensor.shape, tensor.quant))
-        for node in step.nodes:
-            if id(node) in dropped:
-                continue
-            g.add_node(node.op, [rename(i) for i in node.inputs],
-                       [rename(o) for o in node.outputs], name=f"{node.name}@{t}",
-                       **dict(node.attrs))
-        g.inputs += [f"{i}@{t}" for i in stream_in]
-        g.outputs += [f"{o}@{t}" for o in stream_out]
-    g.inputs += [names.initial_state(s) for s in pairs]
-    for s in pairs:
-        last = f"{inner_out[s]}@{steps - 1}"
-        g.add_node("Identity", [last], [names.final_state(s)], name=f"final_{s}")
-        src = g.tensor(last)
-        g.add_tensor(Tensor(names.final_state(s), src.dtype, src.shape, src.quant))
-        g.outputs.append(names.final_state(s))
-    return g, names

@@ -98,7 +98,7 @@ def test_model_too_big_is_refused_before_sending(host_device):
 
 def _weights_graph(nbytes: int) -> Graph:
     g = Graph("heavy")
-    g.add_tensor(Tensor("x", "int8", (1, 1)))
+    g.add_tensor(Tensor("x", "int8", (1, 1000)))
     g.add_constant("w", np.ones((nbytes // 1000, 1000), np.int8))
     g.add_tensor(Tensor("z", "int8", (1, nbytes // 1000)))
     g.add_node("QFullyConnected", ["x", "w", ""], ["z"], x_zp=0, m0=1 << 30, shift=0, out_zp=0)

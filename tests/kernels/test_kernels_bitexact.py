@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import numba
 import numpy as np
+import pytest
 from hypothesis import assume, given
 from hypothesis import strategies as st
 from kernel_cases import BITEXACT, dims, int_tensor, m0s, out_clamp, shifts, zero_points
@@ -140,6 +141,25 @@ def test_conv2d(case) -> None:
 @given(case=conv_case(depthwise=True))
 def test_depthwise_conv2d(case) -> None:
     x, w, b, kw = case
+    same(fconv.depthwise_conv2d(x, w, b, **kw), conv.depthwise_conv2d(x, w, b, **kw))
+
+
+@pytest.mark.parametrize("xdtype, wdtype", [(np.int8, np.int8), (np.int16, np.int8),
+                                            (np.int32, np.int16)])
+@pytest.mark.parametrize("strides, dil, pads, mult", [((1, 1), (1, 1), (1, 1, 1, 1), 1),
+                                                       ((2, 2), (1, 1), (0, 1, 1, 0), 1),
+                                                       ((1, 3), (2, 1), (2, 0, 1, 2), 2)])
+def test_depthwise_conv2d_wide_planes_and_dtypes(xdtype, wdtype, strides, dil, pads, mult):
+    # planes wider than the vector length, and centred values / products beyond int16 and
+    # int32: the int32 loop must still equal the reference's wrap32 of the exact sum
+    rng = np.random.default_rng(5)
+    xi, wi = np.iinfo(xdtype), np.iinfo(wdtype)
+    x = rng.integers(xi.min, xi.max, (2, 6, 23, 37), endpoint=True).astype(xdtype)
+    w = rng.integers(wi.min, wi.max, (6 * mult, 1, 3, 3), endpoint=True).astype(wdtype)
+    b = rng.integers(-(2**20), 2**20, 6 * mult).astype(np.int32)
+    kw = dict(strides=strides, pads=pads, dilations=dil, x_zp=int(xi.min) // 3,
+              m0=[2**30 + 12345 * k for k in range(6 * mult)], shift=[-12] * (6 * mult),
+              out_zp=-5)
     same(fconv.depthwise_conv2d(x, w, b, **kw), conv.depthwise_conv2d(x, w, b, **kw))
 
 

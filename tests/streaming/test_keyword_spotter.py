@@ -100,6 +100,13 @@ def test_float_step_graph_matches_the_numpy_model(speech):
     np.testing.assert_allclose(got, ref, rtol=1e-4, atol=1e-4)
 
 
+def test_edge_demo_kws_float_flag_runs_the_float_graph(capsys):
+    assert main(["demo", "kws", "--fast", "--float", "--seconds", "3"]) == 0
+    out = capsys.readouterr().out
+    assert "(float step graph" in out and "to integers" not in out
+    assert re.findall(r"detected '(\w+)'", out)[:2] == ["yes", "no"]
+
+
 def test_labels_come_from_the_model(tmp_path):
     assert sdk.KeywordSpotter(ONNX).labels[:3] == ["yes", "no", "up"]
     with pytest.raises(InputError, match="scores 12 classes but 3 labels"):
@@ -127,6 +134,8 @@ def test_edge_demo_kws_default_streams_generated_speech(capsys):
     assert main(["demo", "kws", "--fast"]) == 0
     out = capsys.readouterr().out
     assert "generated speech" in out and "as fast as possible" in out
+    assert "compiled kws_lmuformer_nonspiking.onnx to integers" in out
+    assert "(integer graph, 12 classes" in out
     found, total, false_alarms = map(int, re.search(
         r"keywords found (\d+)/(\d+), false alarms (\d+)", out).groups())
     assert total == 10 and found >= 8 and false_alarms <= 1

@@ -30,36 +30,6 @@ int32_t dtype_max(uint8_t dt) {
   return dt == 0 ? 127 : dt == 1 ? 255 : dt == 2 ? 32767 : INT32_MAX;
 }
 
-/* SaturatingRoundingDoublingHighMul: trunc((a*b + nudge) / 2^31), nudge = 2^30 or 1-2^30. */
-int32_t srdhm(int32_t a, int32_t b) {
-  if (a == INT32_MIN && b == INT32_MIN) return INT32_MAX;
-  int64_t ab = (int64_t)a * (int64_t)b;
-  int64_t nudge = ab >= 0 ? (1ll << 30) : (1ll - (1ll << 30));
-  return (int32_t)((ab + nudge) / (1ll << 31));
-}
-
-/* RoundingDivideByPOT: x / 2^e rounded half away from zero. */
-int32_t rounding_divide_by_pot(int32_t x, int e) {
-  int64_t mask = (1ll << e) - 1;
-  int64_t rem = (int64_t)x & mask;
-  int64_t thr = (mask >> 1) + (x < 0 ? 1 : 0);
-  return (int32_t)(((int64_t)x >> e) + (rem > thr ? 1 : 0));
-}
-
-/* MultiplyByQuantizedMultiplier: rdbp(srdhm(wrap32(x << max(shift,0)), m0), max(-shift,0)). */
-int32_t mbqm(int64_t x, int32_t m0, int32_t shift) {
-  int left = shift > 0 ? shift : 0;
-  int right = shift > 0 ? 0 : -shift;
-  int32_t wrapped = (int32_t)(uint32_t)((uint64_t)x << left);
-  return rounding_divide_by_pot(srdhm(wrapped, m0), right);
-}
-
-/* clamp(mbqm(acc, m0, shift) + zp, lo, hi) */
-int32_t requantize(int64_t acc, int32_t m0, int32_t shift, int32_t zp, int32_t lo, int32_t hi) {
-  int64_t v = (int64_t)mbqm(acc, m0, shift) + zp;
-  return (int32_t)(v < lo ? lo : v > hi ? hi : v);
-}
-
 /* Requantize: out[i] = requantize(x[i] - in_zp, m0[c], shift[c], out_zp), c = (i / inner) % n_ch.
    in: x, m0, shift. p: count, in_zp, out_zp, act_min, act_max, n_ch, inner */
 KERNEL int k_requantize(tensor_t **in, tensor_t **out, const int32_t *p, uint32_t n) {

@@ -12,13 +12,13 @@ enum {
   OP_REQUANTIZE = 1, OP_FULLY_CONNECTED = 2, OP_CONV2D = 3, OP_ADD = 4, OP_MUL = 5,
   OP_CLAMP = 6, OP_MAXPOOL2D = 7, OP_AVGPOOL2D = 8, OP_GLOBAL_AVGPOOL = 9, OP_LUT = 10,
   OP_COPY = 11, OP_SHIFTMAX = 12, OP_SHIFT_GELU = 13, OP_INT_NORM = 14, OP_MATMUL = 15,
-  OP_TRANSPOSE = 16, OP_CONCAT = 17, OP_COUNT
+  OP_TRANSPOSE = 16, OP_CONCAT = 17, OP_FC_PACKED = 18, OP_CONV2D_PACKED = 19, OP_COUNT
 };
 
 static const kernel_fn KERNELS[OP_COUNT] = {
   0, k_requantize, k_fully_connected, k_conv2d, k_add, k_mul, k_clamp, k_maxpool2d,
   k_avgpool2d, k_global_avgpool, k_lut, k_copy, k_shiftmax, k_shift_gelu, k_int_norm,
-  k_matmul, k_transpose, k_concat,
+  k_matmul, k_transpose, k_concat, k_fully_connected_packed, k_conv2d_packed,
 };
 
 typedef struct {

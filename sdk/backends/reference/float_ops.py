@@ -4,7 +4,8 @@ Attributes follow the newest ONNX opset: operands that older opsets carried as a
 (Clip min/max, Squeeze/Unsqueeze/Reduce axes, Slice starts/ends, Pad pads, Split sizes,
 Resize scales) are node inputs; the ONNX importer rewrites older opsets to this form. For
 graphs built by hand the attribute form is accepted too. Float kernels have one NumPy/BLAS
-implementation, so ``fast`` does not change them.
+implementation, so ``fast`` does not change them; on integer tensors ``fast`` runs the Numba
+twins of Transpose, Concat, Slice and Gather (:mod:`sdk.kernels.fast.layout`, same results).
 """
 
 from __future__ import annotations
@@ -17,6 +18,7 @@ from sdk.backends.reference.registry import register
 from sdk.errors import GraphError, UnsupportedOpError
 from sdk.kernels import float_ref as F
 from sdk.kernels import layout as L
+from sdk.kernels.fast import layout as FL
 
 Inputs = list["np.ndarray | None"]
 
@@ -370,25 +372,34 @@ def _flatten(inputs: Inputs, attrs: dict[str, Any], fast: bool) -> list[np.ndarr
     return [L.flatten(inputs[0], axis=int(attrs.get("axis", 1)))]
 
 
+def _layout(fast: bool, *data: np.ndarray) -> Any:
+    """The Numba layout twins when ``fast`` and every data operand is an integer array of
+    rank ≥ 1 (the integer pipelines' tensors), else the NumPy references."""
+    ok = fast and all(np.asarray(a).dtype.kind in "iu" and np.ndim(a) >= 1 for a in data)
+    return FL if ok else L
+
+
 @register("Transpose")
 def _transpose(inputs: Inputs, attrs: dict[str, Any], fast: bool) -> list[np.ndarray]:
-    return [L.transpose(inputs[0], perm=attrs.get("perm"))]
+    return [_layout(fast, inputs[0]).transpose(inputs[0], perm=attrs.get("perm"))]
 
 
 @register("Concat")
 def _concat(inputs: Inputs, attrs: dict[str, Any], fast: bool) -> list[np.ndarray]:
-    return [L.concat([x for x in inputs if x is not None], axis=int(attrs["axis"]))]
+    xs = [x for x in inputs if x is not None]
+    return [_layout(fast, *xs).concat(xs, axis=int(attrs["axis"]))]
 
 
 @register("Slice")
 def _slice(inputs: Inputs, attrs: dict[str, Any], fast: bool) -> list[np.ndarray]:
-    return [L.slice_(inputs[0], _arg(inputs, 1, attrs, "starts"), _arg(inputs, 2, attrs, "ends"),
-                     _arg(inputs, 3, attrs, "axes"), _arg(inputs, 4, attrs, "steps"))]
+    return [_layout(fast, inputs[0]).slice_(
+        inputs[0], _arg(inputs, 1, attrs, "starts"), _arg(inputs, 2, attrs, "ends"),
+        _arg(inputs, 3, attrs, "axes"), _arg(inputs, 4, attrs, "steps"))]
 
 
 @register("Gather")
 def _gather(inputs: Inputs, attrs: dict[str, Any], fast: bool) -> list[np.ndarray]:
-    return [L.gather(inputs[0], inputs[1], axis=int(attrs.get("axis", 0)))]
+    return [_layout(fast, inputs[0]).gather(inputs[0], inputs[1], axis=int(attrs.get("axis", 0)))]
 
 
 @register("Squeeze")
