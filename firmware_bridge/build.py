@@ -39,7 +39,7 @@ def build_firmware(kind: str = "host") -> Path:
     with open(BUILD_DIR / ".lock", "w") as lock:
         fcntl.flock(lock, fcntl.LOCK_EX)  # concurrent test processes share one build
         proc = subprocess.run(["make", "-s", kind, f"BUILD={BUILD_DIR}"], cwd=FIRMWARE_DIR,
-                              capture_output=True, text=True)
+                              capture_output=True, text=True, check=False)
     if proc.returncode != 0:
         tail = (proc.stderr or proc.stdout).strip().splitlines()[-5:]
         raise DeviceError(f"firmware build '{kind}' failed: " + " | ".join(tail))

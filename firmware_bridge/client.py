@@ -10,7 +10,8 @@ from __future__ import annotations
 import random
 import struct
 import time
-from typing import Callable
+from collections.abc import Callable
+from typing import Self
 
 import serial
 
@@ -61,7 +62,7 @@ class DeviceClient:
     def close(self) -> None:
         self.port.close()
 
-    def __enter__(self) -> "DeviceClient":
+    def __enter__(self) -> Self:
         return self
 
     def __exit__(self, *exc: object) -> None:

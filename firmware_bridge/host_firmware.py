@@ -11,6 +11,7 @@ import signal
 import subprocess
 import tempfile
 from pathlib import Path
+from typing import Self
 
 from firmware_bridge.build import build_firmware
 from sdk.errors import DeviceError
@@ -63,7 +64,7 @@ class HostFirmware:
                     f.close()
         self.proc = None
 
-    def __enter__(self) -> "HostFirmware":
+    def __enter__(self) -> Self:
         self.start()
         return self
 

@@ -189,7 +189,7 @@ def _macs(node: Node, rec: OpRecord) -> int:
     return 0
 
 
-def pack_image(graph: Graph, state: list[tuple[str, str]] | None = None,
+def pack_image(graph: Graph, state: list[tuple[str, str]] | dict[str, str] | None = None,
                packed_kernels: bool = True) -> PackedImage:
     """Pack an integer graph into a flash image.
 
@@ -197,15 +197,18 @@ def pack_image(graph: Graph, state: list[tuple[str, str]] | None = None,
     stored widened to int16 and interleaved (twice the flash), the input zero point folded
     into the bias. ``False`` keeps int8 weights and the plain reference-style C kernels.
 
-    ``state`` lists (state input, state output) tensor pairs of a streaming graph (default:
-    ``graph.metadata["state"]``); the firmware carries the output into the input after each
-    invocation and keeps it between calls.
+    ``state`` maps state inputs to state outputs of a step graph (default:
+    ``graph.metadata["state"]``, the convention of ``sdk.runtime.step_graph``); the firmware
+    carries each output into its input after every invocation and keeps it between calls
+    (GET_STATE / SET_STATE / RESET reach it), so the host feeds only the other inputs.
     """
     if any(t.shape is None for t in graph.tensors.values()):
         from sdk.graph.shapes import infer_shapes
         graph = infer_shapes(graph.copy())
     sub, ins, outs = device_subgraph(graph)
-    state = list(state if state is not None else sub.metadata.get("state", []))
+    if state is None:
+        state = sub.metadata.get("state") or []
+    state = list(state.items()) if isinstance(state, dict) else [tuple(p) for p in state]
     bad = sorted({n.op for n in sub.nodes if n.op not in ENCODERS})
     if bad:
         raise UnsupportedOpError(bad, "the MCU firmware",

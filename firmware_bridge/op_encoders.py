@@ -7,8 +7,9 @@ is documented next to its C kernel in firmware/src/kernels.c. Per-channel vector
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass, field
-from typing import Any, Callable, Protocol
+from typing import Any, Protocol
 
 import numpy as np
 

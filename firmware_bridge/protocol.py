@@ -80,7 +80,7 @@ class HelloInfo:
     board: str
 
     @classmethod
-    def unpack(cls, body: bytes) -> "HelloInfo":
+    def unpack(cls, body: bytes) -> HelloInfo:
         (ver, max_body, slot, arena, ram, hz, active, v0, v1, ready, c0, c1, ni, no, ns, nops,
          board) = HELLO.unpack(body[:HELLO.size])
         return cls(f"{ver >> 8}.{ver & 0xFF}", max_body, slot, arena, ram, hz, active,

@@ -23,6 +23,7 @@ import subprocess
 import tempfile
 import time
 from pathlib import Path
+from typing import Self
 
 from firmware_bridge.build import build_firmware
 from sdk.errors import DeviceError
@@ -122,8 +123,8 @@ class QemuFirmware:
                 "-display", "none", "-monitor", "none", "-nodefaults",
                 "-serial", f"tcp:127.0.0.1:{port},server=on,wait=on,nodelay=on",
                 "-icount", f"shift={self.icount_shift}",
-                "-object", f"memory-backend-file,id=flash,size={PSRAM_BYTES},"
-                           f"mem-path={self.flash_path},share=on",
+                "-object", (f"memory-backend-file,id=flash,size={PSRAM_BYTES},"
+                            f"mem-path={self.flash_path},share=on"),
                 "-machine", "memory-backend=flash",
                 "-kernel", str(self.elf)] + (
                     ["-d", "guest_errors,int", "-D", os.environ["EDGE_QEMU_LOG"]]
@@ -169,7 +170,7 @@ class QemuFirmware:
                 self.kill()
         self.proc = None
 
-    def __enter__(self) -> "QemuFirmware":
+    def __enter__(self) -> Self:
         self.start()
         return self
 

@@ -3,8 +3,8 @@ inputs, invoke, read outputs, per-op profile and streaming state."""
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from dataclasses import dataclass
-from typing import Mapping
 
 import numpy as np
 

@@ -21,8 +21,9 @@ from sdk.errors import ModelFormatError
                                 "litert, litert-ref, npu ...); unsupported nodes fall back to "
                                 "reference")
 @click.option("--target", help="board profile whose delegates / providers the backend uses")
+@click.option("--port", help="serial URL of the device for --backend mcu (see `edge emulate`)")
 def command(model: str, input_path: str, output: str | None, backend: str | None = None,
-            target: str | None = None) -> None:
+            target: str | None = None, port: str | None = None) -> None:
     """Run a bundle (integer kernels) or an ONNX model (float reference), on the reference
     kernels or, with --backend/--target, on another backend (see sdk.Session)."""
     from sdk import Session
@@ -32,6 +33,10 @@ def command(model: str, input_path: str, output: str | None, backend: str | None
         raise ModelFormatError(f"{model}: expected a .edge bundle or an .onnx model")
     if not Path(model).is_file():
         raise ModelFormatError(f"{model}: no such model file; check the path")
+    if port and backend in (None, "mcu"):
+        from sdk.backends.base import get_backend
+
+        backend = get_backend("mcu", port=port)
     session = Session(model, backend=backend, target=target)
     feeds = load_arrays(input_path, session.input_names)
     for info in session.inputs:  # numpy saves float64 by default: narrow floats to the model's

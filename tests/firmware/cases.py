@@ -6,7 +6,7 @@ the whole int8 range (edge values included) and multipliers span saturation and 
 
 from __future__ import annotations
 
-from typing import Callable
+from collections.abc import Callable
 
 import numpy as np
 
@@ -58,8 +58,8 @@ def requantize_case(rng: np.random.Generator) -> Case:
     dtype, zp, lo, hi = _out(rng)
     in_zp = int(rng.integers(-1000, 1000))
     g = _graph("requantize", {"x": x}, "y", dtype, x.shape)
-    attrs = dict(in_zp=in_zp, m0=int(m0), shift=int(sh), out_zp=zp, act_min=lo, act_max=hi,
-                 dtype=dtype)
+    attrs = {"in_zp": in_zp, "m0": int(m0), "shift": int(sh), "out_zp": zp, "act_min": lo, "act_max": hi,
+                 "dtype": dtype}
     g.add_node("Requantize", ["x"], ["y"], **attrs)
     return g, {"x": x}, {"y": quantize.requantize_linear(x, **attrs)}
 
@@ -77,7 +77,7 @@ def fully_connected_case(rng: np.random.Generator) -> Case:
     g.add_constant("w", w)
     if with_bias:
         g.add_constant("b", bias)
-    attrs = dict(x_zp=x_zp, m0=m0, shift=sh, out_zp=zp, act_min=lo, act_max=hi, dtype=dtype)
+    attrs = {"x_zp": x_zp, "m0": m0, "shift": sh, "out_zp": zp, "act_min": lo, "act_max": hi, "dtype": dtype}
     g.add_node("QFullyConnected", ["x", "w", "b" if with_bias else ""], ["y"], **attrs)
     ref = linear.fully_connected(x, w, bias if with_bias else None, **attrs)
     return g, {"x": x}, {"y": ref}
@@ -104,9 +104,9 @@ def conv2d_case(rng: np.random.Generator, depthwise: bool = False) -> Case:
     bias = rng.integers(-5000, 5000, o).astype(np.int32)
     m0, sh = _multipliers(rng, o, 1e-4, 0.1)
     dtype, zp, lo, hi = _out(rng)
-    attrs = dict(strides=strides, pads=pads, dilations=dil, group=group,
-                 x_zp=int(rng.integers(-128, 128)), m0=m0, shift=sh, out_zp=zp, act_min=lo,
-                 act_max=hi, dtype=dtype)
+    attrs = {"strides": strides, "pads": pads, "dilations": dil, "group": group,
+                 "x_zp": int(rng.integers(-128, 128)), "m0": m0, "shift": sh, "out_zp": zp, "act_min": lo,
+                 "act_max": hi, "dtype": dtype}
     ref = conv.conv2d(x, wt, bias, **attrs)
     g = _graph("conv", {"x": x}, "y", dtype, ref.shape)
     g.add_constant("w", wt)
@@ -127,9 +127,9 @@ def conv1d_case(rng: np.random.Generator) -> Case:
     bias = rng.integers(-5000, 5000, o).astype(np.int32)
     m0, sh = _multipliers(rng, o, 1e-4, 0.1)
     dtype, zp, lo, hi = _out(rng)
-    attrs = dict(stride=int(rng.integers(1, 3)), pads=[int(v) for v in rng.integers(0, 3, 2)],
-                 dilation=int(rng.integers(1, 3)), group=1, x_zp=int(rng.integers(-128, 128)),
-                 m0=m0, shift=sh, out_zp=zp, act_min=lo, act_max=hi, dtype=dtype)
+    attrs = {"stride": int(rng.integers(1, 3)), "pads": [int(v) for v in rng.integers(0, 3, 2)],
+                 "dilation": int(rng.integers(1, 3)), "group": 1, "x_zp": int(rng.integers(-128, 128)),
+                 "m0": m0, "shift": sh, "out_zp": zp, "act_min": lo, "act_max": hi, "dtype": dtype}
     ref = conv.conv1d(x, wt, bias, **attrs)
     g = _graph("conv1d", {"x": x}, "y", dtype, ref.shape)
     g.add_constant("w", wt)
@@ -154,10 +154,10 @@ def add_case(rng: np.random.Generator) -> Case:
     (bm,), (bsh,) = quantize_multiplier_array(np.array([sb / twice]))
     (om,), (osh,) = quantize_multiplier_array(np.array([twice / (2**ls * so)]))
     dtype, zp, lo, hi = _out(rng)
-    attrs = dict(a_zp=int(rng.integers(-128, 128)), b_zp=int(rng.integers(-128, 128)),
-                 left_shift=ls, a_m0=int(am), a_shift=int(ash), b_m0=int(bm), b_shift=int(bsh),
-                 out_m0=int(om), out_shift=int(osh), out_zp=zp, act_min=lo, act_max=hi,
-                 dtype=dtype)
+    attrs = {"a_zp": int(rng.integers(-128, 128)), "b_zp": int(rng.integers(-128, 128)),
+                 "left_shift": ls, "a_m0": int(am), "a_shift": int(ash), "b_m0": int(bm), "b_shift": int(bsh),
+                 "out_m0": int(om), "out_shift": int(osh), "out_zp": zp, "act_min": lo, "act_max": hi,
+                 "dtype": dtype}
     ref = elementwise.add(a, b, **attrs)
     g = _graph("add", {"a": a, "b": b}, "y", dtype, ref.shape)
     g.add_node("QAdd", ["a", "b"], ["y"], **attrs)
@@ -168,8 +168,8 @@ def mul_case(rng: np.random.Generator) -> Case:
     a, b = _broadcast_pair(rng)
     (m0,), (sh,) = _multipliers(rng, 1, 1e-4, 0.5)
     dtype, zp, lo, hi = _out(rng)
-    attrs = dict(a_zp=int(rng.integers(-128, 128)), b_zp=int(rng.integers(-128, 128)),
-                 m0=int(m0), shift=int(sh), out_zp=zp, act_min=lo, act_max=hi, dtype=dtype)
+    attrs = {"a_zp": int(rng.integers(-128, 128)), "b_zp": int(rng.integers(-128, 128)),
+                 "m0": int(m0), "shift": int(sh), "out_zp": zp, "act_min": lo, "act_max": hi, "dtype": dtype}
     ref = elementwise.mul(a, b, **attrs)
     g = _graph("mul", {"a": a, "b": b}, "y", dtype, ref.shape)
     g.add_node("QMul", ["a", "b"], ["y"], **attrs)
@@ -191,8 +191,8 @@ def _pool_attrs(rng: np.random.Generator) -> tuple[np.ndarray, dict]:
     pads = [int(rng.integers(0, kk)) for kk in (k[0], k[1], k[0], k[1])]
     x = _int8(rng, (1, int(rng.integers(1, 4)), int(rng.integers(k[0], 9)),
                     int(rng.integers(k[1], 9))))
-    return x, dict(kernel=k, strides=[int(rng.integers(1, 3)), int(rng.integers(1, 3))],
-                   pads=pads)
+    return x, {"kernel": k, "strides": [int(rng.integers(1, 3)), int(rng.integers(1, 3))],
+                   "pads": pads}
 
 
 def maxpool_case(rng: np.random.Generator) -> Case:
@@ -217,8 +217,8 @@ def global_avgpool_case(rng: np.random.Generator) -> Case:
     x = _int8(rng, (1, int(rng.integers(1, 6)), int(rng.integers(1, 6)), int(rng.integers(1, 6))))
     (m0,), (sh,) = _multipliers(rng, 1, 1e-3, 0.5)
     dtype, zp, lo, hi = _out(rng)
-    attrs = dict(x_zp=int(rng.integers(-128, 128)), m0=int(m0), shift=int(sh), out_zp=zp,
-                 act_min=lo, act_max=hi, dtype=dtype)
+    attrs = {"x_zp": int(rng.integers(-128, 128)), "m0": int(m0), "shift": int(sh), "out_zp": zp,
+                 "act_min": lo, "act_max": hi, "dtype": dtype}
     ref = pooling.global_avg_pool(x, **attrs)
     g = _graph("gap", {"x": x}, "y", dtype, ref.shape)
     g.add_node("QGlobalAvgPool", ["x"], ["y"], **attrs)
@@ -243,7 +243,7 @@ def reshape_fc_case(rng: np.random.Generator) -> Case:
     g.add_tensor(Tensor("flat", "int8", (1, 24)))
     g.add_constant("w", w)
     g.add_node("Flatten", ["x"], ["flat"], axis=1)
-    attrs = dict(x_zp=0, m0=m0, shift=sh, out_zp=0, act_min=-128, act_max=127, dtype="int8")
+    attrs = {"x_zp": 0, "m0": m0, "shift": sh, "out_zp": 0, "act_min": -128, "act_max": 127, "dtype": "int8"}
     g.add_node("QFullyConnected", ["flat", "w", ""], ["y"], **attrs)
     return g, {"x": x}, {"y": linear.fully_connected(x.reshape(1, 24), w, None, **attrs)}
 
@@ -271,7 +271,7 @@ def shiftmax_case(rng: np.random.Generator) -> Case:
     x = rng.integers(-hi, hi, (2, 3, int(rng.integers(1, 12)))).astype(dtype)
     axis = int(rng.choice([-1, 1]))
     s = float(np.exp(rng.uniform(np.log(0.002), np.log(0.5))))
-    attrs = dict(axis=axis, x0=int(np.floor(-1 / s)), n=15, out_bits=int(rng.choice([8, 16])))
+    attrs = {"axis": axis, "x0": int(np.floor(-1 / s)), "n": 15, "out_bits": int(rng.choice([8, 16]))}
     ref = transformer.shiftmax(x, **attrs)
     g = _graph("shiftmax", {"x": x}, "y", str(ref.dtype), ref.shape)
     g.add_node("Shiftmax", ["x"], ["y"], **attrs)
@@ -282,13 +282,13 @@ def shift_gelu_case(rng: np.random.Generator) -> Case:
     x = _int8(rng, (3, int(rng.integers(1, 20))))
     s = float(np.exp(rng.uniform(np.log(0.01), np.log(0.2))))
     x0 = int(np.floor(-1 / (1.702 * s)))
-    lam = int(round(4 / s)) if rng.random() < 0.5 else 2**31 - 1
+    lam = round(4 / s) if rng.random() < 0.5 else 2**31 - 1
     (m0,), (sh,) = quantize_multiplier_array(np.array([s * 2.0**-7 / (s * 1.1)]))
     dtype, zp, lo, hi = _out(rng)
-    attrs = dict(axis=-1, x0=x0, n=transformer.shift_gelu_n(x0), sig_bits=8,
-                 clip_min=-lam if lam < 2**31 - 1 else -(2**31), clip_max=lam,
-                 x_zp=int(rng.integers(-20, 20)), m0=int(m0), shift=int(sh), out_zp=zp,
-                 act_min=lo, act_max=hi, dtype=dtype)
+    attrs = {"axis": -1, "x0": x0, "n": transformer.shift_gelu_n(x0), "sig_bits": 8,
+                 "clip_min": -lam if lam < 2**31 - 1 else -(2**31), "clip_max": lam,
+                 "x_zp": int(rng.integers(-20, 20)), "m0": int(m0), "shift": int(sh), "out_zp": zp,
+                 "act_min": lo, "act_max": hi, "dtype": dtype}
     ref = transformer.shift_gelu(x, **attrs)
     g = _graph("shiftgelu", {"x": x}, "y", dtype, ref.shape)
     g.add_node("ShiftGELU", ["x"], ["y"], **attrs)
@@ -303,8 +303,8 @@ def _norm_case(rng: np.random.Generator, op: str) -> Case:
     m0, sh = quantize_multiplier_array(gamma * np.sqrt(c) / (2**30 * 0.02))
     beta = rng.integers(-2**20, 2**20, c).astype(np.int32)
     dtype, zp, lo, hi = _out(rng)
-    attrs = dict(axis=-1, iters=10, m0=m0, shift=sh, out_zp=zp, act_min=lo, act_max=hi,
-                 dtype=dtype)
+    attrs = {"axis": -1, "iters": 10, "m0": m0, "shift": sh, "out_zp": zp, "act_min": lo, "act_max": hi,
+                 "dtype": dtype}
     fn = transformer.i_layernorm if op == "ILayerNorm" else transformer.i_rmsnorm
     ref = fn(x, beta, **attrs)
     g = _graph(op, {"x": x}, "y", dtype, ref.shape)
@@ -320,8 +320,8 @@ def matmul_case(rng: np.random.Generator) -> Case:
     b = _int8(rng, b_batch + (k, n))
     m0, sh = _multipliers(rng, n if rng.random() < 0.5 else 1, 1e-4, 0.05)
     dtype, zp, lo, hi = _out(rng)
-    attrs = dict(a_zp=int(rng.integers(-128, 128)), b_zp=int(rng.integers(-10, 10)), m0=m0,
-                 shift=sh, out_zp=zp, act_min=lo, act_max=hi, dtype=dtype)
+    attrs = {"a_zp": int(rng.integers(-128, 128)), "b_zp": int(rng.integers(-10, 10)), "m0": m0,
+                 "shift": sh, "out_zp": zp, "act_min": lo, "act_max": hi, "dtype": dtype}
     ref = linear.qmatmul(a, b, **attrs)
     g = _graph("matmul", {"a": a, "b": b}, "y", dtype, ref.shape)
     g.add_node("QMatMul", ["a", "b"], ["y"], **attrs)

@@ -49,9 +49,9 @@ def accumulator(seed: int = 0) -> tuple[Graph, dict]:
     for name in ("x", "s", "y"):
         g.add_tensor(Tensor(name, "int8", (1, 16)))
     m = quantize_multiplier_array(np.array([0.5, 0.5, 2.0 / 2**20]))
-    attrs = dict(a_zp=0, b_zp=0, left_shift=20, a_m0=int(m[0][0]), a_shift=int(m[1][0]),
-                 b_m0=int(m[0][1]), b_shift=int(m[1][1]), out_m0=int(m[0][2]),
-                 out_shift=int(m[1][2]), out_zp=0, act_min=-128, act_max=127, dtype="int8")
+    attrs = {"a_zp": 0, "b_zp": 0, "left_shift": 20, "a_m0": int(m[0][0]), "a_shift": int(m[1][0]),
+                 "b_m0": int(m[0][1]), "b_shift": int(m[1][1]), "out_m0": int(m[0][2]),
+                 "out_shift": int(m[1][2]), "out_zp": 0, "act_min": -128, "act_max": 127, "dtype": "int8"}
     g.add_node("QAdd", ["x", "s"], ["y"], name="acc", **attrs)
     g.inputs, g.outputs = ["x", "s"], ["y"]
     g.metadata["state"] = [("s", "y")]

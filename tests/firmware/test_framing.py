@@ -10,8 +10,14 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from firmware_bridge.client import DeviceClient
-from firmware_bridge.framing import (FrameReader, cobs_decode, cobs_encode, crc32, decode_frame,
-                                     encode_frame)
+from firmware_bridge.framing import (
+    FrameReader,
+    cobs_decode,
+    cobs_encode,
+    crc32,
+    decode_frame,
+    encode_frame,
+)
 from firmware_bridge.protocol import Command
 from sdk.errors import DeviceError
 

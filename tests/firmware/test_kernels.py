@@ -9,6 +9,7 @@ import pytest
 
 from firmware_bridge.image import pack_image
 from firmware_bridge.session import DeviceModel
+
 from .cases import CASES
 
 SEEDS = {"host": range(25), "m4": range(6)}

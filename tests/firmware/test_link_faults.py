@@ -15,7 +15,6 @@ from firmware_bridge.faults import FaultyLink
 from firmware_bridge.image import pack_image
 from firmware_bridge.protocol import Command, Status
 from firmware_bridge.session import DeviceModel
-
 from sdk.kernels import elementwise
 
 from .models import accumulator, reference, small_cnn

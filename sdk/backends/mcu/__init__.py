@@ -10,7 +10,8 @@ instruction counts and labelled so (QEMU does not model cycles).
 from __future__ import annotations
 
 import time
-from typing import Any, Mapping
+from collections.abc import Mapping
+from typing import Any
 
 import numpy as np
 
@@ -65,6 +66,9 @@ class McuBackend(Backend):
         if client is not None:
             _CLIENTS[self.port] = client
 
+    def __str__(self) -> str:
+        return f"mcu ({self.port})"
+
     def available(self) -> tuple[bool, str]:
         if not self.port:
             return False, "no device port: pass --port URL (see `edge emulate`)"
@@ -75,7 +79,7 @@ class McuBackend(Backend):
             return True, ""
         return False, f"the MCU firmware has no kernel for {node.op!r}"
 
-    def compile(self, subgraph: Graph, target: Any) -> "McuExecutable":
+    def compile(self, subgraph: Graph, target: Any) -> McuExecutable:
         packed = pack_image(subgraph)
         check_target_fit(packed, target)
         if not self.port:
