@@ -79,7 +79,7 @@ def test_host_target_with_a_rapl_tree_reports_its_reading(tmp_path: Path) -> Non
     counter (it does not move here, so the measured energy is 0 J, not an invented value)."""
     import shutil
     root = tmp_path / "powercap"
-    fixtures = Path(__file__).resolve().parents[1] / "targets" / "fixtures"
+    fixtures = Path(__file__).resolve().parents[1] / "boards" / "fixtures"
     shutil.copytree(fixtures / "sys/class/powercap", root)
     src = Path(__file__).resolve().parents[2] / "targets" / "laptop.toml"
     text = src.read_text().replace('name = "laptop"', 'name = "lab-host"')

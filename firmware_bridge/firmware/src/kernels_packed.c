@@ -145,6 +145,11 @@ KERNEL int k_fully_connected_packed(tensor_t **in, tensor_t **out, const int32_t
   return 0;
 }
 
+/* The input widened to int16 once per op with its padding materialised (value x_zp), so that
+   the per-pixel im2col is plain copies without bounds checks. */
+#define PADDED_HALFWORDS 32768u
+static int16_t padded[PADDED_HALFWORDS];
+
 /* Packed conv (group 1), NCHW: one im2col row per output pixel, then the packed GEMV.
    in: x int8, w int16 packed [O, Pp] (P = C*KH*KW), bias_eff [O], m0 [O], shift [O].
    p: B,C,H,W, O,OH,OW, KH,KW, SH,SW, PT,PL, DH,DW, x_zp, Pp, out_zp, act_min, act_max */
@@ -155,26 +160,46 @@ KERNEL int k_conv2d_packed(tensor_t **in, tensor_t **out, const int32_t *p, uint
   int KH = p[7], KW = p[8], SH = p[9], SW = p[10], PT = p[11], PL = p[12], DH = p[13], DW = p[14];
   int16_t x_zp = (int16_t)p[15];
   uint32_t Pp = (uint32_t)p[16], P = (uint32_t)(C * KH * KW);
+  int HP = (OH - 1) * SH + (KH - 1) * DH + 1, WP = (OW - 1) * SW + (KW - 1) * DW + 1;
+  int use_padded = OH > 0 && OW > 0 && (uint64_t)C * HP * WP <= PADDED_HALFWORDS;
   for (uint32_t k = P; k < Pp; k++) scratch[k] = 0;
-  for (int b = 0; b < B; b++)
+  for (int b = 0; b < B; b++) {
+    const int8_t *xb = x + (size_t)b * C * H * W;
+    if (use_padded) {
+      int16_t *d = padded;
+      for (int c = 0; c < C; c++)
+        for (int yp = 0; yp < HP; yp++) {
+          int iy = yp - PT;
+          const int8_t *row = xb + ((size_t)c * H + (size_t)(iy < 0 ? 0 : iy)) * W;
+          for (int xp = 0; xp < WP; xp++) {
+            int ix = xp - PL;
+            *d++ = (iy < 0 || iy >= H || ix < 0 || ix >= W) ? x_zp : row[ix];
+          }
+        }
+    }
     for (int oy = 0; oy < OH; oy++)
       for (int ox = 0; ox < OW; ox++) {
         int16_t *col = scratch;
-        int x_lo = ox * SW - PL, x_hi = x_lo + (KW - 1) * DW;
-        int inside_x = x_lo >= 0 && x_hi < W;
-        for (int c = 0; c < C; c++) {
-          const int8_t *xc = x + ((size_t)b * C + (size_t)c) * H * W;
-          for (int i = 0; i < KH; i++) {
-            int iy = oy * SH - PT + i * DH;
-            if (iy < 0 || iy >= H) {
-              for (int j = 0; j < KW; j++) *col++ = x_zp;
-            } else if (inside_x) {  /* interior: no per-tap bounds checks */
-              const int8_t *src = xc + iy * W + x_lo;
-              for (int j = 0; j < KW; j++, src += DW) *col++ = *src;
-            } else {
+        if (use_padded) {
+          for (int c = 0; c < C; c++) {
+            const int16_t *src = padded + ((size_t)c * HP + (size_t)(oy * SH)) * WP + ox * SW;
+            for (int i = 0; i < KH; i++, src += DH * WP) {
+              if (DW == 1 && KW == 3) {
+                col[0] = src[0]; col[1] = src[1]; col[2] = src[2];
+                col += 3;
+              } else {
+                for (int j = 0; j < KW; j++) *col++ = src[j * DW];
+              }
+            }
+          }
+        } else {
+          for (int c = 0; c < C; c++) {
+            const int8_t *xc = xb + (size_t)c * H * W;
+            for (int i = 0; i < KH; i++) {
+              int iy = oy * SH - PT + i * DH;
               for (int j = 0; j < KW; j++) {
-                int ix = x_lo + j * DW;
-                *col++ = (ix < 0 || ix >= W) ? x_zp : xc[iy * W + ix];
+                int ix = ox * SW - PL + j * DW;
+                *col++ = (iy < 0 || iy >= H || ix < 0 || ix >= W) ? x_zp : xc[iy * W + ix];
               }
             }
           }
@@ -184,5 +209,6 @@ KERNEL int k_conv2d_packed(tensor_t **in, tensor_t **out, const int32_t *p, uint
                     (uint32_t)O, out[0], (uint32_t)((b * O) * OH * OW + oy * OW + ox),
                     (uint32_t)(OH * OW), p + 17);
       }
+  }
   return 0;
 }
