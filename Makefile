@@ -5,7 +5,7 @@ bootstrap:
 	tools/bootstrap.sh dev
 
 demo: bootstrap
-	.venv/bin/edge demo
+	.venv/bin/edge demo kws
 
 test: bootstrap
 	.venv/bin/python -m pytest

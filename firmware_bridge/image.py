@@ -213,6 +213,9 @@ def pack_image(graph: Graph, state: list[tuple[str, str]] | dict[str, str] | Non
     if bad:
         raise UnsupportedOpError(bad, "the MCU firmware",
                                  "run those nodes on the host (partition) or add the kernel")
+    # state may be named by the graph's (float) inputs/outputs: use their device tensors
+    to_device = {io.name: io.device_tensor for io in ins + outs}
+    state = [(to_device.get(a, a), to_device.get(b, b)) for a, b in state]
     state_in = {a for a, _ in state}
     missing = [t for pair in state for t in pair if t not in sub.tensors]
     if missing:

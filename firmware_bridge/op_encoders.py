@@ -21,6 +21,7 @@ OPCODES = {"REQUANTIZE": 1, "FULLY_CONNECTED": 2, "CONV2D": 3, "ADD": 4, "MUL": 
            "SHIFTMAX": 12, "SHIFT_GELU": 13, "INT_NORM": 14, "MATMUL": 15, "TRANSPOSE": 16,
            "CONCAT": 17, "FC_PACKED": 18, "CONV2D_PACKED": 19}
 SCRATCH_HALFWORDS = 8192   # firmware/src/kernels_packed.c: longest packed row
+PADDED_HALFWORDS = 32768   # ... and the channels-last padded conv input
 
 DTYPE_CODES = {"int8": 0, "uint8": 1, "int16": 2, "int32": 3}
 
@@ -156,8 +157,22 @@ def _conv_record(node: Node, ctx: EncodeContext, x_shape: tuple[int, ...],
     wd = ctx.data(wt)
     x_zp = int(a.get("x_zp", 0))
     if ctx.packed_kernels and group == 1 and wd is not None and ctx.dtype(x) == "int8" and \
-            (not bias or ctx.data(bias) is not None):
-        packed, pp = pack_weights(wd.reshape(o, -1))
+            (not bias or ctx.data(bias) is not None) and oh > 0 and ow > 0:
+        # channels-last (mode 1) when the padded int16 input fits the firmware's buffer and
+        # the kernel is contiguous along W; otherwise im2col (mode 0)
+        cp = -(-c // 8) * 8
+        hp = (oh - 1) * strides[0] + (kh - 1) * dil[0] + 1
+        wp = (ow - 1) * strides[1] + kw
+        p_im2col = -(-(c * kh * kw) // 8) * 8
+        if (dil[1] == 1 and hp * wp * cp <= PADDED_HALFWORDS
+                and kh * kw * cp <= 1.25 * p_im2col):  # few channels: padding C wastes MACs
+            hwc = np.zeros((o, kh, kw, cp), np.int8)
+            hwc[..., :c] = wd.reshape(o, c, kh, kw).transpose(0, 2, 3, 1)
+            packed, pp = pack_weights(hwc.reshape(o, -1))
+            mode = 1
+        else:
+            packed, pp = pack_weights(wd.reshape(o, -1))
+            mode, cp = 0, 0
         if pp <= SCRATCH_HALFWORDS:
             beff = _folded_bias(wd, ctx.data(bias) if bias else None, x_zp)
             return OpRecord(OPCODES["CONV2D_PACKED"],
@@ -165,7 +180,7 @@ def _conv_record(node: Node, ctx: EncodeContext, x_shape: tuple[int, ...],
                              ctx.constant(f"{node.name}.bias_eff", beff), m0, sh], [y],
                             [b, c, h, w, o, oh, ow, kh, kw, strides[0], strides[1], pads[0],
                              pads[1], dil[0], dil[1], x_zp, pp, int(a.get("out_zp", 0)),
-                             *_clamp(a, ctx.dtype(y))])
+                             *_clamp(a, ctx.dtype(y)), mode, cp])
     return OpRecord(OPCODES["CONV2D"], [x, wt, bias, m0, sh], [y],
                     [b, c, h, w, o, oh, ow, kh, kw, strides[0], strides[1], pads[0], pads[1],
                      dil[0], dil[1], group, int(a.get("x_zp", 0)), int(a.get("out_zp", 0)),
@@ -389,3 +404,43 @@ def _concat(node: Node, ctx: EncodeContext) -> OpRecord:
         raise GraphError(f"{node.name}: Concat inputs must share the output dtype")
     blocks = [_elems(ctx.shape(i)[ax:]) * esize for i in ins]
     return OpRecord(OPCODES["CONCAT"], ins, [y], [_elems(out_shape[:ax]), *blocks])
+
+
+@encoder("Slice")
+def _slice(node: Node, ctx: EncodeContext) -> OpRecord:
+    """ONNX Slice with constant starts/ends/axes/steps, as a strided gather (the Transpose
+    kernel with a base offset)."""
+    x, y = node.inputs[0], node.outputs[0]
+    shape = ctx.shape(x)
+    nd = len(shape)
+    if nd > 6:
+        raise GraphError(f"{node.name}: Slice of rank {nd} > 6 is not supported on the MCU")
+    operands = [ctx.data(i) if i else None for i in (node.inputs + ["", "", "", ""])[1:5]]
+    if operands[0] is None or operands[1] is None or \
+            any(i and ctx.data(i) is None for i in node.inputs[1:5]):
+        raise GraphError(f"{node.name}: Slice on the MCU needs constant starts/ends/axes/steps")
+    starts, ends = (np.asarray(v, np.int64).ravel() for v in operands[:2])
+    axes = (np.asarray(operands[2], np.int64).ravel() if operands[2] is not None
+            else np.arange(len(starts)))
+    steps = (np.asarray(operands[3], np.int64).ravel() if operands[3] is not None
+             else np.ones(len(starts), np.int64))
+    index = [slice(None)] * nd
+    for st, en, ax, sp in zip(starts, ends, axes, steps):
+        index[int(ax) % nd] = slice(int(st), int(en), int(sp))
+    # let NumPy resolve clamping and negative indices on an index grid
+    grid = np.arange(_elems(shape), dtype=np.int64).reshape(shape)[tuple(index)]
+    if grid.size == 0:
+        raise GraphError(f"{node.name}: Slice gives an empty tensor")
+    out_dims = list(grid.shape)
+    strides = []
+    for d in range(nd):
+        sel = [0] * nd
+        if out_dims[d] > 1:
+            sel[d] = 1
+            strides.append(int(grid[tuple(sel)] - grid[(0,) * nd]))
+        else:
+            strides.append(0)
+    pad = 6 - nd
+    return OpRecord(OPCODES["TRANSPOSE"], [x], [y],
+                    [np.dtype(ctx.dtype(x)).itemsize, int(grid.size), *([1] * pad + out_dims),
+                     *([0] * pad + strides), int(grid[(0,) * nd])])

@@ -91,6 +91,16 @@ def _listening(port: int) -> bool:
     return any(r.split()[1].endswith(f":{port:04X}") and r.split()[3] == "0A" for r in rows)
 
 
+def _die_with_parent() -> None:
+    """In the child before exec: SIGKILL it when the parent dies (Linux PR_SET_PDEATHSIG)."""
+    try:
+        import ctypes
+
+        ctypes.CDLL("libc.so.6", use_errno=True).prctl(1, signal.SIGKILL)
+    except OSError:
+        pass
+
+
 def _free_port() -> int:
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
@@ -104,7 +114,8 @@ class QemuFirmware:
     """
 
     def __init__(self, flash_path: str | os.PathLike | None = None,
-                 icount_shift: int = DEFAULT_ICOUNT_SHIFT, port: int | None = None) -> None:
+                 icount_shift: int = DEFAULT_ICOUNT_SHIFT, port: int | None = None,
+                 detached: bool = False) -> None:
         why = qemu_missing()
         if why:
             raise DeviceError(f"cannot emulate {MACHINE}: {why}")
@@ -115,6 +126,7 @@ class QemuFirmware:
         self.flash_path = Path(flash_path)
         self.icount_shift = icount_shift
         self.port = port
+        self.detached = detached
         self.proc: subprocess.Popen | None = None
         self.url = ""
 
@@ -139,8 +151,12 @@ class QemuFirmware:
         port = self.port or _free_port()
         self.log_path = self.flash_path.with_suffix(".qemu.log")
         with open(self.log_path, "w") as log:  # a file, not a pipe: QEMU may outlive us
-            self.proc = subprocess.Popen(self.command(port), stdout=subprocess.DEVNULL,
-                                         stderr=log, start_new_session=True)
+            if self.detached:   # `edge emulate --print-url`: keeps running after we exit
+                self.proc = subprocess.Popen(self.command(port), stdout=subprocess.DEVNULL,
+                                             stderr=log, start_new_session=True)
+            else:               # dies with this process, even if it is killed
+                self.proc = subprocess.Popen(self.command(port), stdout=subprocess.DEVNULL,
+                                             stderr=log, preexec_fn=_die_with_parent)
         deadline = time.monotonic() + 10
         while time.monotonic() < deadline:
             if self.proc.poll() is not None:

@@ -30,6 +30,7 @@ class DeviceModel:
     def __init__(self, client: DeviceClient, packed: PackedImage, load: bool = True) -> None:
         self.client = client
         self.packed = packed
+        self.last_ticks = 0     # device ticks of the last INVOKE
         if load:
             self.load()
 

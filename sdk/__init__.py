@@ -109,6 +109,16 @@ _LAZY: dict[str, str] = {
     "profile_model": "sdk.profile:profile_model",
     "ProfileReport": "sdk.profile:ProfileReport",
     "count_graph": "sdk.profile:count_graph",
+    "energy_table": "sdk.profile:table_for",
+    "stream_firing_rates": "sdk.profile:stream_firing_rates",
+    "streaming_energy": "sdk.profile:streaming_energy",
+    "logmel_front_end_count": "sdk.profile:logmel_front_end_count",
+    "integer_core": "sdk.profile:integer_core",
+    "core_input_names": "sdk.profile:core_input_names",
+    # keyword spotting helpers (speech synthesis needs espeak-ng)
+    "compile_keyword_model": "sdk.runtime.keyword_spotter:compile_keyword_model",
+    "synthesize_speech": "sdk.runtime.audio_input:synthesize_speech",
+    "logmel": "sdk.audio:logmel",
     # board profiles (the top-level `targets` package imports sdk, hence lazy)
     "Target": "targets:Target",
     "load_target": "targets:load_target",

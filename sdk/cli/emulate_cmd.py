@@ -37,7 +37,8 @@ def command(target: str, flash_path: str | None, tcp_port: int | None, icount_sh
         note = "host build on a pty; counts are nanoseconds"
     else:
         from firmware_bridge.qemu import QemuFirmware
-        board = QemuFirmware(flash_path, icount_shift=icount_shift, port=tcp_port)
+        board = QemuFirmware(flash_path, icount_shift=icount_shift, port=tcp_port,
+                             detached=print_url)
         note = (f"QEMU {target}, -icount shift={icount_shift}: profile counts are instructions "
                 "(not cycles)")
     url = board.start()

@@ -27,9 +27,12 @@ microcontroller firmware (no allocator at run time):
      ``i`` before writing it. ``in_place=True`` adds the scratch kind; then executors must
      honour :attr:`MemoryPlan.in_place` (run those nodes slice by slice from the scratch
      copy). ``in_place=False`` shares nothing but views.
-4. **Placement** (greedy by size, as TFLite Micro's ``GreedyMemoryPlanner``): buffers sorted
-   by size, largest first; each takes the lowest ``alignment``-aligned offset whose byte range
-   does not meet any already placed buffer with an overlapping lifetime.
+4. **Placement**: greedy, as TFLite Micro's ``GreedyMemoryPlanner`` (buffers sorted by size,
+   largest first; each takes the lowest ``alignment``-aligned offset whose byte range does not
+   meet any already placed buffer with an overlapping lifetime), and three other greedy
+   orders (best fit by size; first fit by size × lifetime; best fit by start step); the
+   smallest arena wins. Only offsets differ, so every executor runs any of them.
+   :func:`live_bytes_bound` is the floor no placement can beat for this node order.
 
 ``arena_bytes`` (the peak) is the highest end offset. Two buffers share bytes only if their
 lifetimes are disjoint, which :meth:`MemoryPlan.check` verifies independently.
@@ -186,10 +189,84 @@ def tensor_bytes(graph: Graph, name: str, shapes: dict[str, tuple[int, ...]] | N
     return int(np.prod(shape, dtype=np.int64)) * np.dtype(t.dtype).itemsize
 
 
+Buffer = tuple[int, int, int, int]      # (id, aligned size, first step, last step)
+
+
+def place_greedy(bufs: list[Buffer], alignment: int, best_fit: bool) -> tuple[dict[int, int], int]:
+    """Place ``bufs`` in the given order: each at the lowest offset (first fit) or in the
+    smallest gap that holds it (best fit, else on top) among the already placed buffers
+    whose lifetimes overlap its own."""
+    placed: list[tuple[int, int, int, int]] = []   # (offset, size, first, last)
+    offsets: dict[int, int] = {}
+    for b, bsize, f, l in bufs:
+        live = sorted((o, s) for o, s, pf, pl in placed if pf <= l and f <= pl)
+        offset, top, best = 0, 0, None
+        for o, s in live:
+            if top + bsize <= o:
+                if not best_fit:
+                    break
+                if best is None or o - top < best[1]:
+                    best = (top, o - top)
+            top = max(top, _align(o + s, alignment))
+        if best_fit:
+            offset = best[0] if best is not None else top
+        else:
+            offset = top
+        offsets[b] = offset
+        placed.append((offset, bsize, f, l))
+    return offsets, max((o + s for o, s, _, _ in placed), default=0)
+
+
+#: placement orders tried; the first is TensorFlow Lite Micro's GreedyMemoryPlanner
+PLACEMENTS: dict[str, tuple[Any, bool]] = {
+    "size-first-fit": (lambda x: (-x[1], x[2], x[0]), False),
+    "size-best-fit": (lambda x: (-x[1], x[2], x[0]), True),
+    "size-x-lifetime-first-fit": (lambda x: (-x[1] * (x[3] - x[2] + 1), x[2], x[0]), False),
+    "start-best-fit": (lambda x: (x[2], -x[1], x[0]), True),
+}
+
+
+def place_buffers(bufs: list[Buffer], alignment: int) -> tuple[dict[int, int], int, str]:
+    """Offsets of ``bufs`` by each greedy order of :data:`PLACEMENTS`; the smallest arena
+    wins (ties: the earlier order). Returns ``(offsets, arena bytes, order name)``. Every
+    candidate is a valid plan (no two buffers with overlapping lifetimes share bytes), so
+    executors need nothing new: only the offsets differ."""
+    best: tuple[dict[int, int], int, str] | None = None
+    for name, (key, best_fit) in PLACEMENTS.items():
+        offsets, arena = place_greedy(sorted(bufs, key=key), alignment, best_fit)
+        if best is None or arena < best[1]:
+            best = (offsets, arena, name)
+    assert best is not None
+    return best
+
+
+def live_bytes_bound(plan: MemoryPlan) -> int:
+    """The most bytes live at any one step: ``max_s Σ_{buffers live at s} size``. No
+    placement of these buffers in this node order can use a smaller arena."""
+    spans: dict[int, tuple[int, int, int]] = {}
+    for t in plan.slots.values():
+        f, l, sz = spans.get(t.buffer, (t.first, t.last, 0))
+        spans[t.buffer] = (min(f, t.first), max(l, t.last), max(sz, _align(t.size,
+                                                                           plan.alignment)))
+    steps = max((l for _, l, _ in spans.values()), default=-1) + 1
+    live = [0] * max(steps, 1)
+    for f, l, sz in spans.values():
+        for s in range(f, l + 1):
+            live[s] += sz
+    return max(live)
+
+
 def plan_memory(graph: Graph, alignment: int = DEFAULT_ALIGNMENT,
                 in_place: bool | str = "elementwise",
-                shapes: dict[str, tuple[int, ...]] | None = None) -> MemoryPlan:
-    """Plan the activation arena of ``graph`` (see the module docstring for the rules)."""
+                shapes: dict[str, tuple[int, ...]] | None = None,
+                placement: str = "best") -> MemoryPlan:
+    """Plan the activation arena of ``graph`` (see the module docstring for the rules).
+
+    ``placement``: ``"best"`` (the smallest of :data:`PLACEMENTS`) or one order's name, e.g.
+    ``"size-first-fit"`` for exactly TFLite Micro's greedy planner."""
+    if placement != "best" and placement not in PLACEMENTS:
+        raise GraphError(f"placement must be 'best' or one of {sorted(PLACEMENTS)}, got "
+                         f"{placement!r}")
     if in_place not in (True, False, "elementwise"):
         raise GraphError(f"in_place must be True, False or 'elementwise', got {in_place!r}")
     if alignment <= 0 or alignment & (alignment - 1):
@@ -282,24 +359,16 @@ def plan_memory(graph: Graph, alignment: int = DEFAULT_ALIGNMENT,
         buf_of[name] = next_id + k
         members[next_id + k] = [name]
 
-    # -- greedy placement, largest first --------------------------------------------------
+    # -- placement: the best of a few greedy orders ----------------------------------------
     bufs = []
     for b, names in members.items():
         bsize = _align(max(size[m] for m in names), alignment)
         bufs.append((b, bsize, min(first[m] for m in names), buf_last(b)))
-    bufs.sort(key=lambda x: (-x[1], x[2], x[0]))
-    placed: list[tuple[int, int, int, int]] = []   # (offset, size, first, last)
-    offsets: dict[int, int] = {}
-    for b, bsize, f, l in bufs:
-        live = sorted((o, s) for o, s, pf, pl in placed if pf <= l and f <= pl)
-        offset = 0
-        for o, s in live:
-            if offset + bsize <= o:
-                break
-            offset = max(offset, _align(o + s, alignment))
-        offsets[b] = offset
-        placed.append((offset, bsize, f, l))
-    arena = max((o + s for o, s, _, _ in placed), default=0)
+    if placement == "best":
+        offsets, arena, _ = place_buffers(bufs, alignment)
+    else:
+        key, best_fit = PLACEMENTS[placement]
+        offsets, arena = place_greedy(sorted(bufs, key=key), alignment, best_fit)
 
     slots = {name: TensorSlot(name, offsets[buf_of[name]], size[name], first[name], last[name],
                               buf_of[name], "scratch" if name in scratch_slots else "tensor")

@@ -11,7 +11,18 @@ from sdk.profile.opcount import OpCount, count_graph, count_node
 from sdk.profile.profiler import load_model_graph, profile_graph, profile_model
 from sdk.profile.report import LayerRow, ProfileReport
 from sdk.profile.roofline import LatencyEstimate, estimate_node
+from sdk.profile.stream import (
+    FrontEndCount,
+    StreamingEnergy,
+    core_input_names,
+    integer_core,
+    logmel_front_end_count,
+    stream_firing_rates,
+    streaming_energy,
+)
 
-__all__ = ["HOROWITZ_45NM", "EnergyTable", "LatencyEstimate", "LayerRow", "OpCount",
-           "ProfileReport", "count_graph", "count_node", "estimate_node", "load_model_graph",
-           "profile_graph", "profile_model", "table_for"]
+__all__ = ["HOROWITZ_45NM", "EnergyTable", "FrontEndCount", "LatencyEstimate", "LayerRow",
+           "OpCount", "ProfileReport", "StreamingEnergy", "core_input_names", "count_graph", "count_node",
+           "estimate_node", "integer_core", "load_model_graph", "logmel_front_end_count",
+           "profile_graph", "profile_model", "stream_firing_rates", "streaming_energy",
+           "table_for"]

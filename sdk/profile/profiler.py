@@ -98,9 +98,14 @@ def _measure(graph: Graph, target: Target, feeds: Mapping[str, np.ndarray], runs
 def profile_graph(graph: Graph, target: str | Target = "laptop",
                   feeds: Mapping[str, np.ndarray] | None = None, runs: int = 5,
                   measure: bool = True, progress: Progress | None = None,
-                  shapes: dict[str, tuple[int, ...]] | None = None) -> ProfileReport:
+                  shapes: dict[str, tuple[int, ...]] | None = None,
+                  firing_rates: Mapping[str, float] | None = None) -> ProfileReport:
     """Profile ``graph`` for ``target``: per-layer counts, measured and modelled latency,
-    modelled energy, peak arena and flash (see the module docstring)."""
+    modelled energy, peak arena and flash (see the module docstring).
+
+    ``firing_rates`` (spike tensor -> rate in [0, 1]) replaces the rates traced from
+    ``feeds``, e.g. rates measured over a whole streamed clip
+    (:func:`sdk.profile.stream.stream_firing_rates`)."""
     tgt = load_target(target)
     table = table_for(tgt.energy_table, tgt.energy_overrides, tgt.name)
     notes: list[str] = []
@@ -122,6 +127,16 @@ def profile_graph(graph: Graph, target: str | Target = "laptop",
             notes.append(f"not run on this machine ({exc}); latency and energy are modelled "
                          "only")
             sensor = "no sensor (the graph was not run)"
+    if firing_rates is not None:
+        spikes = spike_tensors(graph)
+        bad = {k: v for k, v in firing_rates.items() if k not in spikes or not 0 <= v <= 1}
+        if bad:
+            raise GraphError(f"firing_rates {sorted(bad)[:3]} are not spike tensors of "
+                             f"{graph.name!r} with a rate in [0, 1]; spike tensors: "
+                             f"{sorted(spikes)[:6]}")
+        rates = {**rates, **firing_rates}
+        notes.append(f"firing rates of {len(firing_rates)} spike tensors given by the caller "
+                     "(measured over a run), not traced from this input")
     counts = count_graph(graph, shapes, rates)
     plan = plan_memory(graph, shapes=shapes)
     scratch_plan = plan_memory(graph, shapes=shapes, in_place=True)

@@ -361,3 +361,23 @@ CASES.update({
     "Transpose": transpose_case,
     "Concat": concat_case,
 })
+
+
+def slice_case(rng: np.random.Generator) -> Case:
+    shape = tuple(int(v) for v in rng.integers(2, 7, 3))
+    x = _int8(rng, shape)
+    axis = int(rng.integers(0, 3))
+    step = int(rng.choice([1, 2, -1]))
+    n = shape[axis]
+    start, end = (int(rng.integers(0, n - 1)), n) if step > 0 else (n - 1, -n - 1)
+    index = [slice(None)] * 3
+    index[axis] = slice(start, end, step)
+    ref = x[tuple(index)]
+    g = _graph("slice", {"x": x}, "y", "int8", ref.shape)
+    for name, v in (("starts", start), ("ends", end), ("axes", axis), ("steps", step)):
+        g.add_constant(name, np.array([v], np.int64))
+    g.add_node("Slice", ["x", "starts", "ends", "axes", "steps"], ["y"])
+    return g, {"x": x}, {"y": ref}
+
+
+CASES["Slice"] = slice_case

@@ -123,3 +123,19 @@ def test_edge_run_with_backend_mcu(m4_device, bundle, tmp_path, capsys):
     assert "mcu" in capsys.readouterr().out
     got = np.load(tmp_path / "out.npz")["y"]
     assert np.array_equal(got, run_graph(bundle.graph, {"x": x}, fast=False)["y"])
+
+
+def test_profile_on_device_table(m4_device, bundle):
+    from sdk.backends import mcu
+    from sdk.backends.mcu import profile_on_device, render_profile
+
+    mcu._CLIENTS[m4_device.url] = m4_device
+    try:
+        report = profile_on_device(bundle.graph, m4_device.url, runs=2)
+    finally:
+        mcu._CLIENTS.pop(m4_device.url, None)
+    assert report["key"] == "instructions"
+    assert [r["op"] for r in report["ops"]][0] == "QConv2d"
+    text = render_profile(report)
+    assert "QEMU instructions" in text and "QFullyConnected" in text
+    assert report["total"] == pytest.approx(sum(r["instructions"] for r in report["ops"]))

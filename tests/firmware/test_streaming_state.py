@@ -41,3 +41,36 @@ def test_state_can_be_saved_and_restored(device):
     model.set_state(saved)
     again = [model.run({"x_t": x})["y_t"] for x in xs[2:]]
     assert all(np.array_equal(a, b) for a, b in zip(first, again))
+
+
+def test_keyword_spotting_step_graph_hop_by_hop(device):
+    """The committed LMUFormer keyword-spotting step graph, compiled to integers, runs on the
+    device with its state (causal-conv buffer, LMU memory) kept there between hops, and every
+    hop's logits and state equal the reference backend fed the state explicitly."""
+    import shutil
+
+    import pytest
+
+    from sdk.runtime.step_graph import pair_states
+
+    if shutil.which("espeak-ng") is None:
+        pytest.skip("espeak-ng is not installed (the keyword model is calibrated on its speech)")
+    from sdk.cli.kws_demo import default_model, integer_model
+
+    bundle = integer_model(default_model(), echo=lambda *a: None)
+    graph = bundle.graph
+    pairs = pair_states(graph.inputs, graph.outputs)
+    assert set(pairs) == {"state_conv", "state_memory"}
+    model = DeviceModel(device, pack_image(graph, state=pairs))
+    model.reset()
+    assert [io.name for io in model.packed.inputs] == ["x"]
+    rng = np.random.default_rng(0)
+    state = {k: np.zeros(graph.tensor(k).shape, np.float32) for k in pairs}
+    for hop in range(8):
+        x = rng.normal(0, 1, graph.tensor("x").shape).astype(np.float32)
+        ref = run_graph(graph, {"x": x, **state}, fast=False)
+        got = model.run({"x": x})
+        assert np.array_equal(got["logits"], ref["logits"]), hop
+        for s_out in pairs.values():
+            assert np.array_equal(got[s_out], ref[s_out]), (hop, s_out)
+        state = {k: ref[v] for k, v in pairs.items()}

@@ -93,3 +93,18 @@ def float_attention_graph(tokens: int = 6, dim: int = 8) -> Graph:
     g.add_node("MatMul", ["ctx", "wo"], ["y"], name="o_proj")
     g.inputs, g.outputs = ["x"], ["y"]
     return g
+
+
+def spiking_lmuformer(seed: int = 0):
+    """The zoo's spiking LMUFormer with random weights: ``(LMUFormerWeights, step Graph)``."""
+    from sdk.frontends import load_onnx
+    from sdk.models import lmuformer as lmu
+
+    cfg = lmu.LMUFormerConfig(spiking=True)
+    rng = np.random.default_rng(seed)
+    w = {k: (rng.standard_normal(s) * 0.5).astype(np.float32)
+         for k, s in lmu.weight_shapes(cfg).items()}
+    a_bar, b_bar = lmu.lmu_matrices(cfg.lmu_order, cfg.lmu_theta)
+    w["a_bar"], w["b_bar"] = a_bar.astype(np.float32), b_bar.astype(np.float32)
+    model = lmu.LMUFormerWeights(cfg, w)
+    return model, load_onnx(lmu.build_step_onnx(model))

@@ -8,7 +8,14 @@ import json
 import numpy as np
 import pytest
 
-from sdk.compile.memory_plan import MemoryPlan, plan_memory
+from sdk.compile.memory_plan import (
+    PLACEMENTS,
+    MemoryPlan,
+    live_bytes_bound,
+    place_buffers,
+    place_greedy,
+    plan_memory,
+)
 from sdk.errors import GraphError
 from sdk.graph.ir import Graph, Tensor
 
@@ -122,6 +129,25 @@ def test_planned_run_equals_unplanned_run(seed: int) -> None:
     for name in g.outputs:
         np.testing.assert_array_equal(got[name], want[name], err_msg=f"seed {seed} {name}")
     assert plan.arena_bytes <= plan.unplanned_bytes
+    # the best greedy order is never worse than TFLite Micro's, never below the live floor
+    tflm_order = plan_memory(g, placement="size-first-fit")
+    assert live_bytes_bound(plan) <= plan.arena_bytes <= tflm_order.arena_bytes
+    tflm_order.check()
+
+
+def test_best_fit_placement_beats_tflite_micros_order_where_it_can() -> None:
+    """Buffers (id, bytes, first, last): size-first-fit stacks C on top of A and B (144 B);
+    another order reaches the live floor, max over steps of the live bytes (112 B)."""
+    bufs = [(0, 64, 3, 4), (1, 48, 1, 2), (2, 32, 2, 3), (3, 64, 1, 1)]
+    key, best_fit = PLACEMENTS["size-first-fit"]
+    _, tflm = place_greedy(sorted(bufs, key=key), 16, best_fit)
+    offsets, best, _ = place_buffers(bufs, 16)
+    assert (tflm, best) == (144, 112)
+    for a in bufs:                      # no two live buffers share bytes
+        for b in bufs:
+            if a[0] < b[0] and a[2] <= b[3] and b[2] <= a[3]:
+                oa, ob = offsets[a[0]], offsets[b[0]]
+                assert oa + a[1] <= ob or ob + b[1] <= oa
 
 
 def _chain() -> Graph:

@@ -9,6 +9,7 @@ from pathlib import Path
 
 import numpy as np
 import onnx
+import pytest
 from onnx import TensorProto, helper, numpy_helper
 
 EDGE = [sys.executable, "-m", "sdk.cli.main"]
@@ -65,3 +66,34 @@ def test_profile_edge_bundle_on_a_microcontroller(tmp_path: Path) -> None:
     assert d["fits"] and d["peak_arena_bytes"] < 1 << 20
     assert all(r["measured_s"] > 0 for r in d["rows"])
     assert "pw3" in out.stdout
+
+
+def test_profile_step_graph_per_inference_of_hops(tmp_path: Path) -> None:
+    """--hops N: a streaming step graph's figures scaled to one N-hop inference, from the
+    same per-node totals the table prints."""
+    from profile_graphs import spiking_lmuformer
+
+    from sdk.models import build_step_onnx
+
+    model, _ = spiking_lmuformer()
+    onnx.save(build_step_onnx(model), tmp_path / "step.onnx")
+    out = subprocess.run(check=False, args=[*EDGE, "profile", str(tmp_path / "step.onnx"),
+                                            "--target", "mps2-an386", "--no-run", "--hops",
+                                            "100", "--front-end", "--json",
+                                            str(tmp_path / "s.json")],
+                         capture_output=True, text=True, timeout=300)
+    assert out.returncode == 0, out.stderr
+    assert "one inference = 100 steps + log-mel front end" in out.stdout
+    d = json.loads((tmp_path / "s.json").read_text())
+    p = d["per_inference"]
+    hop_j = sum(r["energy_j"] for r in d["rows"])
+    assert p["hops_per_inference"] == 100
+    assert p["graph_inference_energy_uj"] == pytest.approx(100 * hop_j * 1e6)
+    assert p["inference_energy_uj"] == pytest.approx(
+        100 * (hop_j * 1e6 + p["front_end_energy_uj_per_hop"]))
+    assert p["inferences_per_s"] == pytest.approx(
+        1 / (100 * (d["totals"]["modeled_s"] + p["front_end_modeled_s_per_hop"])))
+    bad = subprocess.run(check=False, args=[*EDGE, "profile", str(tmp_path / "step.onnx"),
+                                            "--no-run", "--front-end"],
+                         capture_output=True, text=True, timeout=300)
+    assert bad.returncode != 0 and "--front-end needs --hops" in bad.stderr

@@ -7,8 +7,9 @@ import json
 from pathlib import Path
 
 import pytest
-from profile_graphs import attention_graph, conv_graph, float_attention_graph
+from profile_graphs import attention_graph, conv_graph, float_attention_graph, spiking_lmuformer
 
+from sdk.errors import GraphError
 from sdk.profile.profiler import profile_graph
 
 
@@ -95,16 +96,10 @@ def test_spiking_lmuformer_step_counts_accumulates_at_the_traced_firing_rate() -
     import numpy as np
 
     from sdk.backends.reference.executor import ReferenceExecutable
-    from sdk.frontends import load_onnx
     from sdk.models import lmuformer as lmu
 
-    cfg = lmu.LMUFormerConfig(spiking=True)
-    rng = np.random.default_rng(0)
-    w = {k: (rng.standard_normal(s) * 0.5).astype(np.float32)
-         for k, s in lmu.weight_shapes(cfg).items()}
-    a_bar, b_bar = lmu.lmu_matrices(cfg.lmu_order, cfg.lmu_theta)
-    w["a_bar"], w["b_bar"] = a_bar.astype(np.float32), b_bar.astype(np.float32)
-    g = load_onnx(lmu.build_step_onnx(lmu.LMUFormerWeights(cfg, w)))
+    model, g = spiking_lmuformer()
+    cfg, rng = model.config, np.random.default_rng(0)
     feeds = {"x": (rng.standard_normal((1, cfg.n_mels)) * 3).astype(np.float32)}
     feeds.update({f"state_{k}": v for k, v in lmu.initial_state(cfg).items()})
     r = profile_graph(g, "mps2-an386", feeds=feeds, runs=1)
@@ -119,3 +114,57 @@ def test_spiking_lmuformer_step_counts_accumulates_at_the_traced_firing_rate() -
     assert rows[head.name].macs == 0
     assert rows[head.name].accumulates == pytest.approx(k * n * rate)
     assert any("firing rates" in note for note in r.notes)
+
+
+def test_spiking_lmuformer_counts_at_firing_rates_measured_over_a_stream() -> None:
+    """Rates measured over a streamed clip (state carried hop to hop) go into profile_graph;
+    the head's accumulates follow the NumPy model's own spike count over the same hops."""
+    import numpy as np
+
+    from sdk.models import lmuformer as lmu
+    from sdk.profile import stream_firing_rates
+
+    model, g = spiking_lmuformer()
+    cfg = model.config
+    feats = (np.random.default_rng(3).standard_normal((30, cfg.n_mels)) * 3).astype(np.float32)
+    rates = stream_firing_rates(g, [{"x": f[None]} for f in feats])
+    state, fired = lmu.initial_state(cfg), []
+    for f in feats:                                   # the NumPy reference model
+        _, state, acts = lmu.lmuformer_step(model, f, state)
+        fired.append(acts["v_head"])
+    numpy_rate = float(np.mean(fired))
+    r = profile_graph(g, "mps2-an386", runs=1, firing_rates=rates,
+                      feeds={"x": feats[0][None], **{f"state_{k}": v for k, v
+                                                     in lmu.initial_state(cfg).items()}})
+    head = next(n for n in reversed(g.nodes) if n.op == "Gemm")
+    k, n = g.tensor(head.inputs[1]).shape[1], g.tensor(head.inputs[1]).shape[0]
+    row = next(row for row in r.rows if row.name == head.name)
+    assert 0 < numpy_rate < 1
+    assert rates[head.inputs[0]] == pytest.approx(numpy_rate, abs=1 / (k * len(feats)))
+    assert row.macs == 0 and row.accumulates == pytest.approx(k * n * rates[head.inputs[0]])
+    assert any("given by the caller" in note for note in r.notes)
+    with pytest.raises(GraphError, match="not spike tensors"):
+        profile_graph(g, "mps2-an386", measure=False, firing_rates={"logits": 0.5})
+
+
+def test_integer_core_is_what_integer_io_runs(tmp_path: Path) -> None:
+    """integer_core drops the float boundary of a compiled graph: raw integer inputs and
+    outputs, and the same results as a Session with integer_io=True."""
+    import numpy as np
+    from kws_dscnn import dscnn_bundle
+
+    from sdk.backends.reference.executor import ReferenceExecutable
+    from sdk.profile import core_input_names, integer_core
+    from sdk.runtime import Session
+
+    g = dscnn_bundle(tmp_path).graph
+    core = integer_core(g)
+    assert {n.op for n in core.nodes} & {"QuantizeLinear", "DequantizeLinear"} == set()
+    assert len(core.nodes) == len(g.nodes) - 2
+    assert [core.tensor(i).dtype for i in core.inputs] == ["int8"]
+    name = core_input_names(g)["mfcc"]
+    x = np.random.default_rng(0).integers(-128, 128, (1, 1, 49, 10)).astype(np.int8)
+    got = ReferenceExecutable(core).run({name: x})
+    want = Session(g, integer_io=True).run(None, {"mfcc": x})
+    np.testing.assert_array_equal(got[core.outputs[0]], want["logits"])
+    assert integer_core(core) is core

@@ -13,7 +13,9 @@
 #include "kernels.h"
 
 #define SCRATCH_HALFWORDS 8192u
+#define PADDED_HALFWORDS 32768u
 static int16_t scratch[SCRATCH_HALFWORDS] __attribute__((aligned(8)));
+static int16_t padded[PADDED_HALFWORDS] __attribute__((aligned(8)));
 
 #if defined(__ARM_FEATURE_DSP)
 static inline int32_t smlad(uint32_t a, uint32_t b, int32_t acc) {
@@ -103,11 +105,15 @@ static void dot_block(const uint32_t *x, const uint32_t *w, uint32_t kp, uint32_
   acc[0] = a0; acc[1] = a1; acc[2] = a2; acc[3] = a3;
 }
 
-/* rows of the output for one widened input vector */
-static void gemv_packed(const int16_t *x16, const int16_t *wp, const int32_t *bias,
-                        const int32_t *m0, const int32_t *sh, uint32_t kp, uint32_t n,
-                        tensor_t *out, uint32_t out_index, uint32_t out_stride,
-                        const int32_t *q /* out_zp, act_min, act_max */) {
+/* All output rows for one widened input vector, read as `nchunks` pieces of `chunk` int16
+   (multiple of 8) that lie `stride` halfwords apart; the packed weight row is their
+   concatenation (kp = nchunks * chunk). One piece for FC and im2col conv; KH pieces (one per
+   kernel row) for the channels-last conv. */
+static void gemv_packed(const int16_t *x16, uint32_t nchunks, uint32_t chunk, uint32_t stride,
+                        const int16_t *wp, const int32_t *bias, const int32_t *m0,
+                        const int32_t *sh, uint32_t n, tensor_t *out, uint32_t out_index,
+                        uint32_t out_stride, const int32_t *q /* out_zp, act_min, act_max */) {
+  uint32_t kp = nchunks * chunk;
   for (uint32_t j = 0; j < n; j += 4) {
     uint32_t rows = n - j < 4 ? n - j : 4;
     int32_t acc[4];  /* element-wise init: newlib-nano's memcpy is a byte loop */
@@ -115,7 +121,10 @@ static void gemv_packed(const int16_t *x16, const int16_t *wp, const int32_t *bi
     acc[1] = rows > 1 ? bias[j + 1] : 0;
     acc[2] = rows > 2 ? bias[j + 2] : 0;
     acc[3] = rows > 3 ? bias[j + 3] : 0;
-    dot_block((const uint32_t *)x16, (const uint32_t *)(wp + (size_t)j * kp), kp, rows, acc);
+    const int16_t *wb = wp + (size_t)j * kp;
+    for (uint32_t c = 0; c < nchunks; c++)
+      dot_block((const uint32_t *)(x16 + (size_t)c * stride),
+                (const uint32_t *)(wb + (size_t)c * chunk * rows), chunk, rows, acc);
     if (out->dtype == 0) {  /* int8: store directly (no per-element dtype dispatch) */
       int8_t *o8 = (int8_t *)out->data + out_index;
       for (uint32_t r = 0; r < rows; r++)
@@ -138,77 +147,74 @@ KERNEL int k_fully_connected_packed(tensor_t **in, tensor_t **out, const int32_t
     const int8_t *xr = x + (size_t)r * K;
     for (uint32_t k = 0; k < K; k++) scratch[k] = xr[k];
     for (uint32_t k = K; k < Kp; k++) scratch[k] = 0;
-    gemv_packed(scratch, (const int16_t *)in[1]->data, (const int32_t *)in[2]->data,
-                (const int32_t *)in[3]->data, (const int32_t *)in[4]->data, Kp, N, out[0],
+    gemv_packed(scratch, 1, Kp, 0, (const int16_t *)in[1]->data, (const int32_t *)in[2]->data,
+                (const int32_t *)in[3]->data, (const int32_t *)in[4]->data, N, out[0],
                 r * N, 1, p + 4);
   }
   return 0;
 }
 
-/* The input widened to int16 once per op with its padding materialised (value x_zp), so that
-   the per-pixel im2col is plain copies without bounds checks. */
-#define PADDED_HALFWORDS 32768u
-static int16_t padded[PADDED_HALFWORDS];
 
-/* Packed conv (group 1), NCHW: one im2col row per output pixel, then the packed GEMV.
-   in: x int8, w int16 packed [O, Pp] (P = C*KH*KW), bias_eff [O], m0 [O], shift [O].
-   p: B,C,H,W, O,OH,OW, KH,KW, SH,SW, PT,PL, DH,DW, x_zp, Pp, out_zp, act_min, act_max */
+/* Packed conv (group 1). Two layouts, chosen by the packer (p[20]):
+   mode 0, im2col: weights in (c, i, j) order padded to Pp; one im2col row per output pixel.
+   mode 1, channels-last (dilation 1 along W): the input is widened once into a padded
+   [HP][WP][Cp] int16 buffer (Cp = C rounded up to 8, extra channels 0), weights are in
+   (i, j, c) order, and the KW taps of kernel row i for one pixel are then KW*Cp contiguous
+   halfwords: the GEMV reads them in place, no per-pixel copy.
+   in: x int8, w int16 packed, bias_eff [O], m0 [O], shift [O].
+   p: B,C,H,W, O,OH,OW, KH,KW, SH,SW, PT,PL, DH,DW, x_zp, Pp, out_zp, act_min, act_max, mode, Cp */
 KERNEL int k_conv2d_packed(tensor_t **in, tensor_t **out, const int32_t *p, uint32_t n) {
-  if (n < 20 || (uint32_t)p[16] > SCRATCH_HALFWORDS) return -1;
+  if (n < 22 || (uint32_t)p[16] > SCRATCH_HALFWORDS) return -1;
   const int8_t *x = (const int8_t *)in[0]->data;
   int B = p[0], C = p[1], H = p[2], W = p[3], O = p[4], OH = p[5], OW = p[6];
   int KH = p[7], KW = p[8], SH = p[9], SW = p[10], PT = p[11], PL = p[12], DH = p[13], DW = p[14];
   int16_t x_zp = (int16_t)p[15];
   uint32_t Pp = (uint32_t)p[16], P = (uint32_t)(C * KH * KW);
-  int HP = (OH - 1) * SH + (KH - 1) * DH + 1, WP = (OW - 1) * SW + (KW - 1) * DW + 1;
-  int use_padded = OH > 0 && OW > 0 && (uint64_t)C * HP * WP <= PADDED_HALFWORDS;
-  for (uint32_t k = P; k < Pp; k++) scratch[k] = 0;
-  for (int b = 0; b < B; b++) {
-    const int8_t *xb = x + (size_t)b * C * H * W;
-    if (use_padded) {
-      int16_t *d = padded;
-      for (int c = 0; c < C; c++)
+  const int16_t *wp = (const int16_t *)in[1]->data;
+  const int32_t *bias = (const int32_t *)in[2]->data, *m0 = (const int32_t *)in[3]->data,
+                *sh = (const int32_t *)in[4]->data;
+  if (p[20] == 1) {
+    int Cp = p[21];
+    int HP = (OH - 1) * SH + (KH - 1) * DH + 1, WP = (OW - 1) * SW + KW;
+    if (DW != 1 || Cp % 8 || (uint64_t)HP * WP * Cp > PADDED_HALFWORDS) return -1;
+    for (int b = 0; b < B; b++) {
+      const int8_t *xb = x + (size_t)b * C * H * W;
+      for (int c = 0; c < Cp; c++)
         for (int yp = 0; yp < HP; yp++) {
           int iy = yp - PT;
-          const int8_t *row = xb + ((size_t)c * H + (size_t)(iy < 0 ? 0 : iy)) * W;
-          for (int xp = 0; xp < WP; xp++) {
+          int16_t *d = padded + (size_t)yp * WP * Cp + c;
+          for (int xp = 0; xp < WP; xp++, d += Cp) {
             int ix = xp - PL;
-            *d++ = (iy < 0 || iy >= H || ix < 0 || ix >= W) ? x_zp : row[ix];
+            *d = c >= C ? 0 : (iy < 0 || iy >= H || ix < 0 || ix >= W)
+                 ? x_zp : xb[((size_t)c * H + iy) * W + ix];
           }
         }
+      for (int oy = 0; oy < OH; oy++)
+        for (int ox = 0; ox < OW; ox++)
+          gemv_packed(padded + ((size_t)(oy * SH) * WP + (size_t)(ox * SW)) * Cp, (uint32_t)KH,
+                      (uint32_t)(KW * Cp), (uint32_t)(DH * WP * Cp), wp, bias, m0, sh,
+                      (uint32_t)O, out[0], (uint32_t)((b * O) * OH * OW + oy * OW + ox),
+                      (uint32_t)(OH * OW), p + 17);
     }
+    return 0;
+  }
+  for (uint32_t k = P; k < Pp; k++) scratch[k] = 0;
+  for (int b = 0; b < B; b++)
     for (int oy = 0; oy < OH; oy++)
       for (int ox = 0; ox < OW; ox++) {
         int16_t *col = scratch;
-        if (use_padded) {
-          for (int c = 0; c < C; c++) {
-            const int16_t *src = padded + ((size_t)c * HP + (size_t)(oy * SH)) * WP + ox * SW;
-            for (int i = 0; i < KH; i++, src += DH * WP) {
-              if (DW == 1 && KW == 3) {
-                col[0] = src[0]; col[1] = src[1]; col[2] = src[2];
-                col += 3;
-              } else {
-                for (int j = 0; j < KW; j++) *col++ = src[j * DW];
-              }
-            }
-          }
-        } else {
-          for (int c = 0; c < C; c++) {
-            const int8_t *xc = xb + (size_t)c * H * W;
-            for (int i = 0; i < KH; i++) {
-              int iy = oy * SH - PT + i * DH;
-              for (int j = 0; j < KW; j++) {
-                int ix = ox * SW - PL + j * DW;
-                *col++ = (iy < 0 || iy >= H || ix < 0 || ix >= W) ? x_zp : xc[iy * W + ix];
-              }
+        for (int c = 0; c < C; c++) {
+          const int8_t *xc = x + ((size_t)b * C + (size_t)c) * H * W;
+          for (int i = 0; i < KH; i++) {
+            int iy = oy * SH - PT + i * DH;
+            for (int j = 0; j < KW; j++) {
+              int ix = ox * SW - PL + j * DW;
+              *col++ = (iy < 0 || iy >= H || ix < 0 || ix >= W) ? x_zp : xc[iy * W + ix];
             }
           }
         }
-        gemv_packed(scratch, (const int16_t *)in[1]->data, (const int32_t *)in[2]->data,
-                    (const int32_t *)in[3]->data, (const int32_t *)in[4]->data, Pp,
-                    (uint32_t)O, out[0], (uint32_t)((b * O) * OH * OW + oy * OW + ox),
-                    (uint32_t)(OH * OW), p + 17);
+        gemv_packed(scratch, 1, Pp, 0, wp, bias, m0, sh, (uint32_t)O, out[0],
+                    (uint32_t)((b * O) * OH * OW + oy * OW + ox), (uint32_t)(OH * OW), p + 17);
       }
-  }
   return 0;
 }

@@ -147,17 +147,20 @@ KERNEL int k_matmul(tensor_t **in, tensor_t **out, const int32_t *p, uint32_t np
   return 0;
 }
 
-/* Transpose (any dtype): out[i] = in[sum_d idx_d(i) * in_stride[perm[d]]] over up to 6 dims.
-   p: elem_bytes, count, out_dims[6], src_strides[6] (in elements, already permuted) */
+/* Strided gather (any dtype): Transpose and Slice. out[i] = in[base + sum_d idx_d(i) *
+   src_stride[d]] over up to 6 output dims; strides are signed (negative Slice steps).
+   p: elem_bytes, count, out_dims[6], src_strides[6] (elements), base (optional, element) */
 KERNEL int k_transpose(tensor_t **in, tensor_t **out, const int32_t *p, uint32_t np_) {
   if (np_ < 14) return -1;
   uint32_t esz = (uint32_t)p[0], count = (uint32_t)p[1];
+  int32_t base = np_ > 14 ? p[14] : 0;
   for (uint32_t i = 0; i < count; i++) {
-    uint32_t rest = i, src = 0;
+    uint32_t rest = i;
+    int32_t src = base;
     for (int d = 5; d >= 0; d--) {
       uint32_t q = rest % (uint32_t)p[2 + d];
       rest /= (uint32_t)p[2 + d];
-      src += q * (uint32_t)p[8 + d];
+      src += (int32_t)q * p[8 + d];
     }
     memcpy(out[0]->data + (size_t)i * esz, in[0]->data + (size_t)src * esz, esz);
   }

@@ -80,7 +80,10 @@ class McuBackend(Backend):
         return False, f"the MCU firmware has no kernel for {node.op!r}"
 
     def compile(self, subgraph: Graph, target: Any) -> McuExecutable:
-        packed = pack_image(subgraph)
+        # the Executable interface feeds state inputs and returns state outputs (the caller,
+        # e.g. a StreamingSession, owns the state), so nothing is carried on the device here;
+        # DeviceModel with pack_image(graph) keeps step-graph state on the device instead
+        packed = pack_image(subgraph, state=[])
         check_target_fit(packed, target)
         if not self.port:
             raise DeviceError("the mcu backend needs a device: pass --port URL")
@@ -139,3 +142,42 @@ class McuExecutable(Executable):
             detail["invoke_instructions_median"] = ticks_to_instructions(
                 float(np.median(device)), self.icount_shift)
         return Profile(self.backend, times, detail)
+
+
+def profile_on_device(model: Graph, port: str, runs: int = 3, seed: int = 0) -> dict[str, Any]:
+    """Per-op device counts of ``model`` (a graph or bundle graph) on the device at ``port``:
+    the integer part is loaded (if not already active) and run ``runs`` times on random
+    integer inputs; returns ``{"unit", "device", "ops": [...], "total"}`` and is what
+    ``edge profile MODEL.edge --backend mcu --port URL`` prints (:func:`render_profile`)."""
+    from firmware_bridge.image import device_subgraph
+
+    sub = device_subgraph(model)[0]
+    exe = McuBackend(port=port).compile(sub, None)
+    rng = np.random.default_rng(seed)
+    feeds = {}
+    for io in exe.packed.inputs:
+        info = np.iinfo(io.dtype)
+        feeds[io.name] = rng.integers(info.min, info.max + 1, io.shape).astype(io.dtype)
+    prof = exe.profile(feeds, repeats=runs, warmup=1)
+    ops = prof.detail["per_op"]
+    key = "instructions" if exe.icount_shift is not None else "seconds"
+    return {"unit": prof.detail["unit"], "device": prof.detail["device"], "ops": ops,
+            "total": sum(r[key] for r in ops), "key": key,
+            "round_trip_median_s": prof.median_s}
+
+
+def render_profile(report: dict[str, Any]) -> str:
+    """A per-op table of :func:`profile_on_device`'s report."""
+    key = report["key"]
+    lines = [f"device {report['device']}: per-op {report['unit']}",
+             f"{'op':<28}{'type':<18}{'MACs':>10}{key:>14}{'per MAC':>9}"]
+    for r in report["ops"]:
+        per = f"{r[key] / r['macs']:.3f}" if r["macs"] else ""
+        val = f"{r[key]:.0f}" if key == "instructions" else f"{r[key] * 1e6:.1f} us"
+        lines.append(f"{r['name'][:27]:<28}{r['op']:<18}{r['macs']:>10}{val:>14}{per:>9}")
+    total = (f"{report['total']:.0f}" if key == "instructions"
+             else f"{report['total'] * 1e3:.3f} ms")
+    lines.append(f"{'total':<56}{total:>14}")
+    lines.append(f"host round trip per inference (link included): "
+                 f"{report['round_trip_median_s'] * 1e3:.1f} ms median")
+    return "\n".join(lines)
