@@ -91,14 +91,11 @@ def _listening(port: int) -> bool:
     return any(r.split()[1].endswith(f":{port:04X}") and r.split()[3] == "0A" for r in rows)
 
 
-def _die_with_parent() -> None:
-    """In the child before exec: SIGKILL it when the parent dies (Linux PR_SET_PDEATHSIG)."""
-    try:
-        import ctypes
-
-        ctypes.CDLL("libc.so.6", use_errno=True).prctl(1, signal.SIGKILL)
-    except OSError:
-        pass
+def _with_parent_death(cmd: list[str]) -> list[str]:
+    """Prefix ``cmd`` so the child gets SIGKILL when this process dies (util-linux setpriv;
+    the parent-death signal survives exec). Without setpriv the command runs as is."""
+    setpriv = shutil.which("setpriv")
+    return [setpriv, "--pdeathsig", "KILL", *cmd] if setpriv else cmd
 
 
 def _free_port() -> int:
@@ -155,8 +152,8 @@ class QemuFirmware:
                 self.proc = subprocess.Popen(self.command(port), stdout=subprocess.DEVNULL,
                                              stderr=log, start_new_session=True)
             else:               # dies with this process, even if it is killed
-                self.proc = subprocess.Popen(self.command(port), stdout=subprocess.DEVNULL,
-                                             stderr=log, preexec_fn=_die_with_parent)
+                self.proc = subprocess.Popen(_with_parent_death(self.command(port)),
+                                             stdout=subprocess.DEVNULL, stderr=log)
         deadline = time.monotonic() + 10
         while time.monotonic() < deadline:
             if self.proc.poll() is not None:

@@ -134,7 +134,8 @@ def main(argv: list[str] | None = None) -> int:
     else:
         layers = [_fc_graph(256, 64, rng), _fc_graph(512, 128, rng), _fc_graph(1024, 128, rng),
                   _conv_graph(8, 16, 16, rng), _conv_graph(16, 32, 16, rng),
-                  _conv_graph(32, 64, 8, rng)]
+                  _conv_graph(32, 64, 8, rng), _conv_graph(64, 64, 8, rng),
+                  _conv_graph(64, 128, 6, rng)]
     rows, loads = [], []
     with QemuFirmware() as q:
         client = DeviceClient(q.url, timeout=1.0)

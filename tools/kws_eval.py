@@ -29,6 +29,7 @@ from sdk.frontends.onnx_import import load_onnx
 from sdk.models import (
     LMUFormerWeights,
     build_step_onnx,
+    macs_per_frame,
     run_clips,
     running_mean_logits,
     state_shapes,
@@ -90,6 +91,10 @@ def main(argv: list[str] | None = None) -> int:
     report = {"model": a.model, "test_clips": len(y),
               "float_acc": float((float_pred == y).mean()),
               "float_seconds": time.perf_counter() - t0}
+    macs = sum(macs_per_frame(model.config).values())
+    report.update(parameters=model.parameter_count(), macs_per_second=macs * 100)
+    print(f"model   : {model.parameter_count()} parameters, {macs * 100 / 1e6:.1f} M MAC per "
+          f"second of audio (100 steps); LMUFormer reports about 1.6 M parameters")
     print(f"float   : {report['float_acc'] * 100:.2f}% on {len(y)} held-out-voice clips")
     if a.int_clips > 0:
         xv, yv = kws_dataset.load_features(folder, "val")

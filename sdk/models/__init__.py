@@ -7,6 +7,7 @@ from sdk.models.lmuformer import (
     initial_state,
     lmu_matrices,
     lmuformer_step,
+    macs_per_frame,
     run_clip,
     run_clips,
     running_mean_logits,
@@ -15,5 +16,5 @@ from sdk.models.lmuformer import (
 )
 
 __all__ = ["LMUFormerConfig", "LMUFormerWeights", "build_step_onnx", "initial_state",
-           "lmu_matrices", "lmuformer_step", "run_clip", "run_clips", "running_mean_logits",
+           "lmu_matrices", "lmuformer_step", "macs_per_frame", "run_clip", "run_clips", "running_mean_logits",
            "state_shapes", "step_calibration_data"]

@@ -162,6 +162,18 @@ class LMUFormerWeights:
         return cls(LMUFormerConfig(**cfg_kw), w)
 
 
+def macs_per_frame(cfg: LMUFormerConfig) -> dict[str, int]:
+    """Multiply-accumulates of one step per layer (weights × inputs; LIF and adds excluded).
+
+    In the spiking variant the inputs of ``u``, ``lmu_in``, ``mix_1``, ``mix_2`` and ``head``
+    are 0/1 spikes, so on an event-driven device those are accumulates, scaled by spike rate.
+    """
+    c, mu, d, h = cfg.d_model, cfg.lmu_units, cfg.lmu_order, cfg.d_model * cfg.mlp_ratio
+    return {"embed": c * CONV_KERNEL * cfg.n_mels, "u": mu * c, "memory": mu * d * (d + 1),
+            "lmu_in": c * (mu * d + c), "mix_1": h * c, "mix_2": c * h,
+            "head": cfg.n_classes * c}
+
+
 def initial_state(cfg: LMUFormerConfig, batch: int = 1) -> dict[str, np.ndarray]:
     """All-zero state (the start of a stream), for ``batch`` independent streams."""
     return {k: np.zeros((batch, s[1]), np.float32) for k, s in state_shapes(cfg).items()}
@@ -234,6 +246,22 @@ def run_clips(model: LMUFormerWeights, features: np.ndarray) -> np.ndarray:
     return np.stack(out, axis=1)
 
 
+def heaviside_hard_sigmoid(threshold: float) -> dict[str, float]:
+    """HardSigmoid attributes that make it the exact step ``[h ≥ threshold]`` in float32.
+
+    ``max(0, min(1, α·h + β))`` with ``α = 2^24/th``, ``β = 1 − 2^24``: for a power-of-two
+    ``th``, ``α·h`` is an exact integer for every float32 ``h`` in ``[th/2, 2·th)``, so
+    ``h = th`` gives exactly 1 and the next float32 below ``th`` gives exactly 0 (further
+    away the clamp decides). The step thus needs no comparison op, and the integer lowering
+    turns it into one 256-entry lookup table (QLut), like any unary function.
+    """
+    mant, _ = np.frexp(threshold)
+    if threshold <= 0 or mant != 0.5:
+        raise ValueError(f"LIF threshold {threshold} must be a positive power of two for the "
+                         "exact HardSigmoid step")
+    return {"alpha": float(2.0**24 / threshold), "beta": float(1.0 - 2.0**24)}
+
+
 def step_calibration_data(model: LMUFormerWeights, features: np.ndarray
                           ) -> dict[str, np.ndarray]:
     """Inputs the step graph sees while streaming ``features [N, T, n_mels]`` from zero state.
@@ -260,7 +288,8 @@ def build_step_onnx(model: LMUFormerWeights, name: str = "lmuformer_kws_step",
     it symbolic (``"batch"``) so many streams can be stepped side by side.
     Inputs: ``x [batch, n_mels]`` then ``state_<name>`` for each state; outputs: ``logits [1, K]``
     then ``state_<name>_next`` in the same order. Ops: Add, Mul, MatMul, Gemm, Concat, Slice,
-    Reshape, Identity and Relu (non-spiking) or GreaterOrEqual, Cast, Sub (LIF, spiking).
+    Reshape, Identity and Relu (non-spiking) or HardSigmoid as the exact spike step and Sub
+    (LIF, spiking; see :func:`heaviside_hard_sigmoid`).
     """
     import onnx
     from onnx import TensorProto, helper, numpy_helper
@@ -293,8 +322,7 @@ def build_step_onnx(model: LMUFormerWeights, name: str = "lmuformer_kws_step",
             return op("Relu", [v])
         half = const(np.float32(0.5), "half")
         h = op("Mul", [op("Add", [f"state_{site}", v]), half])
-        spike = op("Cast", [op("GreaterOrEqual", [h, const(np.float32(threshold), "v_th")])],
-                   to=TensorProto.FLOAT)
+        spike = op("HardSigmoid", [h], **heaviside_hard_sigmoid(threshold))
         op("Sub", [h, op("Mul", [h, spike])], out=f"state_{site}_next")
         return spike
 

@@ -135,7 +135,7 @@ def test_profile_on_device_table(m4_device, bundle):
     finally:
         mcu._CLIENTS.pop(m4_device.url, None)
     assert report["key"] == "instructions"
-    assert [r["op"] for r in report["ops"]][0] == "QConv2d"
+    assert report["ops"][0]["op"] == "QConv2d"
     text = render_profile(report)
     assert "QEMU instructions" in text and "QFullyConnected" in text
     assert report["total"] == pytest.approx(sum(r["instructions"] for r in report["ops"]))

@@ -11,6 +11,7 @@ from sdk.models.lmuformer import (
     LMUFormerConfig,
     LMUFormerWeights,
     build_step_onnx,
+    heaviside_hard_sigmoid,
     initial_state,
     legendre_readout,
     lmu_continuous,
@@ -110,7 +111,7 @@ def test_onnx_step_graph_equals_numpy_step_over_a_stream(spiking):
 
 def test_step_graph_uses_only_the_documented_ops():
     allowed = {"Add", "Mul", "MatMul", "Gemm", "Concat", "Slice", "Reshape", "Identity",
-               "Relu", "GreaterOrEqual", "Cast", "Sub"}
+               "Relu", "HardSigmoid", "Sub"}
     for spiking in (False, True):
         cfg = LMUFormerConfig(**{**SMALL.__dict__, "spiking": spiking})
         graph = build_step_onnx(_random_model(cfg)).graph
@@ -192,3 +193,53 @@ def test_sdk_session_runs_the_float_step_graph(tmp_path, spiking):
         state = {n: out[f"state_{n}_next"] for n in names}
         logits.append(out["logits"][0])
     np.testing.assert_allclose(np.stack(logits), run_clip(model, feats), rtol=1e-4, atol=1e-4)
+
+
+@pytest.mark.parametrize("threshold", [1.0, 0.5])
+def test_hard_sigmoid_step_is_exactly_heaviside_in_float32(threshold):
+    from onnx import TensorProto, helper
+
+    attrs = heaviside_hard_sigmoid(threshold)
+    th = np.float32(threshold)
+    near = [np.nextafter(th, np.float32(-1)), th, np.nextafter(th, np.float32(2))]
+    h = np.concatenate([np.array(near, np.float32),
+                        np.random.default_rng(0).normal(0, 3, 2000).astype(np.float32),
+                        np.array([-1e30, 1e30, 0.0], np.float32)])
+    node = helper.make_node("HardSigmoid", ["h"], ["s"], **attrs)
+    graph = helper.make_graph([node], "step",
+                              [helper.make_tensor_value_info("h", TensorProto.FLOAT, [len(h)])],
+                              [helper.make_tensor_value_info("s", TensorProto.FLOAT, [len(h)])])
+    model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)])
+    model.ir_version = 8
+    sess = ort.InferenceSession(model.SerializeToString(), providers=["CPUExecutionProvider"])
+    assert np.array_equal(sess.run(None, {"h": h})[0], (h >= th).astype(np.float32))
+    with pytest.raises(ValueError, match="power of two"):
+        heaviside_hard_sigmoid(0.7)
+
+
+@pytest.mark.parametrize("spiking", [False, True])
+def test_step_graph_quantizes_to_an_integer_only_graph(spiking):
+    from sdk.frontends.onnx_import import load_onnx
+    from sdk.models import step_calibration_data
+    from sdk.quant import quantize
+    from sdk.runtime import Session
+
+    cfg = LMUFormerConfig(**{**SMALL.__dict__, "spiking": spiking})
+    model = _random_model(cfg, seed=11)
+    feats = (np.random.default_rng(12).standard_normal((6, 15, cfg.n_mels)) * 2
+             ).astype(np.float32)
+    graph = quantize(load_onnx(build_step_onnx(model)), step_calibration_data(model, feats))
+    ops = {n.op for n in graph.nodes}
+    assert "QFullyConnected" in ops
+    assert ("QLut" in ops) == spiking  # the spike step is one lookup table
+    sess = Session(graph, integer_io=True)
+    info = {i.name: i for i in sess.inputs}
+    names = list(state_shapes(cfg))
+    state = {n: np.full(info[f"state_{n}"].shape, int(info[f"state_{n}"].quant.zero_point),
+                        info[f"state_{n}"].dtype) for n in names}
+    xq = info["x"].quant
+    for f in feats[0]:
+        x = np.clip(np.rint(f[None] / xq.scale) + xq.zero_point, -128, 127).astype(np.int8)
+        out = sess.run(None, {"x": x, **{f"state_{n}": state[n] for n in names}})
+        state = {n: out[f"state_{n}_next"] for n in names}
+        assert all(state[n].dtype == info[f"state_{n}"].dtype for n in names)

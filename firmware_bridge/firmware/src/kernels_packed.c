@@ -31,6 +31,47 @@ static inline int32_t smlad(uint32_t a, uint32_t b, int32_t acc) {
 }
 #endif
 
+#if defined(__ARM_FEATURE_DSP)
+/* 8 k x 4 rows per iteration: 2 LDRD of x, 8 LDRD of w, 16 SMLAD, 2 loop = 28 instructions
+   for 32 MACs; x and w pointers advance, n8 counts down to 0. */
+#define SMLAD_4x8(a0, a1, a2, a3, x, w, n8, x0, x1, w0, w1) \
+    __asm__ volatile( \
+        "1:\n\t" \
+        "ldrd %[x0], %[x1], [%[x]], #8\n\t" \
+        "ldrd %[w0], %[w1], [%[w]], #8\n\t" \
+        "smlad %[a0], %[x0], %[w0], %[a0]\n\t" \
+        "smlad %[a0], %[x1], %[w1], %[a0]\n\t" \
+        "ldrd %[w0], %[w1], [%[w]], #8\n\t" \
+        "smlad %[a1], %[x0], %[w0], %[a1]\n\t" \
+        "smlad %[a1], %[x1], %[w1], %[a1]\n\t" \
+        "ldrd %[w0], %[w1], [%[w]], #8\n\t" \
+        "smlad %[a2], %[x0], %[w0], %[a2]\n\t" \
+        "smlad %[a2], %[x1], %[w1], %[a2]\n\t" \
+        "ldrd %[w0], %[w1], [%[w]], #8\n\t" \
+        "smlad %[a3], %[x0], %[w0], %[a3]\n\t" \
+        "smlad %[a3], %[x1], %[w1], %[a3]\n\t" \
+        "ldrd %[x0], %[x1], [%[x]], #8\n\t" \
+        "ldrd %[w0], %[w1], [%[w]], #8\n\t" \
+        "smlad %[a0], %[x0], %[w0], %[a0]\n\t" \
+        "smlad %[a0], %[x1], %[w1], %[a0]\n\t" \
+        "ldrd %[w0], %[w1], [%[w]], #8\n\t" \
+        "smlad %[a1], %[x0], %[w0], %[a1]\n\t" \
+        "smlad %[a1], %[x1], %[w1], %[a1]\n\t" \
+        "ldrd %[w0], %[w1], [%[w]], #8\n\t" \
+        "smlad %[a2], %[x0], %[w0], %[a2]\n\t" \
+        "smlad %[a2], %[x1], %[w1], %[a2]\n\t" \
+        "ldrd %[w0], %[w1], [%[w]], #8\n\t" \
+        "smlad %[a3], %[x0], %[w0], %[a3]\n\t" \
+        "smlad %[a3], %[x1], %[w1], %[a3]\n\t" \
+        "subs %[n], %[n], #1\n\t" \
+        "bne 1b\n\t" \
+        : [a0] "+r"(a0), [a1] "+r"(a1), [a2] "+r"(a2), [a3] "+r"(a3), [x] "+r"(x), \
+          [w] "+r"(w), [n] "+r"(n8), [x0] "=&r"(x0), [x1] "=&r"(x1), [w0] "=&r"(w0), \
+          [w1] "=&r"(w1) \
+        : \
+        : "cc", "memory");
+#endif
+
 /* acc[r] (r < rows, rows <= 4) = sum over Kp of x16 . w for one interleaved block */
 static void dot_block(const uint32_t *x, const uint32_t *w, uint32_t kp, uint32_t rows,
                       int32_t *acc) {
@@ -40,41 +81,7 @@ static void dot_block(const uint32_t *x, const uint32_t *w, uint32_t kp, uint32_
     /* 8 k x 4 rows per iteration: 2 LDRD of x, 8 LDRD of w, 16 SMLAD, 2 loop = 28 instructions
        for 32 MACs. Registers: 4 accumulators, 2 x, 2 w, 3 pointers/counter. */
     uint32_t n8 = kp / 8, x0, x1, w0, w1;
-    __asm__ volatile(
-        "1:\n\t"
-        "ldrd %[x0], %[x1], [%[x]], #8\n\t"
-        "ldrd %[w0], %[w1], [%[w]], #8\n\t"
-        "smlad %[a0], %[x0], %[w0], %[a0]\n\t"
-        "smlad %[a0], %[x1], %[w1], %[a0]\n\t"
-        "ldrd %[w0], %[w1], [%[w]], #8\n\t"
-        "smlad %[a1], %[x0], %[w0], %[a1]\n\t"
-        "smlad %[a1], %[x1], %[w1], %[a1]\n\t"
-        "ldrd %[w0], %[w1], [%[w]], #8\n\t"
-        "smlad %[a2], %[x0], %[w0], %[a2]\n\t"
-        "smlad %[a2], %[x1], %[w1], %[a2]\n\t"
-        "ldrd %[w0], %[w1], [%[w]], #8\n\t"
-        "smlad %[a3], %[x0], %[w0], %[a3]\n\t"
-        "smlad %[a3], %[x1], %[w1], %[a3]\n\t"
-        "ldrd %[x0], %[x1], [%[x]], #8\n\t"
-        "ldrd %[w0], %[w1], [%[w]], #8\n\t"
-        "smlad %[a0], %[x0], %[w0], %[a0]\n\t"
-        "smlad %[a0], %[x1], %[w1], %[a0]\n\t"
-        "ldrd %[w0], %[w1], [%[w]], #8\n\t"
-        "smlad %[a1], %[x0], %[w0], %[a1]\n\t"
-        "smlad %[a1], %[x1], %[w1], %[a1]\n\t"
-        "ldrd %[w0], %[w1], [%[w]], #8\n\t"
-        "smlad %[a2], %[x0], %[w0], %[a2]\n\t"
-        "smlad %[a2], %[x1], %[w1], %[a2]\n\t"
-        "ldrd %[w0], %[w1], [%[w]], #8\n\t"
-        "smlad %[a3], %[x0], %[w0], %[a3]\n\t"
-        "smlad %[a3], %[x1], %[w1], %[a3]\n\t"
-        "subs %[n], %[n], #1\n\t"
-        "bne 1b\n\t"
-        : [a0] "+r"(a0), [a1] "+r"(a1), [a2] "+r"(a2), [a3] "+r"(a3), [x] "+r"(x),
-          [w] "+r"(w), [n] "+r"(n8), [x0] "=&r"(x0), [x1] "=&r"(x1), [w0] "=&r"(w0),
-          [w1] "=&r"(w1)
-        :
-        : "cc", "memory");
+    SMLAD_4x8(a0, a1, a2, a3, x, w, n8, x0, x1, w0, w1);
   } else
 #endif
   if (rows == 4) {
@@ -114,7 +121,28 @@ static void gemv_packed(const int16_t *x16, uint32_t nchunks, uint32_t chunk, ui
                         const int32_t *sh, uint32_t n, tensor_t *out, uint32_t out_index,
                         uint32_t out_stride, const int32_t *q /* out_zp, act_min, act_max */) {
   uint32_t kp = nchunks * chunk;
-  for (uint32_t j = 0; j < n; j += 4) {
+  uint32_t j = 0;
+#if defined(__ARM_FEATURE_DSP)
+  if (out->dtype == 0) {
+    /* full blocks of 4 rows, int8 out: accumulators stay in registers across the chunks, the
+       weight pointer simply runs on (a block's chunks are contiguous) */
+    int8_t *o8 = (int8_t *)out->data + out_index;
+    const uint32_t *w = (const uint32_t *)wp;
+    for (; j + 4 <= n; j += 4, o8 += 4 * out_stride) {
+      int32_t a0 = bias[j], a1 = bias[j + 1], a2 = bias[j + 2], a3 = bias[j + 3];
+      for (uint32_t c = 0; c < nchunks; c++) {
+        const uint32_t *x = (const uint32_t *)(x16 + (size_t)c * stride);
+        uint32_t n8 = chunk / 8, x0, x1, w0, w1;
+        SMLAD_4x8(a0, a1, a2, a3, x, w, n8, x0, x1, w0, w1);
+      }
+      o8[0] = (int8_t)requantize32(a0, m0[j], sh[j], q[0], q[1], q[2]);
+      o8[out_stride] = (int8_t)requantize32(a1, m0[j + 1], sh[j + 1], q[0], q[1], q[2]);
+      o8[2 * out_stride] = (int8_t)requantize32(a2, m0[j + 2], sh[j + 2], q[0], q[1], q[2]);
+      o8[3 * out_stride] = (int8_t)requantize32(a3, m0[j + 3], sh[j + 3], q[0], q[1], q[2]);
+    }
+  }
+#endif
+  for (; j < n; j += 4) {
     uint32_t rows = n - j < 4 ? n - j : 4;
     int32_t acc[4];  /* element-wise init: newlib-nano's memcpy is a byte loop */
     acc[0] = bias[j];
@@ -183,11 +211,17 @@ KERNEL int k_conv2d_packed(tensor_t **in, tensor_t **out, const int32_t *p, uint
         for (int yp = 0; yp < HP; yp++) {
           int iy = yp - PT;
           int16_t *d = padded + (size_t)yp * WP * Cp + c;
-          for (int xp = 0; xp < WP; xp++, d += Cp) {
-            int ix = xp - PL;
-            *d = c >= C ? 0 : (iy < 0 || iy >= H || ix < 0 || ix >= W)
-                 ? x_zp : xb[((size_t)c * H + iy) * W + ix];
+          if (c >= C || iy < 0 || iy >= H) {   /* padding row, or a channel added for Cp */
+            int16_t v = c >= C ? 0 : x_zp;
+            for (int xp = 0; xp < WP; xp++, d += Cp) *d = v;
+            continue;
           }
+          const int8_t *row = xb + ((size_t)c * H + iy) * W;
+          int xp = 0;
+          for (; xp < WP && xp < PL; xp++, d += Cp) *d = x_zp;          /* left padding */
+          int xend = PL + W < WP ? PL + W : WP;
+          for (; xp < xend; xp++, d += Cp) *d = row[xp - PL];           /* the image row */
+          for (; xp < WP; xp++, d += Cp) *d = x_zp;                     /* right padding */
         }
       for (int oy = 0; oy < OH; oy++)
         for (int ox = 0; ox < OW; ox++)
