@@ -1,4 +1,5 @@
-"""`edge profile MODEL --target NAME [--json FILE] [--plot FILE.png]`."""
+"""`edge profile MODEL --target NAME [--json FILE] [--plot FILE.png]`, or on a device:
+`edge profile MODEL.edge --backend mcu --port URL [--json FILE]`."""
 
 from __future__ import annotations
 
@@ -9,6 +10,8 @@ from typing import TYPE_CHECKING
 
 import click
 
+from sdk.errors import DeviceError
+
 if TYPE_CHECKING:
     from sdk.graph.ir import Graph
     from sdk.profile import ProfileReport, StreamingEnergy
@@ -16,9 +19,14 @@ if TYPE_CHECKING:
 
 @click.command("profile")
 @click.argument("model", type=click.Path(exists=True, dir_okay=False))
-@click.option("--target", "target", default="laptop", show_default=True,
-              help="board name (see `edge targets`) or a path to a board TOML")
-@click.option("--runs", default=5, show_default=True, help="timed runs on this machine")
+@click.option("--target", "target", default=None,
+              help="board name (see `edge targets`) or a path to a board TOML [default: "
+                   "laptop]; with --backend mcu: refuse a model that does not fit it")
+@click.option("--backend", help="mcu: run MODEL on the device at --port and print its per-op "
+                                "counts (QEMU instruction counts in emulation, cycles on a board)")
+@click.option("--port", help="serial URL of the device for --backend mcu (see `edge emulate`)")
+@click.option("--runs", default=5, show_default=True,
+              help="timed runs (on the device with --backend mcu)")
 @click.option("--no-run", is_flag=True, help="model only: do not run the graph here")
 @click.option("--hops", type=click.IntRange(min=1), default=None,
               help="MODEL is a streaming step graph (a compiled one is profiled without its "
@@ -31,14 +39,20 @@ if TYPE_CHECKING:
               help="write the full report as JSON")
 @click.option("--plot", "plot_path", type=click.Path(dir_okay=False),
               help="write per-layer latency and energy bars (PNG)")
-def command(model: str, target: str, runs: int, no_run: bool, hops: int | None,
-            front_end: bool, json_path: str | None, plot_path: str | None) -> None:
+def command(model: str, target: str | None, backend: str | None, port: str | None, runs: int,
+            no_run: bool, hops: int | None, front_end: bool, json_path: str | None,
+            plot_path: str | None) -> None:
     """Per-layer latency, MACs, bytes and energy of MODEL on a target: measured here,
-    modelled for the target."""
+    modelled for the target. With --backend mcu --port URL: the device's own per-op counts."""
     from rich.progress import Progress
 
     from sdk.profile.profiler import load_model_graph, profile_graph
 
+    if backend is not None or port is not None:
+        _check_device_options(backend, port, no_run, hops, front_end, plot_path)
+        _profile_on_device(load_model_graph(model), port, target, runs, json_path)
+        return
+    target = target or "laptop"
     graph = load_model_graph(model)
     if hops is not None:
         from sdk.profile import integer_core
@@ -63,6 +77,41 @@ def command(model: str, target: str, runs: int, no_run: bool, hops: int | None,
     if plot_path:
         report.plot(plot_path)
         click.echo(f"wrote {plot_path}")
+
+
+def _check_device_options(backend: str | None, port: str | None, no_run: bool,
+                          hops: int | None, front_end: bool, plot_path: str | None) -> None:
+    """One-line errors for a device profile asked for the wrong way."""
+    if backend not in (None, "mcu"):
+        raise DeviceError(f"edge profile --backend supports only 'mcu' (the device's per-op "
+                          f"counts), not {backend!r}; for this machine and a modelled board "
+                          "use --target NAME without --backend")
+    from sdk.backends.mcu import require_port
+
+    require_port(port)
+    host_only = [flag for flag, on in (("--no-run", no_run), ("--hops", hops is not None),
+                                       ("--front-end", front_end), ("--plot", plot_path))
+                 if on]
+    if host_only:
+        raise DeviceError(f"{', '.join(host_only)}: only for a profile on this machine; the "
+                          "device reports per-op counts only, so drop them with --backend mcu")
+
+
+def _profile_on_device(graph: Graph, port: str, target: str | None, runs: int,
+                       json_path: str | None) -> None:
+    """Load the integer part of ``graph`` on the device at ``port``, run it ``runs`` times,
+    print the per-op counts (unit named from the device's HELLO) and write them as JSON."""
+    from sdk.backends.mcu import profile_on_device, render_profile
+
+    tgt = None
+    if target is not None:
+        from targets import load_target
+        tgt = load_target(target)
+    report = profile_on_device(graph, port, runs=runs, target=tgt)
+    click.echo(render_profile(report))
+    if json_path:
+        Path(json_path).write_text(json.dumps(report, indent=1))
+        click.echo(f"wrote {json_path}")
 
 
 def _per_inference(report: ProfileReport, target: str, hops: int, front_end: bool,

@@ -33,6 +33,9 @@ def command(model: str, input_path: str, output: str | None, backend: str | None
         raise ModelFormatError(f"{model}: expected a .edge bundle or an .onnx model")
     if not Path(model).is_file():
         raise ModelFormatError(f"{model}: no such model file; check the path")
+    if backend == "mcu" and not port:
+        from sdk.backends.mcu import require_port
+        require_port(port)              # one-line error: pass --port (see `edge emulate`)
     if port and backend in (None, "mcu"):
         from sdk.backends.base import get_backend
 

@@ -101,12 +101,17 @@ class MemoryPlan:
                              "flash; check the name)") from None
 
     def check(self) -> None:
-        """Raise GraphError if two tensors of different buffers overlap in bytes and time."""
+        """Raise GraphError if two tensors of different buffers overlap in bytes and time.
+
+        A zero-size tensor (a 0 dimension) holds the empty byte range ``[o, o)``, which meets
+        no other range, so it never overlaps; it must still be aligned and inside the arena."""
         slots = sorted(self.slots.values(), key=lambda s: s.offset)
-        for i, a in enumerate(slots):
+        for a in slots:
             if a.offset % self.alignment or a.offset + a.size > self.arena_bytes:
                 raise GraphError(f"arena plan: tensor {a.name!r} at {a.offset}+{a.size} is "
                                  f"misaligned or outside the {self.arena_bytes}-byte arena")
+        slots = [s for s in slots if s.size > 0]
+        for i, a in enumerate(slots):
             for b in slots[i + 1:]:
                 if b.offset >= a.offset + a.size:
                     break
@@ -195,10 +200,14 @@ Buffer = tuple[int, int, int, int]      # (id, aligned size, first step, last st
 def place_greedy(bufs: list[Buffer], alignment: int, best_fit: bool) -> tuple[dict[int, int], int]:
     """Place ``bufs`` in the given order: each at the lowest offset (first fit) or in the
     smallest gap that holds it (best fit, else on top) among the already placed buffers
-    whose lifetimes overlap its own."""
+    whose lifetimes overlap its own. A zero-size buffer needs no bytes: it gets offset 0 and
+    constrains no other buffer."""
     placed: list[tuple[int, int, int, int]] = []   # (offset, size, first, last)
     offsets: dict[int, int] = {}
     for b, bsize, f, l in bufs:
+        if bsize == 0:
+            offsets[b] = 0
+            continue
         live = sorted((o, s) for o, s, pf, pl in placed if pf <= l and f <= pl)
         offset, top, best = 0, 0, None
         for o, s in live:
