@@ -12,9 +12,10 @@ output) + memory traffic + static power x roofline time, and, as a second estima
 target's active power x roofline time. The roofline assumes the SIMD peak, so modelled
 inferences/s are an upper bound.
 
-A spiking model (which the integer compiler cannot lower yet) is profiled as its float step
-graph, with its spike-driven layers counted at the firing rates measured over the streamed
-clip.
+A spiking model's spike-driven layers (fed by 0/1 spikes: in the integer graph a two-level
+``QLut``, the lowered exact-step ``HardSigmoid``; see ``sdk.profile.spikes``) count
+accumulates, not MACs, at the firing rates measured over the streamed clip (a model the
+integer compiler cannot lower is profiled as its float step graph, likewise).
 
 Usage::
 
@@ -39,6 +40,7 @@ import numpy as np
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 import sdk
+from sdk.profile import core_state_pairs, stream_firing_rates
 
 DEFAULT_MODEL = Path(__file__).resolve().parents[1] / "samples/kws/models/kws_lmuformer_nonspiking.onnx"
 MLPERF_KWS_UJ = 7374.0
@@ -111,9 +113,10 @@ def main(argv: list[str] | None = None) -> int:
     names = sdk.core_input_names(ss.graph)
     hops = [{names[k]: v[t] for k, v in recorded.items()} for t in range(len(frames))]
     state_inputs = {names[k] for k in ss.pairs}
-    rates = sdk.stream_firing_rates(
+    rates = stream_firing_rates(
         step, [{k: v for k, v in f.items() if k not in state_inputs} for f in hops],
-        initial_state={k: v for k, v in hops[0].items() if k in state_inputs})
+        initial_state={k: v for k, v in hops[0].items() if k in state_inputs},
+        state_pairs=core_state_pairs(ss.graph))
     front = None if a.no_front_end else sdk.logmel_front_end_count(frames.shape[-1])
     mid = hops[len(hops) // 2]
     rows, clocks = [], {}

@@ -4,8 +4,8 @@ Counting rules (one inference, batch as given by the shapes):
 
 * **MACs** (multiply-accumulates): conv ``N·O·Ho·Wo·(C/g)·kh·kw`` (1-D: ``N·O·L·(C/g)·k``),
   fully-connected ``rows·K·N``, matmul ``Π(out)·K``. A *spike-driven* layer (its activation
-  input is a 0/1 spike tensor) multiplies nothing: each of its MACs becomes an
-  **accumulate** (add a weight when the input spiked), scaled by the measured firing rate
+  input is a 0/1 spike tensor, see :mod:`sdk.profile.spikes`) multiplies nothing: each of
+  its MACs becomes an **accumulate** (add a weight when the input spiked), scaled by the measured firing rate
   when one is given, else counted in full (an upper bound).
 * **adds**: bias adds (one per output), element-wise additions, pooling sums.
 * **muls**: element-wise multiplications (``QMul``, ``Mul``).
@@ -27,9 +27,8 @@ import numpy as np
 
 from sdk.errors import GraphError
 from sdk.graph.ir import Graph, Node
+from sdk.profile.spikes import VIEW_OPS, spike_tensors
 
-VIEW_OPS = frozenset({"Reshape", "Flatten", "Squeeze", "Unsqueeze", "Identity"})
-SPIKE_OPS = frozenset({"LIF", "QLIF"})     # ops whose outputs are 0/1 spikes
 CONV_OPS = frozenset({"QConv1d", "QConv2d", "QDepthwiseConv2d", "Conv"})
 FC_OPS = frozenset({"QFullyConnected"})
 MATMUL_OPS = frozenset({"QMatMul", "MatMul"})
@@ -98,29 +97,6 @@ class _Shapes:
 
     def size(self, name: str) -> int:
         return int(np.prod(self(name), dtype=np.int64))
-
-
-COMPARE_OPS = frozenset({"Greater", "GreaterOrEqual", "Less", "LessOrEqual", "Equal"})
-# ops whose output is a spike tensor when their (first) input is one
-SPIKE_PRESERVING_OPS = VIEW_OPS | frozenset({"Cast", "Transpose", "Slice", "Gather"})
-
-
-def spike_tensors(graph: Graph) -> set[str]:
-    """Tensors that carry 0/1 spikes: outputs of spike ops and comparisons (a LIF neuron in
-    ONNX is ``Cast(GreaterOrEqual(H, V_th))``), bool tensors, any listed in
-    ``graph.metadata["spike_tensors"]``, and views, casts and concatenations of those."""
-    found = set(graph.metadata.get("spike_tensors", []))
-    found |= {t.name for t in graph.tensors.values() if t.dtype == "bool" and not t.is_constant}
-    for n in graph.topological_order():
-        out = n.outputs[0] if n.outputs else ""
-        if not out:
-            continue
-        data = [i for i in n.inputs if i and not graph.tensor(i).is_constant]
-        if (n.op in SPIKE_OPS or n.op in COMPARE_OPS
-                or (n.op in SPIKE_PRESERVING_OPS and data and data[0] in found)
-                or (n.op == "Concat" and data and all(i in found for i in data))):
-            found.add(out)
-    return found
 
 
 def count_node(graph: Graph, node: Node, shapes: dict[str, tuple[int, ...]] | None = None,

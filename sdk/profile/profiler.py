@@ -25,9 +25,10 @@ from sdk.compile.memory_plan import plan_memory
 from sdk.errors import EdgeError, GraphError, ModelFormatError
 from sdk.graph.ir import Graph, qrange
 from sdk.profile.energy import PJ, compute_energy_pj, memory_energy_pj, table_for
-from sdk.profile.opcount import count_graph, spike_tensors
+from sdk.profile.opcount import count_graph
 from sdk.profile.report import LayerRow, ProfileReport
 from sdk.profile.roofline import estimate_node
+from sdk.profile.spikes import firing_rate, spike_silent_levels, spike_tensors
 from targets import Target, load_target
 from targets.sensors import open_meter
 
@@ -62,8 +63,8 @@ def _measure(graph: Graph, target: Target, feeds: Mapping[str, np.ndarray], runs
               and (n in graph.inputs or any(n in nd.outputs for nd in graph.nodes))]
     values = exe.run(dict(feeds), outputs=wanted)          # trace (and warm up)
     shapes = {k: tuple(v.shape) for k, v in values.items()}
-    rates = {s: float(np.count_nonzero(values[s])) / max(values[s].size, 1)
-             for s in spike_tensors(graph) if s in values}
+    rates = {s: firing_rate(values[s], silent)
+             for s, silent in spike_silent_levels(graph).items() if s in values}
     if target.host:
         meter, why = open_meter(target)
     else:

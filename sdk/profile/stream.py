@@ -25,8 +25,8 @@ import numpy as np
 from sdk.errors import InputError
 from sdk.graph.ir import Graph
 from sdk.profile.energy import PJ, EnergyTable
-from sdk.profile.opcount import spike_tensors
 from sdk.profile.report import ProfileReport
+from sdk.profile.spikes import spike_silent_levels
 from targets.model import Target
 
 
@@ -169,22 +169,41 @@ def _step_pairs(graph: Graph) -> dict[str, str]:
     return pair_states(graph.inputs, graph.outputs, None)
 
 
+def core_state_pairs(graph: Graph) -> dict[str, str]:
+    """State input -> state output of :func:`integer_core` of ``graph``: the float step
+    graph's pairs (by name, as :class:`sdk.StreamingSession` pairs them) mapped to the
+    integer tensors behind their ``QuantizeLinear`` / ``DequantizeLinear`` boundary."""
+    from sdk.runtime.step_graph import inner_output
+
+    names, producers = core_input_names(graph), graph.producers()
+    return {names[i]: inner_output(graph, o, producers) for i, o in _step_pairs(graph).items()}
+
+
 def stream_firing_rates(graph: Graph, hop_feeds: Sequence[Mapping[str, np.ndarray]],
-                        initial_state: Mapping[str, np.ndarray] | None = None
-                        ) -> dict[str, float]:
+                        initial_state: Mapping[str, np.ndarray] | None = None,
+                        state_pairs: Mapping[str, str] | None = None) -> dict[str, float]:
     """Mean firing rate of every spike tensor of a step graph over a streamed run.
 
     ``hop_feeds``: the stream inputs of each hop (e.g. ``[{"x": frame_t}, ...]``); the state
     inputs start at ``initial_state`` (default zeros) and are carried from each hop's state
-    outputs (paired by name, as :class:`sdk.StreamingSession` does). The rate of tensor ``s``
-    is ``Σ_t nonzero(s_t) / Σ_t size(s_t)``.
+    outputs, paired by ``state_pairs`` (input -> output; default: by name, as
+    :class:`sdk.StreamingSession` does; for an :func:`integer_core` pass
+    :func:`core_state_pairs` of the compiled graph). The rate of tensor ``s``
+    is ``Σ_t #(s_t ≠ silent) / Σ_t size(s_t)``, ``silent`` the raw value of a 0 (its zero
+    point in an integer graph; see :mod:`sdk.profile.spikes`).
     """
     from sdk.backends.reference.executor import ReferenceExecutable
 
     if not hop_feeds:
         raise InputError("no hops to stream; pass at least one hop of inputs")
-    pairs = _step_pairs(graph)
-    spikes = sorted(spike_tensors(graph))
+    pairs = dict(state_pairs) if state_pairs is not None else _step_pairs(graph)
+    unknown = [k for k, v in pairs.items() if k not in graph.inputs or v not in graph.outputs]
+    if unknown:
+        raise InputError(f"state pairs {unknown[:3]} do not name an input and an output of "
+                         f"{graph.name!r}; its inputs are {graph.inputs[:4]}..., outputs "
+                         f"{graph.outputs[:4]}...")
+    silent = spike_silent_levels(graph)
+    spikes = sorted(silent)
     state = {k: np.asarray(v) for k, v in (initial_state or {}).items()}
     for s in pairs:
         if s not in state:
@@ -199,7 +218,7 @@ def stream_firing_rates(graph: Graph, hop_feeds: Sequence[Mapping[str, np.ndarra
     for feeds in hop_feeds:
         values = exe.run({**state, **feeds}, outputs=wanted)
         for s in spikes:
-            fired[s] += int(np.count_nonzero(values[s]))
+            fired[s] += int(np.count_nonzero(values[s] != silent[s]))
             seen[s] += int(values[s].size)
         state = {s: values[o] for s, o in pairs.items()}
     return {s: fired[s] / seen[s] for s in spikes if seen[s]}

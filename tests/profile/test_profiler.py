@@ -91,7 +91,7 @@ def test_host_target_with_a_rapl_tree_reports_its_reading(tmp_path: Path) -> Non
 
 
 def test_spiking_lmuformer_step_counts_accumulates_at_the_traced_firing_rate() -> None:
-    """The zoo's spiking LMUFormer step graph: LIF spikes are Cast(GreaterOrEqual(...)), so
+    """The zoo's spiking LMUFormer step graph: LIF spikes are exact-step HardSigmoids, so
     the Gemms they feed accumulate instead of multiplying, at the firing rate of this input."""
     import numpy as np
 
