@@ -135,6 +135,11 @@ class Session:
                 infos_out.append(TensorInfo(name, _shape(t.shape), t.dtype, t.quant))
         self.inputs: list[TensorInfo] = infos_in
         self.outputs: list[TensorInfo] = infos_out
+        self._input_set = frozenset(i.name for i in infos_in)
+        self._output_set = frozenset(o.name for o in infos_out)
+        from sdk.kernels.quantize import dequantize_linear, quantize_linear
+
+        self._quantize, self._dequantize = quantize_linear, dequantize_linear
         if self._exe is None:
             self._compile_backend(backend, target, producers, consumers)
 
@@ -184,7 +189,7 @@ class Session:
         if not isinstance(feeds, Mapping):
             raise InputError(f"feeds must be a dict of input name -> array, got "
                              f"{type(feeds).__name__}; the inputs are {self.input_names}")
-        unknown = [k for k in feeds if k not in self.input_names]
+        unknown = [k for k in feeds if k not in self._input_set]
         if unknown:
             raise InputError(f"unknown input {unknown[0]!r}; the model's inputs are "
                              f"{self.input_names}")
@@ -216,16 +221,14 @@ class Session:
         arrays = self.check_feeds(feeds)
         wanted = list(self.output_names if outputs is None else outputs)
         for w in wanted:
-            if w not in self.output_names and w not in self.graph.tensors:
+            if w not in self._output_set and w not in self.graph.tensors:
                 raise InputError(f"unknown output {w!r}; the model's outputs are "
                                  f"{self.output_names}")
         internal: dict[str, np.ndarray] = {}
         for name, arr in arrays.items():
             if name in self._quantize_in:
-                from sdk.kernels.quantize import quantize_linear
-
                 qp, dt = self._quantize_in[name]
-                arr = quantize_linear(arr, qp.scale, qp.zero_point, dt, qp.axis)
+                arr = self._quantize(arr, qp.scale, qp.zero_point, dt, qp.axis)
             internal[self._feed_as.get(name, name)] = arr
         reads = [self._read_as.get(w, w) for w in wanted]
         if self._exe is not None:
@@ -242,10 +245,8 @@ class Session:
         for w, r in zip(wanted, reads):
             value = results[r]
             if w in self._dequantize_out:
-                from sdk.kernels.quantize import dequantize_linear
-
                 qp = self._dequantize_out[w]
-                value = dequantize_linear(value, qp.scale, qp.zero_point, qp.axis)
+                value = self._dequantize(value, qp.scale, qp.zero_point, qp.axis)
             out[w] = value
         return out
 
