@@ -11,6 +11,7 @@ from sdk.audio.logmel import (
                               mel_filterbank,
                               tolerance_mask,
 )
+from sdk.audio.opcount import LogMelOpCount, direct_dft_op_count, logmel_op_count
 from sdk.audio.wav import (
                               WavInfo,
                               decode_wav_bytes,
@@ -26,13 +27,16 @@ __all__ = [
                               "N_MELS",
                               "SAMPLE_RATE",
                               "WIN_LENGTH",
+                              "LogMelOpCount",
                               "StreamingLogMel",
                               "WavInfo",
                               "decode_wav_bytes",
+                              "direct_dft_op_count",
                               "float_to_int16",
                               "load_wav",
                               "logmel",
                               "logmel_float_reference",
+                              "logmel_op_count",
                               "mel_filterbank",
                               "read_wav_info",
                               "resample",

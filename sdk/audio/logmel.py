@@ -6,9 +6,10 @@ a 1 s clip at 16 kHz gives 100 frames. For each frame, in integers only:
 
 1. window: ``xw[n] = RDP(x[n]·w[n], 15 − G)`` with ``w = round(32767·hann_periodic(400))``
    (Q15), keeping ``G = 6`` guard bits (``|xw| < 2^21``) so quiet audio keeps its precision;
-2. DFT (512 points, zero padded): ``re[k] = RDP(Σ_n xw[n]·C[k,n], 15)``,
-   ``im[k] = RDP(Σ_n xw[n]·S[k,n], 15)`` with ``C, S = round(32767·cos/sin(2πkn/512))`` (Q15),
-   so ``re, im`` are in Q6 sample units, ``|re|, |im| < 2^30``;
+2. spectrum: the integer 512-point real FFT of :mod:`sdk.audio.fft` (a 256-point complex
+   radix-2 FFT of the packed even/odd samples with Q30 twiddles and rounding shifts, then a
+   split), zero padded, so ``re, im`` are in Q6 sample units, ``|re|, |im| < 2^29``, with no
+   overflow anywhere in int32 (headroom taken once at the input, see that module);
 3. power ``P[k] = RDP(re[k]² + im[k]², 2G)`` (int64, back to sample units squared);
 4. mel energy ``E[m] = Σ_k P[k]·M[m,k]`` with triangular HTK-mel filters ``M`` in Q15 (peak 32768);
    by Parseval ``Σ_k P[k] < 2^47``, so ``E < 2^62`` never overflows int64;
@@ -18,9 +19,10 @@ a 1 s clip at 16 kHz gives 100 frames. For each frame, in integers only:
    linear interpolation (error < 2·10⁻⁵).
 
 ``RDP`` is the project's rounding shift (:func:`sdk.kernels.requant.rounding_divide_by_pot`,
-round half away from zero). The DFT sums are evaluated with float64 matrix products: every
-product is an integer below 2^36 and every partial sum below 2^45 < 2^53, so the float64 result
-is the exact integer (no rounding happens), whatever the summation order.
+round half away from zero). :func:`logmel_frames_int` is the NumPy reference (vectorised over
+frames); :mod:`sdk.audio.logmel_fast` is its Numba twin for one hop (same bits), which
+:class:`StreamingLogMel` uses by default. :func:`sdk.audio.logmel_op_count` counts the integer
+operations of one hop.
 
 The float reference computes the same quantity (Hann window, 512-point rFFT, the same filters
 with float weights, ``log2(max(E, 2^−15))``) in float64. Stated tolerance, checked in
@@ -36,6 +38,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
+from sdk.audio.fft import FFTTables, build_fft_tables, real_fft_int
 from sdk.errors import InputError
 from sdk.kernels.requant import rounding_divide_by_pot
 
@@ -48,10 +51,9 @@ F_MIN = 20.0
 F_MAX = 8000.0
 WINDOW_BITS = 15
 GUARD_BITS = 6
-DFT_BITS = 15
 MEL_BITS = 15
 LOG_FRAC_BITS = 8  # output Q8 log2 units
-_LUT_BITS = 7  # 128 table segments
+LUT_BITS = 7  # 128 table segments
 
 #: Stated tolerance of the integer front end against the float reference (log2 units), on the
 #: bins selected by :func:`tolerance_mask`.
@@ -84,24 +86,25 @@ class LogMelTables:
     """Integer constants of the front end, built once."""
 
     window_q15: np.ndarray  # int64 [WIN_LENGTH]
-    dft_cos_q15: np.ndarray  # float64 [WIN_LENGTH, bins] holding exact integers
-    dft_sin_q15: np.ndarray
+    fft: FFTTables
     mel_q15: np.ndarray  # int64 [bins, n_mels]
-    log2_lut_q16: np.ndarray  # int64 [2^_LUT_BITS + 1]
+    mel_lo: np.ndarray  # int64 [n_mels] first non-zero tap (bin) of each filter
+    mel_hi: np.ndarray  # int64 [n_mels] one past the last non-zero tap
+    log2_lut_q16: np.ndarray  # int64 [2^LUT_BITS + 1]
 
 
 def _build_tables(n_mels: int) -> LogMelTables:
     n = np.arange(WIN_LENGTH)
     hann = 0.5 - 0.5 * np.cos(2.0 * np.pi * n / WIN_LENGTH)  # periodic Hann
     window = np.round(hann * 32767.0).astype(np.int64)
-    k = np.arange(N_FFT // 2 + 1)
-    phase = 2.0 * np.pi * np.outer(n, k) / N_FFT
-    cos_q = np.round(np.cos(phase) * 32767.0)
-    sin_q = np.round(-np.sin(phase) * 32767.0)
     mel = np.round(mel_filterbank(n_mels) * (1 << MEL_BITS)).astype(np.int64).T.copy()
-    lut = np.round(np.log2(1.0 + np.arange((1 << _LUT_BITS) + 1) / (1 << _LUT_BITS))
+    nonzero = mel.T != 0
+    lo = np.where(nonzero.any(axis=1), nonzero.argmax(axis=1), 0)
+    hi = np.where(nonzero.any(axis=1), mel.shape[0] - nonzero[:, ::-1].argmax(axis=1), 0)
+    lut = np.round(np.log2(1.0 + np.arange((1 << LUT_BITS) + 1) / (1 << LUT_BITS))
                    * 65536.0).astype(np.int64)
-    return LogMelTables(window, cos_q, sin_q, mel, lut)
+    return LogMelTables(window, build_fft_tables(), mel, lo.astype(np.int64),
+                        hi.astype(np.int64), lut)
 
 
 _TABLE_CACHE: dict[int, LogMelTables] = {}
@@ -132,7 +135,7 @@ def log2_q16(energy: np.ndarray, lut: np.ndarray) -> np.ndarray:
     # mantissa r in [2^30, 2^31): shift left small values, truncate large ones
     r = np.where(b <= 30, e << np.maximum(30 - b, 0), e >> np.maximum(b - 30, 0))
     frac = r - (1 << 30)
-    seg_shift = 30 - _LUT_BITS
+    seg_shift = 30 - LUT_BITS
     i = frac >> seg_shift
     rem = frac & ((1 << seg_shift) - 1)
     interp = lut[i] + (((lut[i + 1] - lut[i]) * rem) >> seg_shift)
@@ -143,9 +146,7 @@ def logmel_frames_int(frames: np.ndarray, tables: LogMelTables) -> np.ndarray:
     """Integer log-mel of windows ``frames`` (int16-valued, shape ``[T, WIN_LENGTH]``) → int16."""
     x = np.asarray(frames, dtype=np.int64)
     xw = rounding_divide_by_pot(x * tables.window_q15, WINDOW_BITS - GUARD_BITS)
-    xf = xw.astype(np.float64)  # exact: |xw| < 2^21
-    re = rounding_divide_by_pot(np.rint(xf @ tables.dft_cos_q15).astype(np.int64), DFT_BITS)
-    im = rounding_divide_by_pot(np.rint(xf @ tables.dft_sin_q15).astype(np.int64), DFT_BITS)
+    re, im = real_fft_int(xw, tables.fft)
     power = rounding_divide_by_pot(re * re + im * im, 2 * GUARD_BITS)
     energy = power @ tables.mel_q15  # int64 matmul, < 2^62
     q16 = log2_q16(np.maximum(energy, 1), tables.log2_lut_q16)
@@ -201,11 +202,20 @@ class StreamingLogMel:
     ``step(hop)`` takes exactly 160 int16 samples and returns one int16 frame of ``n_mels``
     Q8 log2 values; ``push(samples)`` accepts any number of samples and returns the frames
     completed (``[k, n_mels]``). Streaming a clip hop by hop equals :func:`logmel` bit for bit.
+    ``fast=True`` runs each hop with the compiled Numba twin (:mod:`sdk.audio.logmel_fast`,
+    the same bits); ``fast=False`` with the NumPy reference.
     """
 
-    def __init__(self, n_mels: int = N_MELS) -> None:
+    def __init__(self, n_mels: int = N_MELS, fast: bool = True) -> None:
         self.n_mels = n_mels
+        self.fast = fast
         self._tables = logmel_tables(n_mels)
+        if fast:
+            from sdk.audio.logmel_fast import LogMelHopKernel
+
+            self._hop = LogMelHopKernel(self._tables)
+        else:
+            self._hop = lambda frame: logmel_frames_int(frame[None, :], self._tables)[0]
         self.reset()
 
     def reset(self) -> None:
@@ -234,7 +244,7 @@ class StreamingLogMel:
                              f"(got {len(x)}); use push() for other chunk sizes")
         frame = np.concatenate([self._history, x.astype(np.int64)])
         self._history = frame[HOP_LENGTH:]
-        return logmel_frames_int(frame[None, :], self._tables)[0]
+        return self._hop(frame)
 
     def push(self, samples: np.ndarray) -> np.ndarray:
         """Any number of int16 samples → the frames they complete, ``[k, n_mels]``."""
@@ -245,5 +255,5 @@ class StreamingLogMel:
         for i in range(n):
             frame = np.concatenate([self._history, x[i * HOP_LENGTH:(i + 1) * HOP_LENGTH]])
             self._history = frame[HOP_LENGTH:]
-            frames[i] = logmel_frames_int(frame[None, :], self._tables)[0]
+            frames[i] = self._hop(frame)
         return frames

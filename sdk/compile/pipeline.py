@@ -19,12 +19,15 @@ def is_qdq_model(model: Any) -> bool:
 def compile_model(onnx_path: str | os.PathLike | Any,
                   calib: Mapping[str, np.ndarray] | None = None, *, observer: str = "minmax",
                   activation_bits: int = 8, per_channel: bool = True,
-                  mixed_precision: bool = True) -> Bundle:
+                  mixed_precision: bool = True,
+                  state_pairs: Mapping[str, str] | None = None) -> Bundle:
     """Compile an ONNX model to an integer bundle.
 
     A float model is calibrated on ``calib`` (input name → array, first axis = samples) and
     quantized (see :func:`sdk.quant.quantize`); a QDQ model (e.g. from
     ``onnxruntime.quantization.quantize_static``) brings its own scales and needs no ``calib``.
+    ``state_pairs`` (state input → state output; None: by name, ``{}``: none) is passed to
+    :func:`sdk.quant.quantize`, which gives each recurrent state pair one shared grid.
     """
     from sdk.errors import CalibrationError
     from sdk.frontends.onnx_import import _read_model, load_onnx
@@ -40,7 +43,7 @@ def compile_model(onnx_path: str | os.PathLike | Any,
                                    "(CLI: --calib CALIB.npz keyed by input name)")
         graph = quantize(load_onnx(model), calib, observer=observer,
                          activation_bits=activation_bits, per_channel=per_channel,
-                         mixed_precision=mixed_precision)
+                         mixed_precision=mixed_precision, state_pairs=state_pairs)
     if isinstance(onnx_path, (str, os.PathLike)):
         from pathlib import Path
 

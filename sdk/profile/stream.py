@@ -59,25 +59,15 @@ class FrontEndCount:
 
 
 def logmel_front_end_count(n_mels: int = 40) -> FrontEndCount:
-    """Count one hop of ``sdk.audio.logmel`` as it is specified: 400-sample Hann window, a
-    direct 512-point DFT of the 400 samples (257 bins, cos and sin), power, ``n_mels``
-    triangular filters (their non-zero taps), and the table log2."""
-    from sdk.audio.logmel import N_FFT, WIN_LENGTH, logmel_tables
+    """Count one hop of ``sdk.audio.logmel`` as it is computed: 400-sample Hann window, the
+    integer 512-point real FFT (257 bins), power, ``n_mels`` triangular filters (their non-zero
+    taps), and the table log2 (:func:`sdk.audio.logmel_op_count` walks the kernel's loops)."""
+    from sdk.audio.logmel import WIN_LENGTH
+    from sdk.audio.opcount import logmel_op_count
 
-    tables = logmel_tables(n_mels)
-    bins = N_FFT // 2 + 1
-    mel_taps = int(np.count_nonzero(tables.mel_q15))
-    window = WIN_LENGTH
-    dft = 2 * WIN_LENGTH * bins
-    power = 2 * bins
-    mul32 = window + dft + power + mel_taps
-    add32 = dft + bins + mel_taps
-    other = window + 2 * bins + n_mels * (6 + 4)     # rounding shifts; leading bit + LUT
-    table_bytes = (2 * window + 2 * 2 * WIN_LENGTH * bins + 2 * mel_taps
-                   + 8 * len(tables.log2_lut_q16))   # Q15 int16 tables, int64 LUT
-    activation_bytes = 2 * window + 2 * n_mels
-    return FrontEndCount(f"log-mel front end ({n_mels} mels, direct 512-point DFT)", mul32,
-                         add32, other, table_bytes, activation_bytes)
+    c = logmel_op_count(n_mels)
+    activation_bytes = 2 * WIN_LENGTH + 2 * n_mels
+    return FrontEndCount(c.name, c.mul32, c.add32, c.other, c.table_bytes, activation_bytes)
 
 
 @dataclass

@@ -265,7 +265,11 @@ class Lowering:
             self.done.add(id(node))
             lowerings[node.op](self, node)
         qouts = {}
+        state_of = {o: i for i, o in self.plan.state_pairs.items()}
         for y in fg.outputs:
+            if y in state_of:  # a state output lands on its input's grid: no hop Requantize
+                self.int_name[y] = self.input_as(y, self.actual[state_of[y]])
+                self.actual[y] = self.actual[state_of[y]]
             name, qp, dt = self.input(y)
             g.add_tensor(Tensor(y, "float32", self.shape(y)))
             g.add_node("DequantizeLinear", [name], [y], name=f"dequantize_{y}",
@@ -273,6 +277,8 @@ class Lowering:
             qouts[y] = name
         g.outputs = list(fg.outputs)
         g.metadata["quantized_outputs"] = qouts
+        if self.plan.state_pairs:
+            g.metadata["state_pairs"] = dict(self.plan.state_pairs)
         g.validate()
         return g
 

@@ -7,11 +7,15 @@ ops that cannot rescale (max-pool, reshape, ...). Policy for PTQ from observers:
 * with ``mixed_precision``, int16 where the range matters: Softmax inputs (attention scores),
   LayerNormalization inputs and the residual stream (an Add fed by an int16 tensor);
 * Softmax outputs are int16 with scale 2^-15 (Shiftmax's output grid); Sigmoid outputs int8
-  with scale 1/256, zero point −128; Tanh outputs int8 with scale 1/128.
+  with scale 1/256, zero point −128; Tanh outputs int8 with scale 1/128;
+* recurrent state (``state_pairs``: state input → state output of a step graph): each pair
+  shares one grid, int16 symmetric under mixed precision (see :mod:`sdk.quant.state`); the
+  residual rule then carries int16 on from the state inputs.
 """
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 
 import numpy as np
@@ -19,6 +23,7 @@ import numpy as np
 from sdk.errors import CalibrationError
 from sdk.graph import Graph, QuantParams
 from sdk.quant.observers import Observer, params_for_range
+from sdk.quant.state import forward_from_states, group_params, state_groups, widened_operands
 
 SHIFTMAX_OUT_BITS = 16
 
@@ -34,6 +39,8 @@ class QuantPlan:
     # PTQ may fuse across a tensor (MatMul+Add bias, ×scalar) and skip its rounding; a QDQ
     # model's own intermediate quantization must be kept to reproduce its integers.
     fuse_quantized: bool = True
+    # state input → state output; the lowering makes each output land on its input's grid
+    state_pairs: dict[str, str] = field(default_factory=dict)
 
     def get(self, name: str) -> tuple[QuantParams, str] | None:
         if name in self.act:
@@ -53,22 +60,34 @@ def fixed_output_params(op: str) -> tuple[QuantParams, str] | None:
 
 
 def plan_from_observers(graph: Graph, observers: dict[str, Observer], activation_bits: int = 8,
-                        per_channel: bool = True, mixed_precision: bool = True) -> QuantPlan:
-    """Turn observed ranges into a plan for the (fused) float ``graph``."""
+                        per_channel: bool = True, mixed_precision: bool = True,
+                        state_pairs: Mapping[str, str] | None = None) -> QuantPlan:
+    """Turn observed ranges into a plan for the (fused) float ``graph``; ``state_pairs``
+    (state input → state output, already checked against the graph) get shared grids."""
     if activation_bits not in (8, 16):
         raise CalibrationError(f"activation bits must be 8 or 16, got {activation_bits}")
     base = "int8" if activation_bits == 8 else "int16"
+    pairs = dict(state_pairs or {})
+    state_dtype = "int16" if mixed_precision else base
+    producers = graph.producers()
+    groups = state_groups(graph, pairs)
+    fixed_grid = [next((f for r in grp.roots if r in producers
+                        for f in [fixed_output_params(producers[r].op)] if f is not None), None)
+                  for grp in groups]
     consumers = graph.consumers()
     wide: set[str] = set()
     if mixed_precision:
         for n in graph.nodes:
             if n.op in ("Softmax", "LayerNormalization"):
                 wide.add(n.inputs[0])
+        for grp, fixed in zip(groups, fixed_grid):
+            if fixed is None:
+                wide |= set(grp.members) | widened_operands(graph, grp)
+                wide |= forward_from_states(graph, [t for t in grp.members if t in pairs])
         for n in graph.topological_order():  # residual stream: int16 flows through Add
             if n.op in ("Add", "Sub") and any(i in wide for i in n.inputs):
                 wide.add(n.outputs[0])
     plan = QuantPlan(per_channel=per_channel)
-    producers = graph.producers()
     names = list(graph.inputs) + [o for n in graph.nodes for o in n.outputs if o]
     for name in names:
         t = graph.tensors.get(name)
@@ -89,4 +108,12 @@ def plan_from_observers(graph: Graph, observers: dict[str, Observer], activation
         lo, hi = obs.range(dtype, symmetric)
         plan.act[name] = params_for_range(lo, hi, dtype, symmetric)
         plan.dtype[name] = dtype
+    for grp, fixed in zip(groups, fixed_grid):
+        shared = group_params(grp, observers, state_dtype, fixed)
+        if shared is None:
+            raise CalibrationError(f"state tensors {sorted(grp.members)} were never observed "
+                                   "during calibration; feed state values in the calibration data")
+        for t in grp.members:
+            plan.act[t], plan.dtype[t] = shared
+    plan.state_pairs = pairs
     return plan

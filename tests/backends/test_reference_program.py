@@ -154,12 +154,18 @@ def test_integer_io_session_matches_the_numpy_session(compiled_cnn):
         _assert_same(fast.run({info.name: x}), spec.run({info.name: x}))
 
 
-def test_other_batch_than_the_graph_declares_falls_back_and_keeps_the_bits():
+def test_other_shape_or_dtype_than_declared_falls_back_and_keeps_the_bits():
     graph = sg.fc_graph(batch=4, k=32, n=16)
     prepared, spec = ReferenceExecutable(graph), ReferenceExecutable(graph, fast=False)
     x = np.random.default_rng(0).integers(-128, 128, (7, 32)).astype(np.int8)
     name = graph.inputs[0]
     _assert_same(prepared.run({name: x}), spec.run({name: x}))
+    wide = np.random.default_rng(1).integers(-30000, 30000, (4, 32)).astype(np.int16)
+    _assert_same(prepared.run({name: wide}), spec.run({name: wide}))  # not the declared int8
+    step = sg.step_graph()  # FC then QAdd: both see 3 rows where the graph declares 1
+    prepared, spec = ReferenceExecutable(step), ReferenceExecutable(step, fast=False)
+    feeds = {k: np.concatenate([v] * 3) for k, v in _feeds(step, 2).items()}
+    _assert_same(prepared.run(feeds), spec.run(feeds))
 
 
 def test_kernel_failure_names_the_node():

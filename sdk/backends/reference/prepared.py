@@ -32,13 +32,15 @@ from sdk.kernels.fast.elementwise import _clamp as clamp_loop
 from sdk.kernels.fast.elementwise import _mul as mul_loop
 from sdk.kernels.fast.gemm import fits_int16, gemm_nt, pack_cols, pack_rows, padded_depth
 from sdk.kernels.fast.pooling import _gap, _max
+from sdk.kernels.fast.quantize import _requantize as requantize_loop
 from sdk.kernels.fast.requant import requant, wrap32
 from sdk.kernels.fast.requant_loops import requant_cols, requant_rows
 from sdk.kernels.pooling import pool_geometry
 
 Kernel = Callable[[list], np.ndarray]
 _NARROW = ("int8", "uint8")  # x − zp of these always fits int16 (the packed GEMM is exact)
-_GEMM_ROWS = 4               # from this many rows on, pack and use the 4×4 GEMM block
+_GEMM_ROWS = 4               # from this many rows on, pack and use the 4×4 GEMM block ...
+_GEMM_MACS = 4096            # ... when the product is big enough to repay the packing
 
 
 @njit(cache=True)
@@ -75,7 +77,8 @@ class Binder:
                        "Identity": self._identity, "Concat": self._concat, "Slice": self._slice,
                        "QConv2d": self._conv, "QDepthwiseConv2d": self._depthwise,
                        "QMaxPool2d": self._maxpool, "QGlobalAvgPool": self._gap,
-                       "QMatMul": self._matmul, "Pad": self._pad, "Transpose": self._transpose}
+                       "QMatMul": self._matmul, "Pad": self._pad, "Transpose": self._transpose,
+                       "Requantize": self._requantize}
 
     def generic(self, node: Node) -> Callable[[list], Any]:
         """The registry kernel of ``node`` with its attributes bound: one array for a
@@ -142,16 +145,18 @@ class Binder:
         x_zp = np.int64(int(a.get("x_zp", 0)))
         xs = self._shape(x)
         rows = int(np.prod(xs[:-1])) if _static(xs) and xs[-1] == k else 0
-        if (rows >= _GEMM_ROWS and k > 0 and self._narrow_input(x, int(x_zp))
-                and fits_int16(w, 0)):
+        if (rows >= _GEMM_ROWS and rows * k * n >= _GEMM_MACS
+                and self._narrow_input(x, int(x_zp)) and fits_int16(w, 0)):
             kp = padded_depth(k)
             wp = pack_rows(w, np.int64(0), kp)
             out_shape = xs[:-1] + (n,)
             slow = self.generic(node)
 
+            x_dtype = np.dtype(self._dtype(x))
+
             def gemm(args: list) -> np.ndarray:
                 xv = args[0]
-                if xv.shape != xs:
+                if xv.shape != xs or xv.dtype != x_dtype:
                     return slow(args)
                 xa = pack_rows(np.ascontiguousarray(xv).reshape(rows, k), x_zp, kp)
                 acc = np.empty((rows, n), np.int32)
@@ -186,11 +191,12 @@ class Binder:
         dt, m0, shift, zp, lo, hi = self._requant(a, n)
         kp = padded_depth(k)
         za, zb = np.int64(a_zp), np.int64(b_zp)
+        a_dt, b_dt = np.dtype(self._dtype(a_name)), np.dtype(self._dtype(b_name))
         slow = self.generic(node)
 
         def run(args: list) -> np.ndarray:
             av, bv = args[0], args[1]
-            if av.shape != a_s or bv.shape != b_s:
+            if av.shape != a_s or bv.shape != b_s or av.dtype != a_dt or bv.dtype != b_dt:
                 return slow(args)
             pa = pack_rows(np.ascontiguousarray(av), za, kp)
             pb = pack_cols(np.ascontiguousarray(bv), zb, kp)
@@ -273,6 +279,30 @@ class Binder:
             return out.reshape(shape)
         return run
 
+    def _requantize(self, node: Node) -> Kernel | None:
+        a = node.attrs
+        x = node.inputs[0]
+        if np.ndim(a["m0"]) or np.ndim(a["shift"]) or x in self.const or \
+                self._dtype(x) not in ("int8", "uint8", "int16", "int32"):
+            return None  # per-tensor integer input only, as the registry's Numba twin
+        x_dtype = np.dtype(self._dtype(x))
+        slow = self.generic(node)
+        dt = out_dtype(_text(a.get("dtype", "int8")))
+        lo, hi = check_range(a.get("act_min"), a.get("act_max"), dt)
+        i64 = np.int64
+        consts = (i64(a.get("in_zp", 0)), i64(a["m0"]), i64(a["shift"]), i64(a.get("out_zp", 0)),
+                  i64(lo), i64(hi))
+
+        def run(args: list) -> np.ndarray:
+            xv = args[0]
+            if xv.dtype != x_dtype:
+                return slow(args)
+            flat = np.ascontiguousarray(xv).reshape(-1)
+            out = np.empty(flat.size, dt)
+            requantize_loop(flat, *consts, out)
+            return out.reshape(xv.shape)
+        return run
+
     def _clamp(self, node: Node) -> Kernel | None:
         x = node.inputs[0]
         t = self.graph.tensors.get(x)
@@ -296,8 +326,10 @@ class Binder:
     # -- layout -----------------------------------------------------------------------------
     def _reshape(self, node: Node) -> Kernel | None:
         shape = self._shape(node.outputs[0])
-        if not _static(shape):
+        if shape is None or sum(d < 0 for d in shape) > 1:
             return None
+        if not _static(shape):  # one free size: NumPy infers it as the shape operand says
+            return lambda args: np.reshape(args[0], shape)
         size = int(np.prod(shape))
         slow = self.generic(node)
         # the declared output shape holds for the declared input size; any other size
@@ -354,7 +386,9 @@ class Binder:
         return run
 
     def _concat(self, node: Node) -> Kernel:
-        axis = int(node.attrs.get("axis", 0))
+        axis = int(node.attrs["axis"])
+        if any(not i for i in node.inputs):  # omitted inputs are skipped, as the registry does
+            return lambda args: np.concatenate([a for a in args if a is not None], axis=axis)
         return lambda args: np.concatenate(args, axis=axis)
 
     def _slice(self, node: Node) -> Kernel | None:
@@ -419,10 +453,11 @@ class Binder:
         (sh, sw), (dh, dw), (pt, pl) = g.strides, g.dilations, g.pads[:2]
         geo = (g.kh, g.kw, sh, sw, pt, pl, dh, dw, g.oh, g.ow)
         slow = self.generic(node)
+        x_dtype = np.dtype(self._dtype(node.inputs[0]))
 
         def run(args: list) -> np.ndarray:
             xv = args[0]
-            if xv.shape != xs:
+            if xv.shape != xs or xv.dtype != x_dtype:
                 return slow(args)
             xv = np.ascontiguousarray(xv)
             cols = np.zeros((p, kp), np.int16)
