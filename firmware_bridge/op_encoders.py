@@ -148,6 +148,9 @@ def _conv_record(node: Node, ctx: EncodeContext, x_shape: tuple[int, ...],
         raise GraphError(f"{node.name}: conv shapes x {x_shape}, w {w_shape}, group {group} "
                          "do not fit")
     x, wt = node.inputs[0], node.inputs[1]
+    if ctx.dtype(x) != "int8":  # firmware/src/kernels.c k_conv2d reads x as int8
+        raise GraphError(f"{node.name}: convolution on the MCU needs an int8 input, got "
+                         f"{ctx.dtype(x)}; quantize the conv input to int8 or run it on the host")
     bias = node.inputs[2] if len(node.inputs) > 2 else ""
     y = node.outputs[0]
     if _elems(ctx.shape(y)) != b * o * oh * ow:

@@ -163,8 +163,8 @@ def main(argv: list[str] | None = None) -> int:
           "traffic + static power x roofline time; and active power x roofline time), not "
           "measurements; different models (DS-CNN on 49x10 MFCC vs. the streaming LMUFormer).")
     if front is not None:
-        print("front end as sdk.audio.logmel specifies it (a direct DFT, "
-              f"{front.mul32:,} 32-bit multiplies per hop); an FFT would need far fewer")
+        print("front end as sdk.audio.logmel specifies it (integer radix-2 FFT, "
+              f"{front.mul32:,} 32-bit multiplies per hop)")
     if a.json:
         doc = {"model": str(model), "graph": how, "hops_per_inference": a.hops,
                "firing_rates": rates,

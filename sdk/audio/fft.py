@@ -41,6 +41,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
+from sdk.errors import InputError
 from sdk.kernels.requant import rounding_divide_by_pot
 
 N_REAL = 512            # real FFT length
@@ -82,24 +83,30 @@ def real_fft_int(xw: np.ndarray, tables: FFTTables) -> tuple[np.ndarray, np.ndar
     """Integer real FFT of rows ``xw`` (int64 ``[T, n ≤ 512]``, ``|xw| < 2^21``, zero padded to
     512) → ``(re, im)`` int64 ``[T, 257]`` in the input's units (see the module docstring)."""
     x = np.asarray(xw, dtype=np.int64)
+    if x.ndim != 2 or x.shape[1] > N_REAL:
+        raise InputError(f"real_fft_int takes frames [T, n ≤ {N_REAL}], got shape {x.shape}; "
+                         "frame the signal first (sdk.audio.logmel.frame_signal)")
     frames = np.zeros((x.shape[0], N_REAL), np.int64)
     frames[:, :x.shape[1]] = x
     zr = np.empty((x.shape[0], N_COMPLEX), np.int64)
     zi = np.empty_like(zr)
     zr[:, tables.bitrev] = frames[:, 0::2]
     zi[:, tables.bitrev] = frames[:, 1::2]
+    t = x.shape[0]
     span = 2
     while span <= N_COMPLEX:
         half = span // 2
         k = np.arange(half) * (N_COMPLEX // span)
         wr, wi = tables.twiddle_re[k], tables.twiddle_im[k]
-        zr = zr.reshape(x.shape[0], N_COMPLEX // span, span)
-        zi = zi.reshape(zr.shape)
-        ar, ai, br, bi = zr[..., :half], zi[..., :half], zr[..., half:], zi[..., half:]
+        vr = zr.reshape(t, N_COMPLEX // span, span)  # views: updated in place
+        vi = zi.reshape(vr.shape)
+        br, bi = vr[..., half:], vi[..., half:]
         tr = rounding_divide_by_pot(wr * br - wi * bi, TWIDDLE_BITS)
         ti = rounding_divide_by_pot(wr * bi + wi * br, TWIDDLE_BITS)
-        zr = np.concatenate([ar + tr, ar - tr], axis=-1).reshape(x.shape[0], N_COMPLEX)
-        zi = np.concatenate([ai + ti, ai - ti], axis=-1).reshape(x.shape[0], N_COMPLEX)
+        vr[..., half:] = vr[..., :half] - tr
+        vi[..., half:] = vi[..., :half] - ti
+        vr[..., :half] += tr
+        vi[..., :half] += ti
         span *= 2
     k = np.arange(N_COMPLEX + 1)
     fwd, rev = k % N_COMPLEX, (N_COMPLEX - k) % N_COMPLEX

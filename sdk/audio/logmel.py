@@ -28,8 +28,8 @@ The float reference computes the same quantity (Hann window, 512-point rFFT, the
 with float weights, ``log2(max(E, 2^−15))``) in float64. Stated tolerance, checked in
 tests/audio on speech, noise and full-scale sweeps: ``|q/256 − ref| ≤ 0.02`` log2 units (0.06 dB)
 on every mel bin whose reference is at least ``2^10`` and within 20 log2 units (60 dB) of the
-loudest bin of its frame (:func:`tolerance_mask`). Below that, the Q15 tables' leakage floor
-(about 100 dB under a full-scale tone) and rounding dominate.
+loudest bin of its frame (:func:`tolerance_mask`). Below that, the leakage of the Q15 window
+and the rounding of the window and FFT dominate.
 """
 
 from __future__ import annotations

@@ -16,6 +16,7 @@ from sdk.audio import (
 from sdk.audio.fft import build_fft_tables, real_fft_int
 from sdk.audio.logmel import GUARD_BITS, WINDOW_BITS, logmel_frames_int, logmel_tables
 from sdk.audio.logmel_fast import LogMelHopKernel
+from sdk.errors import InputError
 from sdk.kernels.requant import rounding_divide_by_pot
 from sdk.profile import logmel_front_end_count
 
@@ -102,3 +103,8 @@ def test_op_count_drops_more_than_five_fold_and_feeds_the_profiler():
     prof = logmel_front_end_count(40)
     assert (prof.mul32, prof.add32, prof.other, prof.table_bytes) == (
         fft.mul32, fft.add32, fft.other, fft.table_bytes)
+
+
+def test_fft_rejects_frames_longer_than_512():
+    with pytest.raises(InputError, match="frame the signal"):
+        real_fft_int(np.zeros((1, 600), np.int64), build_fft_tables())

@@ -224,3 +224,46 @@ def batchnorm_after_pool(seed: int = 0) -> onnx.ModelProto:
         b.const(b.rng.normal(0, 0.3, 4).astype(np.float32)),
         b.const(b.rng.uniform(0.5, 1.5, 4).astype(np.float32))])
     return b.model("bn_after_pool", [("x", [1, 4, 8, 8])], y, [1, 4, 4, 4])
+
+
+def recurrent_step(seed: int = 0, suffix: str = "_next", features: int = 4, memory: int = 8,
+                   hidden: int = 6, classes: int = 3) -> onnx.ModelProto:
+    """One hop of a stream with three kinds of state (outputs named input + ``suffix``):
+
+    * ``m' = m·A + x·B`` — a leaky linear memory (an ``Add`` sets its grid), A = 0.95·I + noise;
+    * ``buf' = [buf; x][:, F:]`` — a causal frame buffer (``Concat``/``Slice``);
+    * ``h' = tanh([x; h]·W)`` — a tanh RNN cell (the LUT's fixed grid).
+
+    ``y = m'·W_m + [buf; x]·W_b + h'·W_h``. Inputs ``x [1, F]``, ``m``, ``buf``, ``h``;
+    outputs ``y [1, classes]`` then the three next states.
+    """
+    b = _Builder(seed)
+    a = (0.95 * np.eye(memory) + b.rng.normal(0, 0.02, (memory, memory))).astype(np.float32)
+    m1 = b.node("MatMul", ["m", b.const(a)])
+    m2 = b.node("MatMul", ["x", b.weight(features, memory, scale=0.5)])
+    b.nodes.append(helper.make_node("Add", [m1, m2], ["m" + suffix], name="memory_update"))
+    window = b.node("Concat", ["buf", "x"], axis=1)
+    b.nodes.append(helper.make_node(
+        "Slice", [window, b.const(np.array([features], np.int64)),
+                  b.const(np.array([3 * features], np.int64)),
+                  b.const(np.array([1], np.int64))], ["buf" + suffix], name="buffer_shift"))
+    xh = b.node("Concat", ["x", "h"], axis=1)
+    pre = b.node("MatMul", [xh, b.weight(features + hidden, hidden, scale=0.6)])
+    b.nodes.append(helper.make_node("Tanh", [pre], ["h" + suffix], name="cell"))
+    y1 = b.node("MatMul", ["m" + suffix, b.weight(memory, classes)])
+    y2 = b.node("MatMul", [window, b.weight(3 * features, classes)])
+    y3 = b.node("MatMul", ["h" + suffix, b.weight(hidden, classes)])
+    y12 = b.node("Add", [y1, y2])
+    b.nodes.append(helper.make_node("Add", [y12, y3], ["y"], name="readout"))
+    vi = helper.make_tensor_value_info
+    shapes = {"m": memory, "buf": 2 * features, "h": hidden}
+    g = helper.make_graph(
+        b.nodes, "recurrent_step",
+        [vi("x", TensorProto.FLOAT, [1, features])]
+        + [vi(k, TensorProto.FLOAT, [1, n]) for k, n in shapes.items()],
+        [vi("y", TensorProto.FLOAT, [1, classes])]
+        + [vi(k + suffix, TensorProto.FLOAT, [1, n]) for k, n in shapes.items()], b.inits)
+    m = helper.make_model(g, opset_imports=[helper.make_opsetid("", OPSET)])
+    m.ir_version = 8
+    onnx.checker.check_model(m)
+    return m

@@ -46,7 +46,8 @@ KERNEL int k_requantize(tensor_t **in, tensor_t **out, const int32_t *p, uint32_
 
 /* Fully connected: acc[r,j] = sum_k (x[r,k] - x_zp) * w[j,k] + bias[j];
    out[r,j] = requantize(acc, m0[j], shift[j], out_zp, act_min, act_max).
-   in: x int8 [rows,K], w int8 [N,K], bias int32 [N] or NULL, m0 [N], shift [N].
+   in: x int8 or int16 (recurrent state) [rows,K], w int8 [N,K], bias int32 [N] or NULL,
+   m0 [N], shift [N].
    p: rows, K, N, x_zp, out_zp, act_min, act_max */
 KERNEL int k_fully_connected(tensor_t **in, tensor_t **out, const int32_t *p, uint32_t n) {
   if (n < 7) return -1;
@@ -55,12 +56,17 @@ KERNEL int k_fully_connected(tensor_t **in, tensor_t **out, const int32_t *p, ui
   const int32_t *m0 = (const int32_t *)in[3]->data, *sh = (const int32_t *)in[4]->data;
   uint32_t rows = (uint32_t)p[0], K = (uint32_t)p[1], N = (uint32_t)p[2];
   int32_t x_zp = p[3];
+  int wide = in[0]->dtype != 0;  /* not int8: read each element by its dtype */
   for (uint32_t r = 0; r < rows; r++) {
     const int8_t *xr = x + (size_t)r * K;
     for (uint32_t j = 0; j < N; j++) {
       const int8_t *wj = w + (size_t)j * K;
       int64_t acc = bias ? bias[j] : 0;
-      for (uint32_t k = 0; k < K; k++) acc += (int64_t)((int32_t)xr[k] - x_zp) * wj[k];
+      if (wide)
+        for (uint32_t k = 0; k < K; k++)
+          acc += (int64_t)(tensor_load(in[0], r * K + k) - x_zp) * wj[k];
+      else
+        for (uint32_t k = 0; k < K; k++) acc += (int64_t)((int32_t)xr[k] - x_zp) * wj[k];
       tensor_store(out[0], r * N + j, requantize(acc, m0[j], sh[j], p[4], p[5], p[6]));
     }
   }
