@@ -223,3 +223,30 @@ def test_int16_state_step_runs_bit_exactly_on_the_host_firmware(int_step):
                 state = {k: ref[v] for k, v in pairs.items()}
         finally:
             client.close()
+
+
+def test_a_state_output_on_its_own_grid_is_requantized_onto_the_pair_grid():
+    # LeakyRelu lowers to an int8 lookup table whatever grid the plan asks for: the lowering
+    # then requantizes the int8 result onto the pair's int16 grid inside the step graph
+    from onnx import TensorProto, helper, numpy_helper
+
+    w = np.random.default_rng(3).normal(0, 0.5, (7, 3)).astype(np.float32)
+    nodes = [helper.make_node("Concat", ["x", "s"], ["xs"], axis=1),
+             helper.make_node("MatMul", ["xs", "w"], ["pre"]),
+             helper.make_node("LeakyRelu", ["pre"], ["s_next"], alpha=0.1),
+             helper.make_node("Identity", ["s_next"], ["y"])]
+    vi = helper.make_tensor_value_info
+    model = helper.make_model(helper.make_graph(
+        nodes, "lut_state", [vi("x", TensorProto.FLOAT, [1, 4]), vi("s", TensorProto.FLOAT, [1, 3])],
+        [vi("y", TensorProto.FLOAT, [1, 3]), vi("s_next", TensorProto.FLOAT, [1, 3])],
+        [numpy_helper.from_array(w, "w")]), opset_imports=[helper.make_opsetid("", 17)])
+    g = load_onnx(model)
+    rng = np.random.default_rng(4)
+    data = {"x": rng.normal(0, 1, (64, 1, 4)).astype(np.float32),
+            "s": rng.normal(0, 1, (64, 1, 3)).astype(np.float32)}
+    ig = quantize(g, data)
+    (g_in, g_out), = _grids(ig, {"s": "s_next"}).values()
+    assert g_in == g_out and g_in[0] == "int16"
+    producer = ig.producers()[inner_output(ig, "s_next", ig.producers())]
+    assert producer.op == "Requantize" and ig.tensor(producer.inputs[0]).dtype == "int8"
+    assert sdk.StreamingSession(ig).aligned_states == []
