@@ -74,17 +74,20 @@ class _Exporter:
         return self.add("DequantizeLinear", [self.tensor_input(name), self.const("s", s),
                                              self.const("z", z)], **attrs)
 
-    def q(self, xf: str, out: str, node: Node) -> None:
+    def q(self, xf: str, out: str, node: Node, value: str | None = None) -> str:
+        """Quantize ``xf`` with the quantization of IR tensor ``out`` (and the node's
+        activation clamp) into the ONNX value ``value`` (default: ``out``)."""
+        value = value or out
         s, z, _ = self.qparams(out)
         lo, hi = qrange(self.g.tensor(out).dtype)
         a_lo, a_hi = int(node.attrs.get("act_min", lo)), int(node.attrs.get("act_max", hi))
         if (a_lo, a_hi) == (lo, hi):
-            self.add("QuantizeLinear", [xf, self.const("s", s), self.const("z", z)], [out])
-            return
+            return self.add("QuantizeLinear", [xf, self.const("s", s), self.const("z", z)],
+                            [value])
         qv = self.add("QuantizeLinear", [xf, self.const("s", s), self.const("z", z)])
         dt = self.g.tensor(out).dtype
-        self.add("Clip", [qv, self.const("lo", np.array(a_lo, dt)),
-                          self.const("hi", np.array(a_hi, dt))], [out])
+        return self.add("Clip", [qv, self.const("lo", np.array(a_lo, dt)),
+                                 self.const("hi", np.array(a_hi, dt))], [value])
 
 
 def _bias(e: _Exporter, node: Node, w_scale: np.ndarray) -> str | None:
@@ -109,11 +112,32 @@ def _fc(e: _Exporter, node: Node) -> None:
     zero = np.zeros(s_w.shape, np.int8)
     wf = e.add("DequantizeLinear", [w_kn, e.const("s", s_w), e.const("z", zero)],
                **({"axis": 1} if s_w.ndim == 1 else {}))
-    y = e.add("MatMul", [e.dq(x), wf])
+    x_shape = e.g.tensor(x).shape
+    flatten = (x_shape is not None and len(x_shape) > 2
+               and all(d is not None and d >= 0 for d in x_shape))
+    if not flatten:
+        y = e.add("MatMul", [e.dq(x), wf])
+        b = _bias(e, node, s_w)
+        if b is not None:
+            y = e.add("Add", [y, b])
+        e.q(y, node.outputs[0], node)
+        return
+    # ONNX Runtime 1.32's QDQ rewrite of MatMul+Add on a 3-D input (and its propagation of
+    # Q/DQ around a float Reshape) builds a QuantizeLinear it then rejects (int8 output,
+    # uint8 zero point). Flattening the integer tensor before the DequantizeLinear and
+    # restoring the shape on the integer output keeps every rewrite on 2-D tensors.
+    s_x, z_x, _ = e.qparams(x)
+    x2 = e.add("Reshape", [e.tensor_input(x),
+                           e.const("shape", np.array([-1, x_shape[-1]], np.int64))])
+    y = e.add("MatMul", [e.add("DequantizeLinear", [x2, e.const("s", s_x), e.const("z", z_x)]),
+                         wf])
     b = _bias(e, node, s_w)
     if b is not None:
         y = e.add("Add", [y, b])
-    e.q(y, node.outputs[0], node)
+    out = node.outputs[0]
+    q2 = e.q(y, out, node, value=e.fresh("fc_2d_q"))
+    out_shape = [int(d) for d in x_shape[:-1]] + [int(wt.data.shape[0])]
+    e.add("Reshape", [q2, e.const("shape", np.array(out_shape, np.int64))], [out])
 
 
 def _conv(e: _Exporter, node: Node) -> None:
