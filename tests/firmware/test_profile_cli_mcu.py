@@ -86,7 +86,10 @@ def test_edge_profile_on_host_build_is_wall_clock_time(host_device, model_path, 
     assert [r["op"] for r in rep["ops"]] == DEVICE_OPS
     for r in rep["ops"]:   # host ticks are CLOCK_MONOTONIC nanoseconds
         assert r["seconds"] == pytest.approx(r["ticks"] * 1e-9)
-    assert 0 < rep["total"] <= rep["invoke"] + len(rep["ops"]) * 1e-9
+    # Wall-clock: the per-op figures come from one INVOKE and "invoke" is the median of
+    # several, so on a shared host their sum may exceed it; only the deterministic QEMU
+    # counts (test above) must nest exactly.
+    assert rep["total"] > 0 and rep["invoke"] > 0
 
 
 def test_model_too_big_for_target_is_refused_before_the_device(host_device, model_path,
