@@ -209,6 +209,75 @@ def export_weights(net: KWSNet) -> LMUFormerWeights:
     return LMUFormerWeights(cfg, w)
 
 
+BN_NAMES = ("bn_embed", "bn_u", "bn_h", "bn_1", "bn_2")
+
+
+def _load_folded(net: KWSNet, model: LMUFormerWeights) -> None:
+    """Copy the folded maps ``W'``, ``b'`` of ``model`` into the linear layers of ``net``."""
+    w = {k: torch.tensor(v) for k, v in model.weights.items()}
+    c = net.cfg.d_model
+    with torch.no_grad():
+        net.in_mean.copy_(w["in_mean"])
+        net.in_inv_std.copy_(w["in_inv_std"])
+        net.embed.weight.copy_(w["w_embed"].reshape(c, CONV_KERNEL, -1).permute(0, 2, 1))
+        net.embed.bias.copy_(w["b_embed"])
+        for lin, wk, bk in ((net.w_u, "w_u", "b_u"), (net.w_m, "w_m", "b_h"),
+                            (net.w_1, "w_1", "b_1"), (net.w_2, "w_2", "b_2"),
+                            (net.w_o, "w_o", "b_o")):
+            lin.weight.copy_(w[wk])
+            lin.bias.copy_(w[bk])
+        net.w_a.weight.copy_(w["w_a"])
+
+
+def _calibrate_bns(net: KWSNet, x: np.ndarray,
+                   target: dict[str, tuple[torch.Tensor, torch.Tensor]] | None) -> dict:
+    """One training-mode pass over ``x``; before each batch norm runs (forward order), set
+    ``γ``, ``β`` so its output has per-channel mean/std ``target[name]`` (default: those of its
+    input, i.e. the identity), running statistics = the batch's. Returns the output stats."""
+    out: dict[str, tuple[torch.Tensor, torch.Tensor]] = {}
+
+    def pre(name: str, bn: nn.BatchNorm1d, args: tuple) -> None:
+        z = args[0].reshape(-1, args[0].shape[-1])
+        mu, var = z.mean(0), z.var(0, unbiased=False)
+        t_mu, t_sd = target[name] if target else (mu, torch.sqrt(var + bn.eps))
+        bn.weight.copy_(t_sd)
+        bn.bias.copy_(t_mu)
+        bn.running_mean.copy_(mu)
+        bn.running_var.copy_(var)
+        out[name] = (t_mu, t_sd)
+
+    hooks = [getattr(net, n).register_forward_pre_hook(
+        lambda bn, args, n=n: pre(n, bn, args)) for n in BN_NAMES]
+    net.train()
+    with torch.no_grad():
+        net(torch.from_numpy(x))
+    for h in hooks:
+        h.remove()
+    return out
+
+
+def warm_start(net: KWSNet, model: LMUFormerWeights, x: np.ndarray) -> None:
+    """Initialise ``net`` from a folded checkpoint (typically the non-spiking one).
+
+    The folded maps ``W'``, ``b'`` go into the linear layers of a reference net of the
+    checkpoint's own variant whose batch norms are the identity on the batch ``x``
+    (``γ = sqrt(σ²_batch + ε)``, ``β = μ_batch``): it reproduces the checkpoint. ``net`` gets
+    the same linear maps, and each of its batch norms is set, in forward order, so that its
+    output on ``x`` has the per-channel mean and std of the reference's (``γ = σ_ref``,
+    ``β = μ_ref``): a spiking net then sees pre-activations distributed like the ReLU net's.
+    """
+    cfg, mc = net.cfg, model.config
+    shape = ("n_mels", "n_classes", "d_model", "lmu_units", "lmu_order", "mlp_ratio")
+    if any(getattr(cfg, k) != getattr(mc, k) for k in shape):
+        raise SystemExit(f"--init checkpoint config {mc} does not match {cfg}; train with the "
+                         "same --d-model or pass a matching checkpoint")
+    ref = KWSNet(mc, net.in_mean.numpy(), 1.0 / net.in_inv_std.numpy(), frames=x.shape[1])
+    _load_folded(ref, model)
+    stats = _calibrate_bns(ref, x, None)
+    _load_folded(net, model)
+    _calibrate_bns(net, x, stats)
+
+
 # ---------------------------------------------------------------- training
 def evaluate(net: KWSNet, x: np.ndarray, y: np.ndarray, batch: int = 256
              ) -> tuple[float, np.ndarray]:
@@ -243,15 +312,26 @@ def spec_augment(x: np.ndarray, fill: np.ndarray, rng: np.random.Generator,
 
 
 def train(cfg: LMUFormerConfig, data: dict[str, tuple[np.ndarray, np.ndarray]], epochs: int,
-          seed: int, lr: float = 3e-3, batch: int = 64, augment: bool = True, log=print
+          seed: int, lr: float = 3e-3, batch: int = 64, augment: bool = True, log=print,
+          init: LMUFormerWeights | None = None, time_budget: float | None = None
           ) -> tuple[KWSNet, dict]:
-    """Train; keep the weights of the best validation epoch."""
+    """Train; keep the weights of the best validation epoch.
+
+    ``init``: warm-start from this folded checkpoint (see :func:`warm_start`).
+    ``time_budget``: stop after the first epoch that ends past this many seconds (the best
+    validation epoch so far is kept).
+    """
     torch.manual_seed(seed)
     rng = np.random.default_rng(seed)
     xtr, ytr = data["train"]
     mean = xtr.reshape(-1, xtr.shape[-1]).mean(0).astype(np.float32)
     std = xtr.reshape(-1, xtr.shape[-1]).std(0) + 1e-3
     net = KWSNet(cfg, mean, std, frames=xtr.shape[1])
+    if init is not None:
+        warm_start(net, init, xtr[rng.permutation(len(xtr))[:512]])
+        init_acc, _ = evaluate(net, *data["val"])
+        log(f"warm start: val {init_acc * 100:.2f}% before training")
+    t_train = time.perf_counter()
     opt = torch.optim.AdamW(net.parameters(), lr=lr, weight_decay=1e-3)
     steps = epochs * math.ceil(len(xtr) / batch)
     sched = torch.optim.lr_scheduler.OneCycleLR(opt, max_lr=lr, total_steps=steps)
@@ -279,6 +359,9 @@ def train(cfg: LMUFormerConfig, data: dict[str, tuple[np.ndarray, np.ndarray]], 
             f"{time.perf_counter() - t0:.1f} s")
         if val_acc > best[0]:
             best = (val_acc, {k: v.clone() for k, v in net.state_dict().items()}, ep + 1)
+        if time_budget is not None and time.perf_counter() - t_train > time_budget:
+            log(f"time budget {time_budget:.0f} s spent after epoch {ep + 1}; stopping")
+            break
     net.load_state_dict(best[1])
     return net, {"history": history, "best_epoch": best[2], "best_val_acc": best[0]}
 
@@ -313,6 +396,10 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--batch", type=int, default=64)
     ap.add_argument("--out", default="samples/kws/models")
     ap.add_argument("--threads", type=int, default=1)
+    ap.add_argument("--init", default=None,
+                    help="warm-start from this .npz checkpoint (e.g. the non-spiking one)")
+    ap.add_argument("--time-budget", type=float, default=None,
+                    help="stop training after the epoch that ends past this many seconds")
     a = ap.parse_args(argv)
     torch.set_num_threads(a.threads)
     t_start = time.perf_counter()
@@ -323,7 +410,9 @@ def main(argv: list[str] | None = None) -> int:
     print(f"data: {folder} ({t_data:.0f} s) train {len(data['train'][1])} val "
           f"{len(data['val'][1])} test {len(data['test'][1])}")
     cfg = LMUFormerConfig(d_model=a.d_model, spiking=a.variant == "spiking")
-    net, info = train(cfg, data, a.epochs, a.seed, lr=a.lr, batch=a.batch)
+    init = LMUFormerWeights.load(a.init) if a.init else None
+    net, info = train(cfg, data, a.epochs, a.seed, lr=a.lr, batch=a.batch, init=init,
+                      time_budget=a.time_budget)
     test_acc, test_logits = evaluate(net, *data["test"])
     val_acc, _ = evaluate(net, *data["val"])
     model = export_weights(net)
