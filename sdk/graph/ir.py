@@ -10,8 +10,10 @@ or named after the paper (``Shiftmax``, ``ILayerNorm`` ...).
 from __future__ import annotations
 
 import copy
+import heapq
+from collections.abc import Iterable
 from dataclasses import dataclass, field
-from typing import Any, Iterable
+from typing import Any
 
 import numpy as np
 
@@ -68,7 +70,7 @@ class QuantParams:
                 "axis": self.axis}
 
     @classmethod
-    def from_json(cls, d: dict[str, Any]) -> "QuantParams":
+    def from_json(cls, d: dict[str, Any]) -> QuantParams:
         return cls(np.asarray(d["scale"], np.float32), np.asarray(d["zero_point"], np.int32),
                    d.get("axis"))
 
@@ -161,7 +163,7 @@ class Graph:
             i += 1
         return f"{base}_{i}"
 
-    def copy(self) -> "Graph":
+    def copy(self) -> Graph:
         return copy.deepcopy(self)
 
     # -- queries ------------------------------------------------------------------------
@@ -217,7 +219,6 @@ class Graph:
                 elif p is n:
                     raise GraphError(f"node {n.name!r} ({n.op}) consumes its own output {i!r}")
             deps[id(n)] = d
-        import heapq
         ready = [(index[id(n)], n) for n in self.nodes if not deps[id(n)]]
         heapq.heapify(ready)
         order: list[Node] = []
@@ -237,7 +238,7 @@ class Graph:
             raise GraphError(f"graph {self.name!r} has a cycle through nodes {stuck[:10]}")
         return order
 
-    def sort(self) -> "Graph":
+    def sort(self) -> Graph:
         self.nodes = self.topological_order()
         return self
 

@@ -8,7 +8,8 @@ NumPy reference). Float ops (ONNX names) and integer ops (docs/ops.md) share thi
 
 from __future__ import annotations
 
-from typing import Any, Callable
+from collections.abc import Callable
+from typing import Any
 
 import numpy as np
 
