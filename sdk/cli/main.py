@@ -44,6 +44,13 @@ def main(argv: list[str] | None = None) -> int:
     except click.exceptions.Abort:
         click.echo("aborted", err=True)
         return 1
+    except click.exceptions.NoArgsIsHelpError as exc:  # bare `edge`: the help text
+        exc.show()
+        return exc.exit_code
+    except click.exceptions.UsageError as exc:  # one line, not click's usage block
+        where = exc.ctx.command_path if exc.ctx else "edge"
+        click.echo(f"error: {exc.format_message()} (see '{where} --help')", err=True)
+        return exc.exit_code
     except click.exceptions.ClickException as exc:
         exc.show()
         return exc.exit_code

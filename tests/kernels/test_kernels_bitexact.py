@@ -19,6 +19,7 @@ from sdk.kernels.fast import pooling as fpooling
 from sdk.kernels.fast import quantize as fquantize
 from sdk.kernels.fast import resize as fresize
 from sdk.kernels.fast import transformer as ftransformer
+from sdk.kernels.fast.gemm import fits_int16
 
 
 def same(a: np.ndarray, b: np.ndarray) -> None:
@@ -102,7 +103,7 @@ def test_fully_connected(data, lead, k, n, x_zp, clamp, bias, per_channel, wide)
 
 # -- convolution -----------------------------------------------------------------------------
 @st.composite
-def conv_case(draw, depthwise=False):
+def conv_case(draw, depthwise=False, xdtype=np.int8, wdtype=np.int8):
     n = draw(dims(0, 2))
     group = draw(st.integers(1, 3))
     cg = 1 if depthwise else draw(st.integers(1, 3))
@@ -114,12 +115,13 @@ def conv_case(draw, depthwise=False):
     pads = tuple(draw(st.integers(0, 2)) for _ in range(4))
     assume(h + pads[0] + pads[2] >= dil[0] * (kh - 1) + 1)
     assume(w + pads[1] + pads[3] >= dil[1] * (kw - 1) + 1)
-    x = draw(int_tensor((n, cg * group, h, w)))
-    wt = draw(int_tensor((og * group, cg, kh, kw), lo=-127))
+    x = draw(int_tensor((n, cg * group, h, w), xdtype))
+    wt = draw(int_tensor((og * group, cg, kh, kw), wdtype, lo=-127 if wdtype == np.int8 else None))
     o = og * group
     b = draw(st.none() | int_tensor((o,), np.int32, -(2**20), 2**20))
     zp, lo, hi = draw(out_clamp())
-    kw_ = dict(strides=strides, pads=pads, dilations=dil, x_zp=draw(zero_points),
+    x_zp = draw(zero_points) if xdtype == np.int8 else draw(st.integers(-(2**20), -129))
+    kw_ = dict(strides=strides, pads=pads, dilations=dil, x_zp=x_zp,
                m0=draw(st.lists(m0s, min_size=o, max_size=o)),
                shift=draw(st.lists(st.integers(-20, 0), min_size=o, max_size=o)),
                out_zp=zp, act_min=lo, act_max=hi)
@@ -132,6 +134,21 @@ def conv_case(draw, depthwise=False):
 @given(case=conv_case())
 def test_conv2d(case) -> None:
     x, w, b, kw = case
+    ref = conv.conv2d(x, w, b, **kw)
+    same(fconv.conv2d(x, w, b, **kw), ref)
+    same(fconv.conv2d_parallel(x, w, b, **kw), ref)
+
+
+@BITEXACT
+@given(case=st.one_of(conv_case(xdtype=np.int16), conv_case(xdtype=np.int32, wdtype=np.int16)))
+def test_conv2d_wide_inputs_take_the_direct_loop(case) -> None:
+    # centred int16 activations (or int16 weights) beyond int16: the packed int16 GEMM cannot
+    # hold them, so the twin falls back to its direct int32 loop, which must still equal the
+    # reference's wrap32 of the exact sum
+    x, w, b, kw = case
+    if x.size:
+        x.flat[0] = np.iinfo(x.dtype).max    # with x_zp ≤ −129, x − x_zp leaves int16
+    assert not (fits_int16(x, kw["x_zp"]) and fits_int16(w, 0)) or x.size == 0
     ref = conv.conv2d(x, w, b, **kw)
     same(fconv.conv2d(x, w, b, **kw), ref)
     same(fconv.conv2d_parallel(x, w, b, **kw), ref)
@@ -186,24 +203,29 @@ shapes_pair = st.sampled_from([((0,), (0,)), ((1,), (5,)), ((3, 4), (4,)), ((2, 
 @given(data=st.data(), shapes=shapes_pair, a_zp=zero_points, b_zp=zero_points,
        ls=st.sampled_from([0, 15, 20]), a_m0=m0s, b_m0=m0s, o_m0=m0s,
        a_sh=st.integers(-31, 0), b_sh=st.integers(-31, 0), o_sh=st.integers(-31, 5),
-       clamp=out_clamp())
-def test_add(data, shapes, a_zp, b_zp, ls, a_m0, b_m0, o_m0, a_sh, b_sh, o_sh, clamp) -> None:
-    a = data.draw(int_tensor(shapes[0]))
-    b = data.draw(int_tensor(shapes[1]))
-    zp, lo, hi = clamp
+       wide=st.booleans())
+def test_add(data, shapes, a_zp, b_zp, ls, a_m0, b_m0, o_m0, a_sh, b_sh, o_sh, wide) -> None:
+    # wide: int16 operands and output (the residual stream), whose shifted values wrap int32
+    dt = np.int16 if wide else np.int8
+    a = data.draw(int_tensor(shapes[0], dt))
+    b = data.draw(int_tensor(shapes[1], dt))
+    zp, lo, hi = data.draw(out_clamp(dt))
     kw = dict(a_zp=a_zp, b_zp=b_zp, left_shift=ls, a_m0=a_m0, a_shift=a_sh, b_m0=b_m0,
-              b_shift=b_sh, out_m0=o_m0, out_shift=o_sh, out_zp=zp, act_min=lo, act_max=hi)
+              b_shift=b_sh, out_m0=o_m0, out_shift=o_sh, out_zp=zp, act_min=lo, act_max=hi,
+              dtype=np.dtype(dt).name)
     same(felementwise.add(a, b, **kw), elementwise.add(a, b, **kw))
 
 
 @BITEXACT
 @given(data=st.data(), shapes=shapes_pair, a_zp=zero_points, b_zp=zero_points, m0=m0s,
-       shift=shifts, clamp=out_clamp())
-def test_mul(data, shapes, a_zp, b_zp, m0, shift, clamp) -> None:
-    a = data.draw(int_tensor(shapes[0]))
-    b = data.draw(int_tensor(shapes[1]))
-    zp, lo, hi = clamp
-    kw = dict(a_zp=a_zp, b_zp=b_zp, m0=m0, shift=shift, out_zp=zp, act_min=lo, act_max=hi)
+       shift=shifts, wide=st.booleans())
+def test_mul(data, shapes, a_zp, b_zp, m0, shift, wide) -> None:
+    dt = np.int16 if wide else np.int8
+    a = data.draw(int_tensor(shapes[0], dt))
+    b = data.draw(int_tensor(shapes[1], dt))
+    zp, lo, hi = data.draw(out_clamp(dt))
+    kw = dict(a_zp=a_zp, b_zp=b_zp, m0=m0, shift=shift, out_zp=zp, act_min=lo, act_max=hi,
+              dtype=np.dtype(dt).name)
     same(felementwise.mul(a, b, **kw), elementwise.mul(a, b, **kw))
 
 

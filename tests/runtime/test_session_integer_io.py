@@ -37,14 +37,6 @@ def _expected_float(x: np.ndarray) -> np.ndarray:
     return ((q - ZP_IN) * np.float32(SCALE_IN)).astype(np.float32).T
 
 
-@pytest.fixture(autouse=True)
-def _needs_integer_ops():
-    from sdk.backends.reference.registry import load_all
-
-    if "QClamp" not in load_all():
-        pytest.skip("integer ops (sdk/backends/reference/int_ops.py) are not installed")
-
-
 X = np.array([[-1.0, -0.02, 0.0], [0.04, 0.5, 7.0]], np.float32)
 
 
