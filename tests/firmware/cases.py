@@ -83,10 +83,15 @@ def fully_connected_case(rng: np.random.Generator) -> Case:
     return g, {"x": x}, {"y": ref}
 
 
-def conv2d_case(rng: np.random.Generator, depthwise: bool = False) -> Case:
+def conv2d_case(rng: np.random.Generator, depthwise: bool = False,
+                channels_last: bool = False) -> Case:
+    """``channels_last``: 8 or 16 input channels, unit W dilation — the shapes for which the
+    SMLAD conv takes its channels-last layout (mode 1) instead of im2col (mode 0)."""
     n, h, w_ = 1, int(rng.integers(1, 9)), int(rng.integers(1, 9))
     kh, kw = int(rng.integers(1, 4)), int(rng.integers(1, 4))
     dil = [int(rng.integers(1, 3)), int(rng.integers(1, 3))]
+    if channels_last:
+        dil[1] = 1
     strides = [int(rng.integers(1, 3)), int(rng.integers(1, 3))]
     pads = [int(v) for v in rng.integers(0, 3, 4)]
     h = max(h, dil[0] * (kh - 1) + 1 - pads[0] - pads[2])
@@ -95,6 +100,8 @@ def conv2d_case(rng: np.random.Generator, depthwise: bool = False) -> Case:
         c = int(rng.integers(1, 6))
         mult = int(rng.integers(1, 3))
         group, o = c, c * mult
+    elif channels_last:
+        group, c, o = 1, 8 * int(rng.integers(1, 3)), int(rng.integers(1, 9))
     else:
         group = int(rng.choice([1, 1, 2]))
         c = group * int(rng.integers(1, 4))
@@ -252,6 +259,7 @@ CASES: dict[str, Callable[[np.random.Generator], Case]] = {
     "Requantize": requantize_case,
     "QFullyConnected": fully_connected_case,
     "QConv2d": conv2d_case,
+    "QConv2d channels-last": lambda rng: conv2d_case(rng, channels_last=True),
     "QDepthwiseConv2d": depthwise_case,
     "QConv1d": conv1d_case,
     "QAdd": add_case,

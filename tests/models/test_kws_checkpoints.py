@@ -46,7 +46,9 @@ def test_committed_onnx_matches_the_checkpoint(variant):
         logits, state_np, _ = lmuformer_step(model, f, state_np)
         out = sess.run(None, {"x": f[None], **{f"state_{n}": state_ort[n] for n in names}})
         state_ort = dict(zip(names, out[1:]))
-        np.testing.assert_allclose(out[0], logits, rtol=1e-4, atol=1e-3)
+        # float32 ONNX Runtime vs the NumPy model: the same tolerance as the zoo's own test
+        # (tests/models/test_lmuformer.py); measured worst case here is ~3e-5
+        np.testing.assert_allclose(out[0], logits, rtol=1e-4, atol=1e-4)
 
 
 @pytest.fixture(scope="module")

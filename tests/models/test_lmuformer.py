@@ -232,6 +232,17 @@ def test_step_graph_quantizes_to_an_integer_only_graph(spiking):
     ops = {n.op for n in graph.nodes}
     assert "QFullyConnected" in ops
     assert ("QLut" in ops) == spiking  # the spike step is one lookup table
+    # integer-only: floats exist only at the boundary (Quantize of a graph input, Dequantize
+    # to a graph output); every other node reads and writes integer tensors
+    for n in graph.nodes:
+        if n.op == "QuantizeLinear":
+            assert n.inputs[0] in graph.inputs, n.name
+        elif n.op == "DequantizeLinear":
+            assert n.outputs[0] in graph.outputs, n.name
+        else:
+            for t in [*n.inputs, *n.outputs]:
+                if t and not graph.tensor(t).is_constant:
+                    assert graph.tensor(t).dtype.startswith(("int", "uint")), (n.op, t)
     sess = Session(graph, integer_io=True)
     info = {i.name: i for i in sess.inputs}
     names = list(state_shapes(cfg))
