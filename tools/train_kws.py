@@ -16,6 +16,10 @@ frame by frame (NumPy) reproduces the torch logits.
 Usage::
 
     python tools/train_kws.py --variant spiking --epochs 30 --out samples/kws/models
+
+``--init CKPT.npz`` warm-starts from a trained checkpoint (e.g. the spiking variant from the
+non-spiking one: same linear maps, batch norms matched to its pre-activation statistics);
+``--time-budget S`` stops after the epoch that ends past S seconds, keeping the best epoch.
 """
 
 from __future__ import annotations
