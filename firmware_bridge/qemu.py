@@ -17,15 +17,14 @@ from __future__ import annotations
 import json
 import os
 import shutil
-import signal
 import socket
 import subprocess
 import tempfile
 import time
 from pathlib import Path
-from typing import Self
 
 from firmware_bridge.build import build_firmware
+from firmware_bridge.device_process import DeviceProcess
 from sdk.errors import DeviceError
 
 MACHINE = "mps2-an386"
@@ -104,11 +103,13 @@ def _free_port() -> int:
         return s.getsockname()[1]
 
 
-class QemuFirmware:
+class QemuFirmware(DeviceProcess):
     """``with QemuFirmware() as q: DeviceClient(q.url)``; ``kill()`` + ``start()`` = power cycle.
 
     Set ``EDGE_QEMU_LOG=FILE`` to log guest errors and exceptions.
     """
+
+    stop_timeout_s = 3.0
 
     def __init__(self, flash_path: str | os.PathLike | None = None,
                  icount_shift: int = DEFAULT_ICOUNT_SHIFT, port: int | None = None,
@@ -117,15 +118,10 @@ class QemuFirmware:
         if why:
             raise DeviceError(f"cannot emulate {MACHINE}: {why}")
         self.elf = build_firmware("m4")
-        if flash_path is None:
-            self._tmp = tempfile.TemporaryDirectory(prefix="edge-qemu-")
-            flash_path = Path(self._tmp.name) / "flash.bin"
-        self.flash_path = Path(flash_path)
+        super().__init__(flash_path, "edge-qemu-")
         self.icount_shift = icount_shift
         self.port = port
         self.detached = detached
-        self.proc: subprocess.Popen | None = None
-        self.url = ""
 
     def command(self, port: int) -> list[str]:
         return ["qemu-system-arm", "-M", MACHINE, "-m", f"{PSRAM_BYTES >> 20}M",
@@ -168,26 +164,3 @@ class QemuFirmware:
         record_emulator(self.url, self.icount_shift, self.proc.pid)
         return self.url
 
-    def kill(self) -> None:
-        """SIGKILL: QEMU stops mid-instruction; the flash file keeps what was written."""
-        if self.proc and self.proc.poll() is None:
-            self.proc.send_signal(signal.SIGKILL)
-            self.proc.wait()
-
-    def stop(self) -> None:
-        if self.proc and self.proc.poll() is None:
-            self.proc.terminate()
-            try:
-                self.proc.wait(timeout=3)
-            except subprocess.TimeoutExpired:
-                self.kill()
-        self.proc = None
-
-    def __enter__(self) -> Self:
-        self.start()
-        return self
-
-    def __exit__(self, *exc: object) -> None:
-        self.stop()
-        if getattr(self, "_tmp", None):
-            self._tmp.cleanup()
