@@ -240,16 +240,23 @@ class Binder:
         consts = (i64(a.get("a_zp", 0)), i64(a.get("b_zp", 0)), i64(ls), i64(a["a_m0"]),
                   i64(a["a_shift"]), i64(a["b_m0"]), i64(a["b_shift"]), i64(a["out_m0"]),
                   i64(a["out_shift"]), i64(a.get("out_zp", 0)), i64(lo), i64(hi))
+        return self._same_shape_binary(node, shape, ca, cb, dt, add_loop, consts)
+
+    def _same_shape_binary(self, node: Node, shape: tuple[int, ...], ca: np.ndarray | None,
+                           cb: np.ndarray | None, dt: np.dtype, loop: Any,
+                           consts: tuple) -> Kernel:
+        """An element-wise integer op on operands of the graph's own shape (constants
+        pre-flattened in ``ca``/``cb``); other shapes (broadcasting) take the registry kernel."""
         size = int(np.prod(shape, dtype=np.int64))
         slow = self.generic(node)
 
         def run(args: list) -> np.ndarray:
             fa = ca if ca is not None else np.ascontiguousarray(args[0]).reshape(-1)
             fb = cb if cb is not None else np.ascontiguousarray(args[1]).reshape(-1)
-            if fa.size != size or fb.size != size:  # not the graph's shapes: broadcast there
+            if fa.size != size or fb.size != size:
                 return slow(args)
             out = np.empty(size, dt)
-            add_loop(fa, fb, *consts, out)
+            loop(fa, fb, *consts, out)
             return out.reshape(shape)
         return run
 
@@ -266,18 +273,7 @@ class Binder:
         i64 = np.int64
         consts = (i64(a.get("a_zp", 0)), i64(a.get("b_zp", 0)), i64(a["m0"]), i64(a["shift"]),
                   i64(a.get("out_zp", 0)), i64(lo), i64(hi))
-        size = int(np.prod(shape, dtype=np.int64))
-        slow = self.generic(node)
-
-        def run(args: list) -> np.ndarray:
-            fa = ca if ca is not None else np.ascontiguousarray(args[0]).reshape(-1)
-            fb = cb if cb is not None else np.ascontiguousarray(args[1]).reshape(-1)
-            if fa.size != size or fb.size != size:  # not the graph's shapes: broadcast there
-                return slow(args)
-            out = np.empty(size, dt)
-            mul_loop(fa, fb, *consts, out)
-            return out.reshape(shape)
-        return run
+        return self._same_shape_binary(node, shape, ca, cb, dt, mul_loop, consts)
 
     def _requantize(self, node: Node) -> Kernel | None:
         a = node.attrs
