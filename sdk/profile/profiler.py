@@ -191,13 +191,14 @@ def load_model_graph(path: str | os.PathLike[str]) -> Graph:
         from sdk.compile.bundle import load_bundle
         return load_bundle(path).graph
     if suffix == ".onnx":
-        import onnx
-
         from sdk.compile.pipeline import compile_model, is_qdq_model
         from sdk.frontends import load_onnx
-        if is_qdq_model(onnx.load(str(path), load_external_data=False)):
+        from sdk.frontends.onnx_import import _read_model
+
+        model, _ = _read_model(path)  # ModelFormatError for a truncated or non-ONNX file
+        if is_qdq_model(model):
             return compile_model(path).graph
-        return load_onnx(str(path))
+        return load_onnx(path)
     raise ModelFormatError(f"{path}: expected a .edge bundle or an .onnx model")
 
 

@@ -97,3 +97,15 @@ def test_profile_step_graph_per_inference_of_hops(tmp_path: Path) -> None:
                                             "--no-run", "--front-end"],
                          capture_output=True, text=True, timeout=300)
     assert bad.returncode != 0 and "--front-end needs --hops" in bad.stderr
+
+
+def test_profile_of_a_truncated_onnx_is_one_line_error(tmp_path, capsys):
+    from sdk.cli.main import main
+
+    bad = tmp_path / "cut.onnx"
+    src = Path(__file__).resolve().parents[2] / "samples/kws/models/kws_lmuformer_nonspiking.onnx"
+    bad.write_bytes(src.read_bytes()[:500])
+    assert main(["profile", str(bad), "--no-run"]) == 2
+    err = capsys.readouterr().err.strip()
+    assert err.startswith("error:") and "not a readable ONNX model" in err
+    assert "\n" not in err and "Traceback" not in err
