@@ -198,7 +198,7 @@ def pack_image(graph: Graph, state: list[tuple[str, str]] | dict[str, str] | Non
     into the bias. ``False`` keeps int8 weights and the plain reference-style C kernels.
 
     ``state`` maps state inputs to state outputs of a step graph (default:
-    ``graph.metadata["state"]``, the convention of ``sdk.runtime.step_graph``); the firmware
+    ``graph.metadata["state"]``, the convention of ``sdk.graph.state``); the firmware
     carries each output into its input after every invocation and keeps it between calls
     (GET_STATE / SET_STATE / RESET reach it), so the host feeds only the other inputs.
     """

@@ -97,7 +97,7 @@ _LAZY: dict[str, str] = {
     "run_float": "sdk.backends:run_float",
     "check_fits": "sdk.backends:check_fits",
     "emulate": "sdk.backends:emulate",
-    "ReferenceBackend": "sdk.backends.base:ReferenceBackend",
+    "ReferenceBackend": "sdk.backends.reference:ReferenceBackend",
     "OrtBackend": "sdk.backends.onnxruntime:OrtBackend",
     "LiteRTBackend": "sdk.backends.litert:LiteRTBackend",
     "sample_graphs": "sdk.backends.sample_graphs:",

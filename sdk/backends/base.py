@@ -85,40 +85,10 @@ class Backend(ABC):
         """Prepare ``subgraph`` (every node supported) for repeated runs."""
 
 
-class ReferenceBackend(Backend):
-    """The integer kernels of sdk/kernels (Numba twins, or the NumPy specification)."""
-
-    def __init__(self, fast: bool = True) -> None:
-        self.fast = fast
-        self.name = "reference" if fast else "reference-numpy"
-
-    def supports(self, node: Node, target: Any, graph: Graph) -> tuple[bool, str]:
-        from sdk.backends.reference import executor
-
-        if executor.supports(node, target):
-            return True, ""
-        return False, f"no reference kernel for {node.op!r} (see docs/ops.md)"
-
-    def compile(self, subgraph: Graph, target: Any) -> Executable:
-        from sdk.backends.reference import executor
-
-        return _ReferenceExecutable(executor.compile(subgraph, target, fast=self.fast), self.name)
-
-
-class _ReferenceExecutable(Executable):
-    def __init__(self, inner: Any, backend: str) -> None:
-        self.inner = inner
-        self.graph = inner.graph
-        self.backend = backend
-
-    def run(self, feeds: Mapping[str, np.ndarray]) -> dict[str, np.ndarray]:
-        return self.inner.run(feeds)
-
-
 # name -> "module:factory"; a module is imported only when its backend is asked for
 BACKENDS: dict[str, str] = {
-    "reference": "sdk.backends.base:ReferenceBackend",
-    "reference-numpy": "sdk.backends.base:_reference_numpy",
+    "reference": "sdk.backends.reference:ReferenceBackend",
+    "reference-numpy": "sdk.backends.reference:reference_numpy",
     "onnxruntime": "sdk.backends.onnxruntime:OrtBackend",
     "litert": "sdk.backends.litert:LiteRTBackend",
     "litert-ref": "sdk.backends.litert:_litert_ref",
@@ -126,10 +96,6 @@ BACKENDS: dict[str, str] = {
     "npu": "sdk.backends.npu:EthosUBackend",
     "mcu": "sdk.backends.mcu:McuBackend",
 }
-
-
-def _reference_numpy() -> ReferenceBackend:
-    return ReferenceBackend(fast=False)
 
 
 def get_backend(name: str | Backend, **options: Any) -> Backend:

@@ -16,7 +16,8 @@ from typing import Any
 
 import numpy as np
 
-from sdk.backends.base import Backend, Executable, Profile, ReferenceBackend, get_backend
+from sdk.backends.base import Backend, Executable, Profile, get_backend
+from sdk.backends.reference import ReferenceBackend
 from sdk.errors import UnsupportedOpError
 from sdk.graph.ir import Graph, Node
 

@@ -124,7 +124,7 @@ def _per_inference(report: ProfileReport, target: str, hops: int, front_end: boo
     table = table_for(tgt.energy_table, tgt.energy_overrides, tgt.name)
     fe = None
     if front_end:
-        from sdk.runtime.step_graph import pair_states
+        from sdk.graph.state import pair_states
 
         states = pair_states(graph.inputs, graph.outputs, None)
         stream = [graph.tensor(i).shape for i in graph.inputs if i not in states]

@@ -92,7 +92,7 @@ def _boundary(graph: Graph) -> tuple[list[dict], list[dict]]:
 
 def _traced_shapes(graph: Graph) -> dict[str, tuple[int, ...]]:
     """Every activation's shape from one run on zeros, with dynamic input dims set to 1."""
-    from sdk.backends.reference.executor import ReferenceExecutable
+    from sdk.ops.interpreter import Interpreter
 
     feeds = {}
     for name in graph.inputs:
@@ -102,7 +102,7 @@ def _traced_shapes(graph: Graph) -> dict[str, tuple[int, ...]]:
         feeds[name] = np.zeros([d if d > 0 else 1 for d in t.shape], t.dtype)
     wanted = [n for n, t in graph.tensors.items() if not t.is_constant
               and (n in graph.inputs or any(n in nd.outputs for nd in graph.nodes))]
-    values = ReferenceExecutable(graph, fast=False).run(feeds, outputs=wanted)
+    values = Interpreter(graph, fast=False).run(feeds, outputs=wanted)
     return {k: tuple(np.shape(v)) for k, v in values.items()}
 
 
@@ -249,11 +249,11 @@ class Bundle:
         return out
 
     def executable(self, fast: bool = True):
-        from sdk.backends.reference.executor import ReferenceExecutable
+        from sdk.ops.interpreter import Interpreter
 
         key = "_exe_fast" if fast else "_exe_ref"
         if not hasattr(self, key):
-            setattr(self, key, ReferenceExecutable(self.graph, fast=fast))
+            setattr(self, key, Interpreter(self.graph, fast=fast))
         return getattr(self, key)
 
     def run(self, feeds: Mapping[str, np.ndarray], fast: bool = True) -> dict[str, np.ndarray]:

@@ -30,11 +30,11 @@ def compile_model(onnx_path: str | os.PathLike | Any,
     :func:`sdk.quant.quantize`, which gives each recurrent state pair one shared grid.
     """
     from sdk.errors import CalibrationError
-    from sdk.frontends.onnx_import import _read_model, load_onnx
+    from sdk.frontends.onnx_import import load_onnx, read_onnx_model
     from sdk.frontends.onnx_qdq import load_qdq
     from sdk.quant.ptq import quantize
 
-    model, _ = _read_model(onnx_path)
+    model, _ = read_onnx_model(onnx_path)
     if is_qdq_model(model):
         graph = load_qdq(model)
     else:

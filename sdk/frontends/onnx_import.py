@@ -39,13 +39,13 @@ _ONNX_TYPE_NAME = {0: "UNDEFINED", 1: "FLOAT", 2: "UINT8", 3: "INT8", 4: "UINT16
 
 def supported_onnx_ops() -> list[str]:
     """Names of the ONNX operators (default domain) the importer accepts."""
-    from sdk.backends.reference.float_ops import FLOAT_OPS
+    from sdk.ops.float_ops import FLOAT_OPS
 
     return sorted(FLOAT_OPS | {"Upsample"})
 
 
 # -- loading ---------------------------------------------------------------------------------
-def _read_model(source: Any):
+def read_onnx_model(source: Any):
     import onnx
     from google.protobuf.message import DecodeError
 
@@ -241,7 +241,7 @@ def _constant_value(attrs: dict[str, Any], name: str) -> np.ndarray:
 def fold_constants(graph: Graph) -> int:
     """Evaluate every node whose inputs are all constant (``Shape`` needs only a static input
     shape) and replace its outputs by constant tensors. Returns the number of folded nodes."""
-    from sdk.backends.reference.registry import OPS, load_all
+    from sdk.ops.registry import OPS, load_all
 
     load_all()
     kept, folded = [], 0
@@ -280,7 +280,7 @@ def load_onnx(source: Any) -> Graph:
     Raises ModelFormatError for a file that is not a valid ONNX model, UnsupportedOpError
     naming every operator the SDK does not implement.
     """
-    model, base_dir = _read_model(source)
+    model, base_dir = read_onnx_model(source)
     where = str(source) if base_dir is not None else "the given ModelProto"
     if base_dir is not None and any(t.data_location == 1 for t in model.graph.initializer):
         from onnx.external_data_helper import load_external_data_for_model
@@ -317,7 +317,7 @@ def load_onnx(source: Any) -> Graph:
         graph.add_tensor(Tensor(vi.name, _ONNX_DTYPE[et], shape))
         graph.inputs.append(vi.name)
 
-    from sdk.backends.reference.float_ops import FLOAT_OPS
+    from sdk.ops.float_ops import FLOAT_OPS
 
     builder = _Builder(graph, opset)
     supported = FLOAT_OPS | {"Upsample"}

@@ -157,13 +157,13 @@ def _propagate(graph: Graph, act: dict[str, tuple[QuantParams, str]]) -> None:
 
 def load_qdq(source: Any) -> Graph:
     """Import a QDQ ONNX model (path or ModelProto) as an integer-only graph."""
-    from sdk.frontends.onnx_import import _read_model, load_onnx
+    from sdk.frontends.onnx_import import load_onnx, read_onnx_model
     from sdk.quant.fuse import prepare_float_graph
     from sdk.quant.integer_ops import assert_integer_only
     from sdk.quant.lower import lower
     from sdk.quant.plan import QuantPlan
 
-    model, _ = _read_model(source)
+    model, _ = read_onnx_model(source)
     float_model, act, weights = strip_qdq(model)
     fg = prepare_float_graph(load_onnx(float_model), keep=frozenset(act))
     _propagate(fg, act)

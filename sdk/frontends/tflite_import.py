@@ -83,7 +83,7 @@ def _load(source: str | Path | bytes) -> tuple[bytes, str]:
     return data, path.stem
 
 
-def _parse(buf: bytes) -> tuple[Any, list[_TT], list[_Op], list[int], list[int]]:
+def parse_tflite(buf: bytes) -> tuple[Any, list[_TT], list[_Op], list[int], list[int]]:
     if len(buf) < 8 or buf[4:8] != b"TFL3":
         raise ModelFormatError("not a .tflite flatbuffer (no 'TFL3' identifier); give a model "
                                "written by TFLite's converter or `edge compile`")
@@ -555,5 +555,5 @@ def read_tflite(source: str | Path | bytes, name: str | None = None) -> Graph:
     UnsupportedOpError listing every operator the reader does not map.
     """
     buf, stem = _load(source)
-    _, tensors, ops, inputs, outputs = _parse(buf)
+    _, tensors, ops, inputs, outputs = parse_tflite(buf)
     return _Reader(tensors, ops, inputs, outputs, name or stem).build()

@@ -223,7 +223,7 @@ def _shape(shapes, dtypes, values, attrs):
 
 @rule("Cast")
 def _cast(shapes, dtypes, values, attrs):
-    from sdk.backends.reference.float_ops import ONNX_DTYPE
+    from sdk.ops.float_ops import ONNX_DTYPE
 
     to = attrs["to"]
     return [(shapes[0], ONNX_DTYPE.get(to, to) if isinstance(to, int) else to)]
@@ -250,7 +250,7 @@ def _is_static(shape: Shape | None) -> bool:
 
 
 def _evaluate(node: Node, args: list, fast: bool) -> list[np.ndarray]:
-    from sdk.backends.reference.registry import OPS, load_all
+    from sdk.ops.registry import OPS, load_all
 
     load_all()
     if node.op not in OPS:

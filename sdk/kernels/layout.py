@@ -12,13 +12,13 @@ from collections.abc import Sequence
 import numpy as np
 
 
-def _ints(v: np.ndarray | Sequence[int] | None) -> list[int]:
+def int_tuple(v: np.ndarray | Sequence[int] | None) -> list[int]:
     return [] if v is None else [int(a) for a in np.asarray(v).ravel()]
 
 
 def reshape(x: np.ndarray, shape: np.ndarray, *, allowzero: int = 0) -> np.ndarray:
     """ONNX Reshape: ``-1`` infers one dim; ``0`` copies the input's dim (unless ``allowzero``)."""
-    dims = _ints(shape)
+    dims = int_tuple(shape)
     if not allowzero:
         dims = [x.shape[i] if d == 0 else d for i, d in enumerate(dims)]
     return np.reshape(x, dims)
@@ -47,9 +47,9 @@ def slice_(x: np.ndarray, starts: np.ndarray, ends: np.ndarray, axes: np.ndarray
            steps: np.ndarray | None = None) -> np.ndarray:
     """ONNX Slice: per listed axis ``x[start:end:step]``, with ONNX's clamping of out-of-range
     (including ±2^63) bounds."""
-    st, en = _ints(starts), _ints(ends)
-    ax = _ints(axes) if axes is not None else list(range(len(st)))
-    sp = _ints(steps) if steps is not None else [1] * len(st)
+    st, en = int_tuple(starts), int_tuple(ends)
+    ax = int_tuple(axes) if axes is not None else list(range(len(st)))
+    sp = int_tuple(steps) if steps is not None else [1] * len(st)
     sel = [slice(None)] * x.ndim
     for s, e, a, p in zip(st, en, ax, sp):
         a %= x.ndim
@@ -75,14 +75,14 @@ def squeeze(x: np.ndarray, axes: np.ndarray | None = None) -> np.ndarray:
     """Drop the listed size-1 axes (all size-1 axes when ``axes`` is absent)."""
     if axes is None:
         return np.squeeze(x)
-    return np.squeeze(x, axis=tuple(a % x.ndim for a in _ints(axes)))
+    return np.squeeze(x, axis=tuple(a % x.ndim for a in int_tuple(axes)))
 
 
 def unsqueeze(x: np.ndarray, axes: np.ndarray) -> np.ndarray:
     """Insert size-1 axes at the listed positions of the output."""
-    out_rank = x.ndim + len(_ints(axes))
+    out_rank = x.ndim + len(int_tuple(axes))
     y = x
-    for a in sorted(a % out_rank for a in _ints(axes)):
+    for a in sorted(a % out_rank for a in int_tuple(axes)):
         y = np.expand_dims(y, a)
     return y
 
@@ -91,8 +91,8 @@ def pad(x: np.ndarray, pads: np.ndarray, value: float = 0, axes: np.ndarray | No
         *, mode: str = "constant") -> np.ndarray:
     """ONNX Pad: ``pads = [b_1..b_k, e_1..e_k]`` for the listed axes (all axes by default);
     negative pads crop. Modes constant, reflect, edge, wrap."""
-    p = _ints(pads)
-    ax = [a % x.ndim for a in _ints(axes)] if axes is not None else list(range(x.ndim))
+    p = int_tuple(pads)
+    ax = [a % x.ndim for a in int_tuple(axes)] if axes is not None else list(range(x.ndim))
     k = len(ax)
     widths = [[0, 0] for _ in range(x.ndim)]
     for i, a in enumerate(ax):
@@ -112,13 +112,13 @@ def identity(x: np.ndarray) -> np.ndarray:
 
 def expand(x: np.ndarray, shape: np.ndarray) -> np.ndarray:
     """Broadcast ``x`` against ``shape`` (bidirectional: the result may be larger than shape)."""
-    target = np.broadcast_shapes(x.shape, tuple(_ints(shape)))
+    target = np.broadcast_shapes(x.shape, tuple(int_tuple(shape)))
     return np.broadcast_to(x, target).copy()
 
 
 def tile(x: np.ndarray, repeats: np.ndarray) -> np.ndarray:
     """Repeat ``x`` ``repeats[i]`` times along axis ``i``."""
-    return np.tile(x, _ints(repeats))
+    return np.tile(x, int_tuple(repeats))
 
 
 def split(x: np.ndarray, sizes: np.ndarray | None = None, *, axis: int = 0,
@@ -130,7 +130,7 @@ def split(x: np.ndarray, sizes: np.ndarray | None = None, *, axis: int = 0,
         chunk = -(-n // num_outputs)
         bounds = [min(chunk * i, n) for i in range(1, num_outputs)]
     else:
-        bounds = list(np.cumsum(_ints(sizes))[:-1])
+        bounds = list(np.cumsum(int_tuple(sizes))[:-1])
     return np.split(x, bounds, axis=axis)
 
 

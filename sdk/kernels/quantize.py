@@ -11,7 +11,7 @@ from sdk.kernels.checks import check_range, integer_array, out_dtype
 from sdk.kernels.requant import requantize
 
 
-def _scale_zp(scale: Any, zero_point: Any, ndim: int, axis: int | None
+def scale_zero_point(scale: Any, zero_point: Any, ndim: int, axis: int | None
               ) -> tuple[np.ndarray, np.ndarray]:
     s = np.asarray(scale, dtype=np.float32)
     z = np.asarray(zero_point, dtype=np.int64)
@@ -41,7 +41,7 @@ def quantize_linear(x: np.ndarray, scale: Any, zero_point: Any = 0, dtype: Any =
     x = np.asarray(x, dtype=np.float32)
     dt = out_dtype(dtype)
     check_finite(x)
-    s, z = _scale_zp(scale, zero_point, x.ndim, axis)
+    s, z = scale_zero_point(scale, zero_point, x.ndim, axis)
     info = np.iinfo(dt)
     q = np.rint(x / s).astype(np.float64) + z
     return np.clip(q, info.min, info.max).astype(dt)
@@ -51,7 +51,7 @@ def dequantize_linear(q: np.ndarray, scale: Any, zero_point: Any = 0,
                       axis: int | None = None) -> np.ndarray:
     """``x = float32(q − zero_point) · scale`` (float32 result)."""
     q = integer_array(q, "DequantizeLinear input")
-    s, z = _scale_zp(scale, zero_point, q.ndim, axis)
+    s, z = scale_zero_point(scale, zero_point, q.ndim, axis)
     return ((q.astype(np.int64) - z).astype(np.float32) * s).astype(np.float32)
 
 

@@ -56,9 +56,9 @@ def random_feeds(graph: Graph, seed: int = 0) -> dict[str, np.ndarray]:
 
 def _measure(graph: Graph, target: Target, feeds: Mapping[str, np.ndarray], runs: int,
              progress: Progress | None, notes: list[str]):
-    from sdk.backends.reference.executor import ReferenceExecutable
+    from sdk.ops.interpreter import Interpreter
 
-    exe = ReferenceExecutable(graph)
+    exe = Interpreter(graph)
     wanted = [n for n in graph.tensors if not graph.tensors[n].is_constant
               and (n in graph.inputs or any(n in nd.outputs for nd in graph.nodes))]
     values = exe.run(dict(feeds), outputs=wanted)          # trace (and warm up)
@@ -193,9 +193,9 @@ def load_model_graph(path: str | os.PathLike[str]) -> Graph:
     if suffix == ".onnx":
         from sdk.compile.pipeline import compile_model, is_qdq_model
         from sdk.frontends import load_onnx
-        from sdk.frontends.onnx_import import _read_model
+        from sdk.frontends.onnx_import import read_onnx_model
 
-        model, _ = _read_model(path)  # ModelFormatError for a truncated or non-ONNX file
+        model, _ = read_onnx_model(path)  # ModelFormatError for a truncated or non-ONNX file
         if is_qdq_model(model):
             return compile_model(path).graph
         return load_onnx(path)

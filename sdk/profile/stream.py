@@ -154,7 +154,7 @@ def streaming_energy(hop: ProfileReport, target: Target, table: EnergyTable, hop
 
 
 def _step_pairs(graph: Graph) -> dict[str, str]:
-    from sdk.runtime.step_graph import pair_states
+    from sdk.graph.state import pair_states
 
     return pair_states(graph.inputs, graph.outputs, None)
 
@@ -163,7 +163,7 @@ def core_state_pairs(graph: Graph) -> dict[str, str]:
     """State input -> state output of :func:`integer_core` of ``graph``: the float step
     graph's pairs (by name, as :class:`sdk.StreamingSession` pairs them) mapped to the
     integer tensors behind their ``QuantizeLinear`` / ``DequantizeLinear`` boundary."""
-    from sdk.runtime.step_graph import inner_output
+    from sdk.graph.state import inner_output
 
     names, producers = core_input_names(graph), graph.producers()
     return {names[i]: inner_output(graph, o, producers) for i, o in _step_pairs(graph).items()}
@@ -182,7 +182,7 @@ def stream_firing_rates(graph: Graph, hop_feeds: Sequence[Mapping[str, np.ndarra
     is ``Σ_t #(s_t ≠ silent) / Σ_t size(s_t)``, ``silent`` the raw value of a 0 (its zero
     point in an integer graph; see :mod:`sdk.profile.spikes`).
     """
-    from sdk.backends.reference.executor import ReferenceExecutable
+    from sdk.ops.interpreter import Interpreter
 
     if not hop_feeds:
         raise InputError("no hops to stream; pass at least one hop of inputs")
@@ -201,7 +201,7 @@ def stream_firing_rates(graph: Graph, hop_feeds: Sequence[Mapping[str, np.ndarra
             if t.shape is None:
                 raise InputError(f"state input {s!r} has no shape; pass initial_state=")
             state[s] = np.zeros(t.shape, t.dtype)
-    exe = ReferenceExecutable(graph)
+    exe = Interpreter(graph)
     fired = dict.fromkeys(spikes, 0)
     seen = dict.fromkeys(spikes, 0)
     wanted = spikes + [pairs[s] for s in pairs]
@@ -219,7 +219,7 @@ def integer_core(graph: Graph) -> Graph:
     float inputs and ``DequantizeLinear`` of float outputs (integer I/O; a streaming device
     carries its state as raw integers). A graph without such a boundary is returned as is."""
     from sdk.backends.partition import extract_subgraph
-    from sdk.runtime.step_graph import inner_input, inner_output
+    from sdk.graph.state import inner_input, inner_output
 
     consumers, producers = graph.consumers(), graph.producers()
     inner_in = {inner_input(graph, n, consumers) for n in graph.inputs} - set(graph.inputs)
@@ -240,7 +240,7 @@ def integer_core(graph: Graph) -> Graph:
 def core_input_names(graph: Graph) -> dict[str, str]:
     """Graph input name -> the input of :func:`integer_core` that takes its raw integers
     (the same name where the input has no ``QuantizeLinear`` boundary)."""
-    from sdk.runtime.step_graph import inner_input
+    from sdk.graph.state import inner_input
 
     consumers = graph.consumers()
     return {n: inner_input(graph, n, consumers) for n in graph.inputs}

@@ -78,7 +78,7 @@ def lower_lut(L: Lowering, node: Node) -> None:
     """A unary elementwise op → QLut: ``table[q + 128] = quantize_out(f(s_in·(q − z_in)))``,
     ``f`` evaluated by the op's own float reference kernel (with its attributes) at compile
     time. Input and output are int8 (a wider input is requantized first)."""
-    from sdk.backends.reference.registry import load_all
+    from sdk.ops.registry import load_all
 
     name, qx, dx = L.input(node.inputs[0])
     if dx != "int8":

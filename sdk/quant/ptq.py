@@ -33,7 +33,7 @@ def quantize(graph: Graph, data: Mapping[str, np.ndarray], observer: str = "minm
     ``per_channel``: per-output-channel weight scales (else per tensor). ``mixed_precision``:
     int16 for attention scores, LayerNorm inputs, the residual stream and recurrent state.
     ``state_pairs``: state input → state output of a step graph; None pairs them by name
-    (:func:`sdk.runtime.step_graph.pair_states`: ``s`` ↔ ``s_next``/``s_out``/``s_new``),
+    (:func:`sdk.graph.state.pair_states`: ``s`` ↔ ``s_next``/``s_out``/``s_new``),
     ``{}`` treats the graph as stateless. Each pair's input and output share dtype, scale and
     zero point, so a stream feeds the integer output straight back.
     Raises CalibrationError for missing, empty or non-finite data, UnsupportedOpError listing

@@ -1,7 +1,7 @@
 """Recurrent state in the quantization plan: one shared grid per state input/output pair.
 
 A step graph carries memory from hop to hop: state input ``s`` at hop ``t + 1`` is state output
-``s'`` of hop ``t`` (pairs named by :func:`sdk.runtime.step_graph.pair_states`). Giving ``s``
+``s'`` of hop ``t`` (pairs named by :func:`sdk.graph.state.pair_states`). Giving ``s``
 and ``s'`` the same integer grid (dtype, scale, zero point) lets a stream hand the raw integers
 of ``s'`` straight back as ``s`` with no ``Requantize`` between hops.
 
@@ -38,9 +38,9 @@ def find_state_pairs(graph: Graph, state_pairs: Mapping[str, str] | None = None
                      ) -> dict[str, str]:
     """State input → state output of a step graph: ``state_pairs`` checked against the graph
     (GraphError naming a missing tensor), or, when None, paired by the name convention of
-    :func:`sdk.runtime.step_graph.pair_states`. Only float32 pairs are kept (integer inputs
+    :func:`sdk.graph.state.pair_states`. Only float32 pairs are kept (integer inputs
     such as token ids are not quantized). An empty mapping turns pairing off."""
-    from sdk.runtime.step_graph import pair_states  # runtime imports backends: import lazily
+    from sdk.graph.state import pair_states
 
     pairs = pair_states(graph.inputs, graph.outputs, state_pairs)
     return {i: o for i, o in pairs.items()

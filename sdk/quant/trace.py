@@ -10,11 +10,11 @@ from collections.abc import Mapping
 
 import numpy as np
 
-from sdk.backends.reference.executor import ReferenceExecutable
 from sdk.graph import Graph
+from sdk.ops.interpreter import Interpreter
 
 
 def trace(graph: Graph, feeds: Mapping[str, np.ndarray], fast: bool = False) -> dict[str, np.ndarray]:
     """Values of every graph input and node output for one run of ``graph``."""
     names = list(graph.inputs) + [o for n in graph.nodes for o in n.outputs if o]
-    return ReferenceExecutable(graph, fast=fast).run(feeds, outputs=names)
+    return Interpreter(graph, fast=fast).run(feeds, outputs=names)

@@ -3,8 +3,8 @@ from sdk.runtime.session import Session, TensorInfo
 
 __all__ = ["Session", "TensorInfo"]
 
+from sdk.graph.state import pair_states, unroll_step_graph
 from sdk.runtime.detection import DetectionEvent, KeywordDetector, softmax
-from sdk.runtime.step_graph import pair_states, unroll_step_graph
 from sdk.runtime.streaming import StepResult, StreamingSession
 
 __all__ += [

@@ -30,9 +30,9 @@ from typing import Any
 
 import numpy as np
 
-from sdk.backends.reference.executor import ReferenceExecutable
 from sdk.errors import InputError, ModelFormatError
 from sdk.graph.ir import Graph, QuantParams
+from sdk.ops.interpreter import Interpreter
 
 
 @dataclass(frozen=True)
@@ -46,7 +46,7 @@ class TensorInfo:
     quant: QuantParams | None = None
 
 
-def _open(source: Graph | str | os.PathLike) -> Graph:
+def open_model(source: Graph | str | os.PathLike) -> Graph:
     if isinstance(source, Graph):
         return source
     path = Path(os.fspath(source))
@@ -84,7 +84,7 @@ class Session:
     def __init__(self, graph_or_path: Graph | str | os.PathLike, fast: bool = True,
                  integer_io: bool = False, backend: str | None = None,
                  target: Any = None) -> None:
-        self.graph = _open(graph_or_path)
+        self.graph = open_model(graph_or_path)
         self.fast = fast
         self.integer_io = integer_io
         g = self.graph
@@ -96,7 +96,7 @@ class Session:
         self.target = target
         self.plan = None  # a sdk.backends Plan when a backend or target was chosen
         self.backend = backend or ("reference" if fast else "reference-numpy")
-        self._exe = ReferenceExecutable(g, fast=fast) if backend is None and target is None \
+        self._exe = Interpreter(g, fast=fast) if backend is None and target is None \
             else None
         producers, consumers = g.producers(), g.consumers()
         # user-facing name -> internal tensor to feed / read, plus boundary conversion

@@ -35,9 +35,7 @@ import numpy as np
 
 from sdk.errors import GraphError, InputError, ModelFormatError
 from sdk.graph.ir import Graph
-from sdk.runtime.detection import DetectionEvent, KeywordDetector, softmax
-from sdk.runtime.session import Session, TensorInfo
-from sdk.runtime.step_graph import (
+from sdk.graph.state import (
     STATE_OUTPUT_SUFFIXES,
     align_state_quantization,
     inner_input,
@@ -45,6 +43,8 @@ from sdk.runtime.step_graph import (
     pair_states,
     unroll_step_graph,
 )
+from sdk.runtime.detection import DetectionEvent, KeywordDetector, softmax
+from sdk.runtime.session import Session, TensorInfo
 
 _SNAPSHOT_FORMAT = "edge-stream-state/1"
 
@@ -67,9 +67,9 @@ def _open_graph(source: Any) -> Graph:
     if hasattr(source, "graph") and isinstance(source.graph, Graph):  # a Bundle
         return source.graph
     if isinstance(source, (Graph, str, os.PathLike)):
-        from sdk.runtime.session import _open
+        from sdk.runtime.session import open_model
 
-        return _open(source)
+        return open_model(source)
     raise InputError(f"StreamingSession needs a Graph, Bundle, Session or model path, got "
                      f"{type(source).__name__}")
 
@@ -83,7 +83,7 @@ class StreamingSession:
     state is raw integers either way). ``detector`` (optional) turns ``scores_output`` (logits,
     or probabilities with ``scores_are_logits=False``) into keyword events. ``hop_s`` is the
     stream time of one hop. ``fast=True`` runs each hop through a
-    :class:`~sdk.runtime.step_program.StepProgram` (Numba kernels, per-hop overhead hoisted
+    :class:`~sdk.ops.program.Program` (Numba kernels, per-hop overhead hoisted
     out); ``fast=False`` through the executor on the NumPy reference kernels. Same bits.
     """
 
@@ -129,9 +129,12 @@ class StreamingSession:
         self._feed_name = {n: inner_input(graph, n, consumers) for n in raw_in}
         self._reads = [inner_output(graph, n, producers) for n in raw_out]
         if fast:
-            from sdk.runtime.step_program import StepProgram
+            from sdk.ops.program import Program
 
-            program = StepProgram(graph, list(self._feed_name.values()), self._reads)
+            program = Program(graph, list(self._feed_name.values()), self._reads, fast=True)
+            unreachable = [r for r in self._reads if r in program.missing]
+            if unreachable:
+                raise GraphError(f"tensors {unreachable} are neither fed, constant nor produced")
             self._run_raw = program.run
         else:  # the NumPy reference kernels: the specification, node by node
             exe = self._session._exe

@@ -90,14 +90,14 @@ def test_each_op_within_one_lsb_on_larger_models(backend: str) -> None:
     """
     from sdk.backends.base import get_backend
     from sdk.backends.partition import extract_subgraph
-    from sdk.backends.reference.executor import ReferenceExecutable
+    from sdk.ops.interpreter import Interpreter
 
     be = get_backend(backend)
     for graph in (sg.cnn_graph(hw=32, width=16), sg.attention_graph(t=32, d=64)):
         feeds = sg.random_feeds(graph, seed=12)
         every = [o for n in graph.nodes for o in n.outputs]
         env = dict(feeds)
-        env.update(ReferenceExecutable(graph, fast=False).run(feeds, outputs=every))
+        env.update(Interpreter(graph, fast=False).run(feeds, outputs=every))
         checked = 0
         for node in graph.nodes:
             if not be.supports(node, "laptop", graph)[0]:

@@ -20,7 +20,7 @@ from sdk.backends import sample_graphs as sg
 from sdk.backends.litert import LiteRTBackend
 from sdk.backends.litert.runtime import choose_delegate, load_external
 from sdk.backends.partition import compile_for
-from sdk.backends.reference.executor import run_graph
+from sdk.ops.interpreter import run_graph
 
 NULL_DELEGATE_C = r"""
 #include <stddef.h>

@@ -7,8 +7,8 @@ import pytest
 
 from sdk.backends import sample_graphs as sg
 from sdk.backends.emulator import check_fits, emulate
-from sdk.backends.reference.executor import run_graph
 from sdk.errors import TargetError, UnsupportedOpError
+from sdk.ops.interpreter import run_graph
 
 
 def test_model_too_big_for_flash_fails_with_needed_and_available() -> None:

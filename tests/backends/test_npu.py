@@ -10,9 +10,9 @@ from sdk.backends.npu import npu_estimate
 from sdk.backends.npu.roofline import RooflineEstimate, roofline
 from sdk.backends.npu.vela import compile_vela, vela_executable
 from sdk.backends.partition import compile_for
-from sdk.backends.reference.executor import run_graph
 from sdk.compile.tflite_writer import write_tflite
 from sdk.graph.ir import Tensor
+from sdk.ops.interpreter import run_graph
 
 needs_vela = pytest.mark.skipif(vela_executable() is None, reason="ethos-u-vela not installed")
 

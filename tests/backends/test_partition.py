@@ -9,8 +9,8 @@ from backend_helpers import lsb_diff
 
 from sdk.backends import sample_graphs as sg
 from sdk.backends.partition import compile_for, partition
-from sdk.backends.reference.executor import run_graph
 from sdk.errors import EdgeError, UnsupportedOpError
+from sdk.ops.interpreter import run_graph
 
 
 def test_plan_shows_the_split_and_why() -> None:

@@ -2,7 +2,7 @@
 
 Every sample graph and a CNN compiled from float ONNX by sdk.compile_model run three ways:
 the plain loop on the NumPy kernels (the specification), the plain loop on the Numba kernels,
-and the prepared Program (what ReferenceExecutable(fast=True) and Session use by default).
+and the prepared Program (what Interpreter(fast=True) and Session use by default).
 Outputs and intermediate tensors must be identical, dtype included.
 """
 
@@ -15,10 +15,10 @@ from onnx import TensorProto, helper, numpy_helper
 
 import sdk
 from sdk import sample_graphs as sg
-from sdk.backends.reference.executor import ReferenceExecutable
-from sdk.backends.reference.program import Program
 from sdk.errors import GraphError, InputError
 from sdk.graph.ir import Tensor
+from sdk.ops.interpreter import Interpreter
+from sdk.ops.program import Program
 
 SAMPLES = {"fc": sg.fc_graph, "conv": sg.conv_graph, "add": sg.add_graph,
            "cnn": lambda: sg.cnn_graph(hw=16, width=8),
@@ -97,10 +97,10 @@ def _assert_same(got: dict[str, np.ndarray], want: dict[str, np.ndarray]) -> Non
         assert np.array_equal(got[name], value), name
 
 
-def _check_graph(graph: sdk.Graph, seeds: range = range(6)) -> ReferenceExecutable:
-    prepared = ReferenceExecutable(graph, fast=True)
-    plain_fast = ReferenceExecutable(graph, fast=True, prepared=False)
-    spec = ReferenceExecutable(graph, fast=False)
+def _check_graph(graph: sdk.Graph, seeds: range = range(6)) -> Interpreter:
+    prepared = Interpreter(graph, fast=True)
+    plain_fast = Interpreter(graph, fast=True, prepared=False)
+    spec = Interpreter(graph, fast=False)
     every = _all_tensors(graph)
     for seed in seeds:
         feeds = _feeds(graph, seed)
@@ -156,14 +156,14 @@ def test_integer_io_session_matches_the_numpy_session(compiled_cnn):
 
 def test_other_shape_or_dtype_than_declared_falls_back_and_keeps_the_bits():
     graph = sg.fc_graph(batch=4, k=32, n=16)
-    prepared, spec = ReferenceExecutable(graph), ReferenceExecutable(graph, fast=False)
+    prepared, spec = Interpreter(graph), Interpreter(graph, fast=False)
     x = np.random.default_rng(0).integers(-128, 128, (7, 32)).astype(np.int8)
     name = graph.inputs[0]
     _assert_same(prepared.run({name: x}), spec.run({name: x}))
     wide = np.random.default_rng(1).integers(-30000, 30000, (4, 32)).astype(np.int16)
     _assert_same(prepared.run({name: wide}), spec.run({name: wide}))  # not the declared int8
     step = sg.step_graph()  # FC then QAdd: both see 3 rows where the graph declares 1
-    prepared, spec = ReferenceExecutable(step), ReferenceExecutable(step, fast=False)
+    prepared, spec = Interpreter(step), Interpreter(step, fast=False)
     feeds = {k: np.concatenate([v] * 3) for k, v in _feeds(step, 2).items()}
     _assert_same(prepared.run(feeds), spec.run(feeds))
 
@@ -176,7 +176,7 @@ def test_kernel_failure_names_the_node():
     graph.add_node("Reshape", ["x", "shape"], ["y"], name="r")
     graph.inputs, graph.outputs = ["x"], ["y"]
     feeds = {"x": np.zeros((2, 3), np.int8)}
-    for exe in (ReferenceExecutable(graph), ReferenceExecutable(graph, prepared=False)):
+    for exe in (Interpreter(graph), Interpreter(graph, prepared=False)):
         with pytest.raises(GraphError, match=r"node 'r' \(Reshape\) failed on input shapes"):
             exe.run(feeds)
 
@@ -184,14 +184,14 @@ def test_kernel_failure_names_the_node():
 def test_sdk_errors_pass_through_unchanged():
     graph = sg.cnn_graph(hw=16, width=8)
     bad = {graph.inputs[0]: np.zeros((1, 3, 16), np.int8)}
-    for exe in (ReferenceExecutable(graph), ReferenceExecutable(graph, prepared=False)):
+    for exe in (Interpreter(graph), Interpreter(graph, prepared=False)):
         with pytest.raises(InputError, match=r"Conv2d needs x \[N,C,H,W\]"):
             exe.run(bad)
 
 
 def test_unknown_output_and_unfed_input_are_clear_errors():
     graph = sg.step_graph()
-    exe = ReferenceExecutable(graph)
+    exe = Interpreter(graph)
     feeds = _feeds(graph, 0)
     with pytest.raises(GraphError, match="no tensor named 'nope'"):
         exe.run(feeds, ["nope"])
@@ -207,4 +207,4 @@ def test_intermediates_are_freed_but_reads_are_kept():
     freed = {k for step in program._steps for k in step[3]}
     assert freed and set(program._read_slots).isdisjoint(freed)
     got = dict(zip(program.reads, program.run(feeds)))
-    _assert_same(got, ReferenceExecutable(graph, fast=False).run(feeds, ["dw", "logits"]))
+    _assert_same(got, Interpreter(graph, fast=False).run(feeds, ["dw", "logits"]))

@@ -8,10 +8,10 @@ import pytest
 import tflite
 
 from sdk.backends import sample_graphs as sg
-from sdk.backends.reference.executor import run_graph
 from sdk.compile.tflite_writer import write_tflite
 from sdk.errors import ModelFormatError, UnsupportedOpError
 from sdk.frontends.tflite_import import read_tflite
+from sdk.ops.interpreter import run_graph
 
 GRAPHS = {"fc": sg.fc_graph, "conv": sg.conv_graph, "add": sg.add_graph, "cnn": sg.cnn_graph,
           "step": sg.step_graph, "segmentation": sg.segmentation_graph}

@@ -15,8 +15,8 @@ from backend_helpers import lsb_diff, run_tflite_micro
 
 from sdk.backends import sample_graphs as sg
 from sdk.backends.partition import compile_for
-from sdk.backends.reference.executor import run_graph
 from sdk.compile.tflite_writer import write_tflite
+from sdk.ops.interpreter import run_graph
 
 pytest.importorskip("tflite_micro", reason="tflite-micro not installed")
 

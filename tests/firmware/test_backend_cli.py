@@ -10,11 +10,11 @@ from firmware_bridge.image import pack_image
 from firmware_bridge.session import DeviceModel
 from sdk.backends.mcu import McuBackend, check_target_fit
 from sdk.backends.partition import compile_for
-from sdk.backends.reference.executor import run_graph
 from sdk.cli.main import main
 from sdk.compile.pipeline import compile_model
 from sdk.errors import TargetError
 from sdk.graph.ir import Graph, Tensor
+from sdk.ops.interpreter import run_graph
 
 from .onnx_models import small_cnn_onnx
 

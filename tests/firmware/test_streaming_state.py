@@ -7,8 +7,8 @@ import numpy as np
 
 from firmware_bridge.image import pack_image
 from firmware_bridge.session import DeviceModel
-from sdk.backends.reference.executor import run_graph
 from sdk.backends.sample_graphs import random_feeds, step_graph
+from sdk.ops.interpreter import run_graph
 
 
 def test_step_graph_hop_by_hop(device):
@@ -51,7 +51,7 @@ def test_keyword_spotting_step_graph_hop_by_hop(device):
 
     import pytest
 
-    from sdk.runtime.step_graph import pair_states
+    from sdk.graph.state import pair_states
 
     if shutil.which("espeak-ng") is None:
         pytest.skip("espeak-ng is not installed (the keyword model is calibrated on its speech)")

@@ -5,11 +5,11 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from sdk.backends.reference.registry import load_all
 from sdk.errors import GraphError, InputError
 from sdk.kernels import conv, linear, lut, quantize, resize, transformer
 from sdk.kernels.fast import conv as fconv
 from sdk.kernels.fast import linear as flinear
+from sdk.ops.registry import load_all
 
 X8 = np.zeros((1, 4, 5, 5), np.int8)
 

@@ -7,9 +7,9 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from sdk.backends.reference.executor import ReferenceExecutable, run_graph
 from sdk.graph import Graph, Tensor
 from sdk.kernels.fast import layout as flayout
+from sdk.ops.interpreter import Interpreter, run_graph
 
 
 def _layout_graph(dtype: str) -> Graph:
@@ -58,7 +58,7 @@ def test_fast_layout_ops_match_reference_on_integer_data(dtype, monkeypatch):
         monkeypatch.setattr(flayout, name,
                             lambda *a, _f=real, _n=name, **k: (calls.append(_n), _f(*a, **k))[1])
     # the plain per-node path with fast=True dispatches to the Numba twins ...
-    fast = ReferenceExecutable(g, fast=True, prepared=False).run({"x": x, "y": y})["out"]
+    fast = Interpreter(g, fast=True, prepared=False).run({"x": x, "y": y})["out"]
     assert sorted(calls) == ["concat", "gather", "gather", "slice_", "transpose"]
     # ... and the prepared program (the default) gives the same bits
     prepared = run_graph(g, {"x": x, "y": y}, fast=True)["out"]

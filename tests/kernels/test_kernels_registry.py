@@ -7,7 +7,7 @@ import numpy as np
 import pytest
 
 from sdk.backends import sample_graphs
-from sdk.backends.reference.executor import ReferenceExecutable
+from sdk.ops.interpreter import Interpreter
 
 
 @pytest.mark.parametrize("build", ["fc_graph", "conv_graph", "add_graph", "cnn_graph",
@@ -15,8 +15,8 @@ from sdk.backends.reference.executor import ReferenceExecutable
 def test_fast_and_reference_graphs_agree(build: str) -> None:
     graph = getattr(sample_graphs, build)()
     feeds = sample_graphs.random_feeds(graph)
-    ref = ReferenceExecutable(graph, fast=False).run(feeds)
-    fast = ReferenceExecutable(graph, fast=True).run(feeds)
+    ref = Interpreter(graph, fast=False).run(feeds)
+    fast = Interpreter(graph, fast=True).run(feeds)
     assert ref.keys() == fast.keys() and ref
     for name in ref:
         assert ref[name].dtype == fast[name].dtype

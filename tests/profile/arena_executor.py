@@ -15,9 +15,9 @@ from typing import Any
 
 import numpy as np
 
-from sdk.backends.reference.registry import OPS, load_all
 from sdk.compile.memory_plan import MemoryPlan
 from sdk.graph.ir import Graph
+from sdk.ops.registry import OPS, load_all
 
 
 def _per_channel(attrs: dict[str, Any], c: slice, n: int) -> dict[str, Any]:

@@ -8,9 +8,9 @@ import numpy as np
 import pytest
 from arena_executor import run_in_arena
 
-from sdk.backends.reference.executor import ReferenceExecutable
 from sdk.compile.memory_plan import plan_memory
 from sdk.graph.ir import Graph, Tensor
+from sdk.ops.interpreter import Interpreter
 
 
 def _requant(rng: np.random.Generator, n: int | None = None) -> dict:
@@ -82,7 +82,7 @@ def test_integer_graph_in_one_arena_matches_reference(seed: int) -> None:
     g = random_int_graph(rng, int(rng.integers(3, 12)))
     g.validate()
     x = rng.integers(-128, 128, g.tensor("x").shape).astype(np.int8)
-    want = ReferenceExecutable(g, fast=False).run({"x": x})
+    want = Interpreter(g, fast=False).run({"x": x})
     for in_place in (True, "elementwise", False):
         plan = plan_memory(g, in_place=in_place)
         got = run_in_arena(g, plan, {"x": x}, seed)

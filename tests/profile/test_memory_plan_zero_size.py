@@ -9,10 +9,10 @@ import pytest
 from arena_executor import run_in_arena
 from test_memory_plan import random_graph, run_planned, run_unplanned
 
-from sdk.backends.reference.executor import run_graph
 from sdk.compile.memory_plan import PLACEMENTS, MemoryPlan, TensorSlot, plan_memory
 from sdk.errors import GraphError
 from sdk.graph.ir import Graph, Tensor
+from sdk.ops.interpreter import run_graph
 
 MODES = [False, "elementwise", True]
 

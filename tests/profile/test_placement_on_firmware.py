@@ -8,8 +8,8 @@ import numpy as np
 import pytest
 from branching_graphs import branching_int8_graph
 
-from sdk.backends.reference.executor import ReferenceExecutable
 from sdk.compile.memory_plan import live_bytes_bound, plan_memory
+from sdk.ops.interpreter import Interpreter
 
 SEEDS = [s for s in range(200)
          if plan_memory(branching_int8_graph(np.random.default_rng(s))).arena_bytes
@@ -56,7 +56,7 @@ def test_smaller_placement_runs_bit_exact_on_the_firmware(device, seed: int) -> 
     assert packed.arena_bytes == plan.arena_bytes       # the image carries this placement
     rng = np.random.default_rng(seed + 1000)
     x = rng.integers(-128, 128, g.tensor("x").shape).astype(np.int8)
-    want = ReferenceExecutable(g, fast=False).run({"x": x})
+    want = Interpreter(g, fast=False).run({"x": x})
     got = DeviceModel(device, packed).run({"x": x})
     for name in g.outputs:
         np.testing.assert_array_equal(got[name], want[name], err_msg=f"seed {seed} {name}")

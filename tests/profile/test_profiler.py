@@ -95,8 +95,8 @@ def test_spiking_lmuformer_step_counts_accumulates_at_the_traced_firing_rate() -
     the Gemms they feed accumulate instead of multiplying, at the firing rate of this input."""
     import numpy as np
 
-    from sdk.backends.reference.executor import ReferenceExecutable
     from sdk.models import lmuformer as lmu
+    from sdk.ops.interpreter import Interpreter
 
     model, g = spiking_lmuformer()
     cfg, rng = model.config, np.random.default_rng(0)
@@ -104,7 +104,7 @@ def test_spiking_lmuformer_step_counts_accumulates_at_the_traced_firing_rate() -
     feeds.update({f"state_{k}": v for k, v in lmu.initial_state(cfg).items()})
     r = profile_graph(g, "mps2-an386", feeds=feeds, runs=1)
     rows = {row.name: row for row in r.rows}
-    values = ReferenceExecutable(g).run(feeds, outputs=[t for t in g.tensors
+    values = Interpreter(g).run(feeds, outputs=[t for t in g.tensors
                                                         if not g.tensors[t].is_constant])
     head = next(n for n in reversed(g.nodes) if n.op == "Gemm")   # logits = W_o·spikes
     spikes = values[head.inputs[0]]
@@ -153,7 +153,7 @@ def test_integer_core_is_what_integer_io_runs(tmp_path: Path) -> None:
     import numpy as np
     from kws_dscnn import dscnn_bundle
 
-    from sdk.backends.reference.executor import ReferenceExecutable
+    from sdk.ops.interpreter import Interpreter
     from sdk.profile import core_input_names, integer_core
     from sdk.runtime import Session
 
@@ -164,7 +164,7 @@ def test_integer_core_is_what_integer_io_runs(tmp_path: Path) -> None:
     assert [core.tensor(i).dtype for i in core.inputs] == ["int8"]
     name = core_input_names(g)["mfcc"]
     x = np.random.default_rng(0).integers(-128, 128, (1, 1, 49, 10)).astype(np.int8)
-    got = ReferenceExecutable(core).run({name: x})
+    got = Interpreter(core).run({name: x})
     want = Session(g, integer_io=True).run(None, {"mfcc": x})
     np.testing.assert_array_equal(got[core.outputs[0]], want["logits"])
     assert integer_core(core) is core

@@ -75,9 +75,9 @@ def test_compiled_spiking_lmuformer_counts_accumulates_at_streamed_rates() -> No
     QLut with two levels (raw -128 / 127 = real 0 / 1); the integer core's layers fed by them
     accumulate at the firing rates of the raw spikes over a stream, the state carried as the
     StreamingSession carries it."""
-    from sdk.backends.reference.executor import ReferenceExecutable
     from sdk.compile import compile_model
     from sdk.models import build_step_onnx, step_calibration_data
+    from sdk.ops.interpreter import Interpreter
     from sdk.profile import core_input_names, profile_graph
     from sdk.runtime import StreamingSession
 
@@ -106,7 +106,7 @@ def test_compiled_spiking_lmuformer_counts_accumulates_at_streamed_rates() -> No
 
     head = next(n for n in reversed(core.topological_order()) if n.op == "QFullyConnected")
     spikes_in = head.inputs[0]
-    exe = ReferenceExecutable(core)
+    exe = Interpreter(core)
     seen = np.stack([exe.run(h, outputs=[spikes_in])[spikes_in] for h in hops])
     assert set(np.unique(seen)) <= {-128, 127}          # real 0 and 1
     want = np.count_nonzero(seen == 127) / seen.size

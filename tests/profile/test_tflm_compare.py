@@ -18,9 +18,9 @@ import pytest
 from arena_executor import run_in_arena
 from kws_dscnn import dscnn_bundle, dscnn_macs
 
-from sdk.backends.reference.executor import ReferenceExecutable
 from sdk.compile.memory_plan import PLACEMENTS, live_bytes_bound, plan_memory
 from sdk.compile.tflite_writer import write_tflite
+from sdk.ops.interpreter import Interpreter
 from sdk.profile.profiler import profile_graph
 
 # MLPerf Tiny v0.5 keyword spotting, TFLite Micro reference on NUCLEO-L4R5ZI (Cortex-M4F,
@@ -49,7 +49,7 @@ def test_peak_arena_against_tflite_micro(kws, tmp_path: Path) -> None:
     ours = plan_memory(kws.graph, in_place=True)     # + in-place convs with scratch
     x = np.random.default_rng(7).standard_normal((1, 1, 49, 10)).astype(np.float32)
     got = run_in_arena(kws.graph, ours, {"mfcc": x})
-    want = ReferenceExecutable(kws.graph, fast=False).run({"mfcc": x})
+    want = Interpreter(kws.graph, fast=False).run({"mfcc": x})
     np.testing.assert_array_equal(got["logits"], want["logits"])
     print(f"\nDS-CNN keyword spotting, arena bytes: TFLite Micro total {tflm['total']} "
           f"(head {tflm['head']}, tail {tflm['tail']}, 64-bit host)")

@@ -6,8 +6,8 @@ import numpy as np
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from sdk.backends.reference.registry import load_all
 from sdk.graph import Graph, QuantParams, Tensor, qrange
+from sdk.ops.registry import load_all
 from sdk.quant.lower import lower
 from sdk.quant.plan import QuantPlan
 

@@ -14,9 +14,9 @@ import sdk
 from sdk.errors import GraphError
 from sdk.frontends.onnx_import import load_onnx
 from sdk.graph import Graph
+from sdk.graph.state import inner_input, inner_output
 from sdk.quant import quantize
 from sdk.quant.trace import trace
-from sdk.runtime.step_graph import inner_input, inner_output
 
 ROOT = Path(__file__).resolve().parents[2]
 STATES = ("m", "buf", "h")
@@ -206,7 +206,7 @@ def test_int16_state_step_runs_bit_exactly_on_the_host_firmware(int_step):
     from firmware_bridge.host_firmware import HostFirmware
     from firmware_bridge.image import pack_image
     from firmware_bridge.session import DeviceModel
-    from sdk.backends.reference.executor import run_graph
+    from sdk.ops.interpreter import run_graph
 
     pairs = int_step.metadata["state_pairs"]
     state = {k: np.zeros(int_step.tensor(k).shape, np.float32) for k in pairs}

@@ -106,7 +106,7 @@ def test_unknown_file_suffix_is_a_model_format_error(tmp_path):
 
 
 def test_executor_frees_intermediates_it_no_longer_needs():
-    from sdk.backends.reference.executor import ReferenceExecutable
+    from sdk.ops.interpreter import Interpreter
 
     g = Graph("chain")
     g.add_tensor(Tensor("x", "float32", (4,)))
@@ -117,7 +117,7 @@ def test_executor_frees_intermediates_it_no_longer_needs():
         g.add_node("Relu", [prev], [f"t{k}"])
         prev = f"t{k}"
     g.outputs = [prev]
-    exe = ReferenceExecutable(g)
+    exe = Interpreter(g)
     nodes, free = exe._plan(("t4",), frozenset({"x"}))
     assert len(nodes) == 5
     # each intermediate is dropped right after its only consumer ran; the output is kept

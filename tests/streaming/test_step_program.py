@@ -1,4 +1,5 @@
-"""StepProgram (the prepared streaming executor) gives the reference executor's bits."""
+"""A Program on the Numba kernels (the prepared streaming executor) gives the interpreter's
+NumPy bits."""
 
 from __future__ import annotations
 
@@ -11,8 +12,8 @@ from onnx import TensorProto, helper, numpy_helper
 from step_graphs import calibration, frames, recurrent_step
 
 import sdk
-from sdk.backends.reference.executor import ReferenceExecutable
-from sdk.runtime.step_program import StepProgram
+from sdk.ops.interpreter import Interpreter
+from sdk.ops.program import Program
 
 ROOT = Path(__file__).resolve().parents[2]
 KWS_ONNX = ROOT / "samples" / "kws" / "models" / "kws_lmuformer_nonspiking.onnx"
@@ -37,10 +38,10 @@ def _random_feeds(graph: sdk.Graph, fed: list[str], rng: np.random.Generator) ->
     return out
 
 
-def _compare(graph: sdk.Graph, trials: int = 40) -> StepProgram:
+def _compare(graph: sdk.Graph, trials: int = 40) -> Program:
     fed, reads = _raw_io(graph)
-    program = StepProgram(graph, fed, reads)
-    spec = ReferenceExecutable(graph, fast=False)
+    program = Program(graph, fed, reads, fast=True)
+    spec = Interpreter(graph, fast=False)
     rng = np.random.default_rng(0)
     for _ in range(trials):
         feeds = _random_feeds(graph, fed, rng)

@@ -10,8 +10,8 @@ from step_graphs import calibration, frames, numpy_reference, recurrent_step
 
 import sdk
 from sdk.errors import GraphError, InputError, ModelFormatError
+from sdk.graph.state import pair_states
 from sdk.kernels.quantize import quantize_linear
-from sdk.runtime.step_graph import pair_states
 
 
 @pytest.fixture(scope="module")

@@ -14,9 +14,10 @@ from typing import Any
 
 import numpy as np
 
-from sdk.backends.base import Backend, Executable, ReferenceBackend
+from sdk.backends.base import Backend, Executable
 from sdk.backends.npu.roofline import RooflineEstimate, roofline
 from sdk.backends.npu.vela import VelaReport, compile_vela, vela_executable
+from sdk.backends.reference import ReferenceBackend
 from sdk.compile.tflite_writer import node_supported, write_tflite
 from sdk.errors import TargetError
 from sdk.graph.ir import Graph, Node

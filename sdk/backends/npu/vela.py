@@ -120,7 +120,7 @@ def compile_vela(model: bytes, name: str = "model", accelerator: str = DEFAULT_A
     exe = vela_executable()
     if exe is None:
         raise EdgeError("ethos-u-vela is not installed; run `pip install ethos-u-vela==5.2.0`")
-    from sdk.frontends.tflite_import import _parse
+    from sdk.frontends.tflite_import import parse_tflite
 
     with tempfile.TemporaryDirectory(prefix="edge-vela-") as tmp:
         src = Path(tmp) / f"{name}.tflite"
@@ -152,7 +152,7 @@ def compile_vela(model: bytes, name: str = "model", accelerator: str = DEFAULT_A
                                             _f(r, "Op Cycles"), _f(r, "MAC Count"),
                                             _f(r, "Network% (cycles)")))
         optimized = (out / f"{name}_vela.tflite").read_bytes()
-    ops = [o.kind for o in _parse(optimized)[2]]
+    ops = [o.kind for o in parse_tflite(optimized)[2]]
     return VelaReport(
         accelerator=accelerator, system_config=system_config, memory_mode=memory_mode,
         clock_hz=_f(row, "core_clock"), cycles_total=_f(row, "cycles_total"),

@@ -18,7 +18,7 @@ from sdk.kernels.fast.requant_loops import requant_rows
 
 
 @njit(cache=True)
-def _to_hwc(x, zp, c0, cg, out):  # pragma: no cover
+def to_hwc(x, zp, c0, cg, out):  # pragma: no cover
     """``out[y, x, c] = x[c0 + c, y, x] − zp`` as int16 (one group's channels, channel-last)."""
     h, w = x.shape[1], x.shape[2]
     for c in range(cg):
@@ -29,7 +29,7 @@ def _to_hwc(x, zp, c0, cg, out):  # pragma: no cover
 
 
 @njit(cache=True)
-def _im2col(xh, kh, kw, sh, sw, pt, pl, dh, dw, oh, ow, cols):  # pragma: no cover
+def im2col(xh, kh, kw, sh, sw, pt, pl, dh, dw, oh, ow, cols):  # pragma: no cover
     """``cols[y·OW + x, (i·kw + j)·C + c] = xh[y·sh + i·dh − pt, x·sw + j·dw − pl, c]``
     (0 in the padding): each (i, j) tap is one contiguous run of C channels."""
     h, w, cg = xh.shape
@@ -75,7 +75,7 @@ def _direct(x, w, zp, sh, sw, pt, pl, dh, dw, group, acc):  # pragma: no cover
 
 
 @njit(cache=True)
-def _depthwise(x, w, zp, sh, sw, pt, pl, dh, dw, acc):  # pragma: no cover
+def depthwise_loop(x, w, zp, sh, sw, pt, pl, dh, dw, acc):  # pragma: no cover
     """``acc[o, y, x] = Σ_{i,j} (x[o // mult, y·sh + i·dh − pt, x·sw + j·dw − pl] − zp)·w[o, 0, i, j]``
     mod 2^32, in int32 arithmetic (wrapping sums and products are exact mod 2^32).
 
@@ -139,7 +139,7 @@ def _accumulate(x: np.ndarray, w: np.ndarray, g: ConvGeometry, x_zp: int,
     pt, pl = g.pads[0], g.pads[1]
     if depthwise:
         for n in range(g.n):
-            _depthwise(x[n], w, zp, sh, sw, pt, pl, dh, dw, acc[n])
+            depthwise_loop(x[n], w, zp, sh, sw, pt, pl, dh, dw, acc[n])
         return acc
     if not (fits_int16(x, x_zp) and fits_int16(w, 0)):
         for n in range(g.n):
@@ -155,8 +155,8 @@ def _accumulate(x: np.ndarray, w: np.ndarray, g: ConvGeometry, x_zp: int,
         wg = np.ascontiguousarray(w[grp * og:(grp + 1) * og].transpose(0, 2, 3, 1))
         wp = pack_rows(wg.reshape(og, depth), np.int64(0), kp)
         for n in range(g.n):
-            _to_hwc(x[n], zp, grp * cg, cg, xh)
-            _im2col(xh, g.kh, g.kw, sh, sw, pt, pl, dh, dw, g.oh, g.ow, cols)
+            to_hwc(x[n], zp, grp * cg, cg, xh)
+            im2col(xh, g.kh, g.kw, sh, sw, pt, pl, dh, dw, g.oh, g.ow, cols)
             (gemm_nt_parallel if parallel else gemm_nt)(
                 wp, cols, acc[n, grp * og:(grp + 1) * og].reshape(og, g.oh * g.ow))
     return acc

@@ -13,7 +13,7 @@ from sdk.kernels.fast.requant import mbqm, requant, wrap32
 
 
 @njit(cache=True)
-def _add(a, b, a_zp, b_zp, ls, a_m0, a_sh, b_m0, b_sh, o_m0, o_sh, zp, lo, hi, out):  # pragma: no cover
+def add_loop(a, b, a_zp, b_zp, ls, a_m0, a_sh, b_m0, b_sh, o_m0, o_sh, zp, lo, hi, out):  # pragma: no cover
     for i in range(out.size):
         sa = mbqm(wrap32((np.int64(a[i]) - a_zp) << ls), a_m0, a_sh)
         sb = mbqm(wrap32((np.int64(b[i]) - b_zp) << ls), b_m0, b_sh)
@@ -21,7 +21,7 @@ def _add(a, b, a_zp, b_zp, ls, a_m0, a_sh, b_m0, b_sh, o_m0, o_sh, zp, lo, hi, o
 
 
 @njit(cache=True)
-def _mul(a, b, a_zp, b_zp, m0, sh, zp, lo, hi, out):  # pragma: no cover
+def mul_loop(a, b, a_zp, b_zp, m0, sh, zp, lo, hi, out):  # pragma: no cover
     for i in range(out.size):
         p = wrap32((np.int64(a[i]) - a_zp) * (np.int64(b[i]) - b_zp))
         out[i] = requant(p, m0, sh, zp, lo, hi)
@@ -48,7 +48,7 @@ def add(a: np.ndarray, b: np.ndarray, *, a_zp: int = 0, b_zp: int = 0, left_shif
     fa, fb, shape = _flat_pair(a, b)
     out = np.empty(fa.size, dt)
     i64 = np.int64
-    _add(fa, fb, i64(a_zp), i64(b_zp), i64(left_shift), i64(a_m0), i64(a_shift), i64(b_m0),
+    add_loop(fa, fb, i64(a_zp), i64(b_zp), i64(left_shift), i64(a_m0), i64(a_shift), i64(b_m0),
          i64(b_shift), i64(out_m0), i64(out_shift), i64(out_zp), i64(act_min), i64(act_max),
          out)
     return out.reshape(shape)
@@ -65,13 +65,13 @@ def mul(a: np.ndarray, b: np.ndarray, *, a_zp: int = 0, b_zp: int = 0, m0: int, 
     fa, fb, shape = _flat_pair(a, b)
     out = np.empty(fa.size, dt)
     i64 = np.int64
-    _mul(fa, fb, i64(a_zp), i64(b_zp), i64(m0), i64(shift), i64(out_zp), i64(act_min),
+    mul_loop(fa, fb, i64(a_zp), i64(b_zp), i64(m0), i64(shift), i64(out_zp), i64(act_min),
          i64(act_max), out)
     return out.reshape(shape)
 
 
 @njit(cache=True)
-def _clamp(x, lo, hi, out):  # pragma: no cover
+def clamp_loop(x, lo, hi, out):  # pragma: no cover
     for i in range(x.size):
         v = x[i]
         out[i] = lo if v < lo else (min(v, hi))
@@ -86,5 +86,5 @@ def clamp(x: np.ndarray, *, min: int, max: int) -> np.ndarray:
     lo, hi = int(np.clip(min, info.min, info.max)), int(np.clip(max, info.min, info.max))
     flat = np.ascontiguousarray(x).reshape(-1)
     out = np.empty(flat.size, x.dtype)
-    _clamp(flat, x.dtype.type(lo), x.dtype.type(hi), out)
+    clamp_loop(flat, x.dtype.type(lo), x.dtype.type(hi), out)
     return out.reshape(x.shape)

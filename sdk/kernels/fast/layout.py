@@ -11,7 +11,7 @@ import numpy as np
 from numba import njit
 
 from sdk.errors import InputError
-from sdk.kernels.layout import _ints
+from sdk.kernels.layout import int_tuple
 
 
 @njit(cache=True)
@@ -79,9 +79,9 @@ def slice_(x: np.ndarray, starts: np.ndarray, ends: np.ndarray, axes: np.ndarray
     """Fast :func:`sdk.kernels.layout.slice_` (ONNX clamping of the bounds, then one strided
     copy)."""
     x = np.asarray(x)
-    st, en = _ints(starts), _ints(ends)
-    ax = _ints(axes) if axes is not None else list(range(len(st)))
-    sp = _ints(steps) if steps is not None else [1] * len(st)
+    st, en = int_tuple(starts), int_tuple(ends)
+    ax = int_tuple(axes) if axes is not None else list(range(len(st)))
+    sp = int_tuple(steps) if steps is not None else [1] * len(st)
     sel = [slice(None)] * x.ndim
     for s, e, a, p in zip(st, en, ax, sp):
         if p == 0:

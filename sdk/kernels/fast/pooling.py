@@ -14,7 +14,7 @@ from sdk.kernels.pooling import pool_geometry
 
 
 @njit(cache=True)
-def _max(x, kh, kw, sh, sw, pt, pl, dh, dw, lo, out):  # pragma: no cover
+def max_pool_loop(x, kh, kw, sh, sw, pt, pl, dh, dw, lo, out):  # pragma: no cover
     n_, c_, h, w = x.shape
     oh, ow = out.shape[2], out.shape[3]
     for n in range(n_):
@@ -69,7 +69,7 @@ def max_pool2d(x: np.ndarray, *, kernel: Any, strides: Any = (1, 1), pads: Any =
     x = integer_array(x, "MaxPool input")
     k, st, pd, dl, o = pool_geometry(x.shape, kernel, strides, pads, dilations)
     out = np.empty(x.shape[:2] + o, x.dtype)
-    _max(np.ascontiguousarray(x), k[0], k[1], st[0], st[1], pd[0], pd[1], dl[0], dl[1],
+    max_pool_loop(np.ascontiguousarray(x), k[0], k[1], st[0], st[1], pd[0], pd[1], dl[0], dl[1],
          x.dtype.type(np.iinfo(x.dtype).min), out)
     return out
 
@@ -87,7 +87,7 @@ def avg_pool2d(x: np.ndarray, *, kernel: Any, strides: Any = (1, 1), pads: Any =
 
 
 @njit(cache=True)
-def _gap(x, zp, m0, sh, ozp, lo, hi, out):  # pragma: no cover
+def global_avg_pool_loop(x, zp, m0, sh, ozp, lo, hi, out):  # pragma: no cover
     n_, c_, p = x.shape
     for n in range(n_):
         for c in range(c_):
@@ -109,7 +109,7 @@ def global_avg_pool(x: np.ndarray, *, x_zp: int = 0, m0: Any, shift: Any, out_zp
     n, c = x.shape[:2]
     p = int(np.prod(x.shape[2:], dtype=np.int64))
     out = np.empty((n, c), dt)
-    _gap(np.ascontiguousarray(x).reshape(n, c, p), np.int64(x_zp),
+    global_avg_pool_loop(np.ascontiguousarray(x).reshape(n, c, p), np.int64(x_zp),
          channel_vector(m0, c, "m0", np.int64), channel_vector(shift, c, "shift", np.int64),
          np.int64(out_zp), np.int64(act_min), np.int64(act_max), out)
     return out.reshape((n, c) + (1,) * (x.ndim - 2))

@@ -9,7 +9,7 @@ from numba import njit
 
 from sdk.kernels.checks import check_range, integer_array, out_dtype
 from sdk.kernels.fast.requant import requant
-from sdk.kernels.quantize import _scale_zp, check_finite
+from sdk.kernels.quantize import check_finite, scale_zero_point
 
 
 @njit(cache=True)
@@ -26,14 +26,14 @@ def _dequantize(q, s, z, out):  # pragma: no cover
 
 
 @njit(cache=True)
-def _requantize(x, in_zp, m0, sh, zp, lo, hi, out):  # pragma: no cover
+def requantize_loop(x, in_zp, m0, sh, zp, lo, hi, out):  # pragma: no cover
     for i in range(x.size):
         out[i] = requant(np.int64(x[i]) - in_zp, m0, sh, zp, lo, hi)
 
 
 def _flat_params(scale: Any, zero_point: Any, shape: tuple[int, ...], axis: int | None
                  ) -> tuple[np.ndarray, np.ndarray]:
-    s, z = _scale_zp(scale, zero_point, len(shape), axis)
+    s, z = scale_zero_point(scale, zero_point, len(shape), axis)
     fs = np.ascontiguousarray(np.broadcast_to(s, shape), dtype=np.float32).reshape(-1)
     fz = np.ascontiguousarray(np.broadcast_to(z, shape), dtype=np.int64).reshape(-1)
     return fs, fz
@@ -71,6 +71,6 @@ def requantize_linear(x: np.ndarray, *, in_zp: int = 0, m0: Any, shift: Any, out
     act_min, act_max = check_range(act_min, act_max, dt)
     out = np.empty(x.size, dt)
     i64 = np.int64
-    _requantize(np.ascontiguousarray(x).reshape(-1), i64(in_zp), i64(m0), i64(shift),
+    requantize_loop(np.ascontiguousarray(x).reshape(-1), i64(in_zp), i64(m0), i64(shift),
                 i64(out_zp), i64(act_min), i64(act_max), out)
     return out.reshape(x.shape)

@@ -10,7 +10,6 @@ from typing import Any
 
 import numpy as np
 
-from sdk.backends.reference.registry import register
 from sdk.errors import GraphError
 from sdk.kernels import conv, elementwise, linear, lut, pooling, quantize, resize, transformer
 from sdk.kernels.fast import conv as fconv
@@ -21,6 +20,7 @@ from sdk.kernels.fast import pooling as fpooling
 from sdk.kernels.fast import quantize as fquantize
 from sdk.kernels.fast import resize as fresize
 from sdk.kernels.fast import transformer as ftransformer
+from sdk.ops.registry import register
 
 Inputs = list["np.ndarray | None"]
 Attrs = dict[str, Any]

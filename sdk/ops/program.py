@@ -6,7 +6,7 @@ outweighs the arithmetic. A Program does all of it once:
 
 * it fixes the nodes the ``reads`` depend on (a fed tensor is a source even when a node
   produces it) in topological order, and gives every tensor an integer slot;
-* it binds each node to a prepared kernel (:mod:`sdk.backends.reference.prepared`: attributes
+* it binds each node to a prepared kernel (:mod:`sdk.ops.bind`: attributes
   as int64 scalars and per-channel vectors, constants pre-broadcast, convolution geometry and
   packed weights) or, where none fits, to the registry kernel with its attributes bound;
 * it lists, per node, the slots to free after it (an intermediate is dropped once its last
@@ -24,9 +24,9 @@ from typing import Any
 
 import numpy as np
 
-from sdk.backends.reference.prepared import Binder
 from sdk.errors import EdgeError, GraphError
 from sdk.graph.ir import Graph, Node
+from sdk.ops.bind import Binder
 
 
 def needed_nodes(graph: Graph, fed: Sequence[str] | frozenset[str], reads: Sequence[str],

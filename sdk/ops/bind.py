@@ -22,20 +22,18 @@ from typing import Any
 import numpy as np
 from numba import njit
 
-from sdk.backends.reference.registry import load_all
 from sdk.graph.ir import Graph, Node
 from sdk.kernels.checks import channel_vector, check_range, out_dtype
 from sdk.kernels.conv import conv_geometry
-from sdk.kernels.fast.conv import _depthwise, _im2col, _to_hwc
-from sdk.kernels.fast.elementwise import _add as add_loop
-from sdk.kernels.fast.elementwise import _clamp as clamp_loop
-from sdk.kernels.fast.elementwise import _mul as mul_loop
+from sdk.kernels.fast.conv import depthwise_loop, im2col, to_hwc
+from sdk.kernels.fast.elementwise import add_loop, clamp_loop, mul_loop
 from sdk.kernels.fast.gemm import fits_int16, gemm_nt, pack_cols, pack_rows, padded_depth
-from sdk.kernels.fast.pooling import _gap, _max
-from sdk.kernels.fast.quantize import _requantize as requantize_loop
+from sdk.kernels.fast.pooling import global_avg_pool_loop, max_pool_loop
+from sdk.kernels.fast.quantize import requantize_loop
 from sdk.kernels.fast.requant import requant, wrap32
 from sdk.kernels.fast.requant_loops import requant_cols, requant_rows
 from sdk.kernels.pooling import pool_geometry
+from sdk.ops.registry import load_all
 
 Kernel = Callable[[list], np.ndarray]
 _NARROW = ("int8", "uint8")  # x − zp of these always fits int16 (the packed GEMM is exact)
@@ -462,8 +460,8 @@ class Binder:
             out = np.empty((g.n, g.o, g.oh, g.ow), dt)
             for n in range(g.n):
                 for k in range(g.group):
-                    _to_hwc(xv[n], x_zp, k * cg, cg, xh)
-                    _im2col(xh, *geo, cols)
+                    to_hwc(xv[n], x_zp, k * cg, cg, xh)
+                    im2col(xh, *geo, cols)
                     gemm_nt(packs[k], cols, acc[n, k * og:(k + 1) * og])
                 requant_rows(acc[n], bias, m0, shift, zp, lo, hi, out[n].reshape(g.o, p))
             return out
@@ -492,7 +490,7 @@ class Binder:
             acc = np.empty((g.n, g.o, g.oh, g.ow), np.int32)
             out = np.empty((g.n, g.o, g.oh, g.ow), dt)
             for n in range(g.n):
-                _depthwise(xv[n], w, x_zp, sh, sw, pt, pl, dh, dw, acc[n])
+                depthwise_loop(xv[n], w, x_zp, sh, sw, pt, pl, dh, dw, acc[n])
                 requant_rows(acc[n].reshape(g.o, p), bias, m0, shift, zp, lo, hi,
                              out[n].reshape(g.o, p))
             return out
@@ -516,7 +514,7 @@ class Binder:
             if xv.shape != xs or xv.dtype != dt:
                 return slow(args)
             out = np.empty(out_shape, dt)
-            _max(np.ascontiguousarray(xv), k[0], k[1], st[0], st[1], pd[0], pd[1], dl[0],
+            max_pool_loop(np.ascontiguousarray(xv), k[0], k[1], st[0], st[1], pd[0], pd[1], dl[0],
                  dl[1], fill, out)
             return out
         return run
@@ -538,6 +536,6 @@ class Binder:
             if xv.shape != xs:
                 return slow(args)
             out = np.empty((n, c), dt)
-            _gap(np.ascontiguousarray(xv).reshape(n, c, p), x_zp, m0, shift, zp, lo, hi, out)
+            global_avg_pool_loop(np.ascontiguousarray(xv).reshape(n, c, p), x_zp, m0, shift, zp, lo, hi, out)
             return out.reshape(out_shape)
         return run

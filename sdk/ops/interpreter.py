@@ -1,10 +1,10 @@
-"""The reference executor: runs a Graph node by node with the registry's kernels.
+"""The interpreter: runs a Graph node by node with the registry's kernels (the specification).
 
 Nodes run in topological order; only the nodes the requested outputs depend on run, and an
 intermediate tensor is dropped as soon as its last consumer has run, so peak memory stays
 near the largest live set rather than the sum of all activations.
 
-With ``fast=True`` a run goes through a :class:`~sdk.backends.reference.program.Program`
+With ``fast=True`` a run goes through a :class:`~sdk.ops.program.Program`
 prepared once per (outputs, fed names): kernels and attributes resolved per node, no per-call
 lookups. The plain per-node loop below is the specification path: ``fast=False``, profiling,
 and ``prepared=False`` use it. Both give the same bits.
@@ -15,19 +15,13 @@ from __future__ import annotations
 import time
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
-from typing import Any
 
 import numpy as np
 
-from sdk.backends.reference.program import Program
-from sdk.backends.reference.registry import OPS, load_all
 from sdk.errors import EdgeError, GraphError, UnsupportedOpError
 from sdk.graph.ir import Graph, Node
-
-
-def supports(node: Node, target: Any = None) -> bool:
-    """True when the reference backend has a kernel for ``node.op`` (it runs on any target)."""
-    return node.op in load_all()
+from sdk.ops.program import Program
+from sdk.ops.registry import OPS, load_all
 
 
 @dataclass
@@ -39,13 +33,13 @@ class NodeTiming:
     seconds: float
 
 
-class ReferenceExecutable:
+class Interpreter:
     """A graph prepared for repeated runs on the reference kernels.
 
     ``fast=True`` runs the Numba twins of integer kernels where they exist; ``False`` runs the
     NumPy reference (the specification). Float kernels have a single implementation.
     ``prepared`` (default: ``fast``) runs through a cached
-    :class:`~sdk.backends.reference.program.Program` per (outputs, fed names) instead of the
+    :class:`~sdk.ops.program.Program` per (outputs, fed names) instead of the
     plain per-node loop; profiling always takes the plain loop. Same bits either way.
     """
 
@@ -53,7 +47,7 @@ class ReferenceExecutable:
         ops = load_all()
         missing = sorted({n.op for n in graph.nodes if n.op not in ops})
         if missing:
-            raise UnsupportedOpError(missing, "the reference backend",
+            raise UnsupportedOpError(missing, "the interpreter",
                                      "see docs/ops.md for the operators it implements")
         self.graph = graph
         self.fast = fast
@@ -164,12 +158,7 @@ class ReferenceExecutable:
         return timings
 
 
-def compile(graph: Graph, target: Any = None, fast: bool = True) -> ReferenceExecutable:
-    """Prepare ``graph`` for the reference backend (any target: it runs on the host CPU)."""
-    return ReferenceExecutable(graph, fast=fast)
-
-
 def run_graph(graph: Graph, feeds: Mapping[str, np.ndarray],
               outputs: Sequence[str] | None = None, fast: bool = True) -> dict[str, np.ndarray]:
     """One-shot convenience: compile and run."""
-    return ReferenceExecutable(graph, fast=fast).run(feeds, outputs)
+    return Interpreter(graph, fast=fast).run(feeds, outputs)

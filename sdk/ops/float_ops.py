@@ -14,11 +14,11 @@ from typing import Any
 
 import numpy as np
 
-from sdk.backends.reference.registry import register
 from sdk.errors import GraphError, UnsupportedOpError
 from sdk.kernels import float_ref as F
 from sdk.kernels import layout as L
 from sdk.kernels.fast import layout as FL
+from sdk.ops.registry import register
 
 Inputs = list["np.ndarray | None"]
 
@@ -452,7 +452,7 @@ def _s2d(inputs: Inputs, attrs: dict[str, Any], fast: bool) -> list[np.ndarray]:
 
 
 def _registered_here() -> frozenset[str]:
-    from sdk.backends.reference.registry import OPS
+    from sdk.ops.registry import OPS
 
     return frozenset(name for name, impl in OPS.items() if impl.__module__ == __name__)
 

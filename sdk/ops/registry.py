@@ -1,4 +1,4 @@
-"""The operator registry of the reference backend: one place maps an op name to its kernel.
+"""The operator registry: one place maps an op name to its kernel.
 
 An implementation has the signature ``impl(inputs, attrs, fast) -> list[np.ndarray]`` where
 ``inputs`` are NumPy arrays in node-input order (``None`` for an omitted optional input),
@@ -35,7 +35,7 @@ def load_all() -> dict[str, OpImpl]:
     """Import every module that registers ops and return the registry."""
     import importlib
 
-    for mod in ("sdk.backends.reference.float_ops", "sdk.backends.reference.int_ops"):
+    for mod in ("sdk.ops.float_ops", "sdk.ops.int_ops"):
         try:
             importlib.import_module(mod)
         except ModuleNotFoundError as exc:
