@@ -118,6 +118,58 @@ class Tensor:
         return self.size * np.dtype(self.dtype).itemsize
 
 
+STATE_KINDS = ("recurrent", "kv_cache")
+
+
+@dataclass
+class StateDecl:
+    """One piece of memory a graph carries between calls: ``input`` at call ``t + 1`` is
+    ``output`` of call ``t``.
+
+    ``kind``: ``recurrent`` (output has the input's shape and replaces it) or ``kv_cache``
+    (a fixed-capacity cache ``[B, H, capacity, D]`` written by ``KVCacheWrite`` at the
+    position fed through ``position``, an int32 scalar graph input that the runtime
+    advances by the number of rows written, ``rows_per_call`` taken from the written
+    tensor's shape each call). ``dtype`` / ``quant``: the integer grid the state is carried
+    on (the raw tensor behind any QuantizeLinear/DequantizeLinear boundary), None for float
+    state. ``raw_input`` / ``raw_output``: those raw tensors' names ('' = the boundary names
+    themselves).
+    """
+
+    input: str
+    output: str
+    kind: str = "recurrent"
+    capacity: int | None = None
+    position: str = ""
+    dtype: str = "float32"
+    quant: QuantParams | None = None
+    raw_input: str = ""
+    raw_output: str = ""
+
+    def __post_init__(self) -> None:
+        if self.kind not in STATE_KINDS:
+            raise GraphError(f"state {self.input!r}: kind {self.kind!r} is not one of "
+                             f"{STATE_KINDS}")
+        if self.kind == "kv_cache" and (self.capacity is None or self.capacity < 1
+                                        or not self.position):
+            raise GraphError(f"kv_cache state {self.input!r} needs a capacity >= 1 and the "
+                             "name of its position input")
+
+    def to_json(self) -> dict[str, Any]:
+        return {"input": self.input, "output": self.output, "kind": self.kind,
+                "capacity": self.capacity, "position": self.position, "dtype": self.dtype,
+                "quant": self.quant.to_json() if self.quant is not None else None,
+                "raw_input": self.raw_input, "raw_output": self.raw_output}
+
+    @classmethod
+    def from_json(cls, d: dict[str, Any]) -> StateDecl:
+        q = d.get("quant")
+        return cls(d["input"], d["output"], d.get("kind", "recurrent"), d.get("capacity"),
+                   d.get("position", ""), d.get("dtype", "float32"),
+                   QuantParams.from_json(q) if q else None, d.get("raw_input", ""),
+                   d.get("raw_output", ""))
+
+
 @dataclass
 class Node:
     """One operator application. ``inputs`` may hold '' for an omitted optional input."""
@@ -139,6 +191,8 @@ class Graph:
         self.inputs: list[str] = []
         self.outputs: list[str] = []
         self.metadata: dict[str, Any] = {}
+        #: the memory carried between calls, declared (see StateDecl); empty = stateless
+        self.state: list[StateDecl] = []
 
     # -- construction -------------------------------------------------------------------
     def add_tensor(self, tensor: Tensor) -> Tensor:
@@ -165,6 +219,25 @@ class Graph:
 
     def copy(self) -> Graph:
         return copy.deepcopy(self)
+
+    def declare_state(self, decl: StateDecl) -> StateDecl:
+        """Add (or replace, by input name) one state declaration; checks that its input is a
+        graph input and its output a graph output."""
+        if decl.input not in self.inputs:
+            raise GraphError(f"state input {decl.input!r} is not a graph input; the inputs "
+                             f"are {self.inputs}")
+        if decl.output not in self.outputs:
+            raise GraphError(f"state output {decl.output!r} (of {decl.input!r}) is not a "
+                             f"graph output; the outputs are {self.outputs}")
+        if decl.position and decl.position not in self.inputs:
+            raise GraphError(f"cache {decl.input!r}: position input {decl.position!r} is not "
+                             "a graph input")
+        self.state = [d for d in self.state if d.input != decl.input] + [decl]
+        return decl
+
+    def state_pairs(self) -> dict[str, str]:
+        """Declared state input -> state output."""
+        return {d.input: d.output for d in self.state}
 
     # -- queries ------------------------------------------------------------------------
     def tensor(self, name: str) -> Tensor:

@@ -1,10 +1,15 @@
 """Step graphs: the conventions and transforms of a graph that computes one hop of a stream.
 
-A step graph makes all memory explicit: each state input ``s`` has a state output ``s'`` of
-the same shape and dtype, and ``s`` at hop ``t + 1`` is ``s'`` of hop ``t``. This module pairs
-them by name, lines an integer state output up with its input's quantization grid, and
-unrolls the step ``T`` times into one graph (the offline computation that streaming must
-equal bit for bit).
+A step graph makes all memory explicit: ``Graph.state`` declares each state input ``s`` and
+its state output ``s'`` (:class:`~sdk.graph.ir.StateDecl`), and ``s`` at call ``t + 1`` is
+``s'`` of call ``t``. A ``recurrent`` state keeps its shape; a ``kv_cache`` state is a
+fixed-capacity cache written at a position the runtime advances.
+
+The runtime reads only the declaration. Pairing by name (:func:`pair_states`) survives as an
+*import-time* convenience: :func:`declare_states` writes the declaration for an old step graph
+(e.g. an ONNX export whose outputs are named ``<input>_next``). This module also lines an
+integer state output up with its input's quantization grid and unrolls the step ``T`` times
+into one graph (the offline computation that streaming must equal bit for bit).
 """
 
 from __future__ import annotations
@@ -15,7 +20,7 @@ from dataclasses import dataclass
 import numpy as np
 
 from sdk.errors import GraphError, InputError
-from sdk.graph.ir import Graph, Node, QuantParams, Tensor
+from sdk.graph.ir import Graph, Node, QuantParams, StateDecl, Tensor
 
 #: suffixes that mark a graph output as the next value of the input without the suffix
 STATE_OUTPUT_SUFFIXES = ("_next", "_out", "_new")
@@ -47,6 +52,54 @@ def pair_states(input_names: Sequence[str], output_names: Sequence[str],
         if found:
             pairs[i] = found[0]
     return pairs
+
+
+def declare_states(graph: Graph, state: Mapping[str, str] | None = None,
+                   by_name: bool = True) -> list[StateDecl]:
+    """Write ``graph.state`` (in place) when it is empty, and return it.
+
+    ``state`` (input -> output) declares recurrent states explicitly; otherwise, with
+    ``by_name``, states are paired by the name convention of :func:`pair_states` (the
+    import-time convenience for old step graphs). A graph that already declares its state
+    keeps it (``state`` must then agree with it). The integer grid of each declared state is
+    filled in from the graph (:func:`complete_state_decls`).
+    """
+    if graph.state:
+        if state is not None and dict(state) != graph.state_pairs():
+            pair_states(graph.inputs, graph.outputs, state)  # names must exist
+            graph.state = []
+        else:
+            complete_state_decls(graph)
+            return graph.state
+    if state is None and not by_name:
+        return graph.state
+    for i, o in pair_states(graph.inputs, graph.outputs, state).items():
+        graph.declare_state(StateDecl(i, o))
+    complete_state_decls(graph)
+    return graph.state
+
+
+def complete_state_decls(graph: Graph) -> list[StateDecl]:
+    """Fill each declaration's raw tensor names, dtype and quantization from ``graph`` (the
+    tensors behind any QuantizeLinear / DequantizeLinear boundary)."""
+    consumers, producers = graph.consumers(), graph.producers()
+    for d in graph.state:
+        if d.input not in graph.tensors:
+            continue
+        raw_in = inner_input(graph, d.input, consumers)
+        raw_out = inner_output(graph, d.output, producers)
+        qnode = consumers[d.input][0] if raw_in != d.input else None
+        t = graph.tensor(raw_in)
+        d.raw_input = raw_in if raw_in != d.input else ""
+        d.raw_output = raw_out if raw_out != d.output else ""
+        d.dtype = t.dtype
+        d.quant = quant_of(graph, raw_in, qnode) if t.dtype != "float32" else None
+    return graph.state
+
+
+def state_pairs_of(graph: Graph) -> dict[str, str]:
+    """Declared state input -> state output (what the runtime carries)."""
+    return graph.state_pairs()
 
 
 def inner_input(g: Graph, name: str, consumers: dict[str, list[Node]]) -> str:

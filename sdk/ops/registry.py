@@ -35,7 +35,7 @@ def load_all() -> dict[str, OpImpl]:
     """Import every module that registers ops and return the registry."""
     import importlib
 
-    for mod in ("sdk.ops.float_ops", "sdk.ops.int_ops"):
+    for mod in ("sdk.ops.float_ops", "sdk.ops.int_ops", "sdk.ops.state_ops"):
         try:
             importlib.import_module(mod)
         except ModuleNotFoundError as exc:
