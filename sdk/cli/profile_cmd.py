@@ -124,9 +124,9 @@ def _per_inference(report: ProfileReport, target: str, hops: int, front_end: boo
     table = table_for(tgt.energy_table, tgt.energy_overrides, tgt.name)
     fe = None
     if front_end:
-        from sdk.graph.state import pair_states
+        from sdk.graph.state import state_pairs_of
 
-        states = pair_states(graph.inputs, graph.outputs, None)
+        states = state_pairs_of(graph, kind=None)
         stream = [graph.tensor(i).shape for i in graph.inputs if i not in states]
         if len(stream) != 1 or not stream[0]:
             raise click.UsageError("--front-end needs a step graph with one feature input "

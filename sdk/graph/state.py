@@ -97,9 +97,13 @@ def complete_state_decls(graph: Graph) -> list[StateDecl]:
     return graph.state
 
 
-def state_pairs_of(graph: Graph) -> dict[str, str]:
-    """Declared state input -> state output (what the runtime carries)."""
-    return graph.state_pairs()
+def state_pairs_of(graph: Graph, kind: str | None = "recurrent") -> dict[str, str]:
+    """Declared state input -> state output (of ``kind``; all kinds when None). A graph that
+    declares nothing is declared first by the name convention (:func:`declare_states`: the
+    import step of an old step graph), so callers always read the declaration."""
+    if not graph.state:
+        declare_states(graph)
+    return {d.input: d.output for d in graph.state if kind is None or d.kind == kind}
 
 
 def inner_input(g: Graph, name: str, consumers: dict[str, list[Node]]) -> str:

@@ -154,9 +154,10 @@ def streaming_energy(hop: ProfileReport, target: Target, table: EnergyTable, hop
 
 
 def _step_pairs(graph: Graph) -> dict[str, str]:
-    from sdk.graph.state import pair_states
+    """The graph's declared recurrent states (declared by name first if it has none)."""
+    from sdk.graph.state import state_pairs_of
 
-    return pair_states(graph.inputs, graph.outputs, None)
+    return state_pairs_of(graph)
 
 
 def core_state_pairs(graph: Graph) -> dict[str, str]:

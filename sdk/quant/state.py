@@ -24,27 +24,49 @@ from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 
 from sdk.graph import Graph, Node, QuantParams
+from sdk.ops.schema import KEEPS_GRID, ops_with
 from sdk.quant.fuse import const_value
 from sdk.quant.observers import Observer, params_for_range
 
 #: ops whose (first) output keeps the grid of their first input in the integer lowering
-GRID_KEEPING_OPS = frozenset({
-    "Reshape", "Flatten", "Squeeze", "Unsqueeze", "Identity", "Transpose", "Slice", "Split",
-    "Pad", "Dropout", "Relu", "Clip", "MaxPool",
-})
+GRID_KEEPING_OPS = ops_with(KEEPS_GRID)
 
 
 def find_state_pairs(graph: Graph, state_pairs: Mapping[str, str] | None = None
                      ) -> dict[str, str]:
-    """State input → state output of a step graph: ``state_pairs`` checked against the graph
-    (GraphError naming a missing tensor), or, when None, paired by the name convention of
-    :func:`sdk.graph.state.pair_states`. Only float32 pairs are kept (integer inputs
-    such as token ids are not quantized). An empty mapping turns pairing off."""
+    """Recurrent state input → state output of a step graph: ``state_pairs`` checked against
+    the graph (GraphError naming a missing tensor), else the graph's declared recurrent states
+    (``Graph.state``), else, for a graph that declares none, paired by the name convention of
+    :func:`sdk.graph.state.pair_states` (the import-time convenience). Only float32 pairs
+    are kept (integer inputs such as token ids are not quantized). An empty mapping turns
+    pairing off."""
     from sdk.graph.state import pair_states
 
-    pairs = pair_states(graph.inputs, graph.outputs, state_pairs)
+    if state_pairs is None and graph.state:
+        pairs = {d.input: d.output for d in graph.state if d.kind == "recurrent"}
+    else:
+        pairs = pair_states(graph.inputs, graph.outputs, state_pairs)
     return {i: o for i, o in pairs.items()
             if graph.tensor(i).dtype == "float32" and graph.tensor(o).dtype == "float32"}
+
+
+def carry_state_decls(src: Graph, dst: Graph, pairs: Mapping[str, str]) -> None:
+    """Declare on the integer graph ``dst`` the state of the float graph ``src``: its declared
+    states (recurrent and kv_cache), or the recurrent ``pairs`` quantization used, with the
+    integer grid each is carried on (:func:`sdk.graph.state.complete_state_decls`)."""
+    from dataclasses import replace
+
+    from sdk.graph import StateDecl
+    from sdk.graph.state import complete_state_decls
+
+    declared = [d for d in src.state if d.kind != "recurrent" or d.input in pairs
+                or src.tensor(d.input).dtype != "float32"]
+    decls = declared or [StateDecl(i, o) for i, o in pairs.items()]
+    for d in decls:
+        if d.input in dst.inputs and d.output in dst.outputs and (
+                not d.position or d.position in dst.inputs):
+            dst.declare_state(replace(d))
+    complete_state_decls(dst)
 
 
 @dataclass

@@ -13,6 +13,22 @@ delegates imply) refuses fall back to the reference backend, and :attr:`Session.
 Inputs are checked before anything runs: an unknown or missing name, a wrong shape or a wrong
 dtype is an InputError naming the input, what it expects and what it was given.
 
+State: a graph that declares state (``Graph.state``, :class:`~sdk.graph.ir.StateDecl`)
+carries it between calls through a :class:`SessionState`:
+
+    sess = Session("lm.edge", entry="decode_step")     # or Session(bundle).entry("prefill")
+    state = sess.new_state()                            # caches at the zero point, pos 0
+    y = sess.run({"x": x0}, state=state)                # state inputs and positions are fed
+    y = sess.run({"x": x1}, state=state)                # from ``state`` and advanced
+    state.reset()
+
+State is carried as the raw integers behind any Quantize/DequantizeLinear boundary, never
+re-quantized between calls. A ``kv_cache`` state's position advances by the rows written.
+
+Resume from intermediates: ``ck = sess.run_until(feeds, ["h1"])`` runs only what ``h1``
+needs and keeps it (and the feeds); ``sess.resume(ck, ["y"])`` later computes ``y`` from the
+kept tensors without recomputing them (early exit: run stage 1, look at exit 1, continue).
+
 Integer graphs (compiled by sdk.quant) take and return float32 by default: their
 ``QuantizeLinear`` / ``DequantizeLinear`` boundary nodes (or, for a graph without them, the
 quantization parameters of its integer inputs and outputs) convert at the edges. With
@@ -47,13 +63,21 @@ class TensorInfo:
 
 
 def open_model(source: Graph | str | os.PathLike) -> Graph:
+    """The (main) graph of a Graph, ``.onnx`` file, Bundle or ``.edge`` file. An ONNX step
+    graph gets its state declared by the name convention at import
+    (:func:`sdk.graph.state.declare_states`)."""
     if isinstance(source, Graph):
         return source
+    if _is_bundle(source):
+        return source.graph
     path = Path(os.fspath(source))
     if path.suffix.lower() == ".onnx" or not path.suffix:
         from sdk.frontends.onnx_import import load_onnx
+        from sdk.graph.state import declare_states
 
-        return load_onnx(path)
+        graph = load_onnx(path)
+        declare_states(graph)
+        return graph
     if path.suffix.lower() == ".edge":
         try:
             from sdk.compile.bundle import load_bundle  # written by the compile engineer
@@ -64,6 +88,69 @@ def open_model(source: Graph | str | os.PathLike) -> Graph:
         return bundle.graph if hasattr(bundle, "graph") else bundle
     raise ModelFormatError(f"{path}: Session opens Graph objects, .onnx models and .edge "
                            f"bundles, not {path.suffix!r} files")
+
+
+def _is_bundle(source: Any) -> bool:
+    return hasattr(source, "entries") and hasattr(source, "graph") and isinstance(
+        getattr(source, "graph"), Graph)
+
+
+def _open_bundle(source: Any) -> Any:
+    """The Bundle behind ``source`` (a Bundle or an ``.edge`` path), else None."""
+    if _is_bundle(source):
+        return source
+    if isinstance(source, (str, os.PathLike)) and Path(os.fspath(source)).suffix.lower() == ".edge":
+        from sdk.compile.bundle import load_bundle
+
+        return load_bundle(source)
+    return None
+
+
+class SessionState:
+    """The declared state of one entry, carried between :meth:`Session.run` calls.
+
+    ``values``: state input name -> raw array (integers for an integer graph);
+    ``positions``: position input name -> int (rows written so far to the kv caches that
+    position serves). :meth:`reset` returns to the start (zero point fill, position 0)."""
+
+    def __init__(self, initial: Mapping[str, np.ndarray], positions: Sequence[str],
+                 capacities: Mapping[str, int]) -> None:
+        self._initial = {k: np.array(v) for k, v in initial.items()}
+        self._position_names = list(positions)
+        self.capacities = dict(capacities)
+        self.reset()
+
+    def reset(self) -> None:
+        """Back to the start: every state at its initial value, every position 0."""
+        self.values: dict[str, np.ndarray] = {k: v.copy() for k, v in self._initial.items()}
+        self.positions: dict[str, int] = {p: 0 for p in self._position_names}
+
+    @property
+    def position(self) -> int:
+        """The position of the (first) kv cache: tokens written so far (0 without caches)."""
+        return next(iter(self.positions.values()), 0)
+
+    def copy(self) -> SessionState:
+        out = SessionState(self._initial, self._position_names, self.capacities)
+        out.values = {k: v.copy() for k, v in self.values.items()}
+        out.positions = dict(self.positions)
+        return out
+
+    def __repr__(self) -> str:
+        caches = ", ".join(f"{p}={v}" for p, v in self.positions.items())
+        return f"SessionState({list(self.values)}" + (f", {caches})" if caches else ")")
+
+
+@dataclass
+class Checkpoint:
+    """Tensors kept by :meth:`Session.run_until`: the intermediates asked for and the feeds
+    the run was given (both as the executor saw them), to :meth:`Session.resume` from."""
+
+    tensors: dict[str, np.ndarray]
+    feeds: dict[str, np.ndarray]
+
+    def __getitem__(self, name: str) -> np.ndarray:
+        return self.tensors[name]
 
 
 def _shape_text(shape: Sequence[int]) -> str:
@@ -83,8 +170,19 @@ class Session:
 
     def __init__(self, graph_or_path: Graph | str | os.PathLike, fast: bool = True,
                  integer_io: bool = False, backend: str | None = None,
-                 target: Any = None) -> None:
-        self.graph = open_model(graph_or_path)
+                 target: Any = None, entry: str | None = None) -> None:
+        self.bundle = _open_bundle(graph_or_path)
+        self.entry_name = entry
+        if self.bundle is not None:
+            self.graph = self.bundle.entry(entry)
+            self.entry_name = entry or next(iter(self.bundle.entries))
+        elif entry is not None:
+            raise InputError(f"entry={entry!r} needs a bundle (Bundle or .edge file); a "
+                             "single graph has no named entries")
+        else:
+            self.graph = open_model(graph_or_path)
+        self._options = dict(fast=fast, integer_io=integer_io, backend=backend, target=target)
+        self._entries: dict[str, Session] = {}
         self.fast = fast
         self.integer_io = integer_io
         g = self.graph
@@ -142,6 +240,73 @@ class Session:
         self._quantize, self._dequantize = quantize_linear, dequantize_linear
         if self._exe is None:
             self._compile_backend(backend, target, producers, consumers)
+        self._prepare_state(producers, consumers)
+
+    # -- entries and state --------------------------------------------------------------
+    @property
+    def entry_names(self) -> list[str]:
+        """The bundle's entries (``["main"]`` style single entry for a plain graph)."""
+        return list(self.bundle.entries) if self.bundle is not None else [self.graph.name]
+
+    def entry(self, name: str) -> Session:
+        """A session on another entry of the same bundle (same options, same weights)."""
+        if self.bundle is None:
+            raise InputError("Session.entry needs a bundle (Bundle or .edge file); this "
+                             f"session runs the single graph {self.graph.name!r}")
+        if name == self.entry_name:
+            return self
+        if name not in self._entries:
+            self._entries[name] = Session(self.bundle, entry=name, **self._options)
+        return self._entries[name]
+
+    def _prepare_state(self, producers: Mapping[str, Any], consumers: Mapping[str, Any]) -> None:
+        """Where each declared state is fed and read (raw tensors), its initial value, and
+        how many rows each kv cache write adds per call."""
+        from sdk.graph.state import complete_state_decls
+
+        g = self.graph
+        decls = complete_state_decls(g)
+        self.state_decls = list(decls)
+        self._state_feed = {d.input: d.raw_input or d.input for d in decls}
+        self._state_read = {d.input: d.raw_output or d.output for d in decls}
+        self._positions: dict[str, list[str]] = {}
+        self._rows: dict[str, int | str] = {}
+        initial: dict[str, np.ndarray] = {}
+        capacities: dict[str, int] = {}
+        for d in decls:
+            t = g.tensor(self._state_feed[d.input])
+            if t.shape is None:
+                raise InputError(f"state {d.input!r} has no shape; declare it with one")
+            shape = tuple(1 if e < 0 else e for e in t.shape)
+            fill = 0 if d.quant is None or t.dtype == "float32" else int(d.quant.zero_point)
+            initial[d.input] = np.full(shape, fill, dtype=t.dtype)
+            if d.kind == "kv_cache":
+                self._positions.setdefault(d.position, []).append(d.input)
+                capacities[d.input] = int(d.capacity)
+                writer = next((n for n in consumers.get(self._state_feed[d.input], [])
+                               if n.op == "KVCacheWrite"), None)
+                if writer is None:
+                    raise InputError(f"kv_cache state {d.input!r} is not written by a "
+                                     "KVCacheWrite node")
+                axis = int(writer.attrs.get("axis", 2))
+                rows = g.tensor(writer.inputs[1]).shape
+                static = rows is not None and rows[axis] > 0
+                self._rows.setdefault(d.position, int(rows[axis]) if static
+                                      else writer.inputs[1])
+        self._state_axis = 2
+        self._state_inputs = frozenset(self._state_feed) | frozenset(self._positions)
+        self._state_outputs = frozenset(d.output for d in decls)
+        self._initial_state = (initial, list(self._positions), capacities)
+
+    @property
+    def has_state(self) -> bool:
+        return bool(self.state_decls)
+
+    def new_state(self) -> SessionState:
+        """Fresh state for this entry: each state at its start value (the zero point of an
+        integer state, float zeros otherwise), each kv cache position 0."""
+        initial, positions, caps = self._initial_state
+        return SessionState(initial, positions, caps)
 
     def _compile_backend(self, backend: str | None, target: Any,
                          producers: Mapping[str, Any], consumers: Mapping[str, Any]) -> None:
@@ -184,17 +349,23 @@ class Session:
         return f"Session({self.graph.name!r}: {ins} -> {outs})"
 
     # -- running ------------------------------------------------------------------------
-    def check_feeds(self, feeds: Mapping[str, Any]) -> dict[str, np.ndarray]:
-        """Validate ``feeds`` against the inputs; return them as arrays (InputError if not)."""
+    def check_feeds(self, feeds: Mapping[str, Any], skip: frozenset[str] = frozenset()
+                    ) -> dict[str, np.ndarray]:
+        """Validate ``feeds`` against the inputs (less ``skip``, the inputs a state feeds);
+        return them as arrays (InputError if not)."""
+        names = [n for n in self.input_names if n not in skip]
         if not isinstance(feeds, Mapping):
             raise InputError(f"feeds must be a dict of input name -> array, got "
-                             f"{type(feeds).__name__}; the inputs are {self.input_names}")
-        unknown = [k for k in feeds if k not in self._input_set]
+                             f"{type(feeds).__name__}; the inputs are {names}")
+        unknown = [k for k in feeds if k not in self._input_set or k in skip]
         if unknown:
-            raise InputError(f"unknown input {unknown[0]!r}; the model's inputs are "
-                             f"{self.input_names}")
+            extra = " (the state feeds it)" if unknown[0] in skip else ""
+            raise InputError(f"unknown input {unknown[0]!r}{extra}; the model's inputs are "
+                             f"{names}")
         out: dict[str, np.ndarray] = {}
         for info in self.inputs:
+            if info.name in skip:
+                continue
             if info.name not in feeds:
                 raise InputError(f"missing input {info.name!r}: expected shape "
                                  f"{_shape_text(info.shape)} {info.dtype}")
@@ -210,44 +381,143 @@ class Session:
             out[info.name] = arr
         return out
 
-    def run(self, outputs: Sequence[str] | Mapping[str, Any] | None = None,
-            feeds: Mapping[str, Any] | None = None) -> dict[str, np.ndarray]:
-        """Run once. ``outputs``: names to return (all outputs when None); ``feeds``: input
-        name -> array. ``run(feeds)`` with a single dict also works."""
-        if feeds is None and isinstance(outputs, Mapping):
-            outputs, feeds = None, outputs
-        if feeds is None:
-            raise InputError(f"no feeds given; the model's inputs are {self.input_names}")
-        arrays = self.check_feeds(feeds)
-        wanted = list(self.output_names if outputs is None else outputs)
-        for w in wanted:
-            if w not in self._output_set and w not in self.graph.tensors:
-                raise InputError(f"unknown output {w!r}; the model's outputs are "
-                                 f"{self.output_names}")
+    def _internal_feeds(self, feeds: Mapping[str, Any], state: SessionState | None
+                        ) -> dict[str, np.ndarray]:
+        arrays = self.check_feeds(feeds, self._state_inputs if state is not None
+                                  else frozenset())
         internal: dict[str, np.ndarray] = {}
         for name, arr in arrays.items():
             if name in self._quantize_in:
                 qp, dt = self._quantize_in[name]
                 arr = self._quantize(arr, qp.scale, qp.zero_point, dt, qp.axis)
             internal[self._feed_as.get(name, name)] = arr
-        reads = [self._read_as.get(w, w) for w in wanted]
+        if state is not None:
+            self._check_state(state)
+            for name, raw in self._state_feed.items():
+                internal[raw] = state.values[name]
+            for p in self._positions:
+                internal[p] = np.int32(state.positions[p])
+        return internal
+
+    def _check_state(self, state: SessionState) -> None:
+        if not isinstance(state, SessionState) or set(state.values) != set(self._state_feed):
+            raise InputError(f"state= must come from this entry's new_state() (states "
+                             f"{list(self._state_feed)}); got {state!r}")
+
+    def _wanted(self, outputs: Sequence[str] | None, stateful: bool) -> list[str]:
+        if outputs is None:
+            return [o for o in self.output_names
+                    if not (stateful and o in self._state_outputs)]
+        wanted = list(outputs)
+        for w in wanted:
+            if w not in self._output_set and w not in self.graph.tensors:
+                raise InputError(f"unknown output {w!r}; the model's outputs are "
+                                 f"{self.output_names}")
+        return wanted
+
+    def _execute(self, internal: dict[str, np.ndarray], reads: list[str]) -> dict[str, np.ndarray]:
         if self._exe is not None:
-            results = self._exe.run(internal, reads)
-        else:
-            results = self._backend_exe.run(internal)
-            inner = [r for r in reads if r not in results]
-            if inner:
-                raise InputError(f"{inner[0]!r} is not an output of the model; on backend "
-                                 f"{self.backend!r} only the outputs {self.output_names} can "
-                                 "be read (intermediate tensors: open the Session without "
-                                 "backend/target)")
+            return self._exe.run(internal, reads)
+        results = self._backend_exe.run(internal)
+        inner = [r for r in reads if r not in results]
+        if inner:
+            raise InputError(f"{inner[0]!r} is not an output of the model; on backend "
+                             f"{self.backend!r} only the outputs {self.output_names} can "
+                             "be read (intermediate tensors and state: open the Session "
+                             "without backend/target)")
+        return results
+
+    def _advance(self, state: SessionState, results: Mapping[str, np.ndarray]) -> None:
+        for name, raw in self._state_read.items():
+            state.values[name] = results[raw]
+        for p, rows in self._rows.items():
+            n = rows if isinstance(rows, int) else int(np.shape(results[rows])[self._state_axis])
+            state.positions[p] += n
+
+    def _state_reads(self) -> list[str]:
+        return list(self._state_read.values()) + [r for r in self._rows.values()
+                                                  if isinstance(r, str)]
+
+    def _user_values(self, wanted: Sequence[str], results: Mapping[str, np.ndarray]
+                     ) -> dict[str, np.ndarray]:
         out: dict[str, np.ndarray] = {}
-        for w, r in zip(wanted, reads):
-            value = results[r]
+        for w in wanted:
+            value = results[self._read_as.get(w, w)]
             if w in self._dequantize_out:
                 qp = self._dequantize_out[w]
                 value = self._dequantize(value, qp.scale, qp.zero_point, qp.axis)
             out[w] = value
+        return out
+
+    def run(self, outputs: Sequence[str] | Mapping[str, Any] | None = None,
+            feeds: Mapping[str, Any] | None = None, *,
+            state: SessionState | None = None) -> dict[str, np.ndarray]:
+        """Run once. ``outputs``: names to return (all outputs when None; with ``state``, all
+        but the state outputs); ``feeds``: input name -> array. ``run(feeds)`` with a single
+        dict also works. ``state`` (from :meth:`new_state`) feeds the declared state inputs
+        and kv cache positions, and is advanced in place after the run."""
+        if feeds is None and isinstance(outputs, Mapping):
+            outputs, feeds = None, outputs
+        if feeds is None:
+            raise InputError(f"no feeds given; the model's inputs are {self.input_names}")
+        internal = self._internal_feeds(feeds, state)
+        wanted = self._wanted(outputs, state is not None)
+        reads = [self._read_as.get(w, w) for w in wanted]
+        if state is not None:
+            reads = list(dict.fromkeys(reads + self._state_reads()))
+        results = self._execute(internal, reads)
+        out = self._user_values(wanted, results)
+        if state is not None:
+            self._advance(state, results)
+        return out
+
+    def run_raw(self, raw_feeds: Mapping[str, np.ndarray], state: SessionState,
+                reads: Sequence[str]) -> dict[str, np.ndarray]:
+        """One stateful call on already checked raw tensors (executor names): ``state`` is fed
+        and advanced; returns the ``reads``. The per-hop path of StreamingSession."""
+        internal = dict(raw_feeds)
+        for name, raw in self._state_feed.items():
+            internal[raw] = state.values[name]
+        for p in self._positions:
+            internal[p] = np.int32(state.positions[p])
+        results = self._execute(internal, list(dict.fromkeys([*reads, *self._state_reads()])))
+        self._advance(state, results)
+        return results
+
+    # -- resume from intermediates ------------------------------------------------------
+    def run_until(self, feeds: Mapping[str, Any], names: Sequence[str], *,
+                  state: SessionState | None = None) -> Checkpoint:
+        """Run only what the tensors ``names`` need and keep them (raw, as the executor holds
+        them) together with the feeds, for :meth:`resume`. ``state`` is fed, not advanced."""
+        if self._exe is None:
+            raise InputError("run_until/resume run on the reference executor; open the "
+                             "Session without backend/target")
+        for n in names:
+            if n not in self.graph.tensors:
+                raise InputError(f"unknown tensor {n!r} in graph {self.graph.name!r}")
+        internal = self._internal_feeds(feeds, state)
+        kept = self._exe.run(internal, list(names))
+        return Checkpoint(dict(kept), internal)
+
+    def resume(self, checkpoint: Checkpoint, outputs: Sequence[str] | None = None, *,
+               state: SessionState | None = None) -> dict[str, np.ndarray]:
+        """Continue from ``checkpoint``: its tensors are fed as sources, so nothing that
+        produced them runs again. Returns ``outputs`` (default: all outputs but the state
+        outputs when ``state`` is given, which is then advanced as by :meth:`run`)."""
+        if not isinstance(checkpoint, Checkpoint):
+            raise InputError("resume() takes the Checkpoint that run_until() returned")
+        internal = dict(checkpoint.feeds)
+        internal.update(checkpoint.tensors)
+        if state is not None:
+            self._check_state(state)
+        wanted = self._wanted(outputs, state is not None)
+        reads = [self._read_as.get(w, w) for w in wanted]
+        if state is not None:
+            reads = list(dict.fromkeys(reads + self._state_reads()))
+        results = self._exe.run(internal, reads)
+        out = self._user_values(wanted, results)
+        if state is not None:
+            self._advance(state, results)
         return out
 
 

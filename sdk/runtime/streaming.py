@@ -6,8 +6,12 @@ shape, and ``s`` at hop ``t + 1`` is ``s'`` of hop ``t``:
 
     y_t, s_{t+1} = step(x_t, s_t),      s_0 = 0 (the float zero; raw zero point in integers)
 
-State pairs are found by name (output = input + ``_next`` / ``_out`` / ``_new``, or ``X_in``
-with ``X_out``) or given explicitly (``state={"h": "h_next"}``).
+The states are the graph's declared ones (``Graph.state``); a graph that declares none
+(an old ONNX step export, a Graph built by hand) gets them declared once, when the session
+is made, by name (output = input + ``_next`` / ``_out`` / ``_new``, or ``X_in`` with
+``X_out``) or from ``state={"h": "h_next"}`` (:func:`sdk.graph.state.declare_states`).
+Each hop is one stateful :meth:`Session.run_raw` call: the session's
+:class:`~sdk.runtime.session.SessionState` feeds the state and is advanced by it.
 
 For compiled integer graphs the state is carried as raw integers (never dequantized and
 re-quantized between hops), so hop-by-hop streaming equals the unrolled computation bit for
@@ -38,9 +42,10 @@ from sdk.graph.ir import Graph
 from sdk.graph.state import (
     STATE_OUTPUT_SUFFIXES,
     align_state_quantization,
+    complete_state_decls,
+    declare_states,
     inner_input,
     inner_output,
-    pair_states,
     unroll_step_graph,
 )
 from sdk.runtime.detection import DetectionEvent, KeywordDetector, softmax
@@ -92,12 +97,14 @@ class StreamingSession:
                  detector: KeywordDetector | None = None, scores_output: str | None = None,
                  scores_are_logits: bool = True) -> None:
         graph = _open_graph(model).copy()
-        self.pairs = pair_states(graph.inputs, graph.outputs, state)
-        if not self.pairs:
+        decls = declare_states(graph, state)
+        self.pairs = {d.input: d.output for d in decls if d.kind == "recurrent"}
+        if not decls:
             raise GraphError(f"graph {graph.name!r} has no state input/output pairs (outputs "
                              f"named <input>{'/'.join(STATE_OUTPUT_SUFFIXES)}); pass "
                              "state={input: output} for other names")
         self.aligned_states = align_state_quantization(graph, self.pairs)
+        complete_state_decls(graph)
         self.graph = graph
         self.fast = fast
         self.integer_io = integer_io
@@ -116,9 +123,10 @@ class StreamingSession:
                 raise GraphError(f"state {s_in!r} is {a.dtype} but its output {s_out!r} is "
                                  f"{b.dtype}; pair states of equal dtype")
         self.state_infos: dict[str, TensorInfo] = {k: raw_in[k] for k in self.pairs}
+        carried = self._session._state_inputs
         self.stream_inputs: list[TensorInfo] = [
-            self._user_info(i) for i in self._session.inputs if i.name not in self.pairs]
-        state_outs = set(self.pairs.values())
+            self._user_info(i) for i in self._session.inputs if i.name not in carried]
+        state_outs = {d.output for d in decls}
         self.stream_outputs: list[TensorInfo] = [
             self._user_info(o) for o in self._session.outputs if o.name not in state_outs]
         self._raw_in = raw_in
@@ -128,17 +136,12 @@ class StreamingSession:
         consumers, producers = graph.consumers(), graph.producers()
         self._feed_name = {n: inner_input(graph, n, consumers) for n in raw_in}
         self._reads = [inner_output(graph, n, producers) for n in raw_out]
-        if fast:
-            from sdk.ops.program import Program
-
-            program = Program(graph, list(self._feed_name.values()), self._reads, fast=True)
-            unreachable = [r for r in self._reads if r in program.missing]
-            if unreachable:
-                raise GraphError(f"tensors {unreachable} are neither fed, constant nor produced")
-            self._run_raw = program.run
-        else:  # the NumPy reference kernels: the specification, node by node
-            exe = self._session._exe
-            self._run_raw = lambda feeds: list(exe.run(feeds, self._reads).values())
+        stream_reads = [r for n, r in zip(raw_out, self._reads) if n not in state_outs]
+        unreachable = [r for r in stream_reads if r not in graph.tensors]
+        if unreachable:
+            raise GraphError(f"tensors {unreachable} are neither fed, constant nor produced")
+        self._stream_out = [(o.name, inner_output(graph, o.name, producers))
+                            for o in self.stream_outputs]
         self.detector = detector
         if detector is not None:
             names = [o.name for o in self.stream_outputs]
@@ -169,7 +172,7 @@ class StreamingSession:
 
     def reset(self) -> None:
         """Start a new stream: zero state, hop counter 0, detector cleared."""
-        self._state = self.initial_state()
+        self.state = self._session.new_state()
         self.hop = 0
         if self.detector is not None:
             self.detector.reset()
@@ -181,7 +184,7 @@ class StreamingSession:
 
     def get_state(self) -> dict[str, np.ndarray]:
         """A copy of the current state (raw integers for integer graphs)."""
-        return {k: v.copy() for k, v in self._state.items()}
+        return {k: self.state.values[k].copy() for k in self.pairs}
 
     def set_state(self, state: Mapping[str, np.ndarray]) -> None:
         """Replace the state; every state tensor must be given with its shape and dtype."""
@@ -191,8 +194,9 @@ class StreamingSession:
                 raise InputError(f"state {name!r} is missing; give all of "
                                  f"{list(self.state_infos)} (as get_state() returns them)")
             arr = np.asarray(state[name])
-            if str(arr.dtype) != info.dtype or arr.shape != self._state[name].shape:
-                raise InputError(f"state {name!r}: expected {self._state[name].shape} "
+            have = self.state.values[name]
+            if str(arr.dtype) != info.dtype or arr.shape != have.shape:
+                raise InputError(f"state {name!r}: expected {have.shape} "
                                  f"{info.dtype}, given {arr.shape} {arr.dtype}; restore a "
                                  "snapshot of this model")
             new[name] = arr.copy()
@@ -200,7 +204,7 @@ class StreamingSession:
         if extra:
             raise InputError(f"unknown state {extra[0]!r}; this model's states are "
                              f"{list(self.state_infos)}")
-        self._state = new
+        self.state.values.update(new)
 
     def save_state(self, path: str | os.PathLike | None = None) -> dict[str, Any]:
         """Snapshot of state, hop counter and detector; also written to ``path`` (.npz)."""
@@ -284,9 +288,8 @@ class StreamingSession:
         """Feed one hop (an array for the single stream input, or a dict); return its result
         and advance the state."""
         feeds = {self._feed_name[k]: v for k, v in self._feeds(x).items()}
-        feeds.update((self._feed_name[k], v) for k, v in self._state.items())
-        raw = dict(zip(self._raw_out, self._run_raw(feeds)))
-        self._state = {s_in: raw[s_out] for s_in, s_out in self.pairs.items()}
+        res = self._session.run_raw(feeds, self.state, [r for _, r in self._stream_out])
+        raw = {name: res[r] for name, r in self._stream_out}
         self.hop += 1
         outputs = self._user_outputs(raw)
         posterior = event = None
