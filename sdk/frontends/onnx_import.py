@@ -14,6 +14,8 @@ What import does, in order:
 5. Infer shapes, then fold every node whose inputs are all constant (``Constant``,
    ``ConstantOfShape`` weights, ``Shape`` of a static tensor and what follows from them), and
    drop constants nothing reads any more.
+6. A ``−inf`` in a constant added to a Softmax input (a causal mask) becomes float32 min
+   (:func:`finite_mask_constants`: same softmax, finite values for calibration).
 """
 
 from __future__ import annotations
@@ -345,4 +347,26 @@ def load_onnx(source: Any) -> Graph:
     infer_shapes(graph)
     fold_constants(graph)
     infer_shapes(graph)
+    finite_mask_constants(graph)
     return graph
+
+
+def finite_mask_constants(graph: Graph) -> int:
+    """Replace ``−inf`` by ``float32 min`` in constant additive masks (a constant added to a
+    Softmax input, as torch exports a causal ``triu(-inf)`` buffer). The softmax is the same
+    (both give weight 0 next to any finite score; a fully masked row becomes uniform instead of
+    NaN) and calibration sees finite values. Returns the number of constants changed."""
+    producers, changed = graph.producers(), 0
+    for sm in graph.nodes:
+        add = producers.get(sm.inputs[0]) if sm.op == "Softmax" else None
+        if add is None or add.op != "Add":
+            continue
+        for name in add.inputs:
+            t = graph.tensors.get(name)
+            if t is None or t.data is None or t.dtype != "float32" \
+                    or not np.any(np.isneginf(t.data)):
+                continue
+            t.data = np.where(np.isneginf(t.data), np.finfo(np.float32).min,
+                              t.data).astype(np.float32)
+            changed += 1
+    return changed

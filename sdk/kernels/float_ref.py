@@ -210,6 +210,29 @@ def softmax(x: np.ndarray, *, axis: int = -1) -> np.ndarray:
     return (e / np.sum(e, axis=axis, keepdims=True)).astype(x.dtype)
 
 
+def masked_softmax(x: np.ndarray, ids: np.ndarray | None, keep: np.ndarray | None, *,
+                   axis: int = -1, mask_shape=None) -> np.ndarray:
+    """Softmax of ``x`` with a key mask (the prepared-graph form of ``Softmax(x + bias)`` where
+    ``bias`` is 0 on kept positions and a huge negative elsewhere): position ``i`` is kept when
+    ``ids.reshape(mask_shape)[i] != 0`` (if ``ids`` is given) and ``keep[i]`` (if given);
+    the others read ``float32 min``, as the exporters' ``(1 − mask)·finfo.min`` does."""
+    k = np.ones(np.shape(x), bool)
+    if ids is not None:
+        k = k & (np.asarray(ids).reshape([int(d) for d in mask_shape]) != 0)
+    if keep is not None:
+        k = k & np.asarray(keep).astype(bool)
+    return softmax(np.where(k, x, np.finfo(np.float32).min).astype(x.dtype), axis=axis)
+
+
+def rms_normalization(x: np.ndarray, scale: np.ndarray, *, axis: int = -1,
+                      epsilon: float = 1e-5) -> np.ndarray:
+    """ONNX RMSNormalization (opset 23) over axes ``axis..rank−1``:
+    ``y = x / √(mean(x²) + ε) · scale``."""
+    axes = tuple(range(axis % x.ndim, x.ndim))
+    ms = np.mean(x * x, axis=axes, keepdims=True)
+    return (x / np.sqrt(ms + F32(epsilon)) * scale).astype(x.dtype)
+
+
 def log_softmax(x: np.ndarray, *, axis: int = -1) -> np.ndarray:
     """``x_i − max x − ln Σ_j e^(x_j − max x)`` along ``axis``."""
     m = np.max(x, axis=axis, keepdims=True)

@@ -202,7 +202,13 @@ def _gelu(inputs: Inputs, attrs: dict[str, Any], fast: bool) -> list[np.ndarray]
 
 @register("Softmax")
 def _softmax(inputs: Inputs, attrs: dict[str, Any], fast: bool) -> list[np.ndarray]:
-    return [F.softmax(inputs[0], axis=int(attrs.get("axis", -1)))]
+    """ONNX Softmax; the prepared float graph may add a key mask as inputs 1 (integer ids,
+    reshaped to ``mask_shape``) and 2 (constant keep flags): see :func:`F.masked_softmax`."""
+    axis = int(attrs.get("axis", -1))
+    if len(inputs) > 1:
+        return [F.masked_softmax(inputs[0], inputs[1], inputs[2] if len(inputs) > 2 else None,
+                                 axis=axis, mask_shape=attrs.get("mask_shape"))]
+    return [F.softmax(inputs[0], axis=axis)]
 
 
 @register("LogSoftmax")
@@ -247,6 +253,15 @@ def _layernorm(inputs: Inputs, attrs: dict[str, Any], fast: bool) -> list[np.nda
     mean = np.mean(x, axis=axes, keepdims=True)
     inv_std = 1.0 / np.sqrt(np.mean((x - mean) ** 2, axis=axes, keepdims=True) + np.float32(eps))
     return [y, mean.astype(x.dtype), inv_std.astype(x.dtype)]
+
+
+@register("RMSNormalization")
+def _rmsnorm(inputs: Inputs, attrs: dict[str, Any], fast: bool) -> list[np.ndarray]:
+    if int(attrs.get("stash_type", 1)) != 1:
+        raise UnsupportedOpError([f"RMSNormalization(stash_type={attrs['stash_type']})"],
+                                 "the reference backend", "only float32 statistics exist")
+    return [F.rms_normalization(inputs[0], inputs[1], axis=int(attrs.get("axis", -1)),
+                                epsilon=float(attrs.get("epsilon", 1e-5)))]
 
 
 @register("InstanceNormalization")

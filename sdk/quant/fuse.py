@@ -7,7 +7,18 @@ so ranges observed on the original graph still apply.
 * The Erf form of GELU that torch exports, ``x·0.5·(1 + erf(x/√2))`` in its usual node
   orders, becomes one ``Gelu`` node.
 * LayerNorm spelled out in primitives (ReduceMean, Sub, Pow, Sqrt, Div, Mul, Add) becomes
-  one ``LayerNormalization``.
+  one ``LayerNormalization``; the reciprocal forms torch writes for ``rsqrt``
+  (``d · (1/√v)``, ``d · Reciprocal(√v)``) are matched too.
+* RMSNorm spelled out (``x · (1/√(mean(x²) + ε)) [· γ]``, or ``x / √(…)``; ``x²`` as Pow or
+  Mul) becomes one ``RMSNormalization`` (ONNX opset 23 semantics).
+* ``Cast`` to the dtype its input already has (HF's ``.to(float32)`` in norms) is dropped.
+* An attention mask, ``Softmax(scores + bias)`` where ``bias`` is 0 on kept positions and
+  ≤ −1e4 elsewhere and is computed only from an integer graph input (e.g. ``(1 − mask)·min``
+  through Unsqueeze/Expand/Cast/Sub/Mul or Where/Equal) and/or constants (a causal mask),
+  becomes ``Softmax(scores, ids, keep)`` with attribute ``mask_shape``
+  (:func:`sdk.kernels.float_ref.masked_softmax`). The mask arithmetic leaves the graph, so
+  calibration never sees the ``−3.4e38`` and the integer lowering masks with integers.
+* Nodes whose outputs nothing reads any more are removed.
 """
 
 from __future__ import annotations
@@ -165,6 +176,10 @@ def fuse_decomposed_layernorm(graph: Graph) -> None:
         sq = next((u for u in users if (u.op == "Pow" and _is_scalar(graph, u.inputs[1], 2.0))
                    or (u.op == "Mul" and u.inputs[0] == u.inputs[1] == d)), None)
         div = next((u for u in users if u.op == "Div" and u.inputs[0] == d), None)
+        rs = None
+        if div is None:  # d · (1/√v): torch's rsqrt
+            div = next((u for u in users if u.op == "Mul" and d in u.inputs and u is not sq), None)
+            rs = None if div is None else producers.get(_other(div, d))
         if sq is None or div is None or len(users) != 2:
             continue
         var = _sole_consumer(graph, sq.outputs[0], consumers)
@@ -176,12 +191,17 @@ def fuse_decomposed_layernorm(graph: Graph) -> None:
         eps = const_value(graph, _other(add, var.outputs[0]))
         sqrt = _sole_consumer(graph, add.outputs[0], consumers)
         if eps is None or eps.size != 1 or sqrt is None or sqrt.op != "Sqrt" \
-                or div.inputs[1] != sqrt.outputs[0] or _sole_consumer(graph, mu, consumers) is not sub:
+                or _sole_consumer(graph, mu, consumers) is not sub:
+            continue
+        if rs is None and div.inputs[1] != sqrt.outputs[0]:
+            continue
+        if rs is not None and (_rsqrt_input(graph, rs, producers, consumers) is not sqrt
+                               or _sole_consumer(graph, rs.outputs[0], consumers) is not div):
             continue
         c = (graph.tensor(x).shape or (0,))[-1]
         if c <= 0:
             continue
-        chain = [producers[mu], sub, sq, var, add, sqrt, div]
+        chain = [producers[mu], sub, sq, var, add, sqrt, div] + ([rs] if rs is not None else [])
         out, gamma, beta = div.outputs[0], np.ones(c, np.float32), np.zeros(c, np.float32)
         nxt = _sole_consumer(graph, out, consumers)
         if nxt is not None and nxt.op == "Mul":
@@ -209,12 +229,233 @@ def fuse_decomposed_layernorm(graph: Graph) -> None:
     graph.sort()
 
 
+def _rsqrt_input(graph: Graph, node: Node | None, producers: dict, consumers: dict) -> Node | None:
+    """The Sqrt behind ``1/√v`` (``Div(1, Sqrt)`` or ``Reciprocal(Sqrt)``), else None."""
+    if node is None:
+        return None
+    if node.op == "Reciprocal":
+        src = node.inputs[0]
+    elif node.op == "Div" and _is_scalar(graph, node.inputs[0], 1.0):
+        src = node.inputs[1]
+    else:
+        return None
+    sqrt = producers.get(src)
+    if sqrt is None or sqrt.op != "Sqrt" or _sole_consumer(graph, src, consumers) is not node:
+        return None
+    return sqrt
+
+
+def drop_identity_casts(graph: Graph) -> None:
+    """Remove ``Cast`` nodes whose input already has the target dtype."""
+    from sdk.ops.float_ops import ONNX_DTYPE
+
+    rename: dict[str, str] = {}
+    keep = []
+    for n in graph.topological_order():
+        n.inputs = [rename.get(i, i) for i in n.inputs]
+        to = n.attrs.get("to") if n.op == "Cast" else None
+        to = ONNX_DTYPE.get(to, to) if isinstance(to, int) else to
+        t = graph.tensors.get(n.inputs[0]) if n.op == "Cast" else None
+        if t is not None and t.dtype == to and n.outputs[0] not in graph.outputs:
+            rename[n.outputs[0]] = n.inputs[0]
+            continue
+        keep.append(n)
+    graph.nodes = keep
+
+
+def fuse_decomposed_rmsnorm(graph: Graph) -> None:
+    """Rewrite ``x · (1/√(mean(x²) + ε))`` [``· γ``] (also ``x / √(…)``, ``Reciprocal``,
+    ``x·x`` for the square, γ on either side) over the last axis into ``RMSNormalization``."""
+    producers, consumers = graph.producers(), graph.consumers()
+    drop: set[int] = set()
+    for mean in [n for n in graph.nodes if n.op == "ReduceMean"]:
+        sq = producers.get(mean.inputs[0])
+        if sq is None or _sole_consumer(graph, mean.inputs[0], consumers) is not mean:
+            continue
+        if sq.op == "Pow" and _is_scalar(graph, sq.inputs[1], 2.0):
+            x = sq.inputs[0]
+        elif sq.op == "Mul" and sq.inputs[0] == sq.inputs[1]:
+            x = sq.inputs[0]
+        else:
+            continue
+        if not _is_last_axis_mean(graph, mean, sq.outputs[0]):
+            continue
+        add = _sole_consumer(graph, mean.outputs[0], consumers)
+        if add is None or add.op != "Add":
+            continue
+        eps = const_value(graph, _other(add, mean.outputs[0]))
+        sqrt = _sole_consumer(graph, add.outputs[0], consumers)
+        if eps is None or eps.size != 1 or sqrt is None or sqrt.op != "Sqrt":
+            continue
+        user = _sole_consumer(graph, sqrt.outputs[0], consumers)
+        if user is None:
+            continue
+        if user.op == "Div" and user.inputs == [x, sqrt.outputs[0]]:
+            chain, norm = [sq, mean, add, sqrt, user], user
+        elif _rsqrt_input(graph, user, producers, consumers) is sqrt:
+            mul = _sole_consumer(graph, user.outputs[0], consumers)
+            if mul is None or mul.op != "Mul" or _other(mul, user.outputs[0]) != x:
+                continue
+            chain, norm = [sq, mean, add, sqrt, user, mul], mul
+        else:
+            continue
+        c = (graph.tensor(x).shape or (0,))[-1]
+        if c <= 0:
+            continue
+        out, gamma = norm.outputs[0], np.ones(c, np.float32)
+        nxt = _sole_consumer(graph, out, consumers)
+        if nxt is not None and nxt.op == "Mul":
+            g = const_value(graph, _other(nxt, out))
+            if g is not None and g.size in (1, c):
+                gamma = np.broadcast_to(np.asarray(g, np.float32).ravel(), (c,)).copy()
+                chain.append(nxt)
+                out = nxt.outputs[0]
+        gname = graph.unique_name(mean.name + "_rms_gamma")
+        graph.add_constant(gname, gamma)
+        drop.update(id(n) for n in chain)
+        graph.nodes.append(Node("RMSNormalization", [x, gname], [out],
+                                {"axis": -1, "epsilon": float(np.ravel(eps)[0])},
+                                mean.name + "_rmsnorm"))
+    graph.nodes = [n for n in graph.nodes if id(n) not in drop]
+    graph.sort()
+
+
+MASK_NEG = -1e4
+"""A bias at or below this is "masked" (softmax weight below e^-9000 next to any real score)."""
+
+
+def _mask_of(graph: Graph, bias: str) -> tuple[str, list[int] | None, np.ndarray | None] | None:
+    """``(ids input or '', mask_shape, keep flags or None)`` when ``bias`` is an additive
+    attention mask (0 where kept, ≤ MASK_NEG elsewhere) computed only from constants and at
+    most one integer graph input of rank 2 ([batch, keys]); else None."""
+    from sdk.ops.registry import OPS, load_all
+
+    t = graph.tensors.get(bias)
+    if t is None or t.dtype != "float32" or t.shape is None or DYN_ANY(t.shape):
+        return None
+    if t.data is not None:
+        v = np.asarray(t.data)
+        keep = v == 0
+        return ("", None, keep) if np.all(keep | (v <= MASK_NEG)) else None
+    producers = graph.producers()
+    chain, seen, leaves, stack = [], set(), set(), [bias]
+    while stack:
+        name = stack.pop()
+        if name in seen or not name:
+            continue
+        seen.add(name)
+        tt = graph.tensors.get(name)
+        if tt is not None and tt.data is not None:
+            continue
+        p = producers.get(name)
+        if p is None:
+            leaves.add(name)
+            continue
+        if p.op not in OPS or len(chain) > 64:
+            return None
+        if p not in chain:
+            chain.append(p)
+        stack.extend(p.inputs)
+    if len(leaves) != 1:
+        return None
+    ids = leaves.pop()
+    it = graph.tensors.get(ids)
+    if ids not in graph.inputs or it.dtype == "float32" or it.shape is None \
+            or len(it.shape) != 2 or DYN_ANY(it.shape):
+        return None
+    order = [n for n in graph.topological_order() if n in chain]
+    load_all()
+
+    def run(m: np.ndarray) -> np.ndarray:
+        vals = {ids: m.astype(it.dtype)}
+        for n in order:
+            args = [None if not i else vals[i] if i in vals else graph.tensors[i].data
+                    for i in n.inputs]
+            for o, r in zip(n.outputs, OPS[n.op](args, n.attrs, False)):
+                vals[o] = np.asarray(r)
+        return vals[bias]
+
+    rank = len(t.shape)
+    if rank < 2:
+        return None
+    mask_shape = [int(it.shape[0])] + [1] * (rank - 2) + [int(it.shape[1])]
+    try:
+        b1 = run(np.ones(it.shape, np.int64))
+        keep_c = b1 == 0
+        if b1.shape != tuple(t.shape) or not np.all(keep_c | (b1 <= MASK_NEG)):
+            return None
+        rng = np.random.default_rng(0)
+        for m in [np.zeros(it.shape, np.int64)] + [rng.integers(0, 2, it.shape) for _ in range(4)]:
+            bm = run(m)
+            want = np.broadcast_to(m.reshape(mask_shape) != 0, bm.shape) & keep_c
+            if bm.shape != b1.shape or not (np.all(bm[want] == 0)
+                                            and np.all(bm[~want] <= MASK_NEG)):
+                return None
+    except Exception:  # the chain cannot run on probe values: not a mask
+        return None
+    return ids, mask_shape, (None if np.all(keep_c) else keep_c)
+
+
+def DYN_ANY(shape) -> bool:  # noqa: N802 - a predicate on static shapes
+    return any(int(d) < 0 for d in shape)
+
+
+def fuse_attention_mask(graph: Graph) -> None:
+    """``Softmax(Add(scores, bias))`` with ``bias`` an attention mask (see :func:`_mask_of`)
+    → ``Softmax(scores, ids, keep)`` (``mask_shape`` attribute; keep flags a bool constant)."""
+    producers, consumers = graph.producers(), graph.consumers()
+    drop: set[int] = set()
+    for sm in [n for n in graph.nodes if n.op == "Softmax" and len(n.inputs) == 1]:
+        add = producers.get(sm.inputs[0])
+        if add is None or add.op != "Add" or _sole_consumer(graph, sm.inputs[0], consumers) is not sm:
+            continue
+        xt = graph.tensor(sm.inputs[0])
+        axis = int(sm.attrs.get("axis", -1))
+        if xt.shape is None or axis % len(xt.shape) != len(xt.shape) - 1:
+            continue
+        found = None
+        for k in (1, 0):
+            got = _mask_of(graph, add.inputs[k])
+            if got is not None:
+                found = (add.inputs[1 - k], got)
+                break
+        if found is None:
+            continue
+        scores, (ids, mask_shape, keep) = found
+        st = graph.tensor(scores)
+        if st.shape is None or len(st.shape) != len(xt.shape) or tuple(st.shape) != tuple(xt.shape):
+            continue
+        kname = ""
+        if keep is not None:
+            kname = graph.unique_name(sm.name + "_mask_keep")
+            graph.add_constant(kname, np.ascontiguousarray(keep, bool))
+        sm.inputs = [scores, ids, kname]
+        if mask_shape is not None:
+            sm.attrs["mask_shape"] = mask_shape
+        drop.add(id(add))
+    graph.nodes = [n for n in graph.nodes if id(n) not in drop]
+    remove_dead_nodes(graph)
+
+
+def remove_dead_nodes(graph: Graph) -> None:
+    """Drop nodes none of whose outputs is read (or a graph output), repeatedly."""
+    while True:
+        used = {i for n in graph.nodes for i in n.inputs if i} | set(graph.outputs)
+        keep = [n for n in graph.nodes if any(o in used for o in n.outputs if o)]
+        if len(keep) == len(graph.nodes):
+            return
+        graph.nodes = keep
+
+
 def prepare_float_graph(graph: Graph, keep: frozenset[str] = frozenset()) -> Graph:
     """A copy of ``graph`` with all rewrites applied, topologically sorted. Tensors in
     ``keep`` are not folded away (their quantization is given)."""
     g = graph.copy()
     constants_to_tensors(g)
+    drop_identity_casts(g)
     fold_batchnorm(g, keep)
     fuse_erf_gelu(g)
     fuse_decomposed_layernorm(g)
+    fuse_decomposed_rmsnorm(g)
+    fuse_attention_mask(g)
     return g.sort()

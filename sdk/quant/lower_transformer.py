@@ -1,5 +1,6 @@
-"""Lowerings of the transformer ops to I-ViT's integer-only kernels: Softmax → Shiftmax,
-LayerNormalization → ILayerNorm, Gelu → ShiftGELU."""
+"""Lowerings of the transformer ops to I-ViT's integer-only kernels: Softmax → Shiftmax
+(with an integer additive attention mask when the fused Softmax carries one),
+LayerNormalization → ILayerNorm, RMSNormalization → IRMSNorm, Gelu → ShiftGELU."""
 
 from __future__ import annotations
 
@@ -43,20 +44,91 @@ def shiftmax_input_steps(row: int, n: int) -> int:
     return max(2, round(math.sqrt(math.log(2) / 2 * 2.0**31 / (row * 2.0**n))))
 
 
-def lower_softmax(L: Lowering, node: Node) -> None:
-    """Softmax → Shiftmax. A fine input grid (e.g. int16 scores) is first requantized to the
-    grid :func:`shiftmax_input_steps` picks, so the normaliser keeps its precision."""
-    x, qx, dx = L.input(node.inputs[0])
-    out = L.desired(node.outputs[0])
-    axis = int(node.attrs.get("axis", -1))
-    shape = L.shape(node.inputs[0])
+MASK_BIAS = -(2**15)
+"""The integer additive mask: a masked key gets ``−2^15`` on the int16 Shiftmax input grid
+(the sum saturates at the int16 minimum), far below any kept score (docs/ops.md)."""
+
+
+def _softmax_grid(L: Lowering, fname: str, axis: int, masked: bool) -> tuple[str, QuantParams, str]:
+    """The Shiftmax input: the activation itself, or (fine grids, and every masked softmax,
+    which needs int16 room below the scores) requantized to the grid
+    :func:`shiftmax_input_steps` picks."""
+    x, qx, dx = L.input(fname)
+    shape = L.shape(fname)
     x0 = min(-1, math.floor(-1.0 / float(qx.scale)))
+    want = None
     if shape is not None and shape[axis] > 0:
         a = shiftmax_input_steps(int(shape[axis]), SHIFTMAX_N)
         if -x0 > 1.5 * a:
             want = (QuantParams(np.float32(1.0 / a), np.int32(0)), "int16" if dx == "int8" else dx)
-            x = L.input_as(node.inputs[0], want)
-            x0 = min(-1, math.floor(-1.0 / float(want[0].scale)))
+    if masked and want is None:
+        want = (QuantParams(np.float32(qx.scale), np.int32(0)), "int16")
+    if want is None:
+        return x, qx, dx
+    if not masked:
+        return L.input_as(fname, want), want[0], want[1]
+    return x, want[0], want[1]
+
+
+def _masked_scores(L: Lowering, node: Node, x: str, grid: tuple[QuantParams, str]) -> str:
+    """``scores + bias`` in integers: ``bias = Reshape(Gather([−2^15, 0], ids), mask_shape)``
+    for the ids input and a constant ``where(keep, 0, −2^15)`` for constant keep flags, each
+    added by a saturating QAdd onto ``grid`` (int16)."""
+    qp, dt = grid
+    fs = node.inputs[0]
+    shape = L.shape(fs)
+    _, qx, dx = L.input(fs)
+    biases = []
+    if len(node.inputs) > 1 and node.inputs[1]:
+        ids = node.inputs[1]
+        if ids not in L.int_name or ids in L.actual:
+            raise UnsupportedOpError(["Softmax mask from a non-integer tensor"], "integer lowering",
+                                     "feed the attention mask as an int64 graph input")
+        table = L.add_int_const(fs + "_mask_table", np.array([MASK_BIAS, 0], np.int16), qp)
+        gathered = L.g.unique_name(fs + "_mask_bias_ids")
+        ids_shape = L.fg.tensor(ids).shape
+        L.g.add_tensor(Tensor(gathered, "int16", ids_shape, qp))
+        L.g.add_node("Gather", [table, L.int_name[ids]], [gathered], name=f"Gather_{gathered}",
+                     axis=0)
+        mshape = [int(d) for d in node.attrs["mask_shape"]]
+        sname = L.add_int_const(fs + "_mask_shape", np.array(mshape, np.int64))
+        bias = L.g.unique_name(fs + "_mask_bias")
+        L.g.add_tensor(Tensor(bias, "int16", tuple(mshape), qp))
+        L.g.add_node("Reshape", [gathered, sname], [bias], name=f"Reshape_{bias}")
+        biases.append(bias)
+    if len(node.inputs) > 2 and node.inputs[2]:
+        keep = np.asarray(L.const(node.inputs[2], "Softmax keep flags")).astype(bool)
+        biases.append(L.add_int_const(fs + "_mask_bias_const",
+                                      np.where(keep, 0, MASK_BIAS).astype(np.int16), qp))
+    cur, cq, cd = x, qx, dx
+    for bias in biases:
+        twice_max = 2.0 * max(float(cq.scale), float(qp.scale))
+        a_m0, a_shift = quantize_multiplier(float(cq.scale) / twice_max)
+        b_m0, b_shift = quantize_multiplier(float(qp.scale) / twice_max)
+        o_m0, o_shift = quantize_multiplier(twice_max / ((1 << 15) * float(qp.scale)))
+        qmin, qmax = qrange(dt)
+        out = L.g.unique_name(fs + "_masked")
+        L.g.add_tensor(Tensor(out, dt, shape, qp))
+        L.g.add_node("QAdd", [cur, bias], [out], name=f"QAdd_{out}", a_zp=int(cq.zero_point),
+                     b_zp=0, left_shift=15, a_m0=a_m0, a_shift=a_shift, b_m0=b_m0,
+                     b_shift=b_shift, out_m0=o_m0, out_shift=o_shift, out_zp=0, act_min=qmin,
+                     act_max=qmax, dtype=dt)
+        cur, cq, cd = out, qp, dt
+    return cur
+
+
+def lower_softmax(L: Lowering, node: Node) -> None:
+    """Softmax → Shiftmax. A fine input grid (e.g. int16 scores) is first requantized to the
+    grid :func:`shiftmax_input_steps` picks, so the normaliser keeps its precision. A masked
+    Softmax (extra inputs ids / keep, :func:`sdk.quant.fuse.fuse_attention_mask`) adds the
+    integer mask bias on that grid first (:func:`_masked_scores`)."""
+    axis = int(node.attrs.get("axis", -1))
+    masked = len(node.inputs) > 1 and any(node.inputs[1:])
+    x, qx, dx = _softmax_grid(L, node.inputs[0], axis, masked)
+    if masked:
+        x = _masked_scores(L, node, x, (qx, dx))
+    out = L.desired(node.outputs[0])
+    x0 = min(-1, math.floor(-1.0 / float(qx.scale)))
     natural = fixed_output_params("Softmax")
     attrs = {"axis": axis, "x0": x0, "n": shift_exp_n(x0, SHIFTMAX_N), "out_bits": SHIFTMAX_OUT_BITS}
     if same_grid(out, natural):
@@ -72,29 +144,58 @@ def lower_softmax(L: Lowering, node: Node) -> None:
            out_zp=int(out[0].zero_point), act_min=qmin, act_max=qmax, dtype=out[1])
 
 
-def lower_layernorm(L: Lowering, node: Node) -> None:
-    x, _qx, _dx = L.input(node.inputs[0])
+def _norm_params(L: Lowering, node: Node, what: str):
     axis = int(node.attrs.get("axis", -1))
     shape = L.shape(node.inputs[0])
     if axis not in (-1, len(shape or ()) - 1):
-        raise UnsupportedOpError(["LayerNormalization over several axes"], "integer lowering")
-    gamma = np.asarray(L.const(node.inputs[1], "LayerNormalization scale"), np.float64).ravel()
-    beta = (np.asarray(L.const(node.inputs[2], "LayerNormalization bias"), np.float64).ravel()
+        raise UnsupportedOpError([f"{what} over several axes"], "integer lowering")
+    gamma = np.asarray(L.const(node.inputs[1], f"{what} scale"), np.float64).ravel()
+    if shape is not None and gamma.size == 1:
+        gamma = np.full(int(shape[-1]), gamma[0])
+    beta = (np.asarray(L.const(node.inputs[2], f"{what} bias"), np.float64).ravel()
             if len(node.inputs) > 2 and node.inputs[2] else np.zeros_like(gamma))
+    return gamma, beta
+
+
+def _emit_norm(L: Lowering, node: Node, op: str, x: str, gamma: np.ndarray,
+               beta: np.ndarray | None) -> None:
     c = gamma.size
     out = L.desired(node.outputs[0])
     s_out = float(out[0].scale)
-    # I-LayerNorm's yn has scale √C/2^30: γ folds into M_c = γ_c·√C/(2^30·S_out) and β is
+    # the integer norms' yn has scale √C/2^30: γ folds into M_c = γ_c·√C/(2^30·S_out) and β is
     # added in yn's units, beta_q_c = round(β_c·2^30/(γ_c·√C)) (sdk.kernels.transformer).
     g = np.where(np.abs(gamma) < 1e-12, 1e-12, gamma)
     m0, shift = quantize_multiplier_array(g * math.sqrt(c) / 2.0**30 / s_out)
-    beta_q = np.clip(np.round(beta * 2.0**30 / (g * math.sqrt(c))), INT32_MIN,
-                     INT32_MAX).astype(np.int32)
-    bi = L.add_int_const(node.inputs[0] + "_ln_beta_q", beta_q)
+    ins = [x]
+    if beta is not None:
+        beta_q = np.clip(np.round(beta * 2.0**30 / (g * math.sqrt(c))), INT32_MIN,
+                         INT32_MAX).astype(np.int32)
+        ins.append(L.add_int_const(node.inputs[0] + "_ln_beta_q", beta_q))
     qmin, qmax = qrange(out[1])
-    L.emit("ILayerNorm", [x, bi], node.outputs[0], out, axis=-1, iters=ILAYERNORM_ITERS,
+    L.emit(op, ins, node.outputs[0], out, axis=-1, iters=ILAYERNORM_ITERS,
            m0=m0, shift=shift, out_zp=int(out[0].zero_point), act_min=qmin, act_max=qmax,
            dtype=out[1])
+
+
+def lower_layernorm(L: Lowering, node: Node) -> None:
+    x, _qx, _dx = L.input(node.inputs[0])
+    gamma, beta = _norm_params(L, node, "LayerNormalization")
+    _emit_norm(L, node, "ILayerNorm", x, gamma, beta)
+
+
+def lower_rmsnorm(L: Lowering, node: Node) -> None:
+    """RMSNormalization → IRMSNorm (ε dropped, as for ILayerNorm). IRMSNorm needs a symmetric
+    input: an asymmetric grid is first requantized to int16 symmetric over the same range."""
+    _x, qx, dx = L.input(node.inputs[0])
+    if int(qx.zero_point) != 0:
+        qmin, qmax = qrange(dx)
+        reach = float(qx.scale) * max(int(qx.zero_point) - qmin, qmax - int(qx.zero_point))
+        want = (QuantParams(np.float32(reach / 32767), np.int32(0)), "int16")
+        x = L.input_as(node.inputs[0], want)
+    else:
+        x = _x
+    gamma, _ = _norm_params(L, node, "RMSNormalization")
+    _emit_norm(L, node, "IRMSNorm", x, gamma, None)
 
 
 def shift_gelu_exp_depth(reach: float) -> int:
@@ -140,4 +241,5 @@ def lower_gelu(L: Lowering, node: Node) -> None:
 
 LOWERINGS: dict[str, OpLowering] = {
     "Softmax": lower_softmax, "LayerNormalization": lower_layernorm, "Gelu": lower_gelu,
+    "RMSNormalization": lower_rmsnorm,
 }

@@ -182,6 +182,8 @@ CASES = [
     ("Upsample_opset9", "Upsample", X4, {"mode": "nearest"}, {"scales": f32(1, 1, 2, 3)}, 1, 9),
     ("Upsample_linear_opset9", "Upsample", X4, {"mode": "linear"}, {"scales": f32(1, 1, 2, 2)},
      1, 9),
+    ("RMSNormalization", "RMSNormalization", [("x", (2, 5, 6), F)], {"epsilon": 1e-3},
+     {"s": w(6)}, 1, 23),
     ("Resize_opset10", "Resize", X4, {"mode": "nearest"}, {"scales": f32(1, 1, 2, 3)}, 1, 10),
     ("Where", "Where", [("c", (3, 4), "bool"), ("a", (3, 4), F), ("b", (4,), F)], {}, {}, 1, 17),
     ("Xor", "Xor", BOOL2, {}, {}, 1, 17),
