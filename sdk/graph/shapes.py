@@ -251,14 +251,6 @@ _SHAPE_OPERANDS: dict[str, tuple[int, ...]] = {
 
 
 # -- driver ----------------------------------------------------------------------------------
-def _schema_rule(op: str) -> Rule | None:
-    """The shape rule the op schema declares for ``op`` (integer ops), if any."""
-    from sdk.ops.schema import opdef
-
-    d = opdef(op)
-    return None if d is None else d.shape
-
-
 def _is_static(shape: Shape | None) -> bool:
     return shape is not None and DYN not in shape
 
@@ -357,8 +349,6 @@ def infer_shapes(graph: Graph, fast: bool = True) -> Graph:
             results = [(tuple(v.shape), str(v.dtype)) for v in out]
         elif node.op in RULES:
             results = RULES[node.op](shapes, dtypes, vals, node.attrs)
-        elif (rule_of := _schema_rule(node.op)) is not None:
-            results = rule_of(shapes, dtypes, vals, node.attrs)
         if results is None:
             results = _abstract(node, shapes, dtypes, vals, fast)
         for name, (shape, dtype) in zip(node.outputs, results):
