@@ -14,7 +14,9 @@ torch 2.13 needs ``onnxscript``, which the SDK does not depend on):
 * ``rope_block.onnx``: one pre-norm decoder block on float ``x`` [1, 16, 64]: RMSNorm spelled
   out (``x·rsqrt(mean(x²) + ε)·w``), q/k/v projections, rotary embedding with the
   rotate-half form (Slice, Neg, Concat), a constant causal mask, softmax attention, output
-  projection, residual, RMSNorm, SiLU-free GELU MLP, residual.
+  projection, residual, RMSNorm, GELU MLP, residual.
+* ``unsupported.onnx``: a tiny model with CumSum, TopK and Einsum, which the importer must
+  refuse in one line naming all three.
 
 Each ``.npz`` holds the inputs and the torch float outputs: ``*_calib.npz`` (calibration
 samples, first axis = samples) and ``*_test.npz`` (held-out samples, with
@@ -124,6 +126,19 @@ class RopeBlock(nn.Module):
         return x + self.ff(self.n2(x))
 
 
+class Unsupported(nn.Module):
+    """Ops the importer lacks (CumSum, TopK, Einsum) next to supported ones."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.lin = nn.Linear(8, 8)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        h = torch.relu(self.lin(x)).cumsum(-1)
+        top = torch.topk(h, 4, dim=-1).values
+        return torch.einsum("bi,bj->bij", top, top).flatten(1)
+
+
 def _randomise_norms(model: nn.Module, gen: torch.Generator) -> None:
     """Non-trivial γ/β so the tests see them (fresh modules hold ones and zeros)."""
     with torch.no_grad():
@@ -190,6 +205,8 @@ def main() -> None:
     np.savez(out / "rope_block_calib.npz", x=c_x)
     t_x = rng.standard_normal((8, 1, SEQ, WIDTH)).astype(np.float32)
     np.savez(out / "rope_block_test.npz", x=t_x, expected_hidden=_run(blk, t_x))
+    torch.manual_seed(4)
+    _export(Unsupported().eval(), (torch.randn(1, 8),), ["x"], out / "unsupported.onnx", fold=True)
     for p in sorted(out.iterdir()):
         print(f"{p}  {p.stat().st_size} bytes")
 

@@ -1,0 +1,170 @@
+"""What PyTorch's ONNX exporter writes for transformers imports, compiles and runs integer-only.
+
+The fixtures under ``tests/fixtures/torch/`` come from ``tools/export_torch_fixtures.py``
+(torch 2.13, TorchScript exporter, opset 17); torch itself is not needed here:
+
+* ``encoder``: int64 ``input_ids``/``attention_mask`` [1, 16], learned token and position
+  embeddings, 2 pre-LN blocks (width 64, 4 heads, GELU FFN), the HF additive mask
+  ``(1 − mask)·finfo.min`` through Unsqueeze/Shape/ConstantOfShape/Equal/Where/Expand/Cast.
+* ``rope_block``: spelled-out RMSNorm (Pow/ReduceMean/Add/Sqrt/Div/Mul), rotary embedding
+  (Slice/Neg/Concat), a constant causal ``-inf`` mask.
+* ``unsupported``: CumSum, TopK and Einsum.
+"""
+
+from __future__ import annotations
+
+from collections import Counter
+from functools import lru_cache
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+import sdk
+from sdk.errors import UnsupportedOpError
+from sdk.frontends.onnx_import import load_onnx
+from sdk.quant.fuse import prepare_float_graph
+from sdk.quant.integer_ops import assert_integer_only
+from sdk.runtime import Session
+
+FIX = Path(__file__).resolve().parents[1] / "fixtures" / "torch"
+MODELS = ["encoder", "rope_block"]
+# integer output vs torch float on held-out inputs (kept tokens only), least per-sample cosine
+MIN_COSINE = {"encoder": 0.999, "rope_block": 0.999}
+
+
+def _data(name: str, part: str) -> dict[str, np.ndarray]:
+    with np.load(FIX / f"{name}_{part}.npz") as z:
+        return {k: z[k] for k in z.files}
+
+
+def _feeds(data: dict[str, np.ndarray], i: int) -> dict[str, np.ndarray]:
+    return {k: v[i] for k, v in data.items() if not k.startswith("expected_")}
+
+
+@lru_cache(maxsize=None)
+def _compiled(name: str):
+    return sdk.compile_model(FIX / f"{name}.onnx", calib=_data(name, "calib"))
+
+
+def _cosine(a: np.ndarray, b: np.ndarray) -> float:
+    a, b = np.ravel(a).astype(np.float64), np.ravel(b).astype(np.float64)
+    return float(a @ b / (np.linalg.norm(a) * np.linalg.norm(b)))
+
+
+def _kept(feeds: dict[str, np.ndarray], y: np.ndarray) -> np.ndarray:
+    """The per-token outputs of the tokens the attention mask keeps (all tokens without one)."""
+    if "attention_mask" not in feeds:
+        return y
+    return y[:, feeds["attention_mask"][0].astype(bool)]
+
+
+@pytest.mark.parametrize("name", MODELS)
+def test_float_import_matches_torch_and_onnxruntime(name):
+    import onnxruntime as ort
+
+    path = FIX / f"{name}.onnx"
+    sess = Session(load_onnx(path))
+    ref = ort.InferenceSession(str(path), providers=["CPUExecutionProvider"])
+    test = _data(name, "test")
+    for i in range(len(test["expected_hidden"])):
+        feeds = _feeds(test, i)
+        y = sess.run(feeds)["hidden"]
+        np.testing.assert_allclose(y, test["expected_hidden"][i], rtol=0, atol=1e-5)
+        np.testing.assert_allclose(y, ref.run(None, feeds)[0], rtol=0, atol=1e-5)
+
+
+def test_import_folds_the_shape_and_mask_arithmetic():
+    g = load_onnx(FIX / "encoder.onnx")
+    ops = Counter(n.op for n in g.nodes)
+    for folded in ("Shape", "ConstantOfShape", "Equal", "Where", "Concat", "Constant"):
+        assert ops[folded] == 0, ops
+    fg = prepare_float_graph(g)
+    ops = Counter(n.op for n in fg.nodes)
+    # the mask chain (Unsqueeze, Expand, Cast, Sub, Mul, Add) became the Softmax's mask inputs
+    for gone in ("Cast", "Expand", "Unsqueeze", "Sub", "Mul"):
+        assert ops[gone] == 0, ops
+    masked = [n for n in fg.nodes if n.op == "Softmax"]
+    assert len(masked) == 2 and all(n.inputs[1] == "attention_mask" for n in masked)
+    rope = Counter(n.op for n in prepare_float_graph(load_onnx(FIX / "rope_block.onnx")).nodes)
+    assert rope["RMSNormalization"] == 2 and rope["Pow"] == rope["ReduceMean"] == rope["Sqrt"] == 0
+
+
+@pytest.mark.parametrize("name", MODELS)
+def test_prepared_float_graph_keeps_the_function(name):
+    g = load_onnx(FIX / f"{name}.onnx")
+    a, b = Session(g), Session(prepare_float_graph(g))
+    test = _data(name, "test")
+    for i in range(len(test["expected_hidden"])):
+        feeds = _feeds(test, i)
+        np.testing.assert_allclose(b.run(feeds)["hidden"], a.run(feeds)["hidden"], rtol=0,
+                                   atol=1e-5)
+
+
+@pytest.mark.parametrize("name", MODELS)
+def test_compiles_integer_only_and_numba_matches_numpy(name):
+    bundle = _compiled(name)
+    g = bundle.graph
+    assert_integer_only(g)
+    ops = Counter(n.op for n in g.nodes)
+    assert ops["Shiftmax"] >= 1
+    assert ops["ILayerNorm" if name == "encoder" else "IRMSNorm"] >= 2
+    if name == "encoder":  # ids stay integer inputs: no QuantizeLinear at all
+        assert ops["QuantizeLinear"] == 0
+        assert {g.tensor(x).dtype for x in g.inputs} == {"int64"}
+    fast, spec = Session(g, fast=True), Session(g, fast=False)
+    test = _data(name, "test")
+    cos = []
+    for i in range(len(test["expected_hidden"])):
+        feeds = _feeds(test, i)
+        y = fast.run(feeds)["hidden"]
+        np.testing.assert_array_equal(y, spec.run(feeds)["hidden"])
+        cos.append(_cosine(_kept(feeds, y), _kept(feeds, test["expected_hidden"][i])))
+    assert min(cos) >= MIN_COSINE[name], cos
+
+
+def test_padding_mask_is_honoured_in_integers():
+    g = _compiled("encoder").graph
+    sess = Session(g)
+    test = _data("encoder", "test")
+    padded = [i for i in range(len(test["attention_mask"])) if not test["attention_mask"][i].all()]
+    assert padded
+    rng = np.random.default_rng(5)
+    for i in padded:
+        feeds = _feeds(test, i)
+        keep = feeds["attention_mask"][0].astype(bool)
+        y = sess.run(feeds)["hidden"]
+        # kept tokens match the float model run with the same mask
+        assert _cosine(y[:, keep], test["expected_hidden"][i][:, keep]) >= 0.999
+        # ... and not the output without the mask: the mask changes what they attend to
+        unmasked = sess.run({**feeds, "attention_mask": np.ones_like(feeds["attention_mask"])})
+        assert np.abs(unmasked["hidden"][:, keep] - y[:, keep]).max() > 0.05
+        # masked keys get exactly zero weight: other ids at the padded positions change no bit
+        ids = feeds["input_ids"].copy()
+        ids[0, ~keep] = rng.integers(0, 96, size=int((~keep).sum()))
+        other = sess.run({**feeds, "input_ids": ids})["hidden"]
+        np.testing.assert_array_equal(other[:, keep], y[:, keep])
+
+
+def test_causal_mask_is_honoured_in_integers():
+    """Token t of the RoPE block must not see tokens after t: changing the last token
+    leaves every earlier integer output bit-identical."""
+    sess = Session(_compiled("rope_block").graph)
+    x = _feeds(_data("rope_block", "test"), 0)["x"]
+    y = sess.run({"x": x})["hidden"]
+    x2 = x.copy()
+    x2[0, -1] = -x2[0, -1]
+    y2 = sess.run({"x": x2})["hidden"]
+    np.testing.assert_array_equal(y2[0, :-1], y[0, :-1])
+    assert np.abs(y2[0, -1] - y[0, -1]).max() > 0.05
+
+
+def test_unsupported_ops_fail_in_one_line_naming_all():
+    with pytest.raises(UnsupportedOpError) as err:
+        load_onnx(FIX / "unsupported.onnx")
+    msg = str(err.value)
+    assert "\n" not in msg
+    for op in ("CumSum", "TopK", "Einsum"):
+        assert op in msg
+    with pytest.raises(UnsupportedOpError):
+        sdk.compile_model(FIX / "unsupported.onnx", calib={"x": np.zeros((2, 1, 8), np.float32)})
