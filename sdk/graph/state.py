@@ -252,3 +252,99 @@ def unroll_step_graph(step: Graph, pairs: Mapping[str, str], steps: int
         g.add_tensor(Tensor(names.final_state(s), src.dtype, src.shape, src.quant))
         g.outputs.append(names.final_state(s))
     return g, names
+
+
+def _softmax_input(graph: Graph, name: str) -> str:
+    """The tensor a softmax reads when ``name`` reaches it through Requantize / Identity
+    (where a causal mask must sit, so its fill is the softmax input's minimum); else
+    ``name``."""
+    consumers = graph.consumers()
+    cur = name
+    while True:
+        users = consumers.get(cur, [])
+        if len(users) != 1:
+            return name
+        u = users[0]
+        if u.op in ("Shiftmax", "Softmax"):
+            return cur
+        if u.op not in ("Requantize", "Identity"):
+            return name
+        cur = u.outputs[0]
+
+
+def add_kv_cache(graph: Graph, rows: Mapping[str, str], scores: Sequence[str],
+                 capacity: int, position: str = "pos", suffix: str = "_next",
+                 axis: int = 2) -> Graph:
+    """Turn an attention graph over its own ``T`` tokens into one over a fixed-capacity
+    cache (in place; returns ``graph``).
+
+    ``rows``: tensor of new key/value rows ``[B, H, T, D]`` -> name of its cache. Each cache
+    becomes a graph input ``[B, H, capacity, D]`` on the rows' integer grid, written by
+    ``KVCacheWrite(cache, rows, position)``; the written cache is the state output
+    ``<cache><suffix>`` and replaces the rows for every consumer. ``scores``: attention score
+    tensors ``[B, H, T, capacity]``; a ``CausalMask`` at ``position`` is put in front of the
+    softmax each one feeds. ``position`` becomes an int32 scalar input. Each cache is declared
+    as a ``kv_cache`` state (``Graph.state``).
+    """
+    if capacity < 1:
+        raise GraphError(f"KV cache capacity must be >= 1, got {capacity}")
+    if position not in graph.tensors:
+        graph.add_tensor(Tensor(position, "int32", ()))
+        graph.inputs.append(position)
+    for src, cache in rows.items():
+        t = graph.tensor(src)
+        if t.shape is None:
+            raise GraphError(f"rows tensor {src!r} has no shape; infer shapes first")
+        shape = list(t.shape)
+        shape[axis] = capacity
+        out = f"{cache}{suffix}"
+        for n in (cache, out):
+            if n in graph.tensors:
+                raise GraphError(f"graph {graph.name!r} already has a tensor {n!r}")
+        graph.add_tensor(Tensor(cache, t.dtype, tuple(shape), t.quant))
+        graph.add_tensor(Tensor(out, t.dtype, tuple(shape), t.quant))
+        for node in graph.nodes:
+            node.inputs = [out if i == src else i for i in node.inputs]
+        writer = Node("KVCacheWrite", [cache, src, position], [out], {"axis": axis},
+                      name=f"cache_write_{cache}")
+        producer = graph.producers().get(src)
+        at = graph.nodes.index(producer) + 1 if producer is not None else 0
+        graph.nodes.insert(at, writer)
+        graph.inputs.append(cache)
+        graph.outputs.append(out)
+    for s in scores:
+        target = _softmax_input(graph, s)
+        t = graph.tensor(target)
+        masked = graph.unique_name(f"{target}_causal")
+        graph.add_tensor(Tensor(masked, t.dtype, t.shape, t.quant))
+        for node in graph.nodes:
+            node.inputs = [masked if i == target else i for i in node.inputs]
+        producer = graph.producers()[target]
+        graph.nodes.insert(graph.nodes.index(producer) + 1,
+                           Node("CausalMask", [target, position], [masked], {},
+                                name=f"causal_mask_{target}"))
+    for src, cache in rows.items():
+        graph.declare_state(StateDecl(cache, f"{cache}{suffix}", "kv_cache", int(capacity),
+                                      position))
+    complete_state_decls(graph)
+    graph.validate()
+    return graph
+
+
+def with_input_shapes(graph: Graph, shapes: Mapping[str, Sequence[int]]) -> Graph:
+    """A copy of ``graph`` with the given input shapes and every activation's shape inferred
+    again (e.g. the same integer graph for ``T`` = 1 token instead of a whole prefill)."""
+    from sdk.graph.shapes import infer_shapes
+
+    g = graph.copy()
+    for name, shape in shapes.items():
+        if name not in g.inputs:
+            raise GraphError(f"{name!r} is not an input of graph {g.name!r}: {g.inputs}")
+        g.tensor(name).shape = tuple(int(d) for d in shape)
+    infer_shapes(g)
+    consumers = g.consumers()
+    for name, shape in shapes.items():  # the integer tensor behind a QuantizeLinear too
+        inner = inner_input(g, name, consumers)
+        if inner != name:
+            g.tensor(inner).shape = tuple(int(d) for d in shape)
+    return g
