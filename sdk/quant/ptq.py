@@ -35,7 +35,7 @@ from sdk.quant.integer_ops import assert_integer_only
 from sdk.quant.lower import check_lowerable, lower
 from sdk.quant.observers import OBSERVERS
 from sdk.quant.plan import plan_from_observers
-from sdk.quant.state import find_state_pairs
+from sdk.quant.state import carry_state_decls, find_state_pairs
 
 AUTO_OBSERVERS = ("minmax", "percentile", "mse")
 SENSITIVITY_SAMPLES = 8
@@ -54,6 +54,7 @@ class PTQReport:
     observer_for: dict[str, str] = field(default_factory=dict)
     float_graph: Graph | None = None
     samples: list = field(default_factory=list)
+    layers: list = field(default_factory=list)  # LayerError rows, filled by compile_model
 
 
 def _samples(graph: Graph, data: Mapping[str, np.ndarray], n: int) -> list[dict]:
@@ -153,6 +154,7 @@ def quantize(graph: Graph, data: Mapping[str, np.ndarray], observer: str = "minm
                                    "see `edge compile --report` for the tensor names")
         chosen = list(int16_layers)
     ig = make(chosen, per_obs)
+    carry_state_decls(g, ig, pairs)  # the state declaration survives the lowering
     ig.metadata.update(observer=observer, activation_bits=activation_bits,
                        per_channel=per_channel, mixed_precision=mixed_precision)
     if chosen:
