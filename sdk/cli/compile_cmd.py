@@ -19,20 +19,33 @@ from sdk.quant.observers import OBSERVERS
                    "(not needed for QDQ models)")
 @click.option("-o", "--output", type=click.Path(dir_okay=False),
               help="bundle to write (default: MODEL with the .edge suffix)")
-@click.option("--observer", type=click.Choice(sorted(OBSERVERS)), default="minmax",
-              show_default=True, help="how calibration picks each activation's range")
+@click.option("--observer", type=click.Choice(sorted(OBSERVERS) + ["auto"]), default="minmax",
+              show_default=True, help="how calibration picks each activation's range "
+                                      "(auto: per tensor, the least output error)")
 @click.option("--activation-bits", type=click.Choice(["8", "16"]), default="8",
               show_default=True, help="integer width of activations")
 @click.option("--per-channel/--per-tensor", default=True, show_default=True,
               help="weight scales per output channel or per tensor")
 @click.option("--mixed-precision/--no-mixed-precision", default=True, show_default=True,
               help="int16 for attention scores, LayerNorm inputs and the residual stream")
+@click.option("--int16-layers", default="none", show_default=True,
+              help="activations made int16: none | auto (fewest, by sensitivity, to reach "
+                   "--target-cosine) | comma-separated tensor names")
+@click.option("--smooth-alpha", type=click.FloatRange(0.0, 1.0), default=None,
+              help="SmoothQuant: migrate LayerNorm-output outliers into the next linear "
+                   "layers' weights with strength alpha (e.g. 0.5); default off")
+@click.option("--target-cosine", type=float, default=0.99, show_default=True,
+              help="goal of --int16-layers auto: worst output cosine vs float on calibration")
+@click.option("--report", is_flag=True,
+              help="print each layer's error against float and the sensitivity table")
 @click.option("--target", help="board profile (`edge targets`): check RAM/flash/op limits and "
                                "print which nodes run on which backend")
 @click.option("--backend", help="backend for the plan (default: the target's); see "
                                 "sdk.backends.BACKENDS")
 def command(model: str, calib: str | None, output: str | None, observer: str,
             activation_bits: str, per_channel: bool, mixed_precision: bool,
+            int16_layers: str = "none", smooth_alpha: float | None = None,
+            target_cosine: float = 0.99, report: bool = False,
             target: str | None = None, backend: str | None = None) -> None:
     """Quantize an ONNX model to integers and write a .edge bundle."""
     from sdk.compile import compile_model
@@ -43,7 +56,9 @@ def command(model: str, calib: str | None, output: str | None, observer: str,
     data = load_arrays(calib, [], CalibrationError, "calibration") if calib else None
     bundle = compile_model(model, data, observer=observer,
                            activation_bits=int(activation_bits), per_channel=per_channel,
-                           mixed_precision=mixed_precision)
+                           mixed_precision=mixed_precision, int16_layers=int16_layers,
+                           smooth_alpha=smooth_alpha, target_cosine=target_cosine,
+                           report=report)
     out = Path(output) if output else Path(model).with_suffix(".edge")
     if target or backend:  # emulator-mode limits fail before anything is written
         from sdk.backends import check_fits, default_backend, partition
@@ -63,3 +78,31 @@ def command(model: str, calib: str | None, output: str | None, observer: str,
             click.echo(f"  {io['name']}: {io['shape']} {io['quant_dtype']} "
                        f"scale={q['scale']:.6g} zero_point={q['zero_point']}")
     click.echo(f"wrote {out} ({out.stat().st_size} bytes)")
+    rep = getattr(bundle, "ptq_report", None)
+    if report and rep is None:
+        click.echo("report: the model brought its own quantization (QDQ); nothing to report")
+    elif rep is not None:
+        print_report(rep)
+
+
+def print_report(rep) -> None:
+    """The per-layer error table and the sensitivity table of a PTQ report."""
+    n = len(rep.samples)
+    click.echo(f"per-layer error vs float ({n} calibration samples):")
+    click.echo(f"  {'tensor':32s} {'dtype':6s} {'cosine':>8s} {'rel.RMSE':>9s}")
+    for e in rep.layers:
+        click.echo(f"  {e.tensor:32s} {e.dtype:6s} {e.cosine:8.5f} {e.rrmse:9.4f}")
+    for s in rep.smooth:
+        click.echo(f"smoothed {s.tensor} -> {', '.join(s.consumers)}: channel max/median "
+                   f"{s.act_ratio_before:.1f} -> {s.act_ratio_after:.1f} "
+                   f"(s in [{s.s_min:.3g}, {s.s_max:.3g}])")
+    if rep.sensitivity:
+        click.echo("sensitivity (each tensor alone int8, rest float; 1 - output cosine):")
+        click.echo(f"  {'tensor':32s} {'error':>9s} {'rel.RMSE':>9s} {'observer':9s} int16  why")
+        for r in rep.sensitivity:
+            click.echo(f"  {r.tensor:32s} {r.error:9.2e} {r.rrmse:9.4f} {r.observer:9s} "
+                       f"{'yes' if r.int16 else '-':5s}  {r.reason()}")
+    if rep.tried:
+        tried = ", ".join(f"{k}: {c:.4f}" for k, c in rep.tried)
+        click.echo(f"int16 count -> worst integer output cosine: {tried}")
+    click.echo(f"int16 layers: {', '.join(rep.int16) if rep.int16 else 'none'}")

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import os
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from typing import Any
 
 import numpy as np
@@ -20,7 +20,11 @@ def compile_model(onnx_path: str | os.PathLike | Any,
                   calib: Mapping[str, np.ndarray] | None = None, *, observer: str = "minmax",
                   activation_bits: int = 8, per_channel: bool = True,
                   mixed_precision: bool = True,
-                  state_pairs: Mapping[str, str] | None = None) -> Bundle:
+                  state_pairs: Mapping[str, str] | None = None,
+                  int16_layers: str | Sequence[str] = "none",
+                  smooth_alpha: float | None = None,
+                  observer_for: Mapping[str, str] | None = None,
+                  target_cosine: float = 0.99, report: bool = False) -> Bundle:
     """Compile an ONNX model to an integer bundle.
 
     A float model is calibrated on ``calib`` (input name → array, first axis = samples) and
@@ -28,13 +32,20 @@ def compile_model(onnx_path: str | os.PathLike | Any,
     ``onnxruntime.quantization.quantize_static``) brings its own scales and needs no ``calib``.
     ``state_pairs`` (state input → state output; None: by name, ``{}``: none) is passed to
     :func:`sdk.quant.quantize`, which gives each recurrent state pair one shared grid.
+    ``int16_layers`` (``"none"`` | ``"auto"`` | tensor names), ``smooth_alpha`` (SmoothQuant
+    α, None = off), ``observer`` ``"auto"`` / ``observer_for`` (per-tensor observers) and
+    ``target_cosine`` (the auto int16 choice's goal) are the outlier tools of
+    :func:`sdk.quant.quantize`. ``report=True`` attaches ``bundle.ptq_report``
+    (:class:`sdk.quant.ptq.PTQReport`, with per-layer errors of the integer graph against
+    float on calibration samples in ``layers``) for a float model.
     """
     from sdk.errors import CalibrationError
     from sdk.frontends.onnx_import import load_onnx, read_onnx_model
     from sdk.frontends.onnx_qdq import load_qdq
-    from sdk.quant.ptq import quantize
+    from sdk.quant.ptq import PTQReport, quantize
 
     model, _ = read_onnx_model(onnx_path)
+    rep = PTQReport() if report else None
     if is_qdq_model(model):
         graph = load_qdq(model)
     else:
@@ -43,9 +54,17 @@ def compile_model(onnx_path: str | os.PathLike | Any,
                                    "(CLI: --calib CALIB.npz keyed by input name)")
         graph = quantize(load_onnx(model), calib, observer=observer,
                          activation_bits=activation_bits, per_channel=per_channel,
-                         mixed_precision=mixed_precision, state_pairs=state_pairs)
+                         mixed_precision=mixed_precision, state_pairs=state_pairs,
+                         int16_layers=int16_layers, smooth_alpha=smooth_alpha,
+                         observer_for=observer_for, target_cosine=target_cosine, report=rep)
     if isinstance(onnx_path, (str, os.PathLike)):
         from pathlib import Path
 
         graph.name = Path(onnx_path).stem if graph.name in ("", "model") else graph.name
-    return Bundle.from_graph(graph)
+    bundle = Bundle.from_graph(graph)
+    if rep is not None and rep.float_graph is not None:
+        from sdk.quant.sensitivity import layer_errors
+
+        rep.layers = layer_errors(rep.float_graph, bundle.graph, rep.samples)
+        bundle.ptq_report = rep
+    return bundle

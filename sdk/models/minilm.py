@@ -261,7 +261,7 @@ def forward(ids: np.ndarray, mask: np.ndarray | None = None,
     for i in range(layers):
         p = f"encoder.layer.{i}."
 
-        def lin(v, name):
+        def lin(v, name, p=p):
             return v @ w[p + name + ".weight"].T.astype(np.float64) + w[p + name + ".bias"]
 
         def split(v):

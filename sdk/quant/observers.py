@@ -152,6 +152,25 @@ def make_observer(name: str) -> Observer:
                                f"choose one of {sorted(OBSERVERS)}") from None
 
 
+def as_kind(obs: Observer, kind: str) -> Observer:
+    """An observer of ``kind`` over the same observed values as ``obs`` (no new pass over
+    the calibration data): per-tensor observer choice after one calibration run."""
+    new = make_observer(kind)
+    new.lo, new.hi, new._count = obs.lo, obs.hi, obs._count
+    new._chunks = list(obs._chunks)
+    return new
+
+
+def outlier_ratio(obs: Observer, q: float = 99.9) -> float:
+    """``max|x| / percentile_q(|x|)``: how far the extremes sit above the bulk (1 = none)."""
+    v = np.abs(obs.values())
+    if v.size == 0:
+        return 1.0
+    p = float(np.percentile(v, q))
+    top = max(abs(obs.lo), abs(obs.hi))
+    return top / p if p > 0 else float("inf") if top > 0 else 1.0
+
+
 def params_for_range(lo: float, hi: float, dtype: str, symmetric: bool) -> QuantParams:
     """Affine parameters whose grid covers ``[lo, hi]`` (widened to include 0).
 

@@ -10,19 +10,24 @@ ops that cannot rescale (max-pool, reshape, ...). Policy for PTQ from observers:
   with scale 1/256, zero point −128; Tanh outputs int8 with scale 1/128;
 * recurrent state (``state_pairs``: state input → state output of a step graph): each pair
   shares one grid, int16 symmetric under mixed precision (see :mod:`sdk.quant.state`); the
-  residual rule then carries int16 on from the state inputs.
+  residual rule then carries int16 on from the state inputs;
+* ``int16``: tensors forced to int16 symmetric (e.g. chosen by
+  :mod:`sdk.quant.sensitivity` where int8 loses the outliers); the residual rule carries
+  int16 on through Add/Sub as for the built-in choices;
+* ``observer_for``: per-tensor observer kind (``minmax``/``percentile``/``mse``/``entropy``)
+  overriding the calibration's observer for those tensors.
 """
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Collection, Mapping
 from dataclasses import dataclass, field
 
 import numpy as np
 
 from sdk.errors import CalibrationError
 from sdk.graph import Graph, QuantParams
-from sdk.quant.observers import Observer, params_for_range
+from sdk.quant.observers import Observer, as_kind, params_for_range
 from sdk.quant.state import forward_from_states, group_params, state_groups, widened_operands
 
 SHIFTMAX_OUT_BITS = 16
@@ -61,9 +66,12 @@ def fixed_output_params(op: str) -> tuple[QuantParams, str] | None:
 
 def plan_from_observers(graph: Graph, observers: dict[str, Observer], activation_bits: int = 8,
                         per_channel: bool = True, mixed_precision: bool = True,
-                        state_pairs: Mapping[str, str] | None = None) -> QuantPlan:
+                        state_pairs: Mapping[str, str] | None = None,
+                        int16: Collection[str] = (),
+                        observer_for: Mapping[str, str] | None = None) -> QuantPlan:
     """Turn observed ranges into a plan for the (fused) float ``graph``; ``state_pairs``
-    (state input → state output, already checked against the graph) get shared grids."""
+    (state input → state output, already checked against the graph) get shared grids;
+    ``int16`` names tensors forced to int16, ``observer_for`` per-tensor observer kinds."""
     if activation_bits not in (8, 16):
         raise CalibrationError(f"activation bits must be 8 or 16, got {activation_bits}")
     base = "int8" if activation_bits == 8 else "int16"
@@ -75,7 +83,11 @@ def plan_from_observers(graph: Graph, observers: dict[str, Observer], activation
                         for f in [fixed_output_params(producers[r].op)] if f is not None), None)
                   for grp in groups]
     consumers = graph.consumers()
-    wide: set[str] = set()
+    wide: set[str] = set(int16)
+    if wide:
+        for n in graph.topological_order():
+            if n.op in ("Add", "Sub") and any(i in wide for i in n.inputs):
+                wide.add(n.outputs[0])
     if mixed_precision:
         for n in graph.nodes:
             if n.op in ("Softmax", "LayerNormalization"):
@@ -99,6 +111,8 @@ def plan_from_observers(graph: Graph, observers: dict[str, Observer], activation
             plan.act[name], plan.dtype[name] = fixed
             continue
         obs = observers.get(name)
+        if obs is not None and observer_for and name in observer_for:
+            obs = as_kind(obs, observer_for[name])
         if obs is None or not obs.seen:
             if consumers.get(name) or name in graph.outputs:
                 raise CalibrationError(f"tensor {name!r} was never observed during calibration")
