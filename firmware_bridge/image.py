@@ -27,10 +27,11 @@ from typing import Any
 import numpy as np
 
 from firmware_bridge.framing import crc32
-from firmware_bridge.op_encoders import DTYPE_CODES, ENCODERS, OPCODES, OpRecord
+from firmware_bridge.op_encoders import DTYPE_CODES, ENCODERS
 from sdk.compile.memory_plan import plan_memory
 from sdk.errors import GraphError, ModelFormatError, UnsupportedOpError
 from sdk.graph.ir import Graph, Node
+from sdk.ops.cost import node_cost
 
 MAGIC = 0x474D4945          # "EIMG"
 VERSION = 1
@@ -174,21 +175,6 @@ class _Packer:
         return self.ids[name]
 
 
-def _macs(node: Node, rec: OpRecord) -> int:
-    p = rec.params
-    if rec.opcode == OPCODES["FULLY_CONNECTED"]:
-        return p[0] * p[1] * p[2]
-    if rec.opcode == OPCODES["FC_PACKED"]:
-        return p[0] * p[1] * p[3]
-    if rec.opcode == OPCODES["CONV2D"]:  # B*O*OH*OW*(C/g)*KH*KW
-        return p[0] * p[4] * p[5] * p[6] * (p[1] // p[15]) * p[7] * p[8]
-    if rec.opcode == OPCODES["CONV2D_PACKED"]:
-        return p[0] * p[4] * p[5] * p[6] * p[1] * p[7] * p[8]
-    if rec.opcode == OPCODES["MATMUL"]:
-        return p[0] * p[1] * p[2] * p[3]
-    return 0
-
-
 def pack_image(graph: Graph, state: list[tuple[str, str]] | dict[str, str] | None = None,
                packed_kernels: bool = True) -> PackedImage:
     """Pack an integer graph into a flash image.
@@ -300,7 +286,7 @@ def pack_image(graph: Graph, state: list[tuple[str, str]] | dict[str, str] | Non
                  BoundaryIO(b, b, sub.tensor(b).dtype, _shape(sub, b))) for a, b in state]
     return PackedImage(bytes(data), ins, outs, state_io, plan.arena_bytes,
                        [n.name for n, _ in records], [n.op for n, _ in records],
-                       [_macs(n, r) for n, r in records])
+                       [node_cost(sub, n, p.shape).macs for n, _ in records])
 
 
 def read_header(data: bytes) -> dict[str, int]:

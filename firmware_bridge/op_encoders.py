@@ -8,13 +8,14 @@ is documented next to its C kernel in firmware/src/kernels.c. Per-channel vector
 from __future__ import annotations
 
 from collections.abc import Callable
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import Any, Protocol
 
 import numpy as np
 
 from sdk.errors import GraphError
 from sdk.graph.ir import Node
+from sdk.ops.schema import opdef
 
 OPCODES = {"REQUANTIZE": 1, "FULLY_CONNECTED": 2, "CONV2D": 3, "ADD": 4, "MUL": 5, "CLAMP": 6,
            "MAXPOOL2D": 7, "AVGPOOL2D": 8, "GLOBAL_AVGPOOL": 9, "LUT": 10, "COPY": 11,
@@ -48,9 +49,16 @@ ENCODERS: dict[str, Encoder] = {}
 
 
 def encoder(*ops: str) -> Callable[[Encoder], Encoder]:
+    """Register an encoder for ``ops``. An integer op's attributes reach it through the op
+    schema's prepare step (checked, typed, defaults filled), as they reach the kernels."""
     def deco(fn: Encoder) -> Encoder:
+        def encode(node: Node, ctx: EncodeContext) -> OpRecord:
+            d = opdef(node.op)
+            if d is not None and d.strict:
+                node = replace(node, attrs=d.prepare(node.attrs))
+            return fn(node, ctx)
         for op in ops:
-            ENCODERS[op] = fn
+            ENCODERS[op] = encode
         return fn
     return deco
 
@@ -69,7 +77,8 @@ def _ints(v: Any, n: int, default: int) -> list[int]:
 def _clamp(a: dict[str, Any], dtype: str) -> list[int]:
     lo, hi = {"int8": (-128, 127), "uint8": (0, 255), "int16": (-32768, 32767),
               "int32": (-(2**31), 2**31 - 1)}[dtype]
-    return [int(a.get("act_min", lo)), int(a.get("act_max", hi))]
+    amin, amax = a.get("act_min"), a.get("act_max")
+    return [lo if amin is None else int(amin), hi if amax is None else int(amax)]
 
 
 def _elems(shape: tuple[int, ...]) -> int:
@@ -194,7 +203,7 @@ def _conv_record(node: Node, ctx: EncodeContext, x_shape: tuple[int, ...],
 def _conv2d(node: Node, ctx: EncodeContext) -> OpRecord:
     a = node.attrs
     xs, ws = ctx.shape(node.inputs[0]), ctx.shape(node.inputs[1])
-    group = int(a.get("group", xs[1] if node.op == "QDepthwiseConv2d" else 1))
+    group = int(a.get("group") or (xs[1] if node.op == "QDepthwiseConv2d" else 1))
     return _conv_record(node, ctx, xs, ws, _ints(a.get("strides"), 2, 1),
                         _ints(a.get("pads"), 4, 0), _ints(a.get("dilations"), 2, 1), group)
 

@@ -7,7 +7,7 @@ import sys
 
 import click
 
-from sdk.compile.cost import node_macs
+from sdk.ops.cost import node_macs
 
 
 def bundle_report(bundle) -> dict:

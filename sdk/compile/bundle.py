@@ -39,7 +39,7 @@ from typing import Any
 import numpy as np
 
 import sdk
-from sdk.compile.cost import graph_macs, parameter_bytes
+from sdk.ops.cost import graph_macs, parameter_bytes
 from sdk.compile.memory_plan import MemoryPlan, plan_memory
 from sdk.errors import EdgeError, GraphError, InputError, ModelFormatError
 from sdk.graph import Graph, Node, QuantParams, StateDecl, Tensor

@@ -48,16 +48,14 @@ import numpy as np
 
 from sdk.errors import GraphError
 from sdk.graph.ir import Graph
+from sdk.ops.schema import INPLACE, VIEW, ops_with
 
 PLAN_VERSION = 1
 DEFAULT_ALIGNMENT = 16
 
-VIEW_OPS = frozenset({"Reshape", "Flatten", "Squeeze", "Unsqueeze", "Identity"})
-# Output element i is a function of input element i (other inputs may broadcast).
-ELEMENTWISE_OPS = frozenset({
-    "QClamp", "QLut", "QAdd", "QMul", "Requantize", "ShiftGELU",
-    "Relu", "Clip", "Add", "Mul", "Sub", "Sigmoid", "Tanh", "Neg", "Abs",
-})
+VIEW_OPS = ops_with(VIEW)
+# ops that may write their output over their first input (docs: the op schema's traits)
+ELEMENTWISE_OPS = ops_with(INPLACE)
 
 
 @dataclass

@@ -25,7 +25,10 @@ from collections.abc import Iterable
 
 import numpy as np
 
+from sdk.kernels import elementwise
+from sdk.kernels.elementwise import ADD_LEFT_SHIFT
 from sdk.kernels.requant import quantize_multiplier_array
+from sdk.ops.schema import LAYOUT_FREE, SPATIAL, ops_with
 
 # IR dtype name <-> tflite TensorType value
 TFLITE_TYPE = {"float32": 0, "int32": 2, "uint8": 3, "int64": 4, "bool": 6, "int16": 7,
@@ -38,17 +41,14 @@ ACT_NONE, ACT_RELU, ACT_RELU_N1_TO_1, ACT_RELU6 = 0, 1, 2, 3
 # Padding
 PAD_SAME, PAD_VALID = 0, 1
 
-ADD_LEFT_SHIFT = {"int8": 20, "int16": 15}
 
 NCHW_TO_NHWC = (0, 2, 3, 1)
 NHWC_TO_NCHW = (0, 3, 1, 2)
 
 # IR ops whose 4-D activations are NHWC in TFLite
-SPATIAL_OPS = {"QConv2d", "QDepthwiseConv2d", "QMaxPool2d", "QAvgPool2d", "ResizeNearest",
-               "QGlobalAvgPool"}
+SPATIAL_OPS = ops_with(SPATIAL)
 # IR ops that are indifferent to axis order (same shape in and out, per-element or broadcast)
-ELEMENTWISE_OPS = {"QAdd", "QMul", "QClamp", "Requantize", "QLut", "Identity",
-                   "QuantizeLinear", "DequantizeLinear", "Pad"}  # Pad: rank kept, pads permuted
+ELEMENTWISE_OPS = ops_with(LAYOUT_FREE)  # Pad among them: rank kept, pads permuted
 
 
 def resize_nearest_matches(in_size: int, out_size: int) -> bool:
@@ -98,14 +98,7 @@ def mul_multiplier(s_a: float, s_b: float, s_out: float) -> tuple[int, int]:
 
 def add_params(s_a: float, s_b: float, s_out: float, dtype: str = "int8") -> dict[str, int]:
     """QAdd attributes (without zero points and clamp) as TFLite's integer ADD derives them."""
-    ls = ADD_LEFT_SHIFT[dtype]
-    sa, sb, so = (float(np.float32(v)) for v in (s_a, s_b, s_out))
-    twice_max = 2.0 * max(sa, sb)
-    m0, sh = quantize_multiplier_array(
-        np.array([sa / twice_max, sb / twice_max, twice_max / ((1 << ls) * so)]))
-    return {"left_shift": ls, "a_m0": int(m0[0]), "a_shift": int(sh[0]),
-            "b_m0": int(m0[1]), "b_shift": int(sh[1]),
-            "out_m0": int(m0[2]), "out_shift": int(sh[2])}
+    return elementwise.add_params(s_a, s_b, s_out, ADD_LEFT_SHIFT[dtype])
 
 
 def activation_range(act: int, scale: float, zero_point: int, dtype: str) -> tuple[int, int]:

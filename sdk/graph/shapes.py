@@ -122,6 +122,11 @@ def _compare(shapes, dtypes, values, attrs):
     return [(broadcast(shapes[0], shapes[1]), "bool")]
 
 
+@rule("IsNaN", "IsInf")
+def _is_class(shapes, dtypes, values, attrs):
+    return [(shapes[0], "bool")]
+
+
 @rule("Where")
 def _where(shapes, dtypes, values, attrs):
     return [(broadcast(*shapes[:3]), dtypes[1])]
@@ -251,6 +256,14 @@ _SHAPE_OPERANDS: dict[str, tuple[int, ...]] = {
 
 
 # -- driver ----------------------------------------------------------------------------------
+def _schema_rule(op: str) -> Rule | None:
+    """The shape rule the op schema declares for ``op`` (integer ops), if any."""
+    from sdk.ops.schema import opdef
+
+    d = opdef(op)
+    return None if d is None else d.shape
+
+
 def _is_static(shape: Shape | None) -> bool:
     return shape is not None and DYN not in shape
 
@@ -349,6 +362,8 @@ def infer_shapes(graph: Graph, fast: bool = True) -> Graph:
             results = [(tuple(v.shape), str(v.dtype)) for v in out]
         elif node.op in RULES:
             results = RULES[node.op](shapes, dtypes, vals, node.attrs)
+        elif (rule_of := _schema_rule(node.op)) is not None:
+            results = rule_of(shapes, dtypes, vals, node.attrs)
         if results is None:
             results = _abstract(node, shapes, dtypes, vals, fast)
         for name, (shape, dtype) in zip(node.outputs, results):

@@ -11,7 +11,30 @@ import numpy as np
 
 from sdk.errors import GraphError
 from sdk.kernels.checks import check_range, integer_array, out_dtype
-from sdk.kernels.requant import mbqm, requantize, wrap_int32
+from sdk.kernels.requant import mbqm, quantize_multiplier, requantize, wrap_int32
+
+#: QAdd's ``left_shift``: 20 when both inputs are int8, 15 otherwise (TFLite's integer ADD)
+ADD_LEFT_SHIFT = {"int8": 20, "int16": 15}
+
+
+def add_left_shift(*dtypes: str) -> int:
+    """``left_shift`` of a QAdd over inputs of ``dtypes``: 20 if all are int8, else 15."""
+    return ADD_LEFT_SHIFT["int8"] if all(d == "int8" for d in dtypes) else ADD_LEFT_SHIFT["int16"]
+
+
+def add_params(s_a: float, s_b: float, s_out: float, left_shift: int,
+               sign: int = 1) -> dict[str, int]:
+    """The multipliers of a QAdd (TFLite's integer ADD): with ``t = 2·max(s_a, s_b)``,
+    ``M_a = s_a/t``, ``M_b = ±s_b/t`` (``sign = −1`` makes a subtraction) and
+    ``M_out = t/(2^left_shift·s_out)``, each split into (m0, shift), from the float32
+    scales."""
+    sa, sb, so = (float(np.float32(v)) for v in (s_a, s_b, s_out))
+    twice_max = 2.0 * max(sa, sb)
+    a_m0, a_shift = quantize_multiplier(sa / twice_max)
+    b_m0, b_shift = quantize_multiplier(sign * sb / twice_max)
+    o_m0, o_shift = quantize_multiplier(twice_max / ((1 << left_shift) * so))
+    return {"left_shift": left_shift, "a_m0": a_m0, "a_shift": a_shift, "b_m0": b_m0,
+            "b_shift": b_shift, "out_m0": o_m0, "out_shift": o_shift}
 
 
 def add(a: np.ndarray, b: np.ndarray, *, a_zp: int = 0, b_zp: int = 0, left_shift: int = 20,

@@ -1,7 +1,9 @@
 """Prepared Numba kernels: one integer node bound once to its static operands for a Program.
 
 A binder takes a node whose shapes are fixed by the graph and returns ``kernel(args) -> array``
-with everything the registry kernel would recompute per call done ahead: attributes turned into
+with everything the registry kernel would recompute per call done ahead. An integer node's
+attributes first go through its op's :meth:`~sdk.ops.schema.OpDef.prepare` (the one place
+that checks them, types them and fills defaults), then: attributes turned into
 int64 scalars and per-channel vectors, constant operands pre-broadcast, convolution geometry
 solved and weights packed. At run time only the Numba loops run. A binder returns None when the
 node does not fit its fast form; the Program then binds the registry kernel instead (which
@@ -17,6 +19,7 @@ the formula of :func:`sdk.kernels.linear.fully_connected`.
 from __future__ import annotations
 
 from collections.abc import Callable, Mapping
+from dataclasses import replace
 from typing import Any
 
 import numpy as np
@@ -34,6 +37,7 @@ from sdk.kernels.fast.requant import requant, wrap32
 from sdk.kernels.fast.requant_loops import requant_cols, requant_rows
 from sdk.kernels.pooling import pool_geometry
 from sdk.ops.registry import load_all
+from sdk.ops.schema import opdef
 
 Kernel = Callable[[list], np.ndarray]
 _NARROW = ("int8", "uint8")  # x − zp of these always fits int16 (the packed GEMM is exact)
@@ -94,6 +98,9 @@ class Binder:
         if not self.fast or binder is None or len(node.outputs) != 1:
             return None
         try:
+            d = opdef(node.op)
+            if d is not None and d.strict:  # the schema's prepare step: checked, typed, defaults
+                node = replace(node, attrs=d.prepare(node.attrs))
             return binder(node)
         except (KeyError, TypeError, ValueError, IndexError, ArithmeticError):
             return None  # unusual attributes: the registry kernel handles (or rejects) them

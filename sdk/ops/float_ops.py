@@ -162,6 +162,18 @@ for _op in _UNARY:
     register(_op)(_unary(_op))
 
 
+@register("IsNaN")
+def _isnan(inputs: Inputs, attrs: dict[str, Any], fast: bool) -> list[np.ndarray]:
+    return [np.isnan(inputs[0])]
+
+
+@register("IsInf")
+def _isinf(inputs: Inputs, attrs: dict[str, Any], fast: bool) -> list[np.ndarray]:
+    x = inputs[0]
+    neg, pos = int(attrs.get("detect_negative", 1)), int(attrs.get("detect_positive", 1))
+    return [(np.isneginf(x) & bool(neg)) | (np.isposinf(x) & bool(pos))]
+
+
 @register("Reciprocal")
 def _reciprocal(inputs: Inputs, attrs: dict[str, Any], fast: bool) -> list[np.ndarray]:
     x = inputs[0]

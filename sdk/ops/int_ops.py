@@ -1,33 +1,64 @@
-"""Registers the integer operators of docs/ops.md: each maps a node's inputs and attributes
-to a kernel of :mod:`sdk.kernels` (``fast=False``, the NumPy specification) or to its Numba
-twin in :mod:`sdk.kernels.fast` (``fast=True``, same bits)."""
+"""The integer operators of docs/ops.md, each declared once: its :class:`~sdk.ops.schema.OpDef`
+(inputs, attributes, traits, shape rule, cost formula, NumPy specification and Numba twin,
+firmware opcode) beside the small function that maps a node's operands and prepared
+attributes to the kernel. ``fast=False`` runs the specification in :mod:`sdk.kernels`,
+``fast=True`` its twin in :mod:`sdk.kernels.fast` (same bits, tested)."""
 
 from __future__ import annotations
 
 from collections.abc import Callable
-from types import ModuleType
 from typing import Any
 
 import numpy as np
 
 from sdk.errors import GraphError
-from sdk.kernels import conv, elementwise, linear, lut, pooling, quantize, resize, transformer
-from sdk.kernels.fast import conv as fconv
-from sdk.kernels.fast import elementwise as felementwise
-from sdk.kernels.fast import linear as flinear
-from sdk.kernels.fast import lut as flut
-from sdk.kernels.fast import pooling as fpooling
-from sdk.kernels.fast import quantize as fquantize
-from sdk.kernels.fast import resize as fresize
-from sdk.kernels.fast import transformer as ftransformer
 from sdk.ops.registry import register
+from sdk.ops.schema import (
+    ELEMENTWISE,
+    INPLACE,
+    KEEPS_GRID,
+    LAYOUT_FREE,
+    REQUANTIZES,
+    SPATIAL,
+    Attr,
+    Cost,
+    CostInputs,
+    OpDef,
+    declare,
+    per_element,
+    requant_attrs,
+)
+from sdk.ops.shape_rules import (
+    broadcast_rule,
+    conv_rule,
+    fc_rule,
+    gap_rule,
+    matmul_rule,
+    pool_rule,
+    resize_rule,
+    same_rule,
+)
 
 Inputs = list["np.ndarray | None"]
-Attrs = dict[str, Any]
+_NOT_WRITTEN = "the exporter has no mapping for it yet"
+_NO_PEER_OP = {exporter: "no operator there computes the I-ViT integer arithmetic bit for bit"
+               for exporter in ("onnxruntime", "tflite")}
+Prepared = dict[str, Any]
+Kernel = Callable[..., Any]
 
 
-def _pick(ref: ModuleType, fast_mod: ModuleType, name: str, fast: bool) -> Callable[..., Any]:
-    return getattr(fast_mod if fast else ref, name)
+def defop(d: OpDef) -> Callable[[Callable[[Inputs, Prepared, Kernel], list]], Any]:
+    """Declare ``d`` in the schema and register its implementation with the registry: the
+    registry calls ``fn(inputs, d.prepare(attrs), d.kernel(fast))``."""
+    declare(d)
+
+    def deco(fn: Callable[[Inputs, Prepared, Kernel], list]) -> Any:
+        def impl(inputs: Inputs, attrs: dict[str, Any], fast: bool) -> list[np.ndarray]:
+            return fn(inputs, d.prepare(attrs), d.kernel(fast))
+        impl.opdef = d  # type: ignore[attr-defined]
+        register(d.name)(impl)
+        return fn
+    return deco
 
 
 def _opt(inputs: Inputs, i: int) -> np.ndarray | None:
@@ -35,210 +66,317 @@ def _opt(inputs: Inputs, i: int) -> np.ndarray | None:
     return inputs[i] if len(inputs) > i and inputs[i] is not None else None
 
 
-def _req(attrs: Attrs, op: str, *names: str) -> None:
-    missing = [n for n in names if n not in attrs]
-    if missing:
-        raise GraphError(f"{op} node lacks attribute(s) {', '.join(missing)} (docs/ops.md)")
+def _out(p: Prepared) -> dict[str, Any]:
+    """The requantizing output side as kernel keyword arguments."""
+    return {k: p[k] for k in ("m0", "shift", "out_zp", "act_min", "act_max", "dtype")}
 
 
-def _s(v: Any) -> str:
-    return v.decode() if isinstance(v, bytes) else str(v)
+# -- cost formulas ---------------------------------------------------------------------------
+def _conv_cost(c: CostInputs) -> Cost:
+    """``|out|·(C/g)·k`` MACs (weights ``[O, C/g, k...]``), one bias add per output."""
+    n = c.out_elems
+    per_output = int(np.prod(c.shape(1)[1:], dtype=np.int64))
+    return Cost(macs=n * per_output, adds=n if c.has(2) else 0, requants=n)
 
 
-def _requant(attrs: Attrs) -> dict[str, Any]:
-    """The output side shared by requantizing ops: m0, shift, out_zp, act_min/max, dtype."""
-    return {"m0": attrs["m0"], "shift": attrs["shift"], "out_zp": int(attrs.get("out_zp", 0)),
-            "act_min": attrs.get("act_min"), "act_max": attrs.get("act_max"),
-            "dtype": _s(attrs.get("dtype", "int8"))}
+def _fc_cost(c: CostInputs) -> Cost:
+    """``rows·N·K`` MACs for x ``[..., K]``, w ``[N, K]``; one bias add per output."""
+    rows = int(np.prod(c.shape(0)[:-1], dtype=np.int64))
+    n, k = c.shape(1)[:2]
+    return Cost(macs=rows * n * k, adds=rows * n if c.has(2) else 0, requants=rows * n)
 
 
-def _scale_zp(inputs: Inputs, attrs: Attrs, op: str) -> tuple[Any, Any]:
+def _matmul_cost(c: CostInputs) -> Cost:
+    """``|out|·K`` MACs."""
+    n = c.out_elems
+    return Cost(macs=n * c.shape(0)[-1], requants=n)
+
+
+def _add_cost(c: CostInputs) -> Cost:
+    """One add per output; three requantizations (two input rescales and the output)."""
+    n = c.out_elems
+    return Cost(adds=n, requants=3 * n)
+
+
+def _maxpool_cost(c: CostInputs) -> Cost:
+    kh, kw = c.attrs["kernel"]
+    return Cost(other=c.out_elems * kh * kw)   # compares
+
+
+def _avgpool_cost(c: CostInputs) -> Cost:
+    kh, kw = c.attrs["kernel"]
+    n = c.out_elems
+    return Cost(adds=n * kh * kw, other=n)     # sums and the division by the count
+
+
+def _gap_cost(c: CostInputs) -> Cost:
+    return Cost(adds=c.size(0), requants=c.out_elems)
+
+
+# -- float boundary ------------------------------------------------------------------------
+_BOUNDARY_ATTRS = (Attr("scale", "array", None), Attr("zero_point", "array", None),
+                   Attr("dtype", "str", None), Attr("axis", "optional_int", None))
+
+
+def _scale_zp(inputs: Inputs, p: Prepared, op: str) -> tuple[Any, Any]:
     scale = _opt(inputs, 1)
-    scale = attrs.get("scale") if scale is None else scale
+    scale = p["scale"] if scale is None else scale
     zp = _opt(inputs, 2)
-    zp = attrs.get("zero_point", 0) if zp is None else zp
+    zp = (0 if p["zero_point"] is None else p["zero_point"]) if zp is None else zp
     if scale is None:
         raise GraphError(f"{op} needs a scale (attribute or second input)")
     return scale, zp
 
 
-@register("QuantizeLinear")
-def _quantize_linear(inputs: Inputs, attrs: Attrs, fast: bool) -> list[np.ndarray]:
-    scale, zp = _scale_zp(inputs, attrs, "QuantizeLinear")
-    dtype = attrs.get("dtype")
+@defop(OpDef("QuantizeLinear", "boundary", ("x", "scale?", "zero_point?"), attrs=_BOUNDARY_ATTRS,
+             traits=frozenset({ELEMENTWISE, LAYOUT_FREE}),
+             spec="sdk.kernels.quantize:quantize_linear",
+             twin="sdk.kernels.fast.quantize:quantize_linear", cost=per_element(other=2),
+             firmware_why_not="float boundary: the host quantizes inputs before sending them",
+             formula="clamp(round_half_even(x/scale)+zp)"))
+def _quantize_linear(inputs: Inputs, p: Prepared, f: Kernel) -> list[np.ndarray]:
+    scale, zp = _scale_zp(inputs, p, "QuantizeLinear")
+    dtype = p["dtype"]
     if dtype is None:  # ONNX form: the zero point's type is the output type
         zdt = np.asarray(zp).dtype
         dtype = zdt.name if zdt in (np.int8, np.uint8, np.int16) else "int8"
-    f = _pick(quantize, fquantize, "quantize_linear", fast)
-    return [f(inputs[0], scale, zp, _s(dtype), attrs.get("axis"))]
+    return [f(inputs[0], scale, zp, dtype, p["axis"])]
 
 
-@register("DequantizeLinear")
-def _dequantize_linear(inputs: Inputs, attrs: Attrs, fast: bool) -> list[np.ndarray]:
-    scale, zp = _scale_zp(inputs, attrs, "DequantizeLinear")
-    f = _pick(quantize, fquantize, "dequantize_linear", fast)
-    return [f(inputs[0], scale, zp, attrs.get("axis"))]
+@defop(OpDef("DequantizeLinear", "boundary", ("q", "scale?", "zero_point?"),
+             attrs=_BOUNDARY_ATTRS, traits=frozenset({ELEMENTWISE, LAYOUT_FREE}),
+             spec="sdk.kernels.quantize:dequantize_linear",
+             twin="sdk.kernels.fast.quantize:dequantize_linear", cost=per_element(other=2),
+             firmware_why_not="float boundary: the host dequantizes the outputs it reads",
+             formula="(q-zp)*scale"))
+def _dequantize_linear(inputs: Inputs, p: Prepared, f: Kernel) -> list[np.ndarray]:
+    scale, zp = _scale_zp(inputs, p, "DequantizeLinear")
+    return [f(inputs[0], scale, zp, p["axis"])]
 
 
-@register("Requantize")
-def _requantize(inputs: Inputs, attrs: Attrs, fast: bool) -> list[np.ndarray]:
-    _req(attrs, "Requantize", "m0", "shift")
-    f = _pick(quantize, fquantize, "requantize_linear", fast)
-    return [f(inputs[0], in_zp=int(attrs.get("in_zp", 0)), **_requant(attrs))]
+# -- linear ----------------------------------------------------------------------------------
+@defop(OpDef("Requantize", "integer", ("x",),
+             attrs=(Attr("in_zp", "int", 0),) + requant_attrs(),
+             traits=frozenset({ELEMENTWISE, INPLACE, REQUANTIZES, LAYOUT_FREE}),
+             spec="sdk.kernels.quantize:requantize_linear",
+             twin="sdk.kernels.fast.quantize:requantize_linear",
+             cost=per_element(requants=1), shape=same_rule, firmware="REQUANTIZE",
+             formula="requantize(x - in_zp, m0, shift, out_zp)"))
+def _requantize(inputs: Inputs, p: Prepared, f: Kernel) -> list[np.ndarray]:
+    return [f(inputs[0], in_zp=p["in_zp"], **_out(p))]
 
 
-@register("QFullyConnected")
-def _fully_connected(inputs: Inputs, attrs: Attrs, fast: bool) -> list[np.ndarray]:
-    _req(attrs, "QFullyConnected", "m0", "shift")
-    f = _pick(linear, flinear, "fully_connected", fast)
-    return [f(inputs[0], inputs[1], _opt(inputs, 2), x_zp=int(attrs.get("x_zp", 0)),
-              **_requant(attrs))]
+@defop(OpDef("QFullyConnected", "integer", ("x", "w", "bias?"),
+             attrs=(Attr("x_zp", "int", 0),) + requant_attrs(),
+             traits=frozenset({REQUANTIZES}), spec="sdk.kernels.linear:fully_connected",
+             twin="sdk.kernels.fast.linear:fully_connected", cost=_fc_cost, shape=fc_rule,
+             firmware="FULLY_CONNECTED",
+             formula="acc = Σ_k (x-x_zp)·w + bias, requantize per N"))
+def _fully_connected(inputs: Inputs, p: Prepared, f: Kernel) -> list[np.ndarray]:
+    return [f(inputs[0], inputs[1], _opt(inputs, 2), x_zp=p["x_zp"], **_out(p))]
 
 
-@register("QMatMul")
-def _qmatmul(inputs: Inputs, attrs: Attrs, fast: bool) -> list[np.ndarray]:
-    _req(attrs, "QMatMul", "m0", "shift")
-    f = _pick(linear, flinear, "qmatmul", fast)
-    return [f(inputs[0], inputs[1], a_zp=int(attrs.get("a_zp", 0)),
-              b_zp=int(attrs.get("b_zp", 0)), **_requant(attrs))]
+@defop(OpDef("QMatMul", "integer", ("a", "b"),
+             attrs=(Attr("a_zp", "int", 0), Attr("b_zp", "int", 0)) + requant_attrs(),
+             traits=frozenset({REQUANTIZES}), spec="sdk.kernels.linear:qmatmul",
+             twin="sdk.kernels.fast.linear:qmatmul", cost=_matmul_cost, shape=matmul_rule,
+             firmware="MATMUL", formula="acc = Σ_k (a-a_zp)(b-b_zp), requantize"))
+def _qmatmul(inputs: Inputs, p: Prepared, f: Kernel) -> list[np.ndarray]:
+    return [f(inputs[0], inputs[1], a_zp=p["a_zp"], b_zp=p["b_zp"], **_out(p))]
 
 
-def _conv_common(attrs: Attrs) -> dict[str, Any]:
-    return {"x_zp": int(attrs.get("x_zp", 0)), **_requant(attrs)}
+# -- convolution -----------------------------------------------------------------------------
+_CONV2D_ATTRS = (Attr("strides", "int_or_ints", (1, 1)), Attr("pads", "int_or_ints", (0, 0, 0, 0)),
+                 Attr("dilations", "int_or_ints", (1, 1)), Attr("group", "int", 1),
+                 Attr("x_zp", "int", 0)) + requant_attrs()
 
 
-@register("QConv1d")
-def _conv1d(inputs: Inputs, attrs: Attrs, fast: bool) -> list[np.ndarray]:
-    _req(attrs, "QConv1d", "m0", "shift")
-    f = _pick(conv, fconv, "conv1d", fast)
-    return [f(inputs[0], inputs[1], _opt(inputs, 2), stride=attrs.get("stride", 1),
-              pads=attrs.get("pads", (0, 0)), dilation=attrs.get("dilation", 1),
-              group=int(attrs.get("group", 1)), **_conv_common(attrs))]
+@defop(OpDef("QConv1d", "integer", ("x", "w", "bias?"),
+             attrs=(Attr("stride", "int_or_ints", 1), Attr("pads", "int_or_ints", (0, 0)),
+                    Attr("dilation", "int_or_ints", 1), Attr("group", "int", 1),
+                    Attr("x_zp", "int", 0)) + requant_attrs(),
+             traits=frozenset({REQUANTIZES}), spec="sdk.kernels.conv:conv1d",
+             twin="sdk.kernels.fast.conv:conv1d", cost=_conv_cost, shape=conv_rule,
+             firmware="CONV2D", exporters_skip={"onnxruntime": _NOT_WRITTEN, "tflite": "TFLite has no 1-D convolution builtin"},
+             formula="1-D conv with padding value x_zp, requantize per O"))
+def _conv1d(inputs: Inputs, p: Prepared, f: Kernel) -> list[np.ndarray]:
+    return [f(inputs[0], inputs[1], _opt(inputs, 2), stride=p["stride"], pads=p["pads"],
+              dilation=p["dilation"], group=p["group"], x_zp=p["x_zp"], **_out(p))]
 
 
-@register("QConv2d")
-def _conv2d(inputs: Inputs, attrs: Attrs, fast: bool) -> list[np.ndarray]:
-    _req(attrs, "QConv2d", "m0", "shift")
-    f = _pick(conv, fconv, "conv2d", fast)
-    return [f(inputs[0], inputs[1], _opt(inputs, 2), strides=attrs.get("strides", (1, 1)),
-              pads=attrs.get("pads", (0, 0, 0, 0)), dilations=attrs.get("dilations", (1, 1)),
-              group=int(attrs.get("group", 1)), **_conv_common(attrs))]
+@defop(OpDef("QConv2d", "integer", ("x", "w", "bias?"), attrs=_CONV2D_ATTRS,
+             traits=frozenset({REQUANTIZES, SPATIAL}), spec="sdk.kernels.conv:conv2d",
+             twin="sdk.kernels.fast.conv:conv2d", cost=_conv_cost, shape=conv_rule,
+             firmware="CONV2D", formula="conv with padding value x_zp, requantize per O"))
+def _conv2d(inputs: Inputs, p: Prepared, f: Kernel) -> list[np.ndarray]:
+    return [f(inputs[0], inputs[1], _opt(inputs, 2), strides=p["strides"], pads=p["pads"],
+              dilations=p["dilations"], group=p["group"], x_zp=p["x_zp"], **_out(p))]
 
 
-@register("QDepthwiseConv2d")
-def _depthwise(inputs: Inputs, attrs: Attrs, fast: bool) -> list[np.ndarray]:
-    _req(attrs, "QDepthwiseConv2d", "m0", "shift")
-    f = _pick(conv, fconv, "depthwise_conv2d", fast)
-    group = attrs.get("group")
-    return [f(inputs[0], inputs[1], _opt(inputs, 2), strides=attrs.get("strides", (1, 1)),
-              pads=attrs.get("pads", (0, 0, 0, 0)), dilations=attrs.get("dilations", (1, 1)),
-              group=None if group is None else int(group), **_conv_common(attrs))]
+@defop(OpDef("QDepthwiseConv2d", "integer", ("x", "w", "bias?"),
+             attrs=tuple(a if a.name != "group" else Attr("group", "optional_int", None)
+                         for a in _CONV2D_ATTRS),
+             traits=frozenset({REQUANTIZES, SPATIAL}),
+             spec="sdk.kernels.conv:depthwise_conv2d",
+             twin="sdk.kernels.fast.conv:depthwise_conv2d", cost=_conv_cost, shape=conv_rule,
+             firmware="CONV2D", formula="depthwise conv (group = C), requantize per channel"))
+def _depthwise(inputs: Inputs, p: Prepared, f: Kernel) -> list[np.ndarray]:
+    return [f(inputs[0], inputs[1], _opt(inputs, 2), strides=p["strides"], pads=p["pads"],
+              dilations=p["dilations"], group=p["group"], x_zp=p["x_zp"], **_out(p))]
 
 
-@register("QAdd")
-def _add(inputs: Inputs, attrs: Attrs, fast: bool) -> list[np.ndarray]:
-    _req(attrs, "QAdd", "a_m0", "a_shift", "b_m0", "b_shift", "out_m0", "out_shift")
-    f = _pick(elementwise, felementwise, "add", fast)
-    keys = ("a_m0", "a_shift", "b_m0", "b_shift", "out_m0", "out_shift")
-    return [f(inputs[0], inputs[1], a_zp=int(attrs.get("a_zp", 0)),
-              b_zp=int(attrs.get("b_zp", 0)), left_shift=int(attrs.get("left_shift", 20)),
-              out_zp=int(attrs.get("out_zp", 0)), act_min=attrs.get("act_min"),
-              act_max=attrs.get("act_max"), dtype=_s(attrs.get("dtype", "int8")),
-              **{k: int(attrs[k]) for k in keys})]
+# -- element-wise ----------------------------------------------------------------------------
+@defop(OpDef("QAdd", "integer", ("a", "b"),
+             attrs=(Attr("a_zp", "int", 0), Attr("b_zp", "int", 0),
+                    Attr("left_shift", "int", 20), Attr("a_m0"), Attr("a_shift"),
+                    Attr("b_m0"), Attr("b_shift"), Attr("out_m0"), Attr("out_shift"),
+                    Attr("out_zp", "int", 0), Attr("act_min", "optional_int", None),
+                    Attr("act_max", "optional_int", None), Attr("dtype", "str", "int8")),
+             traits=frozenset({ELEMENTWISE, INPLACE, LAYOUT_FREE}),
+             spec="sdk.kernels.elementwise:add", twin="sdk.kernels.fast.elementwise:add",
+             cost=_add_cost, shape=broadcast_rule, firmware="ADD",
+             formula="TFLite integer Add: both inputs rescaled to a common scale, added, "
+                     "requantized"))
+def _add(inputs: Inputs, p: Prepared, f: Kernel) -> list[np.ndarray]:
+    return [f(inputs[0], inputs[1], **p)]
 
 
-@register("QMul")
-def _mul(inputs: Inputs, attrs: Attrs, fast: bool) -> list[np.ndarray]:
-    _req(attrs, "QMul", "m0", "shift")
-    f = _pick(elementwise, felementwise, "mul", fast)
-    return [f(inputs[0], inputs[1], a_zp=int(attrs.get("a_zp", 0)),
-              b_zp=int(attrs.get("b_zp", 0)), **_requant(attrs))]
+@defop(OpDef("QMul", "integer", ("a", "b"),
+             attrs=(Attr("a_zp", "int", 0), Attr("b_zp", "int", 0)) + requant_attrs(False),
+             traits=frozenset({ELEMENTWISE, INPLACE, REQUANTIZES, LAYOUT_FREE}),
+             spec="sdk.kernels.elementwise:mul", twin="sdk.kernels.fast.elementwise:mul",
+             cost=per_element(muls=1, requants=1), shape=broadcast_rule, firmware="MUL",
+             formula="requantize((a-a_zp)(b-b_zp))"))
+def _mul(inputs: Inputs, p: Prepared, f: Kernel) -> list[np.ndarray]:
+    return [f(inputs[0], inputs[1], a_zp=p["a_zp"], b_zp=p["b_zp"], **_out(p))]
 
 
-@register("QClamp")
-def _clamp(inputs: Inputs, attrs: Attrs, fast: bool) -> list[np.ndarray]:
-    _req(attrs, "QClamp", "min", "max")
-    f = _pick(elementwise, felementwise, "clamp", fast)
-    return [f(inputs[0], min=int(attrs["min"]), max=int(attrs["max"]))]
+@defop(OpDef("QClamp", "integer", ("x",), attrs=(Attr("min"), Attr("max")),
+             traits=frozenset({ELEMENTWISE, INPLACE, KEEPS_GRID, LAYOUT_FREE}),
+             spec="sdk.kernels.elementwise:clamp", twin="sdk.kernels.fast.elementwise:clamp",
+             cost=per_element(other=2), shape=same_rule, firmware="CLAMP",
+             formula="clamp(x, min, max) on the input's grid"))
+def _clamp(inputs: Inputs, p: Prepared, f: Kernel) -> list[np.ndarray]:
+    return [f(inputs[0], min=p["min"], max=p["max"])]
 
 
-@register("QMaxPool2d")
-def _maxpool(inputs: Inputs, attrs: Attrs, fast: bool) -> list[np.ndarray]:
-    _req(attrs, "QMaxPool2d", "kernel")
-    f = _pick(pooling, fpooling, "max_pool2d", fast)
-    return [f(inputs[0], kernel=attrs["kernel"], strides=attrs.get("strides", (1, 1)),
-              pads=attrs.get("pads", (0, 0, 0, 0)), dilations=attrs.get("dilations", (1, 1)))]
-
-
-@register("QAvgPool2d")
-def _avgpool(inputs: Inputs, attrs: Attrs, fast: bool) -> list[np.ndarray]:
-    _req(attrs, "QAvgPool2d", "kernel")
-    f = _pick(pooling, fpooling, "avg_pool2d", fast)
-    return [f(inputs[0], kernel=attrs["kernel"], strides=attrs.get("strides", (1, 1)),
-              pads=attrs.get("pads", (0, 0, 0, 0)),
-              count_include_pad=int(attrs.get("count_include_pad", 0)),
-              x_zp=int(attrs.get("x_zp", 0)))]
-
-
-@register("QGlobalAvgPool")
-def _gap(inputs: Inputs, attrs: Attrs, fast: bool) -> list[np.ndarray]:
-    _req(attrs, "QGlobalAvgPool", "m0", "shift")
-    f = _pick(pooling, fpooling, "global_avg_pool", fast)
-    return [f(inputs[0], x_zp=int(attrs.get("x_zp", 0)), **_requant(attrs))]
-
-
-@register("QLut")
-def _lut(inputs: Inputs, attrs: Attrs, fast: bool) -> list[np.ndarray]:
+@defop(OpDef("QLut", "integer", ("x", "table?"), attrs=(Attr("table", "array", None),),
+             traits=frozenset({ELEMENTWISE, INPLACE, LAYOUT_FREE}),
+             spec="sdk.kernels.lut:lut_apply", twin="sdk.kernels.fast.lut:lut_apply",
+             cost=per_element(other=1), shape=same_rule, firmware="LUT",
+             exporters_skip={"tflite": "TFLite has no general int8 table lookup builtin"},
+             formula="table[x+128]"))
+def _lut(inputs: Inputs, p: Prepared, f: Kernel) -> list[np.ndarray]:
     table = _opt(inputs, 1)
-    table = attrs.get("table") if table is None else table
+    table = p["table"] if table is None else table
     if table is None:
         raise GraphError("QLut needs its int8 [256] table as second input")
-    f = _pick(lut, flut, "lut_apply", fast)
     return [f(inputs[0], np.asarray(table))]
 
 
-@register("Shiftmax")
-def _shiftmax(inputs: Inputs, attrs: Attrs, fast: bool) -> list[np.ndarray]:
-    _req(attrs, "Shiftmax", "x0")
-    f = _pick(transformer, ftransformer, "shiftmax", fast)
-    return [f(inputs[0], axis=int(attrs.get("axis", -1)), x0=int(attrs["x0"]),
-              n=int(attrs.get("n", 15)), out_bits=int(attrs.get("out_bits", 16)))]
+# -- pooling ---------------------------------------------------------------------------------
+@defop(OpDef("QMaxPool2d", "integer", ("x",),
+             attrs=(Attr("kernel", "ints"), Attr("strides", "int_or_ints", (1, 1)),
+                    Attr("pads", "int_or_ints", (0, 0, 0, 0)),
+                    Attr("dilations", "int_or_ints", (1, 1))),
+             traits=frozenset({KEEPS_GRID, SPATIAL}), spec="sdk.kernels.pooling:max_pool2d",
+             twin="sdk.kernels.fast.pooling:max_pool2d", cost=_maxpool_cost, shape=pool_rule,
+             firmware="MAXPOOL2D", formula="max over the window"))
+def _maxpool(inputs: Inputs, p: Prepared, f: Kernel) -> list[np.ndarray]:
+    return [f(inputs[0], **p)]
 
 
-@register("ShiftGELU")
-def _shift_gelu(inputs: Inputs, attrs: Attrs, fast: bool) -> list[np.ndarray]:
-    _req(attrs, "ShiftGELU", "x0", "m0", "shift")
-    f = _pick(transformer, ftransformer, "shift_gelu", fast)
-    return [f(inputs[0], axis=int(attrs.get("axis", -1)), x0=int(attrs["x0"]),
-              n=int(attrs.get("n", 23)), sig_bits=int(attrs.get("sig_bits", 8)),
-              clip_min=int(attrs.get("clip_min", -(2**31))),
-              clip_max=int(attrs.get("clip_max", 2**31 - 1)),
-              x_zp=int(attrs.get("x_zp", 0)), **_requant(attrs))]
+@defop(OpDef("QAvgPool2d", "integer", ("x",),
+             attrs=(Attr("kernel", "ints"), Attr("strides", "int_or_ints", (1, 1)),
+                    Attr("pads", "int_or_ints", (0, 0, 0, 0)),
+                    Attr("count_include_pad", "int", 0), Attr("x_zp", "int", 0)),
+             traits=frozenset({KEEPS_GRID, SPATIAL}), spec="sdk.kernels.pooling:avg_pool2d",
+             twin="sdk.kernels.fast.pooling:avg_pool2d", cost=_avgpool_cost, shape=pool_rule,
+             firmware="AVGPOOL2D", formula="round_half_away(Σx / count)"))
+def _avgpool(inputs: Inputs, p: Prepared, f: Kernel) -> list[np.ndarray]:
+    return [f(inputs[0], **p)]
 
 
-def _norm(name: str, op: str) -> Callable[[Inputs, Attrs, bool], list[np.ndarray]]:
-    def impl(inputs: Inputs, attrs: Attrs, fast: bool) -> list[np.ndarray]:
-        _req(attrs, op, "m0", "shift")
-        f = _pick(transformer, ftransformer, name, fast)
-        beta = _opt(inputs, 1)
-        beta = attrs.get("beta_q") if beta is None else beta
-        return [f(inputs[0], beta, axis=int(attrs.get("axis", -1)),
-                  iters=int(attrs.get("iters", 10)), **_requant(attrs))]
-    return impl
+@defop(OpDef("QGlobalAvgPool", "integer", ("x",),
+             attrs=(Attr("x_zp", "int", 0),) + requant_attrs(False),
+             traits=frozenset({REQUANTIZES, SPATIAL}),
+             spec="sdk.kernels.pooling:global_avg_pool",
+             twin="sdk.kernels.fast.pooling:global_avg_pool", cost=_gap_cost, shape=gap_rule,
+             firmware="GLOBAL_AVGPOOL", exporters_skip={"tflite": _NOT_WRITTEN},
+             formula="requantize(Σ(x-x_zp)), M = s_in/(s_out·count)"))
+def _gap(inputs: Inputs, p: Prepared, f: Kernel) -> list[np.ndarray]:
+    return [f(inputs[0], x_zp=p["x_zp"], **_out(p))]
 
 
-register("ILayerNorm")(_norm("i_layernorm", "ILayerNorm"))
-register("IRMSNorm")(_norm("i_rmsnorm", "IRMSNorm"))
+# -- integer-only transformer ops (I-ViT) ----------------------------------------------------
+def _shiftmax_shape(shapes: list, dtypes: list, values: list, attrs: dict) -> list:
+    from sdk.kernels.transformer import shiftmax_dtype
+
+    return [(shapes[0], shiftmax_dtype(int(attrs.get("out_bits", 16))).name)]
 
 
-@register("ResizeNearest")
-def _resize_nearest(inputs: Inputs, attrs: Attrs, fast: bool) -> list[np.ndarray]:
+@defop(OpDef("Shiftmax", "integer", ("x",),
+             attrs=(Attr("axis", "int", -1), Attr("x0"), Attr("n", "int", 15),
+                    Attr("out_bits", "int", 16)),
+             spec="sdk.kernels.transformer:shiftmax", twin="sdk.kernels.fast.transformer:shiftmax",
+             cost=per_element(other=8), shape=_shiftmax_shape, firmware="SHIFTMAX",
+             exporters_skip=_NO_PEER_OP,
+             formula="I-ViT integer softmax along axis, scale 2^-(out_bits-1)"))
+def _shiftmax(inputs: Inputs, p: Prepared, f: Kernel) -> list[np.ndarray]:
+    return [f(inputs[0], **p)]
+
+
+@defop(OpDef("ShiftGELU", "integer", ("x",),
+             attrs=(Attr("axis", "int", -1), Attr("x0"), Attr("n", "int", 23),
+                    Attr("sig_bits", "int", 8), Attr("clip_min", "int", -(2**31)),
+                    Attr("clip_max", "int", 2**31 - 1), Attr("x_zp", "int", 0))
+             + requant_attrs(False),
+             traits=frozenset({REQUANTIZES, INPLACE}), spec="sdk.kernels.transformer:shift_gelu",
+             twin="sdk.kernels.fast.transformer:shift_gelu",
+             cost=per_element(other=8, requants=1), shape=same_rule, firmware="SHIFT_GELU",
+             exporters_skip=_NO_PEER_OP,
+             formula="requantize(xc·σ_shift(1.702·clip(xc))), xc = x − x_zp"))
+def _shift_gelu(inputs: Inputs, p: Prepared, f: Kernel) -> list[np.ndarray]:
+    return [f(inputs[0], **p)]
+
+
+_NORM_ATTRS = (Attr("axis", "int", -1), Attr("iters", "int", 10),
+               Attr("beta_q", "array", None)) + requant_attrs()
+
+
+def _norm(inputs: Inputs, p: Prepared, f: Kernel) -> list[np.ndarray]:
+    beta = _opt(inputs, 1)
+    beta = p["beta_q"] if beta is None else beta
+    return [f(inputs[0], beta, axis=p["axis"], iters=p["iters"], **_out(p))]
+
+
+defop(OpDef("ILayerNorm", "integer", ("x", "beta_q?"), attrs=_NORM_ATTRS,
+            traits=frozenset({REQUANTIZES}), spec="sdk.kernels.transformer:i_layernorm",
+            twin="sdk.kernels.fast.transformer:i_layernorm",
+            cost=per_element(other=4, requants=1), shape=same_rule, firmware="INT_NORM",
+            exporters_skip=_NO_PEER_OP,
+             formula="I-ViT integer LayerNorm (Newton integer square root)"))(_norm)
+defop(OpDef("IRMSNorm", "integer", ("x", "beta_q?"), attrs=_NORM_ATTRS,
+            traits=frozenset({REQUANTIZES}), spec="sdk.kernels.transformer:i_rmsnorm",
+            twin="sdk.kernels.fast.transformer:i_rmsnorm",
+            cost=per_element(other=3, requants=1), shape=same_rule, firmware="INT_NORM",
+            exporters_skip=_NO_PEER_OP,
+             formula="integer RMSNorm (ILayerNorm without the mean)"))(_norm)
+
+
+# -- resize ----------------------------------------------------------------------------------
+@defop(OpDef("ResizeNearest", "layout", ("x",),
+             attrs=(Attr("sizes", "ints", None), Attr("scales", "array", None)),
+             traits=frozenset({KEEPS_GRID, SPATIAL}), spec="sdk.kernels.resize:resize_nearest",
+             twin="sdk.kernels.fast.resize:resize_nearest", shape=resize_rule,
+             firmware_why_not="not in the firmware yet: nearest upsampling runs on the host",
+             formula="out[i] = x[floor(i·in/out)] per axis"))
+def _resize_nearest(inputs: Inputs, p: Prepared, f: Kernel) -> list[np.ndarray]:
     x = inputs[0]
-    sizes = attrs.get("sizes")
+    sizes = p["sizes"]
     if sizes is None:
-        scales = attrs.get("scales")
+        scales = p["scales"]
         if scales is None:
             raise GraphError("ResizeNearest needs the attribute sizes (the output shape)")
         sizes = [int(np.floor(d * float(s))) for d, s in zip(x.shape, np.ravel(scales))]
-    f = _pick(resize, fresize, "resize_nearest", fast)
     return [f(x, sizes=sizes)]

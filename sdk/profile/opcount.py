@@ -1,5 +1,8 @@
 """Operation and memory-traffic counts per node, from tensor shapes alone.
 
+The arithmetic comes from the one cost model (:mod:`sdk.ops.cost`, each op's formula in the
+op schema); this module adds memory traffic and spike-driven accumulates.
+
 Counting rules (one inference, batch as given by the shapes):
 
 * **MACs** (multiply-accumulates): conv ``N·O·Ho·Wo·(C/g)·kh·kw`` (1-D: ``N·O·L·(C/g)·k``),
@@ -27,28 +30,9 @@ import numpy as np
 
 from sdk.errors import GraphError
 from sdk.graph.ir import Graph, Node
+from sdk.ops.cost import node_cost
+from sdk.ops.schema import load_schema
 from sdk.profile.spikes import VIEW_OPS, spike_tensors
-
-CONV_OPS = frozenset({"QConv1d", "QConv2d", "QDepthwiseConv2d", "Conv"})
-FC_OPS = frozenset({"QFullyConnected"})
-MATMUL_OPS = frozenset({"QMatMul", "MatMul"})
-REQUANT_OUT_OPS = frozenset({"QConv1d", "QConv2d", "QDepthwiseConv2d", "QFullyConnected",
-                             "QMatMul", "QMul", "QGlobalAvgPool", "Requantize", "ShiftGELU",
-                             "ILayerNorm", "IRMSNorm"})
-ADD_OPS = frozenset({"QAdd", "Add", "Sub", "Sum"})
-MUL_OPS = frozenset({"QMul", "Mul"})
-# per-output-element work that is neither a MAC, an add nor a requantization
-OTHER_PER_ELEMENT = {
-    "QClamp": 2, "Relu": 1, "Clip": 2, "QLut": 1, "QMaxPool2d": 0, "MaxPool": 0,
-    "Shiftmax": 8, "Softmax": 4, "ShiftGELU": 8, "Gelu": 8, "ILayerNorm": 4, "IRMSNorm": 3,
-    "LayerNormalization": 4, "Sigmoid": 4, "Tanh": 4, "QuantizeLinear": 2,
-    "DequantizeLinear": 2, "Transpose": 0, "Concat": 0, "Slice": 0, "Gather": 0, "Pad": 0,
-    "ResizeNearest": 0, "Div": 1, "LIF": 3, "QLIF": 3,
-}
-FLOAT_OPS_PREFIXLESS = frozenset({"Conv", "Gemm", "MatMul", "Add", "Sub", "Mul", "Relu",
-                                  "Softmax", "LayerNormalization", "Gelu", "Sigmoid", "Tanh",
-                                  "Sum", "Div", "Clip", "MaxPool", "AveragePool",
-                                  "GlobalAveragePool"})
 
 
 @dataclass
@@ -107,55 +91,19 @@ def count_node(graph: Graph, node: Node, shapes: dict[str, tuple[int, ...]] | No
     consts = {i for i in node.inputs if i and graph.tensor(i).is_constant}
     data_in = [i for i in node.inputs if i and i not in consts]
     outs = [o for o in node.outputs if o]
-    float_op = node.op in FLOAT_OPS_PREFIXLESS or (
+    d = load_schema().get(node.op)
+    float_op = (d is not None and d.family == "float") or (
         outs and graph.tensor(outs[0]).dtype == "float32" and node.op not in ("DequantizeLinear",))
     c = OpCount(node.name, node.op, "fp32" if float_op else "int")
-    out_elems = sum(shape.size(o) for o in outs)
 
     if node.op in VIEW_OPS:
         return c
     c.weight_bytes = sum(shape.nbytes(i) for i in consts)
     c.activation_read_bytes = sum(shape.nbytes(i) for i in data_in)
     c.activation_write_bytes = sum(shape.nbytes(o) for o in outs)
-    has_bias = len(node.inputs) > 2 and bool(node.inputs[2])
-
-    if node.op in CONV_OPS:
-        w = shape(node.inputs[1])
-        per_output = int(np.prod(w[1:]))           # (C/g)·kh·kw
-        c.macs = out_elems * per_output
-        c.adds = out_elems if has_bias else 0
-    elif node.op in FC_OPS:
-        x, w = shape(node.inputs[0]), shape(node.inputs[1])
-        rows = int(np.prod(x[:-1], dtype=np.int64))
-        c.macs = rows * w[0] * w[1]
-        c.adds = rows * w[0] if has_bias else 0
-    elif node.op == "Gemm":
-        a = shape(node.inputs[0])
-        k = a[0] if node.attrs.get("transA", 0) else a[1]
-        c.macs = out_elems * k
-        c.adds = out_elems if has_bias else 0
-    elif node.op in MATMUL_OPS:
-        c.macs = out_elems * shape(node.inputs[0])[-1]
-    elif node.op in ("QAvgPool2d", "AveragePool"):
-        kh, kw = node.attrs.get("kernel", node.attrs.get("kernel_shape", (1, 1)))
-        c.adds = out_elems * kh * kw
-        c.other = out_elems                         # the division by the count
-    elif node.op in ("QMaxPool2d", "MaxPool"):
-        kh, kw = node.attrs.get("kernel", node.attrs.get("kernel_shape", (1, 1)))
-        c.other = out_elems * kh * kw               # compares
-    elif node.op in ("QGlobalAvgPool", "GlobalAveragePool"):
-        c.adds = shape.size(data_in[0])
-    elif node.op in ADD_OPS:
-        c.adds = out_elems * max(len(data_in) + len(consts) - 1, 1)
-    elif node.op in MUL_OPS:
-        c.muls = out_elems
-
-    if not float_op:
-        if node.op == "QAdd":
-            c.requants = 3 * out_elems
-        elif node.op in REQUANT_OUT_OPS:
-            c.requants = out_elems
-    c.other += OTHER_PER_ELEMENT.get(node.op, 0) * out_elems
+    cost = node_cost(graph, node, shape)
+    c.macs, c.adds, c.muls, c.other = cost.macs, cost.adds, cost.muls, cost.other
+    c.requants = 0 if float_op else cost.requants
 
     spikes = spike_tensors(graph) if spikes is None else spikes
     if c.macs and data_in and data_in[0] in spikes:

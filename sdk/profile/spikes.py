@@ -24,10 +24,11 @@ from __future__ import annotations
 import numpy as np
 
 from sdk.graph.ir import Graph, Node
+from sdk.ops.schema import VIEW, ops_with
 
 SPIKE_OPS = frozenset({"LIF", "QLIF"})     # ops whose outputs are 0/1 spikes
 COMPARE_OPS = frozenset({"Greater", "GreaterOrEqual", "Less", "LessOrEqual", "Equal"})
-VIEW_OPS = frozenset({"Reshape", "Flatten", "Squeeze", "Unsqueeze", "Identity"})
+VIEW_OPS = ops_with(VIEW)
 # ops whose output is a spike tensor (same silent level) when their first data input is one
 SPIKE_PRESERVING_OPS = VIEW_OPS | frozenset({"Cast", "Transpose", "Slice", "Gather"})
 SPIKE_LEVEL_TOL = 1e-3     # |real − 1| allowed for the quantized "1" level

@@ -4,17 +4,11 @@ from __future__ import annotations
 
 from sdk.errors import GraphError
 from sdk.graph import Graph
+from sdk.ops.schema import ops_of
 
-INTEGER_OPS = frozenset({
-    "Requantize", "QFullyConnected", "QMatMul", "QConv1d", "QConv2d", "QDepthwiseConv2d",
-    "QAdd", "QMul", "QClamp", "QMaxPool2d", "QAvgPool2d", "QGlobalAvgPool", "QLut",
-    "Shiftmax", "ShiftGELU", "ILayerNorm", "IRMSNorm",
-})
-LAYOUT_OPS = frozenset({
-    "Reshape", "Flatten", "Transpose", "Slice", "Gather", "Concat", "Squeeze", "Unsqueeze",
-    "Identity", "Pad", "ResizeNearest", "Split",
-})
-BOUNDARY_OPS = frozenset({"QuantizeLinear", "DequantizeLinear"})
+INTEGER_OPS = ops_of("integer")
+LAYOUT_OPS = ops_of("layout")
+BOUNDARY_OPS = ops_of("boundary")
 
 
 def assert_integer_only(graph: Graph) -> None:

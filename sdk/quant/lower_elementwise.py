@@ -6,7 +6,7 @@ from __future__ import annotations
 import numpy as np
 
 from sdk.graph import Node, QuantParams, qrange
-from sdk.kernels.requant import quantize_multiplier
+from sdk.kernels.elementwise import add_left_shift, add_params
 from sdk.quant.lowering import (
     Lowering,
     OpLowering,
@@ -22,16 +22,11 @@ def lower_add(L: Lowering, node: Node, sign: int = 1) -> None:
     xb, qb, db = L.operand(node.inputs[1])
     act, fout = L.take_activation(node.outputs[0])
     out = L.desired(fout)
-    left_shift = 20 if da == db == "int8" else 15  # TFLite: 20 for int8, 15 for int16
-    twice_max = 2.0 * max(float(qa.scale), float(qb.scale))
-    a_m0, a_shift = quantize_multiplier(float(qa.scale) / twice_max)
-    b_m0, b_shift = quantize_multiplier(sign * float(qb.scale) / twice_max)
-    o_m0, o_shift = quantize_multiplier(twice_max / ((1 << left_shift) * float(out[0].scale)))
+    params = add_params(float(qa.scale), float(qb.scale), float(out[0].scale),
+                        add_left_shift(da, db), sign)
     amin, amax = clamp_range(out[0], out[1], act)
     L.emit("QAdd", [xa, xb], fout, out, a_zp=int(qa.zero_point), b_zp=int(qb.zero_point),
-           left_shift=left_shift, a_m0=a_m0, a_shift=a_shift, b_m0=b_m0, b_shift=b_shift,
-           out_m0=o_m0, out_shift=o_shift, out_zp=int(out[0].zero_point), act_min=amin,
-           act_max=amax, dtype=out[1])
+           **params, out_zp=int(out[0].zero_point), act_min=amin, act_max=amax, dtype=out[1])
 
 
 def lower_sub(L: Lowering, node: Node) -> None:

@@ -21,6 +21,7 @@ import onnx
 from onnx import TensorProto, helper, numpy_helper
 
 from sdk.graph.ir import Graph, Node, qrange
+from sdk.ops.schema import opdef
 
 OPSET = 21
 _ONNX_TYPE = {"float32": TensorProto.FLOAT, "int8": TensorProto.INT8, "uint8": TensorProto.UINT8,
@@ -275,7 +276,9 @@ EXPORTERS: dict[str, Callable[[_Exporter, Node], None]] = {
 def node_supported(graph: Graph, node: Node) -> tuple[bool, str]:
     """Whether the QDQ exporter can express ``node``; the reason when not."""
     if node.op not in EXPORTERS:
-        return False, "ONNX has no operator for it"
+        d = opdef(node.op)
+        return False, (d.exporters_skip.get("onnxruntime") if d is not None else None) or \
+            "ONNX has no operator for it"
     names = [n for n in node.inputs + node.outputs if n]
     for n in names:
         t = graph.tensor(n)
