@@ -126,6 +126,63 @@ class RopeBlock(nn.Module):
         return x + self.ff(self.n2(x))
 
 
+class HandLayerNorm(nn.Module):
+    """LayerNorm written out, as older BERT code does (exports ReduceMean/Sub/Pow/Sqrt/Div)."""
+
+    def __init__(self, width: int, eps: float = 1e-12) -> None:
+        super().__init__()
+        self.weight = nn.Parameter(torch.ones(width))
+        self.bias = nn.Parameter(torch.zeros(width))
+        self.eps = eps
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        u = x.mean(-1, keepdim=True)
+        s = (x - u).pow(2).mean(-1, keepdim=True)
+        return self.weight * ((x - u) / torch.sqrt(s + self.eps)) + self.bias
+
+
+class SdpaBlock(nn.Module):
+    """Post-LN BERT layer with F.scaled_dot_product_attention and a boolean mask."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.qkv = nn.Linear(WIDTH, 3 * WIDTH)
+        self.o = nn.Linear(WIDTH, WIDTH)
+        self.ln1, self.ln2 = HandLayerNorm(WIDTH), HandLayerNorm(WIDTH)
+        self.ff = nn.Sequential(nn.Linear(WIDTH, 2 * WIDTH), nn.GELU(), nn.Linear(2 * WIDTH, WIDTH))
+
+    def forward(self, x: torch.Tensor, keep: torch.Tensor) -> torch.Tensor:
+        b, t, _ = x.shape
+        q, k, v = self.qkv(x).view(b, t, 3, HEADS, WIDTH // HEADS).permute(2, 0, 3, 1, 4)
+        ctx = nn.functional.scaled_dot_product_attention(q, k, v, attn_mask=keep)
+        x = self.ln1(x + self.o(ctx.transpose(1, 2).reshape(b, t, WIDTH)))
+        return self.ln2(x + self.ff(x))
+
+
+class HfStyleEncoder(nn.Module):
+    """HF-BERT-like: token + segment (zeros) + position embeddings, hand-written LayerNorm,
+    a boolean mask from ``attention_mask`` by masked_fill-free ``bool`` cast, SDPA, and a
+    tanh pooler on the first token (``pooled`` output)."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.tok, self.seg = nn.Embedding(VOCAB, WIDTH), nn.Embedding(2, WIDTH)
+        self.pos = nn.Embedding(SEQ, WIDTH)
+        self.ln = HandLayerNorm(WIDTH)
+        self.blocks = nn.ModuleList(SdpaBlock() for _ in range(BLOCKS))
+        self.pool = nn.Linear(WIDTH, WIDTH)
+
+    def forward(self, input_ids: torch.Tensor, attention_mask: torch.Tensor) -> torch.Tensor:
+        b, t = input_ids.shape
+        pos = torch.arange(t, device=input_ids.device).unsqueeze(0)
+        seg = torch.zeros_like(input_ids)
+        x = self.ln(self.tok(input_ids) + self.seg(seg) + self.pos(pos))
+        keep = attention_mask[:, None, None, :].to(torch.bool).expand(b, 1, t, t)
+        for blk in self.blocks:
+            x = blk(x, keep)
+        return torch.tanh(self.pool(x[:, 0]))
+
+
 class Unsupported(nn.Module):
     """Ops the importer lacks (CumSum, TopK, Einsum) next to supported ones."""
 
@@ -143,7 +200,7 @@ def _randomise_norms(model: nn.Module, gen: torch.Generator) -> None:
     """Non-trivial γ/β so the tests see them (fresh modules hold ones and zeros)."""
     with torch.no_grad():
         for m in model.modules():
-            if isinstance(m, (nn.LayerNorm, RMSNorm)):
+            if isinstance(m, (nn.LayerNorm, RMSNorm, HandLayerNorm)):
                 m.weight.copy_(1.0 + 0.2 * torch.randn(m.weight.shape, generator=gen))
                 if getattr(m, "bias", None) is not None:
                     m.bias.copy_(0.1 * torch.randn(m.bias.shape, generator=gen))
@@ -205,6 +262,16 @@ def main() -> None:
     np.savez(out / "rope_block_calib.npz", x=c_x)
     t_x = rng.standard_normal((8, 1, SEQ, WIDTH)).astype(np.float32)
     np.savez(out / "rope_block_test.npz", x=t_x, expected_hidden=_run(blk, t_x))
+    torch.manual_seed(5)
+    hf = HfStyleEncoder().eval()
+    _randomise_norms(hf, gen)
+    torch.onnx.export(hf, (torch.from_numpy(ids), torch.from_numpy(mask)), str(out / "hf_style.onnx"),
+                      input_names=["input_ids", "attention_mask"], output_names=["pooled"],
+                      opset_version=17, dynamo=False, do_constant_folding=True)
+    np.savez(out / "hf_style_calib.npz", input_ids=c_ids, attention_mask=c_mask)
+    np.savez(out / "hf_style_test.npz", input_ids=t_ids, attention_mask=t_mask,
+             expected_pooled=_run(hf, t_ids, t_mask))
+
     torch.manual_seed(4)
     _export(Unsupported().eval(), (torch.randn(1, 8),), ["x"], out / "unsupported.onnx", fold=True)
     for p in sorted(out.iterdir()):

@@ -263,8 +263,9 @@ def fold_constants(graph: Graph) -> int:
         results = OPS[node.op](args, node.attrs, True)
         for name, value in zip(node.outputs, results):
             if name:
-                graph.tensors[name] = Tensor(name, str(np.asarray(value).dtype),
-                                             data=np.ascontiguousarray(value))
+                value = np.asarray(value)  # (ascontiguousarray would make a scalar 1-D)
+                graph.tensors[name] = Tensor(name, str(value.dtype),
+                                             data=np.ascontiguousarray(value).reshape(value.shape))
         folded += 1
     graph.nodes = kept
     used = {i for n in graph.nodes for i in n.inputs} | set(graph.outputs) | set(graph.inputs)
@@ -352,21 +353,37 @@ def load_onnx(source: Any) -> Graph:
 
 
 def finite_mask_constants(graph: Graph) -> int:
-    """Replace ``−inf`` by ``float32 min`` in constant additive masks (a constant added to a
-    Softmax input, as torch exports a causal ``triu(-inf)`` buffer). The softmax is the same
-    (both give weight 0 next to any finite score; a fully masked row becomes uniform instead of
-    NaN) and calibration sees finite values. Returns the number of constants changed."""
+    """Replace ``−inf`` by ``float32 min`` in additive attention masks: the constants behind an
+    operand of an ``Add`` that feeds a Softmax, when that operand is computed from constants
+    and integer inputs only (a causal ``triu(-inf)`` buffer, SDPA's ``where(mask, 0, -inf)``).
+    The softmax is the same (both give weight 0 next to any finite score; a fully masked row
+    becomes uniform instead of NaN) and calibration sees finite values. Returns the number
+    of constants changed."""
     producers, changed = graph.producers(), 0
+    float_inputs = {x for x in graph.inputs if graph.tensor(x).dtype == "float32"}
     for sm in graph.nodes:
         add = producers.get(sm.inputs[0]) if sm.op == "Softmax" else None
         if add is None or add.op != "Add":
             continue
-        for name in add.inputs:
-            t = graph.tensors.get(name)
-            if t is None or t.data is None or t.dtype != "float32" \
-                    or not np.any(np.isneginf(t.data)):
+        for operand in add.inputs:
+            consts, stack, seen, ok = [], [operand], set(), True
+            while stack and ok:
+                name = stack.pop()
+                if not name or name in seen:
+                    continue
+                seen.add(name)
+                t = graph.tensors.get(name)
+                if t is not None and t.data is not None:
+                    consts.append(t)
+                elif name in float_inputs or len(seen) > 256:
+                    ok = False
+                elif name in producers:
+                    stack.extend(producers[name].inputs)
+            if not ok:
                 continue
-            t.data = np.where(np.isneginf(t.data), np.finfo(np.float32).min,
-                              t.data).astype(np.float32)
-            changed += 1
+            for t in consts:
+                if t.dtype == "float32" and np.any(np.isneginf(t.data)):
+                    t.data = np.where(np.isneginf(t.data), np.finfo(np.float32).min,
+                                      t.data).astype(np.float32)
+                    changed += 1
     return changed

@@ -18,6 +18,8 @@ so ranges observed on the original graph still apply.
   becomes ``Softmax(scores, ids, keep)`` with attribute ``mask_shape``
   (:func:`sdk.kernels.float_ref.masked_softmax`). The mask arithmetic leaves the graph, so
   calibration never sees the ``−3.4e38`` and the integer lowering masks with integers.
+* torch's SDPA guard ``Where(IsNaN(p), 0, p)`` on a Softmax output is dropped (finite masks
+  never make a NaN row).
 * Nodes whose outputs nothing reads any more are removed.
 """
 
@@ -437,6 +439,31 @@ def fuse_attention_mask(graph: Graph) -> None:
     remove_dead_nodes(graph)
 
 
+def drop_softmax_nan_guards(graph: Graph) -> None:
+    """``Where(IsNaN(p), 0, p)`` on a Softmax output ``p`` (torch's SDPA guard for fully masked
+    rows) → ``p``: with finite masks (:func:`sdk.frontends.onnx_import.finite_mask_constants`)
+    a softmax row is never NaN."""
+    producers = graph.producers()
+    rename: dict[str, str] = {}
+    for n in graph.nodes:
+        if n.op != "Where" or n.outputs[0] in graph.outputs:
+            continue
+        isnan = producers.get(n.inputs[0])
+        p = n.inputs[2]
+        sm = producers.get(p)
+        if isnan is None or isnan.op != "IsNaN" or isnan.inputs[0] != p or sm is None \
+                or sm.op != "Softmax" or not _is_scalar(graph, n.inputs[1], 0.0, tol=0.0) \
+                and not (const_value(graph, n.inputs[1]) is not None
+                         and np.all(const_value(graph, n.inputs[1]) == 0)):
+            continue
+        rename[n.outputs[0]] = p
+    if not rename:
+        return
+    for n in graph.nodes:
+        n.inputs = [rename.get(i, i) for i in n.inputs]
+    remove_dead_nodes(graph)
+
+
 def remove_dead_nodes(graph: Graph) -> None:
     """Drop nodes none of whose outputs is read (or a graph output), repeatedly."""
     while True:
@@ -457,5 +484,6 @@ def prepare_float_graph(graph: Graph, keep: frozenset[str] = frozenset()) -> Gra
     fuse_erf_gelu(g)
     fuse_decomposed_layernorm(g)
     fuse_decomposed_rmsnorm(g)
+    drop_softmax_nan_guards(g)
     fuse_attention_mask(g)
     return g.sort()

@@ -182,6 +182,8 @@ CASES = [
     ("Upsample_opset9", "Upsample", X4, {"mode": "nearest"}, {"scales": f32(1, 1, 2, 3)}, 1, 9),
     ("Upsample_linear_opset9", "Upsample", X4, {"mode": "linear"}, {"scales": f32(1, 1, 2, 2)},
      1, 9),
+    ("IsNaN", "IsNaN", X2, {}, {}, 1, 17),
+    ("IsInf_neg", "IsInf", X2, {"detect_positive": 0}, {}, 1, 17),
     ("RMSNormalization", "RMSNormalization", [("x", (2, 5, 6), F)], {"epsilon": 1e-3},
      {"s": w(6)}, 1, 23),
     ("Resize_opset10", "Resize", X4, {"mode": "nearest"}, {"scales": f32(1, 1, 2, 3)}, 1, 10),

@@ -8,6 +8,10 @@ The fixtures under ``tests/fixtures/torch/`` come from ``tools/export_torch_fixt
   ``(1 − mask)·finfo.min`` through Unsqueeze/Shape/ConstantOfShape/Equal/Where/Expand/Cast.
 * ``rope_block``: spelled-out RMSNorm (Pow/ReduceMean/Add/Sqrt/Div/Mul), rotary embedding
   (Slice/Neg/Concat), a constant causal ``-inf`` mask.
+* ``hf_style``: HF-BERT-like post-LN encoder: token + segment + position embeddings,
+  hand-written LayerNorm (ReduceMean/Sub/Pow/Sqrt/Div/Mul/Add), a boolean mask into
+  ``scaled_dot_product_attention`` (Cast/Expand/Where and the IsNaN guard after Softmax),
+  Split/Squeeze heads, a tanh pooler on the first token (``pooled``).
 * ``unsupported``: CumSum, TopK and Einsum.
 """
 
@@ -28,9 +32,11 @@ from sdk.quant.integer_ops import assert_integer_only
 from sdk.runtime import Session
 
 FIX = Path(__file__).resolve().parents[1] / "fixtures" / "torch"
-MODELS = ["encoder", "rope_block"]
+MODELS = ["encoder", "rope_block", "hf_style"]
+OUT = {"encoder": "hidden", "rope_block": "hidden", "hf_style": "pooled"}
 # integer output vs torch float on held-out inputs (kept tokens only), least per-sample cosine
-MIN_COSINE = {"encoder": 0.999, "rope_block": 0.999}
+MIN_COSINE = {"encoder": 0.999, "rope_block": 0.999, "hf_style": 0.995}
+NORM = {"encoder": "ILayerNorm", "rope_block": "IRMSNorm", "hf_style": "ILayerNorm"}
 
 
 def _data(name: str, part: str) -> dict[str, np.ndarray]:
@@ -53,8 +59,9 @@ def _cosine(a: np.ndarray, b: np.ndarray) -> float:
 
 
 def _kept(feeds: dict[str, np.ndarray], y: np.ndarray) -> np.ndarray:
-    """The per-token outputs of the tokens the attention mask keeps (all tokens without one)."""
-    if "attention_mask" not in feeds:
+    """The per-token outputs of the tokens the attention mask keeps (all tokens without one,
+    the whole output when it is not per token)."""
+    if "attention_mask" not in feeds or y.ndim != 3 or y.shape[1] != feeds["attention_mask"].size:
         return y
     return y[:, feeds["attention_mask"][0].astype(bool)]
 
@@ -66,11 +73,11 @@ def test_float_import_matches_torch_and_onnxruntime(name):
     path = FIX / f"{name}.onnx"
     sess = Session(load_onnx(path))
     ref = ort.InferenceSession(str(path), providers=["CPUExecutionProvider"])
-    test = _data(name, "test")
-    for i in range(len(test["expected_hidden"])):
+    test, out = _data(name, "test"), OUT[name]
+    for i in range(len(test[f"expected_{out}"])):
         feeds = _feeds(test, i)
-        y = sess.run(feeds)["hidden"]
-        np.testing.assert_allclose(y, test["expected_hidden"][i], rtol=0, atol=1e-5)
+        y = sess.run(feeds)[out]
+        np.testing.assert_allclose(y, test[f"expected_{out}"][i], rtol=0, atol=1e-5)
         np.testing.assert_allclose(y, ref.run(None, feeds)[0], rtol=0, atol=1e-5)
 
 
@@ -88,17 +95,20 @@ def test_import_folds_the_shape_and_mask_arithmetic():
     assert len(masked) == 2 and all(n.inputs[1] == "attention_mask" for n in masked)
     rope = Counter(n.op for n in prepare_float_graph(load_onnx(FIX / "rope_block.onnx")).nodes)
     assert rope["RMSNormalization"] == 2 and rope["Pow"] == rope["ReduceMean"] == rope["Sqrt"] == 0
+    hf = Counter(n.op for n in prepare_float_graph(load_onnx(FIX / "hf_style.onnx")).nodes)
+    assert hf["LayerNormalization"] == 5 and hf["Softmax"] == 2
+    for gone in ("Pow", "ReduceMean", "Sqrt", "Where", "IsNaN", "Cast", "Expand", "Unsqueeze"):
+        assert hf[gone] == 0, hf
 
 
 @pytest.mark.parametrize("name", MODELS)
 def test_prepared_float_graph_keeps_the_function(name):
     g = load_onnx(FIX / f"{name}.onnx")
     a, b = Session(g), Session(prepare_float_graph(g))
-    test = _data(name, "test")
-    for i in range(len(test["expected_hidden"])):
+    test, out = _data(name, "test"), OUT[name]
+    for i in range(len(test[f"expected_{out}"])):
         feeds = _feeds(test, i)
-        np.testing.assert_allclose(b.run(feeds)["hidden"], a.run(feeds)["hidden"], rtol=0,
-                                   atol=1e-5)
+        np.testing.assert_allclose(b.run(feeds)[out], a.run(feeds)[out], rtol=0, atol=1e-5)
 
 
 @pytest.mark.parametrize("name", MODELS)
@@ -108,42 +118,42 @@ def test_compiles_integer_only_and_numba_matches_numpy(name):
     assert_integer_only(g)
     ops = Counter(n.op for n in g.nodes)
     assert ops["Shiftmax"] >= 1
-    assert ops["ILayerNorm" if name == "encoder" else "IRMSNorm"] >= 2
-    if name == "encoder":  # ids stay integer inputs: no QuantizeLinear at all
+    assert ops[NORM[name]] >= 2
+    if name != "rope_block":  # ids stay integer inputs: no QuantizeLinear at all
         assert ops["QuantizeLinear"] == 0
         assert {g.tensor(x).dtype for x in g.inputs} == {"int64"}
     fast, spec = Session(g, fast=True), Session(g, fast=False)
-    test = _data(name, "test")
+    test, out = _data(name, "test"), OUT[name]
     cos = []
-    for i in range(len(test["expected_hidden"])):
+    for i in range(len(test[f"expected_{out}"])):
         feeds = _feeds(test, i)
-        y = fast.run(feeds)["hidden"]
-        np.testing.assert_array_equal(y, spec.run(feeds)["hidden"])
-        cos.append(_cosine(_kept(feeds, y), _kept(feeds, test["expected_hidden"][i])))
+        y = fast.run(feeds)[out]
+        np.testing.assert_array_equal(y, spec.run(feeds)[out])
+        cos.append(_cosine(_kept(feeds, y), _kept(feeds, test[f"expected_{out}"][i])))
     assert min(cos) >= MIN_COSINE[name], cos
 
 
-def test_padding_mask_is_honoured_in_integers():
-    g = _compiled("encoder").graph
-    sess = Session(g)
-    test = _data("encoder", "test")
+@pytest.mark.parametrize("name", ["encoder", "hf_style"])
+def test_padding_mask_is_honoured_in_integers(name):
+    sess = Session(_compiled(name).graph)
+    test, out = _data(name, "test"), OUT[name]
     padded = [i for i in range(len(test["attention_mask"])) if not test["attention_mask"][i].all()]
     assert padded
     rng = np.random.default_rng(5)
     for i in padded:
         feeds = _feeds(test, i)
         keep = feeds["attention_mask"][0].astype(bool)
-        y = sess.run(feeds)["hidden"]
-        # kept tokens match the float model run with the same mask
-        assert _cosine(y[:, keep], test["expected_hidden"][i][:, keep]) >= 0.999
+        y = sess.run(feeds)[out]
+        # kept tokens (or the pooled first token) match the float model run with the same mask
+        assert _cosine(_kept(feeds, y), _kept(feeds, test[f"expected_{out}"][i])) >= 0.995
         # ... and not the output without the mask: the mask changes what they attend to
         unmasked = sess.run({**feeds, "attention_mask": np.ones_like(feeds["attention_mask"])})
-        assert np.abs(unmasked["hidden"][:, keep] - y[:, keep]).max() > 0.05
+        assert np.abs(_kept(feeds, unmasked[out]) - _kept(feeds, y)).max() > 0.05
         # masked keys get exactly zero weight: other ids at the padded positions change no bit
         ids = feeds["input_ids"].copy()
         ids[0, ~keep] = rng.integers(0, 96, size=int((~keep).sum()))
-        other = sess.run({**feeds, "input_ids": ids})["hidden"]
-        np.testing.assert_array_equal(other[:, keep], y[:, keep])
+        other = sess.run({**feeds, "input_ids": ids})[out]
+        np.testing.assert_array_equal(_kept(feeds, other), _kept(feeds, y))
 
 
 def test_causal_mask_is_honoured_in_integers():
