@@ -8,7 +8,8 @@ What import does, in order:
    that used to be attributes become constant inputs (Clip, Slice, Pad, Squeeze, Unsqueeze,
    Reduce*, Split, Reshape), Upsample and opset-10 Resize become Resize, and the pre-13
    "coerce to 2-D" Softmax/LogSoftmax becomes Flatten → Softmax → Reshape.
-3. Collect every unsupported operator and raise ONE UnsupportedOpError naming all of them.
+3. Collect every unsupported operator, and every attribute (name or value) the kernels would
+   not honour (:func:`attribute_problems`), and raise ONE UnsupportedOpError naming all.
 4. Initializers become constant tensors (also those listed as graph inputs, as IR v3 files
    do); the remaining graph inputs are the model's inputs (``dim_param`` dims become -1).
 5. Infer shapes, then fold every node whose inputs are all constant (``Constant``,
@@ -208,6 +209,37 @@ class _Builder:
         self.g.add_node(op, inputs, outputs, name=name, **attrs)
 
 
+# attribute values the kernels do not implement: op -> (attribute, accepted values, default)
+_REFUSED_VALUES: dict[str, list[tuple[str, tuple, Any]]] = {
+    "LayerNormalization": [("stash_type", (1,), 1)],
+    "RMSNormalization": [("stash_type", (1,), 1)],
+    "BatchNormalization": [("spatial", (1,), 1)],
+    "Gelu": [("approximate", ("none", "tanh"), "none")],
+    "Cast": [("saturate", (0, 1), 1)],
+    "Mod": [("fmod", (0, 1), 0)],
+}
+
+
+def attribute_problems(op: str, attrs: dict[str, Any], opset: int) -> list[str]:
+    """Every attribute of a node the SDK would not honour, as ``Op(attr=value)`` entries: a
+    name the ONNX schema of ``op`` at ``opset`` does not define, or a value the kernels do not
+    implement (``_REFUSED_VALUES``). Nothing is silently ignored."""
+    from onnx import defs
+
+    try:
+        known = set(defs.get_schema(op, opset).attributes)
+    except Exception:  # no schema at this opset (e.g. an op newer than the model's opset)
+        known = None
+    out = []
+    if known is not None:
+        out += [f"{op}({a})" for a in attrs if a not in known]
+    for name, ok, default in _REFUSED_VALUES.get(op, []):
+        v = attrs.get(name, default)
+        if v not in ok:
+            out.append(f"{op}({name}={v})")
+    return out
+
+
 _RESIZE_COORDS = {"half_pixel", "asymmetric", "align_corners", "pytorch_half_pixel",
                   "tf_half_pixel_for_nn", "half_pixel_symmetric"}
 
@@ -333,10 +365,15 @@ def load_onnx(source: Any) -> Graph:
             builder.unsupported.append(op)
             continue
         name = node.name or f"{op}_{k}"
+        node_attrs = _attrs(node, where)
+        problems = attribute_problems(op, node_attrs, opset)
+        if problems:
+            builder.unsupported.extend(problems)
+            continue
         for o in node.output:
             if o and o not in graph.tensors:
                 graph.add_tensor(Tensor(o, "float32"))
-        builder.add(op, list(node.input), list(node.output), _attrs(node, where), name)
+        builder.add(op, list(node.input), list(node.output), node_attrs, name)
     if builder.unsupported:
         raise UnsupportedOpError(builder.unsupported, "the ONNX importer",
                                  "sdk.frontends.supported_onnx_ops() lists what it reads")

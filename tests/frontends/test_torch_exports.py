@@ -178,3 +178,28 @@ def test_unsupported_ops_fail_in_one_line_naming_all():
         assert op in msg
     with pytest.raises(UnsupportedOpError):
         sdk.compile_model(FIX / "unsupported.onnx", calib={"x": np.zeros((2, 1, 8), np.float32)})
+
+
+def test_attributes_are_honoured_or_refused_in_the_same_line():
+    """An attribute the kernels would not honour is refused next to unsupported ops."""
+    import onnx
+    from onnx import TensorProto, helper
+
+    x = helper.make_tensor_value_info("x", TensorProto.FLOAT, [2, 8])
+    y = helper.make_tensor_value_info("y", TensorProto.FLOAT, [2, 8])
+    one = helper.make_tensor("g", TensorProto.FLOAT, [8], [1.0] * 8)
+    axis = helper.make_tensor("ax", TensorProto.INT64, [], [1])
+    nodes = [
+        helper.make_node("LayerNormalization", ["x", "g"], ["a"], stash_type=0),
+        helper.make_node("Softmax", ["a"], ["b"], axis=-1, temperature=2.0),
+        helper.make_node("CumSum", ["b", "ax"], ["y"]),
+    ]
+    graph = helper.make_graph(nodes, "g", [x], [y], [one, axis])
+    model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)])
+    with pytest.raises(UnsupportedOpError) as err:
+        load_onnx(model)
+    msg = str(err.value)
+    assert "\n" not in msg
+    for part in ("LayerNormalization(stash_type=0)", "Softmax(temperature)", "CumSum"):
+        assert part in msg, msg
+    assert isinstance(model, onnx.ModelProto)
