@@ -48,6 +48,7 @@ import numpy as np
 
 from sdk.errors import GraphError
 from sdk.graph.ir import Graph
+from sdk.ops.liveness import live_ranges
 from sdk.ops.schema import INPLACE, VIEW, ops_with
 
 PLAN_VERSION = 1
@@ -279,30 +280,14 @@ def plan_memory(graph: Graph, alignment: int = DEFAULT_ALIGNMENT,
     if alignment <= 0 or alignment & (alignment - 1):
         raise GraphError(f"arena alignment must be a power of two, got {alignment}")
     order = graph.topological_order()
-    n_steps = max(len(order), 1)
     consts = {t.name for t in graph.initializers()}
     outputs = set(graph.outputs)
 
     def shape_of(name: str) -> tuple[int, ...] | None:
         return (shapes or {}).get(name, graph.tensor(name).shape)
 
-    first: dict[str, int] = {}
-    last: dict[str, int] = {}
-    for name in graph.inputs:
-        if name not in consts:
-            first[name] = last[name] = 0
-    for step, node in enumerate(order):
-        for i in node.inputs:
-            if i and i not in consts:
-                first.setdefault(i, 0)
-                last[i] = step
-        for o in node.outputs:
-            if o:
-                first[o] = step
-                last[o] = max(last.get(o, step), step)
-    for name in outputs:
-        if name in first:
-            last[name] = n_steps - 1
+    ranges = live_ranges(order, sources=graph.inputs, keep=outputs, skip=consts)
+    first, last = ranges.first, ranges.last
     size = {name: tensor_bytes(graph, name, shapes) for name in first}
 
     # -- buffers: union of tensors that share bytes --------------------------------------

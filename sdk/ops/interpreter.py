@@ -20,6 +20,7 @@ import numpy as np
 
 from sdk.errors import EdgeError, GraphError, UnsupportedOpError
 from sdk.graph.ir import Graph, Node
+from sdk.ops.liveness import live_ranges, needed_nodes
 from sdk.ops.program import Program
 from sdk.ops.registry import OPS, load_all
 
@@ -65,29 +66,8 @@ class Interpreter:
         key = (outputs, fed)
         if key in self._plans:
             return self._plans[key]
-        producers = {k: v for k, v in self.graph.producers().items() if k not in fed}
-        needed: set[int] = set()
-        stack = [producers[o] for o in outputs if o in producers]
-        while stack:
-            n = stack.pop()
-            if id(n) in needed:
-                continue
-            needed.add(id(n))
-            stack.extend(producers[i] for i in n.inputs if i in producers)
-        nodes = [n for n in self._order if id(n) in needed]
-        last_use: dict[str, int] = {}
-        for k, n in enumerate(nodes):
-            for i in n.inputs:
-                if i and i in producers:
-                    last_use[i] = k
-            for o in n.outputs:  # an output nobody reads is freed right after its node
-                if o:
-                    last_use.setdefault(o, k)
-        keep = set(outputs)
-        free: list[list[str]] = [[] for _ in nodes]
-        for name, k in last_use.items():
-            if name not in keep:
-                free[k].append(name)
+        nodes, producers = needed_nodes(self.graph, fed, outputs, self._order)
+        free = live_ranges(nodes).frees(keep=outputs, owned=producers)
         self._plans[key] = (nodes, free)
         return nodes, free
 

@@ -27,23 +27,7 @@ import numpy as np
 from sdk.errors import EdgeError, GraphError
 from sdk.graph.ir import Graph, Node
 from sdk.ops.bind import Binder
-
-
-def needed_nodes(graph: Graph, fed: Sequence[str] | frozenset[str], reads: Sequence[str],
-                 order: list[Node] | None = None) -> tuple[list[Node], dict[str, Node]]:
-    """The nodes ``reads`` depend on, in topological order, and the producers of the tensors
-    that are not fed."""
-    fed_set = set(fed)
-    producers = {k: v for k, v in graph.producers().items() if k not in fed_set}
-    needed: set[int] = set()
-    stack = [producers[r] for r in reads if r in producers]
-    while stack:
-        node = stack.pop()
-        if id(node) not in needed:
-            needed.add(id(node))
-            stack.extend(producers[i] for i in node.inputs if i in producers)
-    order = graph.topological_order() if order is None else order
-    return [n for n in order if id(n) in needed], producers
+from sdk.ops.liveness import live_ranges, needed_nodes
 
 
 class Program:
@@ -97,19 +81,9 @@ class Program:
 
     def _free_after(self, steps: list[list[Any]], producers: Mapping[str, Node]) -> None:
         """Per node, the slots of intermediates whose last reader it is (never a read)."""
-        last: dict[str, int] = {}
+        frees = live_ranges(self.nodes).frees(keep=self.reads, owned=producers)
         for k, node in enumerate(self.nodes):
-            for i in node.inputs:
-                if i and i in producers:
-                    last[i] = k
-            for o in node.outputs:  # an output nobody reads is freed right after its node
-                if o:
-                    last.setdefault(o, k)
-        keep = set(self.reads)
-        for k, node in enumerate(self.nodes):
-            names = dict.fromkeys([i for i in node.inputs if i] + [o for o in node.outputs if o])
-            steps[k][3] = [self._slot_index(steps[k], node, n) for n in names
-                           if last.get(n) == k and n not in keep]
+            steps[k][3] = [self._slot_index(steps[k], node, n) for n in frees[k]]
 
     @staticmethod
     def _slot_index(step: list[Any], node: Node, name: str) -> int:
