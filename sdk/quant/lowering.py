@@ -15,6 +15,7 @@ import numpy as np
 from sdk.errors import GraphError, UnsupportedOpError
 from sdk.graph import Graph, Node, QuantParams, Tensor, qrange
 from sdk.kernels.requant import quantize_multiplier, quantize_multiplier_array
+from sdk.ops.schema import opdef
 from sdk.quant.fuse import const_value
 from sdk.quant.observers import params_for_range
 from sdk.quant.plan import QuantPlan
@@ -158,6 +159,9 @@ class Lowering:
         return name, qp, dt
 
     def emit(self, op: str, inputs: list[str], fout: str, quant: Quant, **attrs) -> Node:
+        d = opdef(op)
+        if d is not None and d.strict:
+            d.prepare(attrs)  # the schema checks what the lowering writes, as kernels will read it
         name = self.out_name(fout)
         self.g.add_tensor(Tensor(name, quant[1], self.shape(fout), quant[0]))
         self.actual[fout] = quant
