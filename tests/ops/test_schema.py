@@ -243,3 +243,33 @@ def test_a_missing_required_attribute_is_named() -> None:
 def test_a_mistyped_attribute_is_named() -> None:
     with pytest.raises(GraphError, match="QClamp attribute min"):
         load_all()["QClamp"]([np.zeros((2, 3), np.int8)], {"min": "low", "max": 3}, False)
+
+
+def _c_param_minimums() -> dict[int, int]:
+    """opcode -> the parameter count its C kernel requires (its opening ``if (n < N``)."""
+    src = ROOT / "firmware_bridge" / "firmware" / "src"
+    text = "".join((src / f).read_text() for f in ("kernels.c", "kernels_packed.c",
+                                                   "kernels_transformer.c"))
+    need = {m.group(1): int(m.group(2)) for m in re.finditer(
+        r"KERNEL int (k_\w+)\([^)]*\)\s*\{\s*if \(\w+ < (\d+)[ )|]", text)}
+    model = (src / "model.c").read_text()
+    table = re.search(r"KERNELS\[OP_COUNT\] = \{(.*?)\};", model, re.S).group(1)
+    kernels = [k.strip() for k in table.split(",") if k.strip()]
+    return {code: need[k] for code, k in enumerate(kernels) if k in need}
+
+
+FIRMWARE_OPS = sorted(o for o in KERNEL_OPS if SCHEMA_NOW[o].firmware is not None)
+
+
+@pytest.mark.parametrize("op", FIRMWARE_OPS)
+@pytest.mark.parametrize("packed", [False, True])
+def test_firmware_encoding_gives_the_c_kernel_its_parameters(op: str, packed: bool) -> None:
+    from firmware_bridge.image import _Packer
+
+    minimums = _c_param_minimums()
+    g, node, _ = _graph_of(op)
+    record = ENCODERS[op](node, _Packer(g, packed))
+    assert record.opcode in minimums, f"no C kernel with a parameter check for {op}"
+    assert len(record.params) >= minimums[record.opcode], (
+        f"{op}: encoder writes {len(record.params)} parameters, the C kernel needs "
+        f"{minimums[record.opcode]}")
