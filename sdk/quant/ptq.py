@@ -38,7 +38,8 @@ from sdk.quant.plan import plan_from_observers
 from sdk.quant.state import carry_state_decls, find_state_pairs
 
 AUTO_OBSERVERS = ("minmax", "percentile", "mse")
-SENSITIVITY_SAMPLES = 8
+SENSITIVITY_SAMPLES = 4   # samples behind each sensitivity row
+CHOICE_SAMPLES = 16       # samples the int16 choice must reach the target on
 
 
 @dataclass
@@ -73,7 +74,7 @@ def quantize(graph: Graph, data: Mapping[str, np.ndarray], observer: str = "minm
              int16_layers: str | Sequence[str] = "none",
              smooth_alpha: float | None = None,
              observer_for: Mapping[str, str] | None = None,
-             target_cosine: float = 0.99,
+             target_cosine: float = 0.99, sensitivity: str = "integer",
              report: PTQReport | None = None) -> Graph:
     """Integer graph for the float ``graph``, calibrated on ``data``.
 
@@ -87,9 +88,11 @@ def quantize(graph: Graph, data: Mapping[str, np.ndarray], observer: str = "minm
     ``{}`` treats the graph as stateless. Each pair's input and output share dtype, scale and
     zero point, so a stream feeds the integer output straight back.
     ``int16_layers``: ``"none"``, ``"auto"`` (sensitivity-chosen, to reach ``target_cosine``
-    — worst output cosine vs float over up to 8 calibration samples) or tensor names.
+    — worst output cosine vs float over up to 16 calibration samples) or tensor names.
     ``smooth_alpha``: SmoothQuant migration strength α in [0, 1] (None: off).
     ``observer_for``: tensor name → observer kind, overriding ``observer`` for those tensors.
+    ``sensitivity``: ``integer`` (each candidate int8 alone in the integer graph, the others
+    int16) or ``float`` (fake quantization in the float graph; faster).
     Raises CalibrationError for missing, empty or non-finite data, UnsupportedOpError listing
     every operator the integer lowering lacks.
     """
@@ -127,14 +130,21 @@ def quantize(graph: Graph, data: Mapping[str, np.ndarray], observer: str = "minm
     tried: list = []
     samples: list = []
     if int16_layers == "auto" or auto_obs or report is not None:
-        samples = _samples(fg, data, SENSITIVITY_SAMPLES)
+        samples = _samples(fg, data, CHOICE_SAMPLES)
     if int16_layers == "auto" or auto_obs:
         plan0 = plan_from_observers(fg, observers, activation_bits, per_channel,
                                     mixed_precision, pairs, observer_for=per_obs)
         ig0 = lower(fg, plan0)
         cand = sens.candidates(fg, plan0, ig0)
         kinds = AUTO_OBSERVERS if auto_obs else (base_obs,)
-        rows = sens.sensitivity_table(fg, observers, plan0, samples, cand, kinds)
+        if sensitivity not in ("integer", "float"):
+            raise CalibrationError(f"sensitivity must be 'integer' or 'float', got {sensitivity!r}")
+        build = None
+        if sensitivity == "integer":
+            def build(int16: list[str], obs_for: dict[str, str]) -> Graph:
+                return make(int16, {**per_obs, **obs_for})
+        rows = sens.sensitivity_table(fg, observers, plan0, samples[::max(1, len(samples) // SENSITIVITY_SAMPLES)][:SENSITIVITY_SAMPLES], cand,
+                                      kinds, build)
         if auto_obs:
             per_obs.update({r.tensor: r.observer for r in rows if r.tensor not in per_obs})
         if int16_layers == "auto":

@@ -1,12 +1,14 @@
 """Which activations need int16: a per-tensor sensitivity report, and per-layer errors.
 
 **Sensitivity** (:func:`sensitivity_table`): each int8 activation of the plan is quantized
-*alone* (fake quantization — quantize and dequantize on its int8 grid — inserted into the float
-graph, everything else float) and the graph outputs are compared with float on calibration
-samples. The error ``1 − cos`` of that run ranks the tensors: the ones at the top lose most
+to int8 *alone* and the graph outputs are compared with float on calibration samples, either
+in the real integer graph with the other candidates int16 (``mode="integer"``, the default of
+:func:`sdk.quant.quantize`: the integer kernels' own approximations count) or by fake
+quantization (quantize and dequantize on its int8 grid) inserted into the float graph with
+everything else float (``mode="float"``, cheaper). The error ``1 − cos`` ranks the tensors: the ones at the top lose most
 by being int8 on their own. Each row also says *why*: the tensor's range, its outlier ratio
 ``max|x| / p99.9(|x|)`` (per-tensor int8 spends its 255 levels on the extremes, so the bulk
-gets few levels) and the int8 step. With ``observer_kinds`` it also tries each observer per
+gets few levels), ``max|x| / median|x|`` and the int8 step. With ``observer_kinds`` it also tries each observer per
 tensor and keeps the one with the least output error.
 
 **Choice** (:func:`choose_int16`): the candidates in sensitivity order are moved to int16
@@ -158,27 +160,38 @@ class SensitivityRow:
     step: float           # int8 step of the chosen grid
     observer: str
     int16: bool = False   # chosen for int16
+    bulk_ratio: float = 1.0  # max|x| / median(|x|)
 
     def reason(self) -> str:
-        why = (f"range [{self.lo:.3g}, {self.hi:.3g}], outliers {self.outlier_ratio:.1f}× "
-               f"the p99.9 level, int8 step {self.step:.3g}")
-        return why
+        return (f"range [{self.lo:.3g}, {self.hi:.3g}]: max|x| = {self.bulk_ratio:.0f}× the "
+                f"median |x|, {self.outlier_ratio:.1f}× p99.9 (outliers); int8 step "
+                f"{self.step:.3g}")
 
 
 def sensitivity_table(graph: Graph, observers: Mapping[str, Observer], plan: QuantPlan,
                       samples: Sequence[Mapping[str, np.ndarray]], tensors: Sequence[str],
-                      observer_kinds: Sequence[str] = ("minmax",)) -> list[SensitivityRow]:
-    """Rows sorted by error (largest first), one per tensor of ``tensors``."""
+                      observer_kinds: Sequence[str] = ("minmax",),
+                      build: Callable[[list[str], dict[str, str]], Graph] | None = None
+                      ) -> list[SensitivityRow]:
+    """Rows sorted by error (largest first), one per tensor of ``tensors``.
+
+    Without ``build``: fake quantization in the float graph, this tensor alone int8, the
+    rest float. With ``build(int16_names, observer_for) → integer graph``: the real integer
+    graph with this tensor int8 and the other ``tensors`` int16 (so the integer kernels'
+    own approximations are part of the measure)."""
     ref = _run(graph, samples)
     rows = []
     for name in tensors:
         obs = observers[name]
+        rest = [t for t in tensors if t != name]
         best = None
         for kind in observer_kinds:
             o = as_kind(obs, kind)
             lo, hi = o.range("int8", False)
             qp = params_for_range(lo, hi, "int8", False)
-            outs = _run(fake_quant_graph(graph, {name: (qp, "int8")}), samples)
+            g = (fake_quant_graph(graph, {name: (qp, "int8")}) if build is None
+                 else build(rest, {name: kind}))
+            outs = _run(g, samples)
             err = 1.0 - float(np.mean(output_cosines(outs, ref)))
             rr = float(np.mean([rel_rmse(np.concatenate([np.ravel(v) for v in r]),
                                          np.concatenate([np.ravel(v) for v in x]))
@@ -186,7 +199,8 @@ def sensitivity_table(graph: Graph, observers: Mapping[str, Observer], plan: Qua
             if best is None or err < best[0] - 1e-12:
                 best = (err, rr, kind, float(qp.scale))
         err, rr, kind, step = best
-        rows.append(SensitivityRow(name, err, rr, obs.lo, obs.hi, outlier_ratio(obs), step, kind))
+        rows.append(SensitivityRow(name, err, rr, obs.lo, obs.hi, outlier_ratio(obs), step, kind,
+                                   bulk_ratio=outlier_ratio(obs, 50.0)))
     rows.sort(key=lambda r: -r.error)
     return rows
 
