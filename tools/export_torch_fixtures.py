@@ -15,6 +15,12 @@ torch 2.13 needs ``onnxscript``, which the SDK does not depend on):
   out (``x·rsqrt(mean(x²) + ε)·w``), q/k/v projections, rotary embedding with the
   rotate-half form (Slice, Neg, Concat), a constant causal mask, softmax attention, output
   projection, residual, RMSNorm, GELU MLP, residual.
+* ``hf_style.onnx``: HF-BERT-like post-LN encoder (token + segment + position embeddings,
+  hand-written LayerNorm, boolean mask into ``scaled_dot_product_attention``, tanh pooler on
+  the first token: output ``pooled``).
+* ``gpt_block.onnx``: GPT-2-like pre-LN block on float ``x`` [1, 16, 64] with
+  ``attention_mask``: fused qkv + ``split``, ``masked_fill`` with a causal tril buffer and with
+  ``attention_mask == 0``, tanh-approximate GELU.
 * ``unsupported.onnx``: a tiny model with CumSum, TopK and Einsum, which the importer must
   refuse in one line naming all three.
 
@@ -183,6 +189,32 @@ class HfStyleEncoder(nn.Module):
         return torch.tanh(self.pool(x[:, 0]))
 
 
+class GptBlock(nn.Module):
+    """GPT-2-like pre-LN block on float ``x`` with a padding mask: fused qkv + torch.split,
+    ``masked_fill`` with a constant causal tril buffer and with ``attention_mask == 0``
+    (Where/Equal), tanh-approximate GELU (spelled out at opset 17)."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.ln1, self.ln2 = nn.LayerNorm(WIDTH), nn.LayerNorm(WIDTH)
+        self.qkv, self.o = nn.Linear(WIDTH, 3 * WIDTH), nn.Linear(WIDTH, WIDTH)
+        self.ff = nn.Sequential(nn.Linear(WIDTH, 2 * WIDTH), nn.GELU(approximate="tanh"),
+                                nn.Linear(2 * WIDTH, WIDTH))
+        self.register_buffer("tril", torch.tril(torch.ones(SEQ, SEQ, dtype=torch.bool)),
+                             persistent=False)
+
+    def forward(self, x: torch.Tensor, attention_mask: torch.Tensor) -> torch.Tensor:
+        b, t, c = x.shape
+        q, k, v = self.qkv(self.ln1(x)).split(c, dim=2)
+        q, k, v = (z.view(b, t, HEADS, c // HEADS).transpose(1, 2) for z in (q, k, v))
+        att = (q @ k.transpose(-2, -1)) * (1.0 / math.sqrt(c // HEADS))
+        att = att.masked_fill(~self.tril[:t, :t], float("-inf"))
+        att = att.masked_fill(attention_mask[:, None, None, :] == 0, float("-inf"))
+        y = (att.softmax(dim=-1) @ v).transpose(1, 2).contiguous().view(b, t, c)
+        x = x + self.o(y)
+        return x + self.ff(self.ln2(x))
+
+
 class Unsupported(nn.Module):
     """Ops the importer lacks (CumSum, TopK, Einsum) next to supported ones."""
 
@@ -271,6 +303,18 @@ def main() -> None:
     np.savez(out / "hf_style_calib.npz", input_ids=c_ids, attention_mask=c_mask)
     np.savez(out / "hf_style_test.npz", input_ids=t_ids, attention_mask=t_mask,
              expected_pooled=_run(hf, t_ids, t_mask))
+
+    torch.manual_seed(6)
+    gpt = GptBlock().eval()
+    _randomise_norms(gpt, gen)
+    torch.onnx.export(gpt, (x, torch.from_numpy(mask)), str(out / "gpt_block.onnx"),
+                      input_names=["x", "attention_mask"], output_names=["hidden"],
+                      opset_version=17, dynamo=False, do_constant_folding=True)
+    g_x = rng.standard_normal((24, 1, SEQ, WIDTH)).astype(np.float32)
+    np.savez(out / "gpt_block_calib.npz", x=g_x, attention_mask=c_mask)
+    g_tx = rng.standard_normal((8, 1, SEQ, WIDTH)).astype(np.float32)
+    np.savez(out / "gpt_block_test.npz", x=g_tx, attention_mask=t_mask,
+             expected_hidden=_run(gpt, g_tx, t_mask))
 
     torch.manual_seed(4)
     _export(Unsupported().eval(), (torch.randn(1, 8),), ["x"], out / "unsupported.onnx", fold=True)

@@ -389,38 +389,55 @@ def load_onnx(source: Any) -> Graph:
     return graph
 
 
-def finite_mask_constants(graph: Graph) -> int:
-    """Replace ``−inf`` by ``float32 min`` in additive attention masks: the constants behind an
-    operand of an ``Add`` that feeds a Softmax, when that operand is computed from constants
-    and integer inputs only (a causal ``triu(-inf)`` buffer, SDPA's ``where(mask, 0, -inf)``).
-    The softmax is the same (both give weight 0 next to any finite score; a fully masked row
-    becomes uniform instead of NaN) and calibration sees finite values. Returns the number
-    of constants changed."""
-    producers, changed = graph.producers(), 0
-    float_inputs = {x for x in graph.inputs if graph.tensor(x).dtype == "float32"}
-    for sm in graph.nodes:
-        add = producers.get(sm.inputs[0]) if sm.op == "Softmax" else None
-        if add is None or add.op != "Add":
+_HEAVY = {"MatMul", "Gemm", "Conv", "ConvTranspose", "Gather"}  # never inside a mask
+
+
+def _mask_constants(graph: Graph, producers: dict, operand: str) -> list[Tensor]:
+    """The constants ``operand`` is computed from when it depends only on constants and
+    integer inputs through light ops (a mask); else []."""
+    consts, stack, seen = [], [operand], set()
+    while stack:
+        name = stack.pop()
+        if not name or name in seen:
             continue
-        for operand in add.inputs:
-            consts, stack, seen, ok = [], [operand], set(), True
-            while stack and ok:
-                name = stack.pop()
-                if not name or name in seen:
-                    continue
-                seen.add(name)
-                t = graph.tensors.get(name)
-                if t is not None and t.data is not None:
-                    consts.append(t)
-                elif name in float_inputs or len(seen) > 256:
-                    ok = False
-                elif name in producers:
-                    stack.extend(producers[name].inputs)
-            if not ok:
+        seen.add(name)
+        t = graph.tensors.get(name)
+        if t is not None and t.data is not None:
+            consts.append(t)
+        elif name in graph.inputs:
+            if t is None or t.dtype == "float32":
+                return []
+        elif name in producers and producers[name].op not in _HEAVY and len(seen) <= 256:
+            stack.extend(producers[name].inputs)
+        else:
+            return []
+    return consts
+
+
+def finite_mask_constants(graph: Graph) -> int:
+    """Replace ``−inf`` by ``float32 min`` in attention masks: constants that reach a Softmax
+    input through ``Add``/``Where`` nodes (a causal ``triu(-inf)`` buffer, ``masked_fill(…,
+    -inf)``), and those behind a mask operand of such a node that is computed from constants
+    and integer inputs only (SDPA's ``where(mask, 0, -inf)``). The softmax is the same (both
+    give weight 0 next to any finite score; a fully masked row becomes uniform instead of
+    NaN) and calibration sees finite values. Returns the number of constants changed."""
+    producers, changed = graph.producers(), 0
+    for sm in [n for n in graph.nodes if n.op == "Softmax"]:
+        frontier, seen = [sm.inputs[0]], set()
+        while frontier:
+            name = frontier.pop()
+            p = producers.get(name)
+            if name in seen or p is None or p.op not in ("Add", "Where"):
                 continue
-            for t in consts:
-                if t.dtype == "float32" and np.any(np.isneginf(t.data)):
-                    t.data = np.where(np.isneginf(t.data), np.finfo(np.float32).min,
-                                      t.data).astype(np.float32)
-                    changed += 1
+            seen.add(name)
+            for operand in p.inputs[1:] if p.op == "Where" else p.inputs:
+                t = graph.tensors.get(operand)
+                consts = [t] if t is not None and t.data is not None else \
+                    _mask_constants(graph, producers, operand)
+                for c in consts:
+                    if c.dtype == "float32" and np.any(np.isneginf(c.data)):
+                        c.data = np.where(np.isneginf(c.data), np.finfo(np.float32).min,
+                                          c.data).astype(np.float32)
+                        changed += 1
+                frontier.append(operand)
     return changed

@@ -5,7 +5,8 @@ so ranges observed on the original graph still apply.
 * ``BatchNormalization`` after a ``Conv`` folds into the conv:
   ``W' = W·γ/√(σ²+ε)`` per output channel, ``b' = (b − μ)·γ/√(σ²+ε) + β``.
 * The Erf form of GELU that torch exports, ``x·0.5·(1 + erf(x/√2))`` in its usual node
-  orders, becomes one ``Gelu`` node.
+  orders, becomes one ``Gelu`` node; so does the spelled-out tanh form
+  ``½x(1 + tanh(√(2/π)(x + 0.044715x³)))`` (``approximate="tanh"``).
 * LayerNorm spelled out in primitives (ReduceMean, Sub, Pow, Sqrt, Div, Mul, Add) becomes
   one ``LayerNormalization``; the reciprocal forms torch writes for ``rsqrt``
   (``d · (1/√v)``, ``d · Reciprocal(√v)``) are matched too.
@@ -13,8 +14,9 @@ so ranges observed on the original graph still apply.
   Mul) becomes one ``RMSNormalization`` (ONNX opset 23 semantics).
 * ``Cast`` to the dtype its input already has (HF's ``.to(float32)`` in norms) is dropped.
 * An attention mask, ``Softmax(scores + bias)`` where ``bias`` is 0 on kept positions and
-  ≤ −1e4 elsewhere and is computed only from an integer graph input (e.g. ``(1 − mask)·min``
-  through Unsqueeze/Expand/Cast/Sub/Mul or Where/Equal) and/or constants (a causal mask),
+  ≤ −1e4 elsewhere, or ``Softmax(Where(c, scores, NEG))`` (``masked_fill``), chains of them,
+  with the mask computed only from an integer graph input (e.g. ``(1 − mask)·min`` through
+  Unsqueeze/Expand/Cast/Sub/Mul or Where/Equal) and/or constants (a causal mask),
   becomes ``Softmax(scores, ids, keep)`` with attribute ``mask_shape``
   (:func:`sdk.kernels.float_ref.masked_softmax`). The mask arithmetic leaves the graph, so
   calibration never sees the ``−3.4e38`` and the integer lowering masks with integers.
@@ -142,6 +144,76 @@ def fuse_erf_gelu(graph: Graph) -> None:
         out = chain[-1].outputs[0]
         drop.update(id(n) for n in chain)
         graph.nodes.append(Node("Gelu", [x], [out], {}, erf.name + "_gelu"))
+    graph.nodes = [n for n in graph.nodes if id(n) not in drop]
+    graph.sort()
+
+
+def _cube_of(graph: Graph, name: str, producers: dict) -> str | None:
+    """``x`` when ``name`` is ``x³`` (``Pow(x, 3)``, ``x·(x·x)`` or ``(x·x)·x``), else None."""
+    p = producers.get(name)
+    if p is None:
+        return None
+    if p.op == "Pow" and _is_scalar(graph, p.inputs[1], 3.0):
+        return p.inputs[0]
+    if p.op != "Mul":
+        return None
+    for k in (0, 1):
+        sq = producers.get(p.inputs[1 - k])
+        if sq is not None and sq.op == "Mul" and sq.inputs[0] == sq.inputs[1] == p.inputs[k]:
+            return p.inputs[k]
+    return None
+
+
+def fuse_tanh_gelu(graph: Graph) -> None:
+    """Rewrite ``½·x·(1 + tanh(√(2/π)·(x + 0.044715·x³)))`` (torch's ``approximate="tanh"``
+    below opset 20, GPT-2's gelu_new) into ``Gelu(x, approximate="tanh")``."""
+    producers, consumers = graph.producers(), graph.consumers()
+    drop: set[int] = set()
+    for th in [n for n in graph.nodes if n.op == "Tanh"]:
+        sc = producers.get(th.inputs[0])
+        if sc is None or sc.op != "Mul":
+            continue
+        k = next((i for i in sc.inputs if _is_scalar(graph, i, np.sqrt(2 / np.pi))), None)
+        inner = producers.get(_other(sc, k)) if k is not None else None
+        if inner is None or inner.op != "Add":
+            continue
+        x = m = None
+        for a, b in ((0, 1), (1, 0)):
+            mm = producers.get(inner.inputs[b])
+            if mm is None or mm.op != "Mul":
+                continue
+            c = next((i for i in mm.inputs if _is_scalar(graph, i, 0.044715)), None)
+            if c is not None and _cube_of(graph, _other(mm, c), producers) == inner.inputs[a]:
+                x, m = inner.inputs[a], mm
+        if x is None:
+            continue
+        cube = producers[_other(m, next(i for i in m.inputs if _is_scalar(graph, i, 0.044715)))]
+        add1 = _sole_consumer(graph, th.outputs[0], consumers)
+        if add1 is None or add1.op != "Add" or not _is_scalar(graph, _other(add1, th.outputs[0]), 1.0):
+            continue
+        mul = _sole_consumer(graph, add1.outputs[0], consumers)
+        if mul is None or mul.op != "Mul":
+            continue
+        other = _other(mul, add1.outputs[0])
+        half = producers.get(other)
+        if other == x:
+            last = _sole_consumer(graph, mul.outputs[0], consumers)
+            if last is None or last.op != "Mul" or not _is_scalar(
+                    graph, _other(last, mul.outputs[0]), 0.5):
+                continue
+            tail = [add1, mul, last]
+        elif (half is not None and half.op == "Mul" and x in half.inputs
+              and _is_scalar(graph, _other(half, x), 0.5)
+              and _sole_consumer(graph, other, consumers) is mul):
+            tail = [add1, half, mul]
+        else:
+            continue
+        body = [cube] + ([producers[_other(cube, x)]] if cube.op == "Mul" else []) + [m, inner, sc, th]
+        if any(_sole_consumer(graph, n.outputs[0], consumers) is None for n in body):
+            continue
+        drop.update(id(n) for n in body + tail)
+        graph.nodes.append(Node("Gelu", [x], [tail[-1].outputs[0]], {"approximate": "tanh"},
+                                th.name + "_gelu"))
     graph.nodes = [n for n in graph.nodes if id(n) not in drop]
     graph.sort()
 
@@ -326,34 +398,35 @@ MASK_NEG = -1e4
 """A bias at or below this is "masked" (softmax weight below e^-9000 next to any real score)."""
 
 
-def _mask_of(graph: Graph, bias: str) -> tuple[str, list[int] | None, np.ndarray | None] | None:
-    """``(ids input or '', mask_shape, keep flags or None)`` when ``bias`` is an additive
-    attention mask (0 where kept, ≤ MASK_NEG elsewhere) computed only from constants and at
-    most one integer graph input of rank 2 ([batch, keys]); else None."""
+def _probe(graph: Graph, name: str, rank: int):
+    """``(ids, run)`` when tensor ``name`` is computed only from constants and at most one
+    static integer graph input ``ids`` of shape [batch, keys] (``''`` when none): ``run(m)``
+    evaluates ``name`` with ``ids = m``. None otherwise."""
     from sdk.ops.registry import OPS, load_all
 
-    t = graph.tensors.get(bias)
-    if t is None or t.dtype != "float32" or t.shape is None or DYN_ANY(t.shape):
+    t = graph.tensors.get(name)
+    if t is None or t.shape is None or _dynamic(t.shape) or len(t.shape) > rank:
+        return None
+    if t.data is None and len(t.shape) != rank:
         return None
     if t.data is not None:
-        v = np.asarray(t.data)
-        keep = v == 0
-        return ("", None, keep) if np.all(keep | (v <= MASK_NEG)) else None
+        data = np.asarray(t.data)
+        return "", lambda m: data
     producers = graph.producers()
-    chain, seen, leaves, stack = [], set(), set(), [bias]
+    chain, seen, leaves, stack = [], set(), set(), [name]
     while stack:
-        name = stack.pop()
-        if name in seen or not name:
+        cur = stack.pop()
+        if not cur or cur in seen:
             continue
-        seen.add(name)
-        tt = graph.tensors.get(name)
+        seen.add(cur)
+        tt = graph.tensors.get(cur)
         if tt is not None and tt.data is not None:
             continue
-        p = producers.get(name)
+        p = producers.get(cur)
         if p is None:
-            leaves.add(name)
+            leaves.add(cur)
             continue
-        if p.op not in OPS or len(chain) > 64:
+        if p.op not in OPS or p.op in ("MatMul", "Gemm", "Conv") or len(chain) > 64:
             return None
         if p not in chain:
             chain.append(p)
@@ -362,8 +435,8 @@ def _mask_of(graph: Graph, bias: str) -> tuple[str, list[int] | None, np.ndarray
         return None
     ids = leaves.pop()
     it = graph.tensors.get(ids)
-    if ids not in graph.inputs or it.dtype == "float32" or it.shape is None \
-            or len(it.shape) != 2 or DYN_ANY(it.shape):
+    if ids not in graph.inputs or it is None or it.dtype == "float32" or it.shape is None \
+            or len(it.shape) != 2 or _dynamic(it.shape):
         return None
     order = [n for n in graph.topological_order() if n in chain]
     load_all()
@@ -375,66 +448,121 @@ def _mask_of(graph: Graph, bias: str) -> tuple[str, list[int] | None, np.ndarray
                     for i in n.inputs]
             for o, r in zip(n.outputs, OPS[n.op](args, n.attrs, False)):
                 vals[o] = np.asarray(r)
-        return vals[bias]
+        return vals[name]
 
-    rank = len(t.shape)
-    if rank < 2:
+    return ids, run
+
+
+def _keep_flags(graph: Graph, name: str, rank: int, classify):
+    """``(ids, mask_shape, keep)`` when ``classify(value)`` (→ kept flags, or None when a
+    value is neither kept nor masked) of tensor ``name`` is a key mask: kept flags that are
+    ``ids != 0`` (reshaped [batch, 1, …, keys]) AND constant flags ``keep``; ids ``''`` and
+    ``mask_shape`` None when ``name`` is constant. Checked on probe masks. None otherwise."""
+    got = _probe(graph, name, rank)
+    if got is None:
         return None
-    mask_shape = [int(it.shape[0])] + [1] * (rank - 2) + [int(it.shape[1])]
+    ids, run = got
     try:
-        b1 = run(np.ones(it.shape, np.int64))
-        keep_c = b1 == 0
-        if b1.shape != tuple(t.shape) or not np.all(keep_c | (b1 <= MASK_NEG)):
+        keep = classify(run(np.ones(graph.tensor(ids).shape, np.int64)) if ids else run(None))
+        if keep is None:
             return None
+        if not ids:
+            return "", None, keep
+        shape = graph.tensor(ids).shape
+        mask_shape = [int(shape[0])] + [1] * (rank - 2) + [int(shape[1])]
         rng = np.random.default_rng(0)
-        for m in [np.zeros(it.shape, np.int64)] + [rng.integers(0, 2, it.shape) for _ in range(4)]:
-            bm = run(m)
-            want = np.broadcast_to(m.reshape(mask_shape) != 0, bm.shape) & keep_c
-            if bm.shape != b1.shape or not (np.all(bm[want] == 0)
-                                            and np.all(bm[~want] <= MASK_NEG)):
+        for m in [np.zeros(shape, np.int64)] + [rng.integers(0, 2, shape) for _ in range(4)]:
+            got_keep = classify(run(m))
+            want = np.broadcast_to(m.reshape(mask_shape) != 0, keep.shape) & keep
+            if got_keep is None or got_keep.shape != keep.shape or not np.array_equal(got_keep, want):
                 return None
     except Exception:  # the chain cannot run on probe values: not a mask
         return None
-    return ids, mask_shape, (None if np.all(keep_c) else keep_c)
+    return ids, mask_shape, keep
 
 
-def DYN_ANY(shape) -> bool:  # noqa: N802 - a predicate on static shapes
+def _bias_keep(v: np.ndarray) -> np.ndarray | None:
+    """Kept flags of an additive mask: 0 kept, ≤ MASK_NEG masked, anything else: not a mask."""
+    v = np.asarray(v)
+    if v.dtype.kind != "f":
+        return None
+    keep = v == 0
+    return keep if np.all(keep | (v <= MASK_NEG)) else None
+
+
+def _mask_step(graph: Graph, node: Node, rank: int):
+    """One masking node on the way to a Softmax: ``(scores operand, (ids, mask_shape, keep))``
+    for ``Add(scores, bias)`` with an additive mask ``bias``, or ``Where(c, scores, NEG)`` /
+    ``Where(c, NEG, scores)`` with a constant ``NEG ≤ MASK_NEG`` and ``c`` a key mask."""
+    if node.op == "Add":
+        for k in (1, 0):
+            got = _keep_flags(graph, node.inputs[k], rank, _bias_keep)
+            if got is not None:
+                return node.inputs[1 - k], got
+        return None
+    if node.op != "Where":
+        return None
+    for k, keep_if in ((2, True), (1, False)):  # the constant branch, and when c keeps
+        v = const_value(graph, node.inputs[k])
+        if v is None or v.dtype.kind != "f" or not np.all(np.asarray(v) <= MASK_NEG):
+            continue
+        got = _keep_flags(graph, node.inputs[0], rank, lambda c, t=keep_if: (
+            None if np.asarray(c).dtype != bool else (np.asarray(c) if t else ~np.asarray(c))))
+        if got is not None:
+            return node.inputs[3 - k], got
+    return None
+
+
+def _dynamic(shape) -> bool:
     return any(int(d) < 0 for d in shape)
 
 
 def fuse_attention_mask(graph: Graph) -> None:
-    """``Softmax(Add(scores, bias))`` with ``bias`` an attention mask (see :func:`_mask_of`)
-    → ``Softmax(scores, ids, keep)`` (``mask_shape`` attribute; keep flags a bool constant)."""
+    """``Softmax`` over masked scores → ``Softmax(scores, ids, keep)`` (``mask_shape``
+    attribute; keep flags a bool constant). The masking is any chain of ``Add(scores, bias)``
+    with an additive mask (0 kept, ≤ −1e4 masked) and ``Where(c, scores, NEG)`` /
+    ``Where(c, NEG, scores)`` (``masked_fill``), each mask computed from constants and at most
+    one integer graph input [batch, keys] (the same one throughout)."""
     producers, consumers = graph.producers(), graph.consumers()
     drop: set[int] = set()
     for sm in [n for n in graph.nodes if n.op == "Softmax" and len(n.inputs) == 1]:
-        add = producers.get(sm.inputs[0])
-        if add is None or add.op != "Add" or _sole_consumer(graph, sm.inputs[0], consumers) is not sm:
-            continue
         xt = graph.tensor(sm.inputs[0])
         axis = int(sm.attrs.get("axis", -1))
         if xt.shape is None or axis % len(xt.shape) != len(xt.shape) - 1:
             continue
-        found = None
-        for k in (1, 0):
-            got = _mask_of(graph, add.inputs[k])
-            if got is not None:
-                found = (add.inputs[1 - k], got)
+        rank = len(xt.shape)
+        cur, steps = sm.inputs[0], []
+        ids, mask_shape, keep = "", None, None
+        while True:
+            p = producers.get(cur)
+            user = sm if not steps else steps[-1]
+            if p is None or _sole_consumer(graph, cur, consumers) is not user:
                 break
-        if found is None:
-            continue
-        scores, (ids, mask_shape, keep) = found
-        st = graph.tensor(scores)
-        if st.shape is None or len(st.shape) != len(xt.shape) or tuple(st.shape) != tuple(xt.shape):
+            got = _mask_step(graph, p, rank)
+            if got is None:
+                break
+            scores, (i, ms, k) = got
+            if i and ids and (i != ids or ms != mask_shape):
+                break
+            st = graph.tensors.get(scores)
+            if st is None or st.shape is None or tuple(st.shape) != tuple(xt.shape):
+                break
+            if i:
+                ids, mask_shape = i, ms
+            if not np.all(k):
+                keep = k if keep is None else np.logical_and(keep, k)
+            steps.append(p)
+            cur = scores
+        if not steps:
             continue
         kname = ""
         if keep is not None:
             kname = graph.unique_name(sm.name + "_mask_keep")
             graph.add_constant(kname, np.ascontiguousarray(keep, bool))
-        sm.inputs = [scores, ids, kname]
+        sm.inputs = [cur, ids, kname]
         if mask_shape is not None:
             sm.attrs["mask_shape"] = mask_shape
-        drop.add(id(add))
+        drop.update(id(n) for n in steps)
     graph.nodes = [n for n in graph.nodes if id(n) not in drop]
     remove_dead_nodes(graph)
 
@@ -482,6 +610,7 @@ def prepare_float_graph(graph: Graph, keep: frozenset[str] = frozenset()) -> Gra
     drop_identity_casts(g)
     fold_batchnorm(g, keep)
     fuse_erf_gelu(g)
+    fuse_tanh_gelu(g)
     fuse_decomposed_layernorm(g)
     fuse_decomposed_rmsnorm(g)
     drop_softmax_nan_guards(g)

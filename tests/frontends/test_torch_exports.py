@@ -12,6 +12,9 @@ The fixtures under ``tests/fixtures/torch/`` come from ``tools/export_torch_fixt
   hand-written LayerNorm (ReduceMean/Sub/Pow/Sqrt/Div/Mul/Add), a boolean mask into
   ``scaled_dot_product_attention`` (Cast/Expand/Where and the IsNaN guard after Softmax),
   Split/Squeeze heads, a tanh pooler on the first token (``pooled``).
+* ``gpt_block``: GPT-2-like pre-LN block on float ``x`` plus ``attention_mask``: fused qkv
+  + Split, ``masked_fill`` (Where) with a constant causal tril and with ``attention_mask == 0``
+  (Equal/Cast/Where), tanh GELU spelled out (Mul/Tanh chain).
 * ``unsupported``: CumSum, TopK and Einsum.
 """
 
@@ -32,11 +35,12 @@ from sdk.quant.integer_ops import assert_integer_only
 from sdk.runtime import Session
 
 FIX = Path(__file__).resolve().parents[1] / "fixtures" / "torch"
-MODELS = ["encoder", "rope_block", "hf_style"]
-OUT = {"encoder": "hidden", "rope_block": "hidden", "hf_style": "pooled"}
+MODELS = ["encoder", "rope_block", "hf_style", "gpt_block"]
+OUT = {"encoder": "hidden", "rope_block": "hidden", "hf_style": "pooled", "gpt_block": "hidden"}
 # integer output vs torch float on held-out inputs (kept tokens only), least per-sample cosine
-MIN_COSINE = {"encoder": 0.999, "rope_block": 0.999, "hf_style": 0.995}
-NORM = {"encoder": "ILayerNorm", "rope_block": "IRMSNorm", "hf_style": "ILayerNorm"}
+MIN_COSINE = {"encoder": 0.999, "rope_block": 0.999, "hf_style": 0.995, "gpt_block": 0.999}
+NORM = {"encoder": "ILayerNorm", "rope_block": "IRMSNorm", "hf_style": "ILayerNorm",
+        "gpt_block": "ILayerNorm"}
 
 
 def _data(name: str, part: str) -> dict[str, np.ndarray]:
@@ -99,6 +103,11 @@ def test_import_folds_the_shape_and_mask_arithmetic():
     assert hf["LayerNormalization"] == 5 and hf["Softmax"] == 2
     for gone in ("Pow", "ReduceMean", "Sqrt", "Where", "IsNaN", "Cast", "Expand", "Unsqueeze"):
         assert hf[gone] == 0, hf
+    gpt = prepare_float_graph(load_onnx(FIX / "gpt_block.onnx"))
+    ops = Counter(n.op for n in gpt.nodes)
+    assert ops["Gelu"] == 1 and ops["Tanh"] == ops["Where"] == ops["Equal"] == 0, ops
+    sm = next(n for n in gpt.nodes if n.op == "Softmax")
+    assert sm.inputs[1] == "attention_mask" and sm.inputs[2]  # padding ids and causal flags
 
 
 @pytest.mark.parametrize("name", MODELS)
@@ -119,7 +128,7 @@ def test_compiles_integer_only_and_numba_matches_numpy(name):
     ops = Counter(n.op for n in g.nodes)
     assert ops["Shiftmax"] >= 1
     assert ops[NORM[name]] >= 2
-    if name != "rope_block":  # ids stay integer inputs: no QuantizeLinear at all
+    if name in ("encoder", "hf_style"):  # ids stay integer inputs: no QuantizeLinear at all
         assert ops["QuantizeLinear"] == 0
         assert {g.tensor(x).dtype for x in g.inputs} == {"int64"}
     fast, spec = Session(g, fast=True), Session(g, fast=False)
@@ -133,38 +142,53 @@ def test_compiles_integer_only_and_numba_matches_numpy(name):
     assert min(cos) >= MIN_COSINE[name], cos
 
 
-@pytest.mark.parametrize("name", ["encoder", "hf_style"])
+@pytest.mark.parametrize("name", ["encoder", "hf_style", "gpt_block"])
 def test_padding_mask_is_honoured_in_integers(name):
+    """Right padding (the saved torch outputs) for the encoders; the causal GPT block cannot
+    see right padding at all, so it gets the masks flipped to left padding and the imported
+    float model (equal to torch within 1e-5, see above) as the reference."""
     sess = Session(_compiled(name).graph)
     test, out = _data(name, "test"), OUT[name]
     padded = [i for i in range(len(test["attention_mask"])) if not test["attention_mask"][i].all()]
     assert padded
+    causal = name == "gpt_block"
+    ref = Session(load_onnx(FIX / f"{name}.onnx")) if causal else None
     rng = np.random.default_rng(5)
     for i in padded:
         feeds = _feeds(test, i)
+        if causal:
+            feeds["attention_mask"] = feeds["attention_mask"][:, ::-1].copy()
         keep = feeds["attention_mask"][0].astype(bool)
         y = sess.run(feeds)[out]
+        want = ref.run(feeds)[out] if causal else test[f"expected_{out}"][i]
         # kept tokens (or the pooled first token) match the float model run with the same mask
-        assert _cosine(_kept(feeds, y), _kept(feeds, test[f"expected_{out}"][i])) >= 0.995
+        assert _cosine(_kept(feeds, y), _kept(feeds, want)) >= 0.995
         # ... and not the output without the mask: the mask changes what they attend to
         unmasked = sess.run({**feeds, "attention_mask": np.ones_like(feeds["attention_mask"])})
         assert np.abs(_kept(feeds, unmasked[out]) - _kept(feeds, y)).max() > 0.05
-        # masked keys get exactly zero weight: other ids at the padded positions change no bit
-        ids = feeds["input_ids"].copy()
-        ids[0, ~keep] = rng.integers(0, 96, size=int((~keep).sum()))
-        other = sess.run({**feeds, "input_ids": ids})[out]
+        # masked keys get exactly zero weight: other tokens at the padded positions change
+        # no bit of the kept outputs
+        key = "input_ids" if "input_ids" in feeds else "x"
+        changed = feeds[key].copy()
+        if key == "input_ids":
+            changed[0, ~keep] = rng.integers(0, 96, size=int((~keep).sum()))
+        else:
+            changed[0, ~keep] = rng.standard_normal(changed[0, ~keep].shape)
+        other = sess.run({**feeds, key: changed})[out]
         np.testing.assert_array_equal(_kept(feeds, other), _kept(feeds, y))
 
 
-def test_causal_mask_is_honoured_in_integers():
-    """Token t of the RoPE block must not see tokens after t: changing the last token
-    leaves every earlier integer output bit-identical."""
-    sess = Session(_compiled("rope_block").graph)
-    x = _feeds(_data("rope_block", "test"), 0)["x"]
-    y = sess.run({"x": x})["hidden"]
+@pytest.mark.parametrize("name", ["rope_block", "gpt_block"])
+def test_causal_mask_is_honoured_in_integers(name):
+    """Token t must not see tokens after t: changing the last token leaves every earlier
+    integer output bit-identical."""
+    sess = Session(_compiled(name).graph)
+    feeds = _feeds(_data(name, "test"), 0)
+    x = feeds["x"]
+    y = sess.run(feeds)["hidden"]
     x2 = x.copy()
     x2[0, -1] = -x2[0, -1]
-    y2 = sess.run({"x": x2})["hidden"]
+    y2 = sess.run({**feeds, "x": x2})["hidden"]
     np.testing.assert_array_equal(y2[0, :-1], y[0, :-1])
     assert np.abs(y2[0, -1] - y[0, -1]).max() > 0.05
 
