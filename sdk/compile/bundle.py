@@ -157,8 +157,16 @@ def _entry_manifest(graph: Graph, plan: MemoryPlan | None, note: str) -> dict[st
     ins, outs = _boundary(graph)
     return {"name": "", "inputs": ins, "outputs": outs, "ops": [n.op for n in graph.nodes],
             "state": [d.to_json() for d in graph.state],
-            "parameter_bytes": parameter_bytes(graph), "macs": graph_macs(graph),
+            "parameter_bytes": parameter_bytes(graph), "macs": _macs(graph),
             "memory": memory_summary(plan, note)}
+
+
+def _macs(graph: Graph) -> int:
+    """The graph's MACs; a node without known shapes counts 0 (the bundle still saves)."""
+    try:
+        return graph_macs(graph)
+    except EdgeError:
+        return 0
 
 
 @dataclass
