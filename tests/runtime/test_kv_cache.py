@@ -83,6 +83,17 @@ def test_kernels_numba_equals_numpy_bit_for_bit(dtype):
                           fast_cache.kv_cache_write(cache, new, 1, axis=1))
 
 
+def test_masked_columns_get_probability_exactly_zero():
+    from sdk.kernels.transformer import shiftmax
+
+    rng = np.random.default_rng(4)
+    scores = rng.integers(-3000, 3000, (2, 3, 5, 8)).astype(np.int16)
+    for pos in range(0, 4):
+        p = shiftmax(ref.causal_mask(scores, np.int32(pos)), axis=-1, x0=-40, n=15)
+        for i in range(5 if pos + 5 <= 8 else 0):
+            assert np.all(p[..., i, pos + i + 1:] == 0) and np.all(p[..., i, :pos + i + 1].sum(-1) > 0)
+
+
 @pytest.mark.parametrize("impl", [ref, fast_cache])
 def test_write_past_capacity_is_a_one_line_error(impl):
     cache = np.zeros((1, 2, 4, 3), np.int8)
