@@ -126,6 +126,14 @@ def quantize(graph: Graph, data: Mapping[str, np.ndarray], observer: str = "minm
     if isinstance(int16_layers, str) and int16_layers not in ("none", "auto"):
         int16_layers = [t.strip() for t in int16_layers.split(",") if t.strip()]
     chosen: list[str] = []
+    if not isinstance(int16_layers, str):
+        missing = [t for t in int16_layers if t not in fg.tensors]
+        if missing:
+            raise CalibrationError(f"--int16-layers names unknown tensor(s) {missing}; "
+                                   "see `edge compile --report` for the tensor names")
+        chosen = list(int16_layers)
+    if sensitivity not in ("integer", "float"):
+        raise CalibrationError(f"sensitivity must be 'integer' or 'float', got {sensitivity!r}")
     rows: list = []
     tried: list = []
     samples: list = []
@@ -133,18 +141,17 @@ def quantize(graph: Graph, data: Mapping[str, np.ndarray], observer: str = "minm
         samples = _samples(fg, data, CHOICE_SAMPLES)
     if int16_layers == "auto" or auto_obs:
         plan0 = plan_from_observers(fg, observers, activation_bits, per_channel,
-                                    mixed_precision, pairs, observer_for=per_obs)
+                                    mixed_precision, pairs, int16=chosen, observer_for=per_obs)
         ig0 = lower(fg, plan0)
         cand = sens.candidates(fg, plan0, ig0)
         kinds = AUTO_OBSERVERS if auto_obs else (base_obs,)
-        if sensitivity not in ("integer", "float"):
-            raise CalibrationError(f"sensitivity must be 'integer' or 'float', got {sensitivity!r}")
         build = None
         if sensitivity == "integer":
             def build(int16: list[str], obs_for: dict[str, str]) -> Graph:
-                return make(int16, {**per_obs, **obs_for})
-        rows = sens.sensitivity_table(fg, observers, plan0, samples[::max(1, len(samples) // SENSITIVITY_SAMPLES)][:SENSITIVITY_SAMPLES], cand,
-                                      kinds, build)
+                return make([*chosen, *int16], {**per_obs, **obs_for})
+        step = max(1, len(samples) // SENSITIVITY_SAMPLES)
+        rows = sens.sensitivity_table(fg, observers, plan0, samples[::step][:SENSITIVITY_SAMPLES],
+                                      cand, kinds, build)
         if auto_obs:
             per_obs.update({r.tensor: r.observer for r in rows if r.tensor not in per_obs})
         if int16_layers == "auto":
@@ -157,12 +164,6 @@ def quantize(graph: Graph, data: Mapping[str, np.ndarray], observer: str = "minm
             chosen, tried = sens.choose_int16(rows, evaluate, target_cosine)
             for r in rows:
                 r.int16 = r.tensor in chosen
-    elif int16_layers != "none":
-        missing = [t for t in int16_layers if t not in fg.tensors]
-        if missing:
-            raise CalibrationError(f"--int16-layers names unknown tensor(s) {missing}; "
-                                   "see `edge compile --report` for the tensor names")
-        chosen = list(int16_layers)
     ig = make(chosen, per_obs)
     carry_state_decls(g, ig, pairs)  # the state declaration survives the lowering
     ig.metadata.update(observer=observer, activation_bits=activation_bits,
