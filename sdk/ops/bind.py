@@ -25,6 +25,7 @@ from typing import Any
 import numpy as np
 from numba import njit
 
+from sdk.errors import GraphError
 from sdk.graph.ir import Graph, Node
 from sdk.kernels.checks import channel_vector, check_range, out_dtype
 from sdk.kernels.conv import conv_geometry
@@ -87,6 +88,16 @@ class Binder:
         single-output node, the list of results otherwise."""
         impl = load_all()[node.op]
         attrs, fast = node.attrs, self.fast
+        d, body = getattr(impl, "opdef", None), getattr(impl, "body", None)
+        if d is not None and body is not None:
+            try:  # prepare the attributes once, not per call
+                prepared, kernel = d.prepare(attrs), d.kernel(fast)
+            except GraphError:
+                pass  # bad attributes: the registry kernel reports them when the node runs
+            else:
+                if len(node.outputs) == 1:
+                    return lambda args: body(args, prepared, kernel)[0]
+                return lambda args: body(args, prepared, kernel)
         if len(node.outputs) == 1:
             return lambda args: impl(args, attrs, fast)[0]
         return lambda args: impl(args, attrs, fast)

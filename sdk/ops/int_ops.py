@@ -56,6 +56,7 @@ def defop(d: OpDef) -> Callable[[Callable[[Inputs, Prepared, Kernel], list]], An
         def impl(inputs: Inputs, attrs: dict[str, Any], fast: bool) -> list[np.ndarray]:
             return fn(inputs, d.prepare(attrs), d.kernel(fast))
         impl.opdef = d  # type: ignore[attr-defined]
+        impl.body = fn  # type: ignore[attr-defined]  # for callers that prepare once
         register(d.name)(impl)
         return fn
     return deco
