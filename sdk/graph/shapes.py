@@ -93,12 +93,6 @@ def _same(shapes, dtypes, values, attrs):
     return [(shapes[0], dtypes[0])]
 
 
-@rule("KVCacheWrite", "CausalMask")
-def _state_op(shapes, dtypes, values, attrs):
-    """The cache (or the masked scores) keeps its shape and dtype: capacity is static."""
-    return [(shapes[0], dtypes[0])]
-
-
 @rule("Dropout")
 def _dropout(shapes, dtypes, values, attrs):
     return [(shapes[0], dtypes[0]), (shapes[0], "bool")]

@@ -12,7 +12,7 @@ from typing import Any
 import numpy as np
 
 from sdk.errors import GraphError
-from sdk.ops.registry import register
+from sdk.ops.registry import defop
 from sdk.ops.schema import (
     ELEMENTWISE,
     INPLACE,
@@ -24,7 +24,6 @@ from sdk.ops.schema import (
     Cost,
     CostInputs,
     OpDef,
-    declare,
     per_element,
     requant_attrs,
 )
@@ -45,21 +44,6 @@ _NO_PEER_OP = {exporter: "no operator there computes the I-ViT integer arithmeti
                for exporter in ("onnxruntime", "tflite")}
 Prepared = dict[str, Any]
 Kernel = Callable[..., Any]
-
-
-def defop(d: OpDef) -> Callable[[Callable[[Inputs, Prepared, Kernel], list]], Any]:
-    """Declare ``d`` in the schema and register its implementation with the registry: the
-    registry calls ``fn(inputs, d.prepare(attrs), d.kernel(fast))``."""
-    declare(d)
-
-    def deco(fn: Callable[[Inputs, Prepared, Kernel], list]) -> Any:
-        def impl(inputs: Inputs, attrs: dict[str, Any], fast: bool) -> list[np.ndarray]:
-            return fn(inputs, d.prepare(attrs), d.kernel(fast))
-        impl.opdef = d  # type: ignore[attr-defined]
-        impl.body = fn  # type: ignore[attr-defined]  # for callers that prepare once
-        register(d.name)(impl)
-        return fn
-    return deco
 
 
 def _opt(inputs: Inputs, i: int) -> np.ndarray | None:

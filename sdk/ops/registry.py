@@ -13,6 +13,8 @@ from typing import Any
 
 import numpy as np
 
+from sdk.ops.schema import OpDef, declare
+
 OpImpl = Callable[[list["np.ndarray | None"], dict[str, Any], bool], list[np.ndarray]]
 
 OPS: dict[str, OpImpl] = {}
@@ -28,6 +30,21 @@ def register(*names: str) -> Callable[[OpImpl], OpImpl]:
             OPS[n] = impl
         return impl
 
+    return deco
+
+
+def defop(d: OpDef) -> Callable[[Callable[..., list]], Any]:
+    """Declare ``d`` in the schema and register its implementation with the registry: the
+    registry calls ``fn(inputs, d.prepare(attrs), d.kernel(fast))``."""
+    declare(d)
+
+    def deco(fn: Callable[..., list]) -> Any:
+        def impl(inputs: list, attrs: dict[str, Any], fast: bool) -> list[np.ndarray]:
+            return fn(inputs, d.prepare(attrs), d.kernel(fast))
+        impl.opdef = d  # type: ignore[attr-defined]
+        impl.body = fn  # type: ignore[attr-defined]  # for callers that prepare once
+        register(d.name)(impl)
+        return fn
     return deco
 
 

@@ -1,8 +1,7 @@
-"""Registers the state ops of :mod:`sdk.kernels.cache`: ``KVCacheWrite`` and ``CausalMask``.
-
-Each op's attributes are parsed by one small function (``*_attrs``) so an op schema can take
-them over as they are.
-"""
+"""The state ops of :mod:`sdk.kernels.cache`, declared once each: ``KVCacheWrite`` (write new
+rows into a fixed-capacity integer KV cache at a position) and ``CausalMask`` (hide the cache
+columns a query may not see yet). Both keep their first input's shape, dtype and grid, so the
+capacity (and the arena plan) is fixed at compile time."""
 
 from __future__ import annotations
 
@@ -11,20 +10,13 @@ from typing import Any
 import numpy as np
 
 from sdk.errors import GraphError
-from sdk.kernels import cache
-from sdk.kernels.fast import cache as fcache
-from sdk.ops.registry import register
+from sdk.ops.registry import defop
+from sdk.ops.schema import KEEPS_GRID, STATEFUL, Attr, Cost, OpDef
+from sdk.ops.shape_rules import same_rule
 
-
-def kv_cache_write_attrs(attrs: dict[str, Any]) -> dict[str, Any]:
-    """``KVCacheWrite`` attributes: ``axis`` (the rows axis, default 2 of [B, H, C, D])."""
-    return {"axis": int(attrs.get("axis", 2))}
-
-
-def causal_mask_attrs(attrs: dict[str, Any]) -> dict[str, Any]:
-    """``CausalMask`` attributes: ``fill`` (default: the dtype's minimum)."""
-    fill = attrs.get("fill")
-    return {"fill": None if fill is None else int(fill)}
+_NOT_WRITTEN = "the exporter has no mapping for it yet"
+_EXPORTERS = {"onnxruntime": _NOT_WRITTEN, "tflite": _NOT_WRITTEN}
+_HOST_ONLY = "not in the firmware yet: KV-cached generation runs on the host"
 
 
 def _operands(inputs: list, op: str, n: int) -> list[np.ndarray]:
@@ -33,15 +25,25 @@ def _operands(inputs: list, op: str, n: int) -> list[np.ndarray]:
     return inputs[:n]
 
 
-@register("KVCacheWrite")
-def _kv_cache_write(inputs: list, attrs: dict[str, Any], fast: bool) -> list[np.ndarray]:
+@defop(OpDef("KVCacheWrite", "integer", ("cache", "new", "pos"),
+             attrs=(Attr("axis", "int", 2, "the rows axis of [B, H, C, D]"),),
+             traits=frozenset({STATEFUL, KEEPS_GRID}), spec="sdk.kernels.cache:kv_cache_write",
+             twin="sdk.kernels.fast.cache:kv_cache_write",
+             cost=lambda c: Cost(other=c.size(1)),  # one store per new element
+             shape=same_rule, firmware_why_not=_HOST_ONLY, exporters_skip=_EXPORTERS,
+             formula="cache'[..., pos:pos+T, :] = new; capacity C fixed"))
+def _kv_cache_write(inputs: list, p: dict[str, Any], f: Any) -> list[np.ndarray]:
     c, new, pos = _operands(inputs, "KVCacheWrite", 3)
-    f = fcache.kv_cache_write if fast else cache.kv_cache_write
-    return [f(c, new, pos, **kv_cache_write_attrs(attrs))]
+    return [f(c, new, pos, axis=p["axis"])]
 
 
-@register("CausalMask")
-def _causal_mask(inputs: list, attrs: dict[str, Any], fast: bool) -> list[np.ndarray]:
+@defop(OpDef("CausalMask", "integer", ("scores", "pos"),
+             attrs=(Attr("fill", "optional_int", None, "masked value (dtype minimum)"),),
+             traits=frozenset({KEEPS_GRID}), spec="sdk.kernels.cache:causal_mask",
+             twin="sdk.kernels.fast.cache:causal_mask",
+             cost=lambda c: Cost(other=c.out_elems),  # one compare per score
+             shape=same_rule, firmware_why_not=_HOST_ONLY, exporters_skip=_EXPORTERS,
+             formula="out[..., i, j] = scores if j <= pos + i else fill"))
+def _causal_mask(inputs: list, p: dict[str, Any], f: Any) -> list[np.ndarray]:
     s, pos = _operands(inputs, "CausalMask", 2)
-    f = fcache.causal_mask if fast else cache.causal_mask
-    return [f(s, pos, **causal_mask_attrs(attrs))]
+    return [f(s, pos, fill=p["fill"])]

@@ -95,6 +95,9 @@ EXAMPLES: dict[str, Example] = {
     "ILayerNorm": _norm,
     "IRMSNorm": _norm,
     "ResizeNearest": lambda r: ([_i8(r, 1, 2, 3, 3)], {"sizes": (1, 2, 6, 5)}),
+    "KVCacheWrite": lambda r: ([_i8(r, 1, 2, 8, 4), _i8(r, 1, 2, 3, 4), np.int32(2)], {}),
+    "CausalMask": lambda r: ([r.integers(-3000, 3000, (1, 2, 3, 8)).astype(np.int16),
+                              np.int32(4)], {}),
 }
 
 SCHEMA_NOW = load_schema()
