@@ -10,7 +10,9 @@ torch 2.13 needs ``onnxscript``, which the SDK does not depend on):
   embeddings (the position table is gathered by a constant arange), 2 blocks of width 64 with
   4 heads, GELU FFN (erf form), ``nn.LayerNorm``; the additive mask is HF's
   ``(1 − mask)·finfo(float32).min``. Output ``hidden`` [1, 16, 64] (per token, after a final
-  LayerNorm).
+  LayerNorm). Exported without constant folding, so the file keeps the Shape / Gather /
+  ConstantOfShape / Equal / Where / Expand / Cast chains the SDK must fold.
+* ``encoder_dynamic.onnx``: the same weights with dynamic batch and sequence axes.
 * ``rope_block.onnx``: one pre-norm decoder block on float ``x`` [1, 16, 64]: RMSNorm spelled
   out (``x·rsqrt(mean(x²) + ε)·w``), q/k/v projections, rotary embedding with the
   rotate-half form (Slice, Neg, Concat), a constant causal mask, softmax attention, output
@@ -276,6 +278,12 @@ def main() -> None:
     ids, mask = _ids(rng, 1)[0], np.ones((1, SEQ), np.int64)
     _export(enc, (torch.from_numpy(ids), torch.from_numpy(mask)), ["input_ids", "attention_mask"],
             out / "encoder.onnx", fold=False)
+    # the same weights with dynamic batch and sequence axes (Shape chains stay in the file)
+    axes = {"input_ids": {0: "batch", 1: "seq"}, "attention_mask": {0: "batch", 1: "seq"}}
+    torch.onnx.export(enc, (torch.from_numpy(ids), torch.from_numpy(mask)),
+                      str(out / "encoder_dynamic.onnx"), input_names=["input_ids", "attention_mask"],
+                      output_names=["hidden"], opset_version=17, dynamo=False,
+                      dynamic_axes=axes)
     # calibration: mostly full masks plus a few padded ones; test: held-out full and padded
     c_ids = _ids(rng, 24)
     c_mask = np.concatenate([_masks(rng, 16, True), _masks(rng, 8, False)])

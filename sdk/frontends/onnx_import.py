@@ -389,6 +389,30 @@ def load_onnx(source: Any) -> Graph:
     return graph
 
 
+def specialize_input_shapes(graph: Graph, shapes: dict[str, Any]) -> Graph:
+    """Give the graph inputs static ``shapes`` (name → shape; e.g. from calibration samples) in
+    place, then infer shapes and fold again: a dynamic-axes export's ``Shape → Gather →
+    Concat → Reshape`` chains and attention-mask arithmetic become constants or simple masks,
+    as in a static export. Returns the graph."""
+    for name, shape in shapes.items():
+        if name not in graph.inputs:
+            raise GraphError(f"{name!r} is not an input of the graph; inputs: {graph.inputs}")
+        old = graph.tensor(name).shape
+        new = tuple(int(d) for d in shape)
+        if old is not None and (len(old) != len(new)
+                                or any(o >= 0 and o != n for o, n in zip(old, new))):
+            raise GraphError(f"input {name!r} has shape {old}; it cannot become {new}")
+        graph.tensor(name).shape = new
+    for t in graph.tensors.values():  # forget inferred dynamic shapes: infer them again
+        if t.data is None and t.name not in graph.inputs:
+            t.shape = None
+    infer_shapes(graph)
+    fold_constants(graph)
+    infer_shapes(graph)
+    finite_mask_constants(graph)
+    return graph
+
+
 _HEAVY = {"MatMul", "Gemm", "Conv", "ConvTranspose", "Gather"}  # never inside a mask
 
 

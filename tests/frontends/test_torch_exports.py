@@ -231,3 +231,25 @@ def test_attributes_are_honoured_or_refused_in_the_same_line():
     for part in ("LayerNormalization(stash_type=0)", "Softmax(temperature)", "CumSum"):
         assert part in msg, msg
     assert isinstance(model, onnx.ModelProto)
+
+
+def test_dynamic_axes_export_compiles_once_its_input_shapes_are_fixed():
+    """A dynamic-axes export keeps its Shape arithmetic (the integer lowering refuses it by
+    name); :func:`specialize_input_shapes` folds it, and the result is the static export's."""
+    from sdk.frontends.onnx_import import specialize_input_shapes
+    from sdk.quant import quantize
+
+    g = load_onnx(FIX / "encoder_dynamic.onnx")
+    assert g.tensor("input_ids").shape == (-1, -1)
+    with pytest.raises(UnsupportedOpError, match="Shape"):
+        quantize(g, _data("encoder", "calib"))
+    specialize_input_shapes(g, {"input_ids": (1, 16), "attention_mask": (1, 16)})
+    ops = Counter(n.op for n in g.nodes)
+    assert ops["Shape"] == ops["ConstantOfShape"] == ops["Equal"] == 0, ops
+    ig = quantize(g, _data("encoder", "calib"))
+    assert_integer_only(ig)
+    a, b = Session(ig), Session(_compiled("encoder").graph)
+    test = _data("encoder", "test")
+    for i in range(len(test["expected_hidden"])):
+        feeds = _feeds(test, i)
+        np.testing.assert_array_equal(a.run(feeds)["hidden"], b.run(feeds)["hidden"])
