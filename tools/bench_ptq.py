@@ -129,8 +129,11 @@ def main(argv: list[str] | None = None) -> int:
         outs = np.stack([it.run({"hidden": x}, outputs=["embedding"])["embedding"] for x in test])
         rep = b.ptq_report
         note = f"int16: {len(rep.int16)} tensors" if rep.int16 else ""
+        arena = b.memory_plan.arena_bytes if b.memory_plan is not None else None
+        if arena is not None:
+            note = f"arena {arena / 1e3:.0f} kB" + (f"; {note}" if note else "")
         row(name, outs, path.stat().st_size, secs,
-            {"int16_layers": rep.int16, "note": note,
+            {"int16_layers": rep.int16, "note": note, "arena_bytes": arena,
              "parameter_bytes": int(b.manifest["parameter_bytes"])})
     peer = ort_peer(onnx_path, calib["hidden"], test, work)
     row("ONNX Runtime quantize_static (QDQ, per-channel, u8 act)", peer["outputs"],
