@@ -270,7 +270,7 @@ class Session:
         self._state_feed = {d.input: d.raw_input or d.input for d in decls}
         self._state_read = {d.input: d.raw_output or d.output for d in decls}
         self._positions: dict[str, list[str]] = {}
-        self._rows: dict[str, int | str] = {}
+        self._rows: dict[str, int | tuple[str, int]] = {}
         initial: dict[str, np.ndarray] = {}
         capacities: dict[str, int] = {}
         for d in decls:
@@ -292,8 +292,7 @@ class Session:
                 rows = g.tensor(writer.inputs[1]).shape
                 static = rows is not None and rows[axis] > 0
                 self._rows.setdefault(d.position, int(rows[axis]) if static
-                                      else writer.inputs[1])
-        self._state_axis = 2
+                                      else (writer.inputs[1], axis))
         self._state_inputs = frozenset(self._state_feed) | frozenset(self._positions)
         self._state_outputs = frozenset(d.output for d in decls)
         self._initial_state = (initial, list(self._positions), capacities)
@@ -431,12 +430,12 @@ class Session:
         for name, raw in self._state_read.items():
             state.values[name] = results[raw]
         for p, rows in self._rows.items():
-            n = rows if isinstance(rows, int) else int(np.shape(results[rows])[self._state_axis])
+            n = rows if isinstance(rows, int) else int(np.shape(results[rows[0]])[rows[1]])
             state.positions[p] += n
 
     def _state_reads(self) -> list[str]:
-        return list(self._state_read.values()) + [r for r in self._rows.values()
-                                                  if isinstance(r, str)]
+        return list(self._state_read.values()) + [r[0] for r in self._rows.values()
+                                                  if not isinstance(r, int)]
 
     def _user_values(self, wanted: Sequence[str], results: Mapping[str, np.ndarray]
                      ) -> dict[str, np.ndarray]:

@@ -332,3 +332,18 @@ def test_resume_with_state_advances_like_run(bundle):
         assert b.position == i  # run_until does not advance the state
         got.append(s.resume(ck, ["y"], state=b)["y"])
     assert all(np.array_equal(p, q) for p, q in zip(want, got)) and b.position == 2
+
+
+def test_one_entry_with_a_dynamic_token_axis_advances_by_the_rows_written(cached, bundle):
+    """x [1, -1, D]: any number of tokens per call; the position advances by each call's T."""
+    anyt = sdk.Session(with_input_shapes(cached, {"x": [1, -1, D]}), integer_io=True)
+    step = sdk.Session(bundle, integer_io=True, entry="decode_step")
+    x = _quantized(tokens(1, 6, D, seed=17)[0], step)
+    st = anyt.new_state()
+    got = [anyt.run({"x": x[:, :3]}, state=st)["y"]]
+    assert st.position == 3
+    got += [anyt.run({"x": x[:, 3:4]}, state=st)["y"], anyt.run({"x": x[:, 4:]}, state=st)["y"]]
+    assert st.position == 6
+    ref_state = step.new_state()
+    want = [step.run({"x": x[:, i:i + 1]}, state=ref_state)["y"] for i in range(6)]
+    assert np.array_equal(np.concatenate(got, 1), np.concatenate(want, 1))
