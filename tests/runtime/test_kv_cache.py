@@ -347,3 +347,17 @@ def test_one_entry_with_a_dynamic_token_axis_advances_by_the_rows_written(cached
     ref_state = step.new_state()
     want = [step.run({"x": x[:, i:i + 1]}, state=ref_state)["y"] for i in range(6)]
     assert np.array_equal(np.concatenate(got, 1), np.concatenate(want, 1))
+
+
+def test_streaming_session_carries_a_kv_cache_too(bundle):
+    """StreamingSession is a user of the session state API: a decode step streams."""
+    ss = sdk.StreamingSession(bundle.entry("decode_step"), integer_io=True)
+    assert [i.name for i in ss.stream_inputs] == ["x"] and ss.pairs == {}
+    step = sdk.Session(bundle, integer_io=True, entry="decode_step")
+    x = _quantized(tokens(1, 5, D, seed=18)[0], step)
+    streamed = ss.steps(x[0][:, None, None, :].reshape(5, 1, 1, D))["y"]
+    st = step.new_state()
+    want = np.stack([step.run({"x": x[:, i:i + 1]}, state=st)["y"] for i in range(5)])
+    assert np.array_equal(streamed, want) and ss.state.position == 5
+    ss.reset()
+    assert ss.state.position == 0
