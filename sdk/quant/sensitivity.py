@@ -206,10 +206,27 @@ def sensitivity_table(graph: Graph, observers: Mapping[str, Observer], plan: Qua
 
 
 def choose_int16(rows: Sequence[SensitivityRow], evaluate: Callable[[list[str]], float],
-                 target: float, max_tensors: int | None = None) -> tuple[list[str], list[tuple[int, float]]]:
+                 target: float, max_tensors: int | None = None, prune: bool = False
+                 ) -> tuple[list[str], list[tuple[int, float]]]:
     """The fewest leading rows to make int16 so that ``evaluate(int16 list)`` (the integer
     graph's worst output cosine) reaches ``target``. Returns the list and the tried
-    ``(count, cosine)`` pairs. If even all candidates miss the target, all are returned."""
+    ``(count, cosine)`` pairs. If even all candidates miss the target, all are returned.
+    ``prune``: then drop, least sensitive first, each chosen tensor whose removal keeps the
+    target (one evaluation per chosen tensor)."""
+    chosen, tried = _shortest_prefix(rows, evaluate, target, max_tensors)
+    if prune and chosen and dict(tried).get(len(chosen), -1.0) >= target:
+        for name in list(reversed(chosen)):
+            trial = [t for t in chosen if t != name]
+            c = evaluate(trial)
+            tried.append((len(trial), c))
+            if c >= target:
+                chosen = trial
+    return chosen, tried
+
+
+def _shortest_prefix(rows: Sequence[SensitivityRow], evaluate: Callable[[list[str]], float],
+                     target: float, max_tensors: int | None
+                     ) -> tuple[list[str], list[tuple[int, float]]]:
     names = [r.tensor for r in rows]
     limit = len(names) if max_tensors is None else min(len(names), max_tensors)
     tried: dict[int, float] = {}

@@ -205,3 +205,15 @@ def test_edge_compile_report(tmp_path, capsys):
                "-o", str(tmp_path / "m2.edge"), "--smooth-alpha", "0.5", "--report"])
     out = capsys.readouterr().out
     assert rc == 0 and "int16 layers: none" in out
+
+
+def test_choose_int16_prune_drops_what_is_not_needed():
+    from sdk.quant.sensitivity import SensitivityRow
+
+    rows = [SensitivityRow(f"t{i}", 1.0 / (i + 1), 0, 0, 1, 1, 0.1, "minmax") for i in range(4)]
+
+    def evaluate(names):  # only t0 and t2 matter
+        return 0.9 + 0.05 * ("t0" in names) + 0.05 * ("t2" in names)
+
+    assert choose_int16(rows, evaluate, 0.99)[0] == ["t0", "t1", "t2"]
+    assert choose_int16(rows, evaluate, 0.99, prune=True)[0] == ["t0", "t2"]
