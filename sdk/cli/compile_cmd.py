@@ -36,6 +36,9 @@ from sdk.quant.observers import OBSERVERS
                    "layers' weights with strength alpha (e.g. 0.5); default off")
 @click.option("--target-cosine", type=float, default=0.99, show_default=True,
               help="goal of --int16-layers auto: worst output cosine vs float on calibration")
+@click.option("--sensitivity", type=click.Choice(["integer", "float"]), default="integer",
+              show_default=True, help="sensitivity of a tensor: int8 alone in the integer graph "
+                                      "(others int16), or fake-quantized in the float graph")
 @click.option("--report", is_flag=True,
               help="print each layer's error against float and the sensitivity table")
 @click.option("--target", help="board profile (`edge targets`): check RAM/flash/op limits and "
@@ -45,7 +48,7 @@ from sdk.quant.observers import OBSERVERS
 def command(model: str, calib: str | None, output: str | None, observer: str,
             activation_bits: str, per_channel: bool, mixed_precision: bool,
             int16_layers: str = "none", smooth_alpha: float | None = None,
-            target_cosine: float = 0.99, report: bool = False,
+            target_cosine: float = 0.99, sensitivity: str = "integer", report: bool = False,
             target: str | None = None, backend: str | None = None) -> None:
     """Quantize an ONNX model to integers and write a .edge bundle."""
     from sdk.compile import compile_model
@@ -58,7 +61,7 @@ def command(model: str, calib: str | None, output: str | None, observer: str,
                            activation_bits=int(activation_bits), per_channel=per_channel,
                            mixed_precision=mixed_precision, int16_layers=int16_layers,
                            smooth_alpha=smooth_alpha, target_cosine=target_cosine,
-                           report=report)
+                           sensitivity=sensitivity, report=report)
     out = Path(output) if output else Path(model).with_suffix(".edge")
     if target or backend:  # emulator-mode limits fail before anything is written
         from sdk.backends import check_fits, default_backend, partition
@@ -97,7 +100,7 @@ def print_report(rep) -> None:
                    f"{s.act_ratio_before:.1f} -> {s.act_ratio_after:.1f} "
                    f"(s in [{s.s_min:.3g}, {s.s_max:.3g}])")
     if rep.sensitivity:
-        click.echo("sensitivity (each tensor alone int8, rest float; 1 - output cosine):")
+        click.echo("sensitivity (each tensor alone int8; 1 - output cosine vs float):")
         click.echo(f"  {'tensor':32s} {'error':>9s} {'rel.RMSE':>9s} {'observer':9s} int16  why")
         for r in rep.sensitivity:
             click.echo(f"  {r.tensor:32s} {r.error:9.2e} {r.rrmse:9.4f} {r.observer:9s} "

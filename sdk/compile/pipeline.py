@@ -24,7 +24,8 @@ def compile_model(onnx_path: str | os.PathLike | Any,
                   int16_layers: str | Sequence[str] = "none",
                   smooth_alpha: float | None = None,
                   observer_for: Mapping[str, str] | None = None,
-                  target_cosine: float = 0.99, report: bool = False) -> Bundle:
+                  target_cosine: float = 0.99, sensitivity: str = "integer",
+                  report: bool = False) -> Bundle:
     """Compile an ONNX model to an integer bundle.
 
     A float model is calibrated on ``calib`` (input name → array, first axis = samples) and
@@ -34,7 +35,8 @@ def compile_model(onnx_path: str | os.PathLike | Any,
     :func:`sdk.quant.quantize`, which gives each recurrent state pair one shared grid.
     ``int16_layers`` (``"none"`` | ``"auto"`` | tensor names), ``smooth_alpha`` (SmoothQuant
     α, None = off), ``observer`` ``"auto"`` / ``observer_for`` (per-tensor observers) and
-    ``target_cosine`` (the auto int16 choice's goal) are the outlier tools of
+    ``target_cosine`` (the auto int16 choice's goal), ``sensitivity`` (``integer`` |
+    ``float``: how the sensitivity report measures) are the outlier tools of
     :func:`sdk.quant.quantize`. ``report=True`` attaches ``bundle.ptq_report``
     (:class:`sdk.quant.ptq.PTQReport`, with per-layer errors of the integer graph against
     float on calibration samples in ``layers``) for a float model.
@@ -56,7 +58,8 @@ def compile_model(onnx_path: str | os.PathLike | Any,
                          activation_bits=activation_bits, per_channel=per_channel,
                          mixed_precision=mixed_precision, state_pairs=state_pairs,
                          int16_layers=int16_layers, smooth_alpha=smooth_alpha,
-                         observer_for=observer_for, target_cosine=target_cosine, report=rep)
+                         observer_for=observer_for, target_cosine=target_cosine,
+                         sensitivity=sensitivity, report=rep)
     if isinstance(onnx_path, (str, os.PathLike)):
         from pathlib import Path
 

@@ -202,7 +202,8 @@ def test_edge_compile_report(tmp_path, capsys):
     assert rows[1][4] == "yes" and "median" in " ".join(rows[1])  # sensitivity row
     assert "int16 layers: h" in out
     rc = main(["compile", str(tmp_path / "m.onnx"), "--calib", str(tmp_path / "calib.npz"),
-               "-o", str(tmp_path / "m2.edge"), "--smooth-alpha", "0.5", "--report"])
+               "-o", str(tmp_path / "m2.edge"), "--smooth-alpha", "0.5", "--report",
+               "--sensitivity", "float"])
     out = capsys.readouterr().out
     assert rc == 0 and "int16 layers: none" in out
 
