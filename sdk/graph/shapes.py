@@ -116,6 +116,12 @@ def _compare(shapes, dtypes, values, attrs):
     return [(broadcast(shapes[0], shapes[1]), "bool")]
 
 
+@rule("MaskedMean")
+def _masked_mean(shapes, dtypes, values, attrs):
+    x = shapes[0]
+    return [((x[0], 1, x[2]), dtypes[0])]
+
+
 @rule("IsNaN", "IsInf")
 def _is_class(shapes, dtypes, values, attrs):
     return [(shapes[0], "bool")]

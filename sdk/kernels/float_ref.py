@@ -224,6 +224,15 @@ def masked_softmax(x: np.ndarray, ids: np.ndarray | None, keep: np.ndarray | Non
     return softmax(np.where(k, x, np.finfo(np.float32).min).astype(x.dtype), axis=axis)
 
 
+def masked_mean(x: np.ndarray, ids: np.ndarray) -> np.ndarray:
+    """Mean of ``x [B, T, D]`` over the tokens ``ids [B, T]`` keeps (``!= 0``):
+    ``y[b, 0] = Σ_t m·x[b, t] / Σ_t m`` (0 when no token is kept); output ``[B, 1, D]``."""
+    m = (np.asarray(ids) != 0).astype(np.float64)
+    s = np.einsum("bt,btd->bd", m, np.asarray(x, np.float64))
+    n = m.sum(axis=1, keepdims=True)
+    return np.where(n > 0, s / np.maximum(n, 1), 0.0)[:, None, :].astype(x.dtype)
+
+
 def rms_normalization(x: np.ndarray, scale: np.ndarray, *, axis: int = -1,
                       epsilon: float = 1e-5) -> np.ndarray:
     """ONNX RMSNormalization (opset 23) over axes ``axis..rank−1``:

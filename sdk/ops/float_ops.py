@@ -276,6 +276,12 @@ def _rmsnorm(inputs: Inputs, attrs: dict[str, Any], fast: bool) -> list[np.ndarr
                                 epsilon=float(attrs.get("epsilon", 1e-5)))]
 
 
+@register("MaskedMean")
+def _masked_mean(inputs: Inputs, attrs: dict[str, Any], fast: bool) -> list[np.ndarray]:
+    """SDK-internal (prepared float graphs only, never imported): masked mean pooling."""
+    return [F.masked_mean(inputs[0], inputs[1])]
+
+
 @register("InstanceNormalization")
 def _instnorm(inputs: Inputs, attrs: dict[str, Any], fast: bool) -> list[np.ndarray]:
     return [F.instance_normalization(*inputs[:3], epsilon=float(attrs.get("epsilon", 1e-5)))]
@@ -484,5 +490,8 @@ def _registered_here() -> frozenset[str]:
     return frozenset(name for name, impl in OPS.items() if impl.__module__ == __name__)
 
 
-FLOAT_OPS: frozenset[str] = _registered_here()
+INTERNAL_OPS = frozenset({"MaskedMean"})
+"""Float ops that only :func:`sdk.quant.fuse.prepare_float_graph` writes (not ONNX)."""
+
+FLOAT_OPS: frozenset[str] = _registered_here() - INTERNAL_OPS
 """The ONNX operator names this module implements (what the ONNX importer accepts)."""

@@ -22,6 +22,8 @@ so ranges observed on the original graph still apply.
   calibration never sees the ``−3.4e38`` and the integer lowering masks with integers.
 * torch's SDPA guard ``Where(IsNaN(p), 0, p)`` on a Softmax output is dropped (finite masks
   never make a NaN row).
+* Masked mean pooling, ``MatMul(mask / Σ mask, x)`` with the weights computed from an
+  integer mask input, becomes ``MaskedMean(x, ids)`` (an SDK-internal float op).
 * Nodes whose outputs nothing reads any more are removed.
 """
 
@@ -567,6 +569,40 @@ def fuse_attention_mask(graph: Graph) -> None:
     remove_dead_nodes(graph)
 
 
+def fuse_masked_mean(graph: Graph) -> None:
+    """``MatMul(W, x)`` with ``x [B, T, D]`` and ``W [B, 1, T]`` computed from one integer
+    mask input as ``mask / Σ mask`` (masked mean pooling: Cast, ReduceSum, Div, Unsqueeze…)
+    → ``MaskedMean(x, ids)``. Checked on probe masks."""
+    for mm in [n for n in graph.nodes if n.op == "MatMul"]:
+        w, x = mm.inputs[:2]
+        wt, xt = graph.tensors.get(w), graph.tensors.get(x)
+        if wt is None or xt is None or wt.data is not None or wt.dtype != "float32" \
+                or wt.shape is None or xt.shape is None or len(xt.shape) != 3 \
+                or len(wt.shape) != 3 or _dynamic(wt.shape) or _dynamic(xt.shape):
+            continue
+        got = _probe(graph, w, 3)
+        if got is None or not got[0]:
+            continue
+        ids, run = got
+        shape = graph.tensor(ids).shape
+        if tuple(wt.shape) != (shape[0], 1, shape[1]) or xt.shape[:2] != tuple(shape):
+            continue
+        rng = np.random.default_rng(1)
+        ok = True
+        try:
+            for m in [np.ones(shape, np.int64)] + [rng.integers(0, 2, shape) for _ in range(4)]:
+                m[:, 0] = 1
+                want = (m / m.sum(axis=1, keepdims=True))[:, None, :]
+                if not np.allclose(run(m), want, rtol=1e-6, atol=1e-7):
+                    ok = False
+                    break
+        except Exception:  # the chain cannot run on probe values
+            ok = False
+        if ok:
+            mm.op, mm.inputs, mm.attrs = "MaskedMean", [x, ids], {}
+    remove_dead_nodes(graph)
+
+
 def drop_softmax_nan_guards(graph: Graph) -> None:
     """``Where(IsNaN(p), 0, p)`` on a Softmax output ``p`` (torch's SDPA guard for fully masked
     rows) → ``p``: with finite masks (:func:`sdk.frontends.onnx_import.finite_mask_constants`)
@@ -615,4 +651,5 @@ def prepare_float_graph(graph: Graph, keep: frozenset[str] = frozenset()) -> Gra
     fuse_decomposed_rmsnorm(g)
     drop_softmax_nan_guards(g)
     fuse_attention_mask(g)
+    fuse_masked_mean(g)
     return g.sort()

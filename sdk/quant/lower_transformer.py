@@ -198,6 +198,55 @@ def lower_rmsnorm(L: Lowering, node: Node) -> None:
     _emit_norm(L, node, "IRMSNorm", x, gamma, None)
 
 
+def lower_masked_mean(L: Lowering, node: Node) -> None:
+    """MaskedMean(x [B, T, D], ids [B, T]) in integers (docs/ops.md):
+    ``m = Reshape(Gather([0, 1] int8, ids), [B, 1, T])``;
+    ``sum = QMatMul(m, x)`` and ``count = QFullyConnected(m, ones[1, T])``, both exact int32
+    (``M = 1``); ``r = Gather(R, count)`` with ``R[c] = round(2^k/c)``, ``R[0] = 0``;
+    ``out = QMul(sum, r)`` with ``M = S_x/(2^k·S_out)``; ``k`` keeps ``|sum·r| < 2^31``."""
+    x, qx, dx = L.input(node.inputs[0])
+    ids = node.inputs[1]
+    if ids not in L.int_name or ids in L.actual:
+        raise UnsupportedOpError(["MaskedMean mask from a non-integer tensor"], "integer lowering")
+    b, t = (int(d) for d in L.fg.tensor(ids).shape)
+    d = int(L.shape(node.inputs[0])[-1])
+    one = QuantParams(np.float32(1.0), np.int32(0))
+    base = node.outputs[0]
+    table = L.add_int_const(base + "_mask01", np.array([0, 1], np.int8), one)
+    flat = L.g.unique_name(base + "_mask")
+    L.g.add_tensor(Tensor(flat, "int8", (b, t), one))
+    L.g.add_node("Gather", [table, L.int_name[ids]], [flat], name=f"Gather_{flat}", axis=0)
+    m3 = L.g.unique_name(base + "_mask3")
+    L.g.add_tensor(Tensor(m3, "int8", (b, 1, t), one))
+    L.g.add_node("Reshape", [flat, L.add_int_const(base + "_mask3_shape",
+                                                   np.array([b, 1, t], np.int64))], [m3],
+                 name=f"Reshape_{m3}")
+    m0, shift = quantize_multiplier(1.0)
+    lo, hi = qrange("int32")
+    total = L.g.unique_name(base + "_sum")
+    L.g.add_tensor(Tensor(total, "int32", (b, 1, d), qx))
+    L.g.add_node("QMatMul", [m3, x], [total], name=f"QMatMul_{total}", a_zp=0,
+                 b_zp=int(qx.zero_point), m0=m0, shift=shift, out_zp=0, act_min=lo, act_max=hi,
+                 dtype="int32")
+    ones = L.add_int_const(base + "_ones", np.ones((1, t), np.int8), one)
+    count = L.g.unique_name(base + "_count")
+    L.g.add_tensor(Tensor(count, "int32", (b, 1, 1), one))
+    L.g.add_node("QFullyConnected", [m3, ones, ""], [count], name=f"QFullyConnected_{count}",
+                 x_zp=0, m0=[m0], shift=[shift], out_zp=0, act_min=lo, act_max=hi, dtype="int32")
+    qmin, qmax = qrange(dx)
+    k = max(1, min(30, math.floor(math.log2((2**31 - 1) / (t * (qmax - qmin))))))
+    recip = np.zeros(t + 1, np.int32)
+    recip[1:] = np.round(2.0**k / np.arange(1, t + 1)).astype(np.int32)
+    rq = QuantParams(np.float32(2.0**-k), np.int32(0))
+    rt = L.add_int_const(base + "_recip_table", recip, rq)
+    r = L.g.unique_name(base + "_recip")
+    L.g.add_tensor(Tensor(r, "int32", (b, 1, 1), rq))
+    L.g.add_node("Gather", [rt, count], [r], name=f"Gather_{r}", axis=0)
+    out = L.desired(node.outputs[0])
+    L.emit("QMul", [total, r], node.outputs[0], out, a_zp=0, b_zp=0,
+           **per_tensor(requant_attrs(float(qx.scale) * 2.0**-k, out, None)))
+
+
 def shift_gelu_exp_depth(reach: float) -> int:
     """Shift-exp depth ``n`` that never clamps ShiftGELU's exponents for inputs within
     ``±reach`` (λ-clipped): both exponents stay above ``−2·min(λ, reach)·1.702·log2 e`` in
@@ -241,5 +290,5 @@ def lower_gelu(L: Lowering, node: Node) -> None:
 
 LOWERINGS: dict[str, OpLowering] = {
     "Softmax": lower_softmax, "LayerNormalization": lower_layernorm, "Gelu": lower_gelu,
-    "RMSNormalization": lower_rmsnorm,
+    "RMSNormalization": lower_rmsnorm, "MaskedMean": lower_masked_mean,
 }

@@ -253,3 +253,51 @@ def test_dynamic_axes_export_compiles_once_its_input_shapes_are_fixed():
     for i in range(len(test["expected_hidden"])):
         feeds = _feeds(test, i)
         np.testing.assert_array_equal(a.run(feeds)["hidden"], b.run(feeds)["hidden"])
+
+
+def _masked_mean_model():
+    """Masked mean pooling as sentence-embedding graphs write it: Cast(mask) → ReduceSum →
+    Div → Unsqueeze → MatMul with the token states."""
+    from onnx import TensorProto, helper
+
+    nodes = [
+        helper.make_node("Cast", ["attention_mask"], ["mf"], to=TensorProto.FLOAT),
+        helper.make_node("ReduceSum", ["mf", "ax1"], ["cnt"], keepdims=1),
+        helper.make_node("Div", ["mf", "cnt"], ["w"]),
+        helper.make_node("Unsqueeze", ["w", "ax1"], ["w3"]),
+        helper.make_node("MatMul", ["w3", "x"], ["pooled3"]),
+        helper.make_node("Reshape", ["pooled3", "shape"], ["pooled"]),
+    ]
+    graph = helper.make_graph(
+        nodes, "masked_mean",
+        [helper.make_tensor_value_info("x", TensorProto.FLOAT, [1, 16, 64]),
+         helper.make_tensor_value_info("attention_mask", TensorProto.INT64, [1, 16])],
+        [helper.make_tensor_value_info("pooled", TensorProto.FLOAT, [1, 64])],
+        [helper.make_tensor("ax1", TensorProto.INT64, [1], [1]),
+         helper.make_tensor("shape", TensorProto.INT64, [2], [1, 64])])
+    return helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)])
+
+
+def test_masked_mean_pooling_lowers_to_integers():
+    model = _masked_mean_model()
+    rng = np.random.default_rng(9)
+    mask = np.ones((16, 1, 16), np.int64)
+    for i in range(8, 16):
+        mask[i, 0, 16 - i:] = 0
+    calib = {"x": rng.standard_normal((16, 1, 16, 64)).astype(np.float32), "attention_mask": mask}
+    g = sdk.compile_model(model, calib=calib).graph
+    assert_integer_only(g)
+    assert Counter(n.op for n in prepare_float_graph(load_onnx(model)).nodes)["MaskedMean"] == 1
+    fl, fast, spec = Session(load_onnx(model)), Session(g), Session(g, fast=False)
+    for i in range(16):
+        feeds = {"x": rng.standard_normal((1, 16, 64)).astype(np.float32),
+                 "attention_mask": mask[i]}
+        y, z = fl.run(feeds)["pooled"], fast.run(feeds)["pooled"]
+        np.testing.assert_array_equal(z, spec.run(feeds)["pooled"])
+        # int8 input and output grids (the pooled range spans 1 to 16 tokens): ~0.995
+        assert _cosine(y, z) >= 0.99
+        keep = mask[i][0].astype(bool)
+        if not keep.all():  # padded tokens change nothing
+            x2 = feeds["x"].copy()
+            x2[0, ~keep] = 5.0
+            np.testing.assert_array_equal(fast.run({**feeds, "x": x2})["pooled"], z)
