@@ -42,9 +42,9 @@ _ONNX_TYPE_NAME = {0: "UNDEFINED", 1: "FLOAT", 2: "UINT8", 3: "INT8", 4: "UINT16
 
 def supported_onnx_ops() -> list[str]:
     """Names of the ONNX operators (default domain) the importer accepts."""
-    from sdk.ops.float_ops import FLOAT_OPS
+    from sdk.ops.float_ops import FLOAT_OPS, INTERNAL_OPS
 
-    return sorted(FLOAT_OPS | {"Upsample"})
+    return sorted((FLOAT_OPS - INTERNAL_OPS) | {"Upsample"})
 
 
 # -- loading ---------------------------------------------------------------------------------
@@ -352,10 +352,8 @@ def load_onnx(source: Any) -> Graph:
         graph.add_tensor(Tensor(vi.name, _ONNX_DTYPE[et], shape))
         graph.inputs.append(vi.name)
 
-    from sdk.ops.float_ops import FLOAT_OPS
-
     builder = _Builder(graph, opset)
-    supported = FLOAT_OPS | {"Upsample"}
+    supported = set(supported_onnx_ops())
     for k, node in enumerate(g.node):
         op = node.op_type
         if node.domain not in ("", "ai.onnx"):

@@ -490,8 +490,10 @@ def _registered_here() -> frozenset[str]:
     return frozenset(name for name, impl in OPS.items() if impl.__module__ == __name__)
 
 
-INTERNAL_OPS = frozenset({"MaskedMean"})
-"""Float ops that only :func:`sdk.quant.fuse.prepare_float_graph` writes (not ONNX)."""
+FLOAT_OPS: frozenset[str] = _registered_here()
+"""The float operator names this module implements: ONNX names (what the ONNX importer
+accepts) plus :data:`INTERNAL_OPS`."""
 
-FLOAT_OPS: frozenset[str] = _registered_here() - INTERNAL_OPS
-"""The ONNX operator names this module implements (what the ONNX importer accepts)."""
+INTERNAL_OPS = frozenset({"MaskedMean"})
+"""Float ops that only :func:`sdk.quant.fuse.prepare_float_graph` writes (not ONNX: the
+importer refuses them)."""
