@@ -163,9 +163,9 @@ class SensitivityRow:
     bulk_ratio: float = 1.0  # max|x| / median(|x|)
 
     def reason(self) -> str:
+        tag = " (outliers)" if self.outlier_ratio > 4 or self.bulk_ratio > 100 else ""
         return (f"range [{self.lo:.3g}, {self.hi:.3g}]: max|x| = {self.bulk_ratio:.0f}× the "
-                f"median |x|, {self.outlier_ratio:.1f}× p99.9 (outliers); int8 step "
-                f"{self.step:.3g}")
+                f"median |x|, {self.outlier_ratio:.1f}× p99.9{tag}; int8 step {self.step:.3g}")
 
 
 def sensitivity_table(graph: Graph, observers: Mapping[str, Observer], plan: QuantPlan,
