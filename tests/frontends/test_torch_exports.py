@@ -301,3 +301,37 @@ def test_masked_mean_pooling_lowers_to_integers():
             x2 = feeds["x"].copy()
             x2[0, ~keep] = 5.0
             np.testing.assert_array_equal(fast.run({**feeds, "x": x2})["pooled"], z)
+
+
+def _figures() -> None:
+    """Print the float and integer agreement figures of every fixture."""
+    import onnxruntime as ort
+
+    for name in MODELS:
+        out, test = OUT[name], _data(name, "test")
+        fl = Session(load_onnx(FIX / f"{name}.onnx"))
+        ref = ort.InferenceSession(str(FIX / f"{name}.onnx"), providers=["CPUExecutionProvider"])
+        q = Session(_compiled(name).graph)
+        d_torch = d_ort = 0.0
+        full, pad, delta = [], [], []
+        for i in range(len(test[f"expected_{out}"])):
+            feeds, want = _feeds(test, i), test[f"expected_{out}"][i]
+            y, z = fl.run(feeds)[out], q.run(feeds)[out]
+            d_torch = max(d_torch, float(np.abs(y - want).max()))
+            d_ort = max(d_ort, float(np.abs(y - ref.run(None, feeds)[0]).max()))
+            c = _cosine(_kept(feeds, z), _kept(feeds, want))
+            padded = "attention_mask" in feeds and not feeds["attention_mask"].all()
+            (pad if padded else full).append(c)
+            if "x" in feeds:
+                delta.append(_cosine(_kept(feeds, z - feeds["x"]), _kept(feeds, want - feeds["x"])))
+        line = (f"{name}: float max|diff| vs torch {d_torch:.2e}, vs ORT {d_ort:.2e}; integer "
+                f"cosine (full masks) min {min(full):.5f} mean {np.mean(full):.5f}")
+        if pad:
+            line += f"; padded, kept tokens min {min(pad):.5f} mean {np.mean(pad):.5f}"
+        if delta:
+            line += f"; block delta (minus the residual x) min {min(delta):.5f}"
+        print(line)
+
+
+if __name__ == "__main__":  # .venv/bin/python tests/frontends/test_torch_exports.py
+    _figures()
