@@ -615,10 +615,9 @@ def drop_softmax_nan_guards(graph: Graph) -> None:
         isnan = producers.get(n.inputs[0])
         p = n.inputs[2]
         sm = producers.get(p)
+        zero = const_value(graph, n.inputs[1])
         if isnan is None or isnan.op != "IsNaN" or isnan.inputs[0] != p or sm is None \
-                or sm.op != "Softmax" or not _is_scalar(graph, n.inputs[1], 0.0, tol=0.0) \
-                and not (const_value(graph, n.inputs[1]) is not None
-                         and np.all(const_value(graph, n.inputs[1]) == 0)):
+                or sm.op != "Softmax" or zero is None or not np.all(np.asarray(zero) == 0):
             continue
         rename[n.outputs[0]] = p
     if not rename:
