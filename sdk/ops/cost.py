@@ -50,8 +50,12 @@ def node_cost(graph: Graph, node: Node,
 
 
 def node_macs(graph: Graph, node: Node) -> int:
-    """Multiply-accumulates of one node (0 for ops without products)."""
-    return node_cost(graph, node).macs
+    """Multiply-accumulates of one node (0 for ops without products, and for a node whose
+    tensor shapes are not known: a graph saved before shape inference)."""
+    try:
+        return node_cost(graph, node).macs
+    except GraphError:
+        return 0
 
 
 def graph_macs(graph: Graph) -> int:
