@@ -11,7 +11,7 @@ import numpy as np
 
 from sdk.errors import GraphError
 from sdk.ops.registry import defop
-from sdk.ops.schema import KEEPS_GRID, STATEFUL, Attr, Cost, OpDef
+from sdk.ops.schema import INPLACE, KEEPS_GRID, STATEFUL, Attr, Cost, OpDef
 from sdk.ops.shape_rules import same_rule
 
 _NOT_WRITTEN = "the exporter has no mapping for it yet"
@@ -27,7 +27,8 @@ def _operands(inputs: list, op: str, n: int) -> list[np.ndarray]:
 
 @defop(OpDef("KVCacheWrite", "integer", ("cache", "new", "pos"),
              attrs=(Attr("axis", "int", 2, "the rows axis of [B, H, C, D]"),),
-             traits=frozenset({STATEFUL, KEEPS_GRID}), spec="sdk.kernels.cache:kv_cache_write",
+             traits=frozenset({STATEFUL, KEEPS_GRID, INPLACE}),
+             spec="sdk.kernels.cache:kv_cache_write",
              twin="sdk.kernels.fast.cache:kv_cache_write",
              cost=lambda c: Cost(other=c.size(1)),  # one store per new element
              shape=same_rule, firmware_why_not=_HOST_ONLY, exporters_skip=_EXPORTERS,
@@ -39,7 +40,7 @@ def _kv_cache_write(inputs: list, p: dict[str, Any], f: Any) -> list[np.ndarray]
 
 @defop(OpDef("CausalMask", "integer", ("scores", "pos"),
              attrs=(Attr("fill", "optional_int", None, "masked value (dtype minimum)"),),
-             traits=frozenset({KEEPS_GRID}), spec="sdk.kernels.cache:causal_mask",
+             traits=frozenset({KEEPS_GRID, INPLACE}), spec="sdk.kernels.cache:causal_mask",
              twin="sdk.kernels.fast.cache:causal_mask",
              cost=lambda c: Cost(other=c.out_elems),  # one compare per score
              shape=same_rule, firmware_why_not=_HOST_ONLY, exporters_skip=_EXPORTERS,
