@@ -101,6 +101,12 @@ _LAZY: dict[str, str] = {
     "OrtBackend": "sdk.backends.onnxruntime:OrtBackend",
     "LiteRTBackend": "sdk.backends.litert:LiteRTBackend",
     "sample_graphs": "sdk.backends.sample_graphs:",
+    # declared state, KV caches, multi-entry sessions, the op schema
+    "StateDecl": "sdk.graph:StateDecl",
+    "SessionState": "sdk.runtime.session:SessionState",
+    "add_kv_cache": "sdk.graph.state:add_kv_cache",
+    "with_input_shapes": "sdk.graph.state:with_input_shapes",
+    "op_schema": "sdk.ops.schema:load_schema",
     # .tflite files
     "write_tflite": "sdk.compile.tflite_writer:write_tflite",
     "read_tflite": "sdk.frontends.tflite_import:read_tflite",
