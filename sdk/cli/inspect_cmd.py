@@ -10,10 +10,12 @@ import click
 from sdk.ops.cost import node_macs
 
 
-def bundle_report(bundle) -> dict:
-    """Per-node rows and totals of a bundle, as plain data."""
-    g = bundle.graph
-    plan = bundle.memory_plan
+def bundle_report(bundle, entry: str | None = None) -> dict:
+    """Per-node rows and totals of one entry of a bundle (the main one by default), and the
+    list of its entries, as plain data."""
+    g = bundle.entry(entry)
+    name = entry or bundle.entry_names[0]
+    plan = bundle.plans.get(name) if entry else bundle.memory_plan
     rows = []
     for n in g.nodes:
         out = g.tensors.get(n.outputs[0]) if n.outputs else None
@@ -28,29 +30,48 @@ def bundle_report(bundle) -> dict:
                      "arena_offset": plan.slots[out.name].offset
                      if plan is not None and out is not None and out.name in plan.slots else None})
     m = bundle.manifest
+    listed = m.get("entries") or [{"name": name, "inputs": m["inputs"], "outputs": m["outputs"],
+                                   "state": [], "macs": m["macs"], "memory": m.get("memory", {}),
+                                   "parameter_bytes": m["parameter_bytes"]}]
+    e = next((x for x in listed if x["name"] == name), listed[0])
+    entries = [{"name": x["name"], "inputs": [i["name"] for i in x["inputs"]],
+                "outputs": [o["name"] for o in x["outputs"]],
+                "state": [f"{d['input']}->{d['output']} ({d['kind']})" for d in x.get("state", [])],
+                "macs": x["macs"], "arena_bytes": (x.get("memory") or {}).get("peak_arena_bytes")}
+               for x in listed]
     return {"model_name": m["model_name"], "format_version": m["format_version"],
-            "inputs": m["inputs"], "outputs": m["outputs"], "nodes": rows,
-            "total_param_bytes": m["parameter_bytes"], "total_macs": m["macs"],
-            "quantization": m.get("quantization", {}), "memory": m.get("memory", {})}
+            "entry": name, "entries": entries,
+            "inputs": e["inputs"], "outputs": e["outputs"], "nodes": rows,
+            "total_param_bytes": e["parameter_bytes"], "total_macs": e["macs"],
+            "quantization": m.get("quantization", {}), "memory": e.get("memory", {})}
 
 
 @click.command("inspect")
 @click.argument("model", type=click.Path(dir_okay=False))
 @click.option("--json", "as_json", is_flag=True, help="print the report as JSON")
-def command(model: str, as_json: bool) -> None:
-    """Show a bundle's operators, tensor sizes, parameters and MACs."""
+@click.option("--entry", default=None, help="the entry graph to show (default: the main one)")
+def command(model: str, as_json: bool, entry: str | None) -> None:
+    """Show a bundle's entries, operators, tensor sizes, parameters and MACs."""
     from rich.console import Console
     from rich.table import Table
 
     from sdk.compile.bundle import load_bundle
 
-    report = bundle_report(load_bundle(model))
+    report = bundle_report(load_bundle(model), entry)
     if as_json:
         click.echo(json.dumps(report, indent=1))
         return
     console = Console(width=None if sys.stdout.isatty() else 160)
     console.print(f"[bold]{report['model_name']}[/bold]  (bundle format "
                   f"v{report['format_version']})")
+    if len(report["entries"]) > 1 or report["entries"][0]["state"]:
+        for x in report["entries"]:
+            arena = "?" if x["arena_bytes"] is None else f"{x['arena_bytes']:,}"
+            state = f", state {', '.join(x['state'])}" if x["state"] else ""
+            mark = "*" if x["name"] == report["entry"] else " "
+            console.print(f" {mark}entry {x['name']}: {', '.join(x['inputs'])} -> "
+                          f"{', '.join(x['outputs'])}; {x['macs']:,} MACs, arena {arena} "
+                          f"bytes{state}", highlight=False)
     for kind in ("inputs", "outputs"):
         for io in report[kind]:
             q = io["quant"] or {}

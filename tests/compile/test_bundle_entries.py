@@ -87,3 +87,21 @@ def test_bad_entry_names_and_missing_entry_list_are_refused(tmp_path):
             z.writestr(n, data)
     with pytest.raises(ModelFormatError, match="lists no entries; recompile"):
         load_bundle(tmp_path / "x.edge")
+
+
+def test_edge_inspect_lists_the_entries_and_shows_the_one_asked_for(tmp_path, capsys):
+    from sdk.cli.main import main
+
+    w = np.random.default_rng(1).integers(-20, 21, (8, 8))
+    path = sdk.Bundle.from_graphs({"prefill": _fc_graph("prefill", w),
+                                   "step": _fc_graph("step", w[:4])}).save(tmp_path / "m.edge")
+    assert main(["inspect", str(path)]) == 0
+    out = capsys.readouterr().out
+    assert "*entry prefill: x -> y; 64 MACs" in out and " entry step: x -> y; 32 MACs" in out
+    assert main(["inspect", str(path), "--entry", "step", "--json"]) == 0
+    report = json.loads(capsys.readouterr().out)
+    assert report["entry"] == "step" and report["total_macs"] == 32
+    assert [r["macs"] for r in report["nodes"] if r["op"] == "QFullyConnected"] == [32]
+    assert main(["inspect", str(path), "--entry", "decode"]) != 0
+    err = [ln for ln in capsys.readouterr().err.splitlines() if ln.strip()]
+    assert len(err) == 1 and "decode" in err[0] and "prefill" in err[0]
