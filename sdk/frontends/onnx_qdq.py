@@ -88,8 +88,15 @@ def strip_qdq(model: Any) -> tuple[Any, dict[str, tuple[QuantParams, str]],
                 scale, zp = scale.reshape(()), zp.reshape(())
                 real = (q - zp) * scale
             new_inits[n.output[0]] = real.astype(np.float32)
+            if dtype == "int16":
+                raise ModelFormatError(f"{where}: DequantizeLinear {n.name!r} holds constant "
+                                       f"{n.input[0]!r} as int16; the SDK keeps constants on "
+                                       "int8 grids (quantize weights with QInt8)")
             if dtype != "int32":
-                weights[n.output[0]] = QuantParams(scale, zp.astype(np.int32), axis)
+                # the lowering writes constants as int8: a uint8 grid moves to z − 128 (the
+                # same real grid), so the constant's integers are the model's exactly
+                zp8 = zp - 128 if dtype == "uint8" else zp
+                weights[n.output[0]] = QuantParams(scale, zp8.astype(np.int32), axis)
             drop_names.add(n.input[0])
             continue
         if n.op_type == "DequantizeLinear":
@@ -139,6 +146,22 @@ def strip_qdq(model: Any) -> tuple[Any, dict[str, tuple[QuantParams, str]],
     return model, act, {k: v for k, v in weights.items() if k in used}
 
 
+def _positive_scale(graph: Graph, n) -> tuple[str, float] | None:
+    """``(x, c)`` when node ``n`` computes ``x·c``, ``c·x`` or ``x/c`` (then ``c`` is the
+    reciprocal) for a positive finite scalar constant; else None."""
+    from sdk.quant.fuse import const_value
+
+    if n.op not in ("Mul", "Div") or len(n.inputs) != 2:
+        return None
+    for k in ((1,) if n.op == "Div" else (1, 0)):
+        c = const_value(graph, n.inputs[k])
+        if c is not None and np.size(c) == 1 and const_value(graph, n.inputs[1 - k]) is None:
+            c = float(np.ravel(c)[0])
+            if c > 0 and np.isfinite(c):
+                return n.inputs[1 - k], (1.0 / c if n.op == "Div" else c)
+    return None
+
+
 def _propagate(graph: Graph, act: dict[str, tuple[QuantParams, str]]) -> None:
     """Tensors without a Q/DQ pair inherit their input's grid through grid-keeping ops."""
     missing = []
@@ -148,6 +171,10 @@ def _propagate(graph: Graph, act: dict[str, tuple[QuantParams, str]]) -> None:
                 continue
             if n.op in KEEPS_GRID and n.inputs[0] in act:
                 act[o] = act[n.inputs[0]]
+            elif (xc := _positive_scale(graph, n)) is not None and xc[0] in act:
+                # x·c or x/c on x's grid (s, z) is exactly (s·c, z) with the same integers
+                (qp, dt), c = act[xc[0]], xc[1]
+                act[o] = (QuantParams(np.float32(float(qp.scale) * c), qp.zero_point), dt)
             elif graph.consumers().get(o) or o in graph.outputs:
                 missing.append(o)
     if missing:

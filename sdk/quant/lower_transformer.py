@@ -44,6 +44,21 @@ def shiftmax_input_steps(row: int, n: int) -> int:
     return max(2, round(math.sqrt(math.log(2) / 2 * 2.0**31 / (row * 2.0**n))))
 
 
+def _widen_exact(L: Lowering, fname: str, k: int) -> tuple[str, QuantParams, str]:
+    """An int8 activation as int16 on its grid divided by the integer ``k``: ``(x − z)·k``,
+    the same real values exactly (``|x − z|·k ≤ 255·k``, so ``k ≤ 128``)."""
+    _, qx, _ = L.input(fname)
+    want = (QuantParams(np.float32(float(qx.scale) / k), np.int32(0)), "int16")
+    return L.input_as(fname, want), want[0], want[1]
+
+
+def _fixed_int8_grid(L: Lowering, dx: str) -> bool:
+    """A QDQ model's int8 tensor, whose grid the plan may not change (PTQ would choose int16
+    for it instead): the integer kernels are given it widened exactly by
+    :func:`_widen_exact`, so their own rounding steps are finer than the model's grid."""
+    return dx == "int8" and not L.plan.fuse_quantized
+
+
 MASK_BIAS = -(2**15)
 """The integer additive mask: a masked key gets ``−2^15`` on the int16 Shiftmax input grid
 (the sum saturates at the int16 minimum), far below any kept score (docs/ops.md)."""
@@ -125,6 +140,14 @@ def lower_softmax(L: Lowering, node: Node) -> None:
     axis = int(node.attrs.get("axis", -1))
     masked = len(node.inputs) > 1 and any(node.inputs[1:])
     x, qx, dx = _softmax_grid(L, node.inputs[0], axis, masked)
+    shape = L.shape(node.inputs[0])
+    if _fixed_int8_grid(L, dx) and shape is not None and shape[axis] > 0:
+        # a coarse int8 grid (e.g. 0.23 per step): shift-exp's piecewise-linear 2^f sees
+        # ~4 steps per unit; widened exactly to about shiftmax_input_steps steps per unit
+        a = shiftmax_input_steps(int(shape[axis]), SHIFTMAX_N)
+        k = max(1, min(128, math.floor(1.5 * a * float(qx.scale))))
+        if k > 1:
+            x, qx, dx = _widen_exact(L, node.inputs[0], k)
     if masked:
         x = _masked_scores(L, node, x, (qx, dx))
     out = L.desired(node.outputs[0])
@@ -178,7 +201,12 @@ def _emit_norm(L: Lowering, node: Node, op: str, x: str, gamma: np.ndarray,
 
 
 def lower_layernorm(L: Lowering, node: Node) -> None:
-    x, _qx, _dx = L.input(node.inputs[0])
+    x, _qx, dx = L.input(node.inputs[0])
+    if _fixed_int8_grid(L, dx):
+        # ILayerNorm rounds the mean to an input step and takes an integer square root: on
+        # an int8 grid both errors reach tens of output LSBs (half a step of a residual
+        # stream with outlier channels); ×128 makes them negligible
+        x, _qx, dx = _widen_exact(L, node.inputs[0], 128)
     gamma, beta = _norm_params(L, node, "LayerNormalization")
     _emit_norm(L, node, "ILayerNorm", x, gamma, beta)
 
@@ -276,6 +304,13 @@ def lower_gelu(L: Lowering, node: Node) -> None:
     reach = s * max(int(qx.zero_point) - qmin, qmax - int(qx.zero_point))
     n_need = shift_gelu_exp_depth(reach)
     max_steps = 2.0 ** (31 - b - n_need)
+    if _fixed_int8_grid(L, dx):
+        # ShiftGELU's σ on a coarse int8 grid has ~1/(1.702·s) steps per unit: widen exactly
+        # up to the max_steps the normaliser allows
+        k = max(1, min(128, math.floor(max_steps * 1.702 * s)))
+        if k > 1:
+            name, qx, dx = _widen_exact(L, node.inputs[0], k)
+            s = float(qx.scale)
     if math.floor(1.0 / (1.702 * s)) > max_steps:
         want = (QuantParams(np.float32(max(1.0 / (1.702 * max_steps), reach / 32767)),
                             np.int32(0)), "int16")
