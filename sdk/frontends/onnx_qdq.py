@@ -35,6 +35,10 @@ KEEPS_GRID = {"Relu", "Clip", "MaxPool", "Reshape", "Flatten", "Transpose", "Squ
 
 def _params(inits: dict[str, np.ndarray], node, where: str) -> tuple[np.ndarray, np.ndarray, str]:
     """Scale, zero point and integer type of a Q/DQ node (constant operands only)."""
+    attrs = {a.name: a for a in node.attribute}
+    if "block_size" in attrs and attrs["block_size"].i:
+        raise ModelFormatError(f"{where}: {node.op_type} {node.name!r} is block-quantized "
+                               "(block_size); the SDK takes per-tensor and per-axis scales")
     try:
         scale = inits[node.input[1]].astype(np.float32)
     except KeyError:
@@ -43,12 +47,41 @@ def _params(inits: dict[str, np.ndarray], node, where: str) -> tuple[np.ndarray,
     if len(node.input) > 2 and node.input[2]:
         zp = inits[node.input[2]]
         dtype = str(zp.dtype)
+    elif "output_dtype" in attrs and attrs["output_dtype"].i:
+        dtype = {**_ONNX_INT, 6: "int32"}.get(attrs["output_dtype"].i)
+        if dtype is None:
+            raise ModelFormatError(f"{where}: {node.op_type} {node.name!r} has output_dtype "
+                                   f"{attrs['output_dtype'].i}; the SDK reads int8, uint8 and "
+                                   "int16 QDQ models")
+        zp = np.zeros(scale.shape, dtype)
     else:
         zp, dtype = np.zeros(scale.shape, np.uint8), "uint8"
     if dtype not in ("int8", "uint8", "int16", "int32"):
         raise ModelFormatError(f"{where}: {node.op_type} {node.name!r} uses type {dtype}; "
                                "the SDK reads int8, uint8 and int16 QDQ models")
     return scale, zp.astype(np.int64), dtype
+
+
+_WEIGHTED = ("MatMul", "Gemm", "Conv")
+
+
+def _check_weight_axis(dq, axis: int, q: np.ndarray, uses: list, where: str) -> None:
+    """A per-axis weight must be quantized along its consumer's output channels (the axis
+    the integer kernels requantize per channel); scales along the reduction axis cannot be
+    mapped."""
+    for c, i in uses:
+        want = None
+        if c.op_type == "MatMul" and i == 1:
+            want = q.ndim - 1
+        elif c.op_type == "Gemm" and i == 1:
+            trans_b = next((a.i for a in c.attribute if a.name == "transB"), 0)
+            want = 0 if trans_b else 1
+        elif c.op_type == "Conv" and i == 1:
+            want = 0
+        if want is not None and axis != want:
+            raise ModelFormatError(f"{where}: DequantizeLinear {dq.name!r} quantizes the weight "
+                                   f"of {c.op_type} {c.name!r} along axis {axis}; only its "
+                                   f"output channels (axis {want}) can be requantized per channel")
 
 
 def _as_int8(scale: np.ndarray, zp: np.ndarray, dtype: str) -> tuple[QuantParams, str]:
@@ -72,6 +105,10 @@ def strip_qdq(model: Any) -> tuple[Any, dict[str, tuple[QuantParams, str]],
     rename: dict[str, str] = {}
     outputs = {o.name for o in g.output}
     producer = {o: n for n in g.node for o in n.output}
+    consumers: dict[str, list] = {}
+    for c in g.node:
+        for i, x in enumerate(c.input):
+            consumers.setdefault(x, []).append((c, i))
     keep = []
     drop_names: set[str] = set()
     for n in g.node:
@@ -81,12 +118,19 @@ def strip_qdq(model: Any) -> tuple[Any, dict[str, tuple[QuantParams, str]],
             axis = None
             if scale.ndim == 1 and scale.size > 1:
                 axis = int(next((a.i for a in n.attribute if a.name == "axis"), 1))
+                axis = axis + q.ndim if axis < 0 else axis
+                _check_weight_axis(n, axis, q, consumers.get(n.output[0], []), where)
                 shape = [1] * q.ndim
                 shape[axis] = -1
                 real = (q - zp.reshape(shape)) * scale.reshape(shape)
             else:
                 scale, zp = scale.reshape(()), zp.reshape(())
                 real = (q - zp) * scale
+            if dtype == "int8" and q.size and q.min() < -127 and any(
+                    c.op_type in _WEIGHTED and i == 1 for c, i in consumers.get(n.output[0], [])):
+                raise ModelFormatError(f"{where}: DequantizeLinear {n.name!r}: weight "
+                                       f"{n.input[0]!r} holds -128; the integer kernels take "
+                                       "symmetric weights in [-127, 127]")
             new_inits[n.output[0]] = real.astype(np.float32)
             if dtype == "int16":
                 raise ModelFormatError(f"{where}: DequantizeLinear {n.name!r} holds constant "
@@ -105,6 +149,14 @@ def strip_qdq(model: Any) -> tuple[Any, dict[str, tuple[QuantParams, str]],
                 raise ModelFormatError(f"{where}: DequantizeLinear {n.name!r} reads "
                                        f"{n.input[0]!r}, which is not a QuantizeLinear output; "
                                        "integer graph inputs are not supported")
+            qs, qz, qd = _params(inits, q, where)
+            ds, dz, dd = _params(inits, n, where)
+            if qd != dd or qs.size != ds.size or not (np.array_equal(qs.ravel(), ds.ravel())
+                                                      and np.array_equal(qz.ravel(), dz.ravel())):
+                raise ModelFormatError(f"{where}: DequantizeLinear {n.name!r} reads "
+                                       f"{n.input[0]!r} with other parameters than its "
+                                       f"QuantizeLinear {q.name!r} wrote it with; a Q/DQ pair "
+                                       "must share scale, zero point and type")
             x = q.input[0]
             if n.output[0] in outputs:  # keep the graph output's name
                 rename[x] = n.output[0]
