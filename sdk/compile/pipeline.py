@@ -16,6 +16,25 @@ def is_qdq_model(model: Any) -> bool:
     return any(n.op_type in ("QuantizeLinear", "DequantizeLinear") for n in model.graph.node)
 
 
+#: ops a dynamic-axes export keeps only because its input shapes are unknown at import
+SHAPE_ARITHMETIC = frozenset({"Shape", "ConstantOfShape", "Range", "Expand", "Size"})
+
+
+def _static_for(graph: Any, calib: Mapping[str, np.ndarray]) -> Any:
+    """A dynamic-axes export (``torch.onnx.export(..., dynamic_axes=...)``) with shape
+    arithmetic left in it gets the static input shapes of one calibration sample and is folded
+    again (:func:`sdk.frontends.onnx_import.specialize_input_shapes`): an integer graph needs
+    static shapes for its masks and arena plan. Other graphs are returned as they are."""
+    from sdk.frontends.onnx_import import specialize_input_shapes
+
+    dynamic = [n for n in graph.inputs
+               if graph.tensor(n).shape is not None and -1 in graph.tensor(n).shape]
+    if not dynamic or not any(n.op in SHAPE_ARITHMETIC for n in graph.nodes):
+        return graph
+    shapes = {n: np.shape(calib[n])[1:] for n in dynamic if n in calib}
+    return specialize_input_shapes(graph, shapes) if shapes else graph
+
+
 def compile_model(onnx_path: str | os.PathLike | Any,
                   calib: Mapping[str, np.ndarray] | None = None, *, observer: str = "minmax",
                   activation_bits: int = 8, per_channel: bool = True,
@@ -29,8 +48,10 @@ def compile_model(onnx_path: str | os.PathLike | Any,
     """Compile an ONNX model to an integer bundle.
 
     A float model is calibrated on ``calib`` (input name → array, first axis = samples) and
-    quantized (see :func:`sdk.quant.quantize`); a QDQ model (e.g. from
-    ``onnxruntime.quantization.quantize_static``) brings its own scales and needs no ``calib``.
+    quantized (see :func:`sdk.quant.quantize`); a dynamic-axes export whose shape arithmetic
+    only static shapes can fold is first given one calibration sample's input shapes. A QDQ
+    model (e.g. from ``onnxruntime.quantization.quantize_static``) brings its own scales and
+    needs no ``calib``.
     ``state_pairs`` (state input → state output; None: by name, ``{}``: none) is passed to
     :func:`sdk.quant.quantize`, which gives each recurrent state pair one shared grid.
     ``int16_layers`` (``"none"`` | ``"auto"`` | tensor names), ``smooth_alpha`` (SmoothQuant
@@ -54,7 +75,7 @@ def compile_model(onnx_path: str | os.PathLike | Any,
         if calib is None:
             raise CalibrationError("a float model needs calibration data: pass calib "
                                    "(CLI: --calib CALIB.npz keyed by input name)")
-        graph = quantize(load_onnx(model), calib, observer=observer,
+        graph = quantize(_static_for(load_onnx(model), calib), calib, observer=observer,
                          activation_bits=activation_bits, per_channel=per_channel,
                          mixed_precision=mixed_precision, state_pairs=state_pairs,
                          int16_layers=int16_layers, smooth_alpha=smooth_alpha,

@@ -335,3 +335,16 @@ def _figures() -> None:
 
 if __name__ == "__main__":  # .venv/bin/python tests/frontends/test_torch_exports.py
     _figures()
+
+
+def test_compile_model_fixes_a_dynamic_axes_export_to_the_calibration_shapes():
+    """What a user of torch.onnx.export(dynamic_axes=...) does: compile with calibration data.
+    The bundle's inputs take one sample's shape and its bits are the static export's."""
+    bundle = sdk.compile_model(FIX / "encoder_dynamic.onnx", _data("encoder", "calib"))
+    assert bundle.graph.tensor("input_ids").shape == (1, 16)
+    assert_integer_only(bundle.graph)
+    a, b = Session(bundle.graph), Session(_compiled("encoder").graph)
+    test = _data("encoder", "test")
+    for i in range(len(test["expected_hidden"])):
+        feeds = _feeds(test, i)
+        np.testing.assert_array_equal(a.run(feeds)["hidden"], b.run(feeds)["hidden"])
