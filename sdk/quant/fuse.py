@@ -57,6 +57,20 @@ def constants_to_tensors(graph: Graph) -> None:
     graph.nodes = keep
 
 
+def _absorb_channel_const(graph: Graph, out: str, consumers: dict, chain: list, op: str,
+                          c: int) -> tuple[np.ndarray | None, str]:
+    """When ``out``'s sole consumer is ``op`` (Mul: γ, Add: β) with a constant of 1 or ``c``
+    values, fold it into the chain being fused: the per-channel vector and the new output."""
+    nxt = _sole_consumer(graph, out, consumers)
+    if nxt is None or nxt.op != op:
+        return None, out
+    v = const_value(graph, _other(nxt, out))
+    if v is None or v.size not in (1, c):
+        return None, out
+    chain.append(nxt)
+    return np.broadcast_to(np.asarray(v, np.float32).ravel(), (c,)).copy(), nxt.outputs[0]
+
+
 def _sole_consumer(graph: Graph, name: str, consumers: dict[str, list[Node]]) -> Node | None:
     users = consumers.get(name, [])
     if len(users) != 1 or name in graph.outputs:
@@ -278,21 +292,10 @@ def fuse_decomposed_layernorm(graph: Graph) -> None:
         if c <= 0:
             continue
         chain = [producers[mu], sub, sq, var, add, sqrt, div] + ([rs] if rs is not None else [])
-        out, gamma, beta = div.outputs[0], np.ones(c, np.float32), np.zeros(c, np.float32)
-        nxt = _sole_consumer(graph, out, consumers)
-        if nxt is not None and nxt.op == "Mul":
-            g = const_value(graph, _other(nxt, out))
-            if g is not None and g.size in (1, c):
-                gamma = np.broadcast_to(np.asarray(g, np.float32).ravel(), (c,)).copy()
-                chain.append(nxt)
-                out = nxt.outputs[0]
-                nxt = _sole_consumer(graph, out, consumers)
-        if nxt is not None and nxt.op == "Add":
-            b = const_value(graph, _other(nxt, out))
-            if b is not None and b.size in (1, c):
-                beta = np.broadcast_to(np.asarray(b, np.float32).ravel(), (c,)).copy()
-                chain.append(nxt)
-                out = nxt.outputs[0]
+        gamma, out = _absorb_channel_const(graph, div.outputs[0], consumers, chain, "Mul", c)
+        beta, out = _absorb_channel_const(graph, out, consumers, chain, "Add", c)
+        gamma = np.ones(c, np.float32) if gamma is None else gamma
+        beta = np.zeros(c, np.float32) if beta is None else beta
         gname = graph.unique_name(sub.name + "_ln_gamma")
         graph.add_constant(gname, gamma)
         bname = graph.unique_name(sub.name + "_ln_beta")
@@ -378,14 +381,8 @@ def fuse_decomposed_rmsnorm(graph: Graph) -> None:
         c = (graph.tensor(x).shape or (0,))[-1]
         if c <= 0:
             continue
-        out, gamma = norm.outputs[0], np.ones(c, np.float32)
-        nxt = _sole_consumer(graph, out, consumers)
-        if nxt is not None and nxt.op == "Mul":
-            g = const_value(graph, _other(nxt, out))
-            if g is not None and g.size in (1, c):
-                gamma = np.broadcast_to(np.asarray(g, np.float32).ravel(), (c,)).copy()
-                chain.append(nxt)
-                out = nxt.outputs[0]
+        gamma, out = _absorb_channel_const(graph, norm.outputs[0], consumers, chain, "Mul", c)
+        gamma = np.ones(c, np.float32) if gamma is None else gamma
         gname = graph.unique_name(mean.name + "_rms_gamma")
         graph.add_constant(gname, gamma)
         drop.update(id(n) for n in chain)
