@@ -5,7 +5,9 @@ pairs, and whose weights are stored as integers behind a ``DequantizeLinear``. I
 *provides the scales*: this module
 
 1. replaces every constant ``DequantizeLinear`` by the float constant ``s·(q − z)`` and keeps
-   ``(s, z, axis)`` as that weight's quantization;
+   ``(s, z, axis)`` as that constant's quantization (a uint8 constant, e.g. ORT's bias of an
+   ``Add`` with uint8 activations, as int8 with ``z − 128``: the lowering writes int8
+   constants, and a uint8 zero point there would clip every value above it);
 2. removes every activation ``QuantizeLinear → DequantizeLinear`` pair and keeps its
    ``(s, z)`` and integer type as the tensor's quantization (uint8 becomes int8 with
    ``z − 128``, the same real grid);
@@ -14,7 +16,19 @@ pairs, and whose weights are stored as integers behind a ``DequantizeLinear``. I
    re-quantized with their own scales give back the model's integers exactly.
 
 Tensors that carry no pair (e.g. the output of a Relu that ORT left in place) take the
-parameters of their input when the op keeps the grid (ReLU, pooling, layout ops).
+parameters of their input when the op keeps the grid (ReLU, pooling, layout ops), or
+``(s·c, z)`` after a multiplication or division by a positive scalar constant ``c`` (the same
+integers; e.g. the ``x/√2`` that ORT leaves in float before an Erf).
+
+The model's int8 tensors that feed the integer transformer kernels (ILayerNorm, Shiftmax,
+ShiftGELU) are widened exactly to int16 by the lowering (``(q − z)·k``), as PTQ would give
+them int16: on the model's coarse grids those kernels' own rounding (the mean rounded to one
+input step, shift-exp with a few steps per unit) costs tens of output steps.
+
+Refused, in one line naming the node: integer graph inputs, run-time scales, int16 constants,
+a DequantizeLinear whose parameters differ from its QuantizeLinear's, per-axis weights not
+quantized along the output channels of their MatMul/Gemm/Conv, int8 weights holding -128,
+block quantization, per-channel activations.
 """
 
 from __future__ import annotations
