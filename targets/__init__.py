@@ -5,7 +5,7 @@
 1048576
 """
 
-from targets.loader import ENV_VAR, list_targets, load_target, parse_target
+from targets.loader import ENV_VAR, list_targets, load_target, parse_target, skipped_targets
 from targets.model import Accelerator, Cpu, Memory, Power, PowerSensor, Target
 
 __all__ = [
@@ -19,4 +19,5 @@ __all__ = [
            "list_targets",
            "load_target",
            "parse_target",
+           "skipped_targets",
 ]

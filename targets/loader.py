@@ -6,12 +6,16 @@ Where boards come from, in order (a later one with the same name replaces an ear
 2. every ``*.toml`` in the directories named by ``EDGE_TARGETS_PATH`` (``os.pathsep``-separated);
 3. an explicit path given to :func:`load_target` (``edge ... --target ./myboard.toml``).
 
-Every key is checked; a bad file raises :class:`sdk.errors.TargetError` naming the file, the
-key and what was expected.
+Every key is checked against the schema in ``targets/README.md``: an unknown key (at any
+table level) or a value of the wrong type raises :class:`sdk.errors.TargetError` naming the
+file, the key and what was expected. A file that cannot be read as UTF-8 TOML is one such error
+too; :func:`list_targets` skips it with a warning (``skipped_targets()`` says which and why) so
+one bad file in ``EDGE_TARGETS_PATH`` never hides the other boards.
 """
 
 from __future__ import annotations
 
+import logging
 import os
 import platform
 import tomllib
@@ -28,6 +32,32 @@ MEMORY_LEVELS = ("sram", "dram", "flash")
 ACCELERATOR_KINDS = ("npu", "gpu", "tpu")
 SENSOR_KINDS = ("rapl", "ina3221", "pi5-pmic", "ina219", "ina226", "mcu-cycles")
 
+log = logging.getLogger("targets")
+
+# the schema of targets/README.md: the keys each table may hold
+TOP_KEYS = ("name", "description", "notes", "host", "mcu", "delegates", "cpu", "memory", "power",
+            "accelerators", "power_sensors", "energy")
+CPU_KEYS = ("arch", "core", "cores", "clock_hz", "int8_macs_per_cycle", "simd")
+MEMORY_KEYS = ("ram_bytes", "flash_bytes", "storage", "bandwidth_bytes_per_s",
+               "flash_bandwidth_bytes_per_s", "weights_in", "activations_in")
+POWER_KEYS = ("active_w", "idle_w", "source")
+ACCELERATOR_KEYS = ("name", "kind", "peak_int8_ops_per_s", "macs_per_cycle", "clock_hz",
+                    "onchip_sram_bytes", "bandwidth_bytes_per_s", "ops", "delegate", "optional",
+                    "power_w")
+ENERGY_KEYS = ("table", "pj")
+# per sensor kind: its own keys -> (reader method, required)
+SENSOR_KEYS: dict[str, dict[str, tuple[str, bool]]] = {
+    "rapl": {"root": ("string", False), "domain": ("string", False)},
+    "ina3221": {"hwmon_glob": ("string", True), "iio_glob": ("string", False),
+                "rail": ("string", False)},
+    "pi5-pmic": {"command": ("strings", False)},
+    "ina219": {"bus": ("count", False), "address": ("count", False),
+               "shunt_ohms": ("number", False)},
+    "ina226": {"bus": ("count", False), "address": ("count", False),
+               "shunt_ohms": ("number", False)},
+    "mcu-cycles": {"counter": ("string", False)},
+}
+
 
 class _Reader:
     """Typed access to one TOML table, with errors that name file and dotted key."""
@@ -41,6 +71,15 @@ class _Reader:
             return TargetError(f"target file {self.path}: missing key '{where}' ({expected})")
         return TargetError(f"target file {self.path}: key '{where}' must be {expected}, "
                            f"got {got!r}")
+
+    def only(self, allowed: tuple[str, ...] | list[str], what: str = "") -> None:
+        """Refuse any key of this table that the schema does not name."""
+        for key in self.table:
+            if key not in allowed:
+                where = what or (f"table [{self.prefix[:-1]}]" if self.prefix else "the top level")
+                raise TargetError(f"target file {self.path}: unknown key '{self.prefix}{key}' "
+                                  f"(expected one of {', '.join(allowed)} in {where}; "
+                                  "see targets/README.md)")
 
     def get(self, key: str, expected: str, check: Callable[[Any], bool],
             default: Any = ..., convert: Callable[[Any], Any] = lambda v: v) -> Any:
@@ -125,16 +164,28 @@ def parse_target(path: str | os.PathLike[str]) -> Target:
     """Parse and check one board TOML file."""
     path = Path(path)
     try:
-        data = tomllib.loads(path.read_text(encoding="utf-8"))
+        raw = path.read_bytes()
     except FileNotFoundError:
         raise TargetError(f"target file {path} does not exist") from None
+    except OSError as exc:
+        raise TargetError(f"target file {path} cannot be read ({exc.strerror or exc})") from None
+    try:
+        text = raw.decode("utf-8")
+    except UnicodeDecodeError as exc:
+        raise TargetError(f"target file {path} is not UTF-8 text (byte 0x{raw[exc.start]:02x} at "
+                          f"offset {exc.start}); a board file is TOML text") from None
+    try:
+        data = tomllib.loads(text)
     except tomllib.TOMLDecodeError as exc:
-        raise TargetError(f"target file {path} is not valid TOML: {exc}") from None
+        first = str(exc).strip().splitlines()[0] if str(exc).strip() else "syntax error"
+        raise TargetError(f"target file {path} is not valid TOML: {first}") from None
     r = _Reader(path, data)
+    r.only(TOP_KEYS)
     name = r.string("name")
     host = r.boolean("host", False)
 
     c = r.sub("cpu")
+    c.only(CPU_KEYS)
     arch = c.string("arch")
     cores = c.integer("cores")
     if host:  # the laptop profile describes whatever machine runs the SDK
@@ -143,6 +194,7 @@ def parse_target(path: str | os.PathLike[str]) -> Target:
               int8_macs_per_cycle=c.number("int8_macs_per_cycle"), simd=c.string("simd", ""))
 
     m = r.sub("memory")
+    m.only(MEMORY_KEYS)
     ram = m.integer("ram_bytes")
     if host:
         ram = _host_ram_bytes() or ram
@@ -155,11 +207,13 @@ def parse_target(path: str | os.PathLike[str]) -> Target:
                                                          positive=False))
 
     p = r.sub("power")
+    p.only(POWER_KEYS)
     power = Power(active_w=p.number("active_w"), idle_w=p.number("idle_w", positive=False),
                   source=p.string("source", ""))
 
     accelerators = []
     for a in r.subs("accelerators"):
+        a.only(ACCELERATOR_KEYS)
         accelerators.append(Accelerator(
             name=a.string("name"), kind=a.string("kind", choices=ACCELERATOR_KINDS),
             peak_int8_ops_per_s=a.number("peak_int8_ops_per_s"),
@@ -173,11 +227,23 @@ def parse_target(path: str | os.PathLike[str]) -> Target:
     sensors = []
     for s in r.subs("power_sensors"):
         kind = s.string("kind", choices=SENSOR_KINDS)
-        sensors.append(PowerSensor(kind=kind, params={k: v for k, v in s.table.items() if k != "kind"}))
+        own = SENSOR_KEYS[kind]
+        s.only(("kind", *own), f"a {kind!r} sensor")
+        params: dict[str, Any] = {}
+        for key, (method, required) in own.items():
+            if key in s.table or required:
+                if method == "count":
+                    params[key] = s.integer(key, positive=False)
+                else:
+                    params[key] = getattr(s, method)(key)
+        if "command" in params:
+            params["command"] = list(params["command"])
+        sensors.append(PowerSensor(kind=kind, params=params))
 
     e = r.sub("energy", required=False)
     table, overrides = "horowitz-45nm", {}
     if e is not None:
+        e.only(ENERGY_KEYS)
         table = e.string("table", "horowitz-45nm")
         overrides = e.energy_numbers("pj")
 
@@ -201,17 +267,36 @@ def search_dirs() -> list[Path]:
     return dirs
 
 
+_SKIPPED: list[tuple[Path, TargetError]] = []
+
+
+def skipped_targets() -> list[tuple[Path, TargetError]]:
+    """The board files the last :func:`list_targets` skipped, with the error for each."""
+    return list(_SKIPPED)
+
+
 def list_targets() -> dict[str, Target]:
-    """All known boards by name (user directories override built-ins of the same name)."""
+    """All known boards by name (user directories override built-ins of the same name).
+
+    A file that does not parse or check is skipped with a one-line warning (logger
+    ``targets``) and recorded in :func:`skipped_targets`; the other boards are still listed.
+    """
     found: dict[str, Target] = {}
+    skipped: list[tuple[Path, TargetError]] = []
     for d in search_dirs():
         if not d.is_dir():
             if d != BUILTIN_DIR:
                 raise TargetError(f"{ENV_VAR} names {d}, which is not a directory")
             continue
         for f in sorted(d.glob("*.toml")):
-            t = parse_target(f)
+            try:
+                t = parse_target(f)
+            except TargetError as exc:
+                skipped.append((f, exc))
+                log.warning("skipped board file %s: %s", f, exc)
+                continue
             found[t.name] = t
+    _SKIPPED[:] = skipped
     return found
 
 
@@ -223,7 +308,13 @@ def load_target(name_or_path: str | os.PathLike[str] | Target) -> Target:
     if s.endswith(".toml") or os.sep in s:
         return parse_target(s)
     boards = list_targets()
+    for f, exc in _SKIPPED:  # the broken file meant to define this board: its own error
+        if f.stem == s:
+            raise exc
     if s not in boards:
+        skipped = (f"; skipped broken file(s): {', '.join(str(f) for f, _ in _SKIPPED)}"
+                   if _SKIPPED else "")
         raise TargetError(f"unknown target {s!r}; known targets: {', '.join(sorted(boards))} "
-                          f"(add your own with a TOML file path or a directory in ${ENV_VAR})")
+                          f"(add your own with a TOML file path or a directory in ${ENV_VAR})"
+                          f"{skipped}")
     return boards[s]
