@@ -29,8 +29,11 @@ from __future__ import annotations
 import hashlib
 import io
 import json
+import lzma
 import os
+import struct
 import zipfile
+import zlib
 from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
@@ -43,6 +46,7 @@ from sdk.ops.cost import graph_macs, parameter_bytes
 from sdk.compile.memory_plan import MemoryPlan, plan_memory
 from sdk.errors import EdgeError, GraphError, InputError, ModelFormatError
 from sdk.graph import Graph, Node, QuantParams, StateDecl, Tensor
+from sdk.graph.ir import DTYPES
 
 FORMAT = "edge-bundle"
 FORMAT_VERSION = 3
@@ -397,79 +401,368 @@ class Bundle:
         return {o: res[n] for o, n in zip(graph.outputs, names)}
 
 
+# -- loading: limits and checks made before anything is read or allocated -----------------
+MAX_MANIFEST_BYTES = 16 << 20       #: manifest.json
+MAX_JSON_PART_BYTES = 512 << 20     #: each graph / plan part
+MAX_BUNDLE_BYTES = 8 << 30          #: all parts together, uncompressed
+MAX_TENSOR_BYTES = 4 << 30          #: one tensor (constant or activation)
+MAX_DIM = (1 << 31) - 1             #: one dimension
+MAX_ENTRIES = 1024
+_ARRAY_DTYPES = ("bool", "int8", "uint8", "int16", "uint16", "int32", "uint32", "int64",
+                 "uint64", "float16", "float32", "float64")
+_ZIP_ERRORS = (zipfile.BadZipFile, zlib.error, OSError, EOFError, ValueError, struct.error,
+               NotImplementedError, RuntimeError, OverflowError, UnicodeDecodeError,
+               lzma.LZMAError, MemoryError)
+_JSON_ERRORS = (json.JSONDecodeError, UnicodeDecodeError, RecursionError, ValueError)
+
+
+def _unsafe_name(name: str) -> bool:
+    """A zip entry name that could escape a folder it is extracted to: absolute, a '..' or
+    empty component, a backslash, a drive letter or a control character."""
+    parts = name.split("/")
+    return (not name or name.startswith("/") or "\\" in name or ".." in parts or "" in parts
+            or "." in parts or ":" in parts[0] or any(ord(c) < 32 for c in name))
+
+
+def _valid_entry_name(name: Any) -> bool:
+    return (isinstance(name, str) and 0 < len(name) <= 255 and name == name.strip()
+            and "/" not in name and not _unsafe_name(name))
+
+
+def _is_int(v: Any) -> bool:
+    return isinstance(v, int) and not isinstance(v, bool)
+
+
+class _Fields:
+    """Typed field access for one JSON part: a wrong type is a one-line ModelFormatError
+    naming the bundle, the part and the field."""
+
+    def __init__(self, where: str, part: str) -> None:
+        self.where, self.part = where, part
+
+    def fail(self, field: str, what: str) -> ModelFormatError:
+        return ModelFormatError(f"{self.where}: {self.part} field {field} {what}; recompile "
+                                "the model")
+
+    def dict(self, v: Any, field: str) -> dict:
+        if not isinstance(v, dict):
+            raise self.fail(field, f"is {type(v).__name__}, not an object")
+        return v
+
+    def get(self, d: dict, key: str, types: type | tuple, field: str, default: Any = ...,
+            ) -> Any:
+        if key not in d:
+            if default is ...:
+                raise self.fail(f"{field}.{key}" if field else key, "is missing")
+            return default
+        v = d[key]
+        name = f"{field}.{key}" if field else key
+        if types is int:
+            if not _is_int(v):
+                raise self.fail(name, f"is {type(v).__name__}, not an integer")
+        elif not isinstance(v, types) or (isinstance(v, bool) and bool not in (
+                types if isinstance(types, tuple) else (types,))):
+            want = types.__name__ if isinstance(types, type) else "/".join(
+                t.__name__ for t in types)
+            raise self.fail(name, f"is {type(v).__name__}, not {want}")
+        return v
+
+    def strs(self, v: Any, field: str) -> list[str]:
+        if not isinstance(v, list) or not all(isinstance(e, str) for e in v):
+            raise self.fail(field, "is not a list of names")
+        return list(v)
+
+    def shape(self, v: Any, field: str, static: bool = False) -> tuple[int, ...] | None:
+        """None or a list of integer dims (-1 = dynamic unless ``static``), its element
+        count under the tensor limit."""
+        if v is None and not static:
+            return None
+        if not isinstance(v, list) or len(v) > 32 or not all(_is_int(d) for d in v):
+            raise self.fail(field, "is not a shape (a list of at most 32 integers)")
+        lo = 0 if static else -1
+        if any(d < lo or d > MAX_DIM for d in v):
+            raise self.fail(field, f"{v} has a dimension outside [{lo}, {MAX_DIM}]")
+        count = 1
+        for d in v:
+            count *= max(d, 1)
+        if count * 8 > MAX_TENSOR_BYTES:
+            raise self.fail(field, f"{v} holds {count:,} elements, over the "
+                            f"{MAX_TENSOR_BYTES:,}-byte tensor limit")
+        return tuple(v)
+
+
+def _decode_array_attr(v: dict, f: _Fields, field: str) -> np.ndarray:
+    dtype = v.get("dtype")
+    if dtype not in _ARRAY_DTYPES:
+        raise f.fail(f"{field}.dtype", f"{dtype!r} is not a numeric dtype")
+    shape = f.shape(v.get("shape"), f"{field}.shape", static=True)
+    try:
+        arr = np.asarray(v["__ndarray__"], dtype=dtype)
+    except (TypeError, ValueError, OverflowError, RecursionError) as exc:
+        raise f.fail(field, f"is not a {dtype} array ({str(exc).splitlines()[0] if str(exc) else type(exc).__name__})") from None
+    if arr.dtype == object or arr.size != int(np.prod(shape, dtype=object) if shape else 1):
+        raise f.fail(field, f"holds {arr.size} values, not the shape {list(shape)}")
+    return arr.reshape(shape)
+
+
+def _decode_attr_checked(v: Any, f: _Fields, field: str, depth: int = 0) -> Any:
+    if depth > 64:
+        raise f.fail(field, "is nested too deeply")
+    if isinstance(v, dict) and "__ndarray__" in v:
+        return _decode_array_attr(v, f, field)
+    if isinstance(v, list):
+        return [_decode_attr_checked(e, f, f"{field}[{i}]", depth + 1) for i, e in enumerate(v)]
+    if isinstance(v, dict):
+        return {k: _decode_attr_checked(e, f, f"{field}.{k}", depth + 1) for k, e in v.items()}
+    return v
+
+
 def _read_part(z: zipfile.ZipFile, name: str, where: str) -> bytes:
     try:
-        return z.read(name)
+        info = z.getinfo(name)
     except KeyError:
         raise ModelFormatError(f"{where} has no {name!r} part; it is not a complete .edge "
                                "bundle: recompile the model") from None
-    except (zipfile.BadZipFile, OSError, EOFError, ValueError) as exc:
-        raise ModelFormatError(f"{where}: part {name!r} is corrupted ({exc}); "
+    try:
+        data = z.read(info)
+    except _ZIP_ERRORS as exc:
+        msg = str(exc).splitlines()[0] if str(exc) else type(exc).__name__
+        raise ModelFormatError(f"{where}: part {name!r} is corrupted ({msg}); "
                                "recompile the model") from None
+    if len(data) != info.file_size:
+        raise ModelFormatError(f"{where}: part {name!r} holds {len(data):,} bytes, not the "
+                               f"{info.file_size:,} its zip entry says; recompile the model")
+    return data
 
 
-def _graph_from_doc(doc: dict[str, Any], weights: bytes, where: str) -> Graph:
-    g = Graph(doc["name"])
-    for e in doc["tensors"]:
+def _json_part(data: bytes, where: str, part: str) -> Any:
+    try:
+        return json.loads(data)
+    except _JSON_ERRORS:
+        raise ModelFormatError(f"{where}: {part} is not valid JSON; recompile the model"
+                               ) from None
+
+
+def _quant(v: Any, f: _Fields, field: str) -> QuantParams | None:
+    if v is None:
+        return None
+    try:
+        return QuantParams.from_json(v)
+    except GraphError as exc:
+        raise f.fail(field, str(exc)) from None
+
+
+def _graph_from_doc(doc: Any, weights: bytes, where: str, part: str = "graph.json") -> Graph:
+    """The graph of one graph part, every field checked for type and size before any array
+    is made (a constant's bytes must lie inside weights.bin and match its shape)."""
+    f = _Fields(where, part)
+    doc = f.dict(doc, "(top level)")
+    g = Graph(f.get(doc, "name", str, ""))
+    tensors = f.get(doc, "tensors", list, "")
+    for i, e in enumerate(tensors):
+        e = f.dict(e, f"tensors[{i}]")
+        tname = f.get(e, "name", str, f"tensors[{i}]")
+        field = f"tensors[{tname!r}]"
+        dtype = f.get(e, "dtype", str, field)
+        if dtype not in DTYPES:
+            raise f.fail(f"{field}.dtype", f"{dtype!r} is not one of {DTYPES}")
+        shape = f.shape(e.get("shape"), f"{field}.shape")
         data = None
         if e.get("data") is not None:
-            off, nb = int(e["data"]["offset"]), int(e["data"]["nbytes"])
-            if off + nb > len(weights):
-                raise ModelFormatError(f"{where}: tensor {e['name']!r} lies outside weights.bin; "
+            d = f.dict(e["data"], f"{field}.data")
+            off = f.get(d, "offset", int, f"{field}.data")
+            nb = f.get(d, "nbytes", int, f"{field}.data")
+            if shape is None or any(s < 0 for s in shape):
+                raise f.fail(f"{field}.shape", "of a constant must be static")
+            item = np.dtype(dtype).itemsize
+            count = 1
+            for s in shape:
+                count *= s
+            if nb != count * item:
+                raise f.fail(f"{field}.data.nbytes", f"is {nb:,}, but shape {list(shape)} of "
+                             f"{dtype} takes {count * item:,} bytes")
+            if off < 0 or off + nb > len(weights):
+                raise ModelFormatError(f"{where}: tensor {tname!r} lies outside weights.bin "
+                                       f"({off:,}+{nb:,} of {len(weights):,} bytes); "
                                        "recompile the model")
-            dt = np.dtype(e["dtype"]).newbyteorder("<")
-            data = np.frombuffer(weights, dt, count=nb // dt.itemsize, offset=off)
-            data = data.astype(e["dtype"]).reshape(e["shape"])
-        quant = QuantParams.from_json(e["quant"]) if e.get("quant") else None
-        g.add_tensor(Tensor(e["name"], e["dtype"], tuple(e["shape"]) if e["shape"] is not None
-                            else None, quant, data))
-    for n in doc["nodes"]:
-        g.nodes.append(Node(n["op"], n["inputs"], n["outputs"], _decode_attr(n["attrs"]), n["name"]))
-    g.inputs, g.outputs = list(doc["inputs"]), list(doc["outputs"])
-    g.metadata = _decode_attr(doc.get("metadata", {}))
-    for d in doc.get("state", []):
-        g.declare_state(StateDecl.from_json(d))
+            dt = np.dtype(dtype).newbyteorder("<")
+            data = np.frombuffer(weights, dt, count=count, offset=off)
+            data = data.astype(dtype).reshape(shape)
+        quant = _quant(e.get("quant"), f, f"{field}.quant")
+        if quant is not None and quant.per_axis and shape is not None and not (
+                -len(shape) <= quant.axis < len(shape)):
+            raise f.fail(f"{field}.quant.axis", f"{quant.axis} is outside shape {list(shape)}")
+        try:
+            g.add_tensor(Tensor(tname, dtype, shape, quant, data))
+        except GraphError as exc:
+            raise f.fail(field, str(exc)) from None
+    for i, n in enumerate(f.get(doc, "nodes", list, "")):
+        n = f.dict(n, f"nodes[{i}]")
+        op = f.get(n, "op", str, f"nodes[{i}]")
+        name = f.get(n, "name", str, f"nodes[{i}]")
+        field = f"nodes[{name!r}]"
+        ins = f.strs(f.get(n, "inputs", list, field), f"{field}.inputs")
+        outs = f.strs(f.get(n, "outputs", list, field), f"{field}.outputs")
+        attrs = f.dict(f.get(n, "attrs", dict, field, {}), f"{field}.attrs")
+        g.nodes.append(Node(op, ins, outs, _decode_attr_checked(attrs, f, f"{field}.attrs"),
+                            name))
+    g.inputs = f.strs(f.get(doc, "inputs", list, ""), "inputs")
+    g.outputs = f.strs(f.get(doc, "outputs", list, ""), "outputs")
+    g.metadata = _decode_attr_checked(f.get(doc, "metadata", dict, "", {}), f, "metadata")
+    for i, d in enumerate(f.get(doc, "state", list, "", [])):
+        try:
+            g.declare_state(StateDecl.from_json(d))
+        except GraphError as exc:
+            raise f.fail(f"state[{i}]", str(exc)) from None
     return g
 
 
+def _check_io(v: Any, f: _Fields, field: str) -> None:
+    if not isinstance(v, list):
+        raise f.fail(field, "is not a list")
+    for i, e in enumerate(v):
+        e = f.dict(e, f"{field}[{i}]")
+        f.get(e, "name", str, f"{field}[{i}]")
+        f.shape(e.get("shape"), f"{field}[{i}].shape")
+        dtype = f.get(e, "dtype", str, f"{field}[{i}]")
+        if dtype not in DTYPES:
+            raise f.fail(f"{field}[{i}].dtype", f"{dtype!r} is not one of {DTYPES}")
+        q = e.get("quant")
+        if q is not None:
+            _quant(q, f, f"{field}[{i}].quant")
+        if not isinstance(e.get("quant_dtype", ""), str):
+            raise f.fail(f"{field}[{i}].quant_dtype", "is not a dtype name")
+
+
+def _check_manifest(m: dict, version: int, where: str) -> None:
+    """The manifest fields the loader, the runtime and `edge inspect` read, type-checked."""
+    f = _Fields(where, "manifest.json")
+    f.get(m, "model_name", str, "")
+    parts = f.get(m, "parts", dict, "", {})
+    if not all(isinstance(v, str) for v in parts.values()):
+        raise f.fail("parts", "maps a part to something that is not a SHA-256 string")
+    if "weight_store_bytes" in m:
+        if f.get(m, "weight_store_bytes", int, "") < 0:
+            raise f.fail("weight_store_bytes", "is negative")
+    for key in ("macs", "parameter_bytes"):
+        f.get(m, key, int, "", 0)
+    f.get(m, "memory", dict, "", {})
+    f.get(m, "quantization", dict, "", {})
+    f.get(m, "ops", list, "", [])
+    _check_io(m.get("inputs", []), f, "inputs")
+    _check_io(m.get("outputs", []), f, "outputs")
+    if version < 3:
+        return
+    listed = m.get("entries")
+    if not isinstance(listed, list) or not listed:
+        raise ModelFormatError(f"{where}: the manifest lists no entries; recompile the model")
+    if len(listed) > MAX_ENTRIES:
+        raise f.fail("entries", f"lists {len(listed)} entries, over {MAX_ENTRIES}")
+    seen = set()
+    for i, e in enumerate(listed):
+        e = f.dict(e, f"entries[{i}]")
+        name = f.get(e, "name", str, f"entries[{i}]")
+        if not _valid_entry_name(name) or name in seen:
+            raise f.fail(f"entries[{i}].name", f"{name!r} is not a unique plain name (no '/', "
+                         "'..' or backslash)")
+        seen.add(name)
+        _check_io(e.get("inputs", []), f, f"entries[{name!r}].inputs")
+        _check_io(e.get("outputs", []), f, f"entries[{name!r}].outputs")
+        for key in ("macs", "parameter_bytes"):
+            f.get(e, key, int, f"entries[{name!r}]", 0)
+        f.get(e, "memory", (dict, type(None)), f"entries[{name!r}]", None)
+        f.get(e, "ops", list, f"entries[{name!r}]", [])
+        for j, d in enumerate(f.get(e, "state", list, f"entries[{name!r}]", [])):
+            d = f.dict(d, f"entries[{name!r}].state[{j}]")
+            for key in ("input", "output", "kind"):
+                f.get(d, key, str, f"entries[{name!r}].state[{j}]")
+
+
+def _check_directory(z: zipfile.ZipFile, where: str) -> dict[str, zipfile.ZipInfo]:
+    """The zip directory, checked before any part is read: safe, unique names, plain
+    (stored or deflated, unencrypted) entries, sizes under the limits."""
+    infos: dict[str, zipfile.ZipInfo] = {}
+    total = 0
+    for info in z.infolist():
+        name = info.filename
+        if _unsafe_name(name):
+            raise ModelFormatError(f"{where}: part {name!r} has an unsafe name (absolute, "
+                                   "'..', backslash or empty component); refused")
+        if name in infos:
+            raise ModelFormatError(f"{where}: part {name!r} appears twice; refused")
+        if info.flag_bits & 0x1 or info.compress_type not in (zipfile.ZIP_STORED,
+                                                              zipfile.ZIP_DEFLATED):
+            raise ModelFormatError(f"{where}: part {name!r} is encrypted or compressed with "
+                                   f"method {info.compress_type}; recompile the model")
+        total += info.file_size
+        infos[name] = info
+    if total > MAX_BUNDLE_BYTES:
+        raise ModelFormatError(f"{where}: the parts hold {total:,} bytes, over the "
+                               f"{MAX_BUNDLE_BYTES:,}-byte bundle limit; refused")
+    return infos
+
+
 def load_bundle(path: str | os.PathLike) -> Bundle:
-    """Read and verify a ``.edge`` file (zip structure, format version, SHA-256 of each part)."""
+    """Read and verify a ``.edge`` file: the zip directory (only the parts this format
+    version has, safe names, each part's size against the manifest and the limits) before
+    anything is read, then the format version, each part's SHA-256 and every JSON field's
+    type. Any problem is a one-line ModelFormatError naming the part."""
     path = Path(path)
     where = str(path)
     if not path.is_file():
         raise ModelFormatError(f"{where}: no such bundle file; check the path")
     try:
         z = zipfile.ZipFile(path)
-    except (zipfile.BadZipFile, OSError, EOFError) as exc:
+    except _ZIP_ERRORS as exc:
         raise ModelFormatError(f"{where} is not a readable .edge bundle (truncated or not a "
                                f"bundle: {exc}); recompile it with `edge compile`") from None
     with z:
-        try:
-            manifest = json.loads(_read_part(z, "manifest.json", where))
-        except (json.JSONDecodeError, UnicodeDecodeError):
-            raise ModelFormatError(f"{where}: manifest.json is not valid JSON; recompile the "
-                                   "model") from None
+        infos = _check_directory(z, where)
+        if "manifest.json" in infos and infos["manifest.json"].file_size > MAX_MANIFEST_BYTES:
+            raise ModelFormatError(f"{where}: part 'manifest.json' is "
+                                   f"{infos['manifest.json'].file_size:,} bytes, over the "
+                                   f"{MAX_MANIFEST_BYTES:,}-byte limit; refused")
+        manifest = _json_part(_read_part(z, "manifest.json", where), where, "manifest.json")
         if not isinstance(manifest, dict) or manifest.get("format") != FORMAT:
             raise ModelFormatError(f"{where} is not an {FORMAT} file; recompile it")
         version = manifest.get("format_version")
-        if version not in READABLE_VERSIONS:
-            raise ModelFormatError(f"{where} has bundle format version {version}; this SDK "
+        if not _is_int(version) or version not in READABLE_VERSIONS:
+            raise ModelFormatError(f"{where} has bundle format version {version!r}; this SDK "
                                    f"({sdk.__version__}) reads versions "
                                    f"{', '.join(map(str, READABLE_VERSIONS))}: "
                                    "recompile the model with this SDK")
+        _check_manifest(manifest, version, where)
         listed = manifest.get("entries") if version >= 3 else None
-        if version >= 3 and (not isinstance(listed, list) or not listed or not all(
-                isinstance(e, dict) and isinstance(e.get("name"), str) for e in listed)):
-            raise ModelFormatError(f"{where}: the manifest lists no entries; recompile the "
-                                   "model")
         names = list(PARTS_BY_VERSION[version])
         for idx, e in enumerate(listed or []):
             names += [p for p in entry_parts(e["name"], idx == 0) if p not in names]
+        unknown = [n for n in infos if n not in names and n != "manifest.json"]
+        if unknown:
+            raise ModelFormatError(f"{where}: unknown part {unknown[0]!r} (a format-{version} "
+                                   f"bundle holds only manifest.json, {', '.join(names)}); "
+                                   "refused")
+        declared = {}  # the manifest states the weight store's size (format 3)
+        if version >= 3 and "weight_store_bytes" in manifest:
+            declared["weights.bin"] = manifest["weight_store_bytes"]
+        for name in names:
+            info = infos.get(name)
+            if info is None:
+                raise ModelFormatError(f"{where} has no {name!r} part; it is not a complete "
+                                       ".edge bundle: recompile the model")
+            want = declared.get(name)
+            if want is not None and info.file_size != want:
+                raise ModelFormatError(f"{where}: checksum mismatch in part {name!r}: it is "
+                                       f"{info.file_size:,} bytes, the manifest says {want:,} "
+                                       "(the file is corrupted or was modified; refused "
+                                       "before reading it): recompile the model")
+            if name != "weights.bin" and info.file_size > MAX_JSON_PART_BYTES:
+                raise ModelFormatError(f"{where}: part {name!r} is {info.file_size:,} bytes, "
+                                       f"over the {MAX_JSON_PART_BYTES:,}-byte limit; refused")
+        hashes = manifest.get("parts", {})
         parts = {}
         for name in names:
             data = _read_part(z, name, where)
-            want = manifest.get("parts", {}).get(name)
-            if want != _sha256(data):
+            if hashes.get(name) != _sha256(data):
                 raise ModelFormatError(f"{where}: checksum mismatch in part {name!r} (the file "
                                        "is corrupted or was modified); recompile the model")
             parts[name] = data
@@ -478,11 +771,11 @@ def load_bundle(path: str | os.PathLike) -> Bundle:
     plans: dict[str, MemoryPlan | None] = {}
     for idx, k in enumerate(entry_names):
         gpart, ppart = entry_parts(k, idx == 0)
+        doc = _json_part(parts[gpart], where, gpart)
+        graph = _graph_from_doc(doc, parts["weights.bin"], where, gpart)
         try:
-            doc = json.loads(parts[gpart])
-            graph = _graph_from_doc(doc, parts["weights.bin"], where)
             graph.validate()
-        except (KeyError, TypeError, ValueError, EdgeError) as exc:
+        except EdgeError as exc:
             raise ModelFormatError(f"{where}: {gpart} is malformed ({exc}); recompile the "
                                    "model") from None
         graphs[k] = graph
@@ -513,6 +806,7 @@ def _plan_from_part(data: bytes, graph: Graph, where: str, part: str = PLAN_PART
         plan = MemoryPlan.from_json(doc)
         plan.check()
     except (json.JSONDecodeError, UnicodeDecodeError, KeyError, TypeError, ValueError,
+            AttributeError, OverflowError, IndexError, ZeroDivisionError, RecursionError,
             GraphError) as exc:
         raise ModelFormatError(f"{where}: {part} is malformed ({exc}); recompile the "
                                "model") from None

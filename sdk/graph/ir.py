@@ -25,6 +25,13 @@ _QRANGE = {"int8": (-128, 127), "uint8": (0, 255), "int16": (-32768, 32767),
            "int32": (-(2**31), 2**31 - 1)}
 
 
+def _numbers(v: Any, types: tuple[type, ...]) -> bool:
+    """A JSON scalar or flat list of ``types`` (bool excluded), every float finite."""
+    items = v if isinstance(v, list) else [v]
+    return all(isinstance(e, types) and not isinstance(e, bool)
+               and (not isinstance(e, float) or np.isfinite(e)) for e in items)
+
+
 def qrange(dtype: str) -> tuple[int, int]:
     """Inclusive integer range of an integer dtype name."""
     try:
@@ -71,8 +78,25 @@ class QuantParams:
 
     @classmethod
     def from_json(cls, d: dict[str, Any]) -> QuantParams:
-        return cls(np.asarray(d["scale"], np.float32), np.asarray(d["zero_point"], np.int32),
-                   d.get("axis"))
+        """From :meth:`to_json`; a wrong type or an out-of-range value is a GraphError naming
+        the field."""
+        if not isinstance(d, dict):
+            raise GraphError(f"quantization is {type(d).__name__}, not an object")
+        for key in ("scale", "zero_point"):
+            if key not in d:
+                raise GraphError(f"quantization field {key!r} is missing")
+        scale, zp, axis = d["scale"], d["zero_point"], d.get("axis")
+        if not _numbers(scale, (int, float)):
+            raise GraphError("quantization field 'scale' is not a number or a list of numbers")
+        if not _numbers(zp, (int,)) or any(
+                not -(2**31) <= z < 2**31 for z in (zp if isinstance(zp, list) else [zp])):
+            raise GraphError("quantization field 'zero_point' is not an int32 or a list of "
+                             "int32")
+        if axis is not None and (not isinstance(axis, int) or isinstance(axis, bool)
+                                 or not -64 <= axis < 64):
+            raise GraphError(f"quantization field 'axis' is {axis!r}, not a small integer")
+        with np.errstate(over="ignore"):
+            return cls(np.asarray(scale, np.float32), np.asarray(zp, np.int32), axis)
 
     def __eq__(self, other: object) -> bool:
         if not isinstance(other, QuantParams):
@@ -163,6 +187,23 @@ class StateDecl:
 
     @classmethod
     def from_json(cls, d: dict[str, Any]) -> StateDecl:
+        """From :meth:`to_json`; a wrong type is a GraphError naming the field."""
+        if not isinstance(d, dict):
+            raise GraphError(f"state declaration is {type(d).__name__}, not an object")
+        for key in ("input", "output"):
+            if not isinstance(d.get(key), str):
+                raise GraphError(f"state field {key!r} is missing or not a name")
+        for key in ("kind", "position", "dtype", "raw_input", "raw_output"):
+            if key in d and not isinstance(d[key], str):
+                raise GraphError(f"state {d['input']!r}: field {key!r} is not a string")
+        cap = d.get("capacity")
+        if cap is not None and (not isinstance(cap, int) or isinstance(cap, bool)
+                                or not 0 < cap < 2**31):
+            raise GraphError(f"state {d['input']!r}: capacity {cap!r} is not an integer in "
+                             "[1, 2**31)")
+        if d.get("dtype", "float32") not in DTYPES:
+            raise GraphError(f"state {d['input']!r}: dtype {d.get('dtype')!r} is not one of "
+                             f"{DTYPES}")
         q = d.get("quant")
         return cls(d["input"], d["output"], d.get("kind", "recurrent"), d.get("capacity"),
                    d.get("position", ""), d.get("dtype", "float32"),
