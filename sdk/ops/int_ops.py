@@ -365,3 +365,24 @@ def _resize_nearest(inputs: Inputs, p: Prepared, f: Kernel) -> list[np.ndarray]:
             raise GraphError("ResizeNearest needs the attribute sizes (the output shape)")
         sizes = [int(np.floor(d * float(s))) for d, s in zip(x.shape, np.ravel(scales))]
     return [f(x, sizes=sizes)]
+
+
+@defop(OpDef("ResizeBilinear", "integer", ("x",),
+             attrs=(Attr("sizes", "ints", doc="full output shape (only the last two axes change)"),
+                    Attr("coord_mode", "str", "half_pixel",
+                         doc="half_pixel | asymmetric | align_corners | pytorch_half_pixel"),
+                    Attr("frac_bits", "int", 10, doc="Q format of the interpolation weights"),
+                    Attr("zero_point", "int", 0, doc="the (shared) input/output zero point")),
+             traits=frozenset({KEEPS_GRID, SPATIAL}), spec="sdk.kernels.resize:resize_bilinear",
+             twin="sdk.kernels.fast.resize:resize_bilinear", shape=resize_rule,
+             cost=per_element(adds=3, muls=6, other=1),
+             firmware_why_not="not in the firmware yet: bilinear upsampling runs on the host",
+             exporters_skip={
+                 "onnxruntime": "ORT's integer Resize(linear) rounds its float weights "
+                                "differently (not bit-exact)",
+                 "tflite": "TFLite RESIZE_BILINEAR rounds differently (not bit-exact); "
+                           + _NOT_WRITTEN},
+             formula="zp + round_half_away(Σ wy·wx·(x−zp) / 2^(2B)), Q-B weights exact"))
+def _resize_bilinear(inputs: Inputs, p: Prepared, f: Kernel) -> list[np.ndarray]:
+    return [f(inputs[0], sizes=p["sizes"], coord_mode=p["coord_mode"],
+              frac_bits=p["frac_bits"], zero_point=p["zero_point"])]

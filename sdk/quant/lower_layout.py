@@ -1,6 +1,6 @@
 """Lowerings of the layout ops, which keep their input's grid: Reshape, Transpose, Slice,
 Concat (inputs requantized to one grid), Gather (also from a constant embedding table), Pad
-(with the zero point), Resize (nearest), Dropout (identity)."""
+(with the zero point), Resize (nearest, or bilinear for mode linear), Dropout (identity)."""
 
 from __future__ import annotations
 
@@ -8,6 +8,7 @@ import numpy as np
 
 from sdk.errors import GraphError, UnsupportedOpError
 from sdk.graph import Node, qrange
+from sdk.kernels.resize import nearest_indices, source_fraction
 from sdk.quant.fuse import const_value
 from sdk.quant.lowering import (
     Lowering,
@@ -15,14 +16,81 @@ from sdk.quant.lowering import (
 )
 
 
+_RESIZE_COORD_MODES = ("half_pixel", "asymmetric", "align_corners", "pytorch_half_pixel")
+
+
+def _sattr(node: Node, name: str, default: str) -> str:
+    v = node.attrs.get(name, default)
+    return v.decode() if isinstance(v, bytes) else str(v)
+
+
+def _onnx_nearest_index(in_size: int, out_size: int, coord: str, rounding: str) -> np.ndarray:
+    """ONNX Resize(nearest) source index per output position, in exact rationals."""
+    num, den = source_fraction(np.arange(out_size, dtype=np.int64), in_size, out_size, coord)
+    if rounding == "floor":
+        idx = num // den
+    elif rounding == "ceil":
+        idx = -((-num) // den)
+    elif rounding == "round_prefer_ceil":
+        idx = (2 * num + den) // (2 * den)
+    else:  # round_prefer_floor: ceil(c − ½)
+        idx = -((den - 2 * num) // (2 * den))
+    return np.clip(idx, 0, in_size - 1)
+
+
 def lower_resize(L: Lowering, node: Node) -> None:
-    x, _, _ = L.input(node.inputs[0])
+    """ONNX Resize → ResizeNearest (exactly when ONNX's nearest index map is floor(i·in/out))
+    or ResizeBilinear (mode linear, four coordinate modes, H and W only). Every other
+    attribute value is refused by name rather than approximated."""
+    x, qx, _ = L.input(node.inputs[0])
     out_shape = L.shape(node.outputs[0])
     in_shape = L.shape(node.inputs[0])
     if out_shape is None or in_shape is None:
         raise GraphError(f"{node.name}: Resize needs known input and output shapes")
-    L.emitsame_grid(node, "ResizeNearest", [x], sizes=list(out_shape),
-                scales=[o / i for o, i in zip(out_shape, in_shape)])
+    mode = _sattr(node, "mode", "nearest")
+    coord = _sattr(node, "coordinate_transformation_mode", "half_pixel")
+    where = f"integer lowering of {node.name}"
+    refused = []
+    if mode not in ("nearest", "linear"):
+        refused.append(f"Resize mode={mode}")
+    if coord not in _RESIZE_COORD_MODES:
+        refused.append(f"Resize coordinate_transformation_mode={coord}")
+    if int(node.attrs.get("exclude_outside", 0)) != 0:
+        refused.append("Resize exclude_outside=1")
+    if int(node.attrs.get("antialias", 0)) != 0:
+        refused.append("Resize antialias=1")
+    policy = _sattr(node, "keep_aspect_ratio_policy", "stretch")
+    if policy != "stretch":
+        refused.append(f"Resize keep_aspect_ratio_policy={policy}")
+    if refused:
+        raise UnsupportedOpError(refused, where)
+    scales_in = node.inputs[2] if len(node.inputs) > 2 and node.inputs[2] else None
+    if scales_in is not None:
+        sc = np.ravel(np.asarray(L.const(scales_in, "Resize scales"), np.float64))
+        if sc.size == len(in_shape) and any(
+                abs(float(s) - o / i) > 1e-6 * max(1.0, o / i)
+                for s, o, i in zip(sc, out_shape, in_shape) if i > 0):
+            raise UnsupportedOpError([f"Resize scales {sc.tolist()} that are not output/input "
+                                      f"sizes {list(out_shape)}/{list(in_shape)}"], where)
+    if mode == "nearest":
+        rounding = _sattr(node, "nearest_mode", "round_prefer_floor")
+        if rounding not in ("floor", "ceil", "round_prefer_floor", "round_prefer_ceil"):
+            raise UnsupportedOpError([f"Resize nearest_mode={rounding}"], where)
+        for ax, (i, o) in enumerate(zip(in_shape, out_shape)):
+            if i != o and i > 0 and not np.array_equal(
+                    _onnx_nearest_index(i, o, coord, rounding), nearest_indices(i, o)):
+                raise UnsupportedOpError(
+                    [f"Resize nearest with coordinate_transformation_mode={coord}, "
+                     f"nearest_mode={rounding} on axis {ax} ({i}→{o}): ResizeNearest computes "
+                     f"only floor(i·in/out)"], where)
+        L.emitsame_grid(node, "ResizeNearest", [x], sizes=list(out_shape),
+                        scales=[o / i for o, i in zip(out_shape, in_shape)])
+        return
+    if len(in_shape) < 2 or tuple(out_shape[:-2]) != tuple(in_shape[:-2]):
+        raise UnsupportedOpError([f"Resize linear over a leading axis ({list(in_shape)} → "
+                                  f"{list(out_shape)}); only the last two axes"], where)
+    L.emitsame_grid(node, "ResizeBilinear", [x], sizes=list(out_shape), coord_mode=coord,
+                    frac_bits=10, zero_point=int(np.ravel(qx.zero_point)[0]))
 
 
 def lower_layout(L: Lowering, node: Node) -> None:
