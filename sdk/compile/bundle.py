@@ -617,6 +617,29 @@ def _graph_from_doc(doc: Any, weights: bytes, where: str, part: str = "graph.jso
     return g
 
 
+_NODE_ERRORS = (KeyError, TypeError, ValueError, IndexError, AttributeError, OverflowError,
+                ZeroDivisionError, RecursionError, MemoryError)
+
+
+def _check_nodes(graph: Graph, where: str, part: str) -> None:
+    """Every node's attributes through its op's schema (``OpDef.prepare``) and its cost
+    formula, so a mutated attribute is a load error naming the node rather than an exception
+    from deep inside a run or `edge inspect`."""
+    from sdk.ops.cost import node_macs
+    from sdk.ops.schema import opdef
+
+    for n in graph.nodes:
+        d = opdef(n.op)
+        try:
+            if d is not None:
+                d.prepare(n.attrs)
+            node_macs(graph, n)
+        except (EdgeError, *_NODE_ERRORS) as exc:
+            msg = str(exc).splitlines()[0] if str(exc) else type(exc).__name__
+            raise ModelFormatError(f"{where}: {part} node {n.name!r} ({n.op}) is malformed "
+                                   f"({msg}); recompile the model") from None
+
+
 def _check_io(v: Any, f: _Fields, field: str) -> None:
     if not isinstance(v, list):
         raise f.fail(field, "is not a list")
@@ -649,8 +672,8 @@ def _check_manifest(m: dict, version: int, where: str) -> None:
     f.get(m, "memory", dict, "", {})
     f.get(m, "quantization", dict, "", {})
     f.get(m, "ops", list, "", [])
-    _check_io(m.get("inputs", []), f, "inputs")
-    _check_io(m.get("outputs", []), f, "outputs")
+    _check_io(f.get(m, "inputs", list, ""), f, "inputs")
+    _check_io(f.get(m, "outputs", list, ""), f, "outputs")
     if version < 3:
         return
     listed = m.get("entries")
@@ -666,10 +689,12 @@ def _check_manifest(m: dict, version: int, where: str) -> None:
             raise f.fail(f"entries[{i}].name", f"{name!r} is not a unique plain name (no '/', "
                          "'..' or backslash)")
         seen.add(name)
-        _check_io(e.get("inputs", []), f, f"entries[{name!r}].inputs")
-        _check_io(e.get("outputs", []), f, f"entries[{name!r}].outputs")
+        _check_io(f.get(e, "inputs", list, f"entries[{name!r}]"), f,
+                  f"entries[{name!r}].inputs")
+        _check_io(f.get(e, "outputs", list, f"entries[{name!r}]"), f,
+                  f"entries[{name!r}].outputs")
         for key in ("macs", "parameter_bytes"):
-            f.get(e, key, int, f"entries[{name!r}]", 0)
+            f.get(e, key, int, f"entries[{name!r}]")
         f.get(e, "memory", (dict, type(None)), f"entries[{name!r}]", None)
         f.get(e, "ops", list, f"entries[{name!r}]", [])
         for j, d in enumerate(f.get(e, "state", list, f"entries[{name!r}]", [])):
@@ -778,6 +803,7 @@ def load_bundle(path: str | os.PathLike) -> Bundle:
         except EdgeError as exc:
             raise ModelFormatError(f"{where}: {gpart} is malformed ({exc}); recompile the "
                                    "model") from None
+        _check_nodes(graph, where, gpart)
         graphs[k] = graph
         if version == 1:  # format 1 carried no plan: make it now, and say so
             plan, note = arena_plan(graph)

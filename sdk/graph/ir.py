@@ -29,7 +29,8 @@ def _numbers(v: Any, types: tuple[type, ...]) -> bool:
     """A JSON scalar or flat list of ``types`` (bool excluded), every float finite."""
     items = v if isinstance(v, list) else [v]
     return all(isinstance(e, types) and not isinstance(e, bool)
-               and (not isinstance(e, float) or np.isfinite(e)) for e in items)
+               and (np.isfinite(e) if isinstance(e, float) else abs(e) < 2**53)
+               for e in items)
 
 
 def qrange(dtype: str) -> tuple[int, int]:

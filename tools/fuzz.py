@@ -1,0 +1,516 @@
+"""Mutation fuzzer for the SDK's file and wire readers.
+
+    python tools/fuzz.py --quick                      # every target, a few hundred cases each
+    python tools/fuzz.py --target bundle --cases 2000 --seed 1 --json fuzz.json
+
+Targets (``--target``, repeatable; default all):
+
+* ``bundle`` — ``sdk.load_bundle`` then ``Session.run`` on mutated real bundles (a demo CNN
+  compiled in-process and a two-entry bundle of sample integer graphs);
+* ``npz`` — the CLI's ``.npz`` / ``.npy`` reader (``sdk.cli.arrays.load_arrays``);
+* ``frame`` — the serial frame decoder (``firmware_bridge.framing``: ``decode_frame`` and
+  ``FrameReader``);
+* ``toml`` — the board TOML loader (``targets.loader.parse_target``); caught and reported only.
+
+Mutations: bit flips, truncation, byte insert / delete / overwrite; for zip files entry
+rename (unknown, traversal), resize, duplicate, drop; for JSON parts (re-hashed so the
+checksum passes) field type swaps, huge and negative numbers, deleted keys.
+
+An SDK error (``sdk.errors.EdgeError``) is the expected outcome of a bad input; anything else
+is a finding. Per target the report gives the cases run, the findings (type, where raised,
+message; the input saved under ``tests/fuzz_regressions/<target>/``), cases over the hang
+limit (10 s) and the process's peak resident memory. Exit status 1 when there is a finding.
+Plain Python and a seeded ``random``: the same ``--seed`` gives the same cases.
+"""
+
+from __future__ import annotations
+
+import argparse
+import warnings
+import hashlib
+import io
+import json
+import os
+import random
+import resource
+import signal
+import sys
+import tempfile
+import time
+import traceback
+import zipfile
+from collections.abc import Callable
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[1]
+if str(ROOT) not in sys.path:
+    sys.path.insert(0, str(ROOT))
+
+import numpy as np  # noqa: E402
+
+from sdk.errors import EdgeError  # noqa: E402
+
+REGRESSIONS = ROOT / "tests" / "fuzz_regressions"
+HANG_S = 10.0
+TARGETS = ("bundle", "npz", "frame", "toml")
+EXT = {"bundle": ".edge", "npz": ".npzcase", "frame": ".bin", "toml": ".toml"}
+HUGE = [2**31, 2**31 - 1, 2**32, 2**63, 2**64 + 7, 10**30, -1, -2**31, -(2**63), 0,
+        1e308, -1e308, 1.5, 10**400]
+
+
+class Hang(Exception):
+    pass
+
+
+def _alarm(signum, frame):  # noqa: ARG001
+    raise Hang()
+
+
+# -- byte-level mutations -------------------------------------------------------------------
+def bit_flip(rng: random.Random, data: bytes) -> bytes:
+    b = bytearray(data)
+    for _ in range(rng.choice((1, 1, 2, 4, 8))):
+        if b:
+            i = rng.randrange(len(b))
+            b[i] ^= 1 << rng.randrange(8)
+    return bytes(b)
+
+
+def truncate(rng: random.Random, data: bytes) -> bytes:
+    return data[:rng.randrange(len(data) + 1)] if data else data
+
+
+def insert_bytes(rng: random.Random, data: bytes) -> bytes:
+    i = rng.randrange(len(data) + 1)
+    junk = rng.choice([bytes([rng.randrange(256)]) * rng.randint(1, 64),
+                       rng.randbytes(rng.randint(1, 64)), b"\x00", b"\xff\xff\xff\x7f"])
+    return data[:i] + junk + data[i:]
+
+
+def delete_bytes(rng: random.Random, data: bytes) -> bytes:
+    if not data:
+        return data
+    i = rng.randrange(len(data))
+    return data[:i] + data[i + rng.randint(1, 64):]
+
+
+def overwrite(rng: random.Random, data: bytes) -> bytes:
+    if len(data) < 4:
+        return data
+    b = bytearray(data)
+    i = rng.randrange(len(b) - 3)
+    b[i:i + 4] = rng.choice([b"\xff\xff\xff\xff", b"\x00\x00\x00\x00", b"\xff\xff\xff\x7f",
+                             b"\x00\x00\x00\x80", rng.randbytes(4)])
+    return bytes(b)
+
+
+BYTE_MUTATIONS = (bit_flip, truncate, insert_bytes, delete_bytes, overwrite)
+
+
+# -- zip-level mutations --------------------------------------------------------------------
+def _zip_read(data: bytes) -> list[tuple[str, bytes]]:
+    with zipfile.ZipFile(io.BytesIO(data)) as z:
+        return [(i.filename, z.read(i)) for i in z.infolist()]
+
+
+def _zip_write(entries: list[tuple[str, bytes]]) -> bytes:
+    buf = io.BytesIO()
+    with zipfile.ZipFile(buf, "w", zipfile.ZIP_DEFLATED) as z:
+        for n, b in entries:
+            z.writestr(n, b)
+    return buf.getvalue()
+
+
+def _rehash(entries: list[tuple[str, bytes]]) -> list[tuple[str, bytes]]:
+    """Make a bundle's manifest hashes (and weight store size) agree with its parts, so
+    a mutation reaches the parsers behind the checksum."""
+    try:
+        idx = [n for n, _ in entries].index("manifest.json")
+        m = json.loads(entries[idx][1])
+        if not isinstance(m, dict):
+            return entries
+        m["parts"] = {n: hashlib.sha256(b).hexdigest() for n, b in entries
+                      if n != "manifest.json"}
+        for n, b in entries:
+            if n == "weights.bin" and "weight_store_bytes" in m:
+                m["weight_store_bytes"] = len(b)
+        entries[idx] = ("manifest.json", json.dumps(m).encode())
+    except (ValueError, UnicodeDecodeError, RecursionError):
+        pass
+    return entries
+
+
+def zip_mutation(rng: random.Random, data: bytes, rehash: bool) -> bytes:
+    entries = _zip_read(data)
+    kind = rng.choice(("rename", "resize", "duplicate", "drop", "extra", "part_bytes",
+                       "stored_bitflip"))
+    i = rng.randrange(len(entries))
+    name, body = entries[i]
+    if kind == "rename":
+        new = rng.choice(["../../../../etc/hostname", "/etc/passwd", "entries\\x\\graph.json",
+                          "unknown.bin", name.upper(), name + "/", "entries/../graph.json",
+                          rng.choice(entries)[0]])
+        entries[i] = (new, body)
+    elif kind == "resize":
+        if rng.random() < 0.5:
+            body = body + b"\0" * rng.choice((1, 16, 4096, 1 << 20))
+        else:
+            body = body[:rng.randrange(len(body) + 1)]
+        entries[i] = (name, body)
+    elif kind == "duplicate":
+        entries.insert(rng.randrange(len(entries) + 1), (name, bit_flip(rng, body)))
+    elif kind == "drop":
+        entries.pop(i)
+    elif kind == "extra":
+        entries.append((rng.choice(["../../../../etc/hostname", "extra.json",
+                                    "entries/x/graph.json", "C:/x"]), rng.randbytes(32)))
+    elif kind == "part_bytes":
+        entries[i] = (name, rng.choice(BYTE_MUTATIONS)(rng, body))
+    else:
+        return bit_flip(rng, data)
+    if rehash and rng.random() < 0.8:
+        entries = _rehash(entries)
+    return _zip_write(entries)
+
+
+# -- JSON-level mutations -------------------------------------------------------------------
+def _paths(doc, prefix=(), out=None, depth=0):
+    out = [] if out is None else out
+    out.append(prefix)
+    if depth > 12:
+        return out
+    if isinstance(doc, dict):
+        for k, v in doc.items():
+            _paths(v, prefix + (k,), out, depth + 1)
+    elif isinstance(doc, list):
+        for k, v in enumerate(doc[:64]):
+            _paths(v, prefix + (k,), out, depth + 1)
+    return out
+
+
+def _swap(rng: random.Random, v):
+    choices = [None, True, "x", "", [], {}, [1, 2], {"a": 1}, rng.choice(HUGE),
+               [rng.choice(HUGE)] * rng.randint(1, 4), "../../etc", 3.5, -1]
+    if isinstance(v, list) and v:
+        choices += [v[:-1], v + v[-1:], [v], [str(e) for e in v]]
+    if isinstance(v, (int, float)) and not isinstance(v, bool):
+        choices += [str(v), -v if v else -1, v * 10**9, float(v)]
+    if isinstance(v, str):
+        choices += [v + "x", v.upper(), "../" + v, 7]
+    return rng.choice(choices)
+
+
+def json_mutation(rng: random.Random, doc):
+    """One field of ``doc`` swapped for another type, a huge number, or deleted."""
+    paths = [p for p in _paths(doc) if p]
+    if not paths:
+        return _swap(rng, doc)
+    for _ in range(rng.choice((1, 1, 1, 2, 3))):
+        path = rng.choice(paths)
+        parent = doc
+        try:
+            for k in path[:-1]:
+                parent = parent[k]
+            k = path[-1]
+            if isinstance(parent, dict) and rng.random() < 0.15:
+                parent.pop(k, None)
+            else:
+                parent[k] = _swap(rng, parent[k])
+        except (KeyError, IndexError, TypeError):
+            pass
+    return doc
+
+
+def bundle_json_mutation(rng: random.Random, data: bytes) -> bytes:
+    entries = _zip_read(data)
+    json_idx = [i for i, (n, _) in enumerate(entries) if n.endswith(".json")]
+    i = rng.choice(json_idx)
+    name, body = entries[i]
+    doc = json_mutation(rng, json.loads(body))
+    entries[i] = (name, json.dumps(doc).encode())
+    return _zip_write(_rehash(entries))
+
+
+# -- targets --------------------------------------------------------------------------------
+class Target:
+    name = ""
+
+    def seeds(self) -> list[bytes]:
+        raise NotImplementedError
+
+    def mutate(self, rng: random.Random, data: bytes) -> bytes:
+        return rng.choice(BYTE_MUTATIONS)(rng, data)
+
+    def run(self, path: Path) -> None:
+        raise NotImplementedError
+
+
+class BundleTarget(Target):
+    name = "bundle"
+
+    def __init__(self) -> None:
+        self._seeds: list[bytes] | None = None
+
+    def seeds(self) -> list[bytes]:
+        if self._seeds is None:
+            self._seeds = _bundle_seeds()
+        return self._seeds
+
+    def mutate(self, rng: random.Random, data: bytes) -> bytes:
+        r = rng.random()
+        if r < 0.35:
+            return rng.choice(BYTE_MUTATIONS)(rng, data)
+        if r < 0.6:
+            return zip_mutation(rng, data, rehash=True)
+        return bundle_json_mutation(rng, data)
+
+    def run(self, path: Path) -> None:
+        import sdk
+
+        bundle = sdk.load_bundle(path)
+        from sdk.cli.inspect_cmd import bundle_report
+
+        for name in bundle.entry_names:
+            bundle_report(bundle, name)
+        sess = sdk.Session(path)
+        specs = bundle.inputs
+        feeds = {}
+        for s in specs:
+            shape = [d if d > 0 else 1 for d in (s["shape"] or [1])]
+            if int(np.prod(shape)) > 1 << 20:
+                raise EdgeError("input too large to fuzz")  # a valid but huge input: skip
+            feeds[s["name"]] = np.zeros(shape, np.float32)
+        sess.run(feeds)
+
+
+def _bundle_seeds() -> list[bytes]:
+    import onnx
+
+    import sdk
+    from sdk.backends.sample_graphs import fc_graph, step_graph
+    from sdk.cli.demo_cmd import build_demo_cnn, synthetic_images
+
+    out = []
+    with tempfile.TemporaryDirectory() as d:
+        onnx.save(build_demo_cnn(), Path(d) / "cnn.onnx")
+        b = sdk.compile_model(Path(d) / "cnn.onnx", {"x": synthetic_images(8, seed=1)})
+        out.append(b.to_bytes())
+    out.append(sdk.Bundle.from_graphs({"fc": fc_graph(), "step": step_graph()}).to_bytes())
+    return out
+
+
+class NpzTarget(Target):
+    name = "npz"
+
+    def seeds(self) -> list[bytes]:
+        rng = np.random.default_rng(0)
+        out = []
+        for compressed in (False, True):
+            buf = io.BytesIO()
+            (np.savez_compressed if compressed else np.savez)(
+                buf, x=rng.standard_normal((2, 3, 8)).astype(np.float32),
+                ids=np.arange(12, dtype=np.int64).reshape(3, 4))
+            out.append(b"Z" + buf.getvalue())
+        buf = io.BytesIO()
+        np.save(buf, rng.standard_normal((4, 5)).astype(np.float32))
+        out.append(b"Y" + buf.getvalue())
+        return out
+
+    def mutate(self, rng: random.Random, data: bytes) -> bytes:
+        tag, body = data[:1], data[1:]
+        if tag == b"Z" and rng.random() < 0.3:
+            return tag + zip_mutation(rng, body, rehash=False)
+        if rng.random() < 0.3:  # the .npy header: shape / dtype / order fields
+            i = body.find(b"{")
+            j = body.find(b"}", i)
+            if i >= 0 and j > i:
+                header = body[i:j + 1]
+                header = rng.choice([
+                    header.replace(b"(", b"(" + str(rng.choice([10**12, 2**62, -5, 0])).encode()
+                                   + b", ", 1),
+                    header.replace(b"<f4", rng.choice([b"|O", b"<U9", b">f8", b"V8", b"<f4"])),
+                    header.replace(b"False", b"True"), header[:-3] + b"}"])
+                return tag + body[:i] + header + body[j + 1:]
+        return tag + rng.choice(BYTE_MUTATIONS)(rng, body)
+
+    def run(self, path: Path) -> None:
+        from sdk.cli.arrays import load_arrays
+
+        data = path.read_bytes()
+        real = path.with_suffix(".npz" if data[:1] == b"Z" else ".npy")
+        real.write_bytes(data[1:])
+        names = ["x", "ids"] if data[:1] == b"Z" else ["x"]
+        load_arrays(real, names)
+
+
+class FrameTarget(Target):
+    name = "frame"
+
+    def seeds(self) -> list[bytes]:
+        from firmware_bridge.framing import encode_frame
+
+        return [encode_frame(b"\x00" + bytes(range(1, 255)) * 2),
+                encode_frame(b"\x00\x01\x02\x00\x00\x03"), encode_frame(b"\x00" * 300)]
+
+    def run(self, path: Path) -> None:
+        from firmware_bridge.framing import FrameReader, decode_frame
+
+        data = path.read_bytes()
+        reader = FrameReader(max_frame=1024)
+        for k in range(0, len(data), 7):
+            for frame in reader.feed(data[k:k + 7]):
+                decode_frame(frame)
+        decode_frame(data.strip(b"\x00"))
+
+
+class TomlTarget(Target):
+    name = "toml"
+
+    def seeds(self) -> list[bytes]:
+        return [p.read_bytes() for p in sorted((ROOT / "targets").glob("*.toml"))[:4]]
+
+    def mutate(self, rng: random.Random, data: bytes) -> bytes:
+        if rng.random() < 0.4:  # a value swapped for another type or a huge number
+            lines = data.split(b"\n")
+            idx = [i for i, ln in enumerate(lines) if b"=" in ln]
+            if idx:
+                i = rng.choice(idx)
+                key = lines[i].split(b"=", 1)[0]
+                val = rng.choice([b"-1", b"1e400", b"99999999999999999999999", b'"x"', b"[]",
+                                  b"{}", b"true", b"nan", b"-inf", b"0"])
+                lines[i] = key + b"= " + val
+                return b"\n".join(lines)
+        return rng.choice(BYTE_MUTATIONS)(rng, data)
+
+    def run(self, path: Path) -> None:
+        from targets.loader import parse_target
+
+        parse_target(path)
+
+
+MAKERS: dict[str, Callable[[], Target]] = {
+    "bundle": BundleTarget, "npz": NpzTarget, "frame": FrameTarget, "toml": TomlTarget}
+
+
+# -- driver ---------------------------------------------------------------------------------
+def _where(exc: BaseException) -> str:
+    tb = traceback.extract_tb(exc.__traceback__)
+    if not tb:
+        return "?"
+    fr = tb[-1]
+    try:
+        rel = Path(fr.filename).resolve().relative_to(ROOT)
+    except ValueError:
+        rel = Path(fr.filename).name
+    return f"{rel}:{fr.lineno} in {fr.name}"
+
+
+def fuzz_target(name: str, cases: int, seed: int, save: bool = True,
+                log: Callable[[str], None] = print) -> dict:
+    """Run ``cases`` mutated inputs through one target; the report as a dict."""
+    target = MAKERS[name]()
+    rng = random.Random(f"{seed}:{name}")
+    seeds = target.seeds()
+    findings: dict[tuple[str, str], dict] = {}
+    hangs, edge_errors, ok = [], 0, 0
+    slowest = 0.0
+    rss0 = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
+    start = time.perf_counter()
+    old = signal.signal(signal.SIGALRM, _alarm)
+    with tempfile.TemporaryDirectory() as tmp:
+        path = Path(tmp) / f"case{EXT[name]}"
+        for k in range(cases):
+            data = rng.choice(seeds)
+            for _ in range(rng.choice((1, 1, 1, 2))):
+                try:
+                    data = target.mutate(rng, data)
+                except Exception:  # noqa: BLE001 - the mutator could not parse its input
+                    data = bit_flip(rng, data)  # the mutator could not parse it: flip bits
+            path.write_bytes(data)
+            t0 = time.perf_counter()
+            signal.setitimer(signal.ITIMER_REAL, HANG_S)
+            try:
+                target.run(path)
+                ok += 1
+            except EdgeError:
+                edge_errors += 1
+            except Hang:
+                hangs.append(k)
+                _save(name, target, data, "hang", save)
+            except BaseException as exc:  # noqa: BLE001 - a finding
+                if isinstance(exc, KeyboardInterrupt):
+                    raise
+                key = (type(exc).__name__, _where(exc))
+                if key not in findings:
+                    msg = str(exc).splitlines()[0][:200] if str(exc) else ""
+                    saved = _save(name, target, data, key[0], save)
+                    findings[key] = {"type": key[0], "where": key[1], "message": msg,
+                                     "count": 0, "input": saved}
+                    log(f"  [{name}] case {k}: {key[0]} at {key[1]}: {msg}")
+                findings[key]["count"] += 1
+            finally:
+                signal.setitimer(signal.ITIMER_REAL, 0)
+            slowest = max(slowest, time.perf_counter() - t0)
+    signal.signal(signal.SIGALRM, old)
+    rss1 = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
+    return {"target": name, "cases": cases, "seed": seed, "accepted": ok,
+            "sdk_errors": edge_errors, "non_sdk_exceptions": sum(f["count"] for f in
+                                                                 findings.values()),
+            "distinct_findings": list(findings.values()), "hangs": len(hangs),
+            "slowest_case_s": round(slowest, 3), "seconds": round(time.perf_counter() - start, 1),
+            "peak_rss_mib": round(rss1 / 1024, 1),
+            "peak_rss_growth_mib": round((rss1 - rss0) / 1024, 1)}
+
+
+def _save(name: str, target: Target, data: bytes, kind: str, save: bool) -> str | None:
+    if not save:
+        return None
+    d = REGRESSIONS / name
+    d.mkdir(parents=True, exist_ok=True)
+    # npz cases keep their one-byte tag (Z = .npz, Y = .npy) that the target reads
+    p = d / f"{kind}_{hashlib.sha256(data).hexdigest()[:12]}{EXT[name]}"
+    p.write_bytes(data)
+    return str(p.relative_to(ROOT))
+
+
+def replay(name: str, path: Path) -> None:
+    """Run one saved input through its target (raises what the target raises)."""
+    target = MAKERS[name]()
+    with tempfile.TemporaryDirectory() as tmp:
+        case = Path(tmp) / f"case{EXT[name]}"
+        case.write_bytes(path.read_bytes())
+        target.run(case)
+
+
+def main(argv: list[str] | None = None) -> int:
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--target", action="append", choices=TARGETS,
+                    help="a target to fuzz (repeatable; default: all)")
+    ap.add_argument("--cases", type=int, default=None, help="cases per target (default 2000)")
+    ap.add_argument("--quick", action="store_true", help="a short run: 150 cases per target")
+    ap.add_argument("--seed", type=int, default=0)
+    ap.add_argument("--json", dest="json_out", default=None, help="write the report here")
+    ap.add_argument("--no-save", action="store_true",
+                    help="do not save findings under tests/fuzz_regressions/")
+    args = ap.parse_args(argv)
+    warnings.filterwarnings("ignore")
+    cases = args.cases or (150 if args.quick else 2000)
+    reports = []
+    for name in args.target or TARGETS:
+        r = fuzz_target(name, cases, args.seed, save=not args.no_save)
+        reports.append(r)
+        print(f"{name}: {r['cases']} cases in {r['seconds']} s: {r['accepted']} accepted, "
+              f"{r['sdk_errors']} SDK errors, {r['non_sdk_exceptions']} non-SDK exceptions "
+              f"({len(r['distinct_findings'])} distinct), {r['hangs']} hangs over {HANG_S:g} s "
+              f"(slowest {r['slowest_case_s']} s), peak RSS {r['peak_rss_mib']} MiB "
+              f"(+{r['peak_rss_growth_mib']} MiB)")
+        for f in r["distinct_findings"]:
+            print(f"    {f['count']}x {f['type']} at {f['where']}: {f['message']}"
+                  + (f" -> {f['input']}" if f["input"] else ""))
+    if args.json_out:
+        Path(args.json_out).write_text(json.dumps(reports, indent=1))
+    return 1 if any(r["non_sdk_exceptions"] or r["hangs"] for r in reports) else 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
