@@ -4,6 +4,12 @@ the reference backend, and the :class:`Plan` says which node ran where and why.
 Nodes are taken in topological order and consecutive nodes on the same backend form one
 segment; each segment becomes a sub-graph compiled by its backend. At run time the segments
 run in order and hand tensors to each other by name.
+
+A backend that accepted a segment but then fails to prepare it (LiteRT ``allocate_tensors``,
+an ONNX Runtime session that cannot be created) or to run it (``invoke`` raising) does not
+end the run with a traceback: that segment is recompiled on the reference kernels, one
+warning line (logger ``sdk.backends.partition``) says which segment fell back and why, and
+the :class:`Plan` records it (each node's ``reason``, ``Plan.notices``).
 """
 
 from __future__ import annotations
@@ -18,10 +24,11 @@ import numpy as np
 
 from sdk.backends.base import Backend, Executable, Profile, get_backend
 from sdk.backends.reference import ReferenceBackend
-from sdk.errors import UnsupportedOpError
+from sdk.errors import InputError, UnsupportedOpError
 from sdk.graph.ir import Graph, Node
 
 log = logging.getLogger(__name__)
+REFERENCE = "reference"  # the name the fallback backend runs under
 
 
 @dataclass
@@ -59,6 +66,21 @@ class Plan:
     target: str
     assignments: list[Assignment]
     segments: list[Segment] = field(default_factory=list)
+    notices: list[str] = field(default_factory=list)  # prepare/run-time fallbacks, one line each
+
+    def fall_back(self, k: int, reason: str) -> str:
+        """Move segment ``k`` to the reference backend because its backend failed (``reason``);
+        returns the one-line notice (also kept in ``notices``)."""
+        seg = self.segments[k]
+        names = {n.name for n in seg.graph.nodes}
+        for a in self.assignments:
+            if a.node in names:
+                a.backend, a.reason = REFERENCE, reason
+        failed, seg.backend = seg.backend, REFERENCE
+        notice = (f"segment {k} ({len(names)} node(s)) fell back from {failed} to the "
+                  f"reference kernels: {reason}")
+        self.notices.append(notice)
+        return notice
 
     @property
     def fallbacks(self) -> list[Assignment]:
@@ -74,7 +96,8 @@ class Plan:
         return {"graph": self.graph, "backend": self.backend, "target": self.target,
                 "nodes": [a.__dict__ for a in self.assignments],
                 "segments": [{"backend": s.backend, "nodes": [n.name for n in s.graph.nodes],
-                              "inputs": s.inputs, "outputs": s.outputs} for s in self.segments]}
+                              "inputs": s.inputs, "outputs": s.outputs} for s in self.segments],
+                "notices": list(self.notices)}
 
     def dumps(self) -> str:
         return json.dumps(self.to_json(), indent=2)
@@ -93,6 +116,7 @@ class Plan:
                 a = by_name[n.name]
                 why = f"  <- fallback: {a.reason}" if a.reason else ""
                 lines.append(f"    {a.node:<{width}}  {a.op:<18} {a.backend}{why}")
+        lines += [f"  notice: {n}" for n in self.notices]
         return "\n".join(lines)
 
 
@@ -160,19 +184,49 @@ def partition(graph: Graph, backend: str | Backend, target: Any = None) -> Plan:
     return plan
 
 
-class PartitionedExecutable(Executable):
-    """Runs a Plan's segments in order, each on its own backend's Executable."""
+def _one_line(exc: BaseException) -> str:
+    text = str(exc).strip()
+    first = text.splitlines()[0].strip() if text else ""
+    return f"{type(exc).__name__}: {first}" if first else type(exc).__name__
 
-    def __init__(self, graph: Graph, plan: Plan, parts: list[Executable]) -> None:
+
+class PartitionedExecutable(Executable):
+    """Runs a Plan's segments in order, each on its own backend's Executable.
+
+    A segment whose backend raises while running is rerun (and from then on run) on the
+    reference kernels; the plan and a warning say so."""
+
+    def __init__(self, graph: Graph, plan: Plan, parts: list[Executable],
+                 target: Any = None) -> None:
         self.graph = graph
         self.plan = plan
         self.parts = parts
+        self.target = target
+        self._update_name()
+
+    def _update_name(self) -> None:
+        plan = self.plan
         self.backend = plan.backend if not plan.fallbacks else f"{plan.backend}+reference"
+
+    def _run_part(self, k: int, feeds: Mapping[str, np.ndarray]) -> dict[str, np.ndarray]:
+        seg, exe = self.plan.segments[k], self.parts[k]
+        if seg.backend == REFERENCE:
+            return exe.run(feeds)
+        try:
+            return exe.run(feeds)
+        except InputError:
+            raise
+        except Exception as exc:  # a delegate/runtime failing at run time: not the user's fault
+            reason = f"{exe.backend} failed at run time ({_one_line(exc)})"
+            log.warning(self.plan.fall_back(k, reason))
+            self.parts[k] = ReferenceBackend().compile(seg.graph, self.target)
+            self._update_name()
+            return self.parts[k].run(feeds)
 
     def run(self, feeds: Mapping[str, np.ndarray]) -> dict[str, np.ndarray]:
         env: dict[str, np.ndarray] = dict(feeds)
-        for seg, exe in zip(self.plan.segments, self.parts):
-            env.update(exe.run({i: env[i] for i in seg.inputs}))
+        for k, seg in enumerate(self.plan.segments):
+            env.update(self._run_part(k, {i: env[i] for i in seg.inputs}))
         return {o: env[o] for o in self.graph.outputs}
 
     def profile(self, feeds: Mapping[str, np.ndarray], repeats: int = 10,
@@ -180,36 +234,53 @@ class PartitionedExecutable(Executable):
         prof = super().profile(feeds, repeats, warmup)
         env: dict[str, np.ndarray] = dict(feeds)
         per = []
-        for seg, exe in zip(self.plan.segments, self.parts):
+        for k, seg in enumerate(self.plan.segments):
             seg_feeds = {i: env[i] for i in seg.inputs}
-            p = exe.profile(seg_feeds, repeats, warmup)
-            env.update(exe.run(seg_feeds))
+            env.update(self._run_part(k, seg_feeds))
+            p = self.parts[k].profile(seg_feeds, repeats, warmup)
             per.append({"backend": seg.backend, "nodes": len(seg.graph.nodes),
                         "median_s": p.median_s})
         prof.detail["segments"] = per
         return prof
 
 
+def _compile_segment(plan: Plan, k: int, be: Backend, target: Any) -> Executable:
+    """Compile segment ``k`` on ``be``; when ``be`` (not the reference) fails to prepare it,
+    compile it on the reference kernels and record the fallback."""
+    seg = plan.segments[k]
+    if be.name == REFERENCE or seg.backend == REFERENCE:
+        return (be if seg.backend == be.name else ReferenceBackend()).compile(seg.graph, target)
+    try:
+        return be.compile(seg.graph, target)
+    except Exception as exc:  # e.g. LiteRT allocate_tensors, ORT InferenceSession creation
+        log.warning(plan.fall_back(k, f"{be.name} failed to prepare it ({_one_line(exc)})"))
+        return ReferenceBackend().compile(seg.graph, target)
+
+
 def compile_plan(graph: Graph, plan: Plan, target: Any = None,
                  backend_options: Mapping[str, Any] | None = None) -> PartitionedExecutable:
-    """Compile each segment of ``plan`` on its backend."""
+    """Compile each segment of ``plan`` on its backend (the reference where one fails)."""
     opts = dict(backend_options or {})
     parts = []
-    for seg in plan.segments:
+    for k, seg in enumerate(plan.segments):
         be = get_backend(seg.backend, **(opts if seg.backend == plan.backend else {}))
-        parts.append(be.compile(seg.graph, target))
-    return PartitionedExecutable(graph, plan, parts)
+        parts.append(_compile_segment(plan, k, be, target))
+    return PartitionedExecutable(graph, plan, parts, target)
 
 
 def compile_for(graph: Graph, backend: str | Backend = "reference", target: Any = None,
                 **backend_options: Any) -> PartitionedExecutable:
     """Partition ``graph`` for ``backend`` and compile it: the one call a Session needs.
 
+    A segment the backend cannot prepare runs on the reference kernels instead (one warning;
+    ``exe.plan`` says which and why).
+
     >>> exe = compile_for(graph, "litert", "raspberry-pi-4"); print(exe.plan)
     """
     be = get_backend(backend, **backend_options) if isinstance(backend, str) else backend
     plan = partition(graph, be, target)
     parts = []
-    for seg in plan.segments:
-        parts.append((be if seg.backend == be.name else ReferenceBackend()).compile(seg.graph, target))
-    return PartitionedExecutable(graph, plan, parts)
+    for k, seg in enumerate(plan.segments):
+        parts.append(_compile_segment(plan, k, be if seg.backend == be.name else ReferenceBackend(),
+                                      target))
+    return PartitionedExecutable(graph, plan, parts, target)

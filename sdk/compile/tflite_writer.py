@@ -99,6 +99,58 @@ def _check_zp(g: Graph, node: Node, attr: str, tensor: str) -> None:
                       f"{int(z)} of tensor {tensor!r}")
 
 
+# ops whose operands (and output) must share one integer type in TFLite's kernels
+_SAME_TYPE = ("QAdd", "QMul", "QMatMul", "Concat", "QClamp", "QMaxPool2d", "QAvgPool2d",
+              "Reshape", "Flatten", "Squeeze", "Unsqueeze", "Transpose", "Pad", "ResizeNearest")
+
+
+# ops whose int16 kernels accept any zero point (measured; the others require 0)
+_INT16_ZP_OK = ("Reshape", "Flatten", "Squeeze", "Unsqueeze", "Transpose", "Pad", "ResizeNearest",
+                "QMaxPool2d", "QAvgPool2d", "QuantizeLinear")
+
+
+def _check_litert_prepares(g: Graph, node: Node) -> None:
+    """Refuse what LiteRT's kernels reject at prepare or run time (measured on LiteRT 2.x by
+    tests/backends/test_delegate_honesty.py, every written op in int8 and int16):
+
+    * the int16 kernels of ADD, MUL, FULLY_CONNECTED, CONV_2D, DEPTHWISE_CONV_2D, BATCH_MATMUL,
+      CONCATENATION, RELU, DEQUANTIZE and QUANTIZE from int16 (a requantize) or to int16 from
+      an integer require zero point 0 on their int16 tensors (layout ops and pools do not);
+    * binary ops, BATCH_MATMUL, CONCATENATION and the layout ops take one type for all operands
+      and the output (an int16 x int8 BATCH_MATMUL fails to prepare with ``batch_matmul.cc
+      rhs_data->params.zero_point != 0``: the int16 path needs every zero point 0; an
+      int8 x int8 -> int16 one prepares but computes garbage), and FULLY_CONNECTED / CONV_2D
+      keep the input's type;
+    * BATCH_MATMUL takes rank 2..5 and per-tensor quantization. (An int8 x int8 -> int8
+      BATCH_MATMUL with non-zero zero points on both sides is fine: bit-exact, measured.)
+    """
+    op = node.op
+    for name in [t for t in node.inputs + node.outputs if t and op not in _INT16_ZP_OK]:
+        t = g.tensor(name)
+        if t.dtype == "int16" and t.quant is not None and np.any(t.quant.zero_point != 0):
+            raise _Refuse(f"LiteRT's int16 kernels need zero point 0, and tensor {name!r} has "
+                          f"{int(np.ravel(t.quant.zero_point)[0])}")
+    dtypes = [g.tensor(t).dtype for t in node.inputs if t and not g.tensor(t).is_constant]
+    out_dt = g.tensor(node.outputs[0]).dtype if node.outputs else None
+    if op in ("QMatMul", "QAdd", "QMul", "Concat"):
+        operands = [g.tensor(t).dtype for t in (node.inputs if op == "Concat" else node.inputs[:2])]
+        if len(set(operands + [out_dt])) != 1:
+            raise _Refuse(f"TFLite's {op} kernel takes one type for its operands and output, "
+                          f"not {' x '.join(operands)} -> {out_dt}")
+    elif op in _SAME_TYPE or op in ("QFullyConnected", "QConv2d", "QDepthwiseConv2d"):
+        if dtypes and dtypes[0] != out_dt:
+            raise _Refuse(f"TFLite's {op} kernel keeps its input type ({dtypes[0]} -> {out_dt})")
+    if op == "QMatMul":
+        for name in node.inputs[:2]:
+            shape = g.tensor(name).shape
+            if shape is None or not 2 <= len(shape) <= 5:
+                raise _Refuse(f"BATCH_MATMUL takes operands of rank 2 to 5, not {shape}")
+        for name in node.inputs[:2] + node.outputs[:1]:
+            q = g.tensor(name).quant
+            if q is not None and q.scale.size > 1:
+                raise _Refuse("BATCH_MATMUL takes per-tensor quantization only")
+
+
 def _check_node(g: Graph, node: Node) -> None:
     """Raise _Refuse(reason) when ``node`` cannot be written bit-exactly."""
     op, a = node.op, node.attrs
@@ -107,6 +159,7 @@ def _check_node(g: Graph, node: Node) -> None:
     for name in node.outputs:
         if g.tensor(name).dtype not in tf.TFLITE_TYPE:
             raise _Refuse(f"dtype {g.tensor(name).dtype} has no TFLite type")
+    _check_litert_prepares(g, node)
     if op in ("QFullyConnected", "QConv2d", "QDepthwiseConv2d"):
         x, w = node.inputs[0], node.inputs[1]
         if not g.tensor(w).is_constant:
@@ -469,11 +522,13 @@ def _options(kind: str, **fields: Any) -> Callable[[flatbuffers.Builder], int]:
 def _bias(w: _Writer, node: Node, n_out: int, s_w: np.ndarray) -> int:
     s_x = float(w.g.tensor(node.inputs[0]).quant.scale)
     scale = (np.float32(s_x) * np.asarray(s_w, np.float32)).astype(np.float32).ravel()
+    # TFLite's 16x8 kernels (int16 activations, int8 weights) take an int64 bias
+    bdt = np.int64 if w.g.tensor(node.inputs[0]).dtype == "int16" else np.int32
     if len(node.inputs) > 2 and node.inputs[2]:
-        data = np.asarray(w.g.tensor(node.inputs[2]).data, np.int32)
+        data = np.asarray(w.g.tensor(node.inputs[2]).data, np.int64).astype(bdt)
         name = node.inputs[2]
     else:
-        data, name = np.zeros(n_out, np.int32), f"{node.name}_bias"
+        data, name = np.zeros(n_out, bdt), f"{node.name}_bias"
     if scale.size == 1 and n_out > 1:
         scale = np.full(1, scale[0], np.float32)
     return w.const(name, data, (scale, np.zeros(scale.size, np.int64), 0))

@@ -4,6 +4,10 @@ with a log line, and the one actually used is logged and kept on the Executable.
 
 Tolerance: ORT requantizes with a float multiply rounded half to even (not the SDK's
 double rounding), so outputs agree within 1 LSB per requantizing op.
+
+A session that cannot be created with the target's providers is retried on the CPU provider;
+one that cannot be created at all, or a run that fails, raises a one-line EdgeError and the
+partitioner moves that segment to the reference kernels (``Plan.notices``).
 """
 
 from __future__ import annotations
@@ -59,6 +63,11 @@ def choose_providers(delegates: list[str] | tuple[str, ...]) -> tuple[list[str],
     return chosen, skipped
 
 
+def _first_line(exc: BaseException) -> str:
+    text = str(exc).strip()
+    return text.splitlines()[0].strip() if text else type(exc).__name__
+
+
 def _target_delegates(target: Any) -> list[str]:
     from sdk.backends.litert import target_delegates
     return target_delegates(target)
@@ -75,8 +84,22 @@ class OrtExecutable(Executable):
         if threads:
             opts.intra_op_num_threads = threads
         opts.log_severity_level = 3
-        self.session = ort.InferenceSession(self.model.SerializeToString(), opts,
-                                            providers=providers)
+        data = self.model.SerializeToString()
+        try:
+            self.session = ort.InferenceSession(data, opts, providers=providers)
+        except Exception as exc:  # ORT raises its own Fail/InvalidGraph/... types
+            if providers == ["CPUExecutionProvider"]:
+                raise EdgeError(f"ONNX Runtime cannot create a session for {graph.name!r}: "
+                                f"{_first_line(exc)}") from None
+            log.warning("ONNX Runtime with %s failed to create a session for %r (%s); "
+                        "retrying on CPUExecutionProvider", ", ".join(providers), graph.name,
+                        _first_line(exc))
+            try:
+                self.session = ort.InferenceSession(data, opts,
+                                                    providers=["CPUExecutionProvider"])
+            except Exception as exc2:
+                raise EdgeError(f"ONNX Runtime cannot create a session for {graph.name!r}: "
+                                f"{_first_line(exc2)}") from None
         self.provider = self.session.get_providers()[0]
         self.backend = f"onnxruntime[{self.provider}]"
         log.info("ONNX Runtime runs %r with %s", graph.name, self.provider)
@@ -87,7 +110,11 @@ class OrtExecutable(Executable):
             raise InputError(f"missing input(s) {missing}; the model needs {self.graph.inputs}")
         ins = {n: np.ascontiguousarray(feeds[n], self.graph.tensor(n).dtype)
                for n in self.graph.inputs}
-        outs = self.session.run(list(self.graph.outputs), ins)
+        try:
+            outs = self.session.run(list(self.graph.outputs), ins)
+        except Exception as exc:
+            raise EdgeError(f"ONNX Runtime ({self.provider}) failed to run {self.graph.name!r}: "
+                            f"{_first_line(exc)}") from None
         return dict(zip(self.graph.outputs, outs))
 
 
