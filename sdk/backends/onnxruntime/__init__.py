@@ -35,6 +35,9 @@ PROVIDERS = {
 }
 
 
+_DROPPED: set[str] = set()
+
+
 def _ort() -> Any:
     try:
         import onnxruntime
@@ -142,5 +145,7 @@ class OrtBackend(Backend):
         wanted = self.providers if self.providers is not None else _target_delegates(target)
         providers, skipped = choose_providers(wanted)
         for note in skipped:
-            log.warning("ONNX Runtime: dropping %s", note)
+            if note not in _DROPPED:  # once per process, not once per partition segment
+                _DROPPED.add(note)
+                log.warning("ONNX Runtime: dropping %s", note)
         return OrtExecutable(subgraph, providers, self.threads)
