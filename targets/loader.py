@@ -268,6 +268,7 @@ def search_dirs() -> list[Path]:
 
 
 _SKIPPED: list[tuple[Path, TargetError]] = []
+_WARNED: set[str] = set()
 
 
 def skipped_targets() -> list[tuple[Path, TargetError]]:
@@ -293,7 +294,9 @@ def list_targets() -> dict[str, Target]:
                 t = parse_target(f)
             except TargetError as exc:
                 skipped.append((f, exc))
-                log.warning("skipped board file %s: %s", f, exc)
+                if str(exc) not in _WARNED:  # once per process, however often boards are listed
+                    _WARNED.add(str(exc))
+                    log.warning("skipped board file %s: %s", f, exc)
                 continue
             found[t.name] = t
     _SKIPPED[:] = skipped

@@ -178,6 +178,8 @@ def _check_node(g: Graph, node: Node) -> None:
             raise _Refuse("grouped convolution (group > 1) is not a TFLite CONV_2D")
         if op != "QFullyConnected" and g.tensor(x).shape is None:
             raise _Refuse("its input shape is unknown")
+    elif op in ("QuantizeLinear", "DequantizeLinear"):
+        _check_boundary(g, node)
     elif op == "QAdd":
         (s_a, _), (s_b, _), (s_o, _) = (_quant(g, t) for t in (*node.inputs[:2], node.outputs[0]))
         exp = tf.add_params(float(s_a), float(s_b), float(s_o), g.tensor(node.outputs[0]).dtype)
@@ -259,6 +261,33 @@ def _check_node(g: Graph, node: Node) -> None:
         q = [_quant(g, t) for t in node.inputs + node.outputs]
         if any(float(s) != float(q[0][0]) or int(z) != int(q[0][1]) for s, z in q):
             raise _Refuse("its inputs and output do not share one scale and zero point")
+
+
+def _check_boundary(g: Graph, node: Node) -> None:
+    """QUANTIZE / DEQUANTIZE take their grid from the integer tensor's quantization: the
+    node's own scale and zero point (attributes or constant inputs) must be that grid."""
+    q_name = node.outputs[0] if node.op == "QuantizeLinear" else node.inputs[0]
+    t_s, t_z = _quant(g, q_name)
+
+    def given(i: int, attr: str) -> Any:
+        if len(node.inputs) > i and node.inputs[i]:
+            src = g.tensor(node.inputs[i])
+            if src.data is None:
+                raise _Refuse(f"its {attr} is not a constant")
+            return src.data
+        return node.attrs.get(attr)
+
+    scale, zp = given(1, "scale"), given(2, "zero_point")
+    if scale is None:
+        raise _Refuse("it has no scale")
+    zp = 0 if zp is None else zp
+    if np.asarray(scale).size != 1 or np.asarray(t_s).size != 1:
+        raise _Refuse("per-axis QUANTIZE/DEQUANTIZE is not written")
+    if np.float32(np.ravel(scale)[0]) != np.float32(np.ravel(t_s)[0]) or \
+            int(np.ravel(zp)[0]) != int(np.ravel(t_z)[0]):
+        raise _Refuse(f"its scale/zero point ({float(np.ravel(scale)[0])}, "
+                      f"{int(np.ravel(zp)[0])}) differ from tensor {q_name!r}'s "
+                      f"({float(np.ravel(t_s)[0])}, {int(np.ravel(t_z)[0])})")
 
 
 def _pad_amounts(g: Graph, node: Node) -> np.ndarray | None:

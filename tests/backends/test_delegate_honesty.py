@@ -246,7 +246,24 @@ CASES |= {
     "QMatMul/int8-zp-rank3": lambda: _matmul("int8", True, rank=3),
     "QMatMul/int8-zp-const-rhs": lambda: _matmul("int8", True, const_b=True),
     "QAdd/int16+int8->int16": lambda: _add("int16", False, dtype_b="int8"),
+    "QuantizeLinear/int8-other-scale": lambda: _boundary_mismatch("QuantizeLinear"),
+    "DequantizeLinear/int8-other-scale": lambda: _boundary_mismatch("DequantizeLinear"),
 }
+
+
+def _boundary_mismatch(op: str) -> Graph:
+    """A boundary node whose own scale is not its integer tensor's: written as QUANTIZE it
+    would use the tensor's grid, so the writer must refuse it."""
+    g = _quantize("int8", True) if op == "QuantizeLinear" else _dequantize("int8", True)
+    g.nodes[0].attrs["scale"] = np.float32(0.07)
+    return g
+
+
+def test_writer_refuses_a_boundary_node_off_its_tensor_grid() -> None:
+    for op in ("QuantizeLinear", "DequantizeLinear"):
+        g = _boundary_mismatch(op)
+        ok, why = node_supported(g, g.nodes[0])
+        assert not ok and "differ" in why, why
 
 
 def test_every_written_op_has_a_case() -> None:
