@@ -39,3 +39,15 @@ class TargetError(EdgeError):
 
 class DeviceError(EdgeError):
     """A device link or device-side failure."""
+
+
+class EdgeWarning(UserWarning):
+    """Base of the SDK's warnings (something ran, but the result deserves a look)."""
+
+
+class CalibrationWarning(EdgeWarning):
+    """A calibration tensor is degenerate (constant or all zero): its scale is a guess."""
+
+
+class NonFiniteInputWarning(EdgeWarning):
+    """A float input holds NaN/Inf and the run was told to go ahead (``allow_nonfinite``)."""

@@ -2,13 +2,14 @@
 
 from __future__ import annotations
 
+import warnings
 from pathlib import Path
 
 import click
 import numpy as np
 
 from sdk.cli.arrays import load_arrays
-from sdk.errors import ModelFormatError
+from sdk.errors import EdgeWarning, ModelFormatError
 
 
 @click.command("run")
@@ -22,8 +23,12 @@ from sdk.errors import ModelFormatError
                                 "reference")
 @click.option("--target", help="board profile whose delegates / providers the backend uses")
 @click.option("--port", help="serial URL of the device for --backend mcu (see `edge emulate`)")
+@click.option("--allow-nonfinite", is_flag=True,
+              help="run even when a float input holds NaN/Inf (reported as a warning); by "
+                   "default that is an error")
 def command(model: str, input_path: str, output: str | None, backend: str | None = None,
-            target: str | None = None, port: str | None = None) -> None:
+            target: str | None = None, port: str | None = None,
+            allow_nonfinite: bool = False) -> None:
     """Run a bundle (integer kernels) or an ONNX model (float reference), on the reference
     kernels or, with --backend/--target, on another backend (see sdk.Session)."""
     from sdk import Session
@@ -48,7 +53,12 @@ def command(model: str, input_path: str, output: str | None, backend: str | None
             feeds[info.name] = a.astype(np.float32)
     if session.plan is not None:
         click.echo(str(session.plan).splitlines()[0])
-    outputs = session.run(feeds)
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always", EdgeWarning)
+        outputs = session.run(feeds, allow_nonfinite=allow_nonfinite)
+    for w in caught:
+        if issubclass(w.category, EdgeWarning):
+            click.echo(f"warning: {w.message}", err=True)
     kind = "integer kernels" if suffix == ".edge" else "float reference"
     if session.plan is not None:
         kind = f"{'integer' if suffix == '.edge' else 'float'} graph on {session.backend}"

@@ -39,6 +39,7 @@ tensors under the same names; :attr:`Session.inputs` gives their quantization pa
 from __future__ import annotations
 
 import os
+import warnings
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -46,7 +47,7 @@ from typing import Any
 
 import numpy as np
 
-from sdk.errors import InputError, ModelFormatError
+from sdk.errors import InputError, ModelFormatError, NonFiniteInputWarning
 from sdk.graph.ir import Graph, QuantParams
 from sdk.ops.interpreter import Interpreter
 
@@ -156,6 +157,22 @@ class Checkpoint:
 def _shape_text(shape: Sequence[int]) -> str:
     return "(" + ", ".join("?" if d == -1 else str(d) for d in shape) + \
         ("," if len(shape) == 1 else "") + ")"
+
+
+def _check_finite(name: str, arr: np.ndarray, allow: bool) -> None:
+    """Refuse (or, with ``allow``, warn about) NaN/±Inf in the float input ``name``."""
+    finite = np.isfinite(arr)
+    if finite.all():
+        return
+    n_nan = int(np.isnan(arr).sum())
+    n_inf = int(arr.size - finite.sum()) - n_nan
+    what = (f"input {name!r} holds {n_nan} NaN and {n_inf} Inf of {arr.size} values")
+    if not allow:
+        raise InputError(f"{what}; the outputs would be meaningless (pass "
+                         f"allow_nonfinite=True / --allow-nonfinite to run anyway)")
+    warnings.warn(f"{what} (allowed: a float graph may output NaN; an integer bundle "
+                  f"quantizes NaN as 0 and ±Inf as the ends of its range)", NonFiniteInputWarning,
+                  stacklevel=4)
 
 
 class Session:
@@ -348,10 +365,12 @@ class Session:
         return f"Session({self.graph.name!r}: {ins} -> {outs})"
 
     # -- running ------------------------------------------------------------------------
-    def check_feeds(self, feeds: Mapping[str, Any], skip: frozenset[str] = frozenset()
-                    ) -> dict[str, np.ndarray]:
+    def check_feeds(self, feeds: Mapping[str, Any], skip: frozenset[str] = frozenset(),
+                    allow_nonfinite: bool = False) -> dict[str, np.ndarray]:
         """Validate ``feeds`` against the inputs (less ``skip``, the inputs a state feeds);
-        return them as arrays (InputError if not)."""
+        return them as arrays (InputError if not). A float input holding NaN or ±Inf is an
+        InputError naming the input and the counts, unless ``allow_nonfinite`` (then a
+        :class:`~sdk.errors.NonFiniteInputWarning` says the same)."""
         names = [n for n in self.input_names if n not in skip]
         if not isinstance(feeds, Mapping):
             raise InputError(f"feeds must be a dict of input name -> array, got "
@@ -377,15 +396,23 @@ class Session:
                     e != -1 and e != d for e, d in zip(info.shape, arr.shape)):
                 raise InputError(f"input {info.name!r}: expected shape "
                                  f"{_shape_text(info.shape)}, given {_shape_text(arr.shape)}")
+            if arr.dtype.kind in "fc" and arr.size:
+                _check_finite(info.name, arr, allow_nonfinite)
             out[info.name] = arr
         return out
 
-    def _internal_feeds(self, feeds: Mapping[str, Any], state: SessionState | None
-                        ) -> dict[str, np.ndarray]:
+    def _internal_feeds(self, feeds: Mapping[str, Any], state: SessionState | None,
+                        allow_nonfinite: bool = False) -> dict[str, np.ndarray]:
         arrays = self.check_feeds(feeds, self._state_inputs if state is not None
-                                  else frozenset())
+                                  else frozenset(), allow_nonfinite)
         internal: dict[str, np.ndarray] = {}
         for name, arr in arrays.items():
+            if allow_nonfinite and arr.dtype.kind == "f" and (
+                    name in self._quantize_in or any(
+                        n.op == "QuantizeLinear" and n.inputs[:1] == [name]
+                        for n in self.graph.nodes)):  # NaN has no integer image
+                arr = np.nan_to_num(arr, nan=0.0, posinf=np.finfo(arr.dtype).max,
+                                    neginf=np.finfo(arr.dtype).min)
             if name in self._quantize_in:
                 qp, dt = self._quantize_in[name]
                 arr = self._quantize(arr, qp.scale, qp.zero_point, dt, qp.axis)
@@ -450,16 +477,19 @@ class Session:
 
     def run(self, outputs: Sequence[str] | Mapping[str, Any] | None = None,
             feeds: Mapping[str, Any] | None = None, *,
-            state: SessionState | None = None) -> dict[str, np.ndarray]:
+            state: SessionState | None = None,
+            allow_nonfinite: bool = False) -> dict[str, np.ndarray]:
         """Run once. ``outputs``: names to return (all outputs when None; with ``state``, all
         but the state outputs); ``feeds``: input name -> array. ``run(feeds)`` with a single
         dict also works. ``state`` (from :meth:`new_state`) feeds the declared state inputs
-        and kv cache positions, and is advanced in place after the run."""
+        and kv cache positions, and is advanced in place after the run. A NaN/Inf in a float
+        input is refused (InputError naming the input and the count) unless
+        ``allow_nonfinite=True``, which runs and warns instead."""
         if feeds is None and isinstance(outputs, Mapping):
             outputs, feeds = None, outputs
         if feeds is None:
             raise InputError(f"no feeds given; the model's inputs are {self.input_names}")
-        internal = self._internal_feeds(feeds, state)
+        internal = self._internal_feeds(feeds, state, allow_nonfinite)
         wanted = self._wanted(outputs, state is not None)
         reads = [self._read_as.get(w, w) for w in wanted]
         if state is not None:
