@@ -2,13 +2,15 @@
 
 from __future__ import annotations
 
+import warnings
 from pathlib import Path
 
 import click
 
 from sdk.cli.arrays import load_arrays
 from sdk.cli.inspect_cmd import memory_line
-from sdk.errors import CalibrationError
+from sdk.errors import CalibrationError, EdgeWarning
+from sdk.quant.calibrate import allow_zero_calibration_inputs
 from sdk.quant.observers import OBSERVERS
 
 
@@ -45,11 +47,15 @@ from sdk.quant.observers import OBSERVERS
                                "print which nodes run on which backend")
 @click.option("--backend", help="backend for the plan (default: the target's); see "
                                 "sdk.backends.BACKENDS")
+@click.option("--force-calibration", is_flag=True,
+              help="accept an all-zero calibration array for a model input (a warning, not "
+                   "an error)")
 def command(model: str, calib: str | None, output: str | None, observer: str,
             activation_bits: str, per_channel: bool, mixed_precision: bool,
             int16_layers: str = "none", smooth_alpha: float | None = None,
             target_cosine: float = 0.99, sensitivity: str = "integer", report: bool = False,
-            target: str | None = None, backend: str | None = None) -> None:
+            target: str | None = None, backend: str | None = None,
+            force_calibration: bool = False) -> None:
     """Quantize an ONNX model to integers and write a .edge bundle."""
     from sdk.compile import compile_model
     from sdk.errors import ModelFormatError
@@ -57,11 +63,19 @@ def command(model: str, calib: str | None, output: str | None, observer: str,
     if not Path(model).is_file():
         raise ModelFormatError(f"{model}: no such model file; check the path")
     data = load_arrays(calib, [], CalibrationError, "calibration") if calib else None
-    bundle = compile_model(model, data, observer=observer,
-                           activation_bits=int(activation_bits), per_channel=per_channel,
-                           mixed_precision=mixed_precision, int16_layers=int16_layers,
-                           smooth_alpha=smooth_alpha, target_cosine=target_cosine,
-                           sensitivity=sensitivity, report=report)
+    with warnings.catch_warnings(record=True) as caught, \
+            allow_zero_calibration_inputs(force_calibration):
+        warnings.simplefilter("always", EdgeWarning)
+        bundle = compile_model(model, data, observer=observer,
+                               activation_bits=int(activation_bits), per_channel=per_channel,
+                               mixed_precision=mixed_precision, int16_layers=int16_layers,
+                               smooth_alpha=smooth_alpha, target_cosine=target_cosine,
+                               sensitivity=sensitivity, report=report)
+    seen = set()
+    for w in caught:
+        if issubclass(w.category, EdgeWarning) and str(w.message) not in seen:
+            seen.add(str(w.message))
+            click.echo(f"warning: {w.message}", err=True)
     out = Path(output) if output else Path(model).with_suffix(".edge")
     if target or backend:  # emulator-mode limits fail before anything is written
         from sdk.backends import check_fits, default_backend, partition

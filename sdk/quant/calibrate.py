@@ -7,14 +7,71 @@ model's batch (``array.shape[1:] == input shape[1:]``); both are accepted.
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+import contextlib
+import contextvars
+import warnings
+from collections.abc import Iterator, Mapping
 
 import numpy as np
 
-from sdk.errors import CalibrationError
+from sdk.errors import CalibrationError, CalibrationWarning
 from sdk.graph import Graph
 from sdk.quant.observers import Observer, make_observer
 from sdk.quant.trace import trace
+
+
+_ALLOW_ZERO_INPUTS = contextvars.ContextVar("allow_zero_calibration_inputs", default=False)
+MAX_NAMED = 8  # degenerate tensors warned about one by one; the rest in one summary warning
+
+
+@contextlib.contextmanager
+def allow_zero_calibration_inputs(allow: bool = True) -> Iterator[None]:
+    """Within this block an all-zero calibration array for a graph input is accepted (with
+    a :class:`~sdk.errors.CalibrationWarning`) instead of refused: what ``edge compile
+    --force-calibration`` does, for callers of ``compile_model`` / ``quantize``."""
+    token = _ALLOW_ZERO_INPUTS.set(bool(allow))
+    try:
+        yield
+    finally:
+        _ALLOW_ZERO_INPUTS.reset(token)
+
+
+def check_zero_inputs(graph: Graph, data: Mapping[str, np.ndarray],
+                      allow: bool | None = None) -> None:
+    """An all-zero calibration array for a float graph input calibrates nothing (every scale
+    downstream is a guess): CalibrationError naming it, unless allowed (argument, or the
+    :func:`allow_zero_calibration_inputs` block)."""
+    allow = _ALLOW_ZERO_INPUTS.get() if allow is None else allow
+    for name in graph.inputs:
+        arr = np.asarray(data[name])
+        if arr.dtype.kind != "f" or arr.size == 0 or np.any(arr):
+            continue
+        if not allow:
+            raise CalibrationError(
+                f"calibration data for input {name!r} is all zero ({arr.shape[0]} samples): "
+                f"the quantization scales would be guesses; give representative inputs (or "
+                f"force it: edge compile --force-calibration)")
+        warnings.warn(f"calibration data for input {name!r} is all zero (forced)",
+                      CalibrationWarning, stacklevel=3)
+
+
+def warn_degenerate(observers: Mapping[str, Observer], graph: Graph | None = None) -> list[str]:
+    """A :class:`~sdk.errors.CalibrationWarning` for each observed tensor whose calibration
+    values were all one constant (all zero included): its scale is a default, not a measured
+    range. Returns the names."""
+    bad = [(n, o.lo) for n, o in observers.items() if o.constant]
+    for name, v in bad[:MAX_NAMED]:
+        kind = "graph input" if graph is not None and name in graph.inputs else "tensor"
+        what = "all zero" if v == 0 else f"the constant {v:g}"
+        warnings.warn(f"calibration: {kind} {name!r} is {what} over every sample; its "
+                      f"quantization scale is a default, not a measured range",
+                      CalibrationWarning, stacklevel=3)
+    if len(bad) > MAX_NAMED:
+        rest = [n for n, _ in bad[MAX_NAMED:]]
+        warnings.warn(f"calibration: {len(rest)} more constant tensors: "
+                      f"{', '.join(repr(n) for n in rest[:20])}"
+                      f"{' ...' if len(rest) > 20 else ''}", CalibrationWarning, stacklevel=3)
+    return [n for n, _ in bad]
 
 
 def _fits(sample: tuple[int, ...], shape: tuple[int, ...]) -> bool:
@@ -77,12 +134,18 @@ def float_feeds(graph: Graph, feeds: Mapping[str, np.ndarray]) -> dict[str, np.n
 
 
 def calibrate(graph: Graph, data: Mapping[str, np.ndarray], observer: str = "minmax",
-              batch: int = 16) -> dict[str, Observer]:
+              batch: int = 16, *, allow_zero_inputs: bool | None = None
+              ) -> dict[str, Observer]:
     """Observe every float activation of ``graph`` over the calibration set.
 
     Returns name → observer for graph inputs and node outputs. Also fills in the shape of
     every tensor whose shape the graph did not know (from the first sample's run).
+    An all-zero array for a float graph input is a CalibrationError unless
+    ``allow_zero_inputs`` (or :func:`allow_zero_calibration_inputs`); every tensor that
+    stays constant over the set gets a CalibrationWarning naming it.
     """
+    check_calibration_data(graph, data)
+    check_zero_inputs(graph, data, allow_zero_inputs)
     observers: dict[str, Observer] = {}
     first = True
     for feeds in sample_batches(graph, data, batch):
@@ -98,4 +161,5 @@ def calibrate(graph: Graph, data: Mapping[str, np.ndarray], observer: str = "min
             if first and (t.shape is None or any(d < 0 for d in t.shape)):
                 t.shape = tuple(val.shape)
         first = False
+    warn_degenerate(observers, graph)
     return observers

@@ -53,6 +53,11 @@ class Observer:
     def seen(self) -> bool:
         return self.lo <= self.hi
 
+    @property
+    def constant(self) -> bool:
+        """Every observed value was the same (all zero included): no range was measured."""
+        return self.seen and self.lo == self.hi
+
     def values(self) -> np.ndarray:
         return np.concatenate(self._chunks) if self._chunks else np.zeros(0, np.float32)
 
