@@ -216,7 +216,7 @@ class PartitionedExecutable(Executable):
             return exe.run(feeds)
         except InputError:
             raise
-        except Exception as exc:  # a delegate/runtime failing at run time: not the user's fault
+        except Exception as exc:  # noqa: BLE001 - a delegate/runtime failing at run time
             reason = f"{exe.backend} failed at run time ({_one_line(exc)})"
             log.warning(self.plan.fall_back(k, reason))
             self.parts[k] = ReferenceBackend().compile(seg.graph, self.target)
@@ -252,7 +252,7 @@ def _compile_segment(plan: Plan, k: int, be: Backend, target: Any) -> Executable
         return (be if seg.backend == be.name else ReferenceBackend()).compile(seg.graph, target)
     try:
         return be.compile(seg.graph, target)
-    except Exception as exc:  # e.g. LiteRT allocate_tensors, ORT InferenceSession creation
+    except Exception as exc:  # noqa: BLE001 - LiteRT allocate_tensors, ORT session creation
         log.warning(plan.fall_back(k, f"{be.name} failed to prepare it ({_one_line(exc)})"))
         return ReferenceBackend().compile(seg.graph, target)
 

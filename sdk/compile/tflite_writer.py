@@ -137,9 +137,9 @@ def _check_litert_prepares(g: Graph, node: Node) -> None:
         if len(set(operands + [out_dt])) != 1:
             raise _Refuse(f"TFLite's {op} kernel takes one type for its operands and output, "
                           f"not {' x '.join(operands)} -> {out_dt}")
-    elif op in _SAME_TYPE or op in ("QFullyConnected", "QConv2d", "QDepthwiseConv2d"):
-        if dtypes and dtypes[0] != out_dt:
-            raise _Refuse(f"TFLite's {op} kernel keeps its input type ({dtypes[0]} -> {out_dt})")
+    elif (op in _SAME_TYPE or op in ("QFullyConnected", "QConv2d", "QDepthwiseConv2d")) and \
+            dtypes and dtypes[0] != out_dt:
+        raise _Refuse(f"TFLite's {op} kernel keeps its input type ({dtypes[0]} -> {out_dt})")
     if op == "QMatMul":
         for name in node.inputs[:2]:
             shape = g.tensor(name).shape

@@ -90,7 +90,7 @@ class OrtExecutable(Executable):
         data = self.model.SerializeToString()
         try:
             self.session = ort.InferenceSession(data, opts, providers=providers)
-        except Exception as exc:  # ORT raises its own Fail/InvalidGraph/... types
+        except Exception as exc:  # noqa: BLE001 - ORT raises its own Fail/InvalidGraph/... types
             if providers == ["CPUExecutionProvider"]:
                 raise EdgeError(f"ONNX Runtime cannot create a session for {graph.name!r}: "
                                 f"{_first_line(exc)}") from None
@@ -100,7 +100,7 @@ class OrtExecutable(Executable):
             try:
                 self.session = ort.InferenceSession(data, opts,
                                                     providers=["CPUExecutionProvider"])
-            except Exception as exc2:
+            except Exception as exc2:  # noqa: BLE001 - as above
                 raise EdgeError(f"ONNX Runtime cannot create a session for {graph.name!r}: "
                                 f"{_first_line(exc2)}") from None
         self.provider = self.session.get_providers()[0]
@@ -115,7 +115,7 @@ class OrtExecutable(Executable):
                for n in self.graph.inputs}
         try:
             outs = self.session.run(list(self.graph.outputs), ins)
-        except Exception as exc:
+        except Exception as exc:  # noqa: BLE001 - ORT's own error types
             raise EdgeError(f"ONNX Runtime ({self.provider}) failed to run {self.graph.name!r}: "
                             f"{_first_line(exc)}") from None
         return dict(zip(self.graph.outputs, outs))
