@@ -318,3 +318,21 @@ def _i32(v: int, node: Node) -> int:
     if not -(2**31) <= v < 2**31:
         raise GraphError(f"{node.name}: parameter {v} does not fit int32")
     return v
+
+
+FLASH_RECORD_BYTES = 4096            # fw.h: one boot record
+FLASH_SLOTS_OFFSET = 2 * FLASH_RECORD_BYTES
+
+
+def slot_size_for_flash(flash_bytes: int) -> int:
+    """Bytes one A/B image slot holds on a board with ``flash_bytes`` of model flash: the
+    firmware's ``flash_slot_size()`` (flash.c), ``((flash − 2 records) / 2)`` rounded down to
+    4 KiB. This is what ``edge flash`` is refused against (HELLO's ``slot_size``)."""
+    return max(0, (int(flash_bytes) - FLASH_SLOTS_OFFSET) // 2) & ~4095
+
+
+def image_sizes(graph: Graph) -> tuple[int, int]:
+    """``(image bytes, arena bytes)`` of the flash image :func:`pack_image` writes for
+    ``graph``, exactly what ``edge flash`` sends (weights of the packed kernels included)."""
+    packed = pack_image(graph)
+    return len(packed.data), int(packed.arena_bytes)

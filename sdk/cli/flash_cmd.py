@@ -26,14 +26,23 @@ def command(model: str, port: str, slot: int | None, force: bool) -> None:
 
     from firmware_bridge.image import pack_image
     from firmware_bridge.session import DeviceModel
+    from sdk.backends.emulator import FitReport, activation_widths, decide_fit
     from sdk.backends.mcu import connect
+    from sdk.errors import TargetError
     from sdk.compile.bundle import load_bundle
 
     graph = load_bundle(model).graph
     packed = pack_image(graph)
     client = connect(port)
-    dev = DeviceModel(client, packed, load=False)
-    dev.check_fit()  # refuse before any byte of the model is sent
+    DeviceModel(client, packed, load=False)
+    info = client.hello()
+    # refuse before any byte of the model is sent: the one fit decision compile and profile
+    # use, with the device's own slot and arena sizes
+    fit = decide_fit(FitReport(info.board, packed.arena_bytes, info.arena_size, 0,
+                               2 * info.slot_size, image_bytes=len(packed.data),
+                               slot_bytes=info.slot_size), *activation_widths(graph))
+    if not fit.fits:
+        raise TargetError(fit.message(graph.name))
     info = client.info
     if not force and info.active_slot >= 0 and info.slot_crc[info.active_slot] == packed.crc32:
         click.echo(f"{info.board} already runs this image (slot {info.active_slot}, "

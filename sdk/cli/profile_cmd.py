@@ -77,6 +77,12 @@ def command(model: str, target: str | None, backend: str | None, port: str | Non
     if plot_path:
         report.plot(plot_path)
         click.echo(f"wrote {plot_path}")
+    from sdk.backends.emulator import fit_report
+    from sdk.errors import TargetError
+
+    fit = fit_report(graph, target)  # the one fit decision (compile --target and flash too)
+    if not fit.fits:
+        raise TargetError(fit.message(graph.name))
 
 
 def _check_device_options(backend: str | None, port: str | None, no_run: bool,

@@ -73,20 +73,21 @@ def require_port(port: str | None) -> str:
 
 
 def check_target_fit(packed: PackedImage, target: Any) -> None:
-    """Refuse, on the host and before any device contact, a model the target cannot hold."""
+    """Refuse, on the host and before any device contact, a model the target cannot hold
+    (the one fit decision, :func:`sdk.backends.emulator.decide_fit`: image per A/B slot as
+    the firmware sizes it, arena vs RAM)."""
     memory = getattr(target, "memory", None)
     if memory is None:
         return
-    problems = []
-    if len(packed.data) > memory.flash_bytes // 2:
-        problems.append(f"flash: image needs {len(packed.data)} B, an A/B slot of "
-                        f"{getattr(target, 'name', 'the target')} holds {memory.flash_bytes // 2} B")
-    if packed.arena_bytes > memory.ram_bytes:
-        problems.append(f"RAM: arena needs {packed.arena_bytes} B, the target has "
-                        f"{memory.ram_bytes} B")
-    if problems:
-        raise TargetError("model does not fit: " + "; ".join(problems)
-                          + " — use a smaller model or int8 activations")
+    from firmware_bridge.image import slot_size_for_flash
+    from sdk.backends.emulator import FitReport, decide_fit
+
+    fit = decide_fit(FitReport(getattr(target, "name", "the target"), packed.arena_bytes,
+                               memory.ram_bytes, 0, memory.flash_bytes,
+                               image_bytes=len(packed.data),
+                               slot_bytes=slot_size_for_flash(memory.flash_bytes)))
+    if not fit.fits:
+        raise TargetError(fit.message())
 
 
 class McuBackend(Backend):
