@@ -28,8 +28,8 @@ def command(model: str, port: str, slot: int | None, force: bool) -> None:
     from firmware_bridge.session import DeviceModel
     from sdk.backends.emulator import FitReport, activation_widths, decide_fit
     from sdk.backends.mcu import connect
-    from sdk.errors import TargetError
     from sdk.compile.bundle import load_bundle
+    from sdk.errors import TargetError
 
     graph = load_bundle(model).graph
     packed = pack_image(graph)

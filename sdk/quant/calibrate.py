@@ -19,7 +19,6 @@ from sdk.graph import Graph
 from sdk.quant.observers import Observer, make_observer
 from sdk.quant.trace import trace
 
-
 _ALLOW_ZERO_INPUTS = contextvars.ContextVar("allow_zero_calibration_inputs", default=False)
 MAX_NAMED = 8  # degenerate tensors warned about one by one; the rest in one summary warning
 

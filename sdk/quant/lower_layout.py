@@ -15,7 +15,6 @@ from sdk.quant.lowering import (
     OpLowering,
 )
 
-
 _RESIZE_COORD_MODES = ("half_pixel", "asymmetric", "align_corners", "pytorch_half_pixel")
 
 
@@ -70,8 +69,9 @@ def lower_resize(L: Lowering, node: Node) -> None:
         if sc.size == len(in_shape) and any(
                 abs(float(s) - o / i) > 1e-6 * max(1.0, o / i)
                 for s, o, i in zip(sc, out_shape, in_shape) if i > 0):
-            raise UnsupportedOpError([f"Resize scales {sc.tolist()} that are not output/input "
-                                      f"sizes {list(out_shape)}/{list(in_shape)}"], where)
+            what = (f"Resize scales {sc.tolist()} that are not output/input sizes "
+                    f"{list(out_shape)}/{list(in_shape)}")
+            raise UnsupportedOpError([what], where)
     if mode == "nearest":
         rounding = _sattr(node, "nearest_mode", "round_prefer_floor")
         if rounding not in ("floor", "ceil", "round_prefer_floor", "round_prefer_ceil"):
@@ -79,16 +79,17 @@ def lower_resize(L: Lowering, node: Node) -> None:
         for ax, (i, o) in enumerate(zip(in_shape, out_shape)):
             if i != o and i > 0 and not np.array_equal(
                     _onnx_nearest_index(i, o, coord, rounding), nearest_indices(i, o)):
-                raise UnsupportedOpError(
-                    [f"Resize nearest with coordinate_transformation_mode={coord}, "
-                     f"nearest_mode={rounding} on axis {ax} ({i}→{o}): ResizeNearest computes "
-                     f"only floor(i·in/out)"], where)
+                what = (f"Resize nearest with coordinate_transformation_mode={coord}, "
+                        f"nearest_mode={rounding} on axis {ax} ({i}→{o}): ResizeNearest "
+                        f"computes only floor(i·in/out)")
+                raise UnsupportedOpError([what], where)
         L.emitsame_grid(node, "ResizeNearest", [x], sizes=list(out_shape),
                         scales=[o / i for o, i in zip(out_shape, in_shape)])
         return
     if len(in_shape) < 2 or tuple(out_shape[:-2]) != tuple(in_shape[:-2]):
-        raise UnsupportedOpError([f"Resize linear over a leading axis ({list(in_shape)} → "
-                                  f"{list(out_shape)}); only the last two axes"], where)
+        what = (f"Resize linear over a leading axis ({list(in_shape)} → {list(out_shape)}); "
+                f"only the last two axes")
+        raise UnsupportedOpError([what], where)
     L.emitsame_grid(node, "ResizeBilinear", [x], sizes=list(out_shape), coord_mode=coord,
                     frac_bits=10, zero_point=int(np.ravel(qx.zero_point)[0]))
 
