@@ -26,11 +26,9 @@ Plain Python and a seeded ``random``: the same ``--seed`` gives the same cases.
 from __future__ import annotations
 
 import argparse
-import warnings
 import hashlib
 import io
 import json
-import os
 import random
 import resource
 import signal
@@ -38,6 +36,7 @@ import sys
 import tempfile
 import time
 import traceback
+import warnings
 import zipfile
 from collections.abc import Callable
 from pathlib import Path
@@ -46,9 +45,9 @@ ROOT = Path(__file__).resolve().parents[1]
 if str(ROOT) not in sys.path:
     sys.path.insert(0, str(ROOT))
 
-import numpy as np  # noqa: E402
+import numpy as np
 
-from sdk.errors import EdgeError  # noqa: E402
+from sdk.errors import EdgeError
 
 REGRESSIONS = ROOT / "tests" / "fuzz_regressions"
 HANG_S = 10.0
@@ -62,7 +61,7 @@ class Hang(Exception):
     pass
 
 
-def _alarm(signum, frame):  # noqa: ARG001
+def _alarm(signum, frame):
     raise Hang()
 
 
@@ -437,7 +436,7 @@ def fuzz_target(name: str, cases: int, seed: int, save: bool = True,
             except Hang:
                 hangs.append(k)
                 _save(name, target, data, "hang", save)
-            except BaseException as exc:  # noqa: BLE001 - a finding
+            except BaseException as exc:
                 if isinstance(exc, KeyboardInterrupt):
                     raise
                 key = (type(exc).__name__, _where(exc))

@@ -42,11 +42,11 @@ from typing import Any
 import numpy as np
 
 import sdk
-from sdk.ops.cost import graph_macs, parameter_bytes
 from sdk.compile.memory_plan import MemoryPlan, plan_memory
 from sdk.errors import EdgeError, GraphError, InputError, ModelFormatError
 from sdk.graph import Graph, Node, QuantParams, StateDecl, Tensor
 from sdk.graph.ir import DTYPES
+from sdk.ops.cost import graph_macs, parameter_bytes
 
 FORMAT = "edge-bundle"
 FORMAT_VERSION = 3
@@ -646,7 +646,7 @@ def _check_io(v: Any, f: _Fields, field: str) -> None:
     for i, e in enumerate(v):
         e = f.dict(e, f"{field}[{i}]")
         f.get(e, "name", str, f"{field}[{i}]")
-        f.shape(e.get("shape"), f"{field}[{i}].shape")
+        f.shape(f.get(e, "shape", (list, type(None)), f"{field}[{i}]"), f"{field}[{i}].shape")
         dtype = f.get(e, "dtype", str, f"{field}[{i}]")
         if dtype not in DTYPES:
             raise f.fail(f"{field}[{i}].dtype", f"{dtype!r} is not one of {DTYPES}")
@@ -664,9 +664,8 @@ def _check_manifest(m: dict, version: int, where: str) -> None:
     parts = f.get(m, "parts", dict, "", {})
     if not all(isinstance(v, str) for v in parts.values()):
         raise f.fail("parts", "maps a part to something that is not a SHA-256 string")
-    if "weight_store_bytes" in m:
-        if f.get(m, "weight_store_bytes", int, "") < 0:
-            raise f.fail("weight_store_bytes", "is negative")
+    if "weight_store_bytes" in m and f.get(m, "weight_store_bytes", int, "") < 0:
+        raise f.fail("weight_store_bytes", "is negative")
     for key in ("macs", "parameter_bytes"):
         f.get(m, key, int, "", 0)
     f.get(m, "memory", dict, "", {})

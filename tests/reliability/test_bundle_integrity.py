@@ -223,6 +223,7 @@ def test_absurd_shapes_and_numbers_are_refused_naming_part_and_field(bundle_byte
     ("manifest.json", lambda m: m.update(inputs="x"), "inputs"),
     ("manifest.json", lambda m: m["entries"][0].update(inputs=[{"name": 3}]), "name"),
     ("manifest.json", lambda m: m["entries"][0].pop("outputs"), "outputs"),
+    ("manifest.json", lambda m: m["inputs"][0].pop("shape"), "shape"),
     ("manifest.json", lambda m: m.update(weight_store_bytes="12"), "weight_store_bytes"),
     ("manifest.json", lambda m: m.update(format_version=[3]), "format version"),
     ("graph.json", lambda g: g.update(tensors={"a": 1}), "tensors"),
