@@ -1,4 +1,5 @@
-"""`edge compile MODEL.onnx --calib CALIB.npz -o OUT.edge`."""
+"""`edge compile MODEL.onnx --calib CALIB.npz -o OUT.edge`, `edge compile MODEL.tflite -o
+OUT.edge`."""
 
 from __future__ import annotations
 
@@ -56,21 +57,32 @@ def command(model: str, calib: str | None, output: str | None, observer: str,
             target_cosine: float = 0.99, sensitivity: str = "integer", report: bool = False,
             target: str | None = None, backend: str | None = None,
             force_calibration: bool = False) -> None:
-    """Quantize an ONNX model to integers and write a .edge bundle."""
+    """Quantize an ONNX model to integers and write a .edge bundle (an int8 .tflite model is
+    already integer: it is imported and bundled as is, with no calibration)."""
     from sdk.compile import compile_model
     from sdk.errors import ModelFormatError
 
     if not Path(model).is_file():
         raise ModelFormatError(f"{model}: no such model file; check the path")
+    tflite = Path(model).suffix.lower() == ".tflite"
+    if tflite and calib:
+        raise CalibrationError(f"{model}: an int8 .tflite model brings its own scales; drop "
+                               "--calib")
     data = load_arrays(calib, [], CalibrationError, "calibration") if calib else None
     with warnings.catch_warnings(record=True) as caught, \
             allow_zero_calibration_inputs(force_calibration):
         warnings.simplefilter("always", EdgeWarning)
-        bundle = compile_model(model, data, observer=observer,
-                               activation_bits=int(activation_bits), per_channel=per_channel,
-                               mixed_precision=mixed_precision, int16_layers=int16_layers,
-                               smooth_alpha=smooth_alpha, target_cosine=target_cosine,
-                               sensitivity=sensitivity, report=report)
+        if tflite:
+            from sdk.cli.inspect_cmd import open_bundle
+
+            bundle = open_bundle(model)
+        else:
+            bundle = compile_model(model, data, observer=observer,
+                                   activation_bits=int(activation_bits),
+                                   per_channel=per_channel, mixed_precision=mixed_precision,
+                                   int16_layers=int16_layers, smooth_alpha=smooth_alpha,
+                                   target_cosine=target_cosine, sensitivity=sensitivity,
+                                   report=report)
     seen = set()
     for w in caught:
         if issubclass(w.category, EdgeWarning) and str(w.message) not in seen:
@@ -97,7 +109,8 @@ def command(model: str, calib: str | None, output: str | None, observer: str,
     click.echo(f"wrote {out} ({out.stat().st_size} bytes)")
     rep = getattr(bundle, "ptq_report", None)
     if report and rep is None:
-        click.echo("report: the model brought its own quantization (QDQ); nothing to report")
+        click.echo("report: the model brought its own quantization (QDQ or .tflite); nothing "
+                   "to report")
     elif rep is not None:
         print_report(rep)
 

@@ -1,4 +1,5 @@
-"""`edge inspect MODEL.edge [--json]`: ops, tensor sizes, parameters, MACs, arena plan."""
+"""`edge inspect MODEL.edge|MODEL.tflite [--json]`: ops, tensor sizes, parameters, MACs, arena
+plan."""
 
 from __future__ import annotations
 
@@ -8,6 +9,24 @@ import sys
 import click
 
 from sdk.ops.cost import node_macs
+
+
+def open_bundle(model: str):
+    """The Bundle at ``model``: a ``.edge`` file, or an int8 ``.tflite`` model imported with
+    :func:`sdk.read_tflite` and bundled as is (it is already integer: no calibration)."""
+    from pathlib import Path
+
+    from sdk.compile.bundle import Bundle, load_bundle
+    from sdk.errors import ModelFormatError
+
+    path = Path(model)
+    if path.suffix.lower() == ".tflite":
+        from sdk.frontends.tflite_import import read_tflite
+
+        if not path.is_file():
+            raise ModelFormatError(f"{model}: no such model file; check the path")
+        return Bundle.from_graph(read_tflite(path))
+    return load_bundle(model)
 
 
 def bundle_report(bundle, entry: str | None = None) -> dict:
@@ -51,13 +70,12 @@ def bundle_report(bundle, entry: str | None = None) -> dict:
 @click.option("--json", "as_json", is_flag=True, help="print the report as JSON")
 @click.option("--entry", default=None, help="the entry graph to show (default: the main one)")
 def command(model: str, as_json: bool, entry: str | None) -> None:
-    """Show a bundle's entries, operators, tensor sizes, parameters and MACs."""
+    """Show a bundle's (or an int8 .tflite model's) entries, operators, tensor sizes,
+    parameters and MACs."""
     from rich.console import Console
     from rich.table import Table
 
-    from sdk.compile.bundle import load_bundle
-
-    report = bundle_report(load_bundle(model), entry)
+    report = bundle_report(open_bundle(model), entry)
     if as_json:
         click.echo(json.dumps(report, indent=1))
         return

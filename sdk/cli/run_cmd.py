@@ -1,4 +1,4 @@
-"""`edge run MODEL.edge|MODEL.onnx --input IN.npz|IN.npy --output OUT.npz`."""
+"""`edge run MODEL.edge|MODEL.tflite|MODEL.onnx --input IN.npz|IN.npy --output OUT.npz`."""
 
 from __future__ import annotations
 
@@ -29,13 +29,15 @@ from sdk.errors import EdgeWarning, ModelFormatError
 def command(model: str, input_path: str, output: str | None, backend: str | None = None,
             target: str | None = None, port: str | None = None,
             allow_nonfinite: bool = False) -> None:
-    """Run a bundle (integer kernels) or an ONNX model (float reference), on the reference
-    kernels or, with --backend/--target, on another backend (see sdk.Session)."""
+    """Run a bundle or an int8 .tflite model (integer kernels) or an ONNX model (float
+    reference), on the reference kernels or, with --backend/--target, on another backend
+    (see sdk.Session)."""
     from sdk import Session
 
     suffix = Path(model).suffix.lower()
-    if suffix not in (".edge", ".onnx"):
-        raise ModelFormatError(f"{model}: expected a .edge bundle or an .onnx model")
+    if suffix not in (".edge", ".onnx", ".tflite"):
+        raise ModelFormatError(f"{model}: expected a .edge bundle or an .onnx model (or an "
+                               "int8 .tflite model)")
     if not Path(model).is_file():
         raise ModelFormatError(f"{model}: no such model file; check the path")
     if backend == "mcu" and not port:
@@ -45,7 +47,12 @@ def command(model: str, input_path: str, output: str | None, backend: str | None
         from sdk.backends.base import get_backend
 
         backend = get_backend("mcu", port=port)
-    session = Session(model, backend=backend, target=target)
+    source = model
+    if suffix == ".tflite":  # already integer: bundled as is, run as a bundle
+        from sdk.cli.inspect_cmd import open_bundle
+
+        source, suffix = open_bundle(model), ".edge"
+    session = Session(source, backend=backend, target=target)
     feeds = load_arrays(input_path, session.input_names)
     for info in session.inputs:  # numpy saves float64 by default: narrow floats to the model's
         a = feeds.get(info.name)

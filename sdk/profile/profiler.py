@@ -184,8 +184,9 @@ def profile_graph(graph: Graph, target: str | Target = "laptop",
 
 
 def load_model_graph(path: str | os.PathLike[str]) -> Graph:
-    """The graph to profile: a bundle's integer graph (.edge), or an ONNX model (a QDQ model
-    is compiled to integers; a float model is profiled as float)."""
+    """The graph to profile: a bundle's integer graph (.edge), an int8 .tflite model's integer
+    graph, or an ONNX model (a QDQ model is compiled to integers; a float model is profiled as
+    float)."""
     suffix = Path(path).suffix.lower()
     if suffix == ".edge":
         from sdk.compile.bundle import load_bundle
@@ -199,7 +200,11 @@ def load_model_graph(path: str | os.PathLike[str]) -> Graph:
         if is_qdq_model(model):
             return compile_model(path).graph
         return load_onnx(path)
-    raise ModelFormatError(f"{path}: expected a .edge bundle or an .onnx model")
+    if suffix == ".tflite":
+        from sdk.frontends.tflite_import import read_tflite
+        return read_tflite(path)  # an int8 .tflite is already an integer graph
+    raise ModelFormatError(f"{path}: expected a .edge bundle or an .onnx model (or an int8 "
+                           ".tflite model)")
 
 
 def profile_model(path: str | os.PathLike[str], target: str | Target = "laptop",

@@ -64,7 +64,8 @@ class TensorInfo:
 
 
 def open_model(source: Graph | str | os.PathLike) -> Graph:
-    """The (main) graph of a Graph, ``.onnx`` file, Bundle or ``.edge`` file. An ONNX step
+    """The (main) graph of a Graph, ``.onnx`` file, int8 ``.tflite`` file, Bundle or ``.edge``
+    file. An ONNX step
     graph gets its state declared by the name convention at import
     (:func:`sdk.graph.state.declare_states`)."""
     if isinstance(source, Graph):
@@ -87,8 +88,12 @@ def open_model(source: Graph | str | os.PathLike) -> Graph:
                                    "open the .onnx model instead") from None
         bundle = load_bundle(path)
         return bundle.graph if hasattr(bundle, "graph") else bundle
-    raise ModelFormatError(f"{path}: Session opens Graph objects, .onnx models and .edge "
-                           f"bundles, not {path.suffix!r} files")
+    if path.suffix.lower() == ".tflite":
+        from sdk.frontends.tflite_import import read_tflite
+
+        return read_tflite(path)  # an int8 .tflite is already an integer graph
+    raise ModelFormatError(f"{path}: Session opens Graph objects, .onnx models, int8 .tflite "
+                           f"models and .edge bundles, not {path.suffix!r} files")
 
 
 def _is_bundle(source: Any) -> bool:
