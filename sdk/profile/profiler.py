@@ -22,7 +22,7 @@ from pathlib import Path
 import numpy as np
 
 from sdk.compile.memory_plan import plan_memory
-from sdk.errors import EdgeError, GraphError, ModelFormatError
+from sdk.errors import EdgeError, GraphError, ModelFormatError, TargetError
 from sdk.graph.ir import Graph, qrange
 from sdk.profile.energy import PJ, compute_energy_pj, memory_energy_pj, table_for
 from sdk.profile.opcount import count_graph
@@ -52,6 +52,45 @@ def random_feeds(graph: Graph, seed: int = 0) -> dict[str, np.ndarray]:
             lo, hi = qrange(t.dtype) if t.dtype != "int64" else (0, 16)
             feeds[name] = rng.integers(lo, hi + 1, t.shape).astype(t.dtype)
     return feeds
+
+
+def host_ram_bytes() -> int:
+    """Physical memory of this machine (bytes); 16 GiB when the OS does not say."""
+    try:
+        return int(os.sysconf("SC_PHYS_PAGES")) * int(os.sysconf("SC_PAGE_SIZE"))
+    except (AttributeError, ValueError, OSError):
+        return 16 << 30
+
+
+def check_host_sizes(graph: Graph, generated_inputs: bool = True,
+                     limit: int | None = None) -> None:
+    """Refuse, before any array is allocated, a graph whose declared shapes make one tensor
+    larger than ``limit`` bytes (default: half of this machine's RAM), as one line naming the
+    tensor, its bytes and the limit. ``generated_inputs``: the float inputs are generated as
+    float64 first (:func:`random_feeds`), so they are counted at 8 bytes per element."""
+    why = " (half this machine's RAM)" if limit is None else ""
+    limit = host_ram_bytes() // 2 if limit is None else limit
+    produced = {o for nd in graph.nodes for o in nd.outputs}
+    for name, t in graph.tensors.items():
+        if t.is_constant or t.shape is None or (name not in graph.inputs and name not in produced):
+            continue
+        if any(not isinstance(d, (int, np.integer)) or d <= 0 for d in t.shape):
+            continue  # dynamic: known only after a run
+        elements = 1
+        for d in t.shape:
+            elements *= int(d)
+        try:
+            item = np.dtype(t.dtype).itemsize
+        except TypeError:
+            item = 1
+        how = ""
+        if generated_inputs and name in graph.inputs and t.dtype == "float32":
+            item, how = 8, " (its random input is drawn as float64)"
+        if elements * item > limit:
+            raise TargetError(
+                f"tensor {name!r} {list(t.shape)} {t.dtype} needs {elements * item:,} bytes to "
+                f"run here{how}, over the limit of {limit:,} bytes{why}; "
+                "profile with --no-run to model it only, or declare a smaller shape")
 
 
 def _measure(graph: Graph, target: Target, feeds: Mapping[str, np.ndarray], runs: int,
@@ -118,6 +157,7 @@ def profile_graph(graph: Graph, target: str | Target = "laptop",
     if runs < 1:
         raise ValueError(f"runs must be >= 1, got {runs}")
     if measure:
+        check_host_sizes(graph, generated_inputs=feeds is None)  # before anything is allocated
         try:
             traced, rates, medians, measured_total, sensor, measured_energy = _measure(
                 graph, tgt, feeds if feeds is not None else random_feeds(graph), runs,
