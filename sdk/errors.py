@@ -14,7 +14,8 @@ class UnsupportedOpError(EdgeError):
     """The model uses operators the SDK (or a backend) does not implement."""
 
     def __init__(self, ops: list[str], where: str = "the SDK", hint: str = "") -> None:
-        self.ops = sorted(set(ops))
+        # an op may be named by a number (a builtin code, an integer-like op_type): all as text
+        self.ops = sorted({o if isinstance(o, str) else str(o) for o in ops})
         msg = f"unsupported operator(s) for {where}: {', '.join(self.ops)}"
         if hint:
             msg += f"; {hint}"

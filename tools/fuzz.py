@@ -10,7 +10,14 @@ Targets (``--target``, repeatable; default all):
 * ``npz`` — the CLI's ``.npz`` / ``.npy`` reader (``sdk.cli.arrays.load_arrays``);
 * ``frame`` — the serial frame decoder (``firmware_bridge.framing``: ``decode_frame`` and
   ``FrameReader``);
-* ``toml`` — the board TOML loader (``targets.loader.parse_target``); caught and reported only.
+* ``toml`` — the board TOML loader (``targets.loader.parse_target``); caught and reported only;
+* ``onnx`` — ``sdk.load_onnx`` then ``sdk.compile_model`` on mutated real ONNX models (the
+  ``tests/fixtures/torch/encoder.onnx`` fixture with its calibration set and the demo CNN
+  built in-process): protobuf byte mutations and structured ones (an attribute's type or
+  value, a weight's values made huge / NaN / inf, a dim made 0 / negative / huge, an op_type
+  made integer-like or unknown, an input dropped);
+* ``tflite`` — ``sdk.read_tflite`` on mutated ``.tflite`` files written by
+  ``sdk.write_tflite`` from small integer graphs (``sdk.backends.sample_graphs``).
 
 Mutations: bit flips, truncation, byte insert / delete / overwrite; for zip files entry
 rename (unknown, traversal), resize, duplicate, drop; for JSON parts (re-hashed so the
@@ -26,6 +33,7 @@ Plain Python and a seeded ``random``: the same ``--seed`` gives the same cases.
 from __future__ import annotations
 
 import argparse
+import functools
 import hashlib
 import io
 import json
@@ -51,8 +59,9 @@ from sdk.errors import EdgeError
 
 REGRESSIONS = ROOT / "tests" / "fuzz_regressions"
 HANG_S = 10.0
-TARGETS = ("bundle", "npz", "frame", "toml")
-EXT = {"bundle": ".edge", "npz": ".npzcase", "frame": ".bin", "toml": ".toml"}
+TARGETS = ("bundle", "npz", "frame", "toml", "onnx", "tflite")
+EXT = {"bundle": ".edge", "npz": ".npzcase", "frame": ".bin", "toml": ".toml", "onnx": ".onnx",
+       "tflite": ".tflite"}
 HUGE = [2**31, 2**31 - 1, 2**32, 2**63, 2**64 + 7, 10**30, -1, -2**31, -(2**63), 0,
         1e308, -1e308, 1.5, 10**400]
 
@@ -387,8 +396,164 @@ class TomlTarget(Target):
         parse_target(path)
 
 
+ODD_OP_TYPES = ["7", "123", "-1", "0x10", "", "Foo", "conv", "Conv2D", "ÿ", "Relu\x00"]
+
+
+def onnx_structured_mutation(rng: random.Random, data: bytes) -> bytes:
+    """Parse ``data`` as an ONNX model, change one thing, serialize it again."""
+    import onnx
+    from onnx import AttributeProto, numpy_helper
+
+    m = onnx.ModelProto()
+    m.ParseFromString(data)
+    g = m.graph
+    kind = rng.choice(("attr", "attr", "weight", "weight", "dim", "op_type", "drop_input",
+                       "drop_node_input", "drop_attr", "swap_input"))
+    nodes = list(g.node)
+    if kind == "attr":
+        cand = [(n, a) for n in nodes for a in n.attribute]
+        if cand:
+            _, a = rng.choice(cand)
+            how = rng.choice(("type", "int", "ints", "float", "string"))
+            if how == "type":
+                a.type = rng.choice([AttributeProto.INT, AttributeProto.FLOAT,
+                                     AttributeProto.STRING, AttributeProto.INTS,
+                                     AttributeProto.FLOATS, AttributeProto.TENSOR,
+                                     AttributeProto.GRAPH, 99])
+            elif how == "int":
+                a.i = rng.choice([0, -1, 2**31, -(2**40), 2**62, 3])
+            elif how == "ints":
+                vals = list(a.ints) or [1, 1]
+                vals[rng.randrange(len(vals))] = rng.choice([0, -1, -7, 2**31, 2**62, 10**6])
+                if rng.random() < 0.3:
+                    vals = vals[:rng.randrange(len(vals) + 1)]
+                del a.ints[:]
+                a.ints.extend(vals)
+            elif how == "float":
+                a.f = rng.choice([float("nan"), float("inf"), -float("inf"), 1e38, -1.0, 0.0])
+            else:
+                a.s = rng.choice([b"", b"\xff\xfe", b"NOTSET", b"x" * 300])
+    elif kind == "weight" and g.initializer:
+        t = rng.choice(list(g.initializer))
+        try:
+            arr = numpy_helper.to_array(t).copy()
+        except Exception:  # noqa: BLE001 - an unparsable tensor: leave it
+            return m.SerializeToString()
+        if arr.size and arr.dtype.kind == "f":
+            flat = arr.reshape(-1)
+            n = rng.choice([1, 1, max(1, flat.size // 10), flat.size])
+            idx = rng.sample(range(flat.size), min(n, flat.size))
+            flat[idx] = rng.choice([1e30, -1e30, 3e38, float("nan"), float("inf"),
+                                    -float("inf"), 0.0, 1e-38])
+        elif arr.size and arr.dtype.kind in "iu":
+            flat = arr.reshape(-1)
+            flat[rng.randrange(flat.size)] = rng.choice([0, -1, 2**31 - 1, -(2**31),
+                                                           np.iinfo(arr.dtype).max])
+        t.CopyFrom(numpy_helper.from_array(arr, t.name))
+    elif kind == "dim":
+        vis = [v for v in list(g.input) + list(g.output) + list(g.value_info)
+               if v.type.tensor_type.shape.dim]
+        if vis:
+            v = rng.choice(vis)
+            d = rng.choice(list(v.type.tensor_type.shape.dim))
+            d.dim_value = rng.choice([0, -1, -5, 2**31, 2**40, 10**12])
+    elif kind == "op_type" and nodes:
+        rng.choice(nodes).op_type = rng.choice(ODD_OP_TYPES)
+    elif kind == "drop_input" and g.input:
+        del g.input[rng.randrange(len(g.input))]
+    elif kind == "drop_node_input":
+        cand = [n for n in nodes if n.input]
+        if cand:
+            n = rng.choice(cand)
+            del n.input[rng.randrange(len(n.input))]
+    elif kind == "drop_attr":
+        cand = [n for n in nodes if n.attribute]
+        if cand:
+            n = rng.choice(cand)
+            del n.attribute[rng.randrange(len(n.attribute))]
+    elif kind == "swap_input":
+        cand = [n for n in nodes if n.input]
+        if cand:
+            names = [t.name for t in g.initializer] + [i.name for i in g.input]
+            n = rng.choice(cand)
+            if names:
+                n.input[rng.randrange(len(n.input))] = rng.choice(names + ["", "nope"])
+    return m.SerializeToString()
+
+
+class OnnxTarget(Target):
+    name = "onnx"
+
+    def __init__(self) -> None:
+        self._seeds: list[bytes] | None = None
+
+    def seeds(self) -> list[bytes]:
+        if self._seeds is None:
+            from sdk.cli.demo_cmd import build_demo_cnn
+
+            self._seeds = [(ROOT / "tests" / "fixtures" / "torch" / "encoder.onnx").read_bytes(),
+                           build_demo_cnn().SerializeToString()]
+        return self._seeds
+
+    def mutate(self, rng: random.Random, data: bytes) -> bytes:
+        if rng.random() < 0.35:
+            return rng.choice(BYTE_MUTATIONS)(rng, data)
+        return onnx_structured_mutation(rng, data)
+
+    def run(self, path: Path) -> None:
+        import sdk
+
+        graph = sdk.load_onnx(path)
+        calib = _onnx_calib()
+        feeds = {k: v for k, v in calib.items() if k in graph.inputs}
+        sdk.compile_model(path, feeds)
+
+
+@functools.cache
+def _onnx_calib() -> dict[str, np.ndarray]:
+    from sdk.cli.demo_cmd import synthetic_images
+
+    with np.load(ROOT / "tests" / "fixtures" / "torch" / "encoder_calib.npz") as z:
+        calib = {k: z[k][:4] for k in z.files}
+    calib["x"] = synthetic_images(4, seed=1)
+    return calib
+
+
+class TfliteTarget(Target):
+    name = "tflite"
+
+    def seeds(self) -> list[bytes]:
+        import sdk
+        from sdk.backends.sample_graphs import cnn_graph, fc_graph
+
+        return [bytes(sdk.write_tflite(cnn_graph(hw=8, width=4)).data),
+                bytes(sdk.write_tflite(fc_graph(batch=1, k=8, n=4)).data)]
+
+    def mutate(self, rng: random.Random, data: bytes) -> bytes:
+        if rng.random() < 0.4 and len(data) >= 8:  # a 4-byte aligned word (offset, length, ...)
+            b = bytearray(data)
+            i = rng.randrange(len(b) // 4) * 4
+            b[i:i + 4] = _word(rng, b, i, len(data))
+            return bytes(b)
+        return rng.choice(BYTE_MUTATIONS)(rng, data)
+
+    def run(self, path: Path) -> None:
+        import sdk
+
+        sdk.read_tflite(path)
+
+
+def _word(rng: random.Random, b: bytearray, i: int, n: int) -> bytes:
+    cur = int.from_bytes(b[i:i + 4], "little", signed=True)
+    v = rng.choice([0, 1, -1, 2**31 - 1, -(2**31), n, n - 4, 2**24, rng.randrange(2**32) - 2**31,
+                    cur + rng.choice((-8, -4, -1, 1, 4, 8))])
+    v = (v + 2**31) % 2**32 - 2**31
+    return v.to_bytes(4, "little", signed=True)
+
+
 MAKERS: dict[str, Callable[[], Target]] = {
-    "bundle": BundleTarget, "npz": NpzTarget, "frame": FrameTarget, "toml": TomlTarget}
+    "bundle": BundleTarget, "npz": NpzTarget, "frame": FrameTarget, "toml": TomlTarget,
+    "onnx": OnnxTarget, "tflite": TfliteTarget}
 
 
 # -- driver ---------------------------------------------------------------------------------

@@ -27,7 +27,7 @@ from typing import Any
 import numpy as np
 import tflite
 
-from sdk.errors import ModelFormatError, UnsupportedOpError
+from sdk.errors import EdgeError, ModelFormatError, UnsupportedOpError
 from sdk.frontends import tflite_format as tf
 from sdk.graph.ir import Graph, QuantParams, Tensor, qrange
 from sdk.kernels.requant import quantize_multiplier
@@ -114,6 +114,7 @@ def parse_tflite(buf: bytes) -> tuple[Any, list[_TT], list[_Op], list[int], list
                 zp = (q.ZeroPointAsNumpy().astype(np.int32) if q.ZeroPointLength()
                       else np.zeros(scale.size, np.int32))
                 qdim = int(q.QuantizedDimension())
+                _check_quant(name, shape, scale, zp, qdim)
             tensors.append(_TT(i, name, dtype, shape, data, scale, zp, qdim))
         ops = []
         for k in range(sg.OperatorsLength()):
@@ -129,17 +130,68 @@ def parse_tflite(buf: bytes) -> tuple[Any, list[_TT], list[_Op], list[int], list
                 options = cls()
                 table = op.BuiltinOptions()
                 options.Init(table.Bytes, table.Pos)
+                _read_all_options(options)  # a corrupt options table fails here, not later
             ins = [int(i) for i in op.InputsAsNumpy()] if op.InputsLength() else []
-            outs = [int(i) for i in op.OutputsAsNumpy()]
+            outs = [int(i) for i in op.OutputsAsNumpy()] if op.OutputsLength() else []
+            _check_indices(f"operator {k} ({kind})", ins, outs, len(tensors))
             ops.append(_Op(kind, ins, outs, options))
-        inputs = [int(i) for i in sg.InputsAsNumpy()]
-        outputs = [int(i) for i in sg.OutputsAsNumpy()]
+        inputs = [int(i) for i in sg.InputsAsNumpy()] if sg.InputsLength() else []
+        outputs = [int(i) for i in sg.OutputsAsNumpy()] if sg.OutputsLength() else []
+        _check_indices("the subgraph", inputs, outputs, len(tensors), optional=False)
     except ModelFormatError:
         raise
     except Exception as exc:  # noqa: BLE001 - flatbuffers raises IndexError, struct.error ...
         raise ModelFormatError(f"the .tflite file is truncated or corrupted ({type(exc).__name__}: "
                                f"{exc})") from None
     return model, tensors, ops, inputs, outputs
+
+
+def _check_quant(name: str, shape: tuple[int, ...], scale: np.ndarray, zp: np.ndarray,
+                 qdim: int) -> None:
+    """A tensor's quantization as the integer kernels need it: finite positive scales, one
+    zero point per scale, a per-channel axis that exists with one scale per channel."""
+    if not np.all(np.isfinite(scale)) or np.any(scale <= 0):
+        raise ModelFormatError(f"tensor {name!r} has quantization scale(s) "
+                               f"{scale[:4].tolist()} (must be finite and > 0); the file is "
+                               "corrupted: re-export the model")
+    if zp.size != scale.size:
+        raise ModelFormatError(f"tensor {name!r} has {scale.size} scale(s) but {zp.size} zero "
+                               "point(s); the file is corrupted: re-export the model")
+    if scale.size > 1 and not (0 <= qdim < len(shape) and shape[qdim] == scale.size):
+        raise ModelFormatError(f"tensor {name!r} of shape {list(shape)} has {scale.size} "
+                               f"per-channel scales on axis {qdim}; the file is corrupted: "
+                               "re-export the model")
+
+
+def _read_all_options(options: Any) -> None:
+    """Read every field of an op's options table once (flatbuffers reads lazily)."""
+    for attr in dir(options):
+        if attr[:1].isupper() and attr not in ("Init",) and not attr.startswith("GetRootAs") \
+                and not attr.endswith(("BufferHasIdentifier", "IsNone", "Length", "AsNumpy")):
+            fn = getattr(options, attr)
+            if callable(fn):
+                try:
+                    fn()
+                except TypeError as exc:  # a getter that takes an index: not a plain field
+                    if "argument" not in str(exc):
+                        raise
+
+
+def _check_indices(where: str, ins: list[int], outs: list[int], n: int,
+                   optional: bool = True) -> None:
+    lo = -1 if optional else 0
+    bad = [i for i in ins if not lo <= i < n] + [i for i in outs if not 0 <= i < n]
+    if bad:
+        raise ModelFormatError(f"{where} names tensor index {bad[0]} (the model has {n} "
+                               "tensors); the file is corrupted: re-export the model")
+    if optional and not outs:
+        raise ModelFormatError(f"{where} has no outputs; the file is corrupted: re-export "
+                               "the model")
+
+
+# minimum operand count each reader needs (inputs)
+_MIN_INPUTS = {"CONV_2D": 2, "DEPTHWISE_CONV_2D": 2, "FULLY_CONNECTED": 2, "ADD": 2, "MUL": 2,
+               "BATCH_MATMUL": 2, "TRANSPOSE": 2, "PAD": 2, "MEAN": 1, "RESHAPE": 1}
 
 
 class _Reader:
@@ -249,9 +301,24 @@ class _Reader:
             raise UnsupportedOpError(unsupported, "the .tflite reader",
                                      "the SDK reads int8 models of conv / depthwise / FC / add / "
                                      "mul / pooling / reshape / transpose / concat / batch-matmul")
-        for o in self.ops:
+        for k, o in enumerate(self.ops):
+            need = _MIN_INPUTS.get(o.kind, 1)
+            if o.kind != "folded" and (len(o.inputs) < need or min(o.inputs[:need]) < 0):
+                raise ModelFormatError(f"operator {k} ({o.kind}) has {len(o.inputs)} input(s), "
+                                       f"needs {need}; the file is corrupted: re-export the "
+                                       "model")
+        for k, o in enumerate(self.ops):
             if o.kind != "folded":
-                _READERS[o.kind](self, o)
+                try:
+                    _READERS[o.kind](self, o)
+                except (IndexError, KeyError, TypeError, AttributeError, ValueError,
+                        ZeroDivisionError, OverflowError) as exc:
+                    if isinstance(exc, EdgeError):  # (RequantizationError is a ValueError)
+                        raise
+                    raise ModelFormatError(
+                        f"operator {k} ({o.kind}) is malformed ({type(exc).__name__}: "
+                        f"{str(exc).splitlines()[0] if str(exc) else 'bad field'}); the file is "
+                        "corrupted: re-export the model") from None
         g = self.g
         for op, ins, outs, attrs in self.pending:
             names = []
@@ -287,7 +354,8 @@ def _act(r: _Reader, act: int, out: int) -> dict[str, int]:
 def _weights_and_bias(r: _Reader, o: _Op, w_ir: np.ndarray, axis: int) -> tuple[str, str, np.ndarray]:
     wt = r.tt[o.inputs[1]]
     if wt.data is None or wt.scale is None:
-        raise ModelFormatError(f"weights {wt.name!r} are not constant int8 data")
+        raise ModelFormatError(f"weights {wt.name!r} are not constant int8 data; the SDK reads "
+                               "models with constant quantized weights")
     n = w_ir.shape[0]
     scale = wt.scale if wt.scale.size > 1 else np.full(1, wt.scale[0], np.float32)
     q = (QuantParams(scale, np.zeros(scale.size, np.int32), 0) if scale.size > 1
@@ -296,6 +364,9 @@ def _weights_and_bias(r: _Reader, o: _Op, w_ir: np.ndarray, axis: int) -> tuple[
     bias = ""
     if len(o.inputs) > 2 and o.inputs[2] >= 0:
         bt = r.tt[o.inputs[2]]
+        if bt.data is None or bt.data.size != n:
+            raise ModelFormatError(f"bias {bt.name!r} must be {n} constant int32 values; the file "
+                                   "is corrupted: re-export the model")
         bias = r.const(bt.name, np.asarray(bt.data, np.int32).reshape(n))
     return w, bias, scale
 

@@ -24,6 +24,14 @@ import math
 
 import numpy as np
 
+from sdk.errors import GraphError
+
+class RequantizationError(GraphError, ValueError):
+    """A requantization multiplier (input scale × weight scale / output scale) that is not
+    finite or does not fit Q31 with a shift ≤ 30: a scale in the graph is out of range (an
+    SDK error; still a ValueError for callers that catch that)."""
+
+
 INT32_MIN = -(2**31)
 INT32_MAX = 2**31 - 1
 
@@ -36,7 +44,9 @@ def quantize_multiplier(real_multiplier: float) -> tuple[int, int]:
     """
     m = float(real_multiplier)
     if not math.isfinite(m):
-        raise ValueError(f"requantization multiplier must be finite, got {m}")
+        raise RequantizationError(
+            f"requantization multiplier must be finite, got {m}: a quantization scale in the "
+            "model is NaN/inf or zero; check the weights and scales for non-finite values")
     if m == 0.0:
         return 0, 0
     frac, shift = math.frexp(m)  # m = frac * 2^shift, 0.5 <= |frac| < 1
@@ -48,7 +58,10 @@ def quantize_multiplier(real_multiplier: float) -> tuple[int, int]:
     if shift < -31:
         return 0, 0
     if shift > 30:
-        raise ValueError(f"requantization multiplier {m} is too large (shift {shift} > 30)")
+        raise RequantizationError(
+            f"requantization multiplier {m:.3g} is too large (shift {shift} > 30): an input ×"
+            " weight scale is far above its output scale (huge or corrupt weights); check the "
+            "model's weights for huge values and re-export it")
     return int(q), int(shift)
 
 
