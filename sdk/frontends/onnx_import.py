@@ -82,7 +82,17 @@ def _tensor_array(t, where: str) -> np.ndarray:
                                f"{_ONNX_TYPE_NAME.get(t.data_type, t.data_type)}, which the SDK "
                                "does not hold (float32 and integer types only); convert the "
                                "model to float32")
-    return np.asarray(numpy_helper.to_array(t)).astype(_ONNX_DTYPE[t.data_type], copy=False)
+    try:
+        arr = np.asarray(numpy_helper.to_array(t)).astype(_ONNX_DTYPE[t.data_type], copy=False)
+    except (ValueError, TypeError, IndexError, MemoryError) as exc:
+        raise ModelFormatError(f"{where}: tensor {t.name!r} (dims {list(t.dims)}) cannot be read "
+                               f"({str(exc).splitlines()[0] if str(exc) else type(exc).__name__})"
+                               "; the file is corrupted: re-export the model") from None
+    if arr.dtype.kind == "f" and (np.isnan(arr).any() or np.isposinf(arr).any()):
+        raise ModelFormatError(f"{where}: tensor {t.name!r} holds NaN or +inf values; the "
+                               "SDK quantizes finite weights only: fix the weights and re-export "
+                               "the model")
+    return arr
 
 
 def _attrs(node, where: str) -> dict[str, Any]:
@@ -103,6 +113,73 @@ def _attrs(node, where: str) -> dict[str, Any]:
                 v = [x.decode() for x in v]
             out[a.name] = v
     return out
+
+
+_POSITIVE_INTS = ("kernel_shape", "strides", "dilations")
+_MAX_ELEMENTS = 1 << 31  # a tensor larger than this is not an edge model: a corrupt dim
+
+
+def node_structure_problem(node, opset: int) -> str:
+    """What makes ``node`` malformed against its ONNX schema ('' when nothing): too few or too
+    many inputs / outputs, a required input left empty, a missing required attribute, an
+    attribute of the wrong type, a non-positive kernel / stride / dilation, a negative pad,
+    a non-finite float attribute."""
+    import math
+
+    from onnx import defs
+
+    try:
+        schema = defs.get_schema(node.op_type, opset)
+    except Exception:  # noqa: BLE001 - no schema at this opset: attribute_problems reports it
+        return ""
+    label = f"node {node.name or node.op_type!r} ({node.op_type})"
+    n_in = len(node.input)
+    if n_in < schema.min_input or n_in > schema.max_input:
+        return (f"{label} has {n_in} input(s); the ONNX schema allows {schema.min_input} to "
+                f"{schema.max_input}")
+    n_out = len(node.output)
+    if n_out < schema.min_output or n_out > schema.max_output:
+        return (f"{label} has {n_out} output(s); the ONNX schema allows {schema.min_output} to "
+                f"{schema.max_output}")
+    for k, formal in enumerate(schema.inputs[:n_in]):
+        if formal.option == defs.OpSchema.FormalParameterOption.Single and not node.input[k]:
+            return f"{label} leaves its required input {formal.name!r} empty"
+    if not node.output[0]:
+        return f"{label} leaves its first output empty"
+    given = {a.name: a for a in node.attribute}
+    for name, spec in schema.attributes.items():
+        if spec.required and name not in given:
+            return f"{label} lacks its required attribute {name!r}"
+    for name, a in given.items():
+        spec = schema.attributes.get(name)
+        if spec is not None and int(a.type) != int(spec.type):
+            return (f"{label} attribute {name!r} has type {int(a.type)}; the schema says "
+                    f"{spec.type.name}")
+        if name in _POSITIVE_INTS and (any(v < 1 or v > 1 << 16 for v in a.ints)
+                                       or (a.type == a.INT and not 1 <= a.i <= 1 << 16)):
+            return f"{label} attribute {name!r} = {list(a.ints) or a.i} must hold values >= 1"
+        if name == "pads" and any(v < 0 or v > 1 << 16 for v in a.ints):
+            return f"{label} attribute 'pads' = {list(a.ints)} must hold values >= 0"
+        if a.type == a.FLOAT and not math.isfinite(a.f):
+            return f"{label} attribute {name!r} = {a.f} must be finite"
+        if a.type == a.FLOATS and not all(math.isfinite(v) for v in a.floats):
+            return f"{label} attribute {name!r} holds a non-finite value"
+        if name == "perm" and sorted(a.ints) != list(range(len(a.ints))):
+            return f"{label} attribute 'perm' = {list(a.ints)} is not a permutation"
+        if a.type in (a.STRING, a.STRINGS):
+            try:
+                for b in [a.s, *a.strings]:
+                    b.decode()
+            except UnicodeDecodeError:
+                return f"{label} attribute {name!r} is not UTF-8 text"
+    k = given.get("kernel_shape")
+    if k is not None:
+        n = len(k.ints)
+        for name, want in (("strides", n), ("dilations", n), ("pads", 2 * n)):
+            if name in given and len(given[name].ints) != want:
+                return (f"{label} attribute {name!r} has {len(given[name].ints)} values; "
+                        f"kernel_shape {list(k.ints)} needs {want}")
+    return ""
 
 
 def _value_info_shape(vi) -> tuple[int, ...] | None:
@@ -349,6 +426,12 @@ def load_onnx(source: Any) -> Graph:
         if shape is None:
             raise ModelFormatError(f"{where}: input {vi.name!r} has no shape; export the "
                                    "model with input shapes (dynamic axes are fine)")
+        bad = [d for d, dim in zip(shape, vi.type.tensor_type.shape.dim)
+               if dim.HasField("dim_value") and d < 1]
+        if bad or int(np.prod([float(d) for d in shape if d > 0])) > _MAX_ELEMENTS:
+            raise ModelFormatError(f"{where}: input {vi.name!r} has shape {list(shape)}; every "
+                                   f"dim must be >= 1 (or symbolic) and the tensor at most "
+                                   f"{_MAX_ELEMENTS} elements: fix the input shape and re-export")
         graph.add_tensor(Tensor(vi.name, _ONNX_DTYPE[et], shape))
         graph.inputs.append(vi.name)
 
@@ -363,6 +446,9 @@ def load_onnx(source: Any) -> Graph:
             builder.unsupported.append(op)
             continue
         name = node.name or f"{op}_{k}"
+        problem = node_structure_problem(node, opset)
+        if problem:
+            raise ModelFormatError(f"{where}: {problem}; the model is malformed: re-export it")
         node_attrs = _attrs(node, where)
         problems = attribute_problems(op, node_attrs, opset)
         if problems:
@@ -380,11 +466,61 @@ def load_onnx(source: Any) -> Graph:
         graph.validate()
     except GraphError as exc:
         raise ModelFormatError(f"{where}: {exc}") from None
-    infer_shapes(graph)
-    fold_constants(graph)
-    infer_shapes(graph)
+    try:
+        infer_shapes(graph)
+        fold_constants(graph)
+        infer_shapes(graph)
+    except (IndexError, KeyError, TypeError, ValueError, ZeroDivisionError, OverflowError,
+            MemoryError) as exc:
+        if isinstance(exc, GraphError):
+            raise ModelFormatError(f"{where}: {str(exc).splitlines()[0]}") from None
+        # a shape rule that met operands its op cannot have (rank, perm, pads ...)
+        raise ModelFormatError(f"{where}: the graph's shapes are inconsistent ("
+                               f"{type(exc).__name__}: {str(exc).splitlines()[0] if str(exc) else ''}"
+                               "); the model is malformed: re-export it") from None
+    _check_operands(graph, where)
     finite_mask_constants(graph)
+    for t in graph.tensors.values():  # a -inf left outside an attention mask is corrupt data
+        if t.data is not None and t.dtype == "float32" and np.isneginf(t.data).any():
+            raise ModelFormatError(f"{where}: constant {t.name!r} holds -inf outside an "
+                                   "attention mask; the SDK quantizes finite weights only: "
+                                   "fix the weights and re-export the model")
     return graph
+
+
+def _check_operands(graph: Graph, where: str) -> None:
+    """Constant operands the quantizer folds, checked against the shapes they meet: a
+    BatchNormalization's four parameter vectors hold one value per channel; a Clip bound of
+    -inf (no lower bound) is dropped, a non-finite upper one refused."""
+    for node in graph.nodes:
+        if node.op == "BatchNormalization" and len(node.inputs) >= 5:
+            x = graph.tensor(node.inputs[0]).shape
+            c = x[1] if x is not None and len(x) > 1 else None
+            for i in node.inputs[1:5]:
+                t = graph.tensor(i)
+                if c is not None and c > 0 and t.shape is not None and tuple(t.shape) != (c,):
+                    raise ModelFormatError(
+                        f"{where}: node {node.name!r} (BatchNormalization) parameter {i!r} has "
+                        f"shape {list(t.shape)}; the input has {c} channels: re-export the model")
+        if node.op == "Conv" and len(node.inputs) > 2 and node.inputs[2]:
+            w, b = graph.tensor(node.inputs[1]).shape, graph.tensor(node.inputs[2]).shape
+            if w is not None and b is not None and len(w) > 0 and tuple(b) != (w[0],):
+                raise ModelFormatError(
+                    f"{where}: node {node.name!r} (Conv) bias {node.inputs[2]!r} has shape "
+                    f"{list(b)}; the weights have {w[0]} output channels: re-export the model")
+        if node.op == "Clip":
+            for pos in (1, 2):
+                if len(node.inputs) <= pos or not node.inputs[pos]:
+                    continue
+                t = graph.tensor(node.inputs[pos])
+                if t.data is None or np.all(np.isfinite(t.data)):
+                    continue
+                if pos == 1 and np.all(np.isneginf(t.data)):
+                    node.inputs[pos] = ""  # min = -inf: no lower bound
+                else:
+                    raise ModelFormatError(f"{where}: node {node.name!r} (Clip) bound "
+                                           f"{node.inputs[pos]!r} is not finite; re-export "
+                                           "the model")
 
 
 def specialize_input_shapes(graph: Graph, shapes: dict[str, Any]) -> Graph:

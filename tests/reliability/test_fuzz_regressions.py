@@ -13,7 +13,8 @@ from sdk.errors import EdgeError
 
 ROOT = Path(__file__).resolve().parents[2]
 CASES = sorted(p for p in (ROOT / "tests" / "fuzz_regressions").glob("*/*")
-               if p.is_file() and p.parent.name in ("bundle", "npz", "frame", "toml", "tflite"))
+               if p.is_file() and p.parent.name in ("bundle", "npz", "frame", "toml", "tflite",
+                                                     "onnx"))
 
 
 def _fuzz_module():
@@ -27,7 +28,7 @@ FUZZ = _fuzz_module()
 
 
 def test_there_are_regression_inputs():
-    assert {p.parent.name for p in CASES} >= {"bundle", "npz", "tflite"}
+    assert {p.parent.name for p in CASES} >= {"bundle", "npz", "tflite", "onnx"}
 
 
 @pytest.mark.parametrize("case", CASES, ids=[f"{p.parent.name}/{p.name}" for p in CASES])
@@ -39,7 +40,7 @@ def test_regression_input_gives_an_sdk_error_or_succeeds(case):
 
 
 @pytest.mark.parametrize("target,cases", [("bundle", 200), ("npz", 400), ("frame", 400),
-                                          ("tflite", 400)])
+                                          ("tflite", 400), ("onnx", 300)])
 def test_a_quick_fuzz_run_finds_no_non_sdk_exception(tmp_path, target, cases):
     out = tmp_path / "fuzz.json"
     proc = subprocess.run([sys.executable, str(ROOT / "tools" / "fuzz.py"), "--quick",
@@ -53,3 +54,19 @@ def test_a_quick_fuzz_run_finds_no_non_sdk_exception(tmp_path, target, cases):
     assert report["hangs"] == 0, proc.stdout
     assert proc.returncode == 0, proc.stdout + proc.stderr
     assert report["seconds"] < 60
+
+
+def test_unsupported_op_error_takes_non_text_op_names():
+    from sdk.errors import UnsupportedOpError
+
+    msg = str(UnsupportedOpError([7, "Foo", 7], "the ONNX importer"))
+    assert msg == "unsupported operator(s) for the ONNX importer: 7, Foo"
+
+
+def test_requantization_multiplier_errors_are_sdk_errors():
+    from sdk.kernels.requant import quantize_multiplier
+
+    for m in (5.5e35, float("nan")):
+        with pytest.raises(EdgeError) as info:
+            quantize_multiplier(m)
+        assert "\n" not in str(info.value)
