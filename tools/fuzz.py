@@ -419,7 +419,7 @@ def onnx_structured_mutation(rng: random.Random, data: bytes) -> bytes:
                 a.type = rng.choice([AttributeProto.INT, AttributeProto.FLOAT,
                                      AttributeProto.STRING, AttributeProto.INTS,
                                      AttributeProto.FLOATS, AttributeProto.TENSOR,
-                                     AttributeProto.GRAPH, 99])
+                                     AttributeProto.GRAPH, AttributeProto.UNDEFINED])
             elif how == "int":
                 a.i = rng.choice([0, -1, 2**31, -(2**40), 2**62, 3])
             elif how == "ints":

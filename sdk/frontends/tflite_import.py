@@ -141,8 +141,9 @@ def parse_tflite(buf: bytes) -> tuple[Any, list[_TT], list[_Op], list[int], list
     except ModelFormatError:
         raise
     except Exception as exc:  # noqa: BLE001 - flatbuffers raises IndexError, struct.error ...
+        detail = str(exc).splitlines()[0] if str(exc) else "parse error"
         raise ModelFormatError(f"the .tflite file is truncated or corrupted ({type(exc).__name__}: "
-                               f"{exc})") from None
+                               f"{detail}); re-export the model") from None
     return model, tensors, ops, inputs, outputs
 
 
