@@ -131,6 +131,9 @@ def parse_tflite(buf: bytes) -> tuple[Any, list[_TT], list[_Op], list[int], list
                 table = op.BuiltinOptions()
                 options.Init(table.Bytes, table.Pos)
                 _read_all_options(options)  # a corrupt options table fails here, not later
+            if options is None and kind in _NEEDS_OPTIONS:
+                raise ModelFormatError(f"operator {k} ({kind}) has no {_OPTIONS[kind]} (padding, "
+                                       "strides ...); the file is corrupted: re-export the model")
             ins = [int(i) for i in op.InputsAsNumpy()] if op.InputsLength() else []
             outs = [int(i) for i in op.OutputsAsNumpy()] if op.OutputsLength() else []
             _check_indices(f"operator {k} ({kind})", ins, outs, len(tensors))
@@ -190,6 +193,9 @@ def _check_indices(where: str, ins: list[int], outs: list[int], n: int,
                                "the model")
 
 
+# ops whose reader cannot do without the options table
+_NEEDS_OPTIONS = {"CONV_2D", "DEPTHWISE_CONV_2D", "MAX_POOL_2D", "AVERAGE_POOL_2D",
+                  "CONCATENATION"}
 # minimum operand count each reader needs (inputs)
 _MIN_INPUTS = {"CONV_2D": 2, "DEPTHWISE_CONV_2D": 2, "FULLY_CONNECTED": 2, "ADD": 2, "MUL": 2,
                "BATCH_MATMUL": 2, "TRANSPOSE": 2, "PAD": 2, "MEAN": 1, "RESHAPE": 1}
@@ -295,6 +301,12 @@ class _Reader:
         self.g.add_tensor(Tensor(t.name, t.dtype, shape, q, data))
 
     def build(self) -> Graph:
+        for k, o in enumerate(self.ops):
+            need = _MIN_INPUTS.get(o.kind, 1)
+            if o.kind in _READERS and (len(o.inputs) < need or min(o.inputs[:need]) < 0):
+                raise ModelFormatError(f"operator {k} ({o.kind}) has {len(o.inputs)} input(s), "
+                                       f"needs {need}; the file is corrupted: re-export the "
+                                       "model")
         self.fold_layout_transposes()
         self.fold_pads()
         unsupported = [o.kind for o in self.ops if o.kind != "folded" and o.kind not in _READERS]
@@ -302,12 +314,6 @@ class _Reader:
             raise UnsupportedOpError(unsupported, "the .tflite reader",
                                      "the SDK reads int8 models of conv / depthwise / FC / add / "
                                      "mul / pooling / reshape / transpose / concat / batch-matmul")
-        for k, o in enumerate(self.ops):
-            need = _MIN_INPUTS.get(o.kind, 1)
-            if o.kind != "folded" and (len(o.inputs) < need or min(o.inputs[:need]) < 0):
-                raise ModelFormatError(f"operator {k} ({o.kind}) has {len(o.inputs)} input(s), "
-                                       f"needs {need}; the file is corrupted: re-export the "
-                                       "model")
         for k, o in enumerate(self.ops):
             if o.kind != "folded":
                 try:
