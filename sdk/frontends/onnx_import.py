@@ -508,6 +508,18 @@ def _check_operands(graph: Graph, where: str) -> None:
                 raise ModelFormatError(
                     f"{where}: node {node.name!r} (Conv) bias {node.inputs[2]!r} has shape "
                     f"{list(b)}; the weights have {w[0]} output channels: re-export the model")
+        if node.op in ("LayerNormalization", "RMSNormalization"):
+            x = graph.tensor(node.inputs[0]).shape
+            axis = int(node.attrs.get("axis", -1))
+            if x is not None and -len(x) <= axis < len(x) and all(d > 0 for d in x[axis:]):
+                want = int(np.prod(x[axis:]))
+                for i in node.inputs[1:3]:
+                    t = graph.tensor(i) if i else None
+                    if t is not None and t.shape is not None and int(np.prod(t.shape)) != want:
+                        raise ModelFormatError(
+                            f"{where}: node {node.name!r} ({node.op}) parameter {i!r} has shape "
+                            f"{list(t.shape)}; the normalized axes {list(x[axis:])} need "
+                            f"{want} values: re-export the model")
         if node.op == "Clip":
             for pos in (1, 2):
                 if len(node.inputs) <= pos or not node.inputs[pos]:
