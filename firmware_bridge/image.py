@@ -189,7 +189,7 @@ def pack_image(graph: Graph, state: list[tuple[str, str]] | dict[str, str] | Non
     (GET_STATE / SET_STATE / RESET reach it), so the host feeds only the other inputs.
     """
     if any(t.shape is None for t in graph.tensors.values()):
-        from sdk.graph.shapes import infer_shapes
+        from sdk.ops.shapes import infer_shapes
         graph = infer_shapes(graph.copy())
     sub, ins, outs = device_subgraph(graph)
     if state is None:

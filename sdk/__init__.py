@@ -105,7 +105,7 @@ _LAZY: dict[str, str] = {
     "StateDecl": "sdk.graph:StateDecl",
     "SessionState": "sdk.runtime.session:SessionState",
     "add_kv_cache": "sdk.graph.state:add_kv_cache",
-    "with_input_shapes": "sdk.graph.state:with_input_shapes",
+    "with_input_shapes": "sdk.ops.shapes:with_input_shapes",
     "op_schema": "sdk.ops.schema:load_schema",
     # .tflite files
     "write_tflite": "sdk.compile.tflite_writer:write_tflite",

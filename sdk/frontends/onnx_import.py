@@ -29,7 +29,7 @@ import numpy as np
 
 from sdk.errors import GraphError, ModelFormatError, UnsupportedOpError
 from sdk.graph.ir import Graph, Tensor
-from sdk.graph.shapes import infer_shapes
+from sdk.ops.shapes import infer_shapes
 
 MIN_OPSET = 7
 

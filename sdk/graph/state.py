@@ -329,22 +329,3 @@ def add_kv_cache(graph: Graph, rows: Mapping[str, str], scores: Sequence[str],
     complete_state_decls(graph)
     graph.validate()
     return graph
-
-
-def with_input_shapes(graph: Graph, shapes: Mapping[str, Sequence[int]]) -> Graph:
-    """A copy of ``graph`` with the given input shapes and every activation's shape inferred
-    again (e.g. the same integer graph for ``T`` = 1 token instead of a whole prefill)."""
-    from sdk.graph.shapes import infer_shapes
-
-    g = graph.copy()
-    for name, shape in shapes.items():
-        if name not in g.inputs:
-            raise GraphError(f"{name!r} is not an input of graph {g.name!r}: {g.inputs}")
-        g.tensor(name).shape = tuple(int(d) for d in shape)
-    infer_shapes(g)
-    consumers = g.consumers()
-    for name, shape in shapes.items():  # the integer tensor behind a QuantizeLinear too
-        inner = inner_input(g, name, consumers)
-        if inner != name:
-            g.tensor(inner).shape = tuple(int(d) for d in shape)
-    return g

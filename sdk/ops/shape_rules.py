@@ -1,6 +1,6 @@
 """Shape rules of the integer ops: ``rule(shapes, dtypes, values, attrs) -> [(shape, dtype)]``.
 
-The same signature as the float rules of :mod:`sdk.graph.shapes`, which consults an op's
+The same signature as the float rules of :mod:`sdk.ops.shapes`, which consults an op's
 :attr:`~sdk.ops.schema.OpDef.shape` before falling back to running the kernel on zeros.
 Dimensions of ``-1`` are known only at run time and propagate. A requantizing op's output
 dtype is its ``dtype`` attribute (int8 when absent); other ops keep their input's dtype.

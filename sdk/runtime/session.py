@@ -210,7 +210,7 @@ class Session:
         g = self.graph
         if any(g.tensor(n).shape is None for n in g.inputs) or any(
                 g.tensor(n).shape is None for n in g.outputs if n in g.tensors):
-            from sdk.graph.shapes import infer_shapes
+            from sdk.ops.shapes import infer_shapes
 
             infer_shapes(g)
         self.target = target

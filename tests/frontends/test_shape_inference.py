@@ -1,4 +1,4 @@
-"""Shape and dtype inference (sdk.graph.shapes) against ONNX's own inference and ORT."""
+"""Shape and dtype inference (sdk.ops.shapes) against ONNX's own inference and ORT."""
 
 from __future__ import annotations
 
@@ -13,7 +13,7 @@ from onnx import TensorProto, helper, numpy_helper
 from sdk.errors import GraphError
 from sdk.frontends import load_onnx
 from sdk.graph import Graph, Tensor
-from sdk.graph.shapes import broadcast, infer_shapes
+from sdk.ops.shapes import broadcast, infer_shapes
 from sdk.runtime import Session
 
 LIGHT = Path(onnx.__file__).parent / "backend" / "test" / "data" / "light"

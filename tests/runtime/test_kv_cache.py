@@ -20,9 +20,10 @@ from kv_models import decoder_block, tokens
 import sdk
 from sdk.compile.bundle import FORMAT_VERSION, load_bundle
 from sdk.errors import InputError, ModelFormatError
-from sdk.graph.state import add_kv_cache, with_input_shapes
+from sdk.graph.state import add_kv_cache
 from sdk.kernels import cache as ref
 from sdk.kernels.fast import cache as fast_cache
+from sdk.ops.shapes import with_input_shapes
 
 C, D, P = 16, 32, 12  # cache capacity, model width, prefill length
 

@@ -17,13 +17,14 @@ three sources of truth, tried in this order:
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Mapping, Sequence
 from typing import Any
 
 import numpy as np
 
 from sdk.errors import EdgeError, GraphError
 from sdk.graph.ir import DTYPES, Graph, Node
+from sdk.graph.state import inner_input
 
 Shape = tuple[int, ...]
 DYN = -1
@@ -381,3 +382,19 @@ def infer_shapes(graph: Graph, fast: bool = True) -> Graph:
                 t.shape, t.dtype = tuple(int(d) for d in shape), dtype
     return graph
 
+
+def with_input_shapes(graph: Graph, shapes: Mapping[str, Sequence[int]]) -> Graph:
+    """A copy of ``graph`` with the given input shapes and every activation's shape inferred
+    again (e.g. the same integer graph for ``T`` = 1 token instead of a whole prefill)."""
+    g = graph.copy()
+    for name, shape in shapes.items():
+        if name not in g.inputs:
+            raise GraphError(f"{name!r} is not an input of graph {g.name!r}: {g.inputs}")
+        g.tensor(name).shape = tuple(int(d) for d in shape)
+    infer_shapes(g)
+    consumers = g.consumers()
+    for name, shape in shapes.items():  # the integer tensor behind a QuantizeLinear too
+        inner = inner_input(g, name, consumers)
+        if inner != name:
+            g.tensor(inner).shape = tuple(int(d) for d in shape)
+    return g
