@@ -133,6 +133,22 @@ def command(ctx: click.Context, runs: int, out_dir: str | None) -> None:
     click.echo(f"files in {work}")
 
 
-from sdk.cli.kws_demo import command as _kws_command
+# `edge demo <name>`: one module per demo under sdk/cli/, each defining a click command named
+# ``command``; a module not built yet is skipped.
+DEMO_MODULES = ["kws_demo", "seg_demo", "slm_demo", "exit_demo"]
 
-command.add_command(_kws_command)
+
+def _register_demos() -> None:
+    import importlib
+
+    for mod_name in DEMO_MODULES:
+        try:
+            mod = importlib.import_module(f"sdk.cli.{mod_name}")
+        except ModuleNotFoundError as exc:
+            if exc.name == f"sdk.cli.{mod_name}":
+                continue
+            raise
+        command.add_command(mod.command)
+
+
+_register_demos()

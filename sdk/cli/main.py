@@ -15,6 +15,8 @@ from sdk.errors import EdgeError
 COMMAND_MODULES = [
     "compile_cmd", "run_cmd", "inspect_cmd", "demo_cmd",
     "targets_cmd", "profile_cmd", "emulate_cmd", "flash_cmd",
+    # Linux boards (agent, deploy, device, keys, export) and generation; skipped until built
+    "agent_cmd", "deploy_cmd", "device_cmd", "keys_cmd", "export_cmd", "generate_cmd",
 ]
 
 
