@@ -68,6 +68,12 @@ class PackedImage:
     op_names: list[str] = field(default_factory=list)
     op_types: list[str] = field(default_factory=list)
     macs: list[int] = field(default_factory=list)
+    # (int16, int8/uint8) activation tensors of the device graph: what the fit decision needs
+    # to suggest a fix that is not already in force
+    activations: tuple[int, int] = (0, 0)
+
+    def activation_widths(self) -> tuple[int, int]:
+        return self.activations
 
     @property
     def crc32(self) -> int:
@@ -286,7 +292,18 @@ def pack_image(graph: Graph, state: list[tuple[str, str]] | dict[str, str] | Non
                  BoundaryIO(b, b, sub.tensor(b).dtype, _shape(sub, b))) for a, b in state]
     return PackedImage(bytes(data), ins, outs, state_io, plan.arena_bytes,
                        [n.name for n, _ in records], [n.op for n, _ in records],
-                       [node_cost(sub, n, p.shape).macs for n, _ in records])
+                       [node_cost(sub, n, p.shape).macs for n, _ in records],
+                       _activation_widths(sub))
+
+
+def _activation_widths(graph: Graph) -> tuple[int, int]:
+    n16 = n8 = 0
+    for t in graph.tensors.values():
+        if t.is_constant or t.quant is None:
+            continue
+        n16 += t.dtype == "int16"
+        n8 += t.dtype in ("int8", "uint8")
+    return n16, n8
 
 
 def read_header(data: bytes) -> dict[str, int]:

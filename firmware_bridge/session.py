@@ -35,18 +35,21 @@ class DeviceModel:
             self.load()
 
     def check_fit(self) -> None:
-        """Refuse, before any byte of the model is sent, a model the device cannot hold."""
+        """Refuse, before any byte of the model is sent, a model the device cannot hold. The
+        decision and its suggested fix are the SDK's one fit decision
+        (:func:`sdk.backends.emulator.decide_fit`, shared with ``edge compile --target`` and
+        ``edge profile``), applied to what the device itself reports: its A/B slot size and
+        its arena."""
+        from sdk.backends.emulator import FitReport, decide_fit
+
         info = self.client.hello()
-        problems = []
-        if len(self.packed.data) > info.slot_size:
-            problems.append(f"flash: image needs {len(self.packed.data)} B, a slot holds "
-                            f"{info.slot_size} B")
-        if self.packed.arena_bytes > info.arena_size:
-            problems.append(f"RAM: arena needs {self.packed.arena_bytes} B, the device has "
-                            f"{info.arena_size} B")
-        if problems:
-            raise TargetError(f"model does not fit {info.board}: " + "; ".join(problems)
-                              + " — use a smaller model or int8 activations")
+        report = FitReport(info.board, self.packed.arena_bytes, info.arena_size,
+                           flash_needed_bytes=0, flash_bytes=info.slot_size,
+                           image_bytes=len(self.packed.data), slot_bytes=info.slot_size)
+        n16, n8 = self.packed.activation_widths()
+        decide_fit(report, n16, n8)
+        if not report.fits:
+            raise TargetError(report.message())
 
     def load(self, force: bool = False) -> None:
         """Load the image unless the device's active slot already holds it (same CRC32)."""

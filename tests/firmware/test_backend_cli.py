@@ -86,7 +86,8 @@ def test_model_too_big_is_refused_before_sending(host_device):
     packed = pack_image(g)
     before = host_device.hello()
     sends = host_device.sends
-    with pytest.raises(TargetError, match=r"RAM: arena needs \d+ B, the device has \d+ B"):
+    with pytest.raises(TargetError, match=r"RAM: arena needs [\d.]+ KiB of arena; target host has "
+                                         r"[\d.]+ KiB of RAM"):
         DeviceModel(host_device, packed)
     assert host_device.sends == sends + 1          # only the HELLO that asked for the sizes
     assert host_device.hello().slot_crc == before.slot_crc

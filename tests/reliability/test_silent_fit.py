@@ -88,6 +88,9 @@ def test_flash_refuses_with_the_same_decision(model, capsys):
             line = _one_line(capsys)
             assert "does not fit" in line and "image needs" in line
             assert "--activation-bits 8" not in line
+            # the device-side check is the same decision: its fix names what is in force
+            # (int8 activations and weights already), not "int8 activations"
+            assert "int8 activations" not in line and "int8 already" in line
         finally:
             client = mcu._CLIENTS.pop(fw.url, None)
             if client is not None:
