@@ -118,3 +118,74 @@ class KeywordSpotter:
         """Events of a whole recording, from a fresh stream."""
         self.reset()
         return [r.event for r in self.push(samples) if r.event is not None]
+
+
+# ---------------------------------------------------------------- sentences and scoring
+def _espeak(text: str, voice: str, rate_wpm: int, pitch: int, amplitude: int) -> np.ndarray:
+    import shutil
+    import subprocess
+
+    from sdk.audio import decode_wav_bytes
+    from sdk.errors import DeviceError
+
+    exe = shutil.which("espeak-ng")
+    if exe is None:
+        raise DeviceError("espeak-ng is not installed (apt-get install espeak-ng); give a "
+                          "recording with --wav FILE instead")
+    res = subprocess.run([exe, "-v", voice, "-s", str(rate_wpm), "-p", str(pitch), "-a",
+                          str(amplitude), "--stdout", text], capture_output=True, check=True)
+    return decode_wav_bytes(res.stdout, 16000, name=f"espeak-ng {voice} {text!r}"
+                            ).astype(np.float64) / 32768.0
+
+
+def _loud_span(x: np.ndarray, rel: float = 0.02) -> tuple[int, int]:
+    """First and one-past-last sample louder than ``rel`` of the peak (0, 0 when silent)."""
+    if len(x) == 0:
+        return 0, 0
+    loud = np.nonzero(np.abs(x) >= rel * np.max(np.abs(x)))[0]
+    return (int(loud[0]), int(loud[-1]) + 1) if len(loud) and np.max(np.abs(x)) > 0 else (0, 0)
+
+
+def speak_sentence(text: str, voice: str = "en-us+m3", rate_wpm: int = 160, pitch: int = 50,
+                   amplitude: int = 100, keywords: Sequence[str] = SPEECH_COMMANDS_12[:10]
+                   ) -> tuple[np.ndarray, list[tuple[str, float, float]]]:
+    """One sentence spoken by espeak-ng: float audio at 16 kHz (trailing silence cut) and
+    ``(keyword, start s, end s)`` for each keyword said in it (whole words, case-insensitive).
+
+    espeak-ng gives no word times, so a keyword's end is where the sentence cut after it ends
+    and its start where the sentence cut before it ends (same voice and settings); prosody at
+    a cut differs a little from the full sentence, a few tens of ms.
+    """
+    words = text.split()
+    audio = _espeak(text, voice, rate_wpm, pitch, amplitude)
+    _, end = _loud_span(audio)
+    audio = audio[:end]
+    truth = []
+    norm = ["".join(c for c in w.lower() if c.isalpha() or c == "'") for w in words]
+    for i, w in enumerate(norm):
+        if w not in keywords:
+            continue
+        upto = _espeak(" ".join(words[:i + 1]), voice, rate_wpm, pitch, amplitude)
+        k0, k1 = _loud_span(upto)
+        if i > 0:
+            k0 = _loud_span(_espeak(" ".join(words[:i]), voice, rate_wpm, pitch, amplitude))[1]
+        truth.append((w, k0 / 16000.0, min(k1, max(end, 1)) / 16000.0))
+    return audio, truth
+
+
+def score_events(events: Sequence[DetectionEvent], truth: Sequence[tuple[str, float, float]],
+                 early_s: float = 0.1, late_s: float = 1.0) -> tuple[int, int, int]:
+    """``(keywords found, keywords said, false alarms)``. An event is a hit when its label is
+    a said keyword's and it fires between ``early_s`` after that keyword starts and ``late_s``
+    after it ends, each keyword matched once; every other event (wrong word, a second event
+    for one keyword, no keyword near) is a false alarm."""
+    hit: set[int] = set()
+    false_alarms = 0
+    for ev in events:
+        match = [k for k, (w, a, b) in enumerate(truth) if k not in hit and w == ev.keyword
+                 and a + early_s <= ev.time_s <= b + late_s]
+        if match:
+            hit.add(match[0])
+        else:
+            false_alarms += 1
+    return len(hit), len(truth), false_alarms

@@ -1,0 +1,373 @@
+"""Continuous-speech streams for keyword spotting: keywords inside sentences, keyword-free talk.
+
+Each *stream* is one espeak-ng speaker (an accent + a voice variant, split by variant exactly as
+tools/kws_dataset.py splits them, so no held-out voice is heard in training) reading sentences
+with pauses of 0.15–1.2 s between them, at its own rate, pitch and amplitude (each sentence
+jittered around them). Text:
+
+* keyword-free sentences: real English from Debian's ``fortunes`` (apt-get install fortunes;
+  tools/bootstrap.sh installs it), cut into sentences of 3–18 words, keeping those with none
+  of the ten keywords as a whole word (near misses such as "know", "gone", "upon", "often",
+  "stopping" stay in: they are what must not fire). Sentences are split train/val/test by a
+  hash of their text, so no test sentence is read in training.
+* keyword sentences: one keyword inside a sentence of ordinary words, either a natural template
+  ("please turn the heater off tonight") or a keyword-free fortune sentence with the keyword
+  inserted at a random word position.
+
+Streams are of two kinds: ``kw`` (a share of their sentences carry one keyword; the keyword's
+start and end are known, see ``sdk.runtime.keyword_spotter.speak_sentence``) and ``free``
+(keyword-free, for false alarms per hour). Conditions (the same speech, rendered per stream):
+
+* ``clean``: speech only (a third of the streams through sox ``reverb``, a room), random level;
+* ``snr10``: the same plus noise at 10 dB SNR against the speech level: white, pink or babble
+  (four other voices of the same split reading other keyword-free text);
+* ``mixed`` (training): SNR drawn from clean / 20 / 10 / 5 dB, noise kind drawn per stream.
+
+Output under ``<out>/<config hash>/`` (cached, gitignored; nothing is committed)::
+
+    <split>_<kind>_<condition>.npz  feats int16 [sum T, 40] (Q8 log2 log-mel, the SDK front
+                                    end), offsets [n+1] (frame offsets of the streams),
+                                    voice [n], ev_stream / ev_word / ev_start / ev_end (s)
+    meta.json                       the configuration, hours per file, keyword counts
+
+Usage::
+
+    python tools/kws_stream_data.py --out data/kws_stream --splits val test
+    python tools/kws_stream_data.py --out data/kws_stream --splits train
+"""
+
+from __future__ import annotations
+
+import argparse
+import hashlib
+import json
+import re
+import subprocess
+import sys
+import time
+from concurrent.futures import ProcessPoolExecutor
+from dataclasses import asdict, dataclass
+from pathlib import Path
+
+import numpy as np
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+import kws_dataset
+
+from sdk.errors import EdgeError
+from sdk.runtime.keyword_spotter import speak_sentence
+
+KEYWORDS = kws_dataset.KEYWORDS
+FORTUNES = Path("/usr/share/games/fortunes")
+SR = 16000
+
+# Sentences that use each keyword the way people do; "{k}" is the keyword. Keyword-free otherwise.
+TEMPLATES = {
+    "yes": ["{k} I think that is right", "she said {k} to the offer", "{k} please do that",
+            "I would say {k} to that plan", "the answer was {k} after all"],
+    "no": ["there is {k} milk left in the fridge", "{k} I do not want that", "she said {k} twice",
+           "we have {k} time for this today", "{k} thank you I am fine"],
+    "up": ["please move it {k} a little", "turn the volume {k} now", "look {k} at the sky",
+           "pick the box {k} from the floor", "scroll {k} to the top"],
+    "down": ["turn the music {k} please", "sit {k} for a minute", "the price went {k} again",
+             "put the glass {k} carefully", "scroll {k} to the end"],
+    "left": ["turn {k} at the next corner", "the cup is to the {k} of the plate",
+             "keep {k} after the bridge", "move the picture {k} a bit", "she {k} early today"],
+    "right": ["turn {k} after the bakery", "that is {k} I agree", "the door is to the {k}",
+              "do it {k} away please", "move the lamp {k} a little"],
+    "on": ["switch the lights {k} please", "turn {k} the radio", "put the kettle {k}",
+           "leave the heater {k} tonight", "keep the fan {k} for a while"],
+    "off": ["please turn the heater {k} tonight", "switch the lights {k}", "take your shoes {k}",
+            "turn the alarm {k} now", "the party was called {k}"],
+    "stop": ["please {k} the music", "{k} the car here", "we should {k} for lunch",
+             "the bus will {k} at the station", "{k} talking for a moment"],
+    "go": ["let us {k} to the park", "{k} to the kitchen please", "we can {k} home now",
+           "it is time to {k} to bed", "they will {k} together later"],
+}
+# What a stream's sentence may be: (text, kind); kind "kw" has exactly one keyword in it.
+_WORD = re.compile(r"[a-z']+")
+
+
+@dataclass(frozen=True)
+class StreamConfig:
+    """What determines the generated streams (its hash names the cache folder)."""
+
+    seed: int = 0
+    stream_s: float = 300.0  # length of one stream
+    # hours of speech per split and kind
+    test_kw_h: float = 1.5
+    test_free_h: float = 10.0
+    val_kw_h: float = 0.5
+    val_free_h: float = 2.0
+    train_kw_h: float = 2.5
+    train_free_h: float = 1.5
+    kw_share: float = 0.6  # share of a kw stream's sentences that carry a keyword
+    reverb_share: float = 0.33
+    version: int = 1
+
+    def key(self) -> str:
+        return hashlib.sha256(json.dumps(asdict(self), sort_keys=True).encode()).hexdigest()[:12]
+
+
+def split_of(text: str) -> str:
+    """train / val / test of a sentence, by a hash of its text (70/10/20)."""
+    h = int(hashlib.md5(text.encode()).hexdigest()[:8], 16) % 10
+    return "test" if h < 2 else "val" if h < 3 else "train"
+
+
+def fortune_sentences() -> dict[str, list[str]]:
+    """Keyword-free fortune sentences per split (sorted, deduplicated)."""
+    if not FORTUNES.is_dir():
+        raise EdgeError(f"{FORTUNES} is missing: apt-get install fortunes (tools/bootstrap.sh "
+                        "installs it)")
+    kws = set(KEYWORDS)
+    out: dict[str, set[str]] = {"train": set(), "val": set(), "test": set()}
+    for f in sorted(FORTUNES.iterdir()):
+        if f.suffix or not f.is_file():
+            continue
+        text = f.read_text(errors="replace")
+        for para in text.split("\n%\n"):
+            lines = [ln for ln in para.splitlines() if not ln.strip().startswith("--")]
+            para = " ".join(lines)
+            if "http" in para or "\t" in para or "|" in para or "{" in para:
+                continue  # addresses, code, tables
+            for sent in re.split(r"[.!?;:()\"]+|--", para):
+                words = _WORD.findall(sent.lower())
+                if not 3 <= len(words) <= 18 or kws & set(words):
+                    continue
+                if len(" ".join(words)) < 0.7 * len(sent.strip()):
+                    continue  # mostly symbols or digits
+                s = " ".join(words).strip("'")
+                out[split_of(s)].add(s)
+    return {k: sorted(v) for k, v in out.items()}
+
+
+def keyword_sentence(word: str, free: list[str], rng: np.random.Generator) -> str:
+    """One sentence with ``word`` inside: a template, or a fortune sentence with it inserted."""
+    if rng.random() < 0.5:
+        t = TEMPLATES[word]
+        return t[int(rng.integers(len(t)))].format(k=word)
+    words = free[int(rng.integers(len(free)))].split()
+    at = int(rng.integers(len(words) + 1))
+    return " ".join(words[:at] + [word] + words[at:])
+
+
+@dataclass(frozen=True)
+class StreamSpec:
+    split: str
+    kind: str  # "kw" or "free"
+    index: int
+    voice: str
+    babble_voices: tuple[str, ...]
+    seconds: float
+    seed: tuple[int, ...]
+    conditions: tuple[str, ...]
+
+
+def _sox_reverb(x: np.ndarray, rng: np.random.Generator) -> np.ndarray:
+    """sox ``reverb`` (reverberance, HF damping, room scale drawn) on float audio."""
+    pcm = np.clip(np.rint(x * 16384.0), -32768, 32767).astype(np.int16).tobytes()
+    args = [str(int(rng.integers(20, 70))), str(int(rng.integers(20, 80))),
+            str(int(rng.integers(20, 90)))]
+    raw = ["-t", "raw", "-r", str(SR), "-e", "signed", "-b", "16", "-c", "1"]
+    res = subprocess.run(["sox", *raw, "-", *raw, "-", "reverb", *args], input=pcm,
+                         capture_output=True, check=True)
+    y = np.frombuffer(res.stdout, np.int16).astype(np.float64) / 16384.0
+    return y[:len(x)] if len(y) >= len(x) else np.pad(y, (0, len(x) - len(y)))
+
+
+def _speaker_settings(rng: np.random.Generator) -> tuple[int, int, int]:
+    return int(rng.integers(120, 221)), int(rng.integers(20, 81)), int(rng.integers(60, 181))
+
+
+def _read(text_pool: list[str], voice: str, seconds: float, rng: np.random.Generator,
+          kw_share: float = 0.0) -> tuple[np.ndarray, list[tuple[str, float, float]], float]:
+    """Sentences read by one speaker until ``seconds``: audio, keyword truth, speech RMS."""
+    rate, pitch, amp = _speaker_settings(rng)
+    n = int(seconds * SR)
+    out = np.zeros(n + 10 * SR)
+    truth: list[tuple[str, float, float]] = []
+    pos = int(rng.uniform(0.2, 1.0) * SR)
+    sq, cnt = 0.0, 0
+    while pos < n:
+        if rng.random() < kw_share:
+            word = KEYWORDS[int(rng.integers(len(KEYWORDS)))]
+            text = keyword_sentence(word, text_pool, rng)
+        else:
+            text = text_pool[int(rng.integers(len(text_pool)))]
+        r = int(np.clip(rate + rng.integers(-15, 16), 80, 260))
+        p = int(np.clip(pitch + rng.integers(-8, 9), 0, 99))
+        a, tr = speak_sentence(text, voice, r, p, amp, KEYWORDS if kw_share > 0 else ())
+        if pos + len(a) > len(out):
+            break
+        out[pos:pos + len(a)] += a
+        sq += float(np.sum(a * a))
+        cnt += int(np.count_nonzero(np.abs(a) > 1e-3))
+        truth += [(w, pos / SR + t0, pos / SR + t1) for w, t0, t1 in tr]
+        pos += len(a) + int(rng.uniform(0.15, 1.2) * SR)
+    end = min(n, pos)
+    truth = [t for t in truth if t[2] <= end / SR]
+    return out[:end], truth, float(np.sqrt(sq / max(cnt, 1)))
+
+
+_FAST = None
+
+
+def fast_logmel(pcm: np.ndarray) -> np.ndarray:
+    """:func:`sdk.audio.logmel` through its Numba twin (the same bits, many times faster)."""
+    global _FAST
+    if _FAST is None:
+        from numba import njit
+
+        from sdk.audio.logmel import frame_signal, logmel_tables
+        from sdk.audio.logmel_fast import LogMelHopKernel, logmel_hop_kernel
+
+        @njit(cache=False)
+        def run(frames, window, bitrev, tw_re, tw_im, sp_re, sp_im, mel_t, mel_lo, mel_hi,
+                lut, out):  # pragma: no cover - compiled
+            for i in range(frames.shape[0]):
+                logmel_hop_kernel(frames[i], window, bitrev, tw_re, tw_im, sp_re, sp_im,
+                                  mel_t, mel_lo, mel_hi, lut, out[i])
+
+        kern = LogMelHopKernel(logmel_tables())
+        _FAST = (run, kern._args, kern.n_mels, frame_signal)
+    run, args, n_mels, frame_signal = _FAST
+    frames = np.ascontiguousarray(frame_signal(pcm))
+    out = np.empty((len(frames), n_mels), np.int16)
+    run(frames, *args, out)
+    return out
+
+
+def render(spec: StreamSpec, pools: dict[str, list[str]]) -> dict:
+    """Synthesize one stream and its conditions → log-mel features per condition + truth."""
+    rng = np.random.default_rng(list(spec.seed))
+    pool = pools[spec.split]
+    share = CFG_KW_SHARE if spec.kind == "kw" else 0.0
+    speech, truth, rms = _read(pool, spec.voice, spec.seconds, rng, share)
+    if rng.random() < CFG_REVERB_SHARE:
+        speech = _sox_reverb(speech, rng)
+    n = len(speech)
+    kinds = ["white", "pink", "babble"]
+    noise_kind = kinds[int(rng.integers(3))]
+    if noise_kind == "babble":
+        noise = np.zeros(n)
+        for v in spec.babble_voices:
+            b, _, _ = _read(pool, v, min(spec.seconds, 60.0), rng)
+            if len(b):
+                reps = int(np.ceil(n / len(b)))
+                noise += np.roll(np.tile(b, reps)[:n], int(rng.integers(n)))
+        noise /= np.sqrt(np.mean(noise ** 2)) + 1e-12
+    else:
+        noise = kws_dataset.colored_noise(n, noise_kind, rng)
+    level = 10.0 ** (rng.uniform(-30.0, -3.0) / 20.0)
+    feats = {}
+    for cond in spec.conditions:
+        snr = {"clean": None, "snr10": 10.0}.get(cond)
+        if cond == "mixed":
+            snr = [None, 20.0, 10.0, 5.0][int(rng.integers(4))]
+        x = speech + (noise * rms * 10.0 ** (-snr / 20.0) if snr is not None else 0.0)
+        x = x * (level / (np.max(np.abs(x)) + 1e-12))
+        pcm = np.clip(np.rint(x * 32768.0), -32768, 32767).astype(np.int16)
+        feats[cond] = fast_logmel(pcm)
+    return {"feats": feats, "truth": truth, "voice": spec.voice, "noise": noise_kind}
+
+
+CFG_KW_SHARE = StreamConfig.kw_share
+CFG_REVERB_SHARE = StreamConfig.reverb_share
+_POOLS: dict[str, list[str]] = {}
+
+
+def _render_worker(spec: StreamSpec) -> dict:
+    global _POOLS
+    if not _POOLS:
+        _POOLS = fortune_sentences()
+    return render(spec, _POOLS)
+
+
+def plan(split: str, cfg: StreamConfig, speakers: list[str]) -> list[StreamSpec]:
+    """Stream specs of one split: kw streams then free streams, voices cycled."""
+    hours = {"kw": getattr(cfg, f"{split}_kw_h"), "free": getattr(cfg, f"{split}_free_h")}
+    conds = ("mixed",) if split == "train" else ("clean", "snr10")
+    sid = ["train", "val", "test"].index(split)
+    rng = np.random.default_rng([cfg.seed, sid, 99])
+    specs = []
+    for ki, kind in enumerate(("kw", "free")):
+        for i in range(int(round(hours[kind] * 3600 / cfg.stream_s))):
+            def voice() -> str:
+                acc = kws_dataset.ACCENTS[int(rng.integers(len(kws_dataset.ACCENTS)))]
+                return f"{acc}+{speakers[int(rng.integers(len(speakers)))]}"
+            specs.append(StreamSpec(split, kind, i, voice(), tuple(voice() for _ in range(4)),
+                                    cfg.stream_s, (cfg.seed, sid, ki, i), conds))
+    return specs
+
+
+def generate(out: str | Path, cfg: StreamConfig, splits: list[str], workers: int = 2,
+             verbose: bool = True) -> Path:
+    """Generate the missing files of ``splits`` (cached); returns the folder."""
+    folder = Path(out) / cfg.key()
+    folder.mkdir(parents=True, exist_ok=True)
+    speakers = kws_dataset.split_speakers(kws_dataset.list_variants(),
+                                          kws_dataset.DatasetConfig(seed=cfg.seed))
+    meta_path = folder / "meta.json"
+    meta = json.loads(meta_path.read_text()) if meta_path.is_file() else {
+        "config": asdict(cfg), "speakers": speakers, "keywords": KEYWORDS, "files": {}}
+    for split in splits:
+        specs = plan(split, cfg, speakers[split])
+        conds = specs[0].conditions
+        for kind in ("kw", "free"):
+            names = {c: f"{split}_{kind}_{c}.npz" for c in conds}
+            if all((folder / nm).is_file() for nm in names.values()):
+                continue
+            ks = [s for s in specs if s.kind == kind]
+            t0 = time.perf_counter()
+            with ProcessPoolExecutor(max_workers=max(1, workers)) as pool:
+                res = list(pool.map(_render_worker, ks, chunksize=1))
+            for c, nm in names.items():
+                lens = [len(r["feats"][c]) for r in res]
+                ev = [(i, KEYWORDS.index(w), a, b) for i, r in enumerate(res)
+                      for w, a, b in r["truth"]]
+                ev_arr = np.array(ev, np.float64).reshape(-1, 4)
+                tmp = folder / (nm + ".part.npz")
+                np.savez(tmp, feats=np.concatenate([r["feats"][c] for r in res]),
+                         offsets=np.concatenate([[0], np.cumsum(lens)]).astype(np.int64),
+                         voice=np.array([r["voice"] for r in res]),
+                         noise=np.array([r["noise"] for r in res]),
+                         ev_stream=ev_arr[:, 0].astype(np.int64),
+                         ev_word=ev_arr[:, 1].astype(np.int64),
+                         ev_start=ev_arr[:, 2], ev_end=ev_arr[:, 3])
+                tmp.rename(folder / nm)
+                meta["files"][nm] = {"streams": len(res), "hours": sum(lens) / 100 / 3600,
+                                     "keywords": len(ev)}
+                meta_path.write_text(json.dumps(meta, indent=1))
+            if verbose:
+                print(f"{split} {kind}: {len(res)} streams, {sum(lens) / 360000:.2f} h, "
+                      f"{len(ev)} keywords, {time.perf_counter() - t0:.0f} s", flush=True)
+    return folder
+
+
+def load(folder: str | Path, split: str, kind: str, cond: str) -> dict[str, np.ndarray]:
+    """One file written by :func:`generate`."""
+    p = Path(folder) / f"{split}_{kind}_{cond}.npz"
+    if not p.is_file():
+        raise EdgeError(f"{p} is missing; run tools/kws_stream_data.py --splits {split}")
+    with np.load(p) as z:
+        return {k: z[k] for k in z.files}
+
+
+def main(argv: list[str] | None = None) -> int:
+    ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    ap.add_argument("--out", default="data/kws_stream")
+    ap.add_argument("--seed", type=int, default=0)
+    ap.add_argument("--splits", nargs="+", default=["val", "test", "train"],
+                    choices=["train", "val", "test"])
+    ap.add_argument("--workers", type=int, default=2)
+    ap.add_argument("--test-free-hours", type=float, default=StreamConfig.test_free_h)
+    a = ap.parse_args(argv)
+    cfg = StreamConfig(seed=a.seed, test_free_h=a.test_free_hours)
+    print(generate(a.out, cfg, a.splits, a.workers))
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
