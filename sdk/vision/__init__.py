@@ -1,0 +1,16 @@
+"""Vision helpers for the segmentation demo: labelled scene generator, colour overlay with a
+legend, frame sources (camera / V4L2 / GStreamer / video / image folder / generator) and an
+MJPEG server. OpenCV and scikit-image are imported inside the functions that need them."""
+
+from sdk.vision.scenes import (
+    CLASSES,
+    cached_scenes,
+    demo_photographs,
+    make_scene,
+    make_scenes,
+    normalize_batch,
+    preprocess,
+)
+
+__all__ = ["CLASSES", "cached_scenes", "demo_photographs", "make_scene", "make_scenes",
+           "normalize_batch", "preprocess"]
