@@ -62,7 +62,7 @@ def compile_model(onnx_path: str | os.PathLike | Any,
     (:class:`sdk.quant.ptq.PTQReport`, with per-layer errors of the integer graph against
     float on calibration samples in ``layers``) for a float model.
     """
-    from sdk.errors import CalibrationError
+    from sdk.errors import CalibrationError, UnsupportedOpError
     from sdk.frontends.onnx_import import load_onnx, read_onnx_model
     from sdk.frontends.onnx_qdq import load_qdq
     from sdk.quant.ptq import PTQReport, quantize
@@ -75,7 +75,11 @@ def compile_model(onnx_path: str | os.PathLike | Any,
         if calib is None:
             raise CalibrationError("a float model needs calibration data: pass calib "
                                    "(CLI: --calib CALIB.npz keyed by input name)")
-        graph = quantize(_static_for(load_onnx(model), calib), calib, observer=observer,
+        try:
+            float_graph = load_onnx(model)
+        except UnsupportedOpError as exc:
+            raise _with_lowering_gaps(exc, model) from None
+        graph = quantize(_static_for(float_graph, calib), calib, observer=observer,
                          activation_bits=activation_bits, per_channel=per_channel,
                          mixed_precision=mixed_precision, state_pairs=state_pairs,
                          int16_layers=int16_layers, smooth_alpha=smooth_alpha,
@@ -92,3 +96,47 @@ def compile_model(onnx_path: str | os.PathLike | Any,
         rep.layers = layer_errors(rep.float_graph, bundle.graph, rep.samples)
         bundle.ptq_report = rep
     return bundle
+
+
+# Ops that the float-graph preparation can absorb into a fused pattern (spelled-out LayerNorm /
+# RMSNorm / GELU, attention masks, identity casts) or that only ever compute shapes: a node of
+# one of these is not reported as a lowering gap before the graph exists.
+_ABSORBABLE = frozenset({
+    "Pow", "Sqrt", "ReduceMean", "Reciprocal", "Div", "Erf", "Tanh", "Cast", "Where",
+    "Equal", "Not", "Less", "LessOrEqual", "Greater", "GreaterOrEqual", "And", "Or", "Xor",
+    "Expand", "Shape", "Size", "Range", "ConstantOfShape", "Constant", "IsNaN", "IsInf",
+    "Min", "Max", "Floor", "Ceil", "Round", "Mod", "Sign", "Sin", "Cos", "Tile", "Sum",
+    "Mean", "ReduceSum", "ReduceMax", "ReduceMin", "ReduceProd", "ReduceL2",
+    "ReduceSumSquare", "Log",
+})
+
+
+def _with_lowering_gaps(exc: Any, model: Any) -> Any:
+    """The importer's UnsupportedOpError, extended by the ops the integer lowering will refuse
+    once the importer's gaps are fixed, so a user sees ONE list instead of two rounds.
+
+    Only ops that certainly fail are added: an op with no integer lowering, computed from the
+    model's inputs (not folded as a constant), and not one the float-graph preparation can fuse
+    away (``_ABSORBABLE``)."""
+    from sdk.errors import UnsupportedOpError
+    from sdk.quant.lower import LOWERINGS
+
+    g = model.graph
+    dynamic = {i.name for i in g.input} - {t.name for t in g.initializer}
+    later: set[str] = set()
+    for node in g.node:
+        if node.op_type in ("Shape", "Size"):
+            continue                    # shapes are static once the inputs are specialised
+        if not any(i in dynamic for i in node.input if i):
+            continue
+        dynamic.update(o for o in node.output if o)
+        if (node.domain in ("", "ai.onnx") and node.op_type not in LOWERINGS
+                and node.op_type not in _ABSORBABLE and node.op_type not in exc.ops):
+            later.add(node.op_type)
+    if not later:
+        return exc
+    first = str(exc).split("; ", 1)
+    hint = ((first[1] + "; ") if len(first) == 2 else "") + (
+        f"the integer lowering will also refuse: {', '.join(sorted(later))} "
+        "(docs/ops.md lists what it supports)")
+    return UnsupportedOpError(exc.ops, "the ONNX importer", hint)
