@@ -51,12 +51,25 @@ from sdk.quant.observers import OBSERVERS
 @click.option("--force-calibration", is_flag=True,
               help="accept an all-zero calibration array for a model input (a warning, not "
                    "an error)")
+@click.option("--exits", "exits_path", type=click.Path(dir_okay=False),
+              help="early exit: held-out .npz (model inputs + 'label') to calibrate the exit "
+                   "thresholds on; adds one stage entry per exit to the bundle")
+@click.option("--max-accuracy-drop", default=None,
+              help="with --exits: accuracy points the exits may lose against the model "
+                   "without them [default: 0.5]")
+@click.option("--exit-rule", type=click.Choice(["margin", "entropy", "patience", "gate"]),
+              default=None, help="with --exits: integer exit rule [default: margin]")
+@click.option("--exit-outputs", default=None,
+              help="with --exits: the classifier outputs in compute order, comma-separated "
+                   "(default: every output shaped like the last, less 'gate')")
 def command(model: str, calib: str | None, output: str | None, observer: str,
             activation_bits: str, per_channel: bool, mixed_precision: bool,
             int16_layers: str = "none", smooth_alpha: float | None = None,
             target_cosine: float = 0.99, sensitivity: str = "integer", report: bool = False,
             target: str | None = None, backend: str | None = None,
-            force_calibration: bool = False) -> None:
+            force_calibration: bool = False, exits_path: str | None = None,
+            max_accuracy_drop: str | None = None, exit_rule: str | None = None,
+            exit_outputs: str | None = None) -> None:
     """Quantize an ONNX model to integers and write a .edge bundle (an int8 .tflite model is
     already integer: it is imported and bundled as is, with no calibration)."""
     from sdk.compile import compile_model
@@ -69,6 +82,7 @@ def command(model: str, calib: str | None, output: str | None, observer: str,
         raise CalibrationError(f"{model}: an int8 .tflite model brings its own scales; drop "
                                "--calib")
     data = load_arrays(calib, [], CalibrationError, "calibration") if calib else None
+    exit_data, exit_kw = _exit_options(exits_path, max_accuracy_drop, exit_rule, exit_outputs)
     with warnings.catch_warnings(record=True) as caught, \
             allow_zero_calibration_inputs(force_calibration):
         warnings.simplefilter("always", EdgeWarning)
@@ -88,6 +102,10 @@ def command(model: str, calib: str | None, output: str | None, observer: str,
         if issubclass(w.category, EdgeWarning) and str(w.message) not in seen:
             seen.add(str(w.message))
             click.echo(f"warning: {w.message}", err=True)
+    if exit_data is not None:
+        from sdk.exits import add_exits
+
+        bundle = add_exits(bundle, exit_data, **exit_kw)
     out = Path(output) if output else Path(model).with_suffix(".edge")
     if target or backend:  # emulator-mode limits fail before anything is written
         from sdk.backends import check_fits, default_backend, partition
@@ -107,6 +125,8 @@ def command(model: str, calib: str | None, output: str | None, observer: str,
             click.echo(f"  {io['name']}: {io['shape']} {io['quant_dtype']} "
                        f"scale={q['scale']:.6g} zero_point={q['zero_point']}")
     click.echo(f"wrote {out} ({out.stat().st_size} bytes)")
+    if exit_data is not None:
+        print_exits(bundle.manifest["exits"])
     rep = getattr(bundle, "ptq_report", None)
     if report and rep is None:
         click.echo("report: the model brought its own quantization (QDQ or .tflite); nothing "
@@ -136,3 +156,36 @@ def print_report(rep) -> None:
         tried = ", ".join(f"{k}: {c:.4f}" for k, c in rep.tried)
         click.echo(f"int16 count -> worst integer output cosine: {tried}")
     click.echo(f"int16 layers: {', '.join(rep.int16) if rep.int16 else 'none'}")
+
+
+def _exit_options(path: str | None, drop: str | None, rule: str | None,
+                  outputs: str | None) -> tuple[dict | None, dict]:
+    """The --exits calibration arrays and the add_exits options, checked before anything is
+    compiled ((None, {}) without --exits)."""
+    from sdk.exits import check_drop
+
+    if path is None:
+        given = [n for n, v in (("--max-accuracy-drop", drop), ("--exit-rule", rule),
+                                ("--exit-outputs", outputs)) if v is not None]
+        if given:
+            raise CalibrationError(f"{given[0]} needs --exits HELDOUT.npz (the labelled "
+                                   "samples the exit thresholds are calibrated on)")
+        return None, {}
+    kw = {"max_accuracy_drop": check_drop(0.5 if drop is None else drop),
+          "rule": rule or "margin",
+          "exit_outputs": [o.strip() for o in outputs.split(",")] if outputs else None}
+    return load_arrays(path, [], CalibrationError, "exit calibration"), kw
+
+
+def print_exits(doc: dict) -> None:
+    """The chosen exit operating point, one line per exit."""
+    cal = doc["calibration"]
+    ch = cal["chosen"]
+    n = cal["samples"]
+    click.echo(f"exits ({doc['rule']}, {n} held-out samples): accuracy {ch['accuracy']:.2f}% "
+               f"vs {cal['accuracy_full']:.2f}% without exits, mean {ch['mean_macs']:.0f} MACs "
+               f"vs {doc['full_macs']} ({100 * cal['saved_macs']:.1f}% saved)")
+    for e, c in zip(doc["exits"], ch["exit_counts"]):
+        thr = "always" if e["threshold"] is None else f"score >= {e['threshold']}"
+        click.echo(f"  {e['name']:12s} {e['entry']:10s} {e['macs']:>10d} MACs  {thr:16s} "
+                   f"{100 * c / n:5.1f}% exit here")

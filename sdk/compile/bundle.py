@@ -700,6 +700,10 @@ def _check_manifest(m: dict, version: int, where: str) -> None:
             d = f.dict(d, f"entries[{name!r}].state[{j}]")
             for key in ("input", "output", "kind"):
                 f.get(d, key, str, f"entries[{name!r}].state[{j}]")
+    if "exits" in m:  # early exit (sdk.exits): rule, stage entries, thresholds
+        from sdk.exits.plan import check_manifest_exits
+
+        check_manifest_exits(m["exits"], seen, f.fail)
 
 
 def _check_directory(z: zipfile.ZipFile, where: str) -> dict[str, zipfile.ZipInfo]:

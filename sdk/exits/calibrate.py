@@ -1,0 +1,282 @@
+"""Threshold calibration: sweep the exit thresholds on held-out labelled data and pick the
+operating point that saves the most compute within the accuracy the user gives up.
+
+    bundle = compile_model("digits_exits.onnx", {"x": xs})
+    bundle = add_exits(bundle, {"x": xs_heldout}, labels, max_accuracy_drop=0.5)
+
+The integer graph runs once per calibration sample (every exit's integer logits); the sweep
+itself is integer comparisons over the cached scores, so any number of candidate thresholds
+costs nothing more to run. Accuracy is in percentage points; the drop is measured against
+the same integer model without exits (its last exit) on the same samples.
+"""
+
+from __future__ import annotations
+
+import itertools
+import math
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
+
+import numpy as np
+
+from sdk.errors import CalibrationError, InputError
+from sdk.exits.plan import ExitPlan, ExitSpec, ancestors, integer_tensor, split_stages, subgraph
+from sdk.exits.rules import (
+    RULES,
+    EntropyTable,
+    argmax_int,
+    patience_scores,
+)
+from sdk.ops.cost import graph_macs
+
+#: at most this many candidate thresholds per exit; a full grid up to GRID_LIMIT points
+MAX_CANDIDATES = 48
+GRID_LIMIT = 20000
+
+
+@dataclass
+class OperatingPoint:
+    thresholds: list[int]
+    accuracy: float       #: percent, on the calibration set
+    mean_macs: float
+    exit_counts: list[int]
+
+    def to_json(self) -> dict:
+        return {"thresholds": self.thresholds, "accuracy": round(self.accuracy, 4),
+                "mean_macs": round(self.mean_macs, 1), "exit_counts": self.exit_counts}
+
+
+def check_drop(max_accuracy_drop: float) -> float:
+    try:
+        d = float(max_accuracy_drop)
+    except (TypeError, ValueError):
+        d = math.nan
+    if not (math.isfinite(d) and 0 <= d <= 100):
+        raise InputError(f"--max-accuracy-drop must be accuracy points in [0, 100] (e.g. 0.5), "
+                         f"got {max_accuracy_drop!r}")
+    return d
+
+
+def exit_scores(rule: str, logits: Sequence[np.ndarray], specs: Sequence[ExitSpec],
+                gate: np.ndarray | None = None, fast: bool = False) -> np.ndarray:
+    """Integer scores [N, K-1] of the K-1 early exits under ``rule`` (NumPy spec, or the
+    Numba twins with ``fast``)."""
+    if fast:
+        from sdk.exits import fast as impl
+    else:
+        from sdk.exits import rules as impl
+    k = len(logits) - 1
+    if rule == "margin":
+        cols = [impl.margin_scores(logits[i]) for i in range(k)]
+    elif rule == "entropy":
+        cols = [impl.entropy_scores(logits[i], specs[i].table) for i in range(k)]
+    elif rule == "patience":
+        am = np.stack([impl.argmax_int(q) for q in logits], 1)
+        cols = [c for c in patience_scores(am)[:, :k].T]
+    elif rule == "gate":
+        if gate is None or gate.shape[1] < k:
+            raise InputError(f"the gate rule needs a gating output with >= {k} columns")
+        cols = [gate[:, i].astype(np.int64) for i in range(k)]
+    else:
+        raise InputError(f"unknown exit rule {rule!r}; choose one of {', '.join(RULES)}")
+    return np.stack([np.asarray(c, np.int64) for c in cols], 1)
+
+
+def _candidates(col: np.ndarray) -> np.ndarray:
+    u = np.unique(col)
+    if len(u) > MAX_CANDIDATES:
+        u = np.unique(np.quantile(u, np.linspace(0, 1, MAX_CANDIDATES), method="lower"))
+    return np.concatenate([u, [u[-1] + 1]]).astype(np.int64)  # last: never fires
+
+
+def evaluate(scores: np.ndarray, correct: np.ndarray, cum_macs: Sequence[int],
+             thresholds: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """For threshold rows [G, K-1]: accuracy (%) [G], mean MACs [G], exit counts [G, K]."""
+    s = scores[None].astype(np.int64)
+    fire = s >= thresholds[:, None, :]
+    hit = fire.any(axis=2)
+    k_last = scores.shape[1]
+    ex = np.where(hit, np.argmax(fire, axis=2), k_last)
+    n = np.arange(scores.shape[0])[None]
+    acc = correct[n, ex].mean(axis=1) * 100
+    macs = np.asarray(cum_macs, np.float64)[ex].mean(axis=1)
+    counts = np.stack([(ex == k).sum(axis=1) for k in range(k_last + 1)], 1)
+    return acc, macs, counts
+
+
+def sweep(rule: str, scores: np.ndarray, correct: np.ndarray, cum_macs: Sequence[int]
+          ) -> list[OperatingPoint]:
+    """Every candidate threshold setting's operating point (a full grid when small enough,
+    else one shared quantile level per exit; patience: one shared patience)."""
+    k = scores.shape[1]
+    if rule == "patience":
+        grid = np.array([[p] * k for p in range(1, k + 3)], np.int64)
+    else:
+        cands = [_candidates(scores[:, i]) for i in range(k)]
+        if math.prod(len(c) for c in cands) <= GRID_LIMIT:
+            grid = np.array(list(itertools.product(*cands)), np.int64)
+        else:
+            levels = np.linspace(0, 1, 4 * MAX_CANDIDATES + 1)
+            grid = np.stack([np.concatenate([np.quantile(scores[:, i], levels,
+                                                         method="lower"),
+                                             [scores[:, i].max() + 1]])
+                             for i in range(k)], 1).astype(np.int64)
+    points = []
+    for lo in range(0, len(grid), 512):
+        acc, macs, counts = evaluate(scores, correct, cum_macs, grid[lo:lo + 512])
+        points += [OperatingPoint([int(v) for v in g], float(a), float(m),
+                                  [int(c) for c in cs])
+                   for g, a, m, cs in zip(grid[lo:lo + 512], acc, macs, counts)]
+    return points
+
+
+def pareto(points: Sequence[OperatingPoint]) -> list[OperatingPoint]:
+    """The accuracy–compute curve: cheapest first, each point more accurate than all cheaper."""
+    out: list[OperatingPoint] = []
+    for p in sorted(points, key=lambda p: (p.mean_macs, -p.accuracy)):
+        if not out or p.accuracy > out[-1].accuracy + 1e-9:
+            out.append(p)
+    return out
+
+
+def choose(points: Sequence[OperatingPoint], full_accuracy: float, full_macs: int,
+           drop: float, n: int) -> OperatingPoint:
+    """The point with the fewest mean MACs whose accuracy is within ``drop`` points of the
+    model without exits; CalibrationError (one line, what was achievable) if it saves nothing."""
+    ok = [p for p in points if p.accuracy >= full_accuracy - drop - 1e-9]
+    best = min(ok, key=lambda p: (p.mean_macs, -p.accuracy)) if ok else None
+    if best is not None and best.mean_macs < full_macs:
+        return best
+    saving = [p for p in points if p.mean_macs < full_macs]
+    if not saving:
+        raise CalibrationError(f"no exit threshold saves compute on this calibration set "
+                               f"({n} samples): every setting costs at least the "
+                               f"{full_macs} MACs of the model without exits")
+    need = min(saving, key=lambda p: (full_accuracy - p.accuracy, p.mean_macs))
+    d = max(full_accuracy - need.accuracy, 0.0)
+    raise CalibrationError(
+        f"no exit thresholds stay within {drop:g} accuracy points on this calibration set "
+        f"({n} samples, {full_accuracy:.2f}% without exits, steps of {100 / n:.2f} points): "
+        f"the smallest drop that saves compute is {d:.2f} points "
+        f"({100 * (1 - need.mean_macs / full_macs):.1f}% fewer MACs); pass "
+        f"--max-accuracy-drop {math.ceil(d * 100) / 100:g} or more, or more calibration data")
+
+
+def labels_from(arrays: Mapping[str, np.ndarray], n: int) -> np.ndarray:
+    """The ``label`` (or ``labels``) array of a calibration set, checked: integers, one per
+    sample."""
+    key = next((k for k in ("label", "labels") if k in arrays), None)
+    if key is None:
+        raise CalibrationError(f"the exit calibration set has no 'label' array (it holds "
+                               f"{sorted(arrays)}); add the true class of each sample as "
+                               "'label'")
+    y = np.asarray(arrays[key])
+    if y.dtype.kind not in "iu" or y.ndim != 1 or len(y) != n:
+        raise CalibrationError(f"exit calibration '{key}' must be {n} integer class ids "
+                               f"(one per sample), got {y.dtype} {list(y.shape)}")
+    return y.astype(np.int64)
+
+
+def integer_outputs(bundle, feeds: Mapping[str, np.ndarray], tensors: Sequence[str],
+                    fast: bool = True) -> list[np.ndarray]:
+    """Run the bundle's main graph once per sample (first axis) and stack the integer
+    ``tensors`` ([N, ...] each)."""
+    exe = bundle.executable(fast)
+    names = bundle.graph.inputs
+    n = len(next(iter(feeds.values())))
+    rows: list[list[np.ndarray]] = [[] for _ in tensors]
+    for i in range(n):
+        one = bundle.check_feeds({k: np.asarray(feeds[k][i:i + 1]) for k in names})
+        res = exe.run(one, list(tensors))
+        for j, t in enumerate(tensors):
+            rows[j].append(res[t].reshape(-1))
+    return [np.stack(r) for r in rows]
+
+
+def add_exits(bundle, data: Mapping[str, np.ndarray], labels: np.ndarray | None = None, *,
+              max_accuracy_drop: float = 0.5, rule: str = "margin",
+              exit_outputs: Sequence[str] | None = None, gate_output: str | None = None):
+    """A new bundle: ``bundle``'s main graph (unchanged, entry one) plus one stage entry per
+    exit, with the calibrated exit plan in ``manifest["exits"]``.
+
+    ``data``: input name -> held-out samples (first axis), plus ``label`` unless ``labels``
+    is given. ``exit_outputs``: the classifier outputs in compute order (default: every
+    output shaped like the last one, in order, less the gate). ``gate_output``: the gating
+    output (default ``"gate"`` for the gate rule)."""
+    from sdk.compile.bundle import Bundle
+
+    drop = check_drop(max_accuracy_drop)
+    if rule not in RULES:
+        raise InputError(f"unknown exit rule {rule!r}; choose one of {', '.join(RULES)}")
+    g = bundle.graph
+    if rule == "gate" and gate_output is None:
+        gate_output = "gate"
+    if gate_output is not None and gate_output not in g.outputs:
+        raise InputError(f"gate output {gate_output!r} is not a model output; the outputs are "
+                         f"{g.outputs}")
+    if exit_outputs is None:
+        skip = {gate_output, "gate"}
+        heads = [o for o in g.outputs if o not in skip]
+        last = g.tensor(heads[-1]) if heads else None
+        exit_outputs = [o for o in heads if g.tensor(o).shape == last.shape]
+    exit_outputs = list(exit_outputs)
+    if len(exit_outputs) < 2:
+        raise InputError(f"early exit needs at least two classifier outputs; found "
+                         f"{exit_outputs} (name them with --exit-outputs)")
+    for o in exit_outputs:
+        if o not in g.outputs:
+            raise InputError(f"exit output {o!r} is not a model output; the outputs are "
+                             f"{g.outputs}")
+    missing = [i for i in g.inputs if i not in data]
+    if missing:
+        raise CalibrationError(f"the exit calibration set lacks input {missing[0]!r} (it "
+                               f"holds {sorted(data)})")
+    n = len(np.asarray(data[g.inputs[0]]))
+    y = labels_from(data, n) if labels is None else labels_from({"label": labels}, n)
+    ints = [integer_tensor(g, o) for o in exit_outputs]
+    gate_t = integer_tensor(g, gate_output) if gate_output else None
+    for t in ints:
+        if g.tensor(t).dtype not in ("int8", "int16") or g.tensor(t).quant is None:
+            raise InputError(f"exit logits {t!r} are {g.tensor(t).dtype}; early exit needs an "
+                             "integer (compiled) model")
+    stages = split_stages(g, ints, gate_t if rule == "gate" else None)
+    names = list(stages)
+    cum, total = [], 0
+    for st in stages.values():
+        total += graph_macs(st)
+        cum.append(total)
+    anc = ancestors(ints[-1], g.producers())
+    full_macs = graph_macs(subgraph(g, [n_ for n_ in g.nodes if id(n_) in anc], "full",
+                                    {ints[-1]}))
+    specs = []
+    for k, (o, t) in enumerate(zip(exit_outputs, ints)):
+        q = g.tensor(t).quant
+        scale = float(np.asarray(q.scale).reshape(-1)[0])
+        table = None
+        if rule == "entropy" and k < len(ints) - 1:
+            table = EntropyTable.build(scale, int(np.prod(g.tensor(t).shape)),
+                                       255 if g.tensor(t).dtype == "int8" else 65535)
+        specs.append(ExitSpec(o, names[k], t, scale,
+                              int(np.asarray(q.zero_point).reshape(-1)[0]), cum[k],
+                              None, table))
+    outs = integer_outputs(bundle, data, ints + ([gate_t] if rule == "gate" else []))
+    logits = outs[:len(ints)]
+    gate = outs[-1] if rule == "gate" else None
+    scores = exit_scores(rule, logits, specs, gate)
+    correct = np.stack([argmax_int(q) == y for q in logits], 1)
+    full_acc = float(correct[:, -1].mean() * 100)
+    points = sweep(rule, scores, correct, cum)
+    best = choose(points, full_acc, full_macs, drop, n)
+    for spec, t in zip(specs[:-1], best.thresholds):
+        spec.threshold = int(t)
+    curve = pareto(points)
+    plan = ExitPlan(rule, names, specs, g.inputs[0], int(full_macs),
+                    gate_t if rule == "gate" else None,
+                    {"samples": n, "max_accuracy_drop": drop, "accuracy_full": round(full_acc, 4),
+                     "chosen": best.to_json(),
+                     "saved_macs": round(1 - best.mean_macs / full_macs, 4),
+                     "curve": [p.to_json() for p in curve]})
+    out = Bundle.from_graphs({next(iter(bundle.entries)): g, **stages}, name=bundle.name)
+    out.manifest["quantization"] = dict(bundle.manifest.get("quantization", {}))
+    out.manifest["exits"] = plan.to_json()
+    return out
