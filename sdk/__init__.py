@@ -125,6 +125,16 @@ _LAZY: dict[str, str] = {
     "compile_keyword_model": "sdk.runtime.keyword_spotter:compile_keyword_model",
     "synthesize_speech": "sdk.runtime.audio_input:synthesize_speech",
     "logmel": "sdk.audio:logmel",
+    # early exit: calibrated integer exit rules, stage-by-stage sessions
+    "EarlyExitSession": "sdk.runtime.early_exit:EarlyExitSession",
+    "ExitResult": "sdk.runtime.early_exit:ExitResult",
+    "ExitPlan": "sdk.exits:ExitPlan",
+    "add_exits": "sdk.exits:add_exits",
+    "exit_integer_outputs": "sdk.exits.calibrate:integer_outputs",
+    # small language models: G2P tokenizer, KV-cached generation
+    "G2PTokenizer": "sdk.text:G2PTokenizer",
+    "GenerationSession": "sdk.runtime.generation:GenerationSession",
+    "GenerationConfig": "sdk.runtime.generation:GenerationConfig",
     # board profiles (the top-level `targets` package imports sdk, hence lazy)
     "Target": "targets:Target",
     "load_target": "targets:load_target",
