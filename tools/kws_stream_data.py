@@ -134,7 +134,7 @@ def fortune_sentences() -> dict[str, list[str]]:
                 continue  # addresses, code, tables
             for sent in re.split(r"[.!?;:()\"]+|--", para):
                 words = _WORD.findall(sent.lower())
-                if not 3 <= len(words) <= 18 or kws & set(words):
+                if not 3 <= len(words) <= 18 or kws & {w.strip("'") for w in words}:
                     continue
                 if len(" ".join(words)) < 0.7 * len(sent.strip()):
                     continue  # mostly symbols or digits
@@ -293,7 +293,7 @@ def plan(split: str, cfg: StreamConfig, speakers: list[str]) -> list[StreamSpec]
     rng = np.random.default_rng([cfg.seed, sid, 99])
     specs = []
     for ki, kind in enumerate(("kw", "free")):
-        for i in range(int(round(hours[kind] * 3600 / cfg.stream_s))):
+        for i in range(round(hours[kind] * 3600 / cfg.stream_s)):
             def voice() -> str:
                 acc = kws_dataset.ACCENTS[int(rng.integers(len(kws_dataset.ACCENTS)))]
                 return f"{acc}+{speakers[int(rng.integers(len(speakers)))]}"

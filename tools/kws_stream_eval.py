@@ -1,0 +1,343 @@
+"""Keyword spotting on continuous speech: recall and false alarms per hour across thresholds.
+
+The model streams every held-out stream of tools/kws_stream_data.py from the zero state, hop
+by hop, never reset (float: the NumPy step of sdk.models.lmuformer; integer: the step graph
+compiled by the SDK, calibrated on validation streams, run by ``StreamingSession`` with
+integer state carried between hops; many streams side by side, the same bits as one by one).
+Detection is exactly ``sdk.runtime.detection.KeywordDetector``: softmax, moving average over
+``--smoothing`` hops, the best keyword's smoothed posterior ≥ threshold, refractory period.
+
+Scoring (``sdk.runtime.keyword_spotter.score_events``): an event is a hit when it names a
+keyword said in the stream and fires between 0.1 s after its start and 1 s after its end; any
+other event is a false alarm. Recall is over the keyword streams; false alarms per hour are
+counted on the keyword-free streams (hours of audio, pauses included), the figure wake-word
+benchmarks quote. Sweeping the threshold gives the DET curve (``--plot FILE.png``).
+
+Operating point: ``--choose`` (on the validation split) picks the lowest threshold whose false
+alarms per hour on every validation condition are ≤ ``--target-fa-per-h``, and stores it with
+the model (``stream_operating_point`` in ``<model>.json``); on the test split the stored point
+is reported, never re-tuned.
+
+Usage::
+
+    python tools/kws_stream_eval.py samples/kws/models/kws_lmuformer_nonspiking.npz \\
+        --split val --choose
+    python tools/kws_stream_eval.py samples/kws/models/kws_lmuformer_nonspiking.npz \\
+        --split test --precision float int --plot det.png --json out.json
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+import kws_stream_data
+
+from sdk.models import LMUFormerWeights, build_step_onnx, initial_state, lmuformer_step
+from sdk.runtime.keyword_spotter import FEATURE_SCALE, SPEECH_COMMANDS_12
+
+KEYWORDS = list(SPEECH_COMMANDS_12[:10])
+HOP_S = 0.01
+THRESHOLDS = np.unique(np.round(np.concatenate([
+    np.linspace(0.05, 0.95, 19), 1.0 - np.logspace(-1.3, -4, 28)]), 6))
+
+
+def stream_features(data: dict[str, np.ndarray]) -> list[np.ndarray]:
+    """Per stream, model input ``[T, n_mels]`` float32 (Q8 log2 / 256)."""
+    off = data["offsets"]
+    return [data["feats"][off[i]:off[i + 1]] for i in range(len(off) - 1)]
+
+
+def float_logits(model: LMUFormerWeights, streams: list[np.ndarray], batch: int = 64
+                 ) -> list[np.ndarray]:
+    """Frame logits of each stream, streams stepped side by side (NumPy float32 step)."""
+    out = []
+    for b0 in range(0, len(streams), batch):
+        group = streams[b0:b0 + batch]
+        t_max = max(len(s) for s in group)
+        x = np.zeros((t_max, len(group), group[0].shape[1]), np.float32)
+        for j, s in enumerate(group):
+            x[:len(s), j] = s.astype(np.float32) * np.float32(FEATURE_SCALE)
+        state = initial_state(model.config, batch=len(group))
+        rows = np.empty((t_max, len(group), model.config.n_classes), np.float32)
+        for t in range(t_max):
+            rows[t], state, _ = lmuformer_step(model, x[t], state)
+        out += [rows[:len(s), j] for j, s in enumerate(group)]
+    return out
+
+
+def compile_integer(model: LMUFormerWeights, calib_streams: list[np.ndarray],
+                    hops: int = 6000):
+    """The step graph compiled to integers, calibrated on every feed the float model sees
+    while streaming the first ``hops`` hops of each calibration stream."""
+    from sdk.compile import compile_model
+    from sdk.models import step_calibration_data
+
+    t = min(hops, min(len(s) for s in calib_streams))
+    feats = np.stack([s[:t] for s in calib_streams]).astype(np.float32) * np.float32(
+        FEATURE_SCALE)
+    feeds = step_calibration_data(model, feats)
+    return compile_model(build_step_onnx(model), feeds)
+
+
+def integer_logits(bundle, streams: list[np.ndarray], batch: int = 64) -> list[np.ndarray]:
+    """Dequantized frame logits of the integer model, ``batch`` streams side by side: the
+    bundle's graph with its batch dimension widened (every kernel works row by row, so each
+    stream gets the bits it would get alone; tests/streaming checks this)."""
+    from sdk.runtime.streaming import StreamingSession
+
+    out = []
+    sessions: dict[int, StreamingSession] = {}
+    for b0 in range(0, len(streams), batch):
+        group = streams[b0:b0 + batch]
+        n = len(group)
+        if n not in sessions:
+            g = bundle.graph.copy()
+            for t in g.tensors.values():
+                if t.data is None and t.shape is not None and len(t.shape) >= 2 \
+                        and t.shape[0] == 1:
+                    t.shape = (n, *t.shape[1:])
+            sessions[n] = StreamingSession(g, fast=True)
+        sess = sessions[n]
+        sess.reset()
+        t_max = max(len(s) for s in group)
+        x = np.zeros((t_max, n, group[0].shape[1]), np.float32)
+        for j, s in enumerate(group):
+            x[:len(s), j] = s.astype(np.float32) * np.float32(FEATURE_SCALE)
+        rows = sess.steps(x)["logits"]
+        out += [np.asarray(rows[:len(s), j], np.float32) for j, s in enumerate(group)]
+    return out
+
+
+def smoothed_keyword_scores(logits: np.ndarray, smoothing: int) -> tuple[np.ndarray, np.ndarray]:
+    """Per hop the best keyword's moving-average posterior and its index (KeywordDetector)."""
+    z = logits.astype(np.float64)
+    p = np.exp(z - z.max(axis=1, keepdims=True))
+    p /= p.sum(axis=1, keepdims=True)
+    c = np.cumsum(np.vstack([np.zeros((1, p.shape[1])), p]), axis=0)
+    lo = np.maximum(np.arange(1, len(p) + 1) - smoothing, 0)
+    sm = (c[1:] - c[lo]) / smoothing
+    kw = sm[:, :len(KEYWORDS)]
+    best = kw.argmax(axis=1)
+    return kw[np.arange(len(kw)), best].astype(np.float32), best.astype(np.int8)
+
+
+def detect(score: np.ndarray, best: np.ndarray, threshold: float, refractory_hops: int
+           ) -> list[tuple[int, float]]:
+    """Events ``(keyword index, time s)`` as KeywordDetector fires them (hop h ends at h·10 ms)."""
+    events = []
+    last = -(1 << 62)
+    for i in np.nonzero(score >= threshold)[0]:
+        hop = int(i) + 1
+        if hop - last >= refractory_hops:
+            last = hop
+            events.append((int(best[i]), hop * HOP_S))
+    return events
+
+
+def score_stream(events: list[tuple[int, float]], truth: list[tuple[int, float, float]],
+                 early_s: float = 0.1, late_s: float = 1.0) -> tuple[int, int]:
+    """(hits, false alarms) as sdk.runtime.keyword_spotter.score_events counts them."""
+    hit: set[int] = set()
+    fa = 0
+    for w, t in events:
+        k = next((k for k, (kw, a, b) in enumerate(truth) if k not in hit and kw == w
+                  and a + early_s <= t <= b + late_s), None)
+        if k is None:
+            fa += 1
+        else:
+            hit.add(k)
+    return len(hit), fa
+
+
+def sweep(scores: dict[str, list], truth: list[list], hours_free: float, hours_kw: float,
+          refractory_hops: int, thresholds: np.ndarray = THRESHOLDS) -> list[dict]:
+    """Recall (kw streams), false alarms per hour (free streams), per threshold."""
+    n_kw = sum(len(t) for t in truth)
+    rows = []
+    for th in thresholds:
+        hits = fa_kw = 0
+        for (s, b), tr in zip(scores["kw"], truth):
+            h, f = score_stream(detect(s, b, th, refractory_hops), tr)
+            hits += h
+            fa_kw += f
+        fa_free = sum(len(detect(s, b, th, refractory_hops)) for s, b in scores["free"])
+        rows.append({"threshold": float(th), "recall": hits / max(n_kw, 1), "hits": hits,
+                     "keywords": n_kw, "false_alarms_free": fa_free,
+                     "fa_per_hour": fa_free / hours_free, "false_alarms_kw_streams": fa_kw,
+                     "fa_per_hour_kw_streams": fa_kw / hours_kw})
+    return rows
+
+
+def at_threshold(rows: list[dict], th: float) -> dict:
+    """The sweep row of the threshold closest to ``th`` from above (``th`` is on the grid
+    when it was chosen by ``--choose``)."""
+    ok = [r for r in rows if r["threshold"] >= th - 1e-9]
+    return ok[0] if ok else rows[-1]
+
+
+def best_at_fa(rows: list[dict], fa_per_h: float) -> dict | None:
+    """The highest-recall row with false alarms per hour ≤ ``fa_per_h``."""
+    ok = [r for r in rows if r["fa_per_hour"] <= fa_per_h + 1e-12]
+    return max(ok, key=lambda r: (r["recall"], -r["threshold"])) if ok else None
+
+
+def plot(curves: dict[str, list[dict]], path: str, title: str) -> None:
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    fig, ax = plt.subplots(figsize=(6.4, 4.6))
+    for name, rows in curves.items():
+        fa = [max(r["fa_per_hour"], 1e-3) for r in rows]
+        miss = [100.0 * (1 - r["recall"]) for r in rows]
+        ax.plot(fa, miss, marker=".", label=name)
+    ax.axvline(0.1, color="grey", ls="--", lw=0.8)
+    ax.axhline(5.0, color="grey", ls=":", lw=0.8)
+    ax.set_xscale("log")
+    ax.set_xlabel("false alarms per hour of keyword-free speech (0 drawn at 1e-3)")
+    ax.set_ylabel("miss rate % (100 − recall)")
+    ax.set_title(title, fontsize=9)
+    ax.grid(True, which="both", alpha=0.3)
+    ax.legend(fontsize=8)
+    fig.tight_layout()
+    fig.savefig(path, dpi=120)
+
+
+def main(argv: list[str] | None = None) -> int:
+    ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    ap.add_argument("model", help="checkpoint .npz (tools/train_kws.py)")
+    ap.add_argument("--data", default="data/kws_stream")
+    ap.add_argument("--seed", type=int, default=0)
+    ap.add_argument("--split", default="test", choices=["val", "test"])
+    ap.add_argument("--conditions", nargs="+", default=["clean", "snr10"])
+    ap.add_argument("--precision", nargs="+", default=["float", "int"],
+                    choices=["float", "int"])
+    ap.add_argument("--smoothing", type=int, default=None,
+                    help="moving-average hops (default: the stored operating point's, else 30)")
+    ap.add_argument("--refractory", type=float, default=1.0)
+    ap.add_argument("--max-free-hours", type=float, default=None,
+                    help="use only this many hours of keyword-free streams (quick runs)")
+    ap.add_argument("--choose", action="store_true",
+                    help="choose the operating point here (val split) and store it with the "
+                         "model")
+    ap.add_argument("--target-fa-per-h", type=float, default=0.1)
+    ap.add_argument("--plot", help="write the DET curve(s) to this PNG")
+    ap.add_argument("--json", help="write every figure here")
+    a = ap.parse_args(argv)
+    if a.choose and a.split != "val":
+        ap.error("--choose picks the operating point on validation streams; use --split val")
+    model = LMUFormerWeights.load(a.model)
+    meta_path = Path(a.model).with_suffix(".json")
+    meta = json.loads(meta_path.read_text()) if meta_path.is_file() else {}
+    stored = meta.get("stream_operating_point")
+    smoothing = a.smoothing or (stored or {}).get("smoothing_hops", 30)
+    refr = int(np.ceil(a.refractory / HOP_S - 1e-9))
+    cfg = kws_stream_data.StreamConfig(seed=a.seed)
+    folder = Path(a.data) / cfg.key()
+    report: dict = {"model": a.model, "split": a.split, "smoothing_hops": smoothing,
+                    "refractory_s": a.refractory, "curves": {}, "summary": {}}
+    bundle = None
+    curves: dict[str, list[dict]] = {}
+    for cond in a.conditions:
+        data = {k: kws_stream_data.load(folder, a.split, k, cond) for k in ("kw", "free")}
+        streams = {k: stream_features(d) for k, d in data.items()}
+        if a.max_free_hours is not None:
+            keep, total = [], 0.0
+            for s in streams["free"]:
+                if total >= a.max_free_hours:
+                    break
+                keep.append(s)
+                total += len(s) * HOP_S / 3600
+            streams["free"] = keep
+        hours = {k: sum(len(s) for s in v) * HOP_S / 3600 for k, v in streams.items()}
+        d = data["kw"]
+        truth = [[] for _ in streams["kw"]]
+        for i, w, s0, s1 in zip(d["ev_stream"], d["ev_word"], d["ev_start"], d["ev_end"]):
+            truth[int(i)].append((int(w), float(s0), float(s1)))
+        for prec in a.precision:
+            t0 = time.perf_counter()
+            if prec == "float":
+                logit = {k: float_logits(model, v) for k, v in streams.items()}
+            else:
+                if bundle is None:
+                    cal = kws_stream_data.load(folder, "val", "kw", "snr10")
+                    bundle = compile_integer(model, stream_features(cal)[:8])
+                logit = {k: integer_logits(bundle, v) for k, v in streams.items()}
+            run_s = time.perf_counter() - t0
+            scores = {k: [smoothed_keyword_scores(z, smoothing) for z in v]
+                      for k, v in logit.items()}
+            rows = sweep(scores, truth, hours["free"], hours["kw"], refr)
+            name = f"{prec} {cond}"
+            curves[name] = rows
+            summ = {"hours_free": hours["free"], "hours_kw": hours["kw"],
+                    "keywords": rows[0]["keywords"], "model_seconds": run_s}
+            best = best_at_fa(rows, a.target_fa_per_h)
+            summ["best_on_this_split_at_target"] = best
+            if stored and not a.choose:
+                summ["at_stored_threshold"] = at_threshold(rows, stored["threshold"])
+            report["summary"][name] = summ
+            msg = (f"{name:12s}: {hours['free']:.2f} h keyword-free, {rows[0]['keywords']} "
+                   f"keywords in {hours['kw']:.2f} h; model {run_s:.0f} s")
+            if best:
+                msg += (f"; best recall with ≤ {a.target_fa_per_h:g} FA/h (threshold "
+                        f"{best['threshold']:.4f}, chosen ON THIS SPLIT): "
+                        f"{best['recall'] * 100:.1f}% at {best['fa_per_hour']:.3f} FA/h")
+            print(msg, flush=True)
+            if "at_stored_threshold" in summ:
+                r = summ["at_stored_threshold"]
+                print(f"{'':14s}stored operating point (threshold {stored['threshold']:.4f}, "
+                      f"from validation): recall {r['recall'] * 100:.1f}% "
+                      f"({r['hits']}/{r['keywords']}), {r['false_alarms_free']} false alarms "
+                      f"in {hours['free']:.2f} h = {r['fa_per_hour']:.3f}/h (keyword streams: "
+                      f"{r['fa_per_hour_kw_streams']:.2f}/h)", flush=True)
+    report["curves"] = curves
+    print("\nthreshold  " + "  ".join(f"{n:>22s}" for n in curves))
+    for i, th in enumerate(THRESHOLDS):
+        if i % 3 and i != len(THRESHOLDS) - 1:
+            continue
+        print(f"{th:9.4f}  " + "  ".join(
+            f"{c[i]['recall'] * 100:6.1f}% {c[i]['fa_per_hour']:8.2f} FA/h" for c in
+            curves.values()))
+    if a.choose:
+        ths = []
+        for th_i, th in enumerate(THRESHOLDS):
+            if all(c[th_i]["fa_per_hour"] <= a.target_fa_per_h for c in curves.values()):
+                ths.append((th_i, th))
+                break
+        if not ths:
+            print(f"no threshold keeps every validation curve ≤ {a.target_fa_per_h} FA/h; "
+                  "nothing stored")
+            return 1
+        th_i, th = ths[0]
+        point = {"threshold": float(th), "smoothing_hops": smoothing,
+                 "refractory_s": a.refractory, "target_fa_per_hour": a.target_fa_per_h,
+                 "chosen_on": f"validation streams ({', '.join(curves)}), lowest threshold "
+                              "with every curve at or under the target",
+                 "validation": {n: {"recall": c[th_i]["recall"],
+                                    "fa_per_hour": c[th_i]["fa_per_hour"]}
+                                for n, c in curves.items()}}
+        meta["stream_operating_point"] = point
+        meta_path.write_text(json.dumps(meta, indent=1))
+        report["operating_point"] = point
+        print(f"operating point stored in {meta_path}: threshold {th:.4f} "
+              + ", ".join(f"{n} recall {v['recall'] * 100:.1f}% / {v['fa_per_hour']:.3f} FA/h"
+                          for n, v in point["validation"].items()))
+    if a.plot:
+        plot(curves, a.plot, f"{Path(a.model).name}, {a.split} streams (held-out voices)")
+        print(f"DET curve: {a.plot}")
+    if a.json:
+        Path(a.json).write_text(json.dumps(report, indent=1))
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
