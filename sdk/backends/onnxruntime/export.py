@@ -75,11 +75,20 @@ class _Exporter:
         return self.add("DequantizeLinear", [self.tensor_input(name), self.const("s", s),
                                              self.const("z", z)], **attrs)
 
-    def q(self, xf: str, out: str, node: Node, value: str | None = None) -> str:
+    def q(self, xf: str, out: str, node: Node, value: str | None = None,
+          in_scale: Any = None) -> str:
         """Quantize ``xf`` with the quantization of IR tensor ``out`` (and the node's
-        activation clamp) into the ONNX value ``value`` (default: ``out``)."""
+        activation clamp) into the ONNX value ``value`` (default: ``out``).
+
+        ``in_scale`` is the scale of the float value ``xf`` (the product of the input scales).
+        The node's own multiplier (``m0``, ``shift``) is what the integer graph computes; when
+        the lowering folded a constant into it (a score divided by √d, a scalar Mul), it is not
+        ``in_scale / s_out``: the quantize then uses ``in_scale / M`` so ONNX Runtime computes
+        the same product, and a node whose channels disagree differently is refused."""
         value = value or out
         s, z, _ = self.qparams(out)
+        if in_scale is not None and "m0" in node.attrs and "shift" in node.attrs:
+            s = _honour_multiplier(node, np.asarray(in_scale, np.float64), s)
         lo, hi = qrange(self.g.tensor(out).dtype)
         a_lo, a_hi = int(node.attrs.get("act_min", lo)), int(node.attrs.get("act_max", hi))
         if (a_lo, a_hi) == (lo, hi):
@@ -89,6 +98,24 @@ class _Exporter:
         dt = self.g.tensor(out).dtype
         return self.add("Clip", [qv, self.const("lo", np.array(a_lo, dt)),
                                  self.const("hi", np.array(a_hi, dt))], [value])
+
+
+def _honour_multiplier(node: Node, in_scale: np.ndarray, s_out: np.ndarray) -> np.ndarray:
+    """The output scale that makes ``round(acc · in_scale / scale)`` the node's multiplier."""
+    m0 = np.asarray(node.attrs["m0"], np.float64).ravel()
+    shift = np.asarray(node.attrs["shift"], np.float64).ravel()
+    m_node = m0 * np.exp2(shift - 31)
+    m_scales = np.ravel(in_scale) / float(np.ravel(s_out)[0]) if np.size(s_out) == 1 else None
+    if m_scales is None or np.any(m_node == 0):
+        return s_out
+    ratio = np.broadcast_to(m_scales, np.broadcast_shapes(m_scales.shape, m_node.shape)) / m_node
+    # m0 holds 31 bits: a multiplier derived from the same scales agrees to ~1e-9
+    if np.allclose(ratio, 1.0, rtol=1e-6, atol=0):
+        return s_out
+    if not np.allclose(ratio, ratio[0], rtol=1e-6, atol=0):
+        raise _Refuse("its multiplier folds a per-channel factor the tensor scales do not carry")
+    return np.asarray(np.float64(np.ravel(s_out)[0]) * ratio[0], np.float32).reshape(
+        np.shape(s_out))
 
 
 def _bias(e: _Exporter, node: Node, w_scale: np.ndarray) -> str | None:
@@ -121,7 +148,7 @@ def _fc(e: _Exporter, node: Node) -> None:
         b = _bias(e, node, s_w)
         if b is not None:
             y = e.add("Add", [y, b])
-        e.q(y, node.outputs[0], node)
+        e.q(y, node.outputs[0], node, in_scale=_product(e, x, s_w))
         return
     # ONNX Runtime 1.32's QDQ rewrite of MatMul+Add on a 3-D input (and its propagation of
     # Q/DQ around a float Reshape) builds a QuantizeLinear it then rejects (int8 output,
@@ -136,7 +163,7 @@ def _fc(e: _Exporter, node: Node) -> None:
     if b is not None:
         y = e.add("Add", [y, b])
     out = node.outputs[0]
-    q2 = e.q(y, out, node, value=e.fresh("fc_2d_q"))
+    q2 = e.q(y, out, node, value=e.fresh("fc_2d_q"), in_scale=_product(e, x, s_w))
     out_shape = [int(d) for d in x_shape[:-1]] + [int(wt.data.shape[0])]
     e.add("Reshape", [q2, e.const("shape", np.array(out_shape, np.int64))], [out])
 
@@ -159,18 +186,28 @@ def _conv(e: _Exporter, node: Node) -> None:
     y = e.add("Conv", ins, strides=list(a.get("strides", [1, 1])), pads=list(a.get("pads", [0] * 4)),
               dilations=list(a.get("dilations", [1, 1])), group=group,
               kernel_shape=list(wt.shape[2:]))
-    e.q(y, node.outputs[0], node)
+    e.q(y, node.outputs[0], node, in_scale=_product(e, x, s_w))
 
 
 def _binary(onnx_op: str) -> Callable[[_Exporter, Node], None]:
     def export(e: _Exporter, node: Node) -> None:
         y = e.add(onnx_op, [e.dq(node.inputs[0]), e.dq(node.inputs[1])])
-        e.q(y, node.outputs[0], node)
+        in_scale = (_product(e, node.inputs[0], e.qparams(node.inputs[1])[0])
+                    if onnx_op in ("MatMul", "Mul") else None)
+        e.q(y, node.outputs[0], node, in_scale=in_scale)
     return export
 
 
 def _requantize(e: _Exporter, node: Node) -> None:
-    e.q(e.dq(node.inputs[0]), node.outputs[0], node)
+    e.q(e.dq(node.inputs[0]), node.outputs[0], node,
+        in_scale=np.float64(np.ravel(e.qparams(node.inputs[0])[0])[0]))
+
+
+def _product(e: _Exporter, x: str, other_scale: Any) -> np.ndarray:
+    """The scale of a float product of ``x`` (dequantized) and an operand of ``other_scale``,
+    as ONNX Runtime forms it (float32 scales)."""
+    s_x = np.float64(np.float32(np.ravel(e.qparams(x)[0])[0]))
+    return s_x * np.asarray(other_scale, np.float32).astype(np.float64).ravel()
 
 
 def _clamp(e: _Exporter, node: Node) -> None:
