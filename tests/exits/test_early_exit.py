@@ -151,3 +151,23 @@ def test_a_malformed_exit_plan_is_refused_on_load(bundles, tmp_path):
                 z.writestr(n, src.read(n))
     with pytest.raises(ModelFormatError, match=r"exits.exits\[0\].threshold"):
         load_bundle(tmp_path / "bad.edge")
+
+
+@pytest.mark.parametrize("backend", ["onnxruntime", "litert"])
+def test_ort_and_litert_run_each_stage_as_its_own_graph(bundles, test_split, backend):
+    pytest.importorskip("onnxruntime" if backend == "onnxruntime" else "ai_edge_litert")
+    x, y = test_split
+    ref = EarlyExitSession(bundles[0])
+    sess = EarlyExitSession(bundles[0], backend=backend)
+    for st in sess.stages:  # every node of every stage entry on the backend, no fallback
+        assert st.plan.backend == backend
+        assert all(a.backend == backend for a in st.plan.assignments), str(st.plan)
+    agree = 0
+    for xi in x[:60]:
+        a, b = sess.run({"x": xi[None]}), ref.run({"x": xi[None]})
+        agree += (a.exit, a.label) == (b.exit, b.label)
+        # the backends' integer kernels round within a unit: scores within 2 integer steps
+        assert all(abs(p - q) <= 2 for p, q in zip(a.scores, b.scores)), (a.scores, b.scores)
+    assert agree >= 58
+    full = sess.run_full({"x": x[0][None]})
+    assert full.exit == 2 and full.macs == sess.plan.full_macs
