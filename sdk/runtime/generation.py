@@ -1,0 +1,445 @@
+"""KV-cached integer generation for small encoder-decoder and decoder-only language models.
+
+A generation bundle (:func:`compile_generation_model`) holds integer entry graphs over one
+weight store, and its manifest metadata (``slm``) says which model kind it is:
+
+* encoder-decoder: ``encoder`` (token ids + mask → the cross-attention keys and values of
+  every decoder layer, run **once per input**) and ``decoder_step`` (one token; a
+  fixed-capacity int8 self-attention KV cache per layer, declared as ``kv_cache`` state and
+  written by ``KVCacheWrite``, a ``CausalMask`` in front of each self-attention Shiftmax);
+* decoder-only: ``prefill`` (the whole prompt, any length up to the capacity) and
+  ``decoder_step`` over the same caches.
+
+Both decoders are compiled from the float graph over ``capacity`` tokens with a constant
+causal mask (so calibration sees causal attention); the integer mask constant is then
+replaced by the position-driven ``CausalMask`` (:func:`sdk.add_kv_cache`). Positions feed
+the integer RoPE tables (``Gather`` of an int8 cos/sin table by ``positions``).
+
+:class:`GenerationSession` runs them: greedy, beam search, seeded top-k / top-p sampling,
+stop tokens, ``max_new_tokens``, a token iterator (:meth:`GenerationSession.stream`), and a
+one-line :class:`~sdk.errors.InputError` when the input or the generation would pass the
+compiled capacity. Logits stay integers for greedy and beam ranking (one per-tensor scale:
+the order is the float order); sampling dequantizes them.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+from collections.abc import Callable, Iterator, Mapping, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from sdk.errors import GraphError, InputError
+
+STRATEGIES = ("greedy", "beam", "sample")
+
+
+@dataclass
+class GenerationConfig:
+    """How to pick tokens. ``max_new_tokens`` None: up to the compiled capacity.
+    ``strategy``: greedy | beam (``num_beams``, ``length_penalty``) | sample (``top_k``
+    0 = off, ``top_p`` 1.0 = off, ``temperature``, ``seed``)."""
+
+    max_new_tokens: int | None = None
+    strategy: str = "greedy"
+    num_beams: int = 4
+    length_penalty: float = 1.0
+    top_k: int = 0
+    top_p: float = 1.0
+    temperature: float = 1.0
+    seed: int = 0
+    stop_tokens: tuple[int, ...] | None = None
+
+    def check(self) -> None:
+        if self.strategy not in STRATEGIES:
+            raise InputError(f"strategy {self.strategy!r} is not one of {', '.join(STRATEGIES)}")
+        if self.max_new_tokens is not None and self.max_new_tokens < 1:
+            raise InputError(f"max_new_tokens must be >= 1, got {self.max_new_tokens}")
+        if self.num_beams < 1:
+            raise InputError(f"num_beams must be >= 1, got {self.num_beams}")
+        if self.top_k < 0 or not (0.0 < self.top_p <= 1.0) or self.temperature <= 0:
+            raise InputError("sampling needs top_k >= 0, 0 < top_p <= 1 and temperature > 0 "
+                             f"(got {self.top_k}, {self.top_p}, {self.temperature})")
+
+
+# -- compile ---------------------------------------------------------------------------------
+def _cacheable(graph: Any, layers: int, capacity: int) -> Any:
+    """The compiled full-sequence decoder → the same graph over KV caches (in place)."""
+    from sdk.graph.state import add_kv_cache
+
+    producers = graph.producers()
+    scores = []
+    for j in range(layers):
+        masked = [n for n in graph.nodes if n.op == "QAdd" and n.inputs[0] == f"self{j}_scores"]
+        if len(masked) != 1 or not graph.tensor(masked[0].inputs[1]).is_constant:
+            raise GraphError(f"decoder layer {j}: no constant causal mask on self{j}_scores; "
+                             "build the decoder with sdk.models.slm.decoder_onnx(mode='full')")
+        add = masked[0]
+        bias = graph.tensor(add.inputs[1])
+        # the constant triangle gives way to CausalMask at the cache position: a zero bias
+        # keeps the QAdd's regridding of the kept scores exactly as calibrated
+        zero = graph.unique_name(f"self{j}_scores_no_bias")
+        graph.add_constant(zero, np.zeros((1,) * len(bias.shape), bias.dtype), bias.quant)
+        add.inputs[1] = zero
+        scores.append(add.outputs[0])
+        for n in (f"k{j}_rows", f"v{j}_rows"):
+            if n not in graph.tensors or n not in producers:
+                raise GraphError(f"decoder has no tensor {n!r} to cache")
+    rows = {}
+    for j in range(layers):
+        rows[f"k{j}_rows"] = f"k_cache{j}"
+        rows[f"v{j}_rows"] = f"v_cache{j}"
+    add_kv_cache(graph, rows, scores, capacity, position="pos")
+    from sdk.quant.fuse import remove_dead_nodes
+
+    remove_dead_nodes(graph)
+    return graph
+
+
+def compile_generation_model(cfg: Any, weights: Mapping[str, np.ndarray],
+                             samples: Sequence[tuple[Sequence[int], Sequence[int]]],
+                             name: str = "slm", src_len: int | None = None,
+                             capacity: int | None = None, meta: Mapping | None = None) -> Any:
+    """Compile an :class:`sdk.models.slm.SLMConfig` model to a generation bundle.
+
+    ``samples``: (input ids, output ids) pairs of real task data for calibration (the float
+    model's own activations on them set every grid; the encoder's outputs feed the decoder's
+    calibration). ``src_len`` / ``capacity`` override the config's encoder length and cache
+    capacity (e.g. a benchmark at longer inputs).
+    """
+    import dataclasses
+
+    from sdk.compile import Bundle, compile_model
+    from sdk.frontends import load_onnx
+    from sdk.models.slm import decoder_onnx, encoder_onnx
+    from sdk.ops.shapes import with_input_shapes
+    from sdk.runtime.session import Session
+    from sdk.text import BOS, EOS, SEP
+
+    cfg = dataclasses.replace(cfg, max_src=src_len or cfg.max_src,
+                              capacity=capacity or cfg.capacity)
+    S, C = cfg.max_src, cfg.capacity
+    if not samples:
+        raise InputError("compile_generation_model needs calibration samples")
+    entries = {}
+    n = len(samples)
+    pos = np.tile(np.arange(C, dtype=np.int64), (n, 1, 1))
+    toks = np.zeros((n, 1, C), np.int64)
+    if cfg.encdec:
+        ids = np.zeros((n, 1, S), np.int64)
+        mask = np.zeros((n, 1, S), np.int64)
+        for i, (src, tgt) in enumerate(samples):
+            src = list(src)[:S]
+            ids[i, 0, :len(src)], mask[i, 0, :len(src)] = src, 1
+            seq = ([BOS] + list(tgt) + [EOS]) * C
+            toks[i, 0] = seq[:C]  # repeated: every position sees in-task tokens
+        enc_model = encoder_onnx(cfg, weights)
+        enc = compile_model(enc_model, {"input_ids": ids, "attention_mask": mask})
+        fenc = Session(load_onnx(enc_model))
+        outs = [fenc.run({"input_ids": ids[i], "attention_mask": mask[i]}) for i in range(n)]
+        calib = {"tokens": toks, "positions": pos, "enc_mask": mask}
+        for k in outs[0]:
+            calib[k] = np.stack([o[k] for o in outs])
+        entries["encoder"] = enc.graph
+    else:
+        for i, (src, tgt) in enumerate(samples):
+            seq = (list(src) + [SEP] + list(tgt) + [EOS]) * C
+            toks[i, 0] = seq[:C]
+        calib = {"tokens": toks, "positions": pos}
+    dec = compile_model(decoder_onnx(cfg, weights, C, "full"), calib)
+    full = dec.graph.copy()
+    cached = _cacheable(dec.graph, cfg.dec_layers, C)
+    if not cfg.encdec:
+        entries["prefill"] = with_input_shapes(cached, {"tokens": [1, -1], "positions": [1, -1]})
+    entries["decoder_step"] = with_input_shapes(cached, {"tokens": [1, 1], "positions": [1, 1]})
+    entries["decoder_full"] = full
+    slm = {"kind": "encdec" if cfg.encdec else "deconly", "config": cfg.to_json(),
+           "tokenizer": "g2p-char-arpabet", **dict(meta or {})}
+    for g in entries.values():
+        g.metadata["slm"] = json.dumps(slm)
+    return Bundle.from_graphs(entries, name=name)
+
+
+# -- run -------------------------------------------------------------------------------------
+@dataclass
+class Generated:
+    """One finished sequence: token ids (without the stop token), its log-probability score,
+    and why it ended (``stop`` token, ``max_new_tokens`` or ``capacity``)."""
+
+    tokens: list[int]
+    score: float = 0.0
+    finished: str = "stop"
+    first_token_s: float | None = None
+    steps: int = 0
+    extra: dict = field(default_factory=dict)
+
+
+class GenerationSession:
+    """Generate with an integer generation bundle (see the module docstring).
+
+    ``GenerationSession("samples/slm/encdec.edge").generate(ids)``; ``stream`` yields
+    token ids one at a time. ``fast``: the Numba kernels (False: the NumPy reference).
+    """
+
+    def __init__(self, model: Any, fast: bool = True) -> None:
+        from sdk.compile import Bundle, load_bundle
+        from sdk.runtime.session import Session
+
+        bundle = model if isinstance(model, Bundle) else load_bundle(model)
+        names = bundle.entry_names
+        if "decoder_step" not in names:
+            raise InputError(f"{getattr(model, 'name', model)} is not a generation bundle (no "
+                             "decoder_step entry); build one with sdk.compile_generation_model "
+                             "or tools/slm_eval.py --compile")
+        meta = bundle.entry("decoder_step").metadata.get("slm")
+        info = json.loads(meta) if isinstance(meta, str) else dict(meta or {})
+        self.meta = info
+        self.kind = info.get("kind", "encdec" if "encoder" in names else "deconly")
+        cfg = info.get("config", {})
+        self.bundle = bundle
+        self.step = Session(bundle, fast=fast, integer_io=True, entry="decoder_step")
+        self.encoder = self.step.entry("encoder") if self.kind == "encdec" else None
+        self.prefill = self.step.entry("prefill") if self.kind == "deconly" else None
+        decl = self.step.state_decls
+        self.capacity = int(decl[0].capacity) if decl else int(cfg.get("capacity", 0))
+        self.max_src = int(cfg.get("max_src", 0)) if self.kind == "encdec" else self.capacity
+        self.vocab = int(cfg.get("vocab", 0))
+        from sdk.text import BOS, EOS, SEP
+
+        self.bos, self.eos, self.sep = BOS, EOS, SEP
+        out = {o.name: o for o in self.step.outputs}["logits"]
+        self._logit_scale = float(np.asarray(out.quant.scale)) if out.quant is not None else 1.0
+        self._logit_zp = int(np.asarray(out.quant.zero_point)) if out.quant is not None else 0
+        self._step_in = {i.name: i for i in self.step.inputs}
+
+    # -- pieces ------------------------------------------------------------------------
+    def _quantize_like(self, name: str, value: np.ndarray) -> np.ndarray:
+        info = self._step_in[name]
+        if np.asarray(value).dtype == np.dtype(info.dtype):
+            return value
+        from sdk.kernels.quantize import quantize_linear
+
+        return quantize_linear(value, info.quant.scale, info.quant.zero_point, info.dtype)
+
+    def encode(self, ids: Sequence[int]) -> dict[str, np.ndarray]:
+        """Encoder-decoder: run the encoder once; the decoder feeds it gives (cross K/V on
+        the decoder's input grids, the encoder mask)."""
+        if self.encoder is None:
+            raise InputError("a decoder-only model has no encoder; call generate() directly")
+        ids = list(ids)
+        if not ids:
+            raise InputError("empty input: give at least one token")
+        if len(ids) > self.max_src:
+            raise InputError(f"input has {len(ids)} tokens; this model's encoder was compiled "
+                             f"for at most {self.max_src} (recompile with a larger src_len)")
+        x = np.zeros((1, self.max_src), np.int64)
+        m = np.zeros((1, self.max_src), np.int64)
+        x[0, :len(ids)], m[0, :len(ids)] = ids, 1
+        out = self.encoder.run({"input_ids": x, "attention_mask": m})
+        feeds = {"enc_mask": m}
+        enc_out = {o.name: o for o in self.encoder.outputs}
+        for k, v in out.items():
+            q = enc_out[k].quant
+            from sdk.kernels.quantize import dequantize_linear
+
+            f = dequantize_linear(v, q.scale, q.zero_point) if q is not None else v
+            feeds[k] = self._quantize_like(k, f)  # onto the decoder's input grid
+        return feeds
+
+    def _decode(self, feeds: Mapping[str, np.ndarray], tokens: Sequence[int], state: Any
+                ) -> np.ndarray:
+        """Write ``tokens`` at the state's position; integer logits of the last one [V]."""
+        t = len(tokens)
+        p = state.position
+        if p + t > self.capacity:
+            raise InputError(f"the KV cache holds {self.capacity} tokens; writing {t} more at "
+                             f"position {p} would pass it (recompile with a larger capacity)")
+        f = dict(feeds)
+        f["tokens"] = np.asarray(tokens, np.int64).reshape(1, t)
+        f["positions"] = np.arange(p, p + t, dtype=np.int64).reshape(1, t)
+        sess = self.step if t == 1 else self.prefill
+        if sess is None:
+            raise InputError("the encoder-decoder step takes one token per call")
+        return sess.run(["logits"], f, state=state)["logits"][0, -1]
+
+    def start(self, ids: Sequence[int]) -> tuple[dict, Any, np.ndarray]:
+        """Encode / prefill ``ids``: (decoder feeds, state, integer logits of the first
+        generated token)."""
+        state = self.step.new_state()
+        if self.kind == "encdec":
+            feeds = self.encode(ids)
+            return feeds, state, self._decode(feeds, [self.bos], state)
+        ids = list(ids)
+        if not ids:
+            raise InputError("empty input: give at least one token")
+        prompt = ids + [self.sep]
+        if len(prompt) >= self.capacity:
+            raise InputError(f"input has {len(ids)} tokens; with <sep> and one output token "
+                             f"it needs {len(prompt) + 1} of the {self.capacity} KV cache rows "
+                             "(recompile with a larger capacity)")
+        return {}, state, self._decode({}, prompt, state)
+
+    def _budget(self, state: Any, config: GenerationConfig) -> int:
+        room = self.capacity - state.position + 1  # the last token need not be written
+        if config.max_new_tokens is None:
+            return room
+        if config.max_new_tokens > room:
+            raise InputError(f"max_new_tokens={config.max_new_tokens} does not fit: the KV cache "
+                             f"of {self.capacity} tokens has room for {room} more after this "
+                             "input (lower max_new_tokens or recompile with a larger capacity)")
+        return config.max_new_tokens
+
+    def _stops(self, config: GenerationConfig) -> set[int]:
+        return set(config.stop_tokens) if config.stop_tokens is not None else {self.eos}
+
+    def _probs(self, logits: np.ndarray, config: GenerationConfig) -> np.ndarray:
+        z = (logits.astype(np.float64) - self._logit_zp) * self._logit_scale / config.temperature
+        z -= z.max()
+        p = np.exp(z)
+        return p / p.sum()
+
+    def _pick(self, logits: np.ndarray, config: GenerationConfig,
+              rng: np.random.Generator) -> int:
+        if config.strategy != "sample":
+            return int(np.argmax(logits))
+        p = self._probs(logits, config)
+        if config.top_k:
+            cut = np.sort(p)[-min(config.top_k, p.size)]
+            p = np.where(p >= cut, p, 0.0)
+        if config.top_p < 1.0:
+            order = np.argsort(-p, kind="stable")
+            cum = np.cumsum(p[order])
+            keep = order[: int(np.searchsorted(cum, config.top_p * cum[-1])) + 1]
+            mask = np.zeros_like(p, bool)
+            mask[keep] = True
+            p = np.where(mask, p, 0.0)
+        p = p / p.sum()
+        return int(rng.choice(p.size, p=p))
+
+    # -- public ------------------------------------------------------------------------
+    def stream(self, ids: Sequence[int], config: GenerationConfig | None = None
+               ) -> Iterator[int]:
+        """Yield generated token ids one at a time (greedy or sampling; the stop token is
+        not yielded)."""
+        config = config or GenerationConfig()
+        config.check()
+        if config.strategy == "beam":
+            raise InputError("beam search has no token stream (the best beam is known at the "
+                             "end); use generate() or strategy='greedy' / 'sample'")
+        feeds, state, logits = self.start(ids)
+        budget = self._budget(state, config)
+        stops = self._stops(config)
+        rng = np.random.default_rng(config.seed)
+        for i in range(budget):
+            tok = self._pick(logits, config, rng)
+            if tok in stops:
+                return
+            yield tok
+            if i + 1 < budget:
+                logits = self._decode(feeds, [tok], state)
+
+    def generate(self, ids: Sequence[int], config: GenerationConfig | None = None) -> Generated:
+        """The generated sequence for ``ids`` (see :class:`GenerationConfig`)."""
+        import time
+
+        config = config or GenerationConfig()
+        config.check()
+        if config.strategy == "beam" and config.num_beams > 1:
+            return self._beam(ids, config)
+        t0 = time.perf_counter()
+        out, first, stopped = [], None, False
+        it = self.stream(ids, config)
+        for tok in it:
+            if first is None:
+                first = time.perf_counter() - t0
+            out.append(tok)
+        stopped = len(out) < (config.max_new_tokens or 10**9)
+        return Generated(out, 0.0, "stop" if stopped else "max_new_tokens", first, len(out))
+
+    def _beam(self, ids: Sequence[int], config: GenerationConfig) -> Generated:
+        feeds, state, logits = self.start(ids)
+        budget = self._budget(state, config)
+        stops = self._stops(config)
+        k = config.num_beams
+
+        def logp(lg: np.ndarray) -> np.ndarray:
+            z = (lg.astype(np.float64) - self._logit_zp) * self._logit_scale
+            z -= z.max()
+            return z - math.log(np.exp(z).sum())
+
+        beams = [([], 0.0, state, logits)]
+        done: list[tuple[list[int], float]] = []
+        for step in range(budget):
+            cand = []
+            for toks, score, st, lg in beams:
+                lp = logp(lg)
+                for t in np.argsort(-lp, kind="stable")[:k]:
+                    cand.append((score + float(lp[t]), toks, int(t), st))
+            cand.sort(key=lambda c: -c[0])
+            beams = []
+            for score, toks, t, st in cand:
+                if t in stops:
+                    done.append((toks, score / max(1, len(toks) + 1) ** config.length_penalty))
+                    continue
+                if len(beams) < k:
+                    beams.append((toks + [t], score, st, None))
+            if not beams or len(done) >= k:
+                break
+            if step + 1 < budget:
+                nxt = []
+                for toks, score, st, _ in beams:
+                    st2 = st.copy()
+                    nxt.append((toks, score, st2, self._decode(feeds, [toks[-1]], st2)))
+                beams = nxt
+        finished = "stop"
+        if not done:
+            done = [(b[0], b[1] / max(1, len(b[0])) ** config.length_penalty) for b in beams]
+            finished = "max_new_tokens"
+        best = max(done, key=lambda d: d[1])
+        return Generated(list(best[0]), best[1], finished, None, len(best[0]))
+
+    def full_logits(self, ids: Sequence[int], prefix: Sequence[int]) -> np.ndarray:
+        """Integer logits [len(prefix), V] of the decoder **without** a cache: the compiled
+        full-sequence graph (``decoder_full``, causal mask constant) over the whole prefix
+        padded to the capacity. What cached generation must equal bit for bit."""
+        from sdk.runtime.session import Session
+
+        full = Session(self.bundle, fast=self.step.fast, integer_io=True, entry="decoder_full")
+        if self.kind == "encdec":
+            feeds = self.encode(ids)
+            seq = [self.bos] + list(prefix)
+        else:
+            feeds, seq = {}, list(ids) + [self.sep] + list(prefix)
+        if len(seq) > self.capacity:
+            raise InputError(f"prefix of {len(seq)} tokens passes the capacity {self.capacity}")
+        toks = np.zeros((1, self.capacity), np.int64)
+        toks[0, :len(seq)] = seq
+        feeds = dict(feeds, tokens=toks,
+                     positions=np.arange(self.capacity, dtype=np.int64)[None])
+        lg = full.run(["logits"], feeds)["logits"][0]
+        start = 0 if self.kind == "encdec" else len(ids)
+        return lg[start:len(seq)]
+
+
+def text_runner(session: GenerationSession) -> Callable[[str], list[str]]:
+    """word → phonemes with greedy decoding (the G2P use)."""
+    from sdk.text import G2PTokenizer
+
+    tok = G2PTokenizer()
+
+    def run(word: str) -> list[str]:
+        return tok.decode(session.generate(tok.encode_word(word)).tokens)
+
+    return run
+
+
+def load_generation(path: str | Path, fast: bool = True) -> GenerationSession:
+    return GenerationSession(path, fast=fast)
+
+
+__all__ = ["GenerationConfig", "GenerationSession", "Generated", "compile_generation_model",
+           "text_runner"]
