@@ -135,6 +135,13 @@ _LAZY: dict[str, str] = {
     "G2PTokenizer": "sdk.text:G2PTokenizer",
     "GenerationSession": "sdk.runtime.generation:GenerationSession",
     "GenerationConfig": "sdk.runtime.generation:GenerationConfig",
+    "compile_generation_model": "sdk.runtime.generation:compile_generation_model",
+    # segmentation: scenes, frame sources, overlay, MJPEG live view (sdk.vision)
+    "vision": "sdk.vision:",
+    "Segmenter": "sdk.vision.segment:Segmenter",
+    "compile_segmenter": "sdk.vision.segment:compile_segmenter",
+    "open_source": "sdk.vision.sources:open_source",
+    "MjpegServer": "sdk.vision.mjpeg:MjpegServer",
     # board profiles (the top-level `targets` package imports sdk, hence lazy)
     "Target": "targets:Target",
     "load_target": "targets:load_target",

@@ -11,6 +11,8 @@ from sdk.vision.scenes import (
     normalize_batch,
     preprocess,
 )
+from sdk.vision.segment import Segmenter, calibration_set, compile_segmenter, default_model
 
-__all__ = ["CLASSES", "cached_scenes", "demo_photographs", "make_scene", "make_scenes",
-           "normalize_batch", "preprocess"]
+__all__ = ["CLASSES", "Segmenter", "cached_scenes", "calibration_set", "compile_segmenter",
+           "default_model", "demo_photographs", "make_scene", "make_scenes", "normalize_batch",
+           "preprocess"]

@@ -211,6 +211,13 @@ def _photometric(rng: np.random.Generator, img: np.ndarray) -> np.ndarray:
     return np.clip(np.round(x * 255.0), 0, 255).astype(np.uint8)
 
 
+def _object_light(rng: np.random.Generator, tex: np.ndarray) -> np.ndarray:
+    """Per-object lighting (half of the objects), before the scene's own."""
+    if rng.random() < 0.5:
+        return np.clip(tex * rng.uniform(0.7, 1.2, 3), 0, 255).astype(np.uint8)
+    return tex
+
+
 def make_scene(rng: np.random.Generator, size: int = 96, split: str = "train"
                ) -> tuple[np.ndarray, np.ndarray]:
     """One scene: ``(image uint8 [size, size, 3] RGB, labels uint8 [size, size])``."""
@@ -231,8 +238,7 @@ def make_scene(rng: np.random.Generator, size: int = 96, split: str = "train"
             tex = _texture(rng, src.region(split), size, (0.3, 1.2))
             kind = str(rng.choice(["ellipse", "polygon", "horse", "blob"]))
             mask = _shape_mask(rng, size, kind)
-            if rng.random() < 0.5:  # per-object lighting before the global one
-                tex = np.clip(tex * rng.uniform(0.7, 1.2, 3), 0, 255).astype(np.uint8)
+            tex = _object_light(rng, tex)
         img[mask] = tex[mask]
         labels[mask] = cls
     return _photometric(rng, img), labels
@@ -242,6 +248,8 @@ def make_scenes(n: int, seed: int = 0, split: str = "train", size: int = 96
                 ) -> tuple[np.ndarray, np.ndarray]:
     """``n`` scenes: images ``uint8 [n, size, size, 3]`` (RGB) and labels ``uint8 [n, size,
     size]``. Same ``(n, seed, split, size)`` → same arrays."""
+    if split not in SPLITS:
+        raise InputError(f"split must be one of {list(SPLITS)}, got {split!r}")
     if n < 0 or size < 16:
         raise InputError(f"need n >= 0 and size >= 16, got n={n}, size={size}")
     # a different stream per split even for the same seed

@@ -1,0 +1,200 @@
+"""`edge demo seg`: live semantic segmentation by an integer-only ViT (I-Segmenter style).
+
+Frames come from ``--source``: a camera index, a V4L2 path, a GStreamer pipeline ending in
+``appsink``, a video file, an image folder, ``photos`` (scikit-image's photographs) or the
+scene generator (the default, and the fallback, with a one-line notice, when a camera cannot
+be opened). Each frame's centre square is segmented, the labels are blended over the frame with
+a legend, and per-frame latency, FPS and modelled energy are shown. ``--serve HOST:PORT``
+serves a page with the live annotated MJPEG stream and live stats (any number of viewers);
+``--window`` opens an OpenCV window where a GUI build of OpenCV and a display exist; otherwise
+one line per frame is printed. Ctrl-C stops cleanly.
+"""
+
+from __future__ import annotations
+
+import statistics
+import time
+from pathlib import Path
+
+import click
+
+
+def _host_port(value: str) -> tuple[str, int]:
+    host, sep, port = value.rpartition(":")
+    if not sep or not port.isdigit() or not 0 <= int(port) <= 65535:
+        raise click.BadParameter(f"{value!r} is not HOST:PORT (e.g. 0.0.0.0:8080, port 0 = any "
+                                 "free port)", param_hint="--serve")
+    return host or "127.0.0.1", int(port)
+
+
+def _resolve_model(model: str | None, use_float: bool, echo) -> Path:
+    from sdk.errors import InputError
+    from sdk.vision.segment import compile_segmenter, default_model
+
+    path = Path(model) if model else default_model()
+    if not path.is_file():
+        raise InputError(f"model {path} does not exist; pass --model MODEL.onnx|.edge")
+    if path.suffix not in (".onnx", ".edge"):
+        raise InputError(f"model {path} is neither .onnx nor .edge")
+    if use_float:
+        if path.suffix != ".onnx":
+            raise InputError("--float needs a float .onnx model (--model MODEL.onnx)")
+        return path
+    if path.suffix == ".edge":
+        return path
+    t0 = time.perf_counter()
+    out = compile_segmenter(path)
+    took = time.perf_counter() - t0
+    echo(f"integer bundle of {path.name}: {out} ({'cached' if took < 2 else f'compiled in {took:.0f} s'}, "
+         f"{out.stat().st_size:,} bytes vs {path.stat().st_size:,} float)")
+    return out
+
+
+@click.command("seg")
+@click.option("--source", default=None, metavar="SPEC",
+              help="camera index, /dev/videoN, GStreamer pipeline (… ! appsink), video file, "
+                   "image folder, 'photos' or 'generator' (default)")
+@click.option("--model", type=click.Path(dir_okay=False),
+              help="segmentation model .onnx (compiled to integers here) or .edge "
+                   "[default: samples/seg/seg_vit_mask.onnx]")
+@click.option("--float", "use_float", is_flag=True, help="run the float ONNX model instead")
+@click.option("--backend", help="backend for the session (reference, onnxruntime, litert, …)")
+@click.option("--target", help="board profile (delegates, providers, energy table)")
+@click.option("--serve", "serve", metavar="HOST:PORT",
+              help="serve the live view: page at /, MJPEG at /stream.mjpg, stats at /stats.json")
+@click.option("--window", is_flag=True, help="show an OpenCV window (needs a GUI OpenCV build)")
+@click.option("--frames", type=int, help="stop after this many frames")
+@click.option("--seconds", type=float, help="stop after this many seconds")
+@click.option("--loop", is_flag=True, help="restart a video file or image folder at its end")
+@click.option("--max-fps", default=15.0, show_default=True,
+              help="pace frames to at most this rate (0 = as fast as possible)")
+@click.option("--size", default=320, show_default=True,
+              help="side of generated frames (the generator source)")
+@click.option("--seed", default=0, show_default=True, help="seed of the scene generator")
+@click.option("--save", type=click.Path(dir_okay=False), help="write the last annotated frame "
+              "(PNG/JPEG) here")
+def command(source: str | None, model: str | None, use_float: bool, backend: str | None,
+            target: str | None, serve: str | None, window: bool, frames: int | None,
+            seconds: float | None, loop: bool, max_fps: float, size: int, seed: int,
+            save: str | None) -> None:
+    """Live segmentation of camera / video / image / generated frames by the integer ViT."""
+    import numpy as np
+
+    from sdk.vision.overlay import encode_jpeg, overlay
+    from sdk.vision.scenes import CLASSES
+    from sdk.vision.segment import Segmenter, modelled_energy_uj
+    from sdk.vision.sources import GeneratorSource, SourceUnavailable, open_source
+
+    if frames is not None and frames < 1:
+        raise click.BadParameter("must be >= 1", param_hint="--frames")
+    if max_fps < 0:
+        raise click.BadParameter("must be >= 0", param_hint="--max-fps")
+    hp = _host_port(serve) if serve else None
+    try:
+        src = open_source(source, size=size, seed=seed, loop=loop)
+    except SourceUnavailable as exc:
+        click.echo(f"{exc}: falling back to the scene generator")
+        src = GeneratorSource(size, seed)
+    model_path = _resolve_model(model, use_float, click.echo)
+    seg = Segmenter(model_path, backend=backend, target=target)
+    if seg.classes != len(CLASSES):
+        click.echo(f"note: the model has {seg.classes} classes, the legend names "
+                   f"{len(CLASSES)}")
+    names = list(CLASSES) + [f"class {i}" for i in range(len(CLASSES), seg.classes)]
+    energy = modelled_energy_uj(model_path, target)
+    backend_name = str(getattr(seg.session, "backend", backend or "reference"))
+    kind = "integer" if seg.integer else "float"
+    click.echo(f"model {model_path.name} ({kind}, {seg.size}x{seg.size} input) on "
+               f"{backend_name}; source: {src.name}"
+               + (f"; modelled energy {energy:.1f} uJ/frame ({target or 'laptop'})"
+                  if energy is not None else ""))
+    server = None
+    if hp is not None:
+        from sdk.vision.mjpeg import MjpegServer
+
+        try:
+            server = MjpegServer(hp[0], hp[1], title=f"edge demo seg: {model_path.name}").start()
+        except OSError as exc:
+            src.close()
+            raise click.ClickException(f"cannot serve on {serve}: {exc.strerror or exc}; pick "
+                                       "another port (0 = any free port)") from None
+        click.echo(f"serving {server.url} (MJPEG at {server.url}stream.mjpg); Ctrl-C stops",
+                   nl=True)
+    show = None
+    if window:
+        try:
+            import cv2
+
+            cv2.namedWindow("edge demo seg")
+            show = cv2
+        except Exception as exc:  # noqa: BLE001 - headless OpenCV raises cv2.error
+            click.echo(f"no window ({str(exc).splitlines()[0][:80]}): headless OpenCV or no "
+                       "display; use --serve HOST:PORT to watch in a browser")
+    pending = src.read()  # the first frame (and the source's set-up) before the clock starts
+    seg(np.zeros((seg.size, seg.size, 3), np.uint8))  # warm-up: JIT-compiled kernels load
+    lat: list[float] = []
+    t_start = time.perf_counter()
+    t_prev = t_start
+    fps = 0.0
+    n = 0
+    last = None
+    try:
+        while True:
+            if frames is not None and n >= frames:
+                break
+            if seconds is not None and time.perf_counter() - t_start >= seconds:
+                break
+            frame, pending = (pending, None) if pending is not None else (src.read(), None)
+            if frame is None:
+                break
+            labels, dt = seg(frame)
+            lat.append(dt)
+            n += 1
+            now = time.perf_counter()
+            inst = 1.0 / max(now - t_prev, 1e-9)
+            fps = inst if n == 1 else 0.8 * fps + 0.2 * inst
+            t_prev = now
+            stats = {"frame": n, "latency_ms": dt * 1e3, "fps": fps,
+                     "energy_uj": energy, "backend": backend_name, "model": model_path.name,
+                     "source": src.name, "integer": seg.integer}
+            text = (f"{kind} {dt * 1e3:.0f} ms  {fps:.1f} fps"
+                    + (f"  {energy:.0f} uJ" if energy is not None else ""))
+            last = overlay(frame, labels, names, stats=text)
+            if server is not None:
+                server.publish(encode_jpeg(last), stats)
+            elif show is not None:
+                show.imshow("edge demo seg", show.cvtColor(last, show.COLOR_RGB2BGR))
+                if show.waitKey(1) & 0xFF == ord("q"):
+                    break
+            if server is None:
+                counts = np.bincount(labels.ravel(), minlength=seg.classes) / labels.size
+                top = ", ".join(f"{names[i]} {counts[i]:.0%}" for i in np.argsort(-counts)[:3]
+                                if counts[i] > 0)
+                click.echo(f"frame {n:4d}  latency {dt * 1e3:7.1f} ms  fps {fps:5.1f}"
+                           + (f"  energy {energy:.1f} uJ" if energy is not None else "")
+                           + f"  {top}")
+            if max_fps > 0:
+                wait = 1.0 / max_fps - (time.perf_counter() - now + dt)
+                if wait > 0 and not src.live:
+                    time.sleep(wait)
+    except KeyboardInterrupt:
+        click.echo("stopped")
+    finally:
+        src.close()
+        if server is not None:
+            server.stop()
+        if show is not None:
+            show.destroyAllWindows()
+    if save and last is not None:
+        import cv2
+
+        if not cv2.imwrite(save, cv2.cvtColor(last, cv2.COLOR_RGB2BGR)):
+            raise click.ClickException(f"could not write {save}; use a .png or .jpg name in "
+                                       "an existing folder")
+    if lat:
+        wall = time.perf_counter() - t_start
+        click.echo(f"{n} frames in {wall:.1f} s: latency median "
+                   f"{statistics.median(lat) * 1e3:.1f} ms, {n / wall:.1f} fps overall"
+                   + (f", modelled energy {energy:.1f} uJ/frame" if energy is not None else ""))
+    else:
+        click.echo("no frames")
