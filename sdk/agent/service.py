@@ -44,3 +44,17 @@ def install_service(agent_args: list[str], root: Path, systemd_dir: Path,
             msg = (r.stderr or r.stdout).strip().splitlines()
             raise DeviceError(f"{' '.join(cmd)} failed: {msg[-1] if msg else r.returncode}")
     return unit, "enabled and started (systemctl enable --now edge-agent)"
+
+
+MENDER_MODULES = Path("/usr/share/mender/modules/v3")
+
+
+def install_mender_module(modules_dir: Path = MENDER_MODULES) -> Path | None:
+    """Copy the ``edge-model`` Mender Update Module into ``modules_dir`` when Mender is
+    installed there (the directory exists); None otherwise."""
+    if not modules_dir.is_dir():
+        return None
+    dst = modules_dir / "edge-model"
+    dst.write_bytes(resources.files("sdk.agent").joinpath("mender-edge-model").read_bytes())
+    dst.chmod(0o755)
+    return dst

@@ -82,6 +82,11 @@ def command(root, host, port, trust, allow_unsigned, tls_cert, tls_key, backend,
         token, new = server.ensure_token(root_path)
         unit, done = install(args, root_path, Path(systemd_dir), enable=not no_enable)
         click.echo(f"edge agent: {unit} {done}")
+        from sdk.agent.service import install_mender_module
+
+        module = install_mender_module()
+        if module is not None:
+            click.echo(f"edge agent: Mender Update Module installed: {module}")
         click.echo(f"edge agent: trusted keys: {len(trusted)}"
                    + ("" if trusted or allow_unsigned else
                       " (no deploy is accepted until you add one with --trust)"))

@@ -20,16 +20,28 @@ from sdk.errors import DeviceError
               help="CA/certificate file that signs the agent's HTTPS certificate")
 @click.option("--selftest", type=click.Path(dir_okay=False, exists=True),
               help="self-test .npz to send instead of computing one on the reference kernels")
+@click.option("--signature", "signature", type=click.Path(dir_okay=False, exists=True),
+              help="a signature.json made earlier (e.g. inside an `edge export` artifact) "
+                   "instead of --sign")
 @click.option("--selftest-cases", default=3, show_default=True, type=click.IntRange(1, 64),
               help="random cases in the computed self-test")
 @click.option("--timeout", default=600.0, show_default=True, type=click.FloatRange(1, 86400),
               help="seconds to wait for the upload and the health check")
-def command(model, device, sign_key, token, ca, selftest, selftest_cases, timeout) -> None:
+def command(model, device, sign_key, token, ca, selftest, signature, selftest_cases,
+            timeout) -> None:
     """Deploy a compiled bundle to a board running `edge agent`."""
+    from pathlib import Path
+
     from sdk.agent.client import DeviceClient, prepare_deploy
 
+    if signature and sign_key:
+        raise click.UsageError("give --sign KEY or --signature FILE, not both")
+    if signature and not selftest:
+        raise click.UsageError("--signature signs one self-test: pass it with --selftest")
     client = DeviceClient(device, token=token, ca=ca, timeout=timeout)
     data, st_bytes, sig, name = prepare_deploy(model, sign_key, selftest, selftest_cases)
+    if signature:
+        sig = Path(signature).read_bytes()
     try:
         res = client.deploy(data, st_bytes, sig)
     except DeviceError as exc:
