@@ -142,6 +142,12 @@ _LAZY: dict[str, str] = {
     "compile_segmenter": "sdk.vision.segment:compile_segmenter",
     "open_source": "sdk.vision.sources:open_source",
     "MjpegServer": "sdk.vision.mjpeg:MjpegServer",
+    # Linux boards: the agent's host side, self-tests, signing keys, OTA artifacts
+    "DeviceClient": "sdk.agent.client:DeviceClient",
+    "prepare_deploy": "sdk.agent.client:prepare_deploy",
+    "make_selftest": "sdk.agent.selftest:make_selftest",
+    "generate_signing_key": "sdk.agent.signing:generate_key",
+    "export_artifact": "sdk.agent.export:export",
     # board profiles (the top-level `targets` package imports sdk, hence lazy)
     "Target": "targets:Target",
     "load_target": "targets:load_target",
