@@ -181,8 +181,14 @@ class DeviceClient:
         return self._read(Command.GET_STATE, index, nbytes)
 
     def invoke(self, timeout: float = 30.0) -> int:
-        """Run the model once; returns the device's tick count for the whole invocation."""
-        return struct.unpack("<I", self.request(Command.INVOKE, patience=timeout))[0]
+        """Run the model once; returns the device's tick count for the whole invocation.
+        ``last_exit``: the early exit the firmware took (None: no exit check fired, or a
+        firmware without early exit)."""
+        body = self.request(Command.INVOKE, patience=timeout)
+        ticks = struct.unpack_from("<I", body)[0]
+        fired = struct.unpack_from("<i", body, 4)[0] if len(body) >= 8 else -1
+        self.last_exit = fired if fired >= 0 else None
+        return ticks
 
     def get_profile(self) -> list[int]:
         """Ticks per op of the last invocation, in op-list order."""

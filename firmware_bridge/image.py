@@ -27,7 +27,7 @@ from typing import Any
 import numpy as np
 
 from firmware_bridge.framing import crc32
-from firmware_bridge.op_encoders import DTYPE_CODES, ENCODERS
+from firmware_bridge.op_encoders import DTYPE_CODES, ENCODERS, OpRecord
 from sdk.compile.memory_plan import plan_memory
 from sdk.errors import GraphError, ModelFormatError, UnsupportedOpError
 from sdk.graph.ir import Graph, Node
@@ -182,7 +182,8 @@ class _Packer:
 
 
 def pack_image(graph: Graph, state: list[tuple[str, str]] | dict[str, str] | None = None,
-               packed_kernels: bool = True) -> PackedImage:
+               packed_kernels: bool = True, after: dict[str, list[OpRecord]] | None = None,
+               constants: dict[str, np.ndarray] | None = None) -> PackedImage:
     """Pack an integer graph into a flash image.
 
     ``packed_kernels`` selects the SMLAD kernels for int8 FC and (group-1) conv: weights are
@@ -193,6 +194,10 @@ def pack_image(graph: Graph, state: list[tuple[str, str]] | dict[str, str] | Non
     ``graph.metadata["state"]``, the convention of ``sdk.graph.state``); the firmware
     carries each output into its input after every invocation and keeps it between calls
     (GET_STATE / SET_STATE / RESET reach it), so the host feeds only the other inputs.
+
+    ``after`` (tensor -> firmware-only op records, e.g. the early-exit checks of
+    :mod:`sdk.exits.device`) inserts records right after the node that produces each tensor;
+    ``constants`` are extra constant tensors those records read.
     """
     if any(t.shape is None for t in graph.tensors.values()):
         from sdk.ops.shapes import infer_shapes
@@ -214,7 +219,10 @@ def pack_image(graph: Graph, state: list[tuple[str, str]] | dict[str, str] | Non
         raise GraphError(f"state tensors {missing} are not in the graph's integer part")
     ins = [io for io in ins if io.device_tensor not in state_in]  # carried on the device
     p = _Packer(sub, packed_kernels)
+    p.extra.update({k: np.ascontiguousarray(v) for k, v in (constants or {}).items()})
     records = [(n, ENCODERS[n.op](n, p)) for n in sub.nodes]
+    if after:
+        records = _insert_after(records, after)
 
     empty = [n for n, t in sub.tensors.items() if not t.is_constant and 0 in p.shape(n)]
     if empty:
@@ -294,6 +302,24 @@ def pack_image(graph: Graph, state: list[tuple[str, str]] | dict[str, str] | Non
                        [n.name for n, _ in records], [n.op for n, _ in records],
                        [node_cost(sub, n, p.shape).macs for n, _ in records],
                        _activation_widths(sub))
+
+
+def _insert_after(records: list, after: dict[str, list[OpRecord]]) -> list:
+    """``records`` with each ``after[t]`` placed right after the record producing ``t`` (as
+    nodes named ``check_<t>`` with op ``FirmwareOnly``: no IR op, no MACs)."""
+    out, placed = [], set()
+    for node, rec in records:
+        out.append((node, rec))
+        for t in node.outputs:
+            for k, extra in enumerate(after.get(t, [])):
+                out.append((Node("FirmwareOnly", list(extra.inputs), list(extra.outputs),
+                                 name=f"check_{t}" + (f"_{k}" if k else "")), extra))
+                placed.add(t)
+    missing = sorted(set(after) - placed)
+    if missing:
+        raise GraphError(f"firmware records placed after {missing}, which no node of the "
+                         "image produces")
+    return out
 
 
 def _activation_widths(graph: Graph) -> tuple[int, int]:

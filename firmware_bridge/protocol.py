@@ -18,7 +18,7 @@ class Command(IntEnum):
     LOAD_COMMIT = 0x12    # <B slot  (device verifies CRC32, then switches the boot record)
     SELECT = 0x13         # <B slot  (verify, then switch)
     SET_INPUT = 0x20      # <BxxxI index, offset; then data
-    INVOKE = 0x21         # -> <I total ticks
+    INVOKE = 0x21         # -> <I total ticks, <i early exit taken (-1: none)
     GET_OUTPUT = 0x22     # <BxxxIH index, offset, length -> data
     GET_PROFILE = 0x23    # <I first op -> <I n_ops, then u32 ticks per op
     GET_STATE = 0x24      # as GET_OUTPUT, index = state pair

@@ -31,6 +31,7 @@ class DeviceModel:
         self.client = client
         self.packed = packed
         self.last_ticks = 0     # device ticks of the last INVOKE
+        self.last_exit: int | None = None  # early exit the firmware took in the last INVOKE
         if load:
             self.load()
 
@@ -90,6 +91,7 @@ class DeviceModel:
         for k, io in enumerate(self.packed.inputs):
             self.client.set_input(k, self._encode(io, feeds[io.name]))
         self.last_ticks = self.client.invoke()
+        self.last_exit = getattr(self.client, "last_exit", None)  # early exit taken, if any
         out: dict[str, np.ndarray] = {}
         for k, io in enumerate(self.packed.outputs):
             q = np.frombuffer(self.client.get_output(k, io.nbytes), dtype=io.dtype)

@@ -156,7 +156,7 @@ def test_a_malformed_exit_plan_is_refused_on_load(bundles, tmp_path):
 @pytest.mark.parametrize("backend", ["onnxruntime", "litert"])
 def test_ort_and_litert_run_each_stage_as_its_own_graph(bundles, test_split, backend):
     pytest.importorskip("onnxruntime" if backend == "onnxruntime" else "ai_edge_litert")
-    x, y = test_split
+    x, _y = test_split
     ref = EarlyExitSession(bundles[0])
     sess = EarlyExitSession(bundles[0], backend=backend)
     for st in sess.stages:  # every node of every stage entry on the backend, no fallback

@@ -93,6 +93,7 @@ const uint32_t *model_profile(void);
 int model_io(int kind, uint32_t index, uint8_t **ptr, uint32_t *nbytes);  /* kind 0 in,1 out,2 state */
 void model_reset_state(void);
 uint32_t model_n_io(int kind);
+int model_exit(void);  /* early exit taken by the last INVOKE (-1: none fired) */
 
 /* protocol */
 void protocol_run(void);

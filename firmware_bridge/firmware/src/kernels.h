@@ -85,4 +85,10 @@ int k_transpose(tensor_t **in, tensor_t **out, const int32_t *p, uint32_t n);
 int k_concat(tensor_t **in, tensor_t **out, const int32_t *p, uint32_t n);
 int k_fully_connected_packed(tensor_t **in, tensor_t **out, const int32_t *p, uint32_t n);
 int k_conv2d_packed(tensor_t **in, tensor_t **out, const int32_t *p, uint32_t n);
+/* early exit (kernels_exit.c): a rule that fires sets exit_fired; model.c stops there */
+extern int exit_fired;
+int k_exit_margin(tensor_t **in, tensor_t **out, const int32_t *p, uint32_t n);
+int k_exit_entropy(tensor_t **in, tensor_t **out, const int32_t *p, uint32_t n);
+int k_exit_patience(tensor_t **in, tensor_t **out, const int32_t *p, uint32_t n);
+int k_exit_gate(tensor_t **in, tensor_t **out, const int32_t *p, uint32_t n);
 #endif

@@ -12,13 +12,16 @@ enum {
   OP_REQUANTIZE = 1, OP_FULLY_CONNECTED = 2, OP_CONV2D = 3, OP_ADD = 4, OP_MUL = 5,
   OP_CLAMP = 6, OP_MAXPOOL2D = 7, OP_AVGPOOL2D = 8, OP_GLOBAL_AVGPOOL = 9, OP_LUT = 10,
   OP_COPY = 11, OP_SHIFTMAX = 12, OP_SHIFT_GELU = 13, OP_INT_NORM = 14, OP_MATMUL = 15,
-  OP_TRANSPOSE = 16, OP_CONCAT = 17, OP_FC_PACKED = 18, OP_CONV2D_PACKED = 19, OP_COUNT
+  OP_TRANSPOSE = 16, OP_CONCAT = 17, OP_FC_PACKED = 18, OP_CONV2D_PACKED = 19,
+  OP_EXIT_MARGIN = 30, OP_EXIT_ENTROPY = 31, OP_EXIT_PATIENCE = 32, OP_EXIT_GATE = 33, OP_COUNT
 };
 
 static const kernel_fn KERNELS[OP_COUNT] = {
   0, k_requantize, k_fully_connected, k_conv2d, k_add, k_mul, k_clamp, k_maxpool2d,
   k_avgpool2d, k_global_avgpool, k_lut, k_copy, k_shiftmax, k_shift_gelu, k_int_norm,
   k_matmul, k_transpose, k_concat, k_fully_connected_packed, k_conv2d_packed,
+  [OP_EXIT_MARGIN] = k_exit_margin, [OP_EXIT_ENTROPY] = k_exit_entropy,
+  [OP_EXIT_PATIENCE] = k_exit_patience, [OP_EXIT_GATE] = k_exit_gate,
 };
 
 typedef struct {
@@ -41,6 +44,7 @@ static uint32_t elem_size(uint8_t dt) { return dt == DT_INT16 ? 2u : dt == DT_IN
 
 void model_close(void) { M.ready = 0; }
 int model_ready(void) { return M.ready; }
+int model_exit(void) { return exit_fired; }
 uint32_t model_n_ops(void) { return M.ready ? M.h->n_ops : 0; }
 const uint32_t *model_profile(void) { return M.ticks; }
 
@@ -88,7 +92,7 @@ int model_open(const uint8_t *img, uint32_t size) {
     uint32_t need = 2u + (nio + 1u) / 2u + op->n_params;
     if (op->words < need || pos + 4u * op->words > h->ops_bytes || nio > MAX_OP_IO)
       return ST_BAD_IMAGE;
-    if (op->opcode == 0 || op->opcode >= OP_COUNT) return ST_UNSUPPORTED_OP;
+    if (op->opcode == 0 || op->opcode >= OP_COUNT || !KERNELS[op->opcode]) return ST_UNSUPPORTED_OP;
     const uint16_t *ids = (const uint16_t *)(op + 1);
     for (uint32_t i = 0; i < nio; i++)
       if (ids[i] != TENSOR_NONE && ids[i] >= h->n_tensors) return ST_BAD_IMAGE;
@@ -131,7 +135,9 @@ static inline void barrier(void) { __asm__ volatile("" ::: "memory"); }
 int model_invoke(void) {
   if (!M.ready) return ST_NO_MODEL;
   tensor_t *ins[MAX_OP_IO], *outs[MAX_OP_IO];
+  exit_fired = -1;
   for (uint32_t k = 0; k < M.h->n_ops; k++) {
+    if (exit_fired >= 0) { M.ticks[k] = 0; continue; }  /* early exit: skip the rest */
     const op_record_t *op = M.ops[k];
     const uint16_t *ids = (const uint16_t *)(op + 1);
     for (uint32_t i = 0; i < op->n_in; i++)

@@ -141,7 +141,8 @@ static int handle(uint8_t cmd, const uint8_t *b, size_t n, size_t *out_len) {
       uint32_t t0 = port_ticks();
       int st = model_invoke();
       put_u32(o, port_ticks() - t0);
-      *out_len = 4;
+      put_u32(o + 4, (uint32_t)model_exit());  /* early exit taken, 0xffffffff: none */
+      *out_len = 8;
       return st;
     }
     case CMD_GET_PROFILE: {
