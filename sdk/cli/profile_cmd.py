@@ -61,7 +61,7 @@ def command(model: str, target: str | None, backend: str | None, port: str | Non
         task = bar.add_task(f"profiling {graph.name}", total=runs)
         report = profile_graph(graph, target, runs=runs, measure=not no_run,
                                progress=lambda k, n: bar.update(task, completed=k))
-    click.echo(report.render())
+    click.echo(report.render(per="step" if hops is not None else "inference"))
     per_inference = None
     if hops is not None:
         per_inference = _per_inference(report, target, hops, front_end, graph)
@@ -142,11 +142,18 @@ def _per_inference(report: ProfileReport, target: str, hops: int, front_end: boo
 
 
 def _render_per_inference(s: StreamingEnergy, report: ProfileReport) -> str:
+    """One energy figure per inference (active power x modelled time of the window), with the
+    op-count table's split between the step graph and the front end."""
     fe = s.front_end
+    graph_share = (s.graph_inference_energy_j / s.inference_energy_j
+                   if s.inference_energy_j > 0 else 1.0)
     lines = [f"one inference = {s.hops} steps" + (f" + {fe.name} per step" if fe else "")
-             + f" (estimate, energy table {report.energy_table}):",
-             (f"  energy {s.inference_energy_j * 1e6:.2f} uJ (step graph "
-              f"{s.graph_inference_energy_j * 1e6:.2f} uJ); active power x time "
-              f"{s.active_power_inference_j * 1e6:.1f} uJ; roofline "
-              f"{s.inference_s * 1e3:.2f} ms = {s.inferences_per_s:.2f} inferences/s")]
+             + ":",
+             (f"  energy per inference: {s.active_power_inference_j * 1e6:.4g} uJ  <- "
+              f"modelled: active power {report.active_w:g} W "
+              f"({report.power_source or 'target profile'}) x modelled time "
+              f"{s.inference_s * 1e3:.4g} ms (roofline) = {s.inferences_per_s:.2f} "
+              "inferences/s"),
+             (f"  split by the op-count table {report.energy_table}: step graph "
+              f"{graph_share:.0%}" + (f", front end {1 - graph_share:.0%}" if fe else ""))]
     return "\n".join(lines)

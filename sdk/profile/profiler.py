@@ -7,7 +7,9 @@
 2. Every node is counted (:mod:`sdk.profile.opcount`), placed on the target's CPU or
    accelerator and timed with the roofline model (:mod:`sdk.profile.roofline`), and priced
    with the target's energy table (:mod:`sdk.profile.energy`), plus static power × modelled
-   time.
+   time: those figures only split the energy per inference across layers. The energy per
+   inference itself is the sensor's measurement, else the board's active power × the
+   modelled time (:attr:`ProfileReport.energy_per_inference_j`).
 3. The arena is planned (:mod:`sdk.compile.memory_plan`) for peak RAM and flash.
 """
 
@@ -205,9 +207,7 @@ def profile_graph(graph: Graph, target: str | Target = "laptop",
             for c in spiking))
     elif spiking:
         notes.append("spike-driven layers counted as if every input spiked (upper bound)")
-    notes.append(f"modelled latency is a roofline estimate for {tgt.name}; active power x "
-                 f"modelled time = {sum(r.modeled_s for r in rows) * tgt.power.active_w * 1e6:.1f}"
-                 f" uJ ({tgt.power.source or 'target profile'})")
+    notes.append(f"modelled latency is a roofline estimate for {tgt.name}")
     report = ProfileReport(
         model=graph.name, target=tgt.name, energy_table=table.name,
         energy_table_source=table.source, rows=rows, peak_arena_bytes=plan.arena_bytes,
@@ -215,7 +215,7 @@ def profile_graph(graph: Graph, target: str | Target = "laptop",
         ram_available_bytes=tgt.memory.ram_bytes, flash_available_bytes=tgt.memory.flash_bytes,
         measured_on=measured_on, runs=runs if measured_total is not None else 0,
         measured_total_s=measured_total, sensor=sensor, measured_energy_j=measured_energy,
-        notes=notes)
+        notes=notes, active_w=tgt.power.active_w, power_source=tgt.power.source)
     if not report.fits:
         notes.append(f"does not fit {tgt.name}: needs {plan.arena_bytes:,} B arena "
                      f"(has {tgt.memory.ram_bytes:,} B RAM) and {plan.flash_bytes:,} B flash "

@@ -1,4 +1,14 @@
-"""The profile report: per-layer rows, totals, memory, energy; JSON export and a plot."""
+"""The profile report: per-layer rows, totals, memory, energy; JSON export and a plot.
+
+Energy has ONE headline figure per inference, with its source:
+
+* measured: a power sensor read around the runs (the target is this machine), else
+* modelled: the board's active power (its TOML ``[power]``, with the TOML's source) x the
+  modelled latency.
+
+The per-op energy table (``energy_table``, Horowitz 45 nm by default) does not give a second
+total: its per-layer figures only set each layer's *share* of the headline (a breakdown).
+"""
 
 from __future__ import annotations
 
@@ -55,6 +65,34 @@ class ProfileReport:
     sensor: str                   # meter name, or "no sensor (<why>)"
     measured_energy_j: float | None
     notes: list[str] = field(default_factory=list)
+    active_w: float = 0.0          # the target's active power ([power] active_w)
+    power_source: str = ""         # where that figure comes from (the TOML's [power] source)
+    latency_model: str = "roofline"  # how modeled_s was obtained
+
+    # -- the one energy figure ----------------------------------------------------------
+    @property
+    def energy_per_inference_j(self) -> float:
+        """The headline: measured energy per run where a sensor was read, else active power
+        x modelled time."""
+        if self.measured_energy_j is not None:
+            return self.measured_energy_j
+        return self.active_w * self.modeled_total_s
+
+    @property
+    def energy_source(self) -> str:
+        if self.measured_energy_j is not None:
+            return (f"measured by {self.sensor} around {self.runs} runs on this machine "
+                    "(the whole sensor domain)")
+        return (f"modelled: active power {self.active_w:g} W "
+                f"({self.power_source or 'target profile'}) x modelled time "
+                f"{self.modeled_total_s * 1e3:.4g} ms ({self.latency_model})")
+
+    def energy_shares(self) -> list[float]:
+        """Each layer's share of the headline, from the op-count energy table."""
+        total = sum(r.energy_j for r in self.rows)
+        if total <= 0:
+            return [0.0 for _ in self.rows]
+        return [r.energy_j / total for r in self.rows]
 
     # -- totals -------------------------------------------------------------------------
     def total(self, key: str) -> float:
@@ -66,6 +104,8 @@ class ProfileReport:
 
     @property
     def energy_j(self) -> float:
+        """Sum of the op-count table's per-layer figures: the weights of the breakdown, not
+        the energy per inference (that is :attr:`energy_per_inference_j`)."""
         return sum(r.energy_j for r in self.rows)
 
     @property
@@ -80,58 +120,75 @@ class ProfileReport:
         t: dict[str, Any] = {k: self.total(k) for k in keys}
         t["modeled_s"] = self.modeled_total_s
         t["measured_s"] = self.measured_total_s
-        t["energy_j"] = self.energy_j
-        t["energy_uj"] = self.energy_j * 1e6
+        t["op_model_energy_j"] = self.energy_j
         compute = t["energy_compute_j"]
         t["fp32_over_int_compute"] = t["fp32_compute_j"] / compute if compute > 0 else None
         return t
 
     def to_json(self) -> dict[str, Any]:
-        d = {k: v for k, v in asdict(self).items() if k != "rows"}
-        d["rows"] = [{**asdict(r), "energy_j": r.energy_j} for r in self.rows]
+        d = {k: v for k, v in asdict(self).items()
+             if k not in ("rows", "active_w", "power_source")}
+        e = self.energy_per_inference_j
+        shares = self.energy_shares()
+        d["rows"] = [{**asdict(r), "energy_j": r.energy_j, "energy_share": sh,
+                      "energy_uj_of_inference": sh * e * 1e6}
+                     for r, sh in zip(self.rows, shares, strict=True)]
         d["totals"] = self.totals()
         d["fits"] = self.fits
-        d["modeled_note"] = ("modeled_s is a roofline estimate for the target; energy is "
-                             f"modelled with table {self.energy_table!r}")
+        d["energy"] = {
+            "per_inference_j": e, "per_inference_uj": e * 1e6,
+            "method": "measured" if self.measured_energy_j is not None
+            else "active_power_x_modelled_time",
+            "source": self.energy_source, "active_w": self.active_w,
+            "power_source": self.power_source,
+            "breakdown": (f"rows' energy_share: each layer's share of per_inference_j, set by "
+                          f"the op-count table {self.energy_table!r} (arithmetic + memory "
+                          "traffic + static); rows' energy_j are those table figures, "
+                          "weights of the split, not a second total")}
+        d["modeled_note"] = (f"modeled_s is a {self.latency_model} estimate for the target; "
+                             "energy.per_inference_j is the one energy figure")
         return d
 
     def save_json(self, path: str | Path) -> None:
         Path(path).write_text(json.dumps(self.to_json(), indent=1))
 
     # -- text ---------------------------------------------------------------------------
-    def render(self) -> str:
+    def render(self, per: str = "inference") -> str:
         """A plain-text table: MACs are multiply-accumulates, ACs the accumulates of
-        spike-driven layers (at the traced firing rate)."""
-        lines = [(f"profile of {self.model!r} on target {self.target!r} "
-                  f"(energy table: {self.energy_table})")]
+        spike-driven layers (at the traced firing rate); 'E %' and 'E uJ' split the one
+        energy-per-inference figure printed below the table (``per``: what one run of the graph
+        is, e.g. "step" for a streaming step graph)."""
+        lines = [f"profile of {self.model!r} on target {self.target!r}"]
         head = (f"{'layer':<24} {'op':<16} {'unit':<8} {'MACs':>11} {'ACs':>9} {'bytes':>10} "
-                f"{'measured us':>11} {'model us':>9} {'energy uJ':>10}")
+                f"{'measured us':>11} {'model us':>9} {'E %':>6} {'E uJ':>9}")
         lines += [head, "-" * len(head)]
-        for r in self.rows:
+        e_uj = self.energy_per_inference_j * 1e6
+        for r, share in zip(self.rows, self.energy_shares(), strict=True):
             meas = f"{r.measured_s * 1e6:11.1f}" if r.measured_s is not None else f"{'-':>11}"
             lines.append(f"{r.name[:24]:<24} {r.op[:16]:<16} {r.unit[:8]:<8} {r.macs:>11,} "
                          f"{r.accumulates:>9,.0f} "
                          f"{r.weight_bytes + r.activation_bytes:>10,} {meas} "
-                         f"{r.modeled_s * 1e6:9.2f} {r.energy_j * 1e6:10.3f}")
+                         f"{r.modeled_s * 1e6:9.2f} {share * 100:6.1f} {share * e_uj:9.3f}")
         t = self.totals()
         meas = (f"{self.measured_total_s * 1e6:11.1f}" if self.measured_total_s is not None
                 else f"{'-':>11}")
         lines.append("-" * len(head))
         lines.append(f"{'total':<50} {t['macs']:>11,} {t['accumulates']:>9,.0f} "
                      f"{t['weight_bytes'] + t['activation_bytes']:>10,} {meas} "
-                     f"{self.modeled_total_s * 1e6:9.2f} {self.energy_j * 1e6:10.3f}")
+                     f"{self.modeled_total_s * 1e6:9.2f} {100.0:6.1f} {e_uj:9.3f}")
         lines.append(f"peak arena {self.peak_arena_bytes:,} B of {self.ram_available_bytes:,} B "
                      f"RAM; weights {self.weight_bytes:,} B; flash {self.flash_bytes:,} B of "
                      f"{self.flash_available_bytes:,} B" + ("" if self.fits else "  DOES NOT FIT"))
+        lines.append(f"energy per {per}: {e_uj:.4g} uJ  <- {self.energy_source}")
+        lines.append(f"  per-layer split (E %, E uJ): shares from the op-count table "
+                     f"{self.energy_table} (a breakdown of the figure above, not a second "
+                     "estimate)")
         if t["fp32_over_int_compute"]:
-            lines.append(f"arithmetic energy {t['energy_compute_j'] * 1e6:.3f} uJ; the same "
-                         f"counts in fp32 {t['fp32_compute_j'] * 1e6:.3f} uJ "
-                         f"({t['fp32_over_int_compute']:.1f}x)")
-        if self.measured_energy_j is not None:
-            lines.append(f"measured energy ({self.sensor}): "
-                         f"{self.measured_energy_j * 1e6:.1f} uJ per inference on this machine")
-        else:
-            lines.append(f"measured energy: {self.sensor}")
+            lines.append(f"  the op-count table prices this arithmetic "
+                         f"{t['fp32_over_int_compute']:.1f}x higher in fp32 (the integer "
+                         "saving, a ratio)")
+        if self.measured_energy_j is None:
+            lines.append(f"  sensor: {self.sensor}")
         lines += [f"note: {n}" for n in self.notes]
         return "\n".join(lines)
 
@@ -154,8 +211,9 @@ class ProfileReport:
                     width, label="measured on this machine")
         ax1.set_ylabel("latency (ms)")
         ax1.legend()
-        ax2.bar(list(x), [r.energy_j * 1e6 for r in self.rows], color="tab:green")
-        ax2.set_ylabel(f"energy (uJ, {self.energy_table})")
+        e_uj = self.energy_per_inference_j * 1e6
+        ax2.bar(list(x), [sh * e_uj for sh in self.energy_shares()], color="tab:green")
+        ax2.set_ylabel("energy (uJ, share of the inference)")
         ax2.set_xticks(list(x))
         ax2.set_xticklabels(names, rotation=70, ha="right", fontsize=7)
         fig.suptitle(f"{self.model} on {self.target}")
