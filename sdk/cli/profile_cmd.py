@@ -77,6 +77,11 @@ def command(model: str, target: str | None, backend: str | None, port: str | Non
     if plot_path:
         report.plot(plot_path)
         click.echo(f"wrote {plot_path}")
+    from sdk.exits.report import profile_exits  # an early-exit bundle: its curve and costs
+
+    exits_text = profile_exits(model, report, plot_path)
+    if exits_text:
+        click.echo(exits_text)
     from sdk.backends.emulator import fit_report
     from sdk.errors import TargetError
 

@@ -171,3 +171,16 @@ def test_ort_and_litert_run_each_stage_as_its_own_graph(bundles, test_split, bac
     assert agree >= 58
     full = sess.run_full({"x": x[0][None]})
     assert full.exit == 2 and full.macs == sess.plan.full_macs
+
+
+def test_edge_profile_shows_the_curve_and_the_expected_cost(bundles, tmp_path, capsys):
+    assert main(["profile", str(bundles[0]), "--target", "laptop", "--no-run", "--plot",
+                 str(tmp_path / "p.png")]) == 0
+    out = capsys.readouterr().out
+    assert "early exit (margin; curve from 360 held-out calibration samples)" in out
+    assert "<- chosen" in out and "expected per inference at the chosen point" in out
+    plan = ExitPlan.of(load_bundle(bundles[0]))
+    assert f"{plan.calibration['chosen']['mean_macs']:.0f} MACs" in out
+    assert (tmp_path / "p-exits.png").stat().st_size > 1000
+    assert main(["profile", str(bundles[1]), "--target", "laptop", "--no-run"]) == 0
+    assert "early exit" not in capsys.readouterr().out
