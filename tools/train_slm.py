@@ -39,8 +39,8 @@ import sdk  # noqa: E402
 from sdk.models.slm import SLMConfig  # noqa: E402
 
 OUT = Path(__file__).resolve().parents[1] / "samples" / "slm"
-STEPS = {"encdec": 3500, "deconly": 2000}
-BATCH, LR, WARMUP = 64, 2e-3, 300
+STEPS = {"encdec": 1600, "deconly": 700}
+BATCH, LR, WARMUP = 64, 3e-3, 100
 
 
 class RMSNorm(nn.Module):

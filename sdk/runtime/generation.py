@@ -307,9 +307,9 @@ class GenerationSession:
         if config.strategy != "sample":
             return int(np.argmax(logits))
         p = self._probs(logits, config)
-        if config.top_k:
-            cut = np.sort(p)[-min(config.top_k, p.size)]
-            p = np.where(p >= cut, p, 0.0)
+        if config.top_k:  # exactly k tokens; ties broken towards the lower id, as argmax does
+            keep = np.argsort(-p, kind="stable")[:config.top_k]
+            p = np.where(np.isin(np.arange(p.size), keep), p, 0.0)
         if config.top_p < 1.0:
             order = np.argsort(-p, kind="stable")
             cum = np.cumsum(p[order])
@@ -325,7 +325,9 @@ class GenerationSession:
                ) -> Iterator[int]:
         """Yield generated token ids one at a time (greedy or sampling; the stop token is
         not yielded)."""
-        config = config or GenerationConfig()
+        return self._run(ids, config or GenerationConfig(), {})
+
+    def _run(self, ids: Sequence[int], config: GenerationConfig, info: dict) -> Iterator[int]:
         config.check()
         if config.strategy == "beam":
             raise InputError("beam search has no token stream (the best beam is known at the "
@@ -334,9 +336,11 @@ class GenerationSession:
         budget = self._budget(state, config)
         stops = self._stops(config)
         rng = np.random.default_rng(config.seed)
+        info["finished"] = "capacity" if config.max_new_tokens is None else "max_new_tokens"
         for i in range(budget):
             tok = self._pick(logits, config, rng)
             if tok in stops:
+                info["finished"] = "stop"
                 return
             yield tok
             if i + 1 < budget:
@@ -350,15 +354,15 @@ class GenerationSession:
         config.check()
         if config.strategy == "beam" and config.num_beams > 1:
             return self._beam(ids, config)
+        if config.strategy == "beam":
+            config = GenerationConfig(**{**config.__dict__, "strategy": "greedy"})
         t0 = time.perf_counter()
-        out, first, stopped = [], None, False
-        it = self.stream(ids, config)
-        for tok in it:
+        out, first, info = [], None, {}
+        for tok in self._run(ids, config, info):
             if first is None:
                 first = time.perf_counter() - t0
             out.append(tok)
-        stopped = len(out) < (config.max_new_tokens or 10**9)
-        return Generated(out, 0.0, "stop" if stopped else "max_new_tokens", first, len(out))
+        return Generated(out, 0.0, info.get("finished", "stop"), first, len(out))
 
     def _beam(self, ids: Sequence[int], config: GenerationConfig) -> Generated:
         feeds, state, logits = self.start(ids)
