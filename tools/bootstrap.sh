@@ -5,7 +5,7 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 EXTRAS="${1:-dev}"
 
-SYSTEM_PKGS=(espeak-ng sox fortunes libportaudio2 alsa-utils qemu-system-arm gcc-arm-none-eabi libnewlib-arm-none-eabi gcc make mender-artifact rauc swupdate squashfs-tools openssl)
+SYSTEM_PKGS=(espeak-ng sox fortunes libportaudio2 alsa-utils qemu-system-arm gcc-arm-none-eabi libnewlib-arm-none-eabi gcc make mender-artifact rauc swupdate squashfs-tools openssl chromium)
 missing=()
 for p in "${SYSTEM_PKGS[@]}"; do
   dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing+=("$p")

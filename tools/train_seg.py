@@ -39,8 +39,8 @@ import numpy as np
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-import sdk  # noqa: E402
-from sdk.vision import CLASSES, cached_scenes, normalize_batch  # noqa: E402
+import sdk
+from sdk.vision import CLASSES, cached_scenes, normalize_batch
 
 try:
     import torch
@@ -165,20 +165,36 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--max-steps", type=int, default=100000)
     ap.add_argument("--seed", type=int, default=0)
     ap.add_argument("--threads", type=int, default=1)
+    ap.add_argument("--init", help="start from this checkpoint (.npz written by this script; "
+                    "its config wins), e.g. to continue a run with a fresh schedule")
     ap.add_argument("--name", help="file stem (default seg_vit_<decoder>)")
     ap.add_argument("--out", default="samples/seg")
     a = ap.parse_args(argv)
     torch.set_num_threads(a.threads)
     torch.manual_seed(a.seed)
     rng = np.random.default_rng(a.seed)
-    cfg = dict(decoder=a.decoder, width=a.width, blocks=a.blocks, heads=a.heads,
-               dec_width=a.dec_width, dec_blocks=a.dec_blocks, size=a.size, patch=a.patch,
-               classes=len(CLASSES))
+    cfg = {"decoder": a.decoder, "width": a.width, "blocks": a.blocks, "heads": a.heads,
+           "dec_width": a.dec_width, "dec_blocks": a.dec_blocks, "size": a.size,
+           "patch": a.patch, "classes": len(CLASSES)}
+    history = []
+    init = None
+    if a.init:
+        with np.load(a.init) as z:
+            init = {k: z[k] for k in z.files if k != "__meta__"}
+            prev = json.loads(str(z["__meta__"]))
+        cfg = dict(prev["cfg"])
+        history = prev.get("history", []) + [{k: prev[k] for k in ("command", "steps",
+                                                                  "seconds", "val_miou")}]
+        a.size = cfg["size"]
     t0 = time.time()
     images, labels = cached_scenes(a.train_scenes, 0, "train", a.size)
     vimg, vlab = cached_scenes(a.val_scenes, 7, "train", a.size)  # validation: other seed
     print(f"data: {len(images)} train scenes in {time.time() - t0:.0f} s", flush=True)
     model = SegViT(cfg)
+    if init is not None:
+        model.load_state_dict({k: torch.from_numpy(v) for k, v in init.items()})
+        print(f"initialised from {a.init} (val mIoU {evaluate(model, vimg, vlab):.2f})",
+              flush=True)
     nparam = sum(p.numel() for p in model.parameters())
     print(f"model: {cfg}, {nparam:,} parameters", flush=True)
     opt = torch.optim.AdamW(model.parameters(), lr=a.lr, weight_decay=0.02)
@@ -206,7 +222,7 @@ def main(argv: list[str] | None = None) -> int:
         loss.backward()
         torch.nn.utils.clip_grad_norm_(model.parameters(), 1.0)
         opt.step()
-        losses.append(float(loss))
+        losses.append(float(loss.detach()))
         step += 1
         if step % 50 == 0:
             print(f"step {step} loss {np.mean(losses[-50:]):.4f} lr {lr:.2e} "
@@ -219,10 +235,10 @@ def main(argv: list[str] | None = None) -> int:
     out.mkdir(parents=True, exist_ok=True)
     stem = a.name or f"seg_vit_{a.decoder}"
     state = {k: v.detach().numpy().astype(np.float32) for k, v in model.state_dict().items()}
-    meta = dict(cfg=cfg, steps=step, seconds=round(time.time() - t_start), val_miou=round(val, 2),
-                seed=a.seed, train_scenes=a.train_scenes, classes=list(CLASSES),
-                torch=torch.__version__, command=" ".join(["tools/train_seg.py"] + (argv or
-                                                                                 sys.argv[1:])))
+    meta = {"cfg": cfg, "steps": step, "seconds": round(time.time() - t_start),
+            "val_miou": round(val, 2), "seed": a.seed, "train_scenes": a.train_scenes,
+            "classes": list(CLASSES), "history": history, "torch": torch.__version__,
+            "command": " ".join(["tools/train_seg.py", *(argv or sys.argv[1:])])}
     np.savez(out / f"{stem}.npz", __meta__=np.array(json.dumps(meta)), **state)
     export(model, out / f"{stem}.onnx")
     print(f"wrote {out / (stem + '.npz')} and {out / (stem + '.onnx')}", flush=True)

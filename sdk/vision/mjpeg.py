@@ -67,7 +67,7 @@ class MjpegServer:
             def log_message(self, fmt: str, *args: Any) -> None:  # quiet
                 pass
 
-            def do_GET(self) -> None:  # noqa: N802 - http.server's name
+            def do_GET(self) -> None:
                 path = self.path.split("?")[0]
                 if path in ("/", "/index.html"):
                     self._send(200, "text/html; charset=utf-8",
@@ -179,7 +179,7 @@ class MjpegServer:
             self._thread.join(timeout)
         self.httpd.server_close()
 
-    def __enter__(self) -> MjpegServer:
+    def __enter__(self) -> MjpegServer:  # noqa: PYI034
         return self.start()
 
     def __exit__(self, *exc: object) -> None:

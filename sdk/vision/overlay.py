@@ -38,15 +38,20 @@ def upsample_labels(labels: np.ndarray, height: int, width: int) -> np.ndarray:
 
 
 def overlay(frame: np.ndarray, labels: np.ndarray, classes: Sequence[str], alpha: float = 0.55,
-            stats: str | None = None, legend: bool = True) -> np.ndarray:
+            stats: str | None = None, legend: bool = True, min_height: int = 360) -> np.ndarray:
     """``frame`` (RGB uint8 ``[H, W, 3]``) with each non-background pixel of ``labels`` (a
     label map of the frame's square centre crop, any resolution) blended with its class
     colour; a legend column on the right (classes present bold-boxed) and ``stats`` on top.
-    Returns a new RGB image ``[H, W + legend, 3]``."""
+    A frame lower than ``min_height`` is first enlarged by an integer factor (nearest).
+    Returns a new RGB image ``[H', W' + legend, 3]``."""
     import cv2
 
     frame = np.ascontiguousarray(np.asarray(frame, np.uint8))
     h, w = frame.shape[:2]
+    if h < min_height:  # small frames are shown enlarged, so the legend stays readable
+        k = -(-min_height // h)
+        frame = cv2.resize(frame, (w * k, h * k), interpolation=cv2.INTER_NEAREST)
+        h, w = frame.shape[:2]
     s = min(h, w)
     y0, x0 = (h - s) // 2, (w - s) // 2
     lab = upsample_labels(labels, s, s)

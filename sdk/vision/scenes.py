@@ -74,9 +74,9 @@ class Source:
     def region(self, split: str) -> np.ndarray:
         h, w = self.image.shape[:2]
         if w >= h:
-            cut = int(round(w * (1 - TEST_FRACTION)))
+            cut = round(w * (1 - TEST_FRACTION))
             return self.image[:, :cut] if split == "train" else self.image[:, cut:]
-        cut = int(round(h * (1 - TEST_FRACTION)))
+        cut = round(h * (1 - TEST_FRACTION))
         return self.image[:cut] if split == "train" else self.image[cut:]
 
 
@@ -101,7 +101,7 @@ def _library() -> dict:
     srcs[6] = [Source(6, _rgb(d.coins()))]
     srcs[7] = [Source(7, _rgb(d.page())), Source(7, _rgb(d.text()))]
     faces = d.lfw_subset()[:100]  # the first 100 of lfw_subset are faces
-    n_train = int(round(len(faces) * (1 - TEST_FRACTION)))
+    n_train = round(len(faces) * (1 - TEST_FRACTION))
     face_sets = {"train": [_rgb(f) for f in faces[:n_train]],
                  "test": [_rgb(f) for f in faces[n_train:]]}
     horse = ~np.asarray(d.horse(), bool)  # the silhouette is False on white

@@ -44,7 +44,7 @@ class FrameSource:
     def close(self) -> None:
         pass
 
-    def __enter__(self) -> FrameSource:
+    def __enter__(self) -> FrameSource:  # noqa: PYI034
         return self
 
     def __exit__(self, *exc: object) -> None:

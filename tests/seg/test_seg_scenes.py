@@ -65,7 +65,7 @@ def test_test_regions_never_overlap_train_regions() -> None:
     from sdk.vision.scenes import TEST_FRACTION, _library
 
     lib = _library()
-    for cls, srcs in lib["sources"].items():
+    for srcs in lib["sources"].values():
         for s in srcs:
             tr, te = s.region("train"), s.region("test")
             h, w = s.image.shape[:2]
