@@ -185,6 +185,10 @@ class Agent:
             return await handler(request)
         except Refusal as exc:
             return _error(exc.status, str(exc), **exc.extra)
+        except OSError as exc:  # disk full, permissions: the active model is untouched
+            log.error("%s %s failed: %s", request.method, request.path, exc)
+            return _error(500, f"the agent could not complete {request.path} ({exc}); the "
+                               "active model is unchanged; see `edge device logs`")
         except web.HTTPException as exc:
             if exc.status < 400:
                 raise
@@ -423,8 +427,12 @@ class Agent:
         meta = self.store.meta(slot) or {}
         key = (slot, meta.get("sha256", {}).get("model.edge"), integer)
         if key not in self._sessions:
-            self._sessions[key] = sdk.Session(str(self.store.slot_path(slot) / "model.edge"),
-                                              integer_io=integer)
+            backend = self.config.backend
+            exact = backend in st.EXACT_BACKENDS  # the SDK's kernels; else a delegate backend
+            self._sessions[key] = sdk.Session(
+                str(self.store.slot_path(slot) / "model.edge"), integer_io=integer,
+                fast=backend != "reference-numpy", backend=None if exact else backend,
+                target=None if exact else self.config.target)
         return self._sessions[key]
 
     async def _read_body(self, request: web.Request, stage: Path) -> Path:

@@ -338,14 +338,19 @@ def _self_signed(tmp_path: Path) -> tuple[Path, Path]:
 
 def test_tls(tmp_path, models, capsys):
     cert, key = _self_signed(tmp_path)
+    # this agent also checks and runs models on a delegate backend (LiteRT): within 1 LSB
     a = AgentProcess(tmp_path / "root", "--trust", str(models["trusted"]) + ".pub",
-                     "--tls-cert", str(cert), "--tls-key", str(key))
+                     "--tls-cert", str(cert), "--tls-key", str(key), "--backend", "litert")
     url = a.start()
     try:
         assert url.startswith("https://127.0.0.1:")
         rc, out, err = _edge(capsys, "deploy", models["m1"], "--device", url, "--sign",
                              models["trusted"], "--token", a.token, "--ca", cert)
         assert rc == 0 and "committed" in out, err
+        assert "within 1 LSB on litert" in out, out
+        rc, out, err = _edge(capsys, "device", "profile", "--device", url, "--token", a.token,
+                             "--ca", cert, "--runs", "3")
+        assert rc == 0 and "(litert, 3 runs)" in out, err
         rc, out, err = _edge(capsys, "device", "status", "--device", url, "--token", a.token,
                              "--ca", cert)
         assert rc == 0 and "'cnn1' in slot a" in out, err
