@@ -184,6 +184,11 @@ class Session:
     """A model prepared for repeated runs.
 
     ``fast=True`` uses the Numba twins of the integer kernels; ``False`` the NumPy reference.
+    With ``fast``, each request runs as one generated Numba program (:mod:`sdk.ops.codegen`,
+    same bits) where every node it needs has a compiled form, else on the prepared
+    interpreter; :attr:`executor` says which. ``compiled=None`` (default) compiles a request
+    at once when its machine code is cached on disk, else once it has run 64 times (a
+    stream, a benchmark loop); ``True`` compiles on the first run; ``False`` never.
     ``backend`` names an executor of :data:`sdk.backends.BACKENDS` (``reference``,
     ``reference-numpy``, ``onnxruntime``, ``litert``, ``litert-ref``, ``npu`` ...) and
     ``target`` a board profile (name, TOML path or Target) whose delegates / execution
@@ -192,7 +197,8 @@ class Session:
 
     def __init__(self, graph_or_path: Graph | str | os.PathLike, fast: bool = True,
                  integer_io: bool = False, backend: str | None = None,
-                 target: Any = None, entry: str | None = None) -> None:
+                 target: Any = None, entry: str | None = None,
+                 compiled: bool | None = None) -> None:
         self.bundle = _open_bundle(graph_or_path)
         self.entry_name = entry
         if self.bundle is not None:
@@ -203,7 +209,8 @@ class Session:
                              "single graph has no named entries")
         else:
             self.graph = open_model(graph_or_path)
-        self._options = dict(fast=fast, integer_io=integer_io, backend=backend, target=target)
+        self._options = dict(fast=fast, integer_io=integer_io, backend=backend, target=target,
+                             compiled=compiled)
         self._entries: dict[str, Session] = {}
         self.fast = fast
         self.integer_io = integer_io
@@ -218,6 +225,11 @@ class Session:
         self.backend = backend or ("reference" if fast else "reference-numpy")
         self._exe = Interpreter(g, fast=fast) if backend is None and target is None \
             else None
+        self.compiled = compiled is not False and fast and self._exe is not None
+        if self.compiled:  # one generated Numba program per request; interpreter otherwise
+            from sdk.ops.codegen import CompiledExecutor
+
+            self._exe = CompiledExecutor(g, self._exe, eager=compiled is True)
         producers, consumers = g.producers(), g.consumers()
         # user-facing name -> internal tensor to feed / read, plus boundary conversion
         self._feed_as: dict[str, str] = {}
@@ -348,6 +360,26 @@ class Session:
         self.plan = self._backend_exe.plan
 
     # -- description --------------------------------------------------------------------
+    @property
+    def executor(self) -> str:
+        """What runs the graph: ``"compiled"`` (one generated Numba program per request,
+        :mod:`sdk.ops.codegen`), ``"interpreter: <why>"`` (the prepared interpreter: a node
+        without a compiled form, ``compiled=False`` or ``fast=False``), or ``"backend <name>"``.
+        """
+        if self._exe is None:
+            return f"backend {self.backend}"
+        if not self.compiled:
+            return "interpreter: " + ("compiled=False" if self.fast else
+                                      "fast=False (the NumPy specification)")
+        if not hasattr(self, "_executor_why"):
+            from sdk.ops.codegen import compile_check
+
+            self._executor_why = compile_check(self.graph)
+        if self._executor_why is not None:
+            return f"interpreter: {self._executor_why}"
+        return "compiled" if self._exe.eager or "compiled" in self._exe.status.values() \
+            else "compiled (after 64 runs or from a warm cache)"
+
     @property
     def input_names(self) -> list[str]:
         return [i.name for i in self.inputs]

@@ -90,12 +90,15 @@ class StreamingSession:
     stream time of one hop. ``fast=True`` runs each hop through a
     :class:`~sdk.ops.program.Program` (Numba kernels, per-hop overhead hoisted
     out); ``fast=False`` through the executor on the NumPy reference kernels. Same bits.
+    ``compiled`` is :class:`~sdk.runtime.session.Session`'s: by default a hop runs as one
+    generated Numba program once the stream has run 64 hops (at once from a warm cache);
+    :attr:`executor` says what runs it.
     """
 
     def __init__(self, model: Any, state: Mapping[str, str] | None = None, *,
                  fast: bool = True, integer_io: bool = False, hop_s: float = 0.01,
                  detector: KeywordDetector | None = None, scores_output: str | None = None,
-                 scores_are_logits: bool = True) -> None:
+                 scores_are_logits: bool = True, compiled: bool | None = None) -> None:
         graph = _open_graph(model).copy()
         decls = declare_states(graph, state)
         self.pairs = {d.input: d.output for d in decls if d.kind == "recurrent"}
@@ -109,7 +112,7 @@ class StreamingSession:
         self.fast = fast
         self.integer_io = integer_io
         self.hop_s = float(hop_s)
-        self._session = Session(graph, fast=fast, integer_io=True)
+        self._session = Session(graph, fast=fast, integer_io=True, compiled=compiled)
         raw_in = {i.name: i for i in self._session.inputs}
         raw_out = {o.name: o for o in self._session.outputs}
         self.is_integer = any(i.dtype != "float32" for i in raw_in.values()) or any(
@@ -153,6 +156,11 @@ class StreamingSession:
             self.scores_output = scores_output
         self.scores_are_logits = scores_are_logits
         self.reset()
+
+    @property
+    def executor(self) -> str:
+        """What runs each hop (:attr:`Session.executor`)."""
+        return self._session.executor
 
     def _user_info(self, raw: TensorInfo) -> TensorInfo:
         if self.integer_io or raw.dtype == "float32" or raw.quant is None:

@@ -27,3 +27,6 @@ def lut_apply(x: np.ndarray, table: np.ndarray) -> np.ndarray:
     out = np.empty(flat.size, np.int8)
     _gather(flat, table, out)
     return out.reshape(x.shape)
+
+
+lut_loop = _gather  # the compiled-program name of the loop (sdk.ops.codegen)

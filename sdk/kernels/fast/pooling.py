@@ -113,3 +113,6 @@ def global_avg_pool(x: np.ndarray, *, x_zp: int = 0, m0: Any, shift: Any, out_zp
          channel_vector(m0, c, "m0", np.int64), channel_vector(shift, c, "shift", np.int64),
          np.int64(out_zp), np.int64(act_min), np.int64(act_max), out)
     return out.reshape((n, c) + (1,) * (x.ndim - 2))
+
+
+avg_pool_loop = _avg  # the compiled-program name of the loop (sdk.ops.codegen)

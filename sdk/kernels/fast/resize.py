@@ -86,3 +86,6 @@ def resize_bilinear(x: np.ndarray, *, sizes: Any, coord_mode: str = "half_pixel"
     _bilinear_hw(x3, ylo, yhi, wy, xlo, xhi, wx, np.int64(b), np.int64(zero_point),
                  np.int64(info.min), np.int64(info.max), out)
     return out.reshape(sz)
+
+
+bilinear_loop = _bilinear_hw  # the compiled-program name of the loop (sdk.ops.codegen)

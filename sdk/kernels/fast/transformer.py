@@ -179,3 +179,9 @@ def i_rmsnorm(x: np.ndarray, beta_q: np.ndarray | None = None, *, axis: int = -1
     """Fast :func:`sdk.kernels.transformer.i_rmsnorm`."""
     return _norm_op(x, beta_q, axis, iters, m0, shift, out_zp, act_min, act_max, dtype, False,
                     "IRMSNorm")
+
+
+# the compiled-program names of the loops (sdk.ops.codegen)
+shiftmax_loop = _shiftmax
+gelu_loop = _gelu
+norm_loop = _norm
