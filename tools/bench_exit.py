@@ -3,6 +3,15 @@
     .venv/bin/python tools/bench_exit.py                 # every rule, the whole test split
     .venv/bin/python tools/bench_exit.py --quick         # margin + gate, 150 samples (< 1 min)
     .venv/bin/python tools/bench_exit.py --json out.json --backend onnxruntime
+    .venv/bin/python tools/bench_exit.py --kws-only    # keyword spotting exits over time
+
+Keyword spotting (exits over time): the committed non-spiking LMUFormer
+(samples/kws/models) is quantized as tools/kws_eval.py does and streamed hop by hop over the
+generated dataset (tools/kws_dataset.py, data/kws); the integer running sum of its frame
+logits decides at every hop from the 10th once its margin clears ``a + b * hop``
+(sdk.exits.temporal), calibrated on the validation voices, measured on the held-out test
+voices: accuracy and mean hops against deciding after the whole clip (100 hops). The integer
+frame logits are cached under data/exits/.
 
 The digit classifier of samples/exits is compiled once (calibration split: quantization
 ranges), then given exits by each rule at ``--max-accuracy-drop`` on the same calibration
@@ -31,6 +40,104 @@ import sdk
 
 SAMPLES = ROOT / "samples" / "exits"
 RULES = ("margin", "entropy", "patience", "gate")
+KWS_MODEL = ROOT / "samples" / "kws" / "models" / "kws_lmuformer_nonspiking.npz"
+CACHE = ROOT / "data" / "exits"
+
+
+def kws_frame_logits(splits: dict[str, int]) -> dict[str, tuple] | None:
+    """Integer frame logits [N, 100, 12] + labels per split (``n`` clips, class-balanced,
+    0 = all), and the logits' zero point; None when the KWS dataset is not generated."""
+    sys.path.insert(0, str(ROOT / "tools"))
+    import kws_dataset
+    import kws_eval
+
+    from sdk.models import LMUFormerWeights, build_step_onnx, state_shapes, step_calibration_data
+
+    cfg = kws_dataset.DatasetConfig(seed=0)
+    folder = ROOT / "data" / "kws" / cfg.key()
+    if not (folder / "meta.json").is_file():
+        return None
+    model = LMUFormerWeights.load(KWS_MODEL)
+    out = {}
+    sess = None
+    for split, n in splits.items():
+        cache = CACHE / f"kws_{split}_{n}.npz"
+        if cache.is_file():
+            with np.load(cache) as z:
+                out[split] = (z["q"], z["y"], int(z["zp"]))
+            continue
+        if sess is None:
+            xv, yv = kws_dataset.load_features(folder, "val")
+            calib = step_calibration_data(model, xv[kws_eval.balanced_subset(yv, 32)])
+            graph = sdk.quantize(sdk.load_onnx(build_step_onnx(model)), calib,
+                                 observer="minmax")
+            sess = sdk.Session(graph, integer_io=True)
+            info = {i.name: i for i in sess.inputs}
+            zp = int({o.name: o for o in sess.outputs}["logits"].quant.zero_point)
+            names = list(state_shapes(model.config))
+        x, y = kws_dataset.load_features(folder, split)
+        idx = kws_eval.balanced_subset(y, n) if n else np.arange(len(y))
+        rows = []
+        for i in idx:
+            state = {m: np.full(info[f"state_{m}"].shape, int(info[f"state_{m}"].quant.zero_point),
+                                dtype=info[f"state_{m}"].dtype) for m in names}
+            frames = []
+            for frame in x[i]:
+                r = sess.run(None, {"x": kws_eval.quantize_input(frame[None], info["x"].quant),
+                                    **{f"state_{m}": state[m] for m in names}})
+                state = {m: r[f"state_{m}_next"] for m in names}
+                frames.append(r["logits"][0])
+            rows.append(np.stack(frames))
+        q = np.stack(rows)
+        CACHE.mkdir(parents=True, exist_ok=True)
+        np.savez(cache, q=q, y=y[idx], zp=zp)
+        out[split] = (q, y[idx], zp)
+    return out
+
+
+def kws_rows(quick: bool, drop: float, save: Path | None = None) -> list[dict]:
+    from sdk.exits.temporal import TemporalExitPlan, calibrate_over_time
+
+    n_val, n_test = (240, 240) if quick else (0, 0)
+    data = kws_frame_logits({"val": n_val, "test": n_test})
+    if data is None:
+        print("keyword spotting: skipped, the dataset is not generated "
+              "(python tools/kws_dataset.py --out data/kws --seed 0)")
+        return []
+    if save is not None:  # samples/exits/kws_frame_logits.npz (the tests' real-data fixture)
+        np.savez_compressed(save, val_q=data["val"][0], val_y=data["val"][1],
+                            test_q=data["test"][0], test_y=data["test"][1],
+                            zero_point=data["val"][2])
+        print(f"wrote {save}")
+    qv, yv, zp = data["val"]
+    qt, yt, _ = data["test"]
+    t = qv.shape[1]
+    plan = calibrate_over_time(qv, zp, yv, range(10, t + 1), max_accuracy_drop=drop)
+    hops, label = plan.decide(qt)
+    full = TemporalExitPlan([t - 1, t], [1 << 40], zp).decide(qt)[1]
+    # the fixed-prefix baseline (tools/kws_prefix_curve.py's rule, here on integers): the
+    # shortest prefix whose accuracy on the test clips stays within the drop of the full clip
+    sums = np.cumsum(qt.astype(np.int64) - zp, axis=1)
+    curve = (np.argmax(sums, axis=2) == yt[:, None]).mean(axis=0) * 100
+    bad = np.flatnonzero(curve < curve[-1] - drop)
+    t_star = int(bad[-1]) + 2 if len(bad) else 1
+    row = {"model": "kws-lmuformer-nonspiking", "rule": "margin over time",
+           "val_clips": len(yv), "test_clips": len(yt),
+           "accuracy": float((label == yt).mean() * 100),
+           "accuracy_full": float((full == yt).mean() * 100),
+           "mean_hops": float(hops.mean()), "full_hops": t,
+           "hops_saved": 1 - float(hops.mean()) / t,
+           "fixed_prefix_hops": t_star, "fixed_prefix_saved": 1 - t_star / t,
+           "thresholds": plan.thresholds, "checkpoints": plan.checkpoints,
+           "calibration": {k: v for k, v in plan.calibration.items() if k != "curve"}}
+    print(f"keyword spotting, exits over time: calibrated on {len(yv)} validation clips, "
+          f"measured on {len(yt)} held-out-voice test clips (integer step graph, Numba)")
+    print(f"  accuracy {row['accuracy']:.2f}% vs {row['accuracy_full']:.2f}% after the whole "
+          f"clip ({row['accuracy'] - row['accuracy_full']:+.2f} pts); mean hops "
+          f"{row['mean_hops']:.1f} of {t} ({100 * row['hops_saved']:.1f}% fewer); a fixed "
+          f"prefix within {drop:g} pts needs {t_star} hops ({100 * row['fixed_prefix_saved']:.1f}%"
+          " fewer)")
+    return [row]
 
 
 def measure(sess, x: np.ndarray, y: np.ndarray) -> dict:
@@ -72,6 +179,12 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--quick", action="store_true", help="margin and gate rules, 150 samples")
     ap.add_argument("--json", type=Path, help="write the rows as JSON")
     ap.add_argument("--max-accuracy-drop", type=float, default=0.5)
+    ap.add_argument("--kws-drop", type=float, default=1.0,
+                    help="accuracy points the keyword-spotting exits may lose")
+    ap.add_argument("--kws-only", action="store_true", help="only the keyword-spotting rows")
+    ap.add_argument("--no-kws", action="store_true", help="skip keyword spotting")
+    ap.add_argument("--save-kws-logits", type=Path,
+                    help="also write the integer frame logits of both splits here (npz)")
     ap.add_argument("--backend", default=None,
                     help="run the stages on this backend (default: Numba reference kernels)")
     args = ap.parse_args(argv)
@@ -79,7 +192,7 @@ def main(argv: list[str] | None = None) -> int:
         xc, yc = z["x"], z["label"]
     with np.load(SAMPLES / "digits_test.npz") as z:
         xt, yt = z["x"], z["label"]
-    rules = ("margin", "gate") if args.quick else RULES
+    rules = () if args.kws_only else ("margin", "gate") if args.quick else RULES
     if args.quick:
         xt, yt = xt[:150], yt[:150]
     t0 = time.perf_counter()
@@ -92,6 +205,12 @@ def main(argv: list[str] | None = None) -> int:
         row = {"model": "digits-cnn-3exits", "rule": rule,
                "backend": args.backend or "reference (numba)", **measure(sess, xt, yt)}
         rows.append(row)
+    kws = [] if args.no_kws else kws_rows(args.quick, args.kws_drop, args.save_kws_logits)
+    if not rows:
+        if args.json:
+            args.json.write_text(json.dumps({"rows": [], "kws": kws, "quick": args.quick},
+                                            indent=1))
+        return 0
     print(f"early exit, digits CNN (3 exits), held-out test split ({len(yt)} samples), "
           f"--max-accuracy-drop {args.max_accuracy_drop:g} on the calibration split; "
           f"backend {rows[0]['backend']}; shared machine, wall-clock")
@@ -107,7 +226,8 @@ def main(argv: list[str] | None = None) -> int:
               f"{' / '.join(f'{100 * s:.1f}' for s in r['exit_share'])}")
     print(f"({time.perf_counter() - t0:.1f} s)")
     if args.json:
-        args.json.write_text(json.dumps({"rows": rows, "quick": args.quick}, indent=1))
+        args.json.write_text(json.dumps({"rows": rows, "kws": kws, "quick": args.quick},
+                                        indent=1))
         print(f"wrote {args.json}")
     return 0
 

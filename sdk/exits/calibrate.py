@@ -140,7 +140,7 @@ def pareto(points: Sequence[OperatingPoint]) -> list[OperatingPoint]:
 
 
 def choose(points: Sequence[OperatingPoint], full_accuracy: float, full_macs: int,
-           drop: float, n: int) -> OperatingPoint:
+           drop: float, n: int, unit: str = "MACs") -> OperatingPoint:
     """The point with the fewest mean MACs whose accuracy is within ``drop`` points of the
     model without exits; CalibrationError (one line, what was achievable) if it saves nothing."""
     ok = [p for p in points if p.accuracy >= full_accuracy - drop - 1e-9]
@@ -151,14 +151,14 @@ def choose(points: Sequence[OperatingPoint], full_accuracy: float, full_macs: in
     if not saving:
         raise CalibrationError(f"no exit threshold saves compute on this calibration set "
                                f"({n} samples): every setting costs at least the "
-                               f"{full_macs} MACs of the model without exits")
+                               f"{full_macs} {unit} of the model without exits")
     need = min(saving, key=lambda p: (full_accuracy - p.accuracy, p.mean_macs))
     d = max(full_accuracy - need.accuracy, 0.0)
     raise CalibrationError(
         f"no exit thresholds stay within {drop:g} accuracy points on this calibration set "
         f"({n} samples, {full_accuracy:.2f}% without exits, steps of {100 / n:.2f} points): "
         f"the smallest drop that saves compute is {d:.2f} points "
-        f"({100 * (1 - need.mean_macs / full_macs):.1f}% fewer MACs); pass "
+        f"({100 * (1 - need.mean_macs / full_macs):.1f}% fewer {unit}); pass "
         f"--max-accuracy-drop {math.ceil(d * 100) / 100:g} or more, or more calibration data")
 
 
