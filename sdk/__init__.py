@@ -131,6 +131,7 @@ _LAZY: dict[str, str] = {
     "ExitPlan": "sdk.exits:ExitPlan",
     "add_exits": "sdk.exits:add_exits",
     "exit_integer_outputs": "sdk.exits.calibrate:integer_outputs",
+    "DeviceExitModel": "sdk.exits.device:DeviceExitModel",
     # small language models: G2P tokenizer, KV-cached generation
     "G2PTokenizer": "sdk.text:G2PTokenizer",
     "GenerationSession": "sdk.runtime.generation:GenerationSession",

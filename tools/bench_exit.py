@@ -2,6 +2,7 @@
 
     .venv/bin/python tools/bench_exit.py                 # every rule, the whole test split
     .venv/bin/python tools/bench_exit.py --quick         # margin + gate, 150 samples (< 1 min)
+    .venv/bin/python tools/bench_exit.py --mcu 30        # + 30 samples on the Cortex-M4 in QEMU
     .venv/bin/python tools/bench_exit.py --json out.json --backend onnxruntime
     .venv/bin/python tools/bench_exit.py --kws-only    # keyword spotting exits over time
 
@@ -11,7 +12,8 @@ generated dataset (tools/kws_dataset.py, data/kws); the integer running sum of i
 logits decides at every hop from the 10th once its margin clears ``a + b * hop``
 (sdk.exits.temporal), calibrated on the validation voices, measured on the held-out test
 voices: accuracy and mean hops against deciding after the whole clip (100 hops). The integer
-frame logits are cached under data/exits/.
+frame logits are cached under data/exits/; ``--quick`` reads the committed ones
+(samples/exits/kws_frame_logits.npz, all 1800 + 2400 clips) instead.
 
 The digit classifier of samples/exits is compiled once (calibration split: quantization
 ranges), then given exits by each rule at ``--max-accuracy-drop`` on the same calibration
@@ -95,11 +97,57 @@ def kws_frame_logits(splits: dict[str, int]) -> dict[str, tuple] | None:
     return out
 
 
+def mcu_row(bundle, x: np.ndarray, y: np.ndarray) -> dict | None:
+    """The same exits on the Cortex-M4 firmware in QEMU: instructions per inference with the
+    calibrated thresholds and with none firing (every stage runs; the exit heads included)."""
+    import copy
+
+    from firmware_bridge.build import toolchain_missing
+    from firmware_bridge.client import DeviceClient
+    from firmware_bridge.qemu import QemuFirmware, qemu_missing, ticks_to_instructions
+
+    why = toolchain_missing("m4") or qemu_missing()
+    if why:
+        print(f"MCU: skipped ({why})")
+        return None
+    never = copy.deepcopy(bundle)
+    for e in never.manifest["exits"]["exits"][:-1]:
+        e["threshold"] = 1 << 30
+    with QemuFirmware() as q:
+        c = DeviceClient(q.url, timeout=1.0)
+        try:
+            ins, ins_full, hits, hits_full, exits = [], [], 0, 0, []
+            dev = sdk.DeviceExitModel(c, bundle)  # loads the image (QEMU counts are exact:
+            for xi, yi in zip(x, y):              # no need to interleave)
+                r = dev.run({"x": xi[None]})
+                ins.append(ticks_to_instructions(r.ticks, q.icount_shift))
+                hits += r.label == yi
+                exits.append(r.exit)
+            full = sdk.DeviceExitModel(c, never)
+            for xi, yi in zip(x, y):
+                r = full.run({"x": xi[None]})
+                ins_full.append(ticks_to_instructions(r.ticks, q.icount_shift))
+                hits_full += r.label == yi
+        finally:
+            c.close()
+    n = len(y)
+    return {"samples": n, "accuracy": 100 * hits / n, "accuracy_full": 100 * hits_full / n,
+            "instructions": float(np.mean(ins)), "instructions_full": float(np.mean(ins_full)),
+            "instructions_saved": 1 - float(np.mean(ins)) / float(np.mean(ins_full)),
+            "exit_share": [exits.count(k) / n for k in range(len(bundle.manifest["exits"]
+                                                                 ["exits"]))]}
+
+
 def kws_rows(quick: bool, drop: float, save: Path | None = None) -> list[dict]:
     from sdk.exits.temporal import TemporalExitPlan, calibrate_over_time
 
-    n_val, n_test = (240, 240) if quick else (0, 0)
-    data = kws_frame_logits({"val": n_val, "test": n_test})
+    committed = SAMPLES / "kws_frame_logits.npz"
+    if quick and save is None and committed.is_file():  # the committed integer frame logits
+        with np.load(committed) as z:
+            zp = int(z["zero_point"])
+            data = {"val": (z["val_q"], z["val_y"], zp), "test": (z["test_q"], z["test_y"], zp)}
+    else:
+        data = kws_frame_logits({"val": 0, "test": 0})
     if data is None:
         print("keyword spotting: skipped, the dataset is not generated "
               "(python tools/kws_dataset.py --out data/kws --seed 0)")
@@ -143,9 +191,9 @@ def kws_rows(quick: bool, drop: float, save: Path | None = None) -> list[dict]:
 def measure(sess, x: np.ndarray, y: np.ndarray) -> dict:
     """Accuracy, mean MACs, exit histogram and mean latency of ``sess`` with and without
     exits on (x, y), the two timed interleaved."""
-    for xi in x[:5]:  # warm-up: JIT, caches
+    for xi in x[:3]:  # warm-up: JIT, compiled programs of every stage
+        sess.warm_up({"x": xi[None]})
         sess.run({"x": xi[None]})
-        sess.run_full({"x": xi[None]})
     hits = hits_full = 0
     macs, t_exit, t_full = [], [], []
     hist = [0] * len(sess.plan.exits)
@@ -185,6 +233,9 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--no-kws", action="store_true", help="skip keyword spotting")
     ap.add_argument("--save-kws-logits", type=Path,
                     help="also write the integer frame logits of both splits here (npz)")
+    ap.add_argument("--mcu", type=int, default=None, metavar="N",
+                    help="also run N test samples on the Cortex-M4 firmware in QEMU "
+                         "(instructions with and without exits)")
     ap.add_argument("--backend", default=None,
                     help="run the stages on this backend (default: Numba reference kernels)")
     args = ap.parse_args(argv)
@@ -224,9 +275,21 @@ def main(argv: list[str] | None = None) -> int:
               f"{r['full_macs']:10d} {100 * r['macs_saved']:5.1f}% {r['latency_ms']:8.3f} "
               f"{r['latency_full_ms']:8.3f} {100 * r['latency_saved']:6.1f}%  "
               f"{' / '.join(f'{100 * s:.1f}' for s in r['exit_share'])}")
+    mcu = None
+    n_mcu = args.mcu or 0
+    if n_mcu:
+        bundle = sdk.add_exits(base, {"x": xc, "label": yc}, rule="margin",
+                               max_accuracy_drop=args.max_accuracy_drop)
+        mcu = mcu_row(bundle, xt[:n_mcu], yt[:n_mcu])
+        if mcu:
+            print(f"Cortex-M4 in QEMU (margin, {mcu['samples']} test samples, device-side exit "
+                  f"checks): {mcu['instructions']:.0f} instructions per inference vs "
+                  f"{mcu['instructions_full']:.0f} without exits "
+                  f"({100 * mcu['instructions_saved']:.1f}% fewer); accuracy "
+                  f"{mcu['accuracy']:.1f}% vs {mcu['accuracy_full']:.1f}%")
     print(f"({time.perf_counter() - t0:.1f} s)")
     if args.json:
-        args.json.write_text(json.dumps({"rows": rows, "kws": kws, "quick": args.quick},
+        args.json.write_text(json.dumps({"rows": rows, "kws": kws, "mcu": mcu, "quick": args.quick},
                                         indent=1))
         print(f"wrote {args.json}")
     return 0
