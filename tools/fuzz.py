@@ -59,9 +59,9 @@ from sdk.errors import EdgeError
 
 REGRESSIONS = ROOT / "tests" / "fuzz_regressions"
 HANG_S = 10.0
-TARGETS = ("bundle", "npz", "frame", "toml", "onnx", "tflite")
+TARGETS = ("bundle", "npz", "frame", "toml", "onnx", "tflite", "agent")
 EXT = {"bundle": ".edge", "npz": ".npzcase", "frame": ".bin", "toml": ".toml", "onnx": ".onnx",
-       "tflite": ".tflite"}
+       "tflite": ".tflite", "agent": ".http"}
 HUGE = [2**31, 2**31 - 1, 2**32, 2**63, 2**64 + 7, 10**30, -1, -2**31, -(2**63), 0,
         1e308, -1e308, 1.5, 10**400]
 
@@ -543,6 +543,249 @@ class TfliteTarget(Target):
         sdk.read_tflite(path)
 
 
+# -- the board agent's HTTP API ---------------------------------------------------------------
+class AgentServerError(Exception):
+    """The agent answered 5xx (an exception it did not turn into a refusal), died, or its
+    active model is no longer the one committed at the start."""
+
+
+TOKEN_MARK = "@@EDGE-AGENT-TOKEN@@"   # saved cases hold this; the running agent's token is put in
+
+
+class AgentTarget(Target):
+    """Raw HTTP requests, mutated, sent over TCP to a real ``edge agent`` process on 127.0.0.1
+    (started once per run, trusting one key, 1 MiB upload limit, model ``m1`` committed).
+
+    A case passes when the agent answers with a status below 500 (a 4xx is a refusal: the
+    SDK-error count) or closes a request it cannot parse, stays alive, and still serves the
+    model committed at the start, whole (checked every 100 cases and at the end). Seeds are
+    real requests: health, status, logs, run with an .npz, rollback, and a signed deploy of
+    the same model (so a mutation that still deploys cannot change what is served)."""
+
+    name = "agent"
+
+    def __init__(self) -> None:
+        self.proc = None
+        self.dir: tempfile.TemporaryDirectory | None = None
+        self.port = 0
+        self.token = ""
+        self.cases = 0
+        self._seeds: list[bytes] | None = None
+
+    # the agent ---------------------------------------------------------------------------
+    def _start(self) -> None:
+        import os
+        import subprocess
+
+        import sdk
+        from sdk.agent.client import DeviceClient, prepare_deploy
+        from sdk.agent.signing import generate_key
+        from sdk.backends.sample_graphs import cnn_graph
+
+        self.dir = tempfile.TemporaryDirectory(prefix="edge-fuzz-agent-")
+        d = Path(self.dir.name)
+        key = generate_key(d / "k.key")[0]
+        b = sdk.Bundle.from_graph(cnn_graph(seed=11, hw=16, width=8))
+        b.manifest["model_name"] = "fuzzed"
+        self.model = b.save(d / "m1.edge")
+        x = np.random.default_rng(7).uniform(-1, 1, (1, 3, 16, 16)).astype(np.float32)
+        buf = io.BytesIO()
+        np.savez(buf, x=x)
+        self.npz = buf.getvalue()
+        env = dict(os.environ, PYTHONPATH=str(ROOT), NUMBA_NUM_THREADS="1")
+        env.pop("EDGE_DEVICE_TOKEN", None)
+        self.log = open(d / "agent.out", "wb")  # noqa: SIM115 - closed in close()
+        self.proc = subprocess.Popen(
+            [sys.executable, "-m", "sdk.cli.main", "agent", "--root", str(d / "root"),
+             "--host", "127.0.0.1", "--port", "0", "--trust", str(key) + ".pub",
+             "--max-upload-mb", "1"], stdout=self.log, stderr=subprocess.STDOUT, cwd=ROOT,
+            env=env)
+        url_file = d / "root" / "agent.url"
+        deadline = time.monotonic() + 120
+        while not url_file.exists() or not url_file.read_text().strip().startswith("http"):
+            if self.proc.poll() is not None or time.monotonic() > deadline:
+                raise RuntimeError("the agent did not start: "
+                                   + (d / "agent.out").read_text(errors="replace")[-500:])
+            time.sleep(0.05)
+        url = url_file.read_text().strip()
+        self.port = int(url.rsplit(":", 1)[1].split("/")[0])
+        self.token = (d / "root" / "token").read_text().strip()
+        data, st, sig, _ = prepare_deploy(self.model, key)
+        self.client = DeviceClient(url, token=self.token)
+        self.client.deploy(data, st, sig)
+        self.expected = self._serving()
+        self.deploy_parts = (data, st, sig)
+
+    def _serving(self) -> tuple:
+        """(state, model name, bundle SHA-256, committed, self-test passed) of the active slot,
+        after checking that the model it serves still answers."""
+        status = self.client.status()
+        model = status.get("model") or {}
+        out, _ = self.client.run_npz(self.npz)
+        digest = hashlib.sha256(b"".join(out[k].tobytes() for k in sorted(out))).hexdigest()
+        return (status.get("state"), model.get("model_name"), model.get("bundle_sha256"),
+                model.get("committed"), (model.get("self_test") or {}).get("passed"), digest)
+
+    def close(self) -> None:
+        if self.proc is not None and self.proc.poll() is None:
+            self.proc.terminate()
+            try:
+                self.proc.wait(10)
+            except Exception:  # noqa: BLE001
+                self.proc.kill()
+        if self.dir is not None:
+            self.log.close()
+            self.dir.cleanup()
+        self.proc = None
+
+    def _request(self, method: str, path: str, body: bytes = b"", ctype: str | None = None,
+                 auth: bool = True) -> bytes:
+        head = [f"{method} {path} HTTP/1.1", f"Host: 127.0.0.1:{self.port}",
+                "Connection: close"]
+        if auth:
+            head.append(f"Authorization: Bearer {TOKEN_MARK}")
+        if ctype:
+            head.append(f"Content-Type: {ctype}")
+        if body or method == "POST":
+            head.append(f"Content-Length: {len(body)}")
+        return ("\r\n".join(head) + "\r\n\r\n").encode() + body
+
+    def seeds(self) -> list[bytes]:
+        if self._seeds is None:
+            from sdk.agent.client import multipart
+
+            self._start()
+            data, st, sig = self.deploy_parts
+            body, ctype = multipart([("bundle", "model.edge", data),
+                                     ("selftest", "selftest.npz", st),
+                                     ("signature", "signature.json", sig)])
+            self._seeds = [
+                self._request("GET", "/healthz", auth=False),
+                self._request("GET", "/v1/status"),
+                self._request("GET", "/v1/logs?lines=20"),
+                self._request("POST", "/v1/run?integer=0", self.npz, "application/octet-stream"),
+                self._request("POST", "/v1/rollback"),
+                self._request("POST", "/v1/profile?runs=2", self.npz, "application/octet-stream"),
+                self._request("POST", "/v1/deploy", body, ctype),
+            ]
+        return self._seeds
+
+    def mutate(self, rng: random.Random, data: bytes) -> bytes:
+        head, sep, body = data.partition(b"\r\n\r\n")
+        r = rng.random()
+        if r < 0.35:  # one header line: a value swapped, removed, or a new odd header
+            lines = head.split(b"\r\n")
+            i = rng.randrange(len(lines))
+            odd = [b"Content-Length: -1", b"Content-Length: 99999999999999999999",
+                   b"Content-Length: 0", b"Transfer-Encoding: chunked",
+                   b"Authorization: Bearer " + TOKEN_MARK.encode()[:-1] + b"x",
+                   b"Authorization: Basic Zm9vOmJhcg==", b"Authorization: Bearer ",
+                   b"Content-Type: multipart/form-data; boundary=",
+                   b"Content-Type: multipart/form-data", b"Content-Type: application/json",
+                   b"Expect: 100-continue", b"X-" + b"a" * 9000 + b": 1"]
+            if i == 0:  # the request line
+                lines[0] = rng.choice([
+                    b"GET /v1/deploy HTTP/1.1", b"POST /v1/status HTTP/1.1",
+                    b"PUT /v1/run HTTP/1.1", b"POST /v1/run?integer=yes HTTP/1.1",
+                    b"POST /v1/profile?runs=-5 HTTP/1.1", b"POST /v1/profile?runs=1e9 HTTP/1.1",
+                    b"GET /v1/logs?lines=-1 HTTP/1.1", b"GET /v1/logs?lines=999999999 HTTP/1.1",
+                    b"GET /../../etc/passwd HTTP/1.1", b"GET /v1/%00 HTTP/1.1",
+                    b"POST /v1/deploy?x=" + b"%" * 50 + b" HTTP/1.1", b"GET / HTTP/9.9",
+                    lines[0] + b"x"])
+            elif rng.random() < 0.5:
+                lines[i] = rng.choice(odd)
+            else:
+                lines.insert(rng.randrange(1, len(lines) + 1), rng.choice(odd))
+            return b"\r\n".join(lines) + sep + body
+        if r < 0.75 and body:  # the body: byte mutations (keep Content-Length honest or not)
+            new = rng.choice(BYTE_MUTATIONS)(rng, body)
+            if rng.random() < 0.7:
+                head = re_length(head, len(new))
+            return head + sep + new
+        return rng.choice(BYTE_MUTATIONS)(rng, data)
+
+    def run(self, path: Path) -> None:
+        import socket
+
+        if self.proc is None:
+            self.seeds()
+        data = path.read_bytes().replace(TOKEN_MARK.encode(), self.token.encode())
+        framed = _well_framed(data)
+        chunks: list[bytes] = []
+        # a complete request must be answered; one whose body is shorter than its
+        # Content-Length leaves the server waiting for the rest, which is its right
+        with socket.create_connection(("127.0.0.1", self.port),
+                                      timeout=HANG_S - 2 if framed else 0.3) as sock:
+            try:
+                sock.sendall(data)
+                while not _complete_reply(b"".join(chunks)):
+                    c = sock.recv(65536)
+                    if not c:
+                        break
+                    chunks.append(c)
+            except (BrokenPipeError, ConnectionResetError):
+                pass  # the agent stopped reading (an oversize or malformed request): fine
+            except TimeoutError:
+                if framed and not chunks:
+                    raise AgentServerError("no answer to a complete request in "
+                                           f"{HANG_S - 2:g} s") from None
+        reply = b"".join(chunks)
+        self.cases += 1
+        if self.proc.poll() is not None:
+            raise AgentServerError(f"the agent died (exit {self.proc.returncode})")
+        if self.cases % 100 == 0:
+            self.check_serving()
+        if not reply:
+            return  # closed without an answer: a request it could not parse
+        status_line = reply.split(b"\r\n", 1)[0].split()
+        code = int(status_line[1]) if len(status_line) > 1 and status_line[1].isdigit() else 0
+        if code >= 500 or code == 0:
+            body = reply.partition(b"\r\n\r\n")[2][:200].decode("latin-1")
+            raise AgentServerError(f"HTTP {code or '?'}: {body}")
+        if code >= 400:
+            raise EdgeError(f"refused: HTTP {code}")
+
+    def check_serving(self) -> None:
+        now = self._serving()
+        if now != self.expected:
+            raise AgentServerError(f"the agent serves {now}, not the committed {self.expected}")
+
+
+def _complete_reply(reply: bytes) -> bool:
+    """A whole HTTP response has arrived (the agent may keep the connection open when a
+    mutation dropped ``Connection: close``)."""
+    head, sep, body = reply.partition(b"\r\n\r\n")
+    if not sep:
+        return False
+    for ln in head.split(b"\r\n")[1:]:
+        if ln.lower().startswith(b"content-length:"):
+            v = ln.split(b":", 1)[1].strip()
+            return v.isdigit() and len(body) >= int(v)
+        if ln.lower().startswith(b"transfer-encoding:") and b"chunked" in ln.lower():
+            return body.endswith(b"0\r\n\r\n")
+    return False
+
+
+def _well_framed(data: bytes) -> bool:
+    """A request whose head parses and whose body is exactly its Content-Length."""
+    head, sep, body = data.partition(b"\r\n\r\n")
+    if not sep or not head.split(b"\r\n", 1)[0].endswith(b"HTTP/1.1"):
+        return False
+    lengths = [ln.split(b":", 1)[1].strip() for ln in head.split(b"\r\n")[1:]
+               if ln.lower().startswith(b"content-length:")]
+    if any(ln.lower().startswith(b"transfer-encoding:") for ln in head.split(b"\r\n")):
+        return False
+    if not lengths:
+        return not body
+    return len(lengths) == 1 and lengths[0].isdigit() and int(lengths[0]) == len(body)
+
+
+def re_length(head: bytes, n: int) -> bytes:
+    lines = [ln if not ln.lower().startswith(b"content-length:") else
+             b"Content-Length: " + str(n).encode() for ln in head.split(b"\r\n")]
+    return b"\r\n".join(lines)
+
+
 def _word(rng: random.Random, b: bytearray, i: int, n: int) -> bytes:
     cur = int.from_bytes(b[i:i + 4], "little", signed=True)
     v = rng.choice([0, 1, -1, 2**31 - 1, -(2**31), n, n - 4, 2**24, rng.randrange(2**32) - 2**31,
@@ -553,7 +796,7 @@ def _word(rng: random.Random, b: bytearray, i: int, n: int) -> bytes:
 
 MAKERS: dict[str, Callable[[], Target]] = {
     "bundle": BundleTarget, "npz": NpzTarget, "frame": FrameTarget, "toml": TomlTarget,
-    "onnx": OnnxTarget, "tflite": TfliteTarget}
+    "onnx": OnnxTarget, "tflite": TfliteTarget, "agent": AgentTarget}
 
 
 # -- driver ---------------------------------------------------------------------------------
@@ -616,6 +859,16 @@ def fuzz_target(name: str, cases: int, seed: int, save: bool = True,
                 signal.setitimer(signal.ITIMER_REAL, 0)
             slowest = max(slowest, time.perf_counter() - t0)
     signal.signal(signal.SIGALRM, old)
+    if hasattr(target, "check_serving"):   # the agent: still serving what it committed?
+        try:
+            target.check_serving()
+        except Exception as exc:  # noqa: BLE001
+            key = (type(exc).__name__, "end of run")
+            findings[key] = {"type": key[0], "where": key[1], "message": str(exc)[:200],
+                             "count": 1, "input": None}
+            log(f"  [{name}] {key[0]}: {exc}")
+    if hasattr(target, "close"):
+        target.close()
     rss1 = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
     return {"target": name, "cases": cases, "seed": seed, "accepted": ok,
             "sdk_errors": edge_errors, "non_sdk_exceptions": sum(f["count"] for f in
@@ -643,7 +896,11 @@ def replay(name: str, path: Path) -> None:
     with tempfile.TemporaryDirectory() as tmp:
         case = Path(tmp) / f"case{EXT[name]}"
         case.write_bytes(path.read_bytes())
-        target.run(case)
+        try:
+            target.run(case)
+        finally:
+            if hasattr(target, "close"):
+                target.close()
 
 
 def main(argv: list[str] | None = None) -> int:

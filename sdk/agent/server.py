@@ -203,7 +203,8 @@ class Agent:
             return _error(401, "missing token: pass --token, set EDGE_DEVICE_TOKEN or add it "
                                "to ~/.config/edge/devices.toml (the token is in the agent's "
                                "root, file 'token')")
-        if not hmac.compare_digest(h[7:].strip().encode(), self.token.encode()):
+        if not hmac.compare_digest(h[7:].strip().encode("utf-8", "surrogateescape"),
+                                   self.token.encode()):
             log.warning("refused a request with a wrong token from %s", request.remote)
             return _error(401, "wrong token: use the token the agent printed on its first "
                                "start (its root, file 'token')")
@@ -274,7 +275,7 @@ class Agent:
         got: dict[str, Path] = {}
         total = 0
         while True:
-            part = await reader.next()
+            part = await _multipart_step(reader.next())
             if part is None:
                 break
             name = part.name
@@ -287,7 +288,7 @@ class Agent:
             size = 0
             with open(dst, "wb") as f:  # noqa: ASYNC230 (local disk, 64 KiB chunks)
                 while True:
-                    chunk = await part.read_chunk(CHUNK)
+                    chunk = await _multipart_step(part.read_chunk(CHUNK))
                     if not chunk:
                         break
                     size += len(chunk)
@@ -593,3 +594,16 @@ async def serve(config: AgentConfig, announce=print) -> None:
     await runner.cleanup()
     agent.runs.shutdown(wait=False)
     agent.checks.shutdown(wait=False)
+
+
+async def _multipart_step(awaitable):
+    """One read of a multipart upload; a body that is not well-formed multipart (a boundary
+    cut short, a part past the end) is a 400 refusal, not a server error."""
+    from aiohttp.http_exceptions import HttpProcessingError
+
+    try:
+        return await awaitable
+    except (ValueError, AssertionError, KeyError, UnicodeDecodeError,
+            HttpProcessingError) as exc:
+        raise Refusal(400, f"the deploy upload is not well-formed multipart/form-data "
+                           f"({str(exc)[:80]}); use `edge deploy`") from None

@@ -14,7 +14,7 @@ from sdk.errors import EdgeError
 ROOT = Path(__file__).resolve().parents[2]
 CASES = sorted(p for p in (ROOT / "tests" / "fuzz_regressions").glob("*/*")
                if p.is_file() and p.parent.name in ("bundle", "npz", "frame", "toml", "tflite",
-                                                     "onnx"))
+                                                     "onnx", "agent"))
 
 
 def _fuzz_module():
@@ -28,7 +28,7 @@ FUZZ = _fuzz_module()
 
 
 def test_there_are_regression_inputs():
-    assert {p.parent.name for p in CASES} >= {"bundle", "npz", "tflite", "onnx"}
+    assert {p.parent.name for p in CASES} >= {"bundle", "npz", "tflite", "onnx", "agent"}
 
 
 @pytest.mark.parametrize("case", CASES, ids=[f"{p.parent.name}/{p.name}" for p in CASES])
@@ -40,7 +40,7 @@ def test_regression_input_gives_an_sdk_error_or_succeeds(case):
 
 
 @pytest.mark.parametrize("target,cases", [("bundle", 200), ("npz", 400), ("frame", 400),
-                                          ("tflite", 400), ("onnx", 300)])
+                                          ("tflite", 400), ("onnx", 300), ("agent", 150)])
 def test_a_quick_fuzz_run_finds_no_non_sdk_exception(tmp_path, target, cases):
     out = tmp_path / "fuzz.json"
     proc = subprocess.run([sys.executable, str(ROOT / "tools" / "fuzz.py"), "--quick",
