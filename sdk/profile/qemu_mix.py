@@ -108,6 +108,7 @@ class MeasuredMix:
     outputs: dict[str, np.ndarray]        # the device's outputs of the last run
     runs: int
     functions: dict[str, float]           # instructions per inference by function
+    by_function: dict[str, InstructionMix]  # the mix of each function, per inference
 
 
 def read_counts(text: str) -> dict[int, list]:
@@ -139,8 +140,11 @@ def subtract_counts(more: dict[int, list], less: dict[int, list]) -> dict[int, l
 
 
 def parse_counts(rows: dict[int, list], excluded: frozenset[str],
-                 ranges: list[tuple[int, int, str]]) -> tuple[InstructionMix, dict[str, float]]:
-    """Per-address counts → the instruction mix of the functions not in ``excluded``."""
+                 ranges: list[tuple[int, int, str]],
+                 by_function: dict[str, InstructionMix] | None = None,
+                 ) -> tuple[InstructionMix, dict[str, float]]:
+    """Per-address counts → the instruction mix of the functions not in ``excluded``
+    (and, into ``by_function`` when given, each function's own mix)."""
     starts = [r[0] for r in ranges]
 
     def function_of(addr: int) -> str:
@@ -161,20 +165,25 @@ def parse_counts(rows: dict[int, list], excluded: frozenset[str],
             continue
         functions[fn] = functions.get(fn, 0) + n
         cls = classify(disas)
-        mix.counts[cls] += n
-        mix.flash_reads += flash
-        mix.flash_lines_8 += l8
-        mix.flash_lines_32 += l32
-        if cls in ("load_multi", "store_multi"):
-            regs = register_count(disas)
-            mix.multi_registers += n * regs
-            if cls == "load_multi" and "pc" in disas.lower().split("{", 1)[-1]:
-                mix.pops_to_pc += n
-                mix.taken_branches += n
-        if cls in ("load", "store") and prev_cls in ("load", "store") and addr - prev_addr <= 4:
-            mix.pipelined_ls += min(n, prev_n)
-        if cls == "branch":
-            mix.taken_branches += _taken(disas, n, addr, addrs, k, rows)
+        targets = [mix]
+        if by_function is not None:
+            targets.append(by_function.setdefault(fn, InstructionMix()))
+        pipelined = (min(n, prev_n) if cls in ("load", "store")
+                     and prev_cls in ("load", "store") and addr - prev_addr <= 4 else 0)
+        taken = _taken(disas, n, addr, addrs, k, rows) if cls == "branch" else 0.0
+        regs = register_count(disas) if cls in ("load_multi", "store_multi") else 0
+        to_pc = cls == "load_multi" and "pc" in disas.lower().split("{", 1)[-1]
+        for m in targets:
+            m.counts[cls] += n
+            m.flash_reads += flash
+            m.flash_lines_8 += l8
+            m.flash_lines_32 += l32
+            m.multi_registers += n * regs
+            if to_pc:
+                m.pops_to_pc += n
+                m.taken_branches += n
+            m.pipelined_ls += pipelined
+            m.taken_branches += taken
         prev_cls, prev_addr, prev_n = cls, addr, n
     return mix, functions
 
@@ -192,9 +201,37 @@ def _taken(disas: str, n: int, addr: int, addrs: list[int], k: int, rows: dict) 
     return float(max(0, n - fall))
 
 
-def _session(packed, feeds: Mapping[str, np.ndarray], runs: int, timeout: float):
-    """One QEMU boot with the counting plugin: load ``packed``, run it ``runs`` times.
-    Returns (per-address counts, firmware timer ticks of the runs, last outputs, ELF)."""
+RECORD_BYTES, SLOTS_OFFSET, FLASH_BYTES = 4096, 8192, 4 << 20   # firmware/src/fw.h, port_m4.c
+
+
+def _flash_with(packed, flash_path: Path) -> None:
+    """Write ``packed`` into the file-backed flash at ``flash_path`` as a completed LOAD
+    leaves it: the image in slot 0 and boot record 0 naming it (layout of
+    ``firmware/src/flash.c``). Loading over the emulated UART would take minutes for a
+    model of a few hundred KB; the boot then verifies the record's and the image's CRC32,
+    and :meth:`DeviceModel.load` falls back to a real load if they do not match."""
+    import struct
+
+    from firmware_bridge.framing import crc32
+    from firmware_bridge.qemu import PSRAM_BYTES
+
+    data = packed.data
+    if SLOTS_OFFSET + len(data) > SLOTS_OFFSET + ((FLASH_BYTES - SLOTS_OFFSET) // 2 & ~4095):
+        raise DeviceError(f"image of {len(data):,} B does not fit a flash slot")
+    head = struct.pack("<5I", 0x544F4F42, 1, 0, len(data), crc32(data[12:]))
+    record = head + struct.pack("<I", crc32(head))
+    with open(flash_path, "wb") as f:
+        f.truncate(PSRAM_BYTES)
+        f.write(record)
+        f.seek(SLOTS_OFFSET)
+        f.write(data)
+
+
+def _session(packed, feeds: Mapping[str, np.ndarray], runs: int, timeout: float,
+             flash_path: Path, invoke_patience: float = 600.0):
+    """One QEMU boot with the counting plugin on the flash at ``flash_path`` (which already
+    holds ``packed``): run it ``runs`` times. Returns (per-address counts, firmware timer
+    ticks of the runs, last outputs, ELF)."""
     from firmware_bridge.client import DeviceClient
     from firmware_bridge.qemu import QemuFirmware
     from firmware_bridge.session import DeviceModel
@@ -208,12 +245,16 @@ def _session(packed, feeds: Mapping[str, np.ndarray], runs: int, timeout: float)
                 return [*super().command(port), "-plugin",
                         f"file={plugin},out={counts_path}"]
 
-        fw = _Counting()
-        fw.stop_timeout_s = timeout
+        class _PatientClient(DeviceClient):
+            def invoke(self, timeout: float = invoke_patience) -> int:
+                return super().invoke(timeout)   # counted emulation runs slower
+
+        fw = _Counting(flash_path=flash_path)
+        fw.stop_timeout_s = 60.0
         outputs: dict[str, np.ndarray] = {}
         ticks = 0
         with fw:
-            client = DeviceClient(fw.url, timeout=timeout)
+            client = _PatientClient(fw.url, timeout=timeout)
             try:
                 model = DeviceModel(client, packed, load=False)
                 model.check_fit()
@@ -229,11 +270,11 @@ def _session(packed, feeds: Mapping[str, np.ndarray], runs: int, timeout: float)
 
 
 def measure_mix(graph: Graph, feeds: Mapping[str, np.ndarray], packed_kernels: bool = True,
-                runs: int = 1, timeout: float = 120.0) -> MeasuredMix:
+                runs: int = 1, timeout: float = 1.0) -> MeasuredMix:
     """The per-inference instruction mix of the integer ``graph`` on the M4 firmware in QEMU:
-    two boots with the counting plugin, one that loads the model and runs it once and one
-    that runs it ``1 + runs`` times; their difference is ``runs`` inferences and nothing
-    else (boot, link, load and the first-run effects cancel). See the module docstring."""
+    two boots with the counting plugin, one that only loads the model and one that also runs
+    it ``runs`` times; their difference is ``runs`` inferences and nothing else (boot, link
+    and load cancel). See the module docstring."""
     why = mix_unavailable()
     if why:
         raise DeviceError(f"cannot measure the instruction mix: {why}")
@@ -243,11 +284,17 @@ def measure_mix(graph: Graph, feeds: Mapping[str, np.ndarray], packed_kernels: b
     if runs < 1:
         raise ValueError(f"runs must be >= 1, got {runs}")
     packed = pack_image(graph, packed_kernels=packed_kernels)
-    base, base_ticks, _, _ = _session(packed, feeds, 1, timeout)
-    more, ticks, outputs, elf = _session(packed, feeds, 1 + runs, timeout)
+    with tempfile.TemporaryDirectory(prefix="edge-mixflash-") as tmp:
+        flash = Path(tmp) / "flash.bin"
+        _flash_with(packed, flash)
+        base, base_ticks, _, _ = _session(packed, feeds, 0, timeout, flash)
+        more, ticks, outputs, elf = _session(packed, feeds, runs, timeout, flash)
     excluded = _excluded_functions(elf.stat().st_mtime)
-    mix, functions = parse_counts(subtract_counts(more, base), excluded, _function_ranges(elf))
+    per_fn: dict[str, InstructionMix] = {}
+    mix, functions = parse_counts(subtract_counts(more, base), excluded, _function_ranges(elf),
+                                  per_fn)
     scale = 1.0 / runs
     return MeasuredMix(mix.scaled(scale), ticks_to_instructions(ticks - base_ticks) * scale,
                        outputs, runs, {k: v * scale for k, v in sorted(
-                           functions.items(), key=lambda kv: -kv[1])})
+                           functions.items(), key=lambda kv: -kv[1])},
+                       {k: v.scaled(scale) for k, v in per_fn.items()})
