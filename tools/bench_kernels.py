@@ -12,6 +12,12 @@ Outputs are checked before timing: the GEMM must equal ORT's bit for bit, the co
 within 1 LSB (ORT requantizes with a float scale). Printed: medians, GOPS (2·MACs/s) and
 Numba/ORT speed ratios (> 1 means Numba is faster).
 
+Then, on a CPU with AVX-512 VNNI, the int8 dot-product peak of the core is measured (16
+independent ``vpdpbusd`` chains in registers) and the u8×s8 VNNI GEMM kernel
+(sdk/kernels/fast/vnni.py) is timed on the same shapes beside the portable int16 kernel;
+printed as GOPS and as the fraction of the measured peak. These two use the CPU time of this
+process (the machine is shared: wall time would count other processes' slices).
+
 Idle worker threads sleep instead of spinning, in both runtimes (ORT's
 ``session.intra_op.allow_spinning=0``, OpenMP's ``OMP_WAIT_POLICY=PASSIVE`` for Numba): the
 calls alternate, and a spinning pool of one runtime would steal the cores of the other.
@@ -47,6 +53,7 @@ from sdk import quantize_multiplier_array
 # a kernel micro-benchmark measures the fast kernels themselves, which are not public API
 from sdk.kernels.fast import conv as fconv
 from sdk.kernels.fast import linear as flinear
+from sdk.kernels.fast import vnni as fvnni
 
 GEMMS = {"gemm 512x512x512": (512, 512, 512), "kws 1x64x256": (1, 64, 256),
          "kws 1x256x64": (1, 256, 64), "vit 197x192x192": (197, 192, 192),
@@ -159,6 +166,72 @@ def bench_conv(rng, budget, min_runs) -> dict:
     return row
 
 
+def cpu_median(fn: Callable[[], object], budget_s: float, min_runs: int) -> tuple[float, float]:
+    """(median CPU seconds of this process, median wall seconds) per call of ``fn``: on a
+    shared machine the CPU time counts only the cycles this process got."""
+    fn()
+    cpu: list[float] = []
+    wall: list[float] = []
+    start = time.perf_counter()
+    while len(cpu) < min_runs or (time.perf_counter() - start < budget_s and len(cpu) < 2000):
+        c0, w0 = time.process_time(), time.perf_counter()
+        fn()
+        cpu.append(time.process_time() - c0)
+        wall.append(time.perf_counter() - w0)
+    return float(np.median(cpu)), float(np.median(wall))
+
+
+def bench_dot_product_peak(budget: float) -> dict:
+    """The int8 dot-product peak of this core, measured: rounds of 16 independent
+    ``vpdpbusd`` (64 u8×s8 MACs each) in registers; GOPS = 2·MACs / time."""
+    if not fvnni.HAS_VNNI:
+        return {"path": fvnni.gemm_path(), "peak_gops_cpu": None, "peak_gops_wall": None}
+    out = np.zeros(16, np.int32)
+    rounds = 2_000_000
+    fvnni.peak_loop(10, out)
+    best_cpu = best_wall = 0.0
+    start = time.perf_counter()
+    while time.perf_counter() - start < max(budget, 0.5):
+        c0, w0 = time.process_time(), time.perf_counter()
+        fvnni.peak_loop(rounds, out)
+        c, w = time.process_time() - c0, time.perf_counter() - w0
+        ops = rounds * 16 * 64 * 2
+        best_cpu, best_wall = max(best_cpu, ops / max(c, 1e-9)), max(best_wall, ops / w)
+    return {"path": fvnni.gemm_path(), "peak_gops_cpu": best_cpu / 1e9,
+            "peak_gops_wall": best_wall / 1e9}
+
+
+def bench_vnni_gemm(name, m, k, n, rng, budget, min_runs, peak) -> dict | None:
+    """The VNNI GEMM kernel (operands packed once, as a compiled program holds its weights)
+    and the portable int16 kernel on the same product, one thread, CPU time."""
+    if not fvnni.HAS_VNNI:
+        return None
+    from sdk.kernels.fast import gemm as fgemm
+
+    a = rng.integers(-128, 128, (m, k), dtype=np.int8)
+    w = rng.integers(-128, 128, (n, k), dtype=np.int8)
+    kp = fvnni.padded_depth(k)
+    au, ws = fvnni.pack_u8(a, kp), fvnni.pack_s8(w, kp)
+    c = np.empty((m, n), np.int32)
+    want = (a.astype(np.int64) + 128) @ w.astype(np.int64).T
+    fvnni.gemm_u8s8(au, ws, c)
+    if not np.array_equal(c, want.astype(np.int32)):
+        raise SystemExit(f"{name}: VNNI GEMM differs from the int64 product")
+    k16 = fgemm.padded_depth(k)
+    a16, w16 = fgemm.pack_rows(a, np.int64(0), k16), fgemm.pack_rows(w, np.int64(0), k16)
+    c16 = np.empty((m, n), np.int32)
+    row = {"case": name, "ops": 2 * m * k * n}
+    row["vnni_cpu_s"], row["vnni_wall_s"] = cpu_median(
+        lambda: fvnni.gemm_u8s8(au, ws, c), budget, min_runs)
+    if m >= 4:
+        row["int16_cpu_s"], row["int16_wall_s"] = cpu_median(
+            lambda: fgemm.gemm_nt(a16, w16, c16), budget, min_runs)
+    gops = row["ops"] / max(row["vnni_cpu_s"], 1e-12) / 1e9
+    row["vnni_gops_cpu"] = gops
+    row["fraction_of_peak"] = gops / peak if peak else None
+    return row
+
+
 def print_table(rows: list[dict]) -> None:
     head = (f"{'case':<20} {'numba 1t':>15} {'ort 1t':>15} {'ratio':>6}   "
             f"{'numba 2t':>15} {'ort 2t':>15} {'ratio':>6}")
@@ -192,10 +265,32 @@ def main() -> None:
           f"onnxruntime {ort.__version__}, {numba.config.NUMBA_NUM_THREADS} cores visible, "
           f"threading layer {numba.threading_layer()}, spinning {'on' if SPIN else 'off'}")
     print_table(rows)
+    numba.set_num_threads(1)
+    peak = bench_dot_product_peak(budget)
+    vrows = [r for r in (bench_vnni_gemm(name, *shape, rng, budget, min_runs,
+                                         peak["peak_gops_cpu"])
+                         for name, shape in GEMMS.items()) if r is not None]
+    print(f"\nint8 dot-product path: {peak['path']}")
+    if peak["peak_gops_cpu"]:
+        print(f"measured peak of this core (16 independent vpdpbusd chains): "
+              f"{peak['peak_gops_cpu']:.0f} GOPS per CPU-second of this process "
+              f"({peak['peak_gops_wall']:.0f} GOPS wall; the machine is shared)")
+        print(f"{'case':<20} {'vnni':>10} {'GOPS':>7} {'of peak':>8} {'int16':>10} "
+              f"{'vnni/int16':>10}")
+        for r in vrows:
+            i16 = r.get("int16_cpu_s")
+            print(f"{r['case']:<20} {r['vnni_cpu_s'] * 1e3:8.3f}ms {r['vnni_gops_cpu']:7.1f} "
+                  f"{r['fraction_of_peak']:8.1%} "
+                  + (f"{i16 * 1e3:8.3f}ms {i16 / r['vnni_cpu_s']:10.2f}" if i16 else
+                     f"{'-':>10} {'-':>10}"))
+        print("CPU time per call (one thread, packed operands); of peak = GOPS / measured peak")
+    else:
+        print("no u8×s8 dot-product instruction on this CPU: the portable int16 path runs")
     if args.json:
         args.json.write_text(json.dumps({"machine": platform.platform(), "spin": SPIN,
                                          "numba": numba.__version__,
-                                         "onnxruntime": ort.__version__, "rows": rows},
+                                         "onnxruntime": ort.__version__, "rows": rows,
+                                         "dot_product_peak": peak, "vnni_gemm": vrows},
                                         indent=2))
 
 

@@ -15,6 +15,9 @@ writes the source of ONE ``@njit`` function for the nodes a request needs and co
   the source;
 * views (Reshape, Flatten, Squeeze, Unsqueeze, Identity) cost nothing; requantization is fused
   into the producing loop (``fc_small``, ``requant_cols``/``requant_rows`` after a GEMM);
+* fully-connected layers on int8 activations and weights use the u8×s8 dot-product
+  instruction where the CPU has it (:mod:`sdk.kernels.fast.vnni`, chosen when the program is
+  generated; the CPU is part of the cache key), the int16 GEMM or ``fc_small`` elsewhere;
 * the float boundary (QuantizeLinear of inputs, DequantizeLinear of outputs) runs inside;
 * the kernels are the very Numba loops of :mod:`sdk.kernels.fast` (same formulas, same bits),
   called from the generated function without leaving native code.
@@ -338,6 +341,20 @@ class _Generator:
         b = self.weight(bias)
         x2 = f"{xe}.reshape(({rows}, {k}))"
         o2 = f"{out}.reshape(({rows}, {n}))"
+        from sdk.kernels.fast import vnni
+
+        if (vnni.HAS_VNNI and rows * n * k >= _GEMM_MACS and self.dtype(x) == "int8"
+                and w.dtype == np.int8 and -(2**20) <= x_zp <= 2**20):
+            # u8×s8 dot products (vpdpbusd): x + 128 as uint8, corrected by (128 + x_zp)·Σw
+            kp = vnni.padded_depth(k)
+            wq = self.weight(vnni.pack_s8(w, kp))
+            wsum = self.weight(w.astype(np.int64).sum(axis=1))
+            acc = self._fresh("acc")
+            self.line(f"{acc} = np.empty(({rows}, {n}), np.int32)")
+            self.line(f"gemm_u8s8(pack_u8({x2}, {kp}), {wq}, {acc})")
+            self.line(f"requant_u8s8({acc}, {wsum}, {_i(128 + x_zp)}, {b}, {m0}, {sh}, {zp}, "
+                      f"{lo}, {hi}, {o2})")
+            return
         if (rows >= _GEMM_ROWS and rows * n * k >= _GEMM_MACS and self.dtype(x) in _NARROW
                 and -32512 <= x_zp <= 32512 and fits_int16(w, 0)):
             kp = padded_depth(k)
@@ -920,6 +937,7 @@ class _Generator:
             "from sdk.kernels.fast.resize import bilinear_loop",
             "from sdk.kernels.fast.requant_loops import requant_cols, requant_rows",
             "from sdk.kernels.fast.transformer import gelu_loop, norm_loop, shiftmax_loop",
+            "from sdk.kernels.fast.vnni import gemm_u8s8, pack_u8, requant_u8s8",
             "",
             "",
             "@njit(cache=True)",
