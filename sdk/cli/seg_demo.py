@@ -50,6 +50,21 @@ def _resolve_model(model: str | None, use_float: bool, echo) -> Path:
     return out
 
 
+def _stop_on_sigterm():
+    """SIGTERM (a service manager's stop) ends the loop like Ctrl-C, so the server is closed;
+    returns a function that puts the previous handler back."""
+    import signal
+    import threading
+
+    def stop(signum, frame):
+        raise KeyboardInterrupt
+
+    if threading.current_thread() is not threading.main_thread():
+        return lambda: None
+    old = signal.signal(signal.SIGTERM, stop)
+    return lambda: signal.signal(signal.SIGTERM, old)
+
+
 @click.command("seg")
 @click.option("--source", default=None, metavar="SPEC",
               help="camera index, /dev/videoN, GStreamer pipeline (… ! appsink), video file, "
@@ -130,15 +145,17 @@ def command(source: str | None, model: str | None, use_float: bool, backend: str
         except Exception as exc:  # noqa: BLE001 - headless OpenCV raises cv2.error
             click.echo(f"no window ({str(exc).splitlines()[0][:80]}): headless OpenCV or no "
                        "display; use --serve HOST:PORT to watch in a browser")
-    pending = src.read()  # the first frame (and the source's set-up) before the clock starts
-    seg(np.zeros((seg.size, seg.size, 3), np.uint8))  # warm-up: JIT-compiled kernels load
     lat: list[float] = []
-    t_start = time.perf_counter()
-    t_prev = t_start
     fps = 0.0
     n = 0
     last = None
+    restore_sigterm = _stop_on_sigterm()
+    t_start = time.perf_counter()
     try:
+        pending = src.read()  # the first frame (and the source's set-up) before the clock
+        seg(np.zeros((seg.size, seg.size, 3), np.uint8))  # warm-up: JIT kernels load
+        t_start = time.perf_counter()
+        t_prev = t_start
         while True:
             if frames is not None and n >= frames:
                 break
@@ -180,6 +197,7 @@ def command(source: str | None, model: str | None, use_float: bool, backend: str
     except KeyboardInterrupt:
         click.echo("stopped")
     finally:
+        restore_sigterm()
         src.close()
         if server is not None:
             server.stop()

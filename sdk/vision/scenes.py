@@ -293,9 +293,8 @@ def demo_photographs() -> list[tuple[str, np.ndarray]]:
     return [(n, _rgb(im)) for n, im in out]
 
 
-def preprocess(rgb: np.ndarray, size: int = 96) -> np.ndarray:
-    """An RGB uint8 image → the model input ``float32 [1, 3, size, size]``: centre crop to a
-    square, resize (area), ``(x/255 − 0.5)/0.25``."""
+def center_square(rgb: np.ndarray, size: int) -> np.ndarray:
+    """The centre square of an RGB uint8 image, resized (area) to ``size``×``size``."""
     import cv2
 
     rgb = np.asarray(rgb)
@@ -307,6 +306,13 @@ def preprocess(rgb: np.ndarray, size: int = 96) -> np.ndarray:
     sq = rgb[y0:y0 + s, x0:x0 + s]
     if s != size:
         sq = cv2.resize(sq, (size, size), interpolation=cv2.INTER_AREA)
+    return sq
+
+
+def preprocess(rgb: np.ndarray, size: int = 96) -> np.ndarray:
+    """An RGB uint8 image → the model input ``float32 [1, 3, size, size]``: centre crop to a
+    square, resize (area), ``(x/255 − 0.5)/0.25``."""
+    sq = center_square(rgb, size)
     x = (sq.astype(np.float32) / 255.0 - 0.5) / 0.25
     return np.ascontiguousarray(x.transpose(2, 0, 1)[None])
 

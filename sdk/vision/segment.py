@@ -96,6 +96,17 @@ def modelled_energy_uj(model: str | os.PathLike, target: str | None) -> float | 
     return rep.energy_j * 1e6
 
 
+def pixel_table(info: Any) -> np.ndarray:
+    """uint8 pixel value → the model's integer input (``(p/255 − 0.5)/0.25`` on the input's
+    grid, rounded half to even and clamped as the session's own quantizer does)."""
+    qp = info.quant
+    lo, hi = (-128, 127) if info.dtype == "int8" else (0, 255)
+    x = (np.arange(256, dtype=np.float32) / np.float32(255.0) - np.float32(0.5)) / \
+        np.float32(0.25)
+    q = np.round(x / np.float32(qp.scale)) + int(qp.zero_point)
+    return np.clip(q, lo, hi).astype(info.dtype)
+
+
 @dataclass
 class Segmenter:
     """A model session that turns RGB frames into label maps, timing each call."""
@@ -110,23 +121,34 @@ class Segmenter:
     def __post_init__(self) -> None:
         from sdk.runtime.session import Session
 
-        self.session = Session(self.model, backend=self.backend, target=self.target)
+        self.integer = Path(self.model).suffix == ".edge"
+        # an integer bundle on the SDK's own kernels runs integers end to end: camera pixels
+        # through a 256-entry table to the int8 input grid, int8 logits, integer argmax
+        self.integer_io = self.integer and self.backend in (None, "reference") and \
+            self.target is None
+        self.session = Session(self.model, backend=self.backend, target=self.target,
+                               integer_io=self.integer_io)
         self.size = input_size(self.session)
         self.classes = int(self.session.outputs[0].shape[1])
-        self.integer = Path(self.model).suffix == ".edge"
+        self.pixel_table = None
+        if self.integer_io:
+            self.pixel_table = pixel_table(self.session.inputs[0])
 
     def logits(self, x: np.ndarray) -> np.ndarray:
         return np.asarray(self.session.run({"x": x})["logits"])
 
     def __call__(self, rgb: np.ndarray) -> tuple[np.ndarray, float]:
-        """``(labels uint8 [S, S], seconds)`` of the frame's centre square. The output of an
-        integer model is dequantized per tensor, a monotone map, so the argmax is the argmax
-        of its integer logits."""
-        from sdk.vision.scenes import preprocess
+        """``(labels uint8 [S, S], seconds)`` of the frame's centre square (seconds: the model
+        call). With integer I/O the argmax is taken over the int8 logits; otherwise over the
+        dequantized ones (a per-tensor affine map, so the same classes)."""
+        from sdk.vision.scenes import center_square, preprocess
 
-        x = preprocess(rgb, self.size)
+        if self.pixel_table is not None:
+            x = self.pixel_table[center_square(rgb, self.size)].transpose(2, 0, 1)[None]
+        else:
+            x = preprocess(rgb, self.size)
         t = time.perf_counter()
-        y = self.logits(x)
+        y = self.logits(np.ascontiguousarray(x))
         dt = time.perf_counter() - t
         return y[0].argmax(0).astype(np.uint8), dt
 

@@ -80,3 +80,18 @@ def test_integer_model_agrees_with_float_on_held_out_scenes(seg_bundle: Path) ->
     assert np.mean(agree) > 0.9, agree
     assert np.mean(acc_q) > np.mean(acc_f) - 0.03
     assert np.mean(acc_f) > 0.5  # the model has learnt something beyond chance
+
+
+def test_pixels_to_labels_in_integers_equals_the_float_io_path(seg_bundle: Path) -> None:
+    """The demo's integer path (uint8 pixels → table → int8 input, int8 logits, integer
+    argmax) gives the labels the float-I/O session gives after dequantizing."""
+    from sdk.vision.segment import Segmenter
+
+    ints = Segmenter(seg_bundle)
+    assert ints.integer_io and ints.pixel_table.dtype == np.int8
+    floats = sdk.Session(seg_bundle)
+    images, _ = sdk.vision.make_scenes(3, seed=4, split="test", size=90)
+    for im in images:
+        labels, _ = ints(im)
+        want = floats.run({"x": sdk.vision.preprocess(im, 64)})["logits"][0].argmax(0)
+        assert np.array_equal(labels, want)
