@@ -121,6 +121,11 @@ _LAZY: dict[str, str] = {
     "logmel_front_end_count": "sdk.profile:logmel_front_end_count",
     "integer_core": "sdk.profile:integer_core",
     "core_input_names": "sdk.profile:core_input_names",
+    # Cortex-M cycles from the QEMU instruction mix; MLPerf Tiny reference models
+    "estimate_cycles_for_target": "sdk.profile.cycles:estimate_for_target",
+    "measure_instruction_mix": "sdk.profile.qemu_mix:measure_mix",
+    "instruction_mix_unavailable": "sdk.profile.qemu_mix:mix_unavailable",
+    "mlperf_tiny": "sdk.profile.mlperf_tiny:",
     # keyword spotting helpers (speech synthesis needs espeak-ng)
     "compile_keyword_model": "sdk.runtime.keyword_spotter:compile_keyword_model",
     "synthesize_speech": "sdk.runtime.audio_input:synthesize_speech",

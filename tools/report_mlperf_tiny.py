@@ -43,10 +43,13 @@ from pathlib import Path
 import numpy as np
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
-import sdk  # noqa: F401  (the SDK's public names; the profile modules below are part of it)
-from sdk.profile.cycles import estimate_for_target
-from sdk.profile.mlperf_tiny import MODELS, NAMES, build_integer, published, reference_outputs
-from sdk.profile.qemu_mix import measure_mix, mix_unavailable
+import sdk
+
+estimate_for_target = sdk.estimate_cycles_for_target
+measure_mix, mix_unavailable = sdk.measure_instruction_mix, sdk.instruction_mix_unavailable
+MODELS, NAMES = sdk.mlperf_tiny.MODELS, sdk.mlperf_tiny.NAMES
+build_integer, published = sdk.mlperf_tiny.build_integer, sdk.mlperf_tiny.published
+reference_outputs = sdk.mlperf_tiny.reference_outputs
 
 BOARDS = ("nucleo-l4r5zi", "nucleo-h7a3zi")
 TFLM_REFERENCE_RATIO = 1.0   # TFLM reference cycles / our smlad kernels' cycles (assumed)
