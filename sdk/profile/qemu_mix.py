@@ -32,7 +32,7 @@ from sdk.graph.ir import Graph
 from sdk.profile.cycles import InstructionMix, classify, mnemonic, register_count
 
 PLUGIN_SOURCE = Path(__file__).with_name("qemu_insn_plugin.c")
-CACHE = Path(os.environ.get("EDGE_CACHE", Path.home() / ".cache" / "edge"))
+CACHE = Path(os.environ.get("EDGE_CACHE_DIR", Path.home() / ".cache" / "edge"))
 # firmware sources whose code is not part of an inference
 NOT_INFERENCE = ("src/protocol.c", "src/crc_cobs.c", "src/flash.c", "src/mlperf.c",
                  "m4/port_m4.c", "m4/startup.c")
