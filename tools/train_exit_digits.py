@@ -1,6 +1,6 @@
-"""Train the early-exit digit classifier (scikit-learn's 8x8 handwritten digits) and export it.
+"""Train the early-exit digit classifier (scikit-learn's 8x8 digits, upsampled to 16x16).
 
-    nice -n 10 .venv/bin/python tools/train_exit_digits.py            # ~3 min on 1 CPU thread
+    nice -n 10 .venv/bin/python tools/train_exit_digits.py            # ~10 min on 1 CPU thread
     nice -n 10 .venv/bin/python tools/train_exit_digits.py --epochs 5  # a quick smoke run
 
 A small CNN in three stages, each ending in a classifier head (exit_1, exit_2, exit_3 = the
@@ -11,13 +11,14 @@ frozen trunk. Seeded and single-threaded: two runs give the same checkpoint.
 
 Writes under ``samples/exits/`` (``--out``):
 
-* ``digits_exits.onnx``: one graph, input ``x`` [1, 1, 8, 8] in [0, 1], outputs ``exit_1``,
+* ``digits_exits.onnx``: one graph, input ``x`` [1, 1, 16, 16] in [0, 1], outputs ``exit_1``,
   ``exit_2``, ``exit_3`` (logits [1, 10]) and ``gate`` ([1, 3] logits); the SDK splits it into
   stage entries (:func:`sdk.exits.split_stages`).
 * ``digits_exits.pt``: the state dict (float32).
-* ``digits_calib.npz`` (``x``, ``label``): the calibration split (quantization ranges and
-  exit thresholds); ``digits_test.npz``: the held-out test split, never seen in training or
-  calibration. The training split is the rest.
+* ``digits_calib.npz`` (``x``, ``label``): the calibration split (exit thresholds);
+  ``digits_quant.npz`` (``x``): its first 64 images (quantization ranges);
+  ``digits_test.npz``: the held-out test split, never seen in training or calibration. The
+  training split is the rest.
 * ``digits_exits.json``: the split sizes and the float accuracy of each exit on each split.
 
 torch is needed here only (the ``train`` extra); nothing in ``sdk/`` imports it.
@@ -37,11 +38,11 @@ EXITS = ("exit_1", "exit_2", "exit_3")
 
 def splits() -> dict[str, tuple[np.ndarray, np.ndarray]]:
     """train / calib / test of scikit-learn's digits, a fixed seeded permutation; pixels
-    scaled from 0..16 to [0, 1], shape [N, 1, 8, 8] float32."""
+    scaled from 0..16 to [0, 1] and upsampled 2x (bilinear) to [N, 1, 16, 16] float32."""
     from sklearn.datasets import load_digits
 
     d = load_digits()
-    x = (d.images.astype(np.float32) / 16.0)[:, None]
+    x = upsample2((d.images.astype(np.float32) / 16.0)[:, None])
     y = d.target.astype(np.int64)
     order = np.random.default_rng(SEED).permutation(len(y))
     n_test, n_calib = 450, 360
@@ -49,8 +50,23 @@ def splits() -> dict[str, tuple[np.ndarray, np.ndarray]]:
     return {"train": (x[tr], y[tr]), "calib": (x[ca], y[ca]), "test": (x[te], y[te])}
 
 
+def upsample2(x: np.ndarray) -> np.ndarray:
+    """2x bilinear upsampling of [N, C, H, W] (half-pixel centres, edge clamped), NumPy only
+    (the same on every machine)."""
+    def axis(n: int) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+        pos = (np.arange(2 * n) + 0.5) / 2 - 0.5
+        lo = np.clip(np.floor(pos).astype(int), 0, n - 1)
+        hi = np.clip(lo + 1, 0, n - 1)
+        w = np.clip(pos - np.floor(pos), 0, 1).astype(np.float32)
+        w[pos < 0] = 0
+        return lo, hi, w
+    lo, hi, w = axis(x.shape[2])
+    x = x[:, :, lo] * (1 - w)[:, None] + x[:, :, hi] * w[:, None]
+    lo, hi, w = axis(x.shape[3])
+    return (x[..., lo] * (1 - w) + x[..., hi] * w).astype(np.float32)
+
+
 def build_model():
-    import torch
     from torch import nn
 
     class ExitNet(nn.Module):
@@ -58,35 +74,35 @@ def build_model():
             super().__init__()
             self.stage1 = nn.Sequential(nn.Conv2d(1, 16, 3, padding=1), nn.ReLU(),
                                         nn.Conv2d(16, 16, 3, padding=1), nn.ReLU(),
-                                        nn.MaxPool2d(2))                     # 16x4x4
-            self.head1 = nn.Linear(16 * 16, 10)
-            self.gate = nn.Linear(16 * 16, 3)
+                                        nn.MaxPool2d(2))                     # 16x8x8
+            self.head1 = nn.Sequential(nn.MaxPool2d(2), nn.Flatten(), nn.Linear(16 * 16, 10))
+            self.gate = nn.Sequential(nn.MaxPool2d(2), nn.Flatten(), nn.Linear(16 * 16, 3))
             self.stage2 = nn.Sequential(nn.Conv2d(16, 32, 3, padding=1), nn.ReLU(),
-                                        nn.Conv2d(32, 32, 3, padding=1), nn.ReLU())  # 32x4x4
-            self.head2 = nn.Linear(32 * 16, 10)
+                                        nn.Conv2d(32, 32, 3, padding=1), nn.ReLU())  # 32x8x8
+            self.head2 = nn.Sequential(nn.MaxPool2d(2), nn.Flatten(), nn.Linear(32 * 16, 10))
             self.stage3 = nn.Sequential(nn.Conv2d(32, 64, 3, padding=1), nn.ReLU(),
                                         nn.Conv2d(64, 64, 3, padding=1), nn.ReLU(),
-                                        nn.MaxPool2d(2))                     # 64x2x2
-            self.head3 = nn.Linear(64 * 4, 10)
+                                        nn.MaxPool2d(4))                     # 64x2x2
+            self.head3 = nn.Sequential(nn.Flatten(), nn.Linear(64 * 4, 10))
 
         def forward(self, x):
             h1 = self.stage1(x)
-            f1 = torch.flatten(h1, 1)
             h2 = self.stage2(h1)
             h3 = self.stage3(h2)
-            return (self.head1(f1), self.head2(torch.flatten(h2, 1)),
-                    self.head3(torch.flatten(h3, 1)), self.gate(f1))
+            return self.head1(h1), self.head2(h2), self.head3(h3), self.gate(h1)
 
     return ExitNet()
 
 
 def shifted(x, gen):
-    """Each image moved by up to one pixel in x and y (zero fill): a padded random crop."""
+    """Each image moved by up to two pixels (one original pixel) in x and y (zero fill): a
+    padded random crop."""
     import torch.nn.functional as F
 
-    pad = F.pad(x, (1, 1, 1, 1))
-    off = torch_randint(gen, 3, (len(x), 2))
-    return torch_stack([pad[i, :, oy:oy + 8, ox:ox + 8] for i, (oy, ox) in
+    pad = F.pad(x, (2, 2, 2, 2))
+    off = torch_randint(gen, 5, (len(x), 2))
+    h, w = x.shape[2:]
+    return torch_stack([pad[i, :, oy:oy + h, ox:ox + w] for i, (oy, ox) in
                         enumerate(off.tolist())])
 
 
@@ -108,7 +124,7 @@ def accuracy(logits, y) -> float:
 
 def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
-    ap.add_argument("--epochs", type=int, default=100)
+    ap.add_argument("--epochs", type=int, default=60)
     ap.add_argument("--gate-epochs", type=int, default=40)
     ap.add_argument("--out", type=Path, default=Path(__file__).resolve().parents[1] /
                     "samples" / "exits")
@@ -147,8 +163,8 @@ def main(argv: list[str] | None = None) -> int:
     # gate: per exit, does that exit get the label right (on the frozen trunk)
     for p in model.parameters():
         p.requires_grad_(False)
-    model.gate.weight.requires_grad_(True)
-    model.gate.bias.requires_grad_(True)
+    for p in model.gate.parameters():
+        p.requires_grad_(True)
     model.eval()
     with torch.no_grad():
         outs = model(xtr)
@@ -173,11 +189,13 @@ def main(argv: list[str] | None = None) -> int:
     print(json.dumps(report["float_accuracy"]))
     args.out.mkdir(parents=True, exist_ok=True)
     torch.save(model.state_dict(), args.out / "digits_exits.pt")
-    torch.onnx.export(model, (torch.zeros(1, 1, 8, 8),), str(args.out / "digits_exits.onnx"),
+    torch.onnx.export(model, (torch.zeros(1, 1, 16, 16),), str(args.out / "digits_exits.onnx"),
                       input_names=["x"], output_names=[*EXITS, "gate"], opset_version=17,
                       dynamo=False)
     np.savez(args.out / "digits_calib.npz", x=data["calib"][0], label=data["calib"][1])
     np.savez(args.out / "digits_test.npz", x=data["test"][0], label=data["test"][1])
+    # quantization ranges need few samples: the first 64 of the calibration split
+    np.savez(args.out / "digits_quant.npz", x=data["calib"][0][:64])
     (args.out / "digits_exits.json").write_text(json.dumps(report, indent=1) + "\n")
     print(f"wrote {args.out}")
     return 0

@@ -59,6 +59,10 @@ from sdk.quant.observers import OBSERVERS
                    "without them [default: 0.5]")
 @click.option("--exit-rule", type=click.Choice(["margin", "entropy", "patience", "gate"]),
               default=None, help="with --exits: integer exit rule [default: margin]")
+@click.option("--exit-criterion", type=click.Choice(["consistency", "accuracy"]), default=None,
+              help="with --exits: bound the disagreement with the model without exits "
+                   "(consistency, bounds the accuracy lost) or the labelled accuracy drop "
+                   "[default: consistency]")
 @click.option("--exit-outputs", default=None,
               help="with --exits: the classifier outputs in compute order, comma-separated "
                    "(default: every output shaped like the last, less 'gate')")
@@ -69,7 +73,7 @@ def command(model: str, calib: str | None, output: str | None, observer: str,
             target: str | None = None, backend: str | None = None,
             force_calibration: bool = False, exits_path: str | None = None,
             max_accuracy_drop: str | None = None, exit_rule: str | None = None,
-            exit_outputs: str | None = None) -> None:
+            exit_outputs: str | None = None, exit_criterion: str | None = None) -> None:
     """Quantize an ONNX model to integers and write a .edge bundle (an int8 .tflite model is
     already integer: it is imported and bundled as is, with no calibration)."""
     from sdk.compile import compile_model
@@ -82,7 +86,8 @@ def command(model: str, calib: str | None, output: str | None, observer: str,
         raise CalibrationError(f"{model}: an int8 .tflite model brings its own scales; drop "
                                "--calib")
     data = load_arrays(calib, [], CalibrationError, "calibration") if calib else None
-    exit_data, exit_kw = _exit_options(exits_path, max_accuracy_drop, exit_rule, exit_outputs)
+    exit_data, exit_kw = _exit_options(exits_path, max_accuracy_drop, exit_rule, exit_outputs,
+                                       exit_criterion)
     with warnings.catch_warnings(record=True) as caught, \
             allow_zero_calibration_inputs(force_calibration):
         warnings.simplefilter("always", EdgeWarning)
@@ -159,22 +164,29 @@ def print_report(rep) -> None:
 
 
 def _exit_options(path: str | None, drop: str | None, rule: str | None,
-                  outputs: str | None) -> tuple[dict | None, dict]:
+                  outputs: str | None, criterion: str | None = None
+                  ) -> tuple[dict | None, dict]:
     """The --exits calibration arrays and the add_exits options, checked before anything is
     compiled ((None, {}) without --exits)."""
     from sdk.exits import check_drop
 
     if path is None:
         given = [n for n, v in (("--max-accuracy-drop", drop), ("--exit-rule", rule),
-                                ("--exit-outputs", outputs)) if v is not None]
+                                ("--exit-outputs", outputs), ("--exit-criterion", criterion))
+                 if v is not None]
         if given:
             raise CalibrationError(f"{given[0]} needs --exits HELDOUT.npz (the labelled "
                                    "samples the exit thresholds are calibrated on)")
         return None, {}
     kw = {"max_accuracy_drop": check_drop(0.5 if drop is None else drop),
-          "rule": rule or "margin",
+          "rule": rule or "margin", "criterion": criterion or "consistency",
           "exit_outputs": [o.strip() for o in outputs.split(",")] if outputs else None}
-    return load_arrays(path, [], CalibrationError, "exit calibration"), kw
+    from sdk.exits.calibrate import labels_from
+
+    arrays = load_arrays(path, [], CalibrationError, "exit calibration")
+    inputs = [v for k, v in arrays.items() if k not in ("label", "labels")]
+    labels_from(arrays, len(inputs[0]) if inputs and inputs[0].ndim else 0)
+    return arrays, kw
 
 
 def print_exits(doc: dict) -> None:
@@ -182,9 +194,10 @@ def print_exits(doc: dict) -> None:
     cal = doc["calibration"]
     ch = cal["chosen"]
     n = cal["samples"]
-    click.echo(f"exits ({doc['rule']}, {n} held-out samples): accuracy {ch['accuracy']:.2f}% "
-               f"vs {cal['accuracy_full']:.2f}% without exits, mean {ch['mean_macs']:.0f} MACs "
-               f"vs {doc['full_macs']} ({100 * cal['saved_macs']:.1f}% saved)")
+    click.echo(f"exits ({doc['rule']}, {cal['criterion']}, {n} held-out samples): accuracy "
+               f"{ch['accuracy']:.2f}% vs {cal['accuracy_full']:.2f}% without exits (agreeing "
+               f"with it on {ch['agreement']:.2f}%), mean {ch['mean_macs']:.0f} MACs vs "
+               f"{doc['full_macs']} ({100 * cal['saved_macs']:.1f}% saved)")
     for e, c in zip(doc["exits"], ch["exit_counts"]):
         thr = "always" if e["threshold"] is None else f"score >= {e['threshold']}"
         click.echo(f"  {e['name']:12s} {e['entry']:10s} {e['macs']:>10d} MACs  {thr:16s} "

@@ -140,9 +140,12 @@ def pareto(points: Sequence[OperatingPoint]) -> list[OperatingPoint]:
 
 
 def choose(points: Sequence[OperatingPoint], full_accuracy: float, full_macs: int,
-           drop: float, n: int, unit: str = "MACs") -> OperatingPoint:
+           drop: float, n: int, unit: str = "MACs", consistency: bool = False
+           ) -> OperatingPoint:
     """The point with the fewest mean MACs whose accuracy is within ``drop`` points of the
-    model without exits; CalibrationError (one line, what was achievable) if it saves nothing."""
+    model without exits; CalibrationError (one line, what was achievable) if it saves nothing.
+    With ``consistency`` the points' "accuracy" is their agreement (%) with the model without
+    exits and ``full_accuracy`` is 100."""
     ok = [p for p in points if p.accuracy >= full_accuracy - drop - 1e-9]
     best = min(ok, key=lambda p: (p.mean_macs, -p.accuracy)) if ok else None
     if best is not None and best.mean_macs < full_macs:
@@ -154,9 +157,12 @@ def choose(points: Sequence[OperatingPoint], full_accuracy: float, full_macs: in
                                f"{full_macs} {unit} of the model without exits")
     need = min(saving, key=lambda p: (full_accuracy - p.accuracy, p.mean_macs))
     d = max(full_accuracy - need.accuracy, 0.0)
+    what = ("accuracy points (as disagreement with the model without exits, which bounds "
+            "the accuracy lost)" if consistency else "accuracy points")
+    base = "" if consistency else f", {full_accuracy:.2f}% without exits"
     raise CalibrationError(
-        f"no exit thresholds stay within {drop:g} accuracy points on this calibration set "
-        f"({n} samples, {full_accuracy:.2f}% without exits, steps of {100 / n:.2f} points): "
+        f"no exit thresholds stay within {drop:g} {what} on this calibration set "
+        f"({n} samples{base}, steps of {100 / n:.2f} points): "
         f"the smallest drop that saves compute is {d:.2f} points "
         f"({100 * (1 - need.mean_macs / full_macs):.1f}% fewer {unit}); pass "
         f"--max-accuracy-drop {math.ceil(d * 100) / 100:g} or more, or more calibration data")
@@ -195,17 +201,26 @@ def integer_outputs(bundle, feeds: Mapping[str, np.ndarray], tensors: Sequence[s
 
 def add_exits(bundle, data: Mapping[str, np.ndarray], labels: np.ndarray | None = None, *,
               max_accuracy_drop: float = 0.5, rule: str = "margin",
-              exit_outputs: Sequence[str] | None = None, gate_output: str | None = None):
+              exit_outputs: Sequence[str] | None = None, gate_output: str | None = None,
+              criterion: str = "consistency"):
     """A new bundle: ``bundle``'s main graph (unchanged, entry one) plus one stage entry per
     exit, with the calibrated exit plan in ``manifest["exits"]``.
 
     ``data``: input name -> held-out samples (first axis), plus ``label`` unless ``labels``
     is given. ``exit_outputs``: the classifier outputs in compute order (default: every
     output shaped like the last one, in order, less the gate). ``gate_output``: the gating
-    output (default ``"gate"`` for the gate rule)."""
+    output (default ``"gate"`` for the gate rule).
+
+    ``criterion``: ``"consistency"`` (default) keeps the early answers equal to the model
+    without exits on all but ``max_accuracy_drop`` percent of the samples (CALM's consistency
+    criterion: it bounds the accuracy lost, and harmful and lucky exits cannot cancel out, so
+    it holds up better on unseen data); ``"accuracy"`` bounds the labelled accuracy drop on
+    the calibration set itself."""
     from sdk.compile.bundle import Bundle
 
     drop = check_drop(max_accuracy_drop)
+    if criterion not in ("consistency", "accuracy"):
+        raise InputError(f"exit criterion must be 'consistency' or 'accuracy', got {criterion!r}")
     if rule not in RULES:
         raise InputError(f"unknown exit rule {rule!r}; choose one of {', '.join(RULES)}")
     g = bundle.graph
@@ -263,17 +278,27 @@ def add_exits(bundle, data: Mapping[str, np.ndarray], labels: np.ndarray | None 
     logits = outs[:len(ints)]
     gate = outs[-1] if rule == "gate" else None
     scores = exit_scores(rule, logits, specs, gate)
-    correct = np.stack([argmax_int(q) == y for q in logits], 1)
+    answers = np.stack([argmax_int(q) for q in logits], 1)
+    correct = answers == y[:, None]
     full_acc = float(correct[:, -1].mean() * 100)
     points = sweep(rule, scores, correct, cum)
-    best = choose(points, full_acc, full_macs, drop, n)
+    if criterion == "consistency":
+        agree = sweep(rule, scores, answers == answers[:, -1:], cum)
+        pick = choose(agree, 100.0, full_macs, drop, n, consistency=True)
+        best = next(p for p in points if p.thresholds == pick.thresholds)
+        agreement = pick.accuracy
+    else:
+        best = choose(points, full_acc, full_macs, drop, n)
+        agreement = float(evaluate(scores, answers == answers[:, -1:], cum,
+                                   np.array([best.thresholds]))[0][0])
     for spec, t in zip(specs[:-1], best.thresholds):
         spec.threshold = int(t)
     curve = pareto(points)
     plan = ExitPlan(rule, names, specs, g.inputs[0], int(full_macs),
                     gate_t if rule == "gate" else None,
-                    {"samples": n, "max_accuracy_drop": drop, "accuracy_full": round(full_acc, 4),
-                     "chosen": best.to_json(),
+                    {"samples": n, "max_accuracy_drop": drop, "criterion": criterion,
+                     "accuracy_full": round(full_acc, 4),
+                     "chosen": dict(best.to_json(), agreement=round(agreement, 4)),
                      "saved_macs": round(1 - best.mean_macs / full_macs, 4),
                      "curve": [p.to_json() for p in curve]})
     out = Bundle.from_graphs({next(iter(bundle.entries)): g, **stages}, name=bundle.name)

@@ -54,10 +54,12 @@ class EarlyExitSession:
 
     ``backend`` / ``target`` / ``fast`` are passed to each stage's :class:`Session` (so
     ``backend="onnxruntime"`` or ``"litert"`` runs every stage as its own graph there);
-    ``thresholds`` overrides the calibrated ones (one integer per early exit)."""
+    ``thresholds`` overrides the calibrated ones (one integer per early exit); ``compiled``
+    is passed to each stage's Session (its generated-program fast path)."""
 
     def __init__(self, source: Any, *, fast: bool = True, backend: str | None = None,
-                 target: Any = None, thresholds: Sequence[int] | None = None) -> None:
+                 target: Any = None, thresholds: Sequence[int] | None = None,
+                 compiled: bool | None = None) -> None:
         if isinstance(source, Session):
             source = source.bundle if source.bundle is not None else source.graph
         bundle = _load(source)
@@ -68,6 +70,8 @@ class EarlyExitSession:
         self.bundle, self.plan, self.fast = bundle, plan, fast
         self.backend = backend
         opts = {"fast": fast, "integer_io": True, "backend": backend, "target": target}
+        if compiled is not None:  # Session's generated-program path (default: when hot)
+            opts["compiled"] = compiled
         self.stages = [Session(bundle, entry=s, **opts) for s in plan.stages]
         self._main_opts = opts
         self._full: Session | None = None
@@ -164,13 +168,14 @@ class EarlyExitSession:
         return ExitResult(out, k, spec.name, label, spec.macs, time.perf_counter() - t0,
                           k + 1, scores)
 
-    def warm_up(self, feeds: Mapping[str, Any]) -> None:
-        """Run every stage and the main graph once (compiles what runs on first use), so
-        that timings measure the steady state."""
-        pool = self._feeds(feeds)
-        for sess in self.stages:
-            pool.update(sess.run({n: pool[n] for n in sess.input_names}))
-        self.run_full(feeds)
+    def warm_up(self, feeds: Mapping[str, Any], runs: int = 1) -> None:
+        """Run every stage and the main graph ``runs`` times (an executor may compile a
+        request on first use or once it is hot), so that timings measure the steady state."""
+        for _ in range(runs):
+            pool = self._feeds(feeds)
+            for sess in self.stages:
+                pool.update(sess.run({n: pool[n] for n in sess.input_names}))
+            self.run_full(feeds)
 
     def run_full(self, feeds: Mapping[str, Any]) -> ExitResult:
         """The same model without exits: the main graph's last exit only (what it needs, on

@@ -32,7 +32,7 @@ def base():
         xc, yc = z["x"], z["label"]
     with np.load(SAMPLES / "digits_test.npz") as z:
         xt = z["x"]
-    return compile_model(SAMPLES / "digits_exits.onnx", {"x": xc}), xc, yc, xt
+    return compile_model(SAMPLES / "digits_exits.onnx", {"x": xc[:64]}), xc, yc, xt
 
 
 def _device(kind: str):
@@ -75,7 +75,7 @@ def _check_same_exits(client, bundle, xs):
 @pytest.mark.parametrize("rule", ["margin", "entropy", "patience", "gate"])
 def test_device_takes_the_hosts_exit_with_the_hosts_integers(base, host_client, rule):
     bundle0, xc, yc, xt = base
-    bundle = add_exits(bundle0, {"x": xc, "label": yc}, rule=rule, max_accuracy_drop=0.5)
+    bundle = add_exits(bundle0, {"x": xc, "label": yc}, rule=rule, max_accuracy_drop=2.0)
     _check_same_exits(host_client, bundle, xt[:12])
 
 
@@ -97,9 +97,9 @@ def test_cortex_m4_in_qemu_takes_the_same_exits_and_skips_the_rest(base):
     bundle = add_exits(bundle0, {"x": xc, "label": yc}, rule="margin", max_accuracy_drop=0.5)
     host = EarlyExitSession(bundle)
     exits = np.array([host.run({"x": x[None]}).exit for x in xt])
-    late = np.flatnonzero(exits > 0)[:2]
-    assert len(late) >= 1
-    xs = np.concatenate([xt[np.flatnonzero(exits == 0)[:3]], xt[late]])
+    late = np.flatnonzero(exits > 0)[:1]
+    assert len(late) == 1
+    xs = np.concatenate([xt[np.flatnonzero(exits == 0)[:2]], xt[late]])
     fw, timeout = _device("m4")
     with fw:
         c = DeviceClient(fw.url, timeout=timeout)
