@@ -35,19 +35,26 @@ if TYPE_CHECKING:
                    "of one inference of HOPS steps (100 = a 1-s clip of 10 ms hops)")
 @click.option("--front-end", is_flag=True,
               help="with --hops: add the integer log-mel front end (sdk.audio) per hop")
+@click.option("--qemu-cycles", is_flag=True,
+              help="Cortex-M target: run MODEL's integer part on the M4 firmware in QEMU, "
+                   "count its instruction mix and time it with the cycle model "
+                   "(docs/profiling.md) instead of the roofline")
 @click.option("--json", "json_path", type=click.Path(dir_okay=False),
               help="write the full report as JSON")
 @click.option("--plot", "plot_path", type=click.Path(dir_okay=False),
               help="write per-layer latency and energy bars (PNG)")
 def command(model: str, target: str | None, backend: str | None, port: str | None, runs: int,
-            no_run: bool, hops: int | None, front_end: bool, json_path: str | None,
-            plot_path: str | None) -> None:
+            no_run: bool, hops: int | None, front_end: bool, qemu_cycles: bool,
+            json_path: str | None, plot_path: str | None) -> None:
     """Per-layer latency, MACs, bytes and energy of MODEL on a target: measured here,
     modelled for the target. With --backend mcu --port URL: the device's own per-op counts."""
     from rich.progress import Progress
 
     from sdk.profile.profiler import load_model_graph, profile_graph
 
+    if qemu_cycles and (backend is not None or port is not None or hops is not None):
+        raise click.UsageError("--qemu-cycles times one run of MODEL on the emulated firmware; "
+                               "drop --backend/--port/--hops with it")
     if backend is not None or port is not None:
         _check_device_options(backend, port, no_run, hops, front_end, plot_path)
         _profile_on_device(load_model_graph(model), port, target, runs, json_path)
@@ -61,6 +68,8 @@ def command(model: str, target: str | None, backend: str | None, port: str | Non
         task = bar.add_task(f"profiling {graph.name}", total=runs)
         report = profile_graph(graph, target, runs=runs, measure=not no_run,
                                progress=lambda k, n: bar.update(task, completed=k))
+    if qemu_cycles:
+        _time_with_cycle_model(report, graph, target)
     click.echo(report.render(per="step" if hops is not None else "inference"))
     per_inference = None
     if hops is not None:
@@ -88,6 +97,41 @@ def command(model: str, target: str | None, backend: str | None, port: str | Non
     fit = fit_report(graph, target)  # the one fit decision (compile --target and flash too)
     if not fit.fits:
         raise TargetError(fit.message(graph.name))
+
+
+def _time_with_cycle_model(report: ProfileReport, graph: Graph, target: str) -> None:
+    """Replace the roofline time of the headline by the cycle model's time of the instruction
+    mix the firmware executes in QEMU (one line naming the problem where it cannot)."""
+    from sdk.errors import TargetError
+    from sdk.profile import integer_core
+    from sdk.profile.cycles import core_timing, estimate_for_target
+    from sdk.profile.profiler import random_feeds
+    from sdk.profile.qemu_mix import measure_mix, mix_unavailable
+    from targets import load_target
+
+    tgt = load_target(target)
+    if not tgt.is_mcu:
+        raise TargetError(f"--qemu-cycles needs a microcontroller target; {tgt.name!r} is not "
+                          "one (see `edge targets`)")
+    core_timing(tgt.cpu.core)                  # a core without a cycle model: one-line error
+    why = mix_unavailable()
+    if why:
+        raise TargetError(f"--qemu-cycles: {why}")
+    core = integer_core(graph)
+    mix = measure_mix(core, random_feeds(core), runs=1)
+    est = estimate_for_target(mix.per_inference, tgt)
+    report.cycle_estimate = {**est.to_json(), "instructions": mix.per_inference.instructions,
+                             "roofline_s": report.modeled_total_s}
+    report.latency_model = (f"cycle model: QEMU instruction mix of the firmware x "
+                            f"{est.core} timings{' (estimate)' if est.estimate_core else ''}, "
+                            f"{est.wait_states} flash wait states")
+    report.notes[:] = [n.replace("modelled latency is a roofline estimate",
+                                 "the per-layer 'model us' column is a roofline estimate")
+                       for n in report.notes]
+    report.notes.append(f"cycle model: {mix.per_inference.instructions:,.0f} instructions, "
+                        f"{est.cycles:,.0f} cycles = {est.seconds * 1e3:.4g} ms at "
+                        f"{tgt.cpu.clock_hz / 1e6:g} MHz (roofline "
+                        f"{report.modeled_total_s * 1e3:.4g} ms)")
 
 
 def _check_device_options(backend: str | None, port: str | None, no_run: bool,

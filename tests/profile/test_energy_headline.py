@@ -88,3 +88,32 @@ def test_hops_profile_prints_one_figure_per_inference(tmp_path: Path) -> None:
         0.0436 * p["inference_modeled_s"] * 1e6)
     shown = float(re.search(r"energy per inference: ([0-9.e+]+) uJ", lines[0]).group(1))
     assert shown == pytest.approx(p["energy_per_inference_uj"], rel=1e-3)
+
+
+def test_qemu_cycles_times_the_headline_with_the_cycle_model(tmp_path: Path) -> None:
+    """--qemu-cycles: the firmware's instruction mix in QEMU x the Cortex-M4 cycle model
+    replaces the roofline time in the one energy figure; a non-MCU target is refused."""
+    from kws_dscnn import dscnn_bundle
+
+    from sdk.profile.qemu_mix import mix_unavailable
+
+    path = tmp_path / "kws.edge"
+    dscnn_bundle(tmp_path).save(path)
+    bad = subprocess.run([*EDGE, "profile", str(path), "--target", "raspberry-pi-4",
+                          "--no-run", "--qemu-cycles"], capture_output=True, text=True,
+                         timeout=300, check=False)
+    assert bad.returncode != 0 and "needs a microcontroller target" in bad.stderr
+    if mix_unavailable():
+        pytest.skip(f"QEMU mix unavailable: {mix_unavailable()}")
+    out = subprocess.run([*EDGE, "profile", str(path), "--target", "nucleo-l4r5zi", "--no-run",
+                          "--qemu-cycles", "--json", str(tmp_path / "c.json")],
+                         capture_output=True, text=True, timeout=300, check=False)
+    assert out.returncode == 0, out.stderr
+    found = ENERGY_LINE.findall(out.stdout)
+    assert len(found) == 1 and "cycle model: QEMU instruction mix" in found[0][1]
+    assert "Cortex-M4 timings, 5 flash wait states" in found[0][1]
+    d = json.loads((tmp_path / "c.json").read_text())
+    c = d["cycle_estimate"]
+    assert c["cycles"] > 2_656_768 and c["seconds"] == pytest.approx(c["cycles"] / 120e6)
+    assert d["energy"]["per_inference_uj"] == pytest.approx(0.0436 * c["seconds"] * 1e6)
+    assert c["roofline_s"] == pytest.approx(d["totals"]["modeled_s"])
