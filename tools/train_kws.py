@@ -20,6 +20,17 @@ Usage::
 ``--init CKPT.npz`` warm-starts from a trained checkpoint (e.g. the spiking variant from the
 non-spiking one: same linear maps, batch norms matched to its pre-activation statistics);
 ``--time-budget S`` stops after the epoch that ends past S seconds, keeping the best epoch.
+
+Streaming fine-tune (``--streams DIR``, tools/kws_stream_data.py): each epoch mixes clip batches
+(the clip loss above, plus hard-negative clips of near-miss words labelled ``_unknown_``) with
+batches of 2 s windows cut from the continuous training streams, scored per frame: frames from
+50 ms before a keyword's end to ``--pos-hops`` after it are that keyword (cross-entropy);
+every frame of keyword-free speech away from a keyword is "no keyword"
+(``−log(p_unknown + p_silence)``); the first ``WARMUP`` frames of a window (state still filling)
+and the inside of a keyword are not scored. ``--mine CKPT.npz`` adds windows ending where that
+model raised false alarms on the keyword-free training streams (negatives mined from the
+previous round's false alarms). Selection: validation clip accuracy plus stream recall/false
+alarms on validation streams (``select_score``).
 """
 
 from __future__ import annotations
@@ -388,6 +399,205 @@ def spike_rates(net: KWSNet, x: np.ndarray) -> dict[str, float]:
     return dict(net.rates)
 
 
+# ---------------------------------------------------------------- streaming fine-tune
+#: near misses of the keywords, said alone as "_unknown_" clips
+NEAR_MISSES = ["know", "now", "noise", "note", "nope", "gone", "going", "goat", "goal", "upon",
+               "upper", "cup", "pup", "often", "office", "awful", "soft", "stopping", "stomp",
+               "top", "stock", "shop", "lefty", "lift", "lest", "leaf", "write", "bright",
+               "night", "light", "ride", "yet", "yeah", "yellow", "yesterday", "dawn", "town",
+               "done", "gown", "own", "in", "an", "of", "odd", "awe", "stay", "low", "toe"]
+WARMUP = 40  # frames of a window whose state is still filling: not scored
+WINDOW = 200  # frames per stream window (2 s)
+NEG = -1  # frame target "no keyword"
+IGNORE = -100
+
+
+def hard_negative_clips(n: int, seed: int, cache: Path) -> np.ndarray:
+    """``n`` one-second clips of near-miss words by training voices (features ``[n, 100, 40]``),
+    cached."""
+    path = cache / f"hardneg_{seed}_{n}.npz"
+    if path.is_file():
+        with np.load(path) as z:
+            return z["x"]
+    from concurrent.futures import ThreadPoolExecutor
+
+    from sdk.audio import logmel
+
+    cfg = kws_dataset.DatasetConfig(seed=seed)
+    speakers = kws_dataset.split_speakers(kws_dataset.list_variants(), cfg)["train"]
+    rng = np.random.default_rng([seed, 31])
+    specs = []
+    for i in range(n):
+        spk = speakers[int(rng.integers(len(speakers)))]
+        acc = kws_dataset.ACCENTS[int(rng.integers(len(kws_dataset.ACCENTS)))]
+        specs.append(kws_dataset.ClipSpec(
+            label=kws_dataset.CLASSES.index(kws_dataset.UNKNOWN),
+            word=NEAR_MISSES[i % len(NEAR_MISSES)], voice=f"{acc}+{spk}", speaker=spk,
+            rate_wpm=int(rng.integers(120, 221)), pitch=int(rng.integers(20, 81)),
+            amplitude=int(rng.integers(60, 181)), seed=(seed, 31, i)))
+    with ThreadPoolExecutor(max_workers=2) as pool:
+        audio = list(pool.map(kws_dataset.make_clip, specs))
+    x = np.stack([logmel(a) for a in audio]).astype(np.float32) / 256.0
+    cache.mkdir(parents=True, exist_ok=True)
+    np.savez(path, x=x)
+    return x
+
+
+class StreamWindows:
+    """2 s windows cut from the continuous training streams with per-frame targets."""
+
+    def __init__(self, folder: Path, pos_hops: int = 40, split: str = "train") -> None:
+        import kws_stream_data
+
+        self.pos_hops = pos_hops
+        self.streams: list[np.ndarray] = []
+        self.truth: list[list[tuple[int, int, int]]] = []
+        self.free_ids: list[int] = []
+        for kind in ("kw", "free"):
+            if kind == "free" and not (folder / f"{split}_free_mixed.npz").is_file() \
+                    and split == "train":
+                continue  # keyword-free streams not generated yet: negatives from kw streams
+            d = kws_stream_data.load(folder, split, kind, "mixed" if split == "train" else "snr10")
+            off = d["offsets"]
+            base = len(self.streams)
+            for i in range(len(off) - 1):
+                self.streams.append(d["feats"][off[i]:off[i + 1]])
+                self.truth.append([])
+                if kind == "free":
+                    self.free_ids.append(base + i)
+            if kind == "kw":
+                for s, w, a, b in zip(d["ev_stream"], d["ev_word"], d["ev_start"], d["ev_end"]):
+                    self.truth[base + int(s)].append((int(w), int(a * 100), int(b * 100)))
+        self.events = [(i, k) for i, tr in enumerate(self.truth) for k in range(len(tr))]
+        self.mined: list[tuple[int, int]] = []  # (stream, end frame)
+
+    def _cut(self, sid: int, start: int) -> tuple[np.ndarray, np.ndarray]:
+        s = self.streams[sid]
+        start = int(np.clip(start, 0, len(s) - WINDOW))
+        x = s[start:start + WINDOW].astype(np.float32) / 256.0
+        y = np.full(WINDOW, NEG, np.int64)
+        for w, a, b in self.truth[sid]:
+            a, b = a - start, b - start
+            if b + self.pos_hops + 30 < 0 or a >= WINDOW:
+                continue
+            y[max(a, 0):max(min(b - 5, WINDOW), 0)] = IGNORE
+            y[max(b - 5, 0):max(min(b + self.pos_hops, WINDOW), 0)] = w
+            y[max(b + self.pos_hops, 0):max(min(b + self.pos_hops + 30, WINDOW), 0)] = IGNORE
+        y[:WARMUP] = IGNORE
+        return x, y
+
+    def batch(self, n: int, rng: np.random.Generator) -> tuple[np.ndarray, np.ndarray]:
+        """Half keyword windows (a keyword ending 0.4–1.4 s in), a quarter keyword-free
+        speech, a quarter mined false alarms (keyword-free speech while none are mined)."""
+        xs, ys = [], []
+        for j in range(n):
+            r = j / n
+            if r < 0.5:
+                sid, k = self.events[int(rng.integers(len(self.events)))]
+                end = self.truth[sid][k][2]
+                x, y = self._cut(sid, end - int(rng.integers(WARMUP, WINDOW - self.pos_hops)))
+            elif r < 0.75 or not self.mined:
+                pool = self.free_ids or range(len(self.streams))
+                sid = pool[int(rng.integers(len(pool)))]
+                x, y = self._cut(sid, int(rng.integers(0, len(self.streams[sid]) - WINDOW)))
+            else:
+                sid, end = self.mined[int(rng.integers(len(self.mined)))]
+                x, y = self._cut(sid, end - WINDOW + int(rng.integers(5, 60)))
+            xs.append(x)
+            ys.append(y)
+        return np.stack(xs), np.stack(ys)
+
+    def mine(self, model: LMUFormerWeights, threshold: float, smoothing: int = 30) -> int:
+        """Record where ``model`` raises false alarms (smoothed keyword posterior ≥
+        ``threshold``, refractory 1 s) on the keyword-free training streams."""
+        import kws_stream_eval as ev
+
+        streams = [self.streams[i] for i in self.free_ids]
+        logits = ev.float_logits(model, streams)
+        for sid, z in zip(self.free_ids, logits):
+            score, best = ev.smoothed_keyword_scores(z, smoothing)
+            for _, t in ev.detect(score, best, threshold, 100):
+                self.mined.append((sid, round(t * 100)))
+        return len(self.mined)
+
+
+def stream_loss(logits: torch.Tensor, y: torch.Tensor, n_kw: int = 10
+                ) -> tuple[torch.Tensor, torch.Tensor]:
+    """(keyword frames' cross-entropy, "no keyword" frames' −log p(not a keyword))."""
+    logp = nn.functional.log_softmax(logits, dim=-1)
+    pos = y >= 0
+    neg = y == NEG
+    zero = logits.sum() * 0.0
+    lp = -logp[pos].gather(1, y[pos][:, None]).mean() if pos.any() else zero
+    ln = -torch.logsumexp(logp[neg][:, n_kw:], dim=-1).mean() if neg.any() else zero
+    return lp, ln
+
+
+def train_streaming(cfg: LMUFormerConfig, data: dict, windows: StreamWindows,
+                    hardneg: np.ndarray, init: LMUFormerWeights, steps: int, seed: int,
+                    lr: float, clip_batch: int, window_batch: int, neg_weight: float,
+                    time_budget: float | None, head_scale: float = 4.0, log=print
+                    ) -> tuple[KWSNet, dict]:
+    """Fine-tune ``init`` on clips + hard-negative clips + stream windows; keep the last."""
+    torch.manual_seed(seed)
+    rng = np.random.default_rng(seed)
+    xtr, ytr = data["train"]
+    unknown = kws_dataset.CLASSES.index(kws_dataset.UNKNOWN)
+    xtr = np.concatenate([xtr, hardneg])
+    ytr = np.concatenate([ytr, np.full(len(hardneg), unknown, ytr.dtype)])
+    net = KWSNet(cfg, init.weights["in_mean"], 1.0 / init.weights["in_inv_std"], frames=WINDOW)
+    warm_start(net, init, xtr[rng.permutation(len(xtr))[:512]])
+    with torch.no_grad():  # the clip loss only sees the mean over frames: its frame logits
+        net.w_o.weight /= head_scale  # are far too sharp per frame; a smaller head keeps
+        net.w_o.bias /= head_scale  # every clip's argmax and starts the frame losses sane
+    acc0, _ = evaluate(net, *data["val"])
+    log(f"warm start: val clips {acc0 * 100:.2f}% (head / {head_scale:g})")
+    opt = torch.optim.AdamW(net.parameters(), lr=lr, weight_decay=1e-3)
+    mean = init.weights["in_mean"]
+    history = []
+    t0 = time.perf_counter()
+    run = {"clip": 0.0, "pos": 0.0, "neg": 0.0}
+    done = 0
+    for step in range(steps):
+        # warm-up then cosine decay over the steps, or over the time budget when that runs
+        # out first (so a run cut by the budget still ends at a low learning rate)
+        progress = step / steps
+        if time_budget is not None:
+            progress = max(progress, (time.perf_counter() - t0) / time_budget)
+        if progress >= 1.0:
+            log(f"time budget {time_budget:.0f} s spent after step {step}; stopping")
+            break
+        for g in opt.param_groups:
+            g["lr"] = lr * min(1.0, progress / 0.05) * 0.5 * (1 + math.cos(math.pi * progress))
+        net.train()
+        for bn in BN_NAMES:  # batch norms frozen at the warm start's statistics: clip batches
+            getattr(net, bn).eval()  # and stream windows differ, and a blend fits neither
+        idx = rng.integers(0, len(xtr), clip_batch)
+        xb = spec_augment(xtr[idx], mean, rng)
+        lc = nn.functional.cross_entropy(net(torch.from_numpy(xb)).mean(1),
+                                         torch.from_numpy(ytr[idx]))
+        xw, yw = windows.batch(window_batch, rng)
+        lp, ln = stream_loss(net(torch.from_numpy(xw)), torch.from_numpy(yw))
+        loss = lc + lp + neg_weight * ln
+        opt.zero_grad()
+        loss.backward()
+        opt.step()
+        done = step + 1
+        for k, v in (("clip", lc), ("pos", lp), ("neg", ln)):
+            run[k] += float(v.detach())
+        if done % 50 == 0 or done == steps:
+            n = 50 if done % 50 == 0 else done % 50
+            val_acc, _ = evaluate(net, *data["val"])
+            rec = {"step": done, "val_acc": val_acc, "seconds": time.perf_counter() - t0,
+                   **{k: v / n for k, v in run.items()}}
+            history.append(rec)
+            log(f"step {done:5d}  clip {rec['clip']:.3f}  kw-frames {rec['pos']:.3f}  "
+                f"no-kw frames {rec['neg']:.4f}  val clips {val_acc * 100:.2f}%  "
+                f"{rec['seconds']:.0f} s", flush=True)
+            run = dict.fromkeys(run, 0.0)
+    return net, {"history": history, "steps": done, "best_epoch": None}
+
+
 def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     ap.add_argument("--variant", choices=["spiking", "nonspiking"], default="spiking")
@@ -404,6 +614,22 @@ def main(argv: list[str] | None = None) -> int:
                     help="warm-start from this .npz checkpoint (e.g. the non-spiking one)")
     ap.add_argument("--time-budget", type=float, default=None,
                     help="stop training after the epoch that ends past this many seconds")
+    ap.add_argument("--streams", default=None,
+                    help="streaming fine-tune on the continuous training streams under this "
+                         "folder (tools/kws_stream_data.py --out); needs --init")
+    ap.add_argument("--steps", type=int, default=1500, help="streaming fine-tune steps")
+    ap.add_argument("--window-batch", type=int, default=32)
+    ap.add_argument("--neg-weight", type=float, default=1.0)
+    ap.add_argument("--pos-hops", type=int, default=40)
+    ap.add_argument("--head-scale", type=float, default=4.0,
+                    help="divide the warm-started head by this (streaming fine-tune)")
+    ap.add_argument("--hard-negatives", type=int, default=2400,
+                    help="near-miss word clips added as _unknown_ (streaming fine-tune)")
+    ap.add_argument("--mine", default=None,
+                    help="checkpoint whose false alarms on keyword-free training streams "
+                         "become extra negative windows")
+    ap.add_argument("--mine-threshold", type=float, default=0.3)
+    ap.add_argument("--name", default=None, help="output stem (default kws_lmuformer_<variant>)")
     a = ap.parse_args(argv)
     torch.set_num_threads(a.threads)
     t_start = time.perf_counter()
@@ -415,12 +641,37 @@ def main(argv: list[str] | None = None) -> int:
           f"{len(data['val'][1])} test {len(data['test'][1])}")
     cfg = LMUFormerConfig(d_model=a.d_model, spiking=a.variant == "spiking")
     init = LMUFormerWeights.load(a.init) if a.init else None
-    net, info = train(cfg, data, a.epochs, a.seed, lr=a.lr, batch=a.batch, init=init,
-                      time_budget=a.time_budget)
+    extra: dict = {}
+    if a.streams:
+        import kws_stream_data
+
+        if init is None:
+            raise SystemExit("--streams fine-tunes a trained model: pass --init CKPT.npz")
+        sfolder = Path(a.streams) / kws_stream_data.StreamConfig(seed=a.data_seed).key()
+        windows = StreamWindows(sfolder, a.pos_hops)
+        hardneg = hard_negative_clips(a.hard_negatives, a.data_seed, Path(a.data) / "hardneg")
+        if a.mine:
+            n = windows.mine(LMUFormerWeights.load(a.mine), a.mine_threshold)
+            print(f"mined {n} false alarms of {a.mine} (threshold {a.mine_threshold}) on the "
+                  "keyword-free training streams")
+            extra["mined_false_alarms"] = n
+        print(f"streams: {len(windows.streams)} training streams, {len(windows.events)} "
+              f"keywords; {len(hardneg)} hard-negative clips")
+        net, info = train_streaming(cfg, data, windows, hardneg, init, a.steps, a.seed,
+                                    a.lr, a.batch, a.window_batch, a.neg_weight,
+                                    a.time_budget, a.head_scale)
+        extra.update(streaming={"steps": info["steps"], "window_batch": a.window_batch,
+                                "neg_weight": a.neg_weight, "pos_hops": a.pos_hops,
+                                "head_scale": a.head_scale,
+                                "hard_negatives": len(hardneg), "init": a.init,
+                                "mine": a.mine, "mine_threshold": a.mine_threshold})
+    else:
+        net, info = train(cfg, data, a.epochs, a.seed, lr=a.lr, batch=a.batch, init=init,
+                          time_budget=a.time_budget)
     test_acc, test_logits = evaluate(net, *data["test"])
     val_acc, _ = evaluate(net, *data["val"])
     model = export_weights(net)
-    name = f"kws_lmuformer_{a.variant}"
+    name = a.name or f"kws_lmuformer_{a.variant}"
     out = Path(a.out)
     out.mkdir(parents=True, exist_ok=True)
     model.save(out / f"{name}.npz")
@@ -435,7 +686,7 @@ def main(argv: list[str] | None = None) -> int:
               "train_seconds": round(time.perf_counter() - t_start, 1),
               "command": "python tools/train_kws.py " + " ".join(sys.argv[1:] if argv is None
                                                                 else argv),
-              "history": info["history"]}
+              "history": info["history"], **extra}
     (out / f"{name}.json").write_text(json.dumps(report, indent=1))
     print(f"{a.variant}: val {val_acc * 100:.2f}%  test (held-out voices) {test_acc * 100:.2f}%  "
           f"params {model.parameter_count()}  export max|Δlogit| {diff:.2e}  "
