@@ -295,11 +295,13 @@ class StreamingSession:
     def step(self, x: Any) -> StepResult:
         """Feed one hop (an array for the single stream input, or a dict); return its result
         and advance the state."""
-        feeds = {self._feed_name[k]: v for k, v in self._feeds(x).items()}
-        res = self._session.run_raw(feeds, self.state, [r for _, r in self._stream_out])
-        raw = {name: res[r] for name, r in self._stream_out}
+        outputs = self._compiled_hop(x)
+        if outputs is None:
+            feeds = {self._feed_name[k]: v for k, v in self._feeds(x).items()}
+            res = self._session.run_raw(feeds, self.state, [r for _, r in self._stream_out])
+            raw = {name: res[r] for name, r in self._stream_out}
+            outputs = self._user_outputs(raw)
         self.hop += 1
-        outputs = self._user_outputs(raw)
         posterior = event = None
         if self.detector is not None:
             scores = outputs[self.scores_output]
@@ -311,6 +313,57 @@ class StreamingSession:
             probs = softmax(scores) if self.scores_are_logits else np.asarray(scores, np.float64)
             posterior, event = self.detector.update(probs.reshape(-1), self.hop, self.time_s)
         return StepResult(self.hop, self.time_s, outputs, posterior, event)
+
+    def _hop_request(self) -> Any:
+        """The compiled program of one whole hop with the float boundary inside (a float
+        frame and the raw state in, float outputs and the raw next state out), or None where
+        it does not apply (integer I/O, kv caches, several stream inputs, no compiled form)."""
+        sess = self._session
+        exe = sess._exe
+        g = self.graph
+        if (not sess.compiled or self.integer_io or sess._positions or not hasattr(exe, "program")
+                or len(self.stream_inputs) != 1 or any(
+                    g.tensor(i.name).dtype != "float32" or i.dtype != "float32"
+                    for i in self.stream_inputs) or any(
+                    o.name not in g.tensors or g.tensor(o.name).dtype != "float32"
+                    for o in self.stream_outputs)):
+            return None
+        fed = [self.stream_inputs[0].name, *sess._state_feed.values()]
+        reads = [o.name for o in self.stream_outputs] + sess._state_reads()
+        return exe.program(list(dict.fromkeys(reads)), fed, load=False)
+
+    def _compiled_hop(self, x: Any) -> dict[str, np.ndarray] | None:
+        """One hop on the compiled hop program (same bits as the per-tensor path: the graph's
+        own Quantize/DequantizeLinear nodes run inside); None to take the per-tensor path
+        (not compiled yet, an input it was not compiled for, or an error to report)."""
+        prog = self.__dict__.get("_hop_prog", False)
+        if prog is False:
+            prog = self._hop_prog = self._hop_request()
+            self._hop_runs = 0
+        if prog is None or x.__class__ is not np.ndarray or x.dtype != np.float32:
+            return None
+        if prog._fn is None:
+            from sdk.ops.codegen import COMPILE_AFTER
+
+            self._hop_runs += 1
+            if not (self._session._exe.eager or self._hop_runs >= COMPILE_AFTER or prog.cached):
+                return None
+            prog.load()
+        info = self.stream_inputs[0]
+        if x.shape != info.shape:
+            if -1 in info.shape or x.size != int(np.prod(info.shape)):
+                return None
+            x = x.reshape(info.shape)
+        feeds = {info.name: x}
+        for name, raw in self._session._state_feed.items():
+            feeds[raw] = self.state.values[name]
+        try:
+            values = prog.run(feeds)
+        except Exception:  # noqa: BLE001 - a NaN frame or another refusal: the per-tensor
+            return None    # path reports it in its own words
+        results = dict(zip(prog.reads, values))
+        self._session._advance(self.state, results)
+        return {o.name: results[o.name] for o in self.stream_outputs}
 
     def steps(self, xs: Any) -> dict[str, np.ndarray]:
         """Feed ``T`` hops (array ``[T, ...]`` or dict of such); stack each stream output
