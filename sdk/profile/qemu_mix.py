@@ -43,6 +43,8 @@ def mix_unavailable() -> str | None:
     from firmware_bridge.build import toolchain_missing
     from firmware_bridge.qemu import qemu_missing
 
+    if not PLUGIN_SOURCE.is_file():
+        return f"{PLUGIN_SOURCE} is missing (reinstall the SDK)"
     for tool in ("gcc", "arm-none-eabi-nm"):
         if shutil.which(tool) is None:
             return f"{tool} is not installed (tools/bootstrap.sh installs it)"
