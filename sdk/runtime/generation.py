@@ -100,16 +100,56 @@ def _cacheable(graph: Any, layers: int, capacity: int) -> Any:
     return graph
 
 
+def _split_lookups(graph: Any) -> tuple[Any, Any]:
+    """``(lookup, main)``: the table lookups of ``graph`` (``Gather`` of a constant int table by
+    an int64 graph input: token embeddings, RoPE rows by position, mask biases) as a graph of
+    their own, and the rest of ``graph`` taking their outputs as inputs. The lookups run once
+    per call as they did; the main graph then holds only ops the compiled executor
+    (:mod:`sdk.ops.codegen`) generates code for. ``(None, graph)`` when there is none."""
+    from sdk.graph import Graph
+
+    moved = [n for n in graph.nodes if n.op == "Gather" and graph.tensor(n.inputs[0]).is_constant
+             and n.inputs[1] in graph.inputs]
+    if not moved:
+        return None, graph
+    look = Graph(f"{graph.name}_lookup")
+    look.metadata = dict(graph.metadata)
+    ids = list(dict.fromkeys(n.inputs[1] for n in moved))
+    for i in ids:
+        look.add_tensor(graph.tensor(i))
+        look.inputs.append(i)
+    for n in moved:
+        for t in (n.inputs[0], n.outputs[0]):
+            if t not in look.tensors:
+                look.add_tensor(graph.tensor(t))
+        look.nodes.append(n)
+        look.outputs.append(n.outputs[0])
+    look.validate()
+    main = graph.copy()
+    gone = {n.name for n in moved}
+    main.nodes = [n for n in main.nodes if n.name not in gone]
+    used = {i for n in main.nodes for i in n.inputs}
+    main.inputs = [i for i in main.inputs if i not in ids or i in used] + \
+        [n.outputs[0] for n in moved]
+    for n in moved:
+        if n.inputs[0] not in used and n.inputs[0] in main.tensors:
+            del main.tensors[n.inputs[0]]
+    main.validate()
+    return look, main
+
+
 def compile_generation_model(cfg: Any, weights: Mapping[str, np.ndarray],
                              samples: Sequence[tuple[Sequence[int], Sequence[int]]],
                              name: str = "slm", src_len: int | None = None,
-                             capacity: int | None = None, meta: Mapping | None = None) -> Any:
+                             capacity: int | None = None, meta: Mapping | None = None,
+                             **compile_options: Any) -> Any:
     """Compile an :class:`sdk.models.slm.SLMConfig` model to a generation bundle.
 
     ``samples``: (input ids, output ids) pairs of real task data for calibration (the float
     model's own activations on them set every grid; the encoder's outputs feed the decoder's
     calibration). ``src_len`` / ``capacity`` override the config's encoder length and cache
-    capacity (e.g. a benchmark at longer inputs).
+    capacity (e.g. a benchmark at longer inputs). ``compile_options`` go to
+    :func:`sdk.compile_model` for every entry (e.g. ``int16_layers``, ``observer``).
     """
     import dataclasses
 
@@ -138,24 +178,33 @@ def compile_generation_model(cfg: Any, weights: Mapping[str, np.ndarray],
             seq = ([BOS] + list(tgt) + [EOS]) * C
             toks[i, 0] = seq[:C]  # repeated: every position sees in-task tokens
         enc_model = encoder_onnx(cfg, weights)
-        enc = compile_model(enc_model, {"input_ids": ids, "attention_mask": mask})
+        enc = compile_model(enc_model, {"input_ids": ids, "attention_mask": mask},
+                            **compile_options)
         fenc = Session(load_onnx(enc_model))
         outs = [fenc.run({"input_ids": ids[i], "attention_mask": mask[i]}) for i in range(n)]
         calib = {"tokens": toks, "positions": pos, "enc_mask": mask}
         for k in outs[0]:
             calib[k] = np.stack([o[k] for o in outs])
-        entries["encoder"] = enc.graph
+        look, main = _split_lookups(enc.graph)
+        entries["encoder"] = main
+        if look is not None:
+            entries["encoder_lookup"] = look
     else:
         for i, (src, tgt) in enumerate(samples):
             seq = (list(src) + [SEP] + list(tgt) + [EOS]) * C
             toks[i, 0] = seq[:C]
         calib = {"tokens": toks, "positions": pos}
-    dec = compile_model(decoder_onnx(cfg, weights, C, "full"), calib)
+    dec = compile_model(decoder_onnx(cfg, weights, C, "full"), calib, **compile_options)
     full = dec.graph.copy()
     cached = _cacheable(dec.graph, cfg.dec_layers, C)
+    shaped = {"decoder_step": with_input_shapes(cached, {"tokens": [1, 1], "positions": [1, 1]})}
     if not cfg.encdec:
-        entries["prefill"] = with_input_shapes(cached, {"tokens": [1, -1], "positions": [1, -1]})
-    entries["decoder_step"] = with_input_shapes(cached, {"tokens": [1, 1], "positions": [1, 1]})
+        shaped["prefill"] = with_input_shapes(cached, {"tokens": [1, -1], "positions": [1, -1]})
+    for k, g in shaped.items():
+        look, main = _split_lookups(g)
+        entries[k] = main
+        if look is not None:
+            entries[f"{k}_lookup"] = look
     entries["decoder_full"] = full
     slm = {"kind": "encdec" if cfg.encdec else "deconly", "config": cfg.to_json(),
            "tokenizer": "g2p-char-arpabet", **dict(meta or {})}
@@ -183,13 +232,19 @@ class GenerationSession:
 
     ``GenerationSession("samples/slm/encdec.edge").generate(ids)``; ``stream`` yields
     token ids one at a time. ``fast``: the Numba kernels (False: the NumPy reference).
+    ``compiled`` is passed to :class:`sdk.Session` when given (its default otherwise: the
+    step graph runs as one generated program once compiled, same bits).
     """
 
-    def __init__(self, model: Any, fast: bool = True) -> None:
+    def __init__(self, model: Any, fast: bool = True, compiled: bool | None = None) -> None:
         from sdk.compile import Bundle, load_bundle
         from sdk.runtime.session import Session
 
         bundle = model if isinstance(model, Bundle) else load_bundle(model)
+        import inspect
+
+        opts = {} if compiled is None or "compiled" not in inspect.signature(
+            Session.__init__).parameters else {"compiled": compiled}
         names = bundle.entry_names
         if "decoder_step" not in names:
             raise InputError(f"{getattr(model, 'name', model)} is not a generation bundle (no "
@@ -201,9 +256,12 @@ class GenerationSession:
         self.kind = info.get("kind", "encdec" if "encoder" in names else "deconly")
         cfg = info.get("config", {})
         self.bundle = bundle
-        self.step = Session(bundle, fast=fast, integer_io=True, entry="decoder_step")
+        self.step = Session(bundle, fast=fast, integer_io=True, entry="decoder_step", **opts)
         self.encoder = self.step.entry("encoder") if self.kind == "encdec" else None
         self.prefill = self.step.entry("prefill") if self.kind == "deconly" else None
+        self._lookup = {k: Session(bundle, fast=fast, integer_io=True, entry=f"{k}_lookup")
+                        for k in ("encoder", "prefill", "decoder_step")
+                        if f"{k}_lookup" in names}
         decl = self.step.state_decls
         self.capacity = int(decl[0].capacity) if decl else int(cfg.get("capacity", 0))
         self.max_src = int(cfg.get("max_src", 0)) if self.kind == "encdec" else self.capacity
@@ -239,7 +297,7 @@ class GenerationSession:
         x = np.zeros((1, self.max_src), np.int64)
         m = np.zeros((1, self.max_src), np.int64)
         x[0, :len(ids)], m[0, :len(ids)] = ids, 1
-        out = self.encoder.run({"input_ids": x, "attention_mask": m})
+        out = self._run("encoder", self.encoder, {"input_ids": x, "attention_mask": m})
         feeds = {"enc_mask": m}
         enc_out = {o.name: o for o in self.encoder.outputs}
         for k, v in out.items():
@@ -264,7 +322,20 @@ class GenerationSession:
         sess = self.step if t == 1 else self.prefill
         if sess is None:
             raise InputError("the encoder-decoder step takes one token per call")
-        return sess.run(["logits"], f, state=state)["logits"][0, -1]
+        name = "decoder_step" if t == 1 else "prefill"
+        return self._run(name, sess, f, state, ["logits"])["logits"][0, -1]
+
+    def _run(self, name: str, sess: Any, feeds: Mapping[str, np.ndarray], state: Any = None,
+             outputs: Sequence[str] | None = None) -> dict[str, np.ndarray]:
+        """Run entry ``name``: its table lookups first (when split off), then the entry."""
+        look = self._lookup.get(name)
+        if look is not None:
+            mine = set(look.input_names)
+            rows = look.run({k: v for k, v in feeds.items() if k in mine})
+            feeds = {k: v for k, v in feeds.items() if k not in mine or k in sess.input_names}
+            feeds.update(rows)
+        return sess.run(outputs, feeds, state=state) if state is not None else \
+            sess.run(outputs, feeds)
 
     def start(self, ids: Sequence[int]) -> tuple[dict, Any, np.ndarray]:
         """Encode / prefill ``ids``: (decoder feeds, state, integer logits of the first
@@ -325,9 +396,10 @@ class GenerationSession:
                ) -> Iterator[int]:
         """Yield generated token ids one at a time (greedy or sampling; the stop token is
         not yielded)."""
-        return self._run(ids, config or GenerationConfig(), {})
+        return self._iterate(ids, config or GenerationConfig(), {})
 
-    def _run(self, ids: Sequence[int], config: GenerationConfig, info: dict) -> Iterator[int]:
+    def _iterate(self, ids: Sequence[int], config: GenerationConfig, info: dict
+                 ) -> Iterator[int]:
         config.check()
         if config.strategy == "beam":
             raise InputError("beam search has no token stream (the best beam is known at the "
@@ -358,7 +430,7 @@ class GenerationSession:
             config = GenerationConfig(**{**config.__dict__, "strategy": "greedy"})
         t0 = time.perf_counter()
         out, first, info = [], None, {}
-        for tok in self._run(ids, config, info):
+        for tok in self._iterate(ids, config, info):
             if first is None:
                 first = time.perf_counter() - t0
             out.append(tok)
