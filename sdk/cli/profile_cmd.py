@@ -125,9 +125,9 @@ def _time_with_cycle_model(report: ProfileReport, graph: Graph, target: str) -> 
     report.latency_model = (f"cycle model: QEMU instruction mix of the firmware x "
                             f"{est.core} timings{' (estimate)' if est.estimate_core else ''}, "
                             f"{est.wait_states} flash wait states")
-    report.notes[:] = [n.replace("modelled latency is a roofline estimate",
-                                 "the per-layer 'model us' column is a roofline estimate")
-                       for n in report.notes]
+    report.notes[:] = [n for n in report.notes
+                       if not n.startswith("modelled latency is a roofline estimate")]
+    report.notes.append("the per-layer 'model us' column is the roofline estimate")
     report.notes.append(f"cycle model: {mix.per_inference.instructions:,.0f} instructions, "
                         f"{est.cycles:,.0f} cycles = {est.seconds * 1e3:.4g} ms at "
                         f"{tgt.cpu.clock_hz / 1e6:g} MHz (roofline "

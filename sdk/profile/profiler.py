@@ -207,7 +207,10 @@ def profile_graph(graph: Graph, target: str | Target = "laptop",
             for c in spiking))
     elif spiking:
         notes.append("spike-driven layers counted as if every input spiked (upper bound)")
-    notes.append(f"modelled latency is a roofline estimate for {tgt.name}")
+    notes.append(f"modelled latency is a roofline estimate for {tgt.name}" + (
+        " (on a microcontroller a lower bound, every MAC at the SIMD peak; `edge profile "
+        "--qemu-cycles` times the firmware's instruction mix with the cycle model instead)"
+        if tgt.is_mcu else ""))
     report = ProfileReport(
         model=graph.name, target=tgt.name, energy_table=table.name,
         energy_table_source=table.source, rows=rows, peak_arena_bytes=plan.arena_bytes,
