@@ -12,7 +12,7 @@ from sdk.errors import InputError
 
 
 @click.command("agent")
-@click.option("--root", type=click.Path(file_okay=False),
+@click.option("--root", type=click.Path(file_okay=False, readable=False),
               help="where slots, token, trusted keys and logs live (default /var/lib/edge-agent "
                    "as root, else ~/.local/share/edge-agent; env EDGE_AGENT_ROOT)")
 @click.option("--host", default="0.0.0.0", show_default=True, help="address to listen on")
@@ -37,6 +37,9 @@ from sdk.errors import InputError
                                "power sensor `edge device profile` reads")
 @click.option("--max-upload-mb", default=256, show_default=True, type=click.IntRange(1, 65536),
               help="largest deploy or run upload accepted")
+@click.option("--health-timeout", default=300.0, show_default=True,
+              type=click.FloatRange(1, 86400),
+              help="seconds the health check may take before the deploy is rolled back")
 @click.option("--install-service", is_flag=True,
               help="write the systemd unit (edge-agent.service) for these options, enable and "
                    "start it, print the token, and exit")
@@ -44,7 +47,8 @@ from sdk.errors import InputError
               type=click.Path(file_okay=False), help="where --install-service writes the unit")
 @click.option("--no-enable", is_flag=True, help="with --install-service: only write the unit")
 def command(root, host, port, trust, allow_unsigned, tls_cert, tls_key, backend, tolerance,
-            target, max_upload_mb, install_service, systemd_dir, no_enable) -> None:
+            target, max_upload_mb, health_timeout, install_service, systemd_dir,
+            no_enable) -> None:
     """Run the board agent: receive signed bundles into A/B slots, health-check, commit or
     roll back, and run the active model for the host."""
     from sdk.agent import server
@@ -62,7 +66,8 @@ def command(root, host, port, trust, allow_unsigned, tls_cert, tls_key, backend,
     config = server.AgentConfig(
         root=root_path, host=host, port=port, allow_unsigned=allow_unsigned,
         tls_cert=tls_cert, tls_key=tls_key, backend=backend, tolerance=tolerance,
-        target=target, max_upload_bytes=max_upload_mb << 20, trusted=trusted)
+        target=target, max_upload_bytes=max_upload_mb << 20, trusted=trusted,
+        health_timeout_s=health_timeout)
     if backend != "reference":
         from sdk.backends import BACKENDS
 
@@ -72,7 +77,8 @@ def command(root, host, port, trust, allow_unsigned, tls_cert, tls_key, backend,
         from sdk.agent.service import install_service as install
 
         args = ["--root", str(root_path), "--host", host, "--port", str(port),
-                "--backend", backend, "--max-upload-mb", str(max_upload_mb)]
+                "--backend", backend, "--max-upload-mb", str(max_upload_mb),
+                "--health-timeout", str(health_timeout)]
         for flag, val in (("--tls-cert", tls_cert), ("--tls-key", tls_key),
                           ("--target", target), ("--tolerance", tolerance)):
             if val is not None:

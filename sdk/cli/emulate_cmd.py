@@ -7,8 +7,10 @@ import click
 
 @click.command("emulate")
 @click.option("--target", default="mps2-an386", show_default=True,
-              type=click.Choice(["mps2-an386", "host"]),
-              help="mps2-an386: Cortex-M4 build in QEMU; host: the firmware as a local process")
+              type=click.Choice(["mps2-an386", "host", "raspberry-pi-4"]),
+              help="mps2-an386: Cortex-M4 build in QEMU; host: the firmware as a local process; "
+                   "raspberry-pi-4: `edge agent` on an arm64 Debian under qemu-aarch64 "
+                   "(built once, cached; sdk/agent/emulated_pi.py)")
 @click.option("--flash", "flash_path", type=click.Path(dir_okay=False),
               help="file backing the board's flash (kept across runs); default: a temp file")
 @click.option("--tcp-port", type=int, default=None, help="TCP port of the serial link")
@@ -24,6 +26,11 @@ def command(target: str, flash_path: str | None, tcp_port: int | None, icount_sh
     The normal backend API then works against it, e.g.
     `edge flash MODEL.edge --port URL` and the `mcu` backend with `port=URL`.
     """
+    if target == "raspberry-pi-4":
+        from sdk.agent.emulated_pi import emulate_cli
+
+        emulate_cli(port=tcp_port, model=model, print_url=print_url, say=click.echo)
+        return
     if print_url and target == "host":
         raise click.UsageError("--print-url needs --target mps2-an386 (the host build stops "
                                "with this command)")
