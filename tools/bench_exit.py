@@ -217,6 +217,8 @@ def measure(sess, x: np.ndarray, y: np.ndarray) -> dict:
             "latency_ms": 1e3 * float(np.mean(t_exit)),
             "latency_full_ms": 1e3 * float(np.mean(t_full)),
             "latency_saved": 1 - float(np.mean(t_exit)) / float(np.mean(t_full)),
+            "latency_median_ms": 1e3 * float(np.median(t_exit)),
+            "latency_full_median_ms": 1e3 * float(np.median(t_full)),
             "exit_share": [round(h / n, 4) for h in hist],
             "thresholds": sess.thresholds}
 
@@ -275,13 +277,14 @@ def main(argv: list[str] | None = None) -> int:
           f"backend {rows[0]['backend']}; shared machine, wall-clock")
     head = (f"{'rule':9s} {'acc %':>7s} {'acc full':>8s} {'Δ pts':>6s} {'mean MACs':>10s} "
             f"{'full MACs':>10s} {'saved':>6s} {'ms exit':>8s} {'ms full':>8s} "
-            f"{'t saved':>7s}  exit share")
+            f"{'t saved':>7s} {'median':>15s}  exit share")
     print(head)
     for r in rows:
         print(f"{r['rule']:9s} {r['accuracy']:7.2f} {r['accuracy_full']:8.2f} "
               f"{r['accuracy'] - r['accuracy_full']:+6.2f} {r['mean_macs']:10.0f} "
               f"{r['full_macs']:10d} {100 * r['macs_saved']:5.1f}% {r['latency_ms']:8.3f} "
-              f"{r['latency_full_ms']:8.3f} {100 * r['latency_saved']:6.1f}%  "
+              f"{r['latency_full_ms']:8.3f} {100 * r['latency_saved']:6.1f}% "
+              f"{r['latency_median_ms']:6.3f}/{r['latency_full_median_ms']:.3f}ms  "
               f"{' / '.join(f'{100 * s:.1f}' for s in r['exit_share'])}")
     mcu = None
     n_mcu = args.mcu or 0
