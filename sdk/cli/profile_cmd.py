@@ -68,6 +68,10 @@ def command(model: str, target: str | None, backend: str | None, port: str | Non
         task = bar.add_task(f"profiling {graph.name}", total=runs)
         report = profile_graph(graph, target, runs=runs, measure=not no_run,
                                progress=lambda k, n: bar.update(task, completed=k))
+    from sdk.backends.emulator import fit_report
+
+    fit = fit_report(graph, target)  # the one fit decision (compile --target and flash too)
+    report.fit_problems = list(fit.problems)
     if qemu_cycles:
         _time_with_cycle_model(report, graph, target)
     click.echo(report.render(per="step" if hops is not None else "inference"))
@@ -91,10 +95,8 @@ def command(model: str, target: str | None, backend: str | None, port: str | Non
     exits_text = profile_exits(model, report, plot_path)
     if exits_text:
         click.echo(exits_text)
-    from sdk.backends.emulator import fit_report
     from sdk.errors import TargetError
 
-    fit = fit_report(graph, target)  # the one fit decision (compile --target and flash too)
     if not fit.fits:
         raise TargetError(fit.message(graph.name))
 

@@ -68,6 +68,9 @@ class ProfileReport:
     active_w: float = 0.0          # the target's active power ([power] active_w)
     power_source: str = ""         # where that figure comes from (the TOML's [power] source)
     latency_model: str = "roofline"  # how modeled_s was obtained
+    # the SDK's one fit decision (sdk.backends.emulator.fit_report) when the caller made it:
+    # one clause per limit exceeded, including the packed MCU image against one A/B slot
+    fit_problems: list[str] | None = None
     cycle_estimate: dict | None = None  # sdk.profile.cycles.CycleEstimate.to_json() of the
     #                                    whole inference (QEMU mix), when one was measured
 
@@ -120,6 +123,8 @@ class ProfileReport:
 
     @property
     def fits(self) -> bool:
+        if self.fit_problems is not None:
+            return not self.fit_problems
         return (self.peak_arena_bytes <= self.ram_available_bytes
                 and self.flash_bytes <= self.flash_available_bytes)
 
@@ -189,6 +194,8 @@ class ProfileReport:
         lines.append(f"peak arena {self.peak_arena_bytes:,} B of {self.ram_available_bytes:,} B "
                      f"RAM; weights {self.weight_bytes:,} B; flash {self.flash_bytes:,} B of "
                      f"{self.flash_available_bytes:,} B" + ("" if self.fits else "  DOES NOT FIT"))
+        if self.fit_problems:
+            lines.append("does not fit: " + "; ".join(self.fit_problems))
         lines.append(f"energy per {per}: {e_uj:.4g} uJ  <- {self.energy_source}")
         lines.append(f"  per-layer split (E %, E uJ): shares from the op-count table "
                      f"{self.energy_table} (a breakdown of the figure above, not a second "

@@ -67,8 +67,11 @@ def test_profile_exits_nonzero_when_it_does_not_fit(model, capsys, monkeypatch):
     d, tdir, _ = model
     monkeypatch.setenv("EDGE_TARGETS_PATH", str(tdir))
     assert main(["profile", str(d / "cnn.edge"), "--target", "tiny-slot", "--runs", "1"]) != 0
-    err = capsys.readouterr().err
+    cap = capsys.readouterr()
+    err = cap.err
     assert "does not fit tiny-slot" in err and "Traceback" not in err
+    # the report itself says so too, and why: the packed image, not only arena and weights
+    assert "DOES NOT FIT" in cap.out and "image needs" in cap.out
     assert main(["profile", str(d / "cnn.edge"), "--target", "roomy-slot", "--runs", "1"]) == 0
 
 
