@@ -165,8 +165,8 @@ def start(port: int = 0, say=print, timeout: float = 900.0, detach: bool = False
     url_file = root / "agent.url"
     url_file.unlink(missing_ok=True)
     out = open(cache_dir() / "agent.log", "ab")  # noqa: SIM115 (the agent process keeps it)
-    proc = subprocess.Popen(cmd, stdout=out, stderr=subprocess.STDOUT,
-                            start_new_session=detach)
+    # its own process group: proot and the emulated processes it traces stop together
+    proc = subprocess.Popen(cmd, stdout=out, stderr=subprocess.STDOUT, start_new_session=True)
     out.close()
     t0 = time.monotonic()
     while not url_file.exists():
@@ -181,6 +181,22 @@ def start(port: int = 0, say=print, timeout: float = 900.0, detach: bool = False
     say(f"emulated Raspberry Pi 4 (arm64 Debian {SUITE} under qemu-aarch64 user-mode): agent "
         f"started in {time.monotonic() - t0:.1f} s")
     return proc, url_file.read_text().strip(), root
+
+
+def stop(proc: subprocess.Popen, grace: float = 20.0) -> None:
+    """Stop the emulated agent: SIGTERM to its process group, SIGKILL after ``grace`` s."""
+    import signal
+
+    if proc.poll() is not None:
+        return
+    try:
+        os.killpg(proc.pid, signal.SIGTERM)
+        proc.wait(grace)
+    except subprocess.TimeoutExpired:
+        os.killpg(proc.pid, signal.SIGKILL)
+        proc.wait(10)
+    except ProcessLookupError:
+        pass
 
 
 def emulate_cli(port: int | None, model: str | None, print_url: bool, say=print) -> None:
@@ -206,9 +222,5 @@ def emulate_cli(port: int | None, model: str | None, print_url: bool, say=print)
     except KeyboardInterrupt:
         pass
     finally:
-        if not print_url and proc.poll() is None:
-            proc.terminate()
-            try:
-                proc.wait(20)
-            except subprocess.TimeoutExpired:
-                proc.kill()
+        if not print_url:
+            stop(proc)

@@ -3,9 +3,11 @@ under qemu-aarch64 user-mode emulation in a cached debootstrap image; a compiled
 there passes its bit-exact health check (the host's NumPy reference outputs reproduced by the
 aarch64 Numba kernels) and returns the same integers as the x86 host.
 
-Building the image takes minutes and needs the network once (Debian mirror, PyPI), so this
-test runs when the image is already cached (``edge emulate --target raspberry-pi-4`` builds
-it) or when EDGE_BUILD_EMULATED_PI=1 lets it build; otherwise it is skipped, saying so.
+Building the image takes many minutes and needs the network once (Debian mirror, PyPI), and
+the first health check JIT-compiles the kernels under emulation (minutes), so this test is
+opt-in: ``EDGE_EMULATED_PI=1 .venv/bin/python -m pytest tests/agent/test_emulated_pi.py
+-o addopts="" -q -s`` (it builds the image if ``edge emulate --target raspberry-pi-4`` has
+not yet). Otherwise it is skipped, saying so.
 """
 
 from __future__ import annotations
@@ -22,15 +24,9 @@ import sdk
 from sdk.agent import emulated_pi
 from sdk.agent.client import DeviceClient, prepare_deploy
 
-
-def _ready() -> bool:
-    return (emulated_pi.cache_dir() / "rootfs" / emulated_pi.READY).exists()
-
-
 pytestmark = [
-    pytest.mark.skipif(not _ready() and os.environ.get("EDGE_BUILD_EMULATED_PI") != "1",
-                       reason="the emulated Pi image is not built (run `edge emulate --target "
-                              "raspberry-pi-4` once, or set EDGE_BUILD_EMULATED_PI=1)"),
+    pytest.mark.skipif(os.environ.get("EDGE_EMULATED_PI") != "1",
+                       reason="opt-in (minutes under emulation): set EDGE_EMULATED_PI=1"),
     pytest.mark.skipif(any(shutil.which(t) is None for t in ("proot", "qemu-aarch64-static")),
                        reason="proot / qemu-user-static not installed"),
     pytest.mark.slow,
@@ -62,5 +58,5 @@ def test_the_emulated_pi_gives_the_hosts_integers(models):
               f"{deploy_s:.1f} s; one inference of a 16x16 CNN: median "
               f"{prof['latency_ms']['median']:.2f} ms under emulation")
     finally:
-        proc.terminate()
-        proc.wait(60)
+        emulated_pi.stop(proc)
+    assert proc.returncode is not None
