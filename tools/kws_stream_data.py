@@ -302,9 +302,51 @@ def plan(split: str, cfg: StreamConfig, speakers: list[str]) -> list[StreamSpec]
     return specs
 
 
+SHARD = 6  # streams per cached shard: an interrupted run resumes, a partial set can be used
+
+
+def _pack(res: list[dict], cond: str) -> dict[str, np.ndarray]:
+    lens = [len(r["feats"][cond]) for r in res]
+    ev = [(i, KEYWORDS.index(w), a, b) for i, r in enumerate(res) for w, a, b in r["truth"]]
+    ev_arr = np.array(ev, np.float64).reshape(-1, 4)
+    return {"feats": np.concatenate([r["feats"][cond] for r in res]),
+            "offsets": np.concatenate([[0], np.cumsum(lens)]).astype(np.int64),
+            "voice": np.array([r["voice"] for r in res]),
+            "noise": np.array([r["noise"] for r in res]),
+            "ev_stream": ev_arr[:, 0].astype(np.int64), "ev_word": ev_arr[:, 1].astype(np.int64),
+            "ev_start": ev_arr[:, 2], "ev_end": ev_arr[:, 3]}
+
+
+def _merge(parts: list[dict[str, np.ndarray]]) -> dict[str, np.ndarray]:
+    """Concatenate packed files (stream indices and frame offsets shifted)."""
+    out: dict[str, list] = {k: [] for k in parts[0]}
+    n_streams, n_frames = 0, 0
+    for i, d in enumerate(parts):
+        out["feats"].append(d["feats"])
+        out["offsets"].append(d["offsets"][(1 if i else 0):] + n_frames)
+        out["ev_stream"].append(d["ev_stream"] + n_streams)
+        for k in ("voice", "noise", "ev_word", "ev_start", "ev_end"):
+            out[k].append(d[k])
+        n_streams += len(d["offsets"]) - 1
+        n_frames += int(d["offsets"][-1])
+    return {k: np.concatenate(v) for k, v in out.items()}
+
+
+def _save(path: Path, data: dict[str, np.ndarray]) -> None:
+    tmp = path.with_name(path.name + ".part.npz")
+    np.savez(tmp, **data)
+    tmp.rename(path)
+
+
+def _load_npz(path: Path) -> dict[str, np.ndarray]:
+    with np.load(path) as z:
+        return {k: z[k] for k in z.files}
+
+
 def generate(out: str | Path, cfg: StreamConfig, splits: list[str], workers: int = 2,
              verbose: bool = True) -> Path:
-    """Generate the missing files of ``splits`` (cached); returns the folder."""
+    """Generate the missing files of ``splits`` (cached, in shards of :data:`SHARD` streams
+    merged at the end); returns the folder."""
     folder = Path(out) / cfg.key()
     folder.mkdir(parents=True, exist_ok=True)
     speakers = kws_dataset.split_speakers(kws_dataset.list_variants(),
@@ -322,37 +364,45 @@ def generate(out: str | Path, cfg: StreamConfig, splits: list[str], workers: int
             ks = [s for s in specs if s.kind == kind]
             t0 = time.perf_counter()
             with ProcessPoolExecutor(max_workers=max(1, workers)) as pool:
-                res = list(pool.map(_render_worker, ks, chunksize=1))
+                for k in range(0, len(ks), SHARD):
+                    shard = {c: folder / f"{nm[:-4]}.shard{k // SHARD:03d}.npz"
+                             for c, nm in names.items()}
+                    if all(p.is_file() for p in shard.values()):
+                        continue
+                    res = list(pool.map(_render_worker, ks[k:k + SHARD], chunksize=1))
+                    for c, p in shard.items():
+                        _save(p, _pack(res, c))
+                    if verbose:
+                        print(f"{split} {kind}: streams {k + len(res)}/{len(ks)} "
+                              f"{time.perf_counter() - t0:.0f} s", flush=True)
             for c, nm in names.items():
-                lens = [len(r["feats"][c]) for r in res]
-                ev = [(i, KEYWORDS.index(w), a, b) for i, r in enumerate(res)
-                      for w, a, b in r["truth"]]
-                ev_arr = np.array(ev, np.float64).reshape(-1, 4)
-                tmp = folder / (nm + ".part.npz")
-                np.savez(tmp, feats=np.concatenate([r["feats"][c] for r in res]),
-                         offsets=np.concatenate([[0], np.cumsum(lens)]).astype(np.int64),
-                         voice=np.array([r["voice"] for r in res]),
-                         noise=np.array([r["noise"] for r in res]),
-                         ev_stream=ev_arr[:, 0].astype(np.int64),
-                         ev_word=ev_arr[:, 1].astype(np.int64),
-                         ev_start=ev_arr[:, 2], ev_end=ev_arr[:, 3])
-                tmp.rename(folder / nm)
-                meta["files"][nm] = {"streams": len(res), "hours": sum(lens) / 100 / 3600,
-                                     "keywords": len(ev)}
+                shards = sorted(folder.glob(f"{nm[:-4]}.shard*.npz"))
+                data = _merge([_load_npz(p) for p in shards])
+                _save(folder / nm, data)
+                for p in shards:
+                    p.unlink()
+                hours = float(data["offsets"][-1]) / 100 / 3600
+                meta["files"][nm] = {"streams": len(data["offsets"]) - 1, "hours": hours,
+                                     "keywords": len(data["ev_word"])}
                 meta_path.write_text(json.dumps(meta, indent=1))
             if verbose:
-                print(f"{split} {kind}: {len(res)} streams, {sum(lens) / 360000:.2f} h, "
-                      f"{len(ev)} keywords, {time.perf_counter() - t0:.0f} s", flush=True)
+                print(f"{split} {kind}: {len(ks)} streams, {hours:.2f} h, "
+                      f"{len(data['ev_word'])} keywords, {time.perf_counter() - t0:.0f} s",
+                      flush=True)
     return folder
 
 
-def load(folder: str | Path, split: str, kind: str, cond: str) -> dict[str, np.ndarray]:
-    """One file written by :func:`generate`."""
+def load(folder: str | Path, split: str, kind: str, cond: str, partial: bool = False
+         ) -> dict[str, np.ndarray]:
+    """One file written by :func:`generate`; ``partial``: while it is still being generated,
+    the shards finished so far."""
     p = Path(folder) / f"{split}_{kind}_{cond}.npz"
-    if not p.is_file():
-        raise EdgeError(f"{p} is missing; run tools/kws_stream_data.py --splits {split}")
-    with np.load(p) as z:
-        return {k: z[k] for k in z.files}
+    if p.is_file():
+        return _load_npz(p)
+    shards = sorted(Path(folder).glob(f"{p.stem}.shard*.npz"))
+    if partial and shards:
+        return _merge([_load_npz(s) for s in shards])
+    raise EdgeError(f"{p} is missing; run tools/kws_stream_data.py --splits {split}")
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -116,9 +116,17 @@ def integer_logits(bundle, streams: list[np.ndarray], batch: int = 64) -> list[n
     return out
 
 
-def smoothed_keyword_scores(logits: np.ndarray, smoothing: int) -> tuple[np.ndarray, np.ndarray]:
-    """Per hop the best keyword's moving-average posterior and its index (KeywordDetector)."""
+def smoothed_keyword_scores(logits: np.ndarray, smoothing: int, logit_window: int = 0
+                            ) -> tuple[np.ndarray, np.ndarray]:
+    """Per hop the best keyword's moving-average posterior and its index (KeywordDetector).
+
+    ``logit_window`` > 0: first average the logits over the last that many hops (the clip
+    models are trained on the mean logit of a 1 s clip), then softmax and smooth."""
     z = logits.astype(np.float64)
+    if logit_window > 0:
+        cz = np.cumsum(np.vstack([np.zeros((1, z.shape[1])), z]), axis=0)
+        lo = np.maximum(np.arange(1, len(z) + 1) - logit_window, 0)
+        z = (cz[1:] - cz[lo]) / (np.arange(1, len(z) + 1) - lo)[:, None]
     p = np.exp(z - z.max(axis=1, keepdims=True))
     p /= p.sum(axis=1, keepdims=True)
     c = np.cumsum(np.vstack([np.zeros((1, p.shape[1])), p]), axis=0)
@@ -224,8 +232,12 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--smoothing", type=int, default=None,
                     help="moving-average hops (default: the stored operating point's, else 30)")
     ap.add_argument("--refractory", type=float, default=1.0)
+    ap.add_argument("--logit-window", type=int, default=0,
+                    help="average the logits over this many hops before the softmax (0: off)")
     ap.add_argument("--max-free-hours", type=float, default=None,
                     help="use only this many hours of keyword-free streams (quick runs)")
+    ap.add_argument("--partial", action="store_true",
+                    help="use the streams generated so far while a split is still being made")
     ap.add_argument("--choose", action="store_true",
                     help="choose the operating point here (val split) and store it with the "
                          "model")
@@ -244,11 +256,13 @@ def main(argv: list[str] | None = None) -> int:
     cfg = kws_stream_data.StreamConfig(seed=a.seed)
     folder = Path(a.data) / cfg.key()
     report: dict = {"model": a.model, "split": a.split, "smoothing_hops": smoothing,
+                    "logit_window": a.logit_window,
                     "refractory_s": a.refractory, "curves": {}, "summary": {}}
     bundle = None
     curves: dict[str, list[dict]] = {}
     for cond in a.conditions:
-        data = {k: kws_stream_data.load(folder, a.split, k, cond) for k in ("kw", "free")}
+        data = {k: kws_stream_data.load(folder, a.split, k, cond, partial=a.partial)
+                for k in ("kw", "free")}
         streams = {k: stream_features(d) for k, d in data.items()}
         if a.max_free_hours is not None:
             keep, total = [], 0.0
@@ -273,7 +287,7 @@ def main(argv: list[str] | None = None) -> int:
                     bundle = compile_integer(model, stream_features(cal)[:8])
                 logit = {k: integer_logits(bundle, v) for k, v in streams.items()}
             run_s = time.perf_counter() - t0
-            scores = {k: [smoothed_keyword_scores(z, smoothing) for z in v]
+            scores = {k: [smoothed_keyword_scores(z, smoothing, a.logit_window) for z in v]
                       for k, v in logit.items()}
             rows = sweep(scores, truth, hours["free"], hours["kw"], refr)
             name = f"{prec} {cond}"
