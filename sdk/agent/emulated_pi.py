@@ -215,7 +215,8 @@ def emulate_cli(port: int | None, model: str | None, print_url: bool, say=print)
             say(f"deployed {name!r}: slot {res['slot']}, health check "
                 f"{res['self_test']['reason']}, committed")
         if print_url:
-            say(f"the emulated Pi keeps running (pid {proc.pid}); stop it with kill {proc.pid}")
+            say(f"the emulated Pi keeps running (process group {proc.pid}); stop it with "
+                f"kill -- -{proc.pid}")
             return
         say("press Ctrl-C to stop")
         proc.wait()
