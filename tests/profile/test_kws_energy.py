@@ -34,7 +34,12 @@ def test_output_names_the_table_the_window_and_mlperf(report) -> None:
     text, doc = report
     assert "one inference = one 1-s clip = 100 hops of 10 ms" in text
     assert "MLPerf Tiny KWS (meas.)" in text and "7,374" in text and "5.50" in text
-    assert "energy table 'horowitz-45nm'" in text and "estimate" in text
+    # one energy figure per inference (power x time), as `edge profile`; the op-count table
+    # only splits it (issue 19: no second, unexplained figure beside it)
+    assert "energy per inference = the target's active power x modelled" in text
+    assert "estimate" in text and "op-count model" not in text
+    for t in doc["targets"]:
+        assert f"{t['active_power_inference_uj']:.1f}" in text
     assert [t["target"] for t in doc["targets"]] == ["mps2-an386", "stm32h7"]
     assert doc["mlperf"] == {"uj_per_inference": 7374.0, "inferences_per_s": 5.5,
                              "source": doc["mlperf"]["source"]}
