@@ -97,13 +97,19 @@ def check_manifest_exits(d: Any, entries: set[str], fail: Any) -> None:
     if d.get("rule") not in RULES:
         raise fail("exits.rule", f"is {d.get('rule')!r}, not one of {', '.join(RULES)}")
     stages = d.get("stages")
-    if not isinstance(stages, list) or not stages or any(s not in entries for s in stages):
+    if not isinstance(stages, list) or not stages or any(
+            not isinstance(s, str) or s not in entries for s in stages):
         raise fail("exits.stages", "must list the bundle's stage entries")
+    for key, types in (("input", str), ("full_macs", int), ("calibration", dict)):
+        v = d.get(key, {} if key == "calibration" else None)
+        if not isinstance(v, types) or isinstance(v, bool):
+            raise fail(f"exits.{key}", "is missing or of the wrong type")
     exits = d.get("exits")
     if not isinstance(exits, list) or len(exits) < 2:
         raise fail("exits.exits", "must list at least two exits")
     for i, e in enumerate(exits):
-        if not isinstance(e, dict) or e.get("entry") not in stages:
+        if not isinstance(e, dict) or not isinstance(e.get("entry"), str) or \
+                e.get("entry") not in stages or not isinstance(e.get("name"), str):
             raise fail(f"exits.exits[{i}]", "must name one of the stage entries")
         for key, types in (("logits", str), ("macs", int), ("zero_point", int),
                            ("scale", (int, float))):
@@ -120,7 +126,7 @@ def check_manifest_exits(d: Any, entries: set[str], fail: Any) -> None:
             try:
                 EntropyTable.from_json(tab)
                 ok = len(tab["exp"]) > 0 and len(tab["ln"]) > 0 and 0 <= tab["shift"] < 62
-            except (KeyError, TypeError, ValueError):
+            except (KeyError, TypeError, ValueError, OverflowError):
                 ok = False
             if not ok:
                 raise fail(f"exits.exits[{i}].table", "is not an entropy table")

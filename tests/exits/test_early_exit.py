@@ -185,3 +185,22 @@ def test_edge_profile_shows_the_curve_and_the_expected_cost(bundles, tmp_path, c
     assert (tmp_path / "p-exits.png").stat().st_size > 1000
     assert main(["profile", str(bundles[1]), "--target", "laptop", "--no-run"]) == 0
     assert "early exit" not in capsys.readouterr().out
+
+
+@pytest.mark.parametrize("field, value", [
+    ("stages", [{"a": 1}]), ("input", 3), ("full_macs", True), ("calibration", "x"),
+    ("rule", "fastest"), ("gate", None)])
+def test_malformed_exit_fields_are_one_line_format_errors(bundles, tmp_path, field, value):
+    src = zipfile.ZipFile(bundles[0])
+    m = json.loads(src.read("manifest.json"))
+    m["exits"][field] = value
+    if field == "gate":
+        m["exits"]["rule"] = "gate"
+    with zipfile.ZipFile(tmp_path / "bad.edge", "w") as z:
+        z.writestr("manifest.json", json.dumps(m))
+        for n in src.namelist():
+            if n != "manifest.json":
+                z.writestr(n, src.read(n))
+    with pytest.raises(ModelFormatError, match=f"exits.{field}") as err:
+        load_bundle(tmp_path / "bad.edge")
+    assert "\n" not in str(err.value)
