@@ -27,7 +27,7 @@ from typing import Any
 
 import numpy as np
 
-from sdk.errors import InputError
+from sdk.errors import InputError, ModelFormatError
 from sdk.exits.plan import ExitPlan
 from sdk.runtime.session import Session
 
@@ -81,8 +81,20 @@ class EarlyExitSession:
                 raise InputError(f"thresholds: give {len(plan.exits) - 1} integers (one per "
                                  f"early exit), got {len(thresholds)}")
         self.thresholds = thresholds if thresholds is not None else plan.thresholds
+        where = f"bundle {bundle.name!r}: its exit plan"
+        if len(plan.exits) != len(plan.stages) or any(
+                e.entry != s for e, s in zip(plan.exits, plan.stages)):
+            raise ModelFormatError(f"{where} lists {len(plan.exits)} exits for stages "
+                                   f"{plan.stages}; recompile with --exits")
+        for spec, sess in zip(plan.exits, self.stages):
+            if spec.logits not in sess.output_names:
+                raise ModelFormatError(f"{where} reads {spec.logits!r}, which stage "
+                                       f"{spec.entry!r} does not output; recompile with --exits")
         first = self.stages[0]
-        info = next(i for i in first.inputs if i.name == plan.input)
+        info = next((i for i in first.inputs if i.name == plan.input), None)
+        if info is None:
+            raise ModelFormatError(f"{where} feeds {plan.input!r}, which is not an input of "
+                                   f"{first.entry_name!r}; recompile with --exits")
         self._in_info = info
         from sdk.kernels.quantize import quantize_linear
 
