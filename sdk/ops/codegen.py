@@ -1142,9 +1142,13 @@ class CompiledExecutor:
             except Unsupported as exc:
                 prog = None
                 self.status[tuple(reads)] = f"interpreter: {exc}"
+            except Exception as exc:  # noqa: BLE001 - a generator bug must not break a run:
+                prog = None           # the interpreter is always there
+                self.status[tuple(reads)] = (f"interpreter: the generator failed "
+                                             f"({type(exc).__name__}: {exc})")
             self._programs[key] = prog
         if prog is not None and load and prog._fn is None:
-            prog.load()
+            prog.load()  # an explicit request: a compile error is the caller's to see
         if prog is not None:
             self.status[tuple(reads)] = ("compiled" if prog._fn is not None
                                          else f"pending ({self._runs.get(key, 0)} runs)")
@@ -1159,8 +1163,13 @@ class CompiledExecutor:
             n = self._runs[key] = self._runs.get(key, 0) + 1
             prog = self.program(wanted, list(feeds), load=False)
             if prog is not None and (self.eager or n >= COMPILE_AFTER or prog.cached):
-                prog.load()
-                self.status[wanted] = "compiled"
+                try:
+                    prog.load()
+                    self.status[wanted] = "compiled"
+                except Exception as exc:  # noqa: BLE001 - Numba refused the program: the
+                    prog = self._programs[key] = None  # interpreter runs the request
+                    self.status[wanted] = (f"interpreter: compiling failed "
+                                           f"({type(exc).__name__}: {str(exc)[:200]})")
         if prog is not None and prog._fn is not None:
             try:
                 return dict(zip(wanted, prog.run(feeds)))
@@ -1178,4 +1187,6 @@ def compile_check(graph: Graph, fed: Sequence[str] | None = None,
                    list(graph.outputs if reads is None else reads))
     except Unsupported as exc:
         return str(exc)
+    except Exception as exc:  # noqa: BLE001 - see CompiledExecutor.program
+        return f"the generator failed ({type(exc).__name__}: {exc})"
     return None
