@@ -8,7 +8,9 @@ import hashlib
 import http.client
 import io
 import json
+import shutil
 import stat
+import subprocess
 import time
 import urllib.parse
 import urllib.request
@@ -376,6 +378,10 @@ def test_install_service_writes_the_unit_and_the_token(tmp_path, models, capsys)
     exec_start = next(ln for ln in unit.splitlines() if ln.startswith("ExecStart="))
     assert "-m sdk.cli.main agent --root" in exec_start and "--port 4999" in exec_start
     assert "--target raspberry-pi-4" in exec_start and "@" not in unit
+    if shutil.which("systemd-analyze"):  # systemd's own check of the unit file
+        r = subprocess.run(["systemd-analyze", "verify", str(units / "edge-agent.service")],
+                           capture_output=True, text=True, check=False, timeout=60)
+        assert r.returncode == 0, r.stdout + r.stderr
     tok = (tmp_path / "r" / "token").read_text().strip()
     assert f"shown only now): {tok}" in out
     assert stat.S_IMODE((tmp_path / "r" / "token").stat().st_mode) == 0o600
