@@ -321,8 +321,9 @@ class Agent:
             signer = await self._check_signature(got, bsha, ssha)
             try:
                 bundle = await self._in_thread(sdk.load_bundle, got["bundle"])
-            except EdgeError as exc:
-                raise Refusal(400, f"bundle refused: {exc}") from None
+            except EdgeError as exc:  # the board's staging path means nothing to the host
+                why = str(exc).replace(str(got["bundle"]), "the uploaded bundle")
+                raise Refusal(400, f"bundle refused: {why}") from None
             try:
                 await self._in_thread(st.read_selftest, got["selftest"])
             except EdgeError as exc:
