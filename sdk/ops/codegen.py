@@ -388,8 +388,11 @@ class _Generator:
         za, zb = int(p.get("a_zp", 0)), int(p.get("b_zp", 0))
         out = self.out(node, dt, batch_a + (m, n))
         zeros = self.weight(np.zeros(n, np.int64))
-        packed = (m >= _GEMM_ROWS and self.dtype(a) in _NARROW and self.dtype(b) in _NARROW
-                  and -32512 <= za <= 32512 and -32512 <= zb <= 32512)
+        def fits16(name: str, z: int) -> bool:  # every (v − z) fits int16: the packed GEMM
+            return ((self.dtype(name) in _NARROW and -32512 <= z <= 32512)  # is exact
+                    or (self.dtype(name) == "int16" and z == 0))
+
+        packed = m >= _GEMM_ROWS and fits16(a, za) and fits16(b, zb)
         kp = padded_depth(k)
         a3 = f"{ae}.reshape(({nb_a}, {m}, {k}))"
         b3 = f"{be}.reshape(({nb_b}, {k}, {n}))"

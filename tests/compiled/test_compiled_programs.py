@@ -246,3 +246,24 @@ def test_a_new_process_with_a_warm_cache_loads_the_program_without_compiling(tmp
                             capture_output=True, check=True).stdout.split()
     assert first[:2] == ["False", "True"] and first[3] != "0"   # compiled (a cache miss)
     assert second == ["True", "True", "1", "0"]                 # loaded from the cache
+
+
+def test_int16_attention_probabilities_times_int8_values_take_the_packed_gemm_exactly() -> None:
+    # Shiftmax writes int16 probabilities (zero point 0); P·V multiplies them by int8 values.
+    # Extreme operands (−32768 pairs) wrap like C int32 in the packed path too.
+    g = Graph("pv")
+    g.add_tensor(Tensor("p", "int16", (2, 8, 16)))
+    g.add_tensor(Tensor("v", "int8", (2, 16, 8)))
+    g.add_tensor(Tensor("ctx", "int8", (2, 8, 8)))
+    g.add_node("QMatMul", ["p", "v"], ["ctx"], name="pv", a_zp=0, b_zp=0, m0=1518500250,
+               shift=-20, out_zp=3)
+    g.inputs, g.outputs = ["p", "v"], ["ctx"]
+    rng = np.random.default_rng(5)
+    feeds = {"p": rng.integers(-32768, 32768, (2, 8, 16)).astype(np.int16),
+             "v": rng.integers(-128, 128, (2, 16, 8)).astype(np.int8)}
+    feeds["p"][0, :4] = -32768
+    feeds["v"][0, :, :4] = -128
+    prog = CompiledProgram(g, ["p", "v"], ["ctx"])
+    assert "gemm_nt(" in prog.source and "gemm_rows(" not in prog.source
+    want = Interpreter(g, fast=False).run(feeds)["ctx"]
+    assert np.array_equal(prog.run(feeds)[0], want)
