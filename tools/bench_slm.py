@@ -16,7 +16,8 @@ dec-only ORT, repeated; medians):
   exactly 32 tokens (no stop token), so both models do the same work per output token.
 
 First token: input ids → the first output token's logits (enc-dec: encoder + cross K/V +
-one decoder step; dec-only: prefill). Tokens/s: the following decode steps. Memory: weights
+one decoder step; dec-only: prefill). Tokens/s: the following decode steps. The integer side runs on the node interpreter
+unless ``--compiled``. Memory: weights
 + the int8 KV caches (+ cross K/V) + the entries' planned arena (ours); float32 weights + the
 final past-KV tensors (+ cross K/V) for ORT.
 
@@ -30,20 +31,20 @@ import os
 os.environ.setdefault("NUMBA_NUM_THREADS", "1")
 os.environ.setdefault("OMP_NUM_THREADS", "1")
 
-import argparse  # noqa: E402
-import json  # noqa: E402
-import statistics  # noqa: E402
-import sys  # noqa: E402
-import time  # noqa: E402
-from pathlib import Path  # noqa: E402
+import argparse
+import json
+import statistics
+import sys
+import time
+from pathlib import Path
 
-import numpy as np  # noqa: E402
+import numpy as np
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from slm_eval import SLM, OrtGenerator  # noqa: E402
+from slm_eval import SLM, OrtGenerator
 
-import sdk  # noqa: E402
-from sdk.models.slm import SLMConfig, load_weights  # noqa: E402
+import sdk
+from sdk.models.slm import SLMConfig, load_weights
 
 OUT_TOKENS = 32
 
@@ -76,7 +77,7 @@ def random_weights(cfg: SLMConfig, seed: int) -> dict[str, np.ndarray]:
     return {k: v.astype(np.float32) for k, v in w.items()}
 
 
-def synthetic(kind: str, L: int, seed: int = 0):
+def synthetic(kind: str, L: int, seed: int = 0, compiled: bool = False):
     """(cfg, weights, int GenerationSession, ORT generator) for inputs of L tokens."""
     import dataclasses
 
@@ -94,7 +95,7 @@ def synthetic(kind: str, L: int, seed: int = 0):
     with warnings.catch_warnings():  # full masks: the mask arithmetic is constant here
         warnings.simplefilter("ignore", sdk.errors.CalibrationWarning)
         bundle = sdk.compile_generation_model(cfg, w, samples, name=f"bench_{kind}_{L}")
-    return cfg, w, sdk.GenerationSession(bundle), OrtGenerator(cfg, w, threads=1)
+    return cfg, w, sdk.GenerationSession(bundle, compiled=compiled), OrtGenerator(cfg, w, threads=1)
 
 
 def int_memory(gs) -> dict:
@@ -178,6 +179,10 @@ def main() -> None:
     ap.add_argument("--lengths", default="16,64,256")
     ap.add_argument("--reps", type=int, default=3)
     ap.add_argument("--json", type=Path, default=None)
+    ap.add_argument("--compiled", action="store_true",
+                    help="integer steps as one generated Numba program (sdk.ops.codegen; "
+                    "compiled on first use, minutes per model; cached on disk) instead of the "
+                    "node interpreter")
     args = ap.parse_args()
     lengths = [16] if args.quick else [int(x) for x in args.lengths.split(",")]
     reps = 1 if args.quick else args.reps
@@ -191,7 +196,7 @@ def main() -> None:
     pairs, mem = {}, {}
     for kind in ("encdec", "deconly"):
         cfg, w = load_weights(SLM / f"{kind}.npz")
-        gs = sdk.GenerationSession(SLM / f"{kind}.edge")
+        gs = sdk.GenerationSession(SLM / f"{kind}.edge", compiled=args.compiled)
         pairs[f"{kind} int8"] = (kind, run_int, gs)
         pairs[f"{kind} ort"] = (kind, run_ort, OrtGenerator(cfg, w, threads=1))
         mem[f"{kind} int8"] = int_memory(gs)
@@ -204,7 +209,7 @@ def main() -> None:
     for L in lengths:
         pairs, mem = {}, {}
         for kind in ("encdec", "deconly"):
-            cfg, w, gs, og = synthetic(kind, L)
+            cfg, w, gs, og = synthetic(kind, L, compiled=args.compiled)
             pairs[f"{kind} int8"] = (kind, run_int, gs)
             pairs[f"{kind} ort"] = (kind, run_ort, og)
             mem[f"{kind} int8"] = int_memory(gs)
@@ -216,7 +221,8 @@ def main() -> None:
         for k, v in got.items():
             rows.append({"case": f"L={L}", "model": k, **v, "memory": mem[k]})
 
-    print("one thread each; machine shared with other jobs (timings are noisy)")
+    print("one thread each; machine shared with other jobs (timings are noisy); integer "
+          + ("compiled programs" if args.compiled else "node interpreter"))
     print(f"{'case':6s} {'model':14s} {'first ms':>9s} {'tok/s':>8s} {'mem KiB':>8s} "
           f"{'KV KiB':>7s}")
     for r in rows:

@@ -25,21 +25,21 @@ import os
 os.environ.setdefault("NUMBA_NUM_THREADS", "1")
 os.environ.setdefault("OMP_NUM_THREADS", "1")
 
-import argparse  # noqa: E402
-import ast  # noqa: E402
-import json  # noqa: E402
-import sys  # noqa: E402
-import time  # noqa: E402
-from pathlib import Path  # noqa: E402
+import argparse
+import ast
+import json
+import sys
+import time
+from pathlib import Path
 
-import numpy as np  # noqa: E402
+import numpy as np
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-import slm_data  # noqa: E402
+import slm_data
 
-import sdk  # noqa: E402
-from sdk.models.slm import decoder_onnx, encoder_onnx, load_weights  # noqa: E402
-from sdk.text import BOS, EOS, SEP  # noqa: E402
+import sdk
+from sdk.models.slm import decoder_onnx, encoder_onnx, load_weights
+from sdk.text import BOS, EOS, SEP
 
 ROOT = Path(__file__).resolve().parents[1]
 SLM = ROOT / "samples" / "slm"
@@ -159,7 +159,7 @@ class G2pEn:
         if spec is None or not spec.submodule_search_locations:
             raise SystemExit("g2p-en is not installed: .venv/bin/pip install --no-deps "
                              "-r tools/requirements-weights.txt")
-        path = Path(list(spec.submodule_search_locations)[0]) / "checkpoint20.npz"
+        path = Path(next(iter(spec.submodule_search_locations))) / "checkpoint20.npz"
         with np.load(path) as z:
             self.v = {k: z[k].astype(np.float32) for k in z.files}
         src = (path.parent / "g2p.py").read_text()

@@ -33,10 +33,10 @@ import torch
 from torch import nn
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-import slm_data  # noqa: E402
+import slm_data
 
-import sdk  # noqa: E402
-from sdk.models.slm import SLMConfig  # noqa: E402
+import sdk
+from sdk.models.slm import SLMConfig
 
 OUT = Path(__file__).resolve().parents[1] / "samples" / "slm"
 STEPS = {"encdec": 1600, "deconly": 700}

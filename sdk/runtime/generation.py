@@ -517,5 +517,10 @@ def load_generation(path: str | Path, fast: bool = True) -> GenerationSession:
     return GenerationSession(path, fast=fast)
 
 
-__all__ = ["GenerationConfig", "GenerationSession", "Generated", "compile_generation_model",
-           "text_runner"]
+__all__ = [
+    "Generated",
+    "GenerationConfig",
+    "GenerationSession",
+    "compile_generation_model",
+    "text_runner",
+]

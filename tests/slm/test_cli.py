@@ -5,14 +5,15 @@ from __future__ import annotations
 import subprocess
 import sys
 
-import sdk
-
 from conftest import ROOT, SLM
+
+import sdk
 
 
 def _edge(*args: str, stdin: str | None = None) -> subprocess.CompletedProcess:
     return subprocess.run([sys.executable, "-m", "sdk.cli.main", *args], input=stdin,
-                          capture_output=True, text=True, cwd=ROOT, timeout=300)
+                          capture_output=True, text=True, cwd=ROOT, timeout=300,
+                          check=False)
 
 
 def test_generate_from_text_and_from_stdin_agree_with_the_session(encdec):

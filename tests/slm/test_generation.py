@@ -116,7 +116,7 @@ def test_sampling_is_seeded_and_top_k_1_is_greedy(encdec, heldout):
     greedy = [encdec.generate(tok.encode_word(w)).tokens for w in words]
     one = sdk.GenerationConfig(strategy="sample", top_k=1, seed=3)
     assert [encdec.generate(tok.encode_word(w), one).tokens for w in words] == greedy
-    hot = dict(strategy="sample", temperature=2.0, top_p=0.95)
+    hot = {"strategy": "sample", "temperature": 2.0, "top_p": 0.95}
     a = [encdec.generate(tok.encode_word(w), sdk.GenerationConfig(seed=1, **hot)).tokens
          for w in words]
     b = [encdec.generate(tok.encode_word(w), sdk.GenerationConfig(seed=1, **hot)).tokens

@@ -12,12 +12,11 @@ import numpy as np
 import onnx
 import onnxruntime as ort
 import pytest
+from conftest import SLM
 
 import sdk
 from sdk.errors import InputError
 from sdk.models.slm import SLMConfig, decoder_onnx, encoder_onnx, load_weights
-
-from conftest import SLM
 
 
 def test_tokenizer_round_trip_and_refusal():
