@@ -114,3 +114,20 @@ def test_a_generated_stream_has_keywords_inside_sentences():
 
     x = np.random.default_rng(1).normal(0, 3000, 16000).astype(np.int16)
     assert np.array_equal(sd.fast_logmel(x), logmel(x))
+
+
+@needs_espeak
+def test_edge_demo_kws_sentences_scores_every_detection(capsys):
+    import re
+
+    from sdk.cli.kws_demo import DEMO_SENTENCES
+    from sdk.cli.main import main
+
+    assert main(["demo", "kws", "--fast", "--sentences", "--float"]) == 0
+    out = capsys.readouterr().out
+    assert f"{len(DEMO_SENTENCES)} sentences, 10 keywords inside them" in out
+    found, total, false_alarms = map(int, re.search(
+        r"keywords found (\d+)/(\d+), false alarms (\d+)", out).groups())
+    detections = len(re.findall(r"detected '(\w+)'", out))
+    # every detection is a found keyword or a false alarm, each keyword found at most once
+    assert total == 10 and found <= total and found + false_alarms == detections
