@@ -1133,6 +1133,13 @@ class CompiledExecutor:
         self._runs: dict[tuple, int] = {}
         self.status: dict[tuple[str, ...], str] = {}
 
+    def __getattr__(self, name: str) -> Any:
+        """The interpreter's own attributes (``prepared``, ``fast``, ``profile`` ...), so
+        code written against the Interpreter keeps working."""
+        if name == "fallback" or name.startswith("__"):
+            raise AttributeError(name)
+        return getattr(self.fallback, name)
+
     def program(self, reads: Sequence[str], fed: Sequence[str], load: bool = True
                 ) -> CompiledProgram | None:
         """The compiled program of one request (None where a node does not compile)."""
