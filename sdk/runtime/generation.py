@@ -457,9 +457,10 @@ class GenerationSession:
                     cand.append((score + float(lp[t]), toks, int(t), st))
             cand.sort(key=lambda c: -c[0])
             beams = []
-            for score, toks, t, st in cand:
-                if t in stops:
-                    done.append((toks, score / max(1, len(toks) + 1) ** config.length_penalty))
+            for rank, (score, toks, t, st) in enumerate(cand):
+                if t in stops:  # a hypothesis ends only when its end is among the k best
+                    if rank < k:
+                        done.append((toks, score / (len(toks) + 1) ** config.length_penalty))
                     continue
                 if len(beams) < k:
                     beams.append((toks + [t], score, st, None))

@@ -59,6 +59,9 @@ def test_the_caches_are_int8_state_of_the_compiled_capacity(encdec, deconly):
         ops = {n.op for n in gs.step.graph.nodes}
         assert {"KVCacheWrite", "CausalMask", "Shiftmax", "IRMSNorm", "QMatMul"} <= ops
         assert "Softmax" not in ops and "MatMul" not in ops
+        # the table lookups (embedding, RoPE rows, mask bias) live in their own entry
+        assert "Gather" not in ops
+        assert {n.op for n in gs._lookup["decoder_step"].graph.nodes} == {"Gather"}
     # the encoder runs once per input: its entry holds no cache
     assert not encdec.encoder.state_decls
 
