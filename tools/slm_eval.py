@@ -230,6 +230,8 @@ def main() -> None:
     ap.add_argument("--limit", type=int, default=0, help="first N held-out words (0: all)")
     ap.add_argument("--models", default="encdec,deconly,g2p-en")
     ap.add_argument("--json", type=Path, default=None)
+    ap.add_argument("--beams", type=int, default=0,
+                    help="also score the integer models with beam search of this width")
     ap.add_argument("--compiled", action="store_true",
                     help="run the step graph as one generated Numba program (compiled on first "
                     "use, minutes; cached on disk) instead of the interpreter")
@@ -266,6 +268,12 @@ def main() -> None:
         rows[-1]["agree_with_float"] = agree
         rows[-1]["delta_per"] = si["per"] - sf["per"]
         rows[-1]["delta_wer"] = si["wer"] - sf["wer"]
+        if args.beams > 1:
+            bc = sdk.GenerationConfig(strategy="beam", num_beams=args.beams)
+            bp, b_ms = timed(lambda x, g=gs, c=bc: tok.decode(
+                g.generate(tok.encode_word(x), c).tokens), words)
+            rows.append({"model": f"{kind} int8 beam {args.beams}", "params": params,
+                         **score(bp, lex), "ms_per_word": b_ms})
     if "g2p-en" in models:
         g = G2pEn()
         gp, g_ms = timed(g, words)
