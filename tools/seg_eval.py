@@ -24,7 +24,7 @@ import numpy as np
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-import sdk  # noqa: E402
+import sdk
 
 
 def confusion(pred: np.ndarray, lab: np.ndarray, c: int) -> np.ndarray:
