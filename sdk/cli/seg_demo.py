@@ -142,9 +142,9 @@ def command(source: str | None, model: str | None, use_float: bool, backend: str
 
             cv2.namedWindow("edge demo seg")
             show = cv2
-        except Exception as exc:  # noqa: BLE001 - headless OpenCV raises cv2.error
-            click.echo(f"no window ({str(exc).splitlines()[0][:80]}): headless OpenCV or no "
-                       "display; use --serve HOST:PORT to watch in a browser")
+        except Exception:  # noqa: BLE001 - headless OpenCV raises cv2.error
+            click.echo("no window: this OpenCV build has no GUI (opencv-python-headless) or "
+                       "there is no display; use --serve HOST:PORT to watch in a browser")
     lat: list[float] = []
     fps = 0.0
     n = 0

@@ -103,3 +103,20 @@ def test_a_file_that_is_not_a_video_is_refused(seg_bundle, tmp_path, capsys) -> 
 def test_bad_serve_address_is_refused(seg_bundle, capsys) -> None:
     rc, _, err = _edge(capsys, "demo", "seg", "--serve", "localhost", "--model", seg_bundle)
     assert rc != 0 and "HOST:PORT" in err
+
+
+def test_window_without_a_gui_build_is_one_notice(seg_bundle, capsys) -> None:
+    import cv2
+
+    try:  # a GUI build with a display would open the window: nothing to check then
+        cv2.namedWindow("probe")
+        cv2.destroyAllWindows()
+        pytest.skip("this OpenCV opens windows")
+    except cv2.error:
+        pass
+    rc, out, err = _edge(capsys, "demo", "seg", "--window", "--model", seg_bundle,
+                         "--frames", 1, "--max-fps", 0)
+    assert rc == 0, err
+    notes = [ln for ln in out.splitlines() if ln.startswith("no window")]
+    assert len(notes) == 1 and "--serve HOST:PORT" in notes[0]
+    assert len(_frame_lines(out)) == 1
