@@ -536,8 +536,8 @@ def stream_loss(logits: torch.Tensor, y: torch.Tensor, n_kw: int = 10
 def train_streaming(cfg: LMUFormerConfig, data: dict, windows: StreamWindows,
                     hardneg: np.ndarray, init: LMUFormerWeights, steps: int, seed: int,
                     lr: float, clip_batch: int, window_batch: int, neg_weight: float,
-                    time_budget: float | None, head_scale: float = 4.0, log=print
-                    ) -> tuple[KWSNet, dict]:
+                    time_budget: float | None, head_scale: float = 4.0,
+                    pos_weight: float = 1.0, log=print) -> tuple[KWSNet, dict]:
     """Fine-tune ``init`` on clips + hard-negative clips + stream windows; keep the last."""
     torch.manual_seed(seed)
     rng = np.random.default_rng(seed)
@@ -578,7 +578,7 @@ def train_streaming(cfg: LMUFormerConfig, data: dict, windows: StreamWindows,
                                          torch.from_numpy(ytr[idx]))
         xw, yw = windows.batch(window_batch, rng)
         lp, ln = stream_loss(net(torch.from_numpy(xw)), torch.from_numpy(yw))
-        loss = lc + lp + neg_weight * ln
+        loss = lc + pos_weight * lp + neg_weight * ln
         opt.zero_grad()
         loss.backward()
         opt.step()
@@ -620,6 +620,8 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--steps", type=int, default=1500, help="streaming fine-tune steps")
     ap.add_argument("--window-batch", type=int, default=32)
     ap.add_argument("--neg-weight", type=float, default=1.0)
+    ap.add_argument("--pos-weight", type=float, default=1.0,
+                    help="weight of the keyword frames' loss (streaming fine-tune)")
     ap.add_argument("--pos-hops", type=int, default=40)
     ap.add_argument("--head-scale", type=float, default=4.0,
                     help="divide the warm-started head by this (streaming fine-tune)")
@@ -659,9 +661,10 @@ def main(argv: list[str] | None = None) -> int:
               f"keywords; {len(hardneg)} hard-negative clips")
         net, info = train_streaming(cfg, data, windows, hardneg, init, a.steps, a.seed,
                                     a.lr, a.batch, a.window_batch, a.neg_weight,
-                                    a.time_budget, a.head_scale)
+                                    a.time_budget, a.head_scale, a.pos_weight)
         extra.update(streaming={"steps": info["steps"], "window_batch": a.window_batch,
-                                "neg_weight": a.neg_weight, "pos_hops": a.pos_hops,
+                                "neg_weight": a.neg_weight, "pos_weight": a.pos_weight,
+                                "pos_hops": a.pos_hops,
                                 "head_scale": a.head_scale,
                                 "hard_negatives": len(hardneg), "init": a.init,
                                 "mine": a.mine, "mine_threshold": a.mine_threshold})
