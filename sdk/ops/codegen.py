@@ -1108,6 +1108,12 @@ class Mismatch(Exception):
 
 
 COMPILE_AFTER = 64  # runs of one request before "auto" compiles it on a cold cache
+# "auto" compiles on a cold cache only programs up to this many generated lines: LLVM's time
+# grows much faster than the program (measured on this 2-core machine: a 485-line language
+# model decoder step took 543 s, a 1,140-line one over 20 min, while the KWS hop, the CNNs and
+# the 4-block ViT take seconds); a bigger request stays on the interpreter unless compiled=True
+# (or its machine code is already cached)
+AUTO_MAX_LINES = 400
 
 
 class CompiledExecutor:
@@ -1172,6 +1178,12 @@ class CompiledExecutor:
         if prog is False or (prog is not None and prog._fn is None):
             n = self._runs[key] = self._runs.get(key, 0) + 1
             prog = self.program(wanted, list(feeds), load=False)
+            if (prog is not None and not self.eager and not prog.cached
+                    and prog.source.count("\n") > AUTO_MAX_LINES):
+                self.status[wanted] = (f"interpreter: {prog.source.count(chr(10))} generated "
+                                       f"lines, over the automatic limit of {AUTO_MAX_LINES} "
+                                       "(compiled=True compiles it; that can take minutes)")
+                prog = self._programs[key] = None
             if prog is not None and (self.eager or n >= COMPILE_AFTER or prog.cached):
                 try:
                     prog.load()

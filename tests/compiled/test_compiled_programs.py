@@ -228,6 +228,43 @@ def test_auto_mode_compiles_a_hot_request_and_a_warm_cache_at_once(tmp_path) -> 
     assert list(warm.status.values()) == ["compiled"]
 
 
+def test_auto_mode_leaves_a_program_over_the_size_limit_on_the_interpreter(tmp_path,
+                                                                           monkeypatch) -> None:
+    """A cold-cache program bigger than AUTO_MAX_LINES is never compiled in "auto" mode (LLVM
+    took 543 s on a 485-line decoder step): the interpreter keeps answering, with the same
+    bits, and the status says why; ``eager`` (compiled=True) still compiles it."""
+    from sdk.ops import codegen
+
+    g = sg.step_graph(n_in=8, n_state=16, n_out=4)
+    lines = CompiledProgram(g, list(g.inputs), list(g.outputs), tmp_path,
+                            load=False).source.count("\n")
+    monkeypatch.setattr(codegen, "AUTO_MAX_LINES", lines - 1)
+    feeds = sg.random_feeds(g, 1)
+    ref = Interpreter(g, fast=False).run(feeds)
+    ex = CompiledExecutor(g, Interpreter(g), directory=tmp_path, eager=False)
+    for _ in range(codegen.COMPILE_AFTER + 2):
+        out = ex.run(feeds)
+        assert all(np.array_equal(out[o], ref[o]) for o in g.outputs)
+    (status,) = ex.status.values()
+    assert status.startswith("interpreter:") and "automatic limit" in status
+    assert not list(tmp_path.glob("*/__pycache__/*.nbi"))        # nothing was compiled
+    eager = CompiledExecutor(g, Interpreter(g), directory=tmp_path, eager=True)
+    eager.run(feeds)
+    assert list(eager.status.values()) == ["compiled"]
+
+
+def test_the_language_model_steps_are_over_the_automatic_limit() -> None:
+    """The committed G2P decoder steps are the programs the limit is for."""
+    import sdk
+    from sdk.ops import codegen
+
+    root = Path(__file__).resolve().parents[2] / "samples" / "slm"
+    for name in ("encdec.edge", "deconly.edge"):
+        g = sdk.load_bundle(root / name).entries["decoder_step"]
+        lines = CompiledProgram(g, list(g.inputs), list(g.outputs), load=False).source
+        assert lines.count("\n") > codegen.AUTO_MAX_LINES, name
+
+
 def test_a_new_process_with_a_warm_cache_loads_the_program_without_compiling(tmp_path) -> None:
     code = (
         "import sys, numpy as np\n"
