@@ -28,7 +28,9 @@ from __future__ import annotations
 
 import os
 
-os.environ.setdefault("NUMBA_NUM_THREADS", "1")
+if __name__ == "__main__":  # run as a script: one thread (imported by a test or a
+    # process whose Numba threads already run, changing it would break its next compile)
+    os.environ.setdefault("NUMBA_NUM_THREADS", "1")
 os.environ.setdefault("OMP_NUM_THREADS", "1")
 
 import argparse

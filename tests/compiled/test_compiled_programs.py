@@ -235,7 +235,7 @@ def test_auto_mode_leaves_a_program_over_the_size_limit_on_the_interpreter(tmp_p
     bits, and the status says why; ``eager`` (compiled=True) still compiles it."""
     from sdk.ops import codegen
 
-    g = sg.step_graph(n_in=8, n_state=16, n_out=4)
+    g = sg.step_graph(n_in=7, n_state=13, n_out=5)   # a program no other test loads
     lines = CompiledProgram(g, list(g.inputs), list(g.outputs), tmp_path,
                             load=False).source.count("\n")
     monkeypatch.setattr(codegen, "AUTO_MAX_LINES", lines - 1)

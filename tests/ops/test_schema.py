@@ -223,7 +223,10 @@ def test_every_exporter_encodes_the_op_or_says_why_not(op: str) -> None:
 def test_firmware_opcode_enum_matches_the_python_table() -> None:
     src = (ROOT / "firmware_bridge" / "firmware" / "src" / "model.c").read_text()
     enum = dict((name, int(v)) for name, v in re.findall(r"\bOP_([A-Z0-9_]+) = (\d+)", src))
-    assert enum == OPCODES
+    # the op encoders' table, and the exit rules the firmware evaluates between stages
+    from sdk.exits.device import OPCODES as EXIT_OPCODES
+
+    assert enum == {**OPCODES, **{f"EXIT_{k.upper()}": v for k, v in EXIT_OPCODES.items()}}
     assert re.search(r"OP_COUNT\b", src)
 
 
