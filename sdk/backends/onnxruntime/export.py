@@ -106,8 +106,8 @@ def _honour_multiplier(node: Node, in_scale: np.ndarray, s_out: np.ndarray) -> n
     shift = np.asarray(node.attrs["shift"], np.float64).ravel()
     m_node = m0 * np.exp2(shift - 31)
     m_scales = np.ravel(in_scale) / float(np.ravel(s_out)[0]) if np.size(s_out) == 1 else None
-    if m_scales is None or np.any(m_node == 0):
-        return s_out
+    if m_scales is None or np.any(m_node == 0) or (m_node.size == 1 < m_scales.size):
+        return s_out   # nothing to compare (a per-channel operand under one multiplier)
     ratio = np.broadcast_to(m_scales, np.broadcast_shapes(m_scales.shape, m_node.shape)) / m_node
     # m0 holds 31 bits: a multiplier derived from the same scales agrees to ~1e-9
     if np.allclose(ratio, 1.0, rtol=1e-6, atol=0):
@@ -199,8 +199,10 @@ def _binary(onnx_op: str) -> Callable[[_Exporter, Node], None]:
 
 
 def _requantize(e: _Exporter, node: Node) -> None:
+    s_in = np.ravel(e.qparams(node.inputs[0])[0])
+    # a per-axis input is dequantized per channel: the scales alone say what it computes
     e.q(e.dq(node.inputs[0]), node.outputs[0], node,
-        in_scale=np.float64(np.ravel(e.qparams(node.inputs[0])[0])[0]))
+        in_scale=np.float64(s_in[0]) if s_in.size == 1 else None)
 
 
 def _product(e: _Exporter, x: str, other_scale: Any) -> np.ndarray:
