@@ -456,3 +456,96 @@ def _slice(node: Node, ctx: EncodeContext) -> OpRecord:
     return OpRecord(OPCODES["TRANSPOSE"], [x], [y],
                     [np.dtype(ctx.dtype(x)).itemsize, int(grid.size), *([1] * pad + out_dims),
                      *([0] * pad + strides), int(grid[(0,) * nd])])
+
+
+# -- segmentation: nearest resize and gather (firmware/src/kernels_seg.c, opcodes 20-23) ------
+OPCODES.update({"RESIZE_NEAREST": 20, "GATHER": 22})
+_INDEX_DTYPES = ("int8", "uint8", "int16", "int32")
+
+
+@encoder("ResizeNearest")
+def _resize_nearest(node: Node, ctx: EncodeContext) -> OpRecord:
+    """Up to 4 axes (leading axes that keep their size are merged first)."""
+    x, y = node.inputs[0], node.outputs[0]
+    ins, outs = list(ctx.shape(x)), list(ctx.shape(y))
+    if len(ins) != len(outs):
+        raise GraphError(f"{node.name}: ResizeNearest output rank {len(outs)} differs from the "
+                         f"input's {len(ins)}")
+    while len(ins) > 4 and ins[0] == outs[0] and ins[1] == outs[1]:
+        ins[:2], outs[:2] = [ins[0] * ins[1]], [outs[0] * outs[1]]
+    if len(ins) > 4:
+        raise GraphError(f"{node.name}: ResizeNearest of {ctx.shape(x)} -> {ctx.shape(y)} "
+                         "resizes more than 4 axes; the MCU kernel takes 4")
+    pad = 4 - len(ins)
+    return OpRecord(OPCODES["RESIZE_NEAREST"], [x], [y],
+                    [np.dtype(ctx.dtype(x)).itemsize, *([1] * pad + ins), *([1] * pad + outs)])
+
+
+@encoder("Gather")
+def _gather(node: Node, ctx: EncodeContext) -> OpRecord:
+    """ONNX Gather on any axis: constant indices become an int32 table in flash (range
+    checked here); computed indices (e.g. token ids) must be an int8/int16/int32 tensor and
+    are range checked by the kernel at run time."""
+    x, idx, y = node.inputs[0], node.inputs[1], node.outputs[0]
+    shape = ctx.shape(x)
+    ax = int(node.attrs.get("axis", 0))
+    if not -len(shape) <= ax < len(shape):
+        raise GraphError(f"{node.name}: Gather axis {ax} is outside the rank-{len(shape)} input")
+    ax %= len(shape)
+    n = shape[ax]
+    values = ctx.data(idx)
+    if values is not None:
+        v = np.asarray(values, np.int64).ravel()
+        if v.size and (v.min() < -n or v.max() >= n):
+            raise GraphError(f"{node.name}: Gather index {int(v[(v < -n) | (v >= n)][0])} is "
+                             f"outside [-{n}, {n}) of axis {ax}")
+        idx = ctx.constant(f"{node.name}.indices", v.astype(np.int32))
+        k = int(v.size)
+    else:
+        if ctx.dtype(idx) not in _INDEX_DTYPES:
+            raise GraphError(f"{node.name}: Gather indices of dtype {ctx.dtype(idx)} cannot be "
+                             "read on the MCU; give them as int32 (or int8/int16)")
+        k = _elems(ctx.shape(idx))
+    return OpRecord(OPCODES["GATHER"], [x, idx], [y],
+                    [np.dtype(ctx.dtype(x)).itemsize, _elems(shape[:ax]), n,
+                     _elems(shape[ax + 1:]), k])
+
+
+# -- language models: the fixed-capacity KV cache (firmware/src/kernels_lm.c, opcodes 24-29) --
+OPCODES.update({"KV_CACHE_WRITE": 24, "CAUSAL_MASK": 25})
+
+
+def _position(node: Node, ctx: EncodeContext, name: str) -> None:
+    if ctx.dtype(name) != "int32" or _elems(ctx.shape(name)) != 1:
+        raise GraphError(f"{node.name}: the position {name!r} must be one int32 on the MCU, got "
+                         f"{ctx.dtype(name)} {list(ctx.shape(name))}")
+
+
+@encoder("KVCacheWrite")
+def _kv_cache_write(node: Node, ctx: EncodeContext) -> OpRecord:
+    cache, new, pos = node.inputs[:3]
+    y = node.outputs[0]
+    _position(node, ctx, pos)
+    cs, ns = ctx.shape(cache), ctx.shape(new)
+    ax = int(node.attrs.get("axis", 2)) % len(cs)
+    if len(cs) != len(ns) or ctx.dtype(cache) != ctx.dtype(new) or \
+            [d for k, d in enumerate(cs) if k != ax] != [d for k, d in enumerate(ns) if k != ax]:
+        raise GraphError(f"{node.name}: new rows {ctx.dtype(new)} {list(ns)} do not fit the cache "
+                         f"{ctx.dtype(cache)} {list(cs)}")
+    row = _elems(cs[ax + 1:]) * np.dtype(ctx.dtype(cache)).itemsize
+    return OpRecord(OPCODES["KV_CACHE_WRITE"], [cache, new, pos], [y],
+                    [_elems(cs[:ax]), int(cs[ax]), int(ns[ax]), row])
+
+
+@encoder("CausalMask")
+def _causal_mask(node: Node, ctx: EncodeContext) -> OpRecord:
+    s, pos = node.inputs[:2]
+    y = node.outputs[0]
+    _position(node, ctx, pos)
+    shape = ctx.shape(s)
+    if len(shape) < 2:
+        raise GraphError(f"{node.name}: CausalMask scores need rank >= 2, got {list(shape)}")
+    fill = node.attrs.get("fill")
+    fill = int(np.iinfo(np.dtype(ctx.dtype(s))).min) if fill is None else int(fill)
+    return OpRecord(OPCODES["CAUSAL_MASK"], [s, pos], [y],
+                    [_elems(shape[:-2]), int(shape[-2]), int(shape[-1]), fill])

@@ -354,7 +354,7 @@ defop(OpDef("IRMSNorm", "integer", ("x", "beta_q?"), attrs=_NORM_ATTRS,
              attrs=(Attr("sizes", "ints", None), Attr("scales", "array", None)),
              traits=frozenset({KEEPS_GRID, SPATIAL}), spec="sdk.kernels.resize:resize_nearest",
              twin="sdk.kernels.fast.resize:resize_nearest", shape=resize_rule,
-             firmware_why_not="not in the firmware yet: nearest upsampling runs on the host",
+             firmware="RESIZE_NEAREST",
              formula="out[i] = x[floor(i·in/out)] per axis"))
 def _resize_nearest(inputs: Inputs, p: Prepared, f: Kernel) -> list[np.ndarray]:
     x = inputs[0]

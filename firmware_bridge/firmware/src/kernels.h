@@ -85,6 +85,12 @@ int k_transpose(tensor_t **in, tensor_t **out, const int32_t *p, uint32_t n);
 int k_concat(tensor_t **in, tensor_t **out, const int32_t *p, uint32_t n);
 int k_fully_connected_packed(tensor_t **in, tensor_t **out, const int32_t *p, uint32_t n);
 int k_conv2d_packed(tensor_t **in, tensor_t **out, const int32_t *p, uint32_t n);
+/* segmentation layout kernels (kernels_seg.c) */
+int k_resize_nearest(tensor_t **in, tensor_t **out, const int32_t *p, uint32_t n);
+int k_gather(tensor_t **in, tensor_t **out, const int32_t *p, uint32_t n);
+/* language models (kernels_lm.c) */
+int k_kv_cache_write(tensor_t **in, tensor_t **out, const int32_t *p, uint32_t n);
+int k_causal_mask(tensor_t **in, tensor_t **out, const int32_t *p, uint32_t n);
 /* early exit (kernels_exit.c): a rule that fires sets exit_fired; model.c stops there */
 extern int exit_fired;
 int k_exit_margin(tensor_t **in, tensor_t **out, const int32_t *p, uint32_t n);

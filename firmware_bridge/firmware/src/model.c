@@ -13,6 +13,8 @@ enum {
   OP_CLAMP = 6, OP_MAXPOOL2D = 7, OP_AVGPOOL2D = 8, OP_GLOBAL_AVGPOOL = 9, OP_LUT = 10,
   OP_COPY = 11, OP_SHIFTMAX = 12, OP_SHIFT_GELU = 13, OP_INT_NORM = 14, OP_MATMUL = 15,
   OP_TRANSPOSE = 16, OP_CONCAT = 17, OP_FC_PACKED = 18, OP_CONV2D_PACKED = 19,
+  OP_RESIZE_NEAREST = 20, OP_GATHER = 22,
+  OP_KV_CACHE_WRITE = 24, OP_CAUSAL_MASK = 25,
   OP_EXIT_MARGIN = 30, OP_EXIT_ENTROPY = 31, OP_EXIT_PATIENCE = 32, OP_EXIT_GATE = 33, OP_COUNT
 };
 
@@ -20,6 +22,8 @@ static const kernel_fn KERNELS[OP_COUNT] = {
   0, k_requantize, k_fully_connected, k_conv2d, k_add, k_mul, k_clamp, k_maxpool2d,
   k_avgpool2d, k_global_avgpool, k_lut, k_copy, k_shiftmax, k_shift_gelu, k_int_norm,
   k_matmul, k_transpose, k_concat, k_fully_connected_packed, k_conv2d_packed,
+  [OP_RESIZE_NEAREST] = k_resize_nearest, [OP_GATHER] = k_gather,
+  [OP_KV_CACHE_WRITE] = k_kv_cache_write, [OP_CAUSAL_MASK] = k_causal_mask,
   [OP_EXIT_MARGIN] = k_exit_margin, [OP_EXIT_ENTROPY] = k_exit_entropy,
   [OP_EXIT_PATIENCE] = k_exit_patience, [OP_EXIT_GATE] = k_exit_gate,
 };
