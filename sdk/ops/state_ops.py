@@ -16,7 +16,6 @@ from sdk.ops.shape_rules import same_rule
 
 _NOT_WRITTEN = "the exporter has no mapping for it yet"
 _EXPORTERS = {"onnxruntime": _NOT_WRITTEN, "tflite": _NOT_WRITTEN}
-_HOST_ONLY = "not in the firmware yet: KV-cached generation runs on the host"
 
 
 def _operands(inputs: list, op: str, n: int) -> list[np.ndarray]:
@@ -31,7 +30,7 @@ def _operands(inputs: list, op: str, n: int) -> list[np.ndarray]:
              spec="sdk.kernels.cache:kv_cache_write",
              twin="sdk.kernels.fast.cache:kv_cache_write",
              cost=lambda c: Cost(other=c.size(1)),  # one store per new element
-             shape=same_rule, firmware_why_not=_HOST_ONLY, exporters_skip=_EXPORTERS,
+             shape=same_rule, firmware="KV_CACHE_WRITE", exporters_skip=_EXPORTERS,
              formula="cache'[..., pos:pos+T, :] = new; capacity C fixed"))
 def _kv_cache_write(inputs: list, p: dict[str, Any], f: Any) -> list[np.ndarray]:
     c, new, pos = _operands(inputs, "KVCacheWrite", 3)
@@ -43,7 +42,7 @@ def _kv_cache_write(inputs: list, p: dict[str, Any], f: Any) -> list[np.ndarray]
              traits=frozenset({KEEPS_GRID, INPLACE}), spec="sdk.kernels.cache:causal_mask",
              twin="sdk.kernels.fast.cache:causal_mask",
              cost=lambda c: Cost(other=c.out_elems),  # one compare per score
-             shape=same_rule, firmware_why_not=_HOST_ONLY, exporters_skip=_EXPORTERS,
+             shape=same_rule, firmware="CAUSAL_MASK", exporters_skip=_EXPORTERS,
              formula="out[..., i, j] = scores if j <= pos + i else fill"))
 def _causal_mask(inputs: list, p: dict[str, Any], f: Any) -> list[np.ndarray]:
     s, pos = _operands(inputs, "CausalMask", 2)

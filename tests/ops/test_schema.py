@@ -257,14 +257,20 @@ def test_a_mistyped_attribute_is_named() -> None:
 def _c_param_minimums() -> dict[int, int]:
     """opcode -> the parameter count its C kernel requires (its opening ``if (n < N``)."""
     src = ROOT / "firmware_bridge" / "firmware" / "src"
-    text = "".join((src / f).read_text() for f in ("kernels.c", "kernels_packed.c",
-                                                   "kernels_transformer.c"))
+    text = "".join(f.read_text() for f in sorted(src.glob("kernels*.c")))
     need = {m.group(1): int(m.group(2)) for m in re.finditer(
         r"KERNEL int (k_\w+)\([^)]*\)\s*\{\s*if \(\w+ < (\d+)[ )|]", text)}
     model = (src / "model.c").read_text()
+    enum = dict((name, int(v)) for name, v in re.findall(r"\b(OP_[A-Z0-9_]+) = (\d+)", model))
     table = re.search(r"KERNELS\[OP_COUNT\] = \{(.*?)\};", model, re.S).group(1)
-    kernels = [k.strip() for k in table.split(",") if k.strip()]
-    return {code: need[k] for code, k in enumerate(kernels) if k in need}
+    kernels: dict[int, str] = {}
+    code = 0
+    for entry in (e.strip() for e in table.split(",") if e.strip()):
+        slot = re.fullmatch(r"\[(OP_\w+)\] = (k_\w+)", entry)  # designated: [OP_X] = k_x
+        code, name = (enum[slot.group(1)], slot.group(2)) if slot else (code, entry)
+        kernels[code] = name
+        code += 1  # C: the next positional entry follows the last one
+    return {code: need[k] for code, k in kernels.items() if k in need}
 
 
 FIRMWARE_OPS = sorted(o for o in KERNEL_OPS if SCHEMA_NOW[o].firmware is not None)

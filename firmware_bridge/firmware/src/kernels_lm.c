@@ -1,0 +1,47 @@
+/* Language-model kernels (opcodes 24-29): what a KV-cached decoder step needs on the device,
+   bit-exact with sdk/kernels/cache.py (docs/ops.md). Both move integers only.
+
+   KV_CACHE_WRITE (24): in[0] cache [outer, C, inner], in[1] new rows [outer, T, inner] (same
+     dtype), in[2] the position (one int32); out[0] the written cache.
+     p[0] outer, p[1] C (capacity), p[2] T (new rows), p[3] bytes of one row (inner * size).
+     out = cache, then out[o, pos + t, :] = new[o, t, :]. 0 <= pos and pos + T <= C, else the
+     invocation fails (the host checks it first and says why).
+   CAUSAL_MASK (25): in[0] scores [outer, T, C], in[1] the position (one int32); out[0].
+     p[0] outer, p[1] T, p[2] C, p[3] fill.
+     out[o, i, j] = scores[o, i, j] if j <= pos + i else fill; pos + T <= C. */
+#include <string.h>
+#include "kernels.h"
+
+KERNEL int k_kv_cache_write(tensor_t **in, tensor_t **out, const int32_t *p, uint32_t n) {
+  if (n < 4 || !in[0] || !in[1] || !in[2] || !out[0] || in[2]->count < 1) return 1;
+  uint32_t outer = (uint32_t)p[0], cap = (uint32_t)p[1], t = (uint32_t)p[2],
+           row = (uint32_t)p[3];
+  int32_t pos = tensor_load(in[2], 0);
+  if (pos < 0 || (uint32_t)pos + t > cap || in[0]->dtype != in[1]->dtype ||
+      in[0]->dtype != out[0]->dtype)
+    return 1;
+  uint8_t *dst = out[0]->data;
+  const uint8_t *src = in[1]->data;
+  if (dst != in[0]->data) memmove(dst, in[0]->data, (size_t)outer * cap * row);
+  for (uint32_t o = 0; o < outer; o++)
+    memcpy(dst + ((size_t)o * cap + (uint32_t)pos) * row, src + (size_t)o * t * row,
+           (size_t)t * row);
+  return 0;
+}
+
+KERNEL int k_causal_mask(tensor_t **in, tensor_t **out, const int32_t *p, uint32_t n) {
+  if (n < 4 || !in[0] || !in[1] || !out[0] || in[1]->count < 1) return 1;
+  uint32_t outer = (uint32_t)p[0], t = (uint32_t)p[1], c = (uint32_t)p[2];
+  int32_t pos = tensor_load(in[1], 0), fill = p[3];
+  if (pos < 0 || (uint32_t)pos + t > c) return 1;
+  const tensor_t *s = in[0];
+  tensor_t *y = out[0];
+  for (uint32_t o = 0; o < outer; o++)
+    for (uint32_t i = 0; i < t; i++) {
+      uint32_t base = (o * t + i) * c, seen = (uint32_t)pos + i + 1;  /* columns j < seen */
+      if (y->data != s->data)
+        for (uint32_t j = 0; j < seen; j++) tensor_store(y, base + j, tensor_load(s, base + j));
+      for (uint32_t j = seen; j < c; j++) tensor_store(y, base + j, fill);
+    }
+  return 0;
+}
