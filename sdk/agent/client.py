@@ -145,6 +145,23 @@ class DeviceClient:
         ms = float(headers.get("X-Edge-Latency-Ms", "nan"))
         return out, ms
 
+    # -- demos on the board (sdk.agent.demo) -----------------------------------------------
+    def demo_start(self, kind: str, params: dict[str, Any]) -> dict[str, Any]:
+        """Start ``kind`` ("seg"/"kws") on the board: ``{"demo", "ticket", "view_path"}``."""
+        body = json.dumps({"kind": kind, "params": params}).encode()
+        return self._json("POST", "/v1/demo", body=body, content_type="application/json")
+
+    def demo_status(self, since: int = 0) -> dict[str, Any] | None:
+        return self._json("GET", f"/v1/demo?since={int(since)}")["demo"]
+
+    def demo_stop(self, demo_id: str | None = None) -> dict[str, Any]:
+        body = json.dumps({"id": demo_id} if demo_id else {}).encode()
+        return self._json("POST", "/v1/demo/stop", body=body,
+                          content_type="application/json")["demo"]
+
+    def demo_ticket(self) -> dict[str, Any]:
+        return self._json("POST", "/v1/demo/ticket")
+
     def deploy(self, bundle: bytes, selftest: bytes, signature: bytes | None) -> dict[str, Any]:
         parts = [("bundle", "model.edge", bundle), ("selftest", "selftest.npz", selftest)]
         if signature is not None:

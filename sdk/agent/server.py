@@ -11,7 +11,12 @@ Every endpoint needs ``Authorization: Bearer <token>`` except ``GET /healthz``:
 * ``GET  /v1/logs?lines=N`` — the tail of the agent's log;
 * ``POST /v1/run?integer=1`` — an .npz of inputs in, an .npz of outputs back;
 * ``POST /v1/profile?runs=N`` — latency on the board, and energy when a power sensor of the
-  board's profile (``--target``) answers.
+  board's profile (``--target``) answers;
+* ``POST /v1/demo`` (start ``{"kind": "seg"|"kws", "params": {...}}``, one at a time: a second
+  gets 409), ``GET /v1/demo?since=N`` (state, stats, detections), ``POST /v1/demo/stop``,
+  ``POST /v1/demo/ticket`` — a demo running on the board (:mod:`sdk.agent.demo`);
+* ``GET /view/`` and what it loads — the running demo's browser view, opened with the token or
+  a view ticket (:class:`sdk.agent.demo.ViewTickets`), never without either.
 
 A deploy, in order: size limits (Content-Length, then every part while it streams into
 ``staging/``), the signature over the SHA-256 of the bundle and the self-test (against the
@@ -53,6 +58,8 @@ DEFAULT_PORT = 4910
 DEFAULT_MAX_UPLOAD_MB = 256
 HEALTH_TIMEOUT_S = 300.0
 CHUNK = 1 << 16
+VIEW_COOKIE = "edge_view"
+MJPEG_BOUNDARY = "edgeframe"
 log = logging.getLogger("edge.agent")
 
 
@@ -154,6 +161,12 @@ class Agent:
         self.runs = ThreadPoolExecutor(1, thread_name_prefix="edge-run")
         self.checks = ThreadPoolExecutor(2, thread_name_prefix="edge-check")
         self._sessions: dict[tuple, Any] = {}
+        from sdk.agent.demo import ViewTickets
+
+        self.demo: Any = None
+        self.demo_starting = False
+        self.tickets = ViewTickets()
+        self.closing = False
         self.pointer, done = self.store.recover()
         for line in done:
             log.warning("start: %s", line)
@@ -176,6 +189,16 @@ class Agent:
             web.get("/v1/logs", self.logs),
             web.post("/v1/run", self.run),
             web.post("/v1/profile", self.profile),
+            web.post("/v1/demo", self.demo_start),
+            web.get("/v1/demo", self.demo_status),
+            web.post("/v1/demo/stop", self.demo_stop),
+            web.post("/v1/demo/ticket", self.demo_ticket),
+            web.get("/view", self.view_redirect),
+            web.get("/view/", self.view_page),
+            web.get("/view/stats.json", self.view_stats),
+            web.get("/view/frame.jpg", self.view_frame),
+            web.get("/view/stream.mjpg", self.view_stream),
+            web.get("/view/events", self.view_events),
         ])
         return app
 
@@ -199,6 +222,9 @@ class Agent:
         if request.path == "/healthz" and request.method == "GET":
             return await handler(request)
         h = request.headers.get("Authorization", "")
+        if (request.path == "/view" or request.path.startswith("/view/")) and \
+                not h.startswith("Bearer "):
+            return await self._view_auth(request, handler)
         if not h.startswith("Bearer ") or not h[7:].strip():
             return _error(401, "missing token: pass --token, set EDGE_DEVICE_TOKEN or add it "
                                "to ~/.config/edge/devices.toml (the token is in the agent's "
@@ -531,6 +557,208 @@ class Agent:
         return res
 
 
+    # -- demos on the board (sdk.agent.demo) ------------------------------------------------
+    def _demo_ctx(self) -> dict[str, Any]:
+        slot = self.store.pointer().get("active")
+        return {"backend": self.config.backend, "target": self.config.target,
+                "active_model": self.store.slot_path(slot) / "model.edge" if slot else None,
+                "active_name": self._model_name(slot) if slot else None}
+
+    async def _view_auth(self, request: web.Request, handler):
+        """``/view/``: a live view ticket in ``?ticket=`` or the ``edge_view`` cookie."""
+        demo = self.demo
+        given = request.query.get("ticket")
+        ticket = given or request.cookies.get(VIEW_COOKIE)
+        if demo is None or not self.tickets.check(ticket, demo.id):
+            if ticket:
+                log.warning("refused a view request with a wrong or expired ticket from %s",
+                            request.remote)
+            return _error(401, "this view needs a ticket: open the URL that `edge demo seg|kws "
+                               "--device URL` printed (a ticket lasts while its demo runs, at "
+                               "most 1 h), or send the agent's token")
+        resp = await handler(request)
+        if given and request.path == "/view/":
+            resp.set_cookie(VIEW_COOKIE, given, path="/view", httponly=True,
+                            samesite="Strict", secure=request.secure,
+                            max_age=int(self.tickets.ttl_s))
+        return resp
+
+    async def demo_start(self, request: web.Request) -> web.Response:
+        from sdk.agent.demo import DemoRefusal, make_demo
+
+        try:
+            body = await request.json()
+        except ValueError:
+            raise Refusal(400, 'a demo start takes a JSON body {"kind": "seg"|"kws", '
+                               '"params": {...}}') from None
+        cur = self.demo
+        if self.demo_starting:
+            raise Refusal(409, "another demo is starting on this board; wait for it, then stop "
+                               "it first")
+        if cur is not None and cur.alive:
+            raise Refusal(409, f"a {cur.kind} demo is already running on this board (since "
+                               f"{cur.since}: {cur.model_name}, source {cur.source_name}); "
+                               "stop it first (Ctrl-C in the `edge demo ... --device` that "
+                               "started it, or POST /v1/demo/stop)", running=cur.describe())
+        self.demo_starting = True
+        demo = None
+        try:
+            demo = make_demo(body, self._demo_ctx())
+            await asyncio.get_running_loop().run_in_executor(None, demo.prepare)
+            if cur is not None:
+                self.tickets.revoke(cur.id)
+            self.demo = demo
+            demo.start()
+        except DemoRefusal as exc:
+            if demo is not None:
+                demo._close()
+            log.warning("demo refused: %s", exc)
+            raise Refusal(exc.status, str(exc), **exc.extra) from None
+        except EdgeError as exc:
+            if demo is not None:
+                demo._close()
+            raise Refusal(400, f"the demo cannot start on this board: {exc}") from None
+        finally:
+            self.demo_starting = False
+        ticket, expires = self.tickets.issue(demo.id)
+        log.info("demo %s started: %s, source %s", demo.kind, demo.model_name,
+                 demo.source_name)
+        return _json(200, {"demo": demo.describe(), "ticket": ticket,
+                           "ticket_expires_at": _now_at(expires),
+                           "view_path": f"/view/?ticket={ticket}"})
+
+    def _demo_query(self, request: web.Request) -> int:
+        try:
+            return int(request.query.get("since", "0"))
+        except ValueError:
+            raise Refusal(400, "since must be an integer") from None
+
+    async def demo_status(self, request: web.Request) -> web.Response:
+        since = self._demo_query(request)
+        demo = self.demo
+        return _json(200, {"demo": demo.describe(since) if demo is not None else None})
+
+    async def demo_stop(self, request: web.Request) -> web.Response:
+        want = None
+        if request.can_read_body:
+            try:
+                want = (await request.json() or {}).get("id")
+            except (ValueError, AttributeError):
+                raise Refusal(400, 'a demo stop takes no body or {"id": "..."}') from None
+        demo = self.demo
+        if demo is None:
+            raise Refusal(409, "no demo runs on this board")
+        if want is not None and want != demo.id:
+            raise Refusal(409, f"the demo on this board is another one (a {demo.kind} demo "
+                               f"since {demo.since}); not stopped")
+        self.tickets.revoke(demo.id)
+        await asyncio.get_running_loop().run_in_executor(None, demo.stop)
+        self.demo = None
+        log.info("demo %s stopped (%s)", demo.kind, demo.reason)
+        return _json(200, {"demo": demo.describe(0)})
+
+    async def demo_ticket(self, request: web.Request) -> web.Response:
+        demo = self.demo
+        if demo is None or not demo.alive:
+            raise Refusal(409, "no demo runs on this board; start one with `edge demo seg|kws "
+                               "--device URL`")
+        ticket, expires = self.tickets.issue(demo.id)
+        return _json(200, {"ticket": ticket, "ticket_expires_at": _now_at(expires),
+                           "view_path": f"/view/?ticket={ticket}"})
+
+    def _view_demo(self, kind: str | None = None):
+        demo = self.demo
+        if demo is None:
+            raise Refusal(404, "no demo runs on this board")
+        if kind is not None and demo.kind != kind:
+            raise Refusal(404, f"the {demo.kind} demo has no {kind} view")
+        return demo
+
+    async def view_redirect(self, request: web.Request) -> web.Response:
+        q = ("?" + request.query_string) if request.query_string else ""
+        return web.Response(status=302, headers={"Location": "/view/" + q})
+
+    async def view_page(self, request: web.Request) -> web.Response:
+        from sdk.agent.demo import view_page
+
+        return web.Response(text=view_page(self._view_demo()), content_type="text/html",
+                            headers={"Cache-Control": "no-store"})
+
+    async def view_stats(self, request: web.Request) -> web.Response:
+        demo = self._view_demo()
+        d = demo.describe(max(0, demo.n_events - 20))
+        d.pop("params", None)
+        return web.json_response(d, headers={"Cache-Control": "no-store"})
+
+    async def view_frame(self, request: web.Request) -> web.Response:
+        seq, jpeg = self._view_demo("seg").latest()
+        if jpeg is None:
+            raise Refusal(503, "no frame yet")
+        return web.Response(body=jpeg, content_type="image/jpeg",
+                            headers={"Cache-Control": "no-store"})
+
+    async def view_stream(self, request: web.Request) -> web.StreamResponse:
+        """The annotated frames as MJPEG (multipart/x-mixed-replace), until the demo stops."""
+        demo = self._view_demo("seg")
+        resp = web.StreamResponse(headers={
+            "Content-Type": f"multipart/x-mixed-replace; boundary={MJPEG_BOUNDARY}",
+            "Cache-Control": "no-store", "Connection": "close"})
+        await resp.prepare(request)
+        seq = 0
+        try:
+            while self.demo is demo and not self.closing:
+                s, jpeg = demo.latest()
+                if s == seq or jpeg is None:
+                    if not demo.alive:
+                        break
+                    await asyncio.sleep(0.02)
+                    continue
+                seq = s
+                await resp.write(f"--{MJPEG_BOUNDARY}\r\nContent-Type: image/jpeg\r\n"
+                                 f"Content-Length: {len(jpeg)}\r\n\r\n".encode() + jpeg +
+                                 b"\r\n")
+        except ConnectionError:
+            return resp  # this viewer left
+        return resp
+
+    async def view_events(self, request: web.Request) -> web.StreamResponse:
+        """Server-Sent Events: ``detection`` for each new event, ``stats`` twice a second."""
+        from sdk.agent.demo import sse
+
+        demo = self._view_demo()
+        resp = web.StreamResponse(headers={"Content-Type": "text/event-stream",
+                                           "Cache-Control": "no-store"})
+        await resp.prepare(request)
+        seen, last = 0, 0.0
+        try:
+            while self.demo is demo and not self.closing:
+                d = demo.describe(seen)
+                for ev in d["events"]:
+                    await resp.write(sse("detection", ev))
+                    seen = ev["n"]
+                if time.monotonic() - last >= 0.5:
+                    d.pop("events")
+                    d.pop("params", None)
+                    await resp.write(sse("stats", d))
+                    last = time.monotonic()
+                if not demo.alive and not d.get("events"):
+                    break
+                await asyncio.sleep(0.05)
+        except ConnectionError:
+            return resp
+        return resp
+
+    def stop_demo(self) -> None:
+        self.closing = True
+        if self.demo is not None:
+            self.demo.stop()
+
+
+def _now_at(t: float) -> str:
+    return time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime(t))
+
+
+
 def _now() -> str:
     return time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime())
 
@@ -592,6 +820,7 @@ async def serve(config: AgentConfig, announce=print) -> None:
         loop.add_signal_handler(sig, stop.set)
     await stop.wait()
     log.info("stopping")
+    await loop.run_in_executor(None, agent.stop_demo)  # frees the camera / microphone
     await runner.cleanup()
     agent.runs.shutdown(wait=False)
     agent.checks.shutdown(wait=False)

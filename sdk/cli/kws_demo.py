@@ -12,6 +12,12 @@ the fixed-point log-mel front end and one step of the keyword model; detections 
 their stream time, beside a text level meter. The detection threshold is the operating point
 stored with the model (chosen on validation streams by tools/kws_stream_eval.py --choose)
 unless ``--threshold`` is given.
+
+``--device`` names a microphone (index or name, with ``--live``) — unless its value starts
+with ``http://`` or ``https://``: then it is a board's ``edge agent`` and the demo runs ON the
+board, from ``--source`` resolved there (``mic``, ``mic:NAME``, a WAV path on the board,
+``words`` or ``sentences`` spoken by espeak-ng on the board); detections print here and the
+board serves the browser view (see :mod:`sdk.agent.demo`).
 """
 
 from __future__ import annotations
@@ -256,7 +262,17 @@ def speak_sentences(sentences: tuple[str, ...] | list[str], voice: str, pause_s:
               help="stream this WAV (any rate: resampled to 16 kHz; stereo mixed down)")
 @click.option("--live", is_flag=True,
               help="capture from the microphone (falls back to the file when there is none)")
-@click.option("--device", help="capture device index or name (with --live)")
+@click.option("--device",
+              help="capture device index or name (with --live); a value starting with "
+                   "http:// or https:// is a board's `edge agent` instead: the demo runs ON "
+                   "the board (see --source)")
+@click.option("--source", metavar="SPEC",
+              help="with --device URL: what the board listens to: mic, mic:NAME, a WAV path "
+                   "on the board, words (default) or sentences")
+@click.option("--token", help="the agent's access token, with --device URL (env "
+                              "EDGE_DEVICE_TOKEN, or ~/.config/edge/devices.toml)")
+@click.option("--ca", type=click.Path(dir_okay=False),
+              help="CA/certificate file of the agent's HTTPS certificate, with --device URL")
 @click.option("--fast", is_flag=True, help="do not pace the file in real time")
 @click.option("--model", type=click.Path(dir_okay=False),
               help="keyword step graph (.onnx) or integer bundle (.edge)")
@@ -276,5 +292,29 @@ def speak_sentences(sentences: tuple[str, ...] | list[str], voice: str, pause_s:
 @click.option("--float", "float", is_flag=True,
               help="run the float step graph instead of compiling it to integers")
 def command(**kwargs) -> None:
-    """Streaming keyword spotting from a microphone or a WAV, with detections and a meter."""
-    run_kws_demo(KwsDemoOptions(**kwargs))
+    """Streaming keyword spotting from a microphone or a WAV, with detections and a meter
+    (here, or on a board with --device http://BOARD:4910)."""
+    from sdk.agent.demo_remote import is_board_url, refuse_local_options, run_remote_demo
+    from sdk.errors import InputError
+
+    source, token, ca = kwargs.pop("source"), kwargs.pop("token"), kwargs.pop("ca")
+    if not is_board_url(kwargs["device"]):
+        for name, value in (("--source", source), ("--token", token), ("--ca", ca)):
+            if value is not None:
+                raise InputError(f"{name} goes with --device http://BOARD:4910 (a board's "
+                                 "agent); here use --wav FILE or --live")
+        run_kws_demo(KwsDemoOptions(**kwargs))
+        return
+    refuse_local_options("kws", {
+        "--wav": (kwargs["wav"], "use --source PATH for a WAV file on the board"),
+        "--live": (kwargs["live"], "use --source mic or mic:NAME for the board's microphone"),
+        "--float": (kwargs["float"], "the board runs the integer model")})
+    if kwargs["sentences"]:
+        if source not in (None, "sentences"):
+            raise InputError("--sentences and --source name two sources; pass one")
+        source = "sentences"
+    run_remote_demo("kws", kwargs["device"], token, ca, {
+        "source": source, "model": kwargs["model"], "seconds": kwargs["seconds"],
+        "threshold": kwargs["threshold"], "smoothing_hops": kwargs["smoothing_hops"],
+        "refractory_s": kwargs["refractory_s"], "voice": kwargs["voice"],
+        "fast": kwargs["fast"] or None}, click.echo)

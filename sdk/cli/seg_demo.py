@@ -8,6 +8,13 @@ a legend, and per-frame latency, FPS and modelled energy are shown. ``--serve HO
 serves a page with the live annotated MJPEG stream and live stats (any number of viewers);
 ``--window`` opens an OpenCV window where a GUI build of OpenCV and a display exist; otherwise
 one line per frame is printed. Ctrl-C stops cleanly.
+
+``--device URL`` (an ``edge agent``'s http:// or https:// URL) runs the demo ON that board
+instead: ``--source`` is resolved there (its camera, a file on the board, or the generator),
+``--model`` is ``active`` (the deployed model), ``sample`` or a path on the board (default: the
+active model when it is a segmentation model, else the sample), the browser view is served by
+the board (the printed URL carries a view ticket), and status lines (fps, labels) print here
+until Ctrl-C, which stops the demo on the board (see :mod:`sdk.agent.demo`).
 """
 
 from __future__ import annotations
@@ -88,12 +95,41 @@ def _stop_on_sigterm():
 @click.option("--seed", default=0, show_default=True, help="seed of the scene generator")
 @click.option("--save", type=click.Path(dir_okay=False), help="write the last annotated frame "
               "(PNG/JPEG) here")
+@click.option("--device", metavar="URL",
+              help="run the demo ON the board whose `edge agent` is at URL (e.g. "
+                   "http://raspberrypi.local:4910): its camera, its browser view; --model is "
+                   "then active, sample or a path on the board")
+@click.option("--token", help="the agent's access token, with --device (env EDGE_DEVICE_TOKEN, "
+                              "or ~/.config/edge/devices.toml)")
+@click.option("--ca", type=click.Path(dir_okay=False),
+              help="CA/certificate file of the agent's HTTPS certificate, with --device")
 def command(source: str | None, model: str | None, use_float: bool, backend: str | None,
             target: str | None, serve: str | None, window: bool, frames: int | None,
             seconds: float | None, loop: bool, max_fps: float, size: int, seed: int,
-            save: str | None) -> None:
-    """Live segmentation of camera / video / image / generated frames by the integer ViT."""
+            save: str | None, device: str | None, token: str | None, ca: str | None) -> None:
+    """Live segmentation of camera / video / image / generated frames by the integer ViT
+    (here, or on a board with --device URL)."""
     import numpy as np
+
+    if device is not None or token is not None or ca is not None:
+        from sdk.agent.demo_remote import refuse_local_options, run_remote_demo
+        from sdk.errors import InputError
+
+        if device is None:
+            raise InputError("--token and --ca go with --device URL (the board's agent)")
+        refuse_local_options("seg", {
+            "--serve": (serve, "the board serves the view; open the URL printed"),
+            "--window": (window, "the board serves the view; open the URL printed"),
+            "--save": (save, "frames stay on the board"),
+            "--float": (use_float, "the board runs its integer model"),
+            "--backend": (backend, "the agent's --backend applies"),
+            "--target": (target, "the agent's --target applies")})
+        if frames is not None and frames < 1:
+            raise click.BadParameter("must be >= 1", param_hint="--frames")
+        run_remote_demo("seg", device, token, ca, {
+            "source": source, "model": model, "max_fps": max_fps, "seconds": seconds,
+            "frames": frames, "loop": loop or None, "size": size, "seed": seed}, click.echo)
+        return
 
     from sdk.vision.overlay import encode_jpeg, overlay
     from sdk.vision.scenes import CLASSES
