@@ -1,0 +1,346 @@
+"""KV-cached generation on the microcontroller: an encoder-decoder generation bundle
+(:func:`sdk.compile_generation_model`) runs on the edge firmware, bit-exact with
+:class:`sdk.GenerationSession` on the host.
+
+Two flash images, one per A/B slot of the device (both stay in flash; ``SELECT`` switches):
+
+* **encoder**: token ids + mask (int32) → the cross-attention keys and values of every decoder
+  layer, once per input. The token-embedding and mask-bias lookups run on the device
+  (``Gather`` of the int8 tables in flash).
+* **decoder step**: one token id and its position (int32) → integer logits. The per-layer
+  self-attention KV caches are device state (``KVCacheWrite`` at the position, ``CausalMask``
+  in front of each self-attention Shiftmax, firmware opcodes 24/25): the firmware keeps them
+  in its arena between invocations; the cross K/V and the encoder mask are device state too,
+  written once per input (``SET_STATE``) and never changed by a step. The RoPE rows are looked
+  up on the device by the position.
+
+Per input the host sends the ids, reads the cross K/V (int8) and puts them on the decoder's
+input grid with the same float arithmetic the host session uses (on the committed G2P model
+the two grids are the same, so the values come back unchanged), then per token sends the token
+and its position and reads the logits (int8, a few dozen bytes). Greedy decoding and seeded
+sampling pick on the host from the device's integer logits; beam search needs one cache per
+beam and is refused.
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass, field
+from typing import Any
+
+import numpy as np
+
+from firmware_bridge.client import DeviceClient
+from firmware_bridge.image import PackedImage, pack_image
+from sdk.errors import DeviceError, GraphError, InputError
+from sdk.runtime.generation import GenerationConfig, GenerationSession
+
+_ID_INPUTS = ("input_ids", "attention_mask", "tokens", "positions", "enc_mask")
+
+
+def _merge_lookup(bundle: Any, entry: str) -> Any:
+    """Entry ``entry`` with its split-off table lookups (``<entry>_lookup``) put back in front,
+    token ids / positions / masks as int32 graph inputs (the firmware has no int64)."""
+    from sdk.graph import Tensor
+
+    main = bundle.entry(entry).copy()
+    names = bundle.entry_names
+    if f"{entry}_lookup" in names:
+        look = bundle.entry(f"{entry}_lookup")
+        for name, t in look.tensors.items():
+            if name not in main.tensors:
+                main.add_tensor(t)
+        rows = set(look.outputs)
+        main.nodes = list(look.nodes) + main.nodes
+        main.inputs = [i for i in main.inputs if i not in rows] + \
+            [i for i in look.inputs if i not in main.inputs]
+    for name in _ID_INPUTS:
+        if name in main.inputs:
+            t = main.tensor(name)
+            main.tensors[name] = Tensor(name, "int32", t.shape)
+    main.validate()
+    return main
+
+
+def device_graphs(bundle: Any) -> tuple[Any, Any]:
+    """``(encoder, decoder_step)`` integer graphs of an encoder-decoder generation bundle as
+    the firmware runs them: lookups included, int32 ids; the decoder's ``positions`` (the RoPE
+    row index) is a view of its ``pos`` scalar, so a step takes a token and one position."""
+    from sdk.graph import Node
+    from sdk.ops.shapes import infer_shapes
+
+    names = bundle.entry_names
+    if "encoder" not in names or "decoder_step" not in names:
+        raise InputError(f"{bundle.name} is not an encoder-decoder generation bundle (entries "
+                         f"{names}); the MCU runs the encoder-decoder form")
+    enc = _merge_lookup(bundle, "encoder")
+    dec = _merge_lookup(bundle, "decoder_step")
+    if "positions" in dec.inputs and "pos" in dec.inputs:
+        shape = dec.tensor("positions").shape
+        dec.add_constant("positions_shape", np.asarray(shape, np.int64))
+        dec.nodes.insert(0, Node("Reshape", ["pos", "positions_shape"], ["positions"], {},
+                                 name="positions_from_pos"))
+        dec.inputs.remove("positions")
+    dec.validate()
+    return infer_shapes(enc), infer_shapes(dec)
+
+
+def decoder_state(dec: Any) -> list[tuple[str, str]]:
+    """State pairs of the device decoder: the KV caches (written each step) and the per-input
+    constants held on the device (cross K/V, encoder mask: in = out, never rewritten)."""
+    pairs = [(d.input, d.output) for d in dec.state]
+    if not pairs:
+        raise GraphError("the decoder step declares no KV cache state")
+    held = [i for i in dec.inputs if i.startswith(("cross_k", "cross_v")) or i == "enc_mask"]
+    return pairs + [(h, h) for h in held]
+
+
+@dataclass
+class DeviceImages:
+    """The two packed images and what the host needs to drive them."""
+
+    encoder: PackedImage
+    decoder: PackedImage
+    held: dict[str, str]                 # decoder state (device tensor -> host name) set
+                                         # once per input
+    regrid: dict[str, tuple[dict, dict]] = field(default_factory=dict)  # cross K/V: enc→dec
+
+    @property
+    def sizes(self) -> dict[str, int]:
+        """Flash image bytes, weight bytes and arena bytes of each image."""
+        from firmware_bridge.image import read_header
+
+        out = {}
+        for k, p in (("encoder", self.encoder), ("decoder", self.decoder)):
+            out[f"{k}_image"] = len(p.data)
+            out[f"{k}_weights"] = int(read_header(p.data)["weights_bytes"])
+            out[f"{k}_arena"] = int(p.arena_bytes)
+        return out
+
+
+def pack_generation(bundle: Any, packed_kernels: bool = True) -> DeviceImages:
+    """Pack an encoder-decoder generation bundle's encoder and decoder step for the firmware."""
+    enc, dec = device_graphs(bundle)
+    state = decoder_state(dec)
+    penc = pack_image(enc, state=[], packed_kernels=packed_kernels)
+    pdec = pack_image(dec, state=state, packed_kernels=packed_kernels)
+    to_device = {n.inputs[0]: n.outputs[0] for n in dec.nodes if n.op == "QuantizeLinear"}
+    held = {to_device.get(a, a): a for a, b in state if a == b}
+    # the host's GenerationSession dequantizes the encoder's outputs and quantizes them onto
+    # the decoder's input grid: the same two steps here, with the same attributes
+    quant_in = {n.inputs[0]: dict(n.attrs) for n in dec.nodes if n.op == "QuantizeLinear"}
+    regrid = {}
+    for io in penc.outputs:
+        if io.name in held.values():
+            if io.quantize is None or io.name not in quant_in:
+                raise GraphError(f"{io.name}: the encoder output or the decoder input has no "
+                                 "quantization boundary; cannot move it between the images")
+            regrid[io.name] = (io.quantize, quant_in[io.name])
+    return DeviceImages(penc, pdec, held, regrid)
+
+
+@dataclass
+class _DeviceState:
+    position: int = 0
+
+
+class DeviceGenerationSession(GenerationSession):
+    """:class:`sdk.GenerationSession` with the encoder and the KV-cached decoder step on a
+    device running the edge firmware (QEMU ``mps2-an386``, a board, or the host build).
+
+    ``DeviceGenerationSession("samples/slm/encdec.edge", client).generate(ids)``: the same
+    :class:`GenerationConfig` (greedy, sampling, stop tokens, ``max_new_tokens``, ``stream``);
+    ``last_logits`` holds every step's integer logits of the last input, ``ticks`` the device
+    ticks of each invocation (``"encoder"`` and one per decoder step).
+    """
+
+    def __init__(self, model: Any, client: DeviceClient, packed_kernels: bool = True,
+                 load: bool = True) -> None:
+        from sdk.compile import Bundle, load_bundle
+        from sdk.text import BOS, EOS, SEP
+
+        bundle = model if isinstance(model, Bundle) else load_bundle(model)
+        self.bundle = bundle
+        meta = bundle.entry("decoder_step").metadata.get("slm") \
+            if "decoder_step" in bundle.entry_names else None
+        info = json.loads(meta) if isinstance(meta, str) else dict(meta or {})
+        if info.get("kind", "encdec") != "encdec" or "encoder" not in bundle.entry_names:
+            raise InputError(f"{getattr(model, 'name', model)} is not an encoder-decoder "
+                             "generation bundle; the device runs the encoder-decoder form "
+                             "(a decoder-only model would need its prefill on the device)")
+        self.meta, self.kind = info, "encdec"
+        cfg = info.get("config", {})
+        self.images = pack_generation(bundle, packed_kernels)
+        self.client = client
+        self.encoder = self.prefill = None
+        dec_state = self.images.decoder.state
+        caches = [s for s, o in dec_state if s.name != o.name]
+        self.capacity = int(caches[0].shape[2]) if caches else int(cfg.get("capacity", 0))
+        self.max_src = int(self.images.encoder.inputs[0].shape[-1])
+        self.vocab = int(cfg.get("vocab", 0))
+        self.bos, self.eos, self.sep = BOS, EOS, SEP
+        out = self.images.decoder.outputs[0]
+        q = out.quantize or {}
+        self._logit_scale = float(np.asarray(q.get("scale", 1.0)))
+        self._logit_zp = int(np.asarray(q.get("zero_point", 0)))
+        self._logits_io = out
+        self.slots: dict[str, int] = {}
+        self.ticks: dict[str, Any] = {"encoder": 0, "steps": []}
+        self.last_logits: list[np.ndarray] = []
+        self._active = ""
+        if load:
+            self.load()
+
+    # -- device ------------------------------------------------------------------------
+    def load(self) -> dict[str, int]:
+        """Put both images into the device's two slots unless they are there already
+        (matched by CRC32); returns slot per image."""
+        c = self.client
+        want = {"encoder": self.images.encoder, "decoder": self.images.decoder}
+        info = c.hello()
+        for k, p in want.items():
+            if len(p.data) > info.slot_size:
+                raise DeviceError(f"the {k} image needs {len(p.data)} bytes; the device's slot "
+                                  f"holds {info.slot_size}")
+            if p.arena_bytes > info.arena_size:
+                raise DeviceError(f"the {k} needs {p.arena_bytes} bytes of arena; the device "
+                                  f"has {info.arena_size}")
+        slots = {}
+        for k, p in want.items():
+            for s in (0, 1):
+                if info.slot_valid[s] and info.slot_crc[s] == p.crc32:
+                    slots[k] = s
+        if len(slots) == 2 and slots["encoder"] != slots["decoder"]:
+            self.slots = slots
+            return slots
+        if len(slots) == 1:  # keep that one, write the other into the other slot
+            have, s = next(iter(slots.items()))
+            other = "decoder" if have == "encoder" else "encoder"
+            if c.hello().active_slot == 1 - s:
+                c.select(s)
+            slots[other] = c.load_image(want[other].data, slot=1 - s)
+        else:
+            slots = {"encoder": c.load_image(want["encoder"].data)}
+            slots["decoder"] = c.load_image(want["decoder"].data)
+        if slots["encoder"] == slots["decoder"]:
+            raise DeviceError("the encoder and decoder images did not land in two slots")
+        self.slots = slots
+        self._active = "decoder"
+        return slots
+
+    def _select(self, which: str) -> None:
+        self.client.select(self.slots[which])
+        self._active = which
+
+    def _invoke(self) -> int:
+        return self.client.invoke()
+
+    # -- GenerationSession hooks ---------------------------------------------------------
+    def encode(self, ids: Any) -> dict[str, np.ndarray]:
+        """Run the encoder on the device; returns the decoder's held state (cross K/V on the
+        decoder's grid, the mask) as the host session's feeds would hold them."""
+        from sdk.kernels.quantize import dequantize_linear, quantize_linear
+
+        ids = list(ids)
+        if not ids:
+            raise InputError("empty input: give at least one token")
+        if len(ids) > self.max_src:
+            raise InputError(f"input has {len(ids)} tokens; this model's encoder was compiled "
+                             f"for at most {self.max_src} (recompile with a larger src_len)")
+        x = np.zeros((1, self.max_src), np.int32)
+        m = np.zeros((1, self.max_src), np.int32)
+        x[0, :len(ids)], m[0, :len(ids)] = ids, 1
+        p = self.images.encoder
+        self._select("encoder")
+        feeds = {"input_ids": x, "attention_mask": m}
+        for k, io in enumerate(p.inputs):
+            self.client.set_input(k, np.ascontiguousarray(feeds[io.name].reshape(io.shape))
+                                  .astype(io.dtype).tobytes())
+        self.ticks = {"encoder": self._invoke(), "steps": []}
+        held = {"enc_mask": m}
+        for k, io in enumerate(p.outputs):
+            q = np.frombuffer(self.client.get_output(k, io.nbytes), io.dtype).reshape(io.shape)
+            deq, qin = self.images.regrid[io.name]
+            f = dequantize_linear(q, deq.get("scale"), deq.get("zero_point", 0), deq.get("axis"))
+            held[io.name] = quantize_linear(f, qin.get("scale"), qin.get("zero_point", 0),
+                                            qin.get("dtype", "int8"), qin.get("axis"))
+        return held
+
+    def start(self, ids: Any) -> tuple[dict, Any, np.ndarray]:
+        held = self.encode(ids)
+        self._select("decoder")  # opening the image resets its state (the KV caches)
+        names = self.images.held
+        for k, (s, _) in enumerate(self.images.decoder.state):
+            if s.name in names:
+                v = np.ascontiguousarray(held[names[s.name]], dtype=s.dtype).reshape(s.shape)
+                self.client.set_state(k, v.tobytes())
+        state = _DeviceState()
+        self.last_logits = []
+        return held, state, self._decode(held, [self.bos], state)
+
+    def _decode(self, feeds: Any, tokens: Any, state: Any) -> np.ndarray:
+        if len(tokens) != 1:
+            raise InputError("the encoder-decoder step takes one token per call")
+        p = state.position
+        if p + 1 > self.capacity:
+            raise InputError(f"the KV cache holds {self.capacity} tokens; writing 1 more at "
+                             f"position {p} would pass it (recompile with a larger capacity)")
+        if self._active != "decoder":
+            raise DeviceError("the device runs another image: start() the input again")
+        dec = self.images.decoder
+        values = {"tokens": int(tokens[0]), "pos": p}
+        for k, io in enumerate(dec.inputs):
+            if io.name not in values:
+                raise GraphError(f"the device decoder takes an input {io.name!r} the host does "
+                                 "not know")
+            self.client.set_input(k, np.full(io.shape, values[io.name], io.dtype).tobytes())
+        self.ticks["steps"].append(self._invoke())
+        io = self._logits_io
+        lg = np.frombuffer(self.client.get_output(0, io.nbytes), io.dtype).reshape(io.shape)
+        state.position = p + 1
+        row = lg.reshape(-1, lg.shape[-1])[-1].copy()
+        self.last_logits.append(row)
+        return row
+
+    def kv_cache(self) -> dict[str, np.ndarray]:
+        """The device's self-attention KV caches now (GET_STATE)."""
+        out = {}
+        for k, (s, o) in enumerate(self.images.decoder.state):
+            if s.name != o.name:
+                out[s.name] = np.frombuffer(self.client.get_state(k, s.nbytes),
+                                            s.dtype).reshape(s.shape).copy()
+        return out
+
+    def generate(self, ids: Any, config: GenerationConfig | None = None) -> Any:
+        config = config or GenerationConfig()
+        if config.strategy == "beam" and config.num_beams > 1:
+            raise InputError("beam search on the device needs one KV cache per beam; use "
+                             "--strategy greedy or sample with the device")
+        return super().generate(ids, config)
+
+    def full_logits(self, ids: Any, prefix: Any) -> np.ndarray:
+        raise InputError("full-prefix logits run on the host: use sdk.GenerationSession")
+
+
+__all__ = ["DeviceGenerationSession", "DeviceImages", "decoder_state", "device_graphs",
+           "pack_generation"]
+
+
+def program_flash_file(flash_path: Any, images: DeviceImages) -> None:
+    """Write both images into a firmware flash file the way a debug probe programs a board:
+    the host build of the same firmware (same flash layout, boot records and CRC checks)
+    loads them over its pty into ``flash_path``, which an emulated board (``QemuFirmware(
+    flash_path)``) then boots with both slots filled. The emulated UART of ``mps2-an386``
+    moves ~10 KB/s (a megabyte of images: minutes); the pty, a few MB/s."""
+    from firmware_bridge.host_firmware import HostFirmware
+    from firmware_bridge.qemu import PSRAM_BYTES
+
+    with HostFirmware(flash_path, flash_bytes=4 << 20) as fw:
+        client = DeviceClient(fw.url, timeout=0.2)
+        try:
+            for p in (images.encoder, images.decoder):
+                client.load_image(p.data)
+        finally:
+            client.close()
+    with open(flash_path, "ab") as f:  # the emulator's PSRAM file: flash is its first 4 MiB
+        f.truncate(PSRAM_BYTES)

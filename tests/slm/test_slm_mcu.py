@@ -1,0 +1,198 @@
+"""The G2P encoder-decoder generates on the microcontroller: the Cortex-M4 firmware in QEMU
+(``mps2-an386``) runs the encoder once per word and the decoder step per token with its
+self-attention KV cache held in the device's arena, and every step's integer logits, every
+generated token and the final KV caches equal the host's integer generation bit for bit.
+The language-model kernels (KV_CACHE_WRITE, CAUSAL_MASK) are checked on random cases against
+the NumPy reference on the host build and in QEMU.
+
+Both images (~1 MB) are programmed into the emulator's flash file by the host build of the
+same firmware over its pty (the emulated UART moves ~10 KB/s: minutes for a megabyte), as a
+debug probe would flash a board; the emulator then boots them (CRC-checked) from its slots.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from firmware_bridge.build import toolchain_missing
+from firmware_bridge.client import DeviceClient, DeviceStatusError
+from firmware_bridge.qemu import qemu_missing, ticks_to_instructions
+from sdk.errors import InputError
+from sdk.graph.ir import Graph, Node, Tensor
+from sdk.kernels.cache import causal_mask, kv_cache_write
+
+SLM = Path(__file__).resolve().parents[2] / "samples" / "slm"
+
+N_WORDS = 8  # held-out words generated in QEMU
+
+
+def _need(kind: str) -> None:
+    why = toolchain_missing(kind) or (qemu_missing() if kind == "m4" else None)
+    if why:
+        pytest.skip(f"{kind} firmware unavailable: {why}")
+
+
+@pytest.fixture(scope="module")
+def images():
+    from firmware_bridge.generation import pack_generation
+    from sdk.compile import load_bundle
+
+    return pack_generation(load_bundle(SLM / "encdec.edge"))
+
+
+@pytest.fixture(scope="module")
+def qemu_g2p(images, tmp_path_factory):
+    """QEMU mps2-an386 booted from a flash holding the encoder and decoder images."""
+    _need("m4")
+    _need("host")
+    from firmware_bridge.generation import program_flash_file
+    from firmware_bridge.qemu import QemuFirmware
+
+    flash = tmp_path_factory.mktemp("slm_mcu") / "flash.bin"
+    program_flash_file(flash, images)
+    with QemuFirmware(flash) as q:
+        client = DeviceClient(q.url, timeout=1.0)
+        yield client, q
+        client.close()
+
+
+@pytest.fixture(scope="module", params=["host", "m4"])
+def kernel_device(request):
+    _need(request.param)
+    if request.param == "host":
+        from firmware_bridge.host_firmware import HostFirmware as Fw
+        timeout = 0.1
+    else:
+        from firmware_bridge.qemu import QemuFirmware as Fw
+        timeout = 1.0
+    with Fw() as fw:
+        client = DeviceClient(fw.url, timeout=timeout)
+        yield client
+        client.close()
+
+
+# -- kernels ----------------------------------------------------------------------------------
+def _cache_case(rng: np.random.Generator) -> tuple[Graph, dict, dict]:
+    h, cap, d = int(rng.integers(1, 4)), int(rng.integers(2, 12)), int(rng.integers(1, 9))
+    t = int(rng.integers(1, min(cap, 3) + 1))
+    dtype = str(rng.choice(["int8", "int16"]))
+    info = np.iinfo(dtype)
+    cache = rng.integers(info.min, info.max + 1, (1, h, cap, d)).astype(dtype)
+    new = rng.integers(info.min, info.max + 1, (1, h, t, d)).astype(dtype)
+    pos = np.int32(rng.integers(0, cap - t + 1))
+    s_dtype = str(rng.choice(["int8", "int16"]))
+    si = np.iinfo(s_dtype)
+    scores = rng.integers(si.min, si.max + 1, (1, h, t, cap)).astype(s_dtype)
+    g = Graph("lm_kernels")
+    for name, v in (("cache", cache), ("new", new), ("scores", scores)):
+        g.add_tensor(Tensor(name, str(v.dtype), v.shape))
+    g.add_tensor(Tensor("pos", "int32", ()))
+    g.add_tensor(Tensor("cache_next", dtype, cache.shape))
+    g.add_tensor(Tensor("masked", s_dtype, scores.shape))
+    g.nodes = [Node("KVCacheWrite", ["cache", "new", "pos"], ["cache_next"], {"axis": 2},
+                    name="write"),
+               Node("CausalMask", ["scores", "pos"], ["masked"], {}, name="mask")]
+    g.inputs = ["cache", "new", "scores", "pos"]
+    g.outputs = ["cache_next", "masked"]
+    feeds = {"cache": cache, "new": new, "scores": scores, "pos": pos}
+    expected = {"cache_next": kv_cache_write(cache, new, pos),
+                "masked": causal_mask(scores, pos)}
+    return g, feeds, expected
+
+
+def test_lm_kernels_bit_exact_with_the_reference(kernel_device):
+    from firmware_bridge.image import pack_image
+    from firmware_bridge.session import DeviceModel
+
+    for seed in range(6):
+        g, feeds, expected = _cache_case(np.random.default_rng([seed, 24]))
+        model = DeviceModel(kernel_device, pack_image(g, state=[]))
+        got = model.run(feeds)
+        for k, ref in expected.items():
+            assert got[k].dtype == ref.dtype and np.array_equal(got[k], ref), (seed, k)
+    # a write past the capacity fails the invocation instead of writing out of bounds
+    cap = feeds["cache"].shape[2]
+    bad = dict(feeds, pos=np.int32(cap - feeds["new"].shape[2] + 1))
+    with pytest.raises(DeviceStatusError, match="INVOKE_FAILED"):
+        model.run(bad)
+
+
+# -- generation -------------------------------------------------------------------------------
+def _host_steps(host, ids, tokens):
+    """The host's integer logits for every step of a given token sequence, and its state."""
+    feeds, state, lg = host.start(ids)
+    rows = [lg]
+    for t in tokens:
+        rows.append(host._decode(feeds, [t], state))
+    return rows, state
+
+
+def test_g2p_on_the_cortex_m4_equals_the_host_bit_for_bit(qemu_g2p, encdec, heldout):
+    import sdk
+    from firmware_bridge.generation import DeviceGenerationSession
+
+    client, q = qemu_g2p
+    dev = DeviceGenerationSession(SLM / "encdec.edge", client)
+    assert client.info.board == "mps2-an386"
+    assert set(dev.slots.values()) == {0, 1}   # both images were already in flash
+    tok = sdk.G2PTokenizer()
+    words = heldout[:: max(1, len(heldout) // N_WORDS)][:N_WORDS]
+    steps = 0
+    for w in words:
+        ids = tok.encode_word(w)
+        got = dev.generate(ids)
+        host = encdec.generate(ids)
+        assert got.tokens == host.tokens, w
+        assert got.finished == host.finished, w
+        ref, state = _host_steps(encdec, ids, got.tokens)
+        # one device step per token, plus the stop token's step
+        assert len(dev.last_logits) == len(ref) - (got.finished != "stop"), w
+        for k, (a, b) in enumerate(zip(dev.last_logits, ref)):
+            assert a.dtype == b.dtype and np.array_equal(a, b), (w, k)
+        steps += len(dev.last_logits)
+        # the KV caches the device holds are the host's, every row (unwritten rows: zero point)
+        if got.finished == "stop":
+            cache = dev.kv_cache()
+            assert set(cache) == {k for k in state.values if k.startswith(("k_cache", "v_cache"))}
+            for k, v in cache.items():
+                assert np.array_equal(v, state.values[k]), (w, k)
+        instr = [ticks_to_instructions(t, q.icount_shift) for t in dev.ticks["steps"]]
+        assert dev.ticks["encoder"] > 0 and min(instr) > 1e4
+    assert steps >= 3 * len(words)
+
+
+def test_device_generation_refuses_what_it_cannot_do(qemu_g2p):
+    import sdk
+    from firmware_bridge.generation import DeviceGenerationSession
+
+    client, _ = qemu_g2p
+    dev = DeviceGenerationSession(SLM / "encdec.edge", client)
+    with pytest.raises(InputError, match="compiled for at most 20"):
+        dev.generate(list(range(5, 26)))
+    with pytest.raises(InputError, match="beam search on the device"):
+        dev.generate([5, 6, 7], sdk.GenerationConfig(strategy="beam", num_beams=2))
+    with pytest.raises(InputError, match="max_new_tokens=30 does not fit"):
+        dev.generate([5, 6, 7], sdk.GenerationConfig(max_new_tokens=30))
+
+
+def test_g2p_on_the_host_firmware_build(images, encdec, heldout, tmp_path):
+    """The host build of the firmware (a Linux process) generates the same bits."""
+    _need("host")
+    import sdk
+    from firmware_bridge.generation import DeviceGenerationSession
+    from firmware_bridge.host_firmware import HostFirmware
+
+    tok = sdk.G2PTokenizer()
+    with HostFirmware(tmp_path / "flash.bin") as fw:
+        client = DeviceClient(fw.url, timeout=0.2)
+        dev = DeviceGenerationSession(SLM / "encdec.edge", client)  # loads both images
+        for w in heldout[1:4]:
+            ids = tok.encode_word(w)
+            got = dev.generate(ids)
+            assert got.tokens == encdec.generate(ids).tokens, w
+            ref, _ = _host_steps(encdec, ids, got.tokens)
+            assert all(np.array_equal(a, b) for a, b in zip(dev.last_logits, ref)), w
+        client.close()
