@@ -245,6 +245,30 @@ class SegDemo(Demo):
         from sdk.vision.segment import compile_segmenter, default_model
         from sdk.vision.sources import SourceUnavailable, open_source
 
+        # the source first: a bad one is refused before any model work
+        self.max_fps = self._param("max_fps", 15.0, float)
+        self.seconds = self._param("seconds", None, float)
+        self.frames = self._param("frames", None, int)
+        size = self._param("size", 320, int)
+        if not 32 <= size <= 4096:
+            raise DemoRefusal(400, f"size {size} is outside 32..4096")
+        if self.max_fps < 0:
+            raise DemoRefusal(400, "max_fps must be >= 0")
+        source = self.params.get("source")
+        source = None if source in (None, "") else str(source)
+        if source is not None and "!" not in source and not source.lstrip("-").isdigit() \
+                and source not in ("generator", "photos") and not Path(source).exists():
+            raise DemoRefusal(400, f"source {source!r}: no such file, folder or device on the "
+                                   f"board; {seg_sources_hint()}")
+        try:
+            self.src = open_source(source, size=size, seed=self._param("seed", 0, int),
+                                   loop=bool(self.params.get("loop")))
+        except SourceUnavailable as exc:
+            what = str(exc).replace("camera index ", "camera ")
+            raise DemoRefusal(400, f"{what} on the board; {seg_sources_hint()}") from None
+        except EdgeError as exc:
+            raise DemoRefusal(400, f"{exc} (on the board); {seg_sources_hint()}") from None
+        self.source_name = self.src.name
         spec = self.params.get("model") or "auto"
         active = _active_model(self.ctx)
         seg = None
@@ -282,29 +306,6 @@ class SegDemo(Demo):
                                        f"({exc})") from None
         seg(np.zeros((seg.size, seg.size, 3), np.uint8))  # warm-up: kernels load
         self.seg = seg
-        self.max_fps = self._param("max_fps", 15.0, float)
-        self.seconds = self._param("seconds", None, float)
-        self.frames = self._param("frames", None, int)
-        size = self._param("size", 320, int)
-        if not 32 <= size <= 4096:
-            raise DemoRefusal(400, f"size {size} is outside 32..4096")
-        if self.max_fps < 0:
-            raise DemoRefusal(400, "max_fps must be >= 0")
-        source = self.params.get("source")
-        source = None if source in (None, "") else str(source)
-        if source is not None and "!" not in source and not source.lstrip("-").isdigit() \
-                and source not in ("generator", "photos") and not Path(source).exists():
-            raise DemoRefusal(400, f"source {source!r}: no such file, folder or device on the "
-                                   f"board; {seg_sources_hint()}")
-        try:
-            self.src = open_source(source, size=size, seed=self._param("seed", 0, int),
-                                   loop=bool(self.params.get("loop")))
-        except SourceUnavailable as exc:
-            what = str(exc).replace("camera index ", "camera ")
-            raise DemoRefusal(400, f"{what} on the board; {seg_sources_hint()}") from None
-        except EdgeError as exc:
-            raise DemoRefusal(400, f"{exc} (on the board); {seg_sources_hint()}") from None
-        self.source_name = self.src.name
 
     def _loop(self) -> None:
         from sdk.vision.overlay import encode_jpeg, overlay
@@ -380,22 +381,27 @@ class KwsDemo(Demo):
                               refractory_s=self._param("refractory_s", 1.0, float))
 
     def prepare(self) -> None:
-        from sdk.audio import load_wav
-        from sdk.cli.kws_demo import (
-            DEMO_SENTENCES,
-            DEMO_WORDS,
-            default_model,
-            integer_model,
-            speak_sentences,
-            stored_threshold,
-        )
-        from sdk.runtime.audio_input import (
-            MicrophoneStream,
-            WavStream,
-            find_input_device,
-            synthesize_speech,
-        )
+        from sdk.cli.kws_demo import default_model, integer_model, stored_threshold
+        from sdk.runtime.audio_input import MicrophoneStream, find_input_device
 
+        # the source first: a bad one is refused before any model work
+        seconds = self._param("seconds", None, float)
+        fast = bool(self.params.get("fast"))
+        voice = str(self.params.get("voice") or "en-us+m3")
+        source = str(self.params.get("source") or "words")
+        if source == "mic" or source.startswith("mic:"):
+            want = source[4:] or None
+            dev, note = find_input_device(want)
+            if dev is None:
+                raise DemoRefusal(400, f"microphone {want or '(default)'} not found on the "
+                                       f"board ({note}); other sources on the board: 'words' "
+                                       "or 'sentences' (espeak-ng speech) or a WAV file path "
+                                       "on the board")
+            self.stream = MicrophoneStream(dev, duration_s=seconds)
+            self.source_name = f"microphone {dev.name} ({dev.host_api})"
+        else:
+            self._wav_source(source, seconds, fast, voice)
+        # then the model
         threshold = self._param("threshold", None, float)
         spec = self.params.get("model") or "auto"
         active = _active_model(self.ctx)
@@ -433,21 +439,12 @@ class KwsDemo(Demo):
         spotter.reset()
         self.spotter = spotter
         self.threshold = spotter.detector.threshold if hasattr(spotter, "detector") else None
-        seconds = self._param("seconds", None, float)
-        fast = bool(self.params.get("fast"))
-        voice = str(self.params.get("voice") or "en-us+m3")
-        source = str(self.params.get("source") or "words")
-        if source == "mic" or source.startswith("mic:"):
-            want = source[4:] or None
-            dev, note = find_input_device(want)
-            if dev is None:
-                raise DemoRefusal(400, f"microphone {want or '(default)'} not found on the "
-                                       f"board ({note}); other sources on the board: 'words' "
-                                       "or 'sentences' (espeak-ng speech) or a WAV file path "
-                                       "on the board")
-            self.stream = MicrophoneStream(dev, duration_s=seconds)
-            self.source_name = f"microphone {dev.name} ({dev.host_api})"
-            return
+
+    def _wav_source(self, source: str, seconds: float | None, fast: bool, voice: str) -> None:
+        from sdk.audio import load_wav
+        from sdk.cli.kws_demo import DEMO_SENTENCES, DEMO_WORDS, speak_sentences
+        from sdk.runtime.audio_input import SAMPLE_RATE, WavStream, synthesize_speech
+
         try:
             if source == "words":
                 samples, _ = synthesize_speech(DEMO_WORDS, voice=voice)
@@ -464,9 +461,8 @@ class KwsDemo(Demo):
         except EdgeError as exc:
             raise DemoRefusal(400, f"source {source!r}: {exc}; {kws_sources_hint()}") from None
         if seconds:
-            samples = samples[:int(seconds * spotter.sample_rate)]
+            samples = samples[:int(seconds * SAMPLE_RATE)]
         self.stream = WavStream(samples, realtime=not fast)
-        self.audio_total_s = len(samples) / spotter.sample_rate
 
     def _loop(self) -> None:
         from sdk.runtime.audio_input import level_dbfs

@@ -90,7 +90,7 @@ def run_remote_demo(kind: str, device: str, token: str | None, ca: str | None,
                 break
     except KeyboardInterrupt:
         echo("stopping the demo on the board")
-    except BaseException as exc:  # stop the board's demo, then report this
+    except BaseException as exc:  # noqa: BLE001 - stop the board's demo, then re-raise this
         err = exc
     finally:
         restore()

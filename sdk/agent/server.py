@@ -691,7 +691,7 @@ class Agent:
         return web.json_response(d, headers={"Cache-Control": "no-store"})
 
     async def view_frame(self, request: web.Request) -> web.Response:
-        seq, jpeg = self._view_demo("seg").latest()
+        _, jpeg = self._view_demo("seg").latest()
         if jpeg is None:
             raise Refusal(503, "no frame yet")
         return web.Response(body=jpeg, content_type="image/jpeg",

@@ -214,7 +214,7 @@ def test_kws_demo_on_the_board_reports_detections(board, tmp_path):
     from sdk.audio import write_wav
     from sdk.cli.kws_demo import DEMO_SENTENCES, KwsDemoOptions, run_kws_demo, speak_sentences
 
-    audio, truth = speak_sentences(DEMO_SENTENCES[:7], "en-us+m3")
+    audio, _ = speak_sentences(DEMO_SENTENCES[:5], "en-us+m3")
     wav = tmp_path / "sentences.wav"  # a file on the board
     write_wav(wav, audio)
     c = board.client()
@@ -256,29 +256,29 @@ def test_kws_demo_on_the_board_reports_detections(board, tmp_path):
 
 def test_bad_sources_and_options_are_one_line_refusals(board, capsys, tmp_path):
     url, tok = board.url, board.token
-    rc, out, err = _edge(capsys, "demo", "seg", "--device", url, "--token", tok, "--source", "7")
+    rc, _, err = _edge(capsys, "demo", "seg", "--device", url, "--token", tok, "--source", "7")
     line = _one_line_error(rc, err)
     assert "camera 7" in line and "on the board" in line and "sources" in line
-    rc, out, err = _edge(capsys, "demo", "seg", "--device", url, "--token", tok, "--source",
+    rc, _, err = _edge(capsys, "demo", "seg", "--device", url, "--token", tok, "--source",
                          tmp_path / "no-such.avi")
     line = _one_line_error(rc, err)
     assert "no such file" in line and "on the board" in line
-    rc, out, err = _edge(capsys, "demo", "kws", "--device", url, "--token", tok, "--source",
+    rc, _, err = _edge(capsys, "demo", "kws", "--device", url, "--token", tok, "--source",
                          tmp_path / "no-such.wav")
     line = _one_line_error(rc, err)
     assert "no such file on the board" in line
-    rc, out, err = _edge(capsys, "demo", "kws", "--device", url, "--token", tok, "--source",
+    rc, _, err = _edge(capsys, "demo", "kws", "--device", url, "--token", tok, "--source",
                          "mic:no-such-microphone")
     assert "not found on the board" in _one_line_error(rc, err)
-    rc, out, err = _edge(capsys, "demo", "seg", "--device", url, "--token", tok, "--serve",
+    rc, _, err = _edge(capsys, "demo", "seg", "--device", url, "--token", tok, "--serve",
                          "127.0.0.1:0")
     assert "--serve is not available with --device" in _one_line_error(rc, err)
-    rc, out, err = _edge(capsys, "demo", "kws", "--device", url, "--token", tok, "--wav",
+    rc, _, err = _edge(capsys, "demo", "kws", "--device", url, "--token", tok, "--wav",
                          tmp_path / "x.wav")
     assert "--wav is not available with --device" in _one_line_error(rc, err)
-    rc, out, err = _edge(capsys, "demo", "kws", "--source", "mic")
+    rc, _, err = _edge(capsys, "demo", "kws", "--source", "mic")
     assert "--source goes with --device" in _one_line_error(rc, err)
-    rc, out, err = _edge(capsys, "demo", "seg", "--device", url, "--token", "wrong")
+    rc, _, err = _edge(capsys, "demo", "seg", "--device", url, "--token", "wrong")
     assert "wrong token" in _one_line_error(rc, err)
     # nothing was left running or half-started on the board
     assert board.client().demo_status() is None
