@@ -401,11 +401,16 @@ def spike_rates(net: KWSNet, x: np.ndarray) -> dict[str, float]:
 
 # ---------------------------------------------------------------- streaming fine-tune
 #: near misses of the keywords, said alone as "_unknown_" clips
-NEAR_MISSES = ["know", "now", "noise", "note", "nope", "gone", "going", "goat", "goal", "upon",
+#: (exact homophones are left out: espeak-ng says "know" as "no" and "write" as "right",
+#: n'oU and r'aIt; a clip of one alone is the other's clip, so labelling it _unknown_ would
+#: only teach the model to doubt "no" and "right")
+NEAR_MISSES = ["now", "noise", "note", "nope", "gone", "going", "goat", "goal", "upon",
                "upper", "cup", "pup", "often", "office", "awful", "soft", "stopping", "stomp",
-               "top", "stock", "shop", "lefty", "lift", "lest", "leaf", "write", "bright",
+               "top", "stock", "shop", "lefty", "lift", "lest", "leaf", "bright",
                "night", "light", "ride", "yet", "yeah", "yellow", "yesterday", "dawn", "town",
                "done", "gown", "own", "in", "an", "of", "odd", "awe", "stay", "low", "toe"]
+#: words espeak-ng pronounces exactly like a keyword (same phonemes), never hard negatives
+HOMOPHONES = {"know": "no", "write": "right"}
 WARMUP = 40  # frames of a window whose state is still filling: not scored
 WINDOW = 200  # frames per stream window (2 s)
 NEG = -1  # frame target "no keyword"
@@ -415,7 +420,10 @@ IGNORE = -100
 def hard_negative_clips(n: int, seed: int, cache: Path) -> np.ndarray:
     """``n`` one-second clips of near-miss words by training voices (features ``[n, 100, 40]``),
     cached."""
-    path = cache / f"hardneg_{seed}_{n}.npz"
+    import hashlib
+
+    words = hashlib.md5(" ".join(NEAR_MISSES).encode()).hexdigest()[:6]
+    path = cache / f"hardneg_{seed}_{n}_{words}.npz"
     if path.is_file():
         with np.load(path) as z:
             return z["x"]
@@ -446,10 +454,12 @@ def hard_negative_clips(n: int, seed: int, cache: Path) -> np.ndarray:
 class StreamWindows:
     """2 s windows cut from the continuous training streams with per-frame targets."""
 
-    def __init__(self, folder: Path, pos_hops: int = 40, split: str = "train") -> None:
+    def __init__(self, folder: Path, pos_hops: int = 40, split: str = "train",
+                 pre_hops: int = 5) -> None:
         import kws_stream_data
 
         self.pos_hops = pos_hops
+        self.pre_hops = pre_hops
         self.streams: list[np.ndarray] = []
         self.truth: list[list[tuple[int, int, int]]] = []
         self.free_ids: list[int] = []
@@ -480,8 +490,9 @@ class StreamWindows:
             a, b = a - start, b - start
             if b + self.pos_hops + 30 < 0 or a >= WINDOW:
                 continue
-            y[max(a, 0):max(min(b - 5, WINDOW), 0)] = IGNORE
-            y[max(b - 5, 0):max(min(b + self.pos_hops, WINDOW), 0)] = w
+            c = b - self.pre_hops
+            y[max(a, 0):max(min(c, WINDOW), 0)] = IGNORE
+            y[max(c, 0):max(min(b + self.pos_hops, WINDOW), 0)] = w
             y[max(b + self.pos_hops, 0):max(min(b + self.pos_hops + 30, WINDOW), 0)] = IGNORE
         y[:WARMUP] = IGNORE
         return x, y
@@ -521,15 +532,44 @@ class StreamWindows:
         return len(self.mined)
 
 
-def stream_loss(logits: torch.Tensor, y: torch.Tensor, n_kw: int = 10
-                ) -> tuple[torch.Tensor, torch.Tensor]:
-    """(keyword frames' cross-entropy, "no keyword" frames' −log p(not a keyword))."""
+def stream_loss(logits: torch.Tensor, y: torch.Tensor, n_kw: int = 10, pool: int = 0,
+                neg_margin: float = 0.0) -> tuple[torch.Tensor, torch.Tensor]:
+    """(keyword loss, "no keyword" frames' −log p(not a keyword)).
+
+    Keyword loss, ``pool`` = 0: the cross-entropy of every keyword frame. ``pool`` > 0
+    (max-pooling over a smoothed posterior): per window, the keyword's posterior averaged
+    over ``pool`` consecutive frames (the detector's moving average), at its best position
+    inside the keyword region, ``−log`` of that; the model chooses when after the keyword it
+    fires, which tolerates errors in the keyword's end time and does not ask it to be sure
+    before the word is heard.
+
+    "No keyword" loss, ``neg_margin`` = 0: ``−log(p_unknown + p_silence)`` per frame.
+    ``neg_margin`` > 0: the hinge ``max(0, max_keyword z − max(z_unknown, z_silence) + margin)``
+    per frame: every keyword logit at least ``margin`` under the best non-keyword logit, and no
+    push beyond, so "no keyword" frames do not grow large non-keyword logits that would
+    outweigh a keyword in the 1 s clip mean the clip accuracy is measured on."""
     logp = nn.functional.log_softmax(logits, dim=-1)
     pos = y >= 0
     neg = y == NEG
     zero = logits.sum() * 0.0
-    lp = -logp[pos].gather(1, y[pos][:, None]).mean() if pos.any() else zero
-    ln = -torch.logsumexp(logp[neg][:, n_kw:], dim=-1).mean() if neg.any() else zero
+    if pool > 0:
+        rows = pos.any(dim=1)
+        if rows.any():
+            p = logp.gather(2, y.clamp(min=0)[..., None])[..., 0].exp() * pos  # [B, T]
+            sm = nn.functional.avg_pool1d(p[rows][:, None], pool, stride=1)[:, 0]
+            lp = -torch.log(sm.max(dim=1).values + 1e-6).mean()
+        else:
+            lp = zero
+    else:
+        lp = -logp[pos].gather(1, y[pos][:, None]).mean() if pos.any() else zero
+    if not neg.any():
+        ln = zero
+    elif neg_margin > 0:
+        zn = logits[neg]
+        ln = torch.relu(zn[:, :n_kw].max(dim=1).values - zn[:, n_kw:].max(dim=1).values
+                        + neg_margin).mean()
+    else:
+        ln = -torch.logsumexp(logp[neg][:, n_kw:], dim=-1).mean()
     return lp, ln
 
 
@@ -537,7 +577,8 @@ def train_streaming(cfg: LMUFormerConfig, data: dict, windows: StreamWindows,
                     hardneg: np.ndarray, init: LMUFormerWeights, steps: int, seed: int,
                     lr: float, clip_batch: int, window_batch: int, neg_weight: float,
                     time_budget: float | None, head_scale: float = 4.0,
-                    pos_weight: float = 1.0, log=print) -> tuple[KWSNet, dict]:
+                    pos_weight: float = 1.0, pool: int = 0, clip_weight: float = 1.0,
+                    neg_margin: float = 0.0, log=print) -> tuple[KWSNet, dict]:
     """Fine-tune ``init`` on clips + hard-negative clips + stream windows; keep the last."""
     torch.manual_seed(seed)
     rng = np.random.default_rng(seed)
@@ -577,8 +618,9 @@ def train_streaming(cfg: LMUFormerConfig, data: dict, windows: StreamWindows,
         lc = nn.functional.cross_entropy(net(torch.from_numpy(xb)).mean(1),
                                          torch.from_numpy(ytr[idx]))
         xw, yw = windows.batch(window_batch, rng)
-        lp, ln = stream_loss(net(torch.from_numpy(xw)), torch.from_numpy(yw))
-        loss = lc + pos_weight * lp + neg_weight * ln
+        lp, ln = stream_loss(net(torch.from_numpy(xw)), torch.from_numpy(yw), pool=pool,
+                             neg_margin=neg_margin)
+        loss = clip_weight * lc + pos_weight * lp + neg_weight * ln
         opt.zero_grad()
         loss.backward()
         opt.step()
@@ -622,7 +664,18 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--neg-weight", type=float, default=1.0)
     ap.add_argument("--pos-weight", type=float, default=1.0,
                     help="weight of the keyword frames' loss (streaming fine-tune)")
-    ap.add_argument("--pos-hops", type=int, default=40)
+    ap.add_argument("--pos-hops", type=int, default=40,
+                    help="keyword region: until this many hops after the keyword's end")
+    ap.add_argument("--pre-hops", type=int, default=5,
+                    help="keyword region: from this many hops before the keyword's end")
+    ap.add_argument("--pool", type=int, default=0,
+                    help="keyword loss: 0 = every keyword frame's cross-entropy; N > 0 = "
+                         "−log of the best N-frame mean posterior in the keyword region")
+    ap.add_argument("--neg-margin", type=float, default=0.0,
+                    help='"no keyword" loss: 0 = −log(p_unknown + p_silence); M > 0 = hinge, '
+                         "every keyword logit M under the best non-keyword logit")
+    ap.add_argument("--clip-weight", type=float, default=1.0,
+                    help="weight of the clip loss (streaming fine-tune)")
     ap.add_argument("--head-scale", type=float, default=4.0,
                     help="divide the warm-started head by this (streaming fine-tune)")
     ap.add_argument("--hard-negatives", type=int, default=2400,
@@ -650,7 +703,7 @@ def main(argv: list[str] | None = None) -> int:
         if init is None:
             raise SystemExit("--streams fine-tunes a trained model: pass --init CKPT.npz")
         sfolder = Path(a.streams) / kws_stream_data.StreamConfig(seed=a.data_seed).key()
-        windows = StreamWindows(sfolder, a.pos_hops)
+        windows = StreamWindows(sfolder, a.pos_hops, pre_hops=a.pre_hops)
         hardneg = hard_negative_clips(a.hard_negatives, a.data_seed, Path(a.data) / "hardneg")
         if a.mine:
             n = windows.mine(LMUFormerWeights.load(a.mine), a.mine_threshold)
@@ -661,10 +714,13 @@ def main(argv: list[str] | None = None) -> int:
               f"keywords; {len(hardneg)} hard-negative clips")
         net, info = train_streaming(cfg, data, windows, hardneg, init, a.steps, a.seed,
                                     a.lr, a.batch, a.window_batch, a.neg_weight,
-                                    a.time_budget, a.head_scale, a.pos_weight)
+                                    a.time_budget, a.head_scale, a.pos_weight, a.pool,
+                                    a.clip_weight, a.neg_margin)
         extra.update(streaming={"steps": info["steps"], "window_batch": a.window_batch,
                                 "neg_weight": a.neg_weight, "pos_weight": a.pos_weight,
-                                "pos_hops": a.pos_hops,
+                                "pos_hops": a.pos_hops, "pre_hops": a.pre_hops,
+                                "pool": a.pool, "clip_weight": a.clip_weight,
+                                "neg_margin": a.neg_margin,
                                 "head_scale": a.head_scale,
                                 "hard_negatives": len(hardneg), "init": a.init,
                                 "mine": a.mine, "mine_threshold": a.mine_threshold})
