@@ -62,10 +62,26 @@ def _merge_lookup(bundle: Any, entry: str) -> Any:
     return main
 
 
-def device_graphs(bundle: Any) -> tuple[Any, Any]:
-    """``(encoder, decoder_step)`` integer graphs of an encoder-decoder generation bundle as
-    the firmware runs them: lookups included, int32 ids; the decoder's ``positions`` (the RoPE
-    row index) is a view of its ``pos`` scalar, so a step takes a token and one position."""
+@dataclass
+class DeviceGraphs:
+    """The integer graphs the firmware runs, and how the host feeds the decoder's state."""
+
+    encoder: Any
+    decoder: Any
+    held: list[str]                     # decoder inputs set once per input (device state)
+    quant: dict[str, tuple[str, dict]]  # encoder output -> (decoder tensor, QuantizeLinear attrs)
+    prep: Any = None                    # layout ops on the held tensors, run once per input
+    k_transposed: list[str] = field(default_factory=list)  # K caches held as [B, H, D, C]
+
+
+def device_graphs(bundle: Any, hoist: bool = True) -> DeviceGraphs:
+    """The integer graphs of an encoder-decoder generation bundle as the firmware runs them:
+    lookups included, int32 ids; the decoder's ``positions`` (the RoPE row index) is a view of
+    its ``pos`` scalar, so a step takes a token and one position. The decoder's cross K/V come
+    in on their integer grid (the host quantizes the encoder's outputs onto it, as
+    :class:`sdk.GenerationSession` does). With ``hoist`` (default), two rewrites that move
+    bytes only: the layout ops on the per-input cross K/V run once per input on the host
+    (``prep``), and the K caches are held transposed (see :func:`_transpose_k_caches`)."""
     from sdk.graph import Node
     from sdk.ops.shapes import infer_shapes
 
@@ -81,18 +97,123 @@ def device_graphs(bundle: Any) -> tuple[Any, Any]:
         dec.nodes.insert(0, Node("Reshape", ["pos", "positions_shape"], ["positions"], {},
                                  name="positions_from_pos"))
         dec.inputs.remove("positions")
+    quant = {}
+    held = []
+    for n in [n for n in dec.nodes if n.op == "QuantizeLinear" and n.inputs[0] in dec.inputs]:
+        x, q = n.inputs[0], n.outputs[0]
+        quant[x] = (q, dict(n.attrs))
+        dec.nodes.remove(n)
+        dec.inputs[dec.inputs.index(x)] = q
+        del dec.tensors[x]
+        held.append(q)
+    if "enc_mask" in dec.inputs:
+        held.append("enc_mask")
+    prep, k_t = None, []
+    if hoist:
+        k_t = _transpose_k_caches(dec)
+        prep = _hoist_held_layout(dec, [h for h in held if h != "enc_mask"])
+        if prep is not None:
+            used = {i for n in dec.nodes for i in n.inputs}
+            gone = [h for h in prep.inputs if h not in used]
+            dec.inputs = [i for i in dec.inputs if i not in gone]
+            held = [h for h in held if h not in gone] + list(prep.outputs)
     dec.validate()
-    return infer_shapes(enc), infer_shapes(dec)
+    return DeviceGraphs(infer_shapes(enc), infer_shapes(dec), held, quant, prep, k_t)
 
 
-def decoder_state(dec: Any) -> list[tuple[str, str]]:
+_LAYOUT = ("Concat", "Transpose", "Reshape", "Unsqueeze", "Squeeze", "Identity")
+
+
+def _transpose_k_caches(dec: Any) -> list[str]:
+    """Hold each self-attention K cache transposed, ``[B, H, D, C]``, where the step graph
+    reads it only as ``Transpose(Concat([k'] * r, axis=1), perm=[0, 1, 3, 2])`` (the scores'
+    ``Kᵀ`` with the heads repeated for grouped-query attention): the new row is written as a
+    column (``KVCacheWrite`` on axis 3) and the per-token transpose of the whole cache is gone.
+    Moves bytes only, so the logits keep every bit. Returns the caches it changed (in place)."""
+    from sdk.graph import Node
+
+    changed = []
+    cons = dec.consumers()
+    for w in [n for n in dec.nodes if n.op == "KVCacheWrite"]:
+        cache, rows, pos = w.inputs[:3]
+        out = w.outputs[0]
+        users = list({id(u): u for u in cons.get(out, [])}.values())
+        if len(users) != 1 or users[0].op != "Concat" or int(users[0].attrs.get("axis", 0)) != 1 \
+                or set(users[0].inputs) != {out}:
+            continue
+        cat = users[0]
+        after = list({id(u): u for u in cons.get(cat.outputs[0], [])}.values())
+        if len(after) != 1 or after[0].op != "Transpose" or \
+                list(after[0].attrs.get("perm", [])) != [0, 1, 3, 2]:
+            continue
+        tr = after[0]
+        rs = dec.tensor(rows).shape
+        if int(w.attrs.get("axis", 2)) != 2 or rs is None or len(rs) != 4 or rs[2] != 1:
+            continue  # one new row [B, H, 1, D] is a column [B, H, D, 1] in place
+        b, h, c, d = dec.tensor(cache).shape
+        col = dec.unique_name(f"{rows}_column")
+        shape = dec.unique_name(f"{rows}_column_shape")
+        dec.add_constant(shape, np.asarray([b, h, d, 1], np.int64))
+        t = dec.tensor(rows)
+        dec.add_tensor(type(t)(col, t.dtype, (b, h, d, 1), t.quant))
+        dec.nodes.insert(dec.nodes.index(w), Node("Reshape", [rows, shape], [col], {},
+                                                  name=f"{col}_view"))
+        w.inputs = [cache, col, pos]
+        w.attrs = {**w.attrs, "axis": 3}
+        for name in (cache, out):
+            old = dec.tensor(name)
+            dec.tensors[name] = type(old)(name, old.dtype, (b, h, d, c), old.quant)
+        old = dec.tensor(cat.outputs[0])
+        dec.tensors[cat.outputs[0]] = type(old)(old.name, old.dtype, dec.tensor(tr.outputs[0]).shape,
+                                                old.quant)
+        for n in dec.nodes:
+            n.inputs = [cat.outputs[0] if i == tr.outputs[0] else i for i in n.inputs]
+        dec.outputs = [cat.outputs[0] if o == tr.outputs[0] else o for o in dec.outputs]
+        dec.nodes.remove(tr)
+        del dec.tensors[tr.outputs[0]]
+        changed.append(cache)
+    return changed
+
+
+def _hoist_held_layout(dec: Any, held: list[str]) -> Any:
+    """Move the layout ops that depend only on per-input tensors (``held``: the cross K/V,
+    after their QuantizeLinear) out of the step graph, in place: e.g. the cross keys' head
+    repeat and transpose, the same at every token. Returns the graph of those ops (inputs
+    ``held``, outputs what the step graph now takes in their place), or None if none."""
+    from sdk.graph import Graph
+
+    have = set(held)
+    moved = []
+    for n in dec.topological_order():
+        if n.op in _LAYOUT and all(i in have or dec.tensor(i).is_constant
+                                   for i in n.inputs if i):
+            moved.append(n)
+            have.update(n.outputs)
+    if not moved:
+        return None
+    gone = {id(n) for n in moved}
+    rest = [n for n in dec.nodes if id(n) not in gone]
+    used = {i for n in rest for i in n.inputs} | set(dec.outputs)
+    frontier = [t for n in moved for t in n.outputs if t in used]
+    prep = Graph(f"{dec.name}_held")
+    for t in list(held) + [i for n in moved for i in n.inputs + n.outputs if i]:
+        if t not in prep.tensors:
+            prep.add_tensor(dec.tensor(t))
+    prep.nodes = list(moved)
+    prep.inputs = list(held)
+    prep.outputs = frontier
+    dec.nodes = rest
+    dec.inputs = dec.inputs + frontier
+    return prep
+
+
+def decoder_state(graphs: DeviceGraphs) -> list[tuple[str, str]]:
     """State pairs of the device decoder: the KV caches (written each step) and the per-input
-    constants held on the device (cross K/V, encoder mask: in = out, never rewritten)."""
-    pairs = [(d.input, d.output) for d in dec.state]
+    tensors held on the device (cross K/V, encoder mask: in = out, never rewritten)."""
+    pairs = [(d.input, d.output) for d in graphs.decoder.state]
     if not pairs:
         raise GraphError("the decoder step declares no KV cache state")
-    held = [i for i in dec.inputs if i.startswith(("cross_k", "cross_v")) or i == "enc_mask"]
-    return pairs + [(h, h) for h in held]
+    return pairs + [(h, h) for h in graphs.held]
 
 
 @dataclass
@@ -101,9 +222,7 @@ class DeviceImages:
 
     encoder: PackedImage
     decoder: PackedImage
-    held: dict[str, str]                 # decoder state (device tensor -> host name) set
-                                         # once per input
-    regrid: dict[str, tuple[dict, dict]] = field(default_factory=dict)  # cross K/V: enc→dec
+    graphs: DeviceGraphs
 
     @property
     def sizes(self) -> dict[str, int]:
@@ -118,25 +237,17 @@ class DeviceImages:
         return out
 
 
-def pack_generation(bundle: Any, packed_kernels: bool = True) -> DeviceImages:
+def pack_generation(bundle: Any, packed_kernels: bool = True, hoist: bool = True
+                    ) -> DeviceImages:
     """Pack an encoder-decoder generation bundle's encoder and decoder step for the firmware."""
-    enc, dec = device_graphs(bundle)
-    state = decoder_state(dec)
-    penc = pack_image(enc, state=[], packed_kernels=packed_kernels)
-    pdec = pack_image(dec, state=state, packed_kernels=packed_kernels)
-    to_device = {n.inputs[0]: n.outputs[0] for n in dec.nodes if n.op == "QuantizeLinear"}
-    held = {to_device.get(a, a): a for a, b in state if a == b}
-    # the host's GenerationSession dequantizes the encoder's outputs and quantizes them onto
-    # the decoder's input grid: the same two steps here, with the same attributes
-    quant_in = {n.inputs[0]: dict(n.attrs) for n in dec.nodes if n.op == "QuantizeLinear"}
-    regrid = {}
-    for io in penc.outputs:
-        if io.name in held.values():
-            if io.quantize is None or io.name not in quant_in:
-                raise GraphError(f"{io.name}: the encoder output or the decoder input has no "
-                                 "quantization boundary; cannot move it between the images")
-            regrid[io.name] = (io.quantize, quant_in[io.name])
-    return DeviceImages(penc, pdec, held, regrid)
+    g = device_graphs(bundle, hoist)
+    penc = pack_image(g.encoder, state=[], packed_kernels=packed_kernels)
+    pdec = pack_image(g.decoder, state=decoder_state(g), packed_kernels=packed_kernels)
+    missing = [io.name for io in penc.outputs if io.name not in g.quant or io.quantize is None]
+    if missing:
+        raise GraphError(f"encoder outputs {missing} have no quantization boundary on both "
+                         "sides; cannot move them between the images")
+    return DeviceImages(penc, pdec, g)
 
 
 @dataclass
@@ -173,9 +284,8 @@ class DeviceGenerationSession(GenerationSession):
         self.images = pack_generation(bundle, packed_kernels)
         self.client = client
         self.encoder = self.prefill = None
-        dec_state = self.images.decoder.state
-        caches = [s for s, o in dec_state if s.name != o.name]
-        self.capacity = int(caches[0].shape[2]) if caches else int(cfg.get("capacity", 0))
+        decls = self.images.graphs.decoder.state
+        self.capacity = int(decls[0].capacity) if decls else int(cfg.get("capacity", 0))
         self.max_src = int(self.images.encoder.inputs[0].shape[-1])
         self.vocab = int(cfg.get("vocab", 0))
         self.bos, self.eos, self.sep = BOS, EOS, SEP
@@ -237,9 +347,11 @@ class DeviceGenerationSession(GenerationSession):
 
     # -- GenerationSession hooks ---------------------------------------------------------
     def encode(self, ids: Any) -> dict[str, np.ndarray]:
-        """Run the encoder on the device; returns the decoder's held state (cross K/V on the
-        decoder's grid, the mask) as the host session's feeds would hold them."""
+        """Run the encoder on the device; returns the decoder's held tensors: the cross K/V
+        put on the decoder's grid as the host session does, the mask, and what the hoisted
+        layout ops make of them."""
         from sdk.kernels.quantize import dequantize_linear, quantize_linear
+        from sdk.ops.interpreter import run_graph
 
         ids = list(ids)
         if not ids:
@@ -257,22 +369,26 @@ class DeviceGenerationSession(GenerationSession):
             self.client.set_input(k, np.ascontiguousarray(feeds[io.name].reshape(io.shape))
                                   .astype(io.dtype).tobytes())
         self.ticks = {"encoder": self._invoke(), "steps": []}
+        g = self.images.graphs
         held = {"enc_mask": m}
         for k, io in enumerate(p.outputs):
             q = np.frombuffer(self.client.get_output(k, io.nbytes), io.dtype).reshape(io.shape)
-            deq, qin = self.images.regrid[io.name]
+            deq = io.quantize
             f = dequantize_linear(q, deq.get("scale"), deq.get("zero_point", 0), deq.get("axis"))
-            held[io.name] = quantize_linear(f, qin.get("scale"), qin.get("zero_point", 0),
-                                            qin.get("dtype", "int8"), qin.get("axis"))
+            name, qin = g.quant[io.name]
+            held[name] = quantize_linear(f, qin.get("scale"), qin.get("zero_point", 0),
+                                         qin.get("dtype", "int8"), qin.get("axis"))
+        if g.prep is not None:  # moves bytes only (head repeat, transpose): NumPy reference
+            held.update(run_graph(g.prep, {k: held[k] for k in g.prep.inputs}, fast=False))
         return held
 
     def start(self, ids: Any) -> tuple[dict, Any, np.ndarray]:
         held = self.encode(ids)
         self._select("decoder")  # opening the image resets its state (the KV caches)
-        names = self.images.held
+        names = set(self.images.graphs.held)
         for k, (s, _) in enumerate(self.images.decoder.state):
             if s.name in names:
-                v = np.ascontiguousarray(held[names[s.name]], dtype=s.dtype).reshape(s.shape)
+                v = np.ascontiguousarray(held[s.name], dtype=s.dtype).reshape(s.shape)
                 self.client.set_state(k, v.tobytes())
         state = _DeviceState()
         self.last_logits = []
@@ -303,12 +419,15 @@ class DeviceGenerationSession(GenerationSession):
         return row
 
     def kv_cache(self) -> dict[str, np.ndarray]:
-        """The device's self-attention KV caches now (GET_STATE)."""
+        """The device's self-attention KV caches now (GET_STATE), in the host's layout
+        ``[B, H, C, D]`` (a K cache held transposed on the device is transposed back)."""
         out = {}
         for k, (s, o) in enumerate(self.images.decoder.state):
             if s.name != o.name:
-                out[s.name] = np.frombuffer(self.client.get_state(k, s.nbytes),
-                                            s.dtype).reshape(s.shape).copy()
+                v = np.frombuffer(self.client.get_state(k, s.nbytes), s.dtype).reshape(s.shape)
+                if s.name in self.images.graphs.k_transposed:
+                    v = np.swapaxes(v, 2, 3)
+                out[s.name] = np.ascontiguousarray(v)
         return out
 
     def generate(self, ids: Any, config: GenerationConfig | None = None) -> Any:

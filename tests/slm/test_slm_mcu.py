@@ -103,6 +103,31 @@ def _cache_case(rng: np.random.Generator) -> tuple[Graph, dict, dict]:
     return g, feeds, expected
 
 
+def _matmul_case(rng: np.random.Generator, da: str, db: str) -> tuple[Graph, dict, dict]:
+    """Attention's QMatMul with 8/16-bit operands (the typed fast path of the C kernel)."""
+    from sdk.kernels import linear
+    from sdk.kernels.requant import quantize_multiplier_array
+
+    m, k, n = (int(v) for v in rng.integers(1, 30, 3))
+    batch = [((2, 3), (3,)), ((4,), (4,)), ((), ())][int(rng.integers(0, 3))]
+    a = rng.integers(np.iinfo(da).min, np.iinfo(da).max + 1, batch[0] + (m, k)).astype(da)
+    b = rng.integers(np.iinfo(db).min, np.iinfo(db).max + 1, batch[1] + (k, n)).astype(db)
+    a.reshape(-1)[0], b.reshape(-1)[-1] = np.iinfo(da).min, np.iinfo(db).max
+    m0, sh = quantize_multiplier_array(np.exp(rng.uniform(np.log(1e-9), np.log(1e-2), n)))
+    attrs = {"a_zp": int(rng.integers(-128, 128)) if da == "int8" else 0,
+             "b_zp": int(rng.integers(-128, 128)) if db == "int8" else 0, "m0": m0,
+             "shift": sh, "out_zp": int(rng.integers(-20, 20)), "act_min": -128,
+             "act_max": 127, "dtype": "int8"}
+    ref = linear.qmatmul(a, b, **attrs)
+    g = Graph("matmul16")
+    for name, v in (("a", a), ("b", b)):
+        g.add_tensor(Tensor(name, str(v.dtype), v.shape))
+    g.add_tensor(Tensor("y", "int8", ref.shape))
+    g.add_node("QMatMul", ["a", "b"], ["y"], **attrs)
+    g.inputs, g.outputs = ["a", "b"], ["y"]
+    return g, {"a": a, "b": b}, {"y": ref}
+
+
 def test_lm_kernels_bit_exact_with_the_reference(kernel_device):
     from firmware_bridge.image import pack_image
     from firmware_bridge.session import DeviceModel
@@ -113,7 +138,13 @@ def test_lm_kernels_bit_exact_with_the_reference(kernel_device):
         got = model.run(feeds)
         for k, ref in expected.items():
             assert got[k].dtype == ref.dtype and np.array_equal(got[k], ref), (seed, k)
+    for seed, (da, db) in enumerate([(a, b) for a in ("int8", "int16")
+                                     for b in ("int8", "int16")] * 2):
+        g2, f2, e2 = _matmul_case(np.random.default_rng([seed, 15]), da, db)
+        got = DeviceModel(kernel_device, pack_image(g2)).run(f2)
+        assert np.array_equal(got["y"], e2["y"]), (seed, g2.tensor("a").dtype)
     # a write past the capacity fails the invocation instead of writing out of bounds
+    model = DeviceModel(kernel_device, pack_image(g, state=[]))
     cap = feeds["cache"].shape[2]
     bad = dict(feeds, pos=np.int32(cap - feeds["new"].shape[2] + 1))
     with pytest.raises(DeviceStatusError, match="INVOKE_FAILED"):

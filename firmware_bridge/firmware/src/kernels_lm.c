@@ -45,3 +45,39 @@ KERNEL int k_causal_mask(tensor_t **in, tensor_t **out, const int32_t *p, uint32
     }
   return 0;
 }
+
+/* MATMUL on 8/16-bit operands (attention: Q·Kᵀ, probabilities·V), called by k_matmul: the
+   same sums as its generic loop (each product exact in 32 bits, the sum in 64 like the
+   reference's int64 accumulator), read through typed pointers instead of tensor_load. Returns
+   1 when it ran, 0 for operand types it does not take (the generic loop runs then). */
+#define MATMUL_DOT(TA, TB)                                                                \
+  {                                                                                       \
+    const TA *a = (const TA *)in[0]->data + off[2 * b] + m * K;                           \
+    const TB *bb = (const TB *)in[1]->data + off[2 * b + 1] + n;                          \
+    for (uint32_t k = 0; k < K; k++, bb += N)                                             \
+      acc += (int64_t)((int32_t)a[k] - azp) * (int32_t)((int32_t)*bb - bzp);              \
+  }
+
+int matmul_typed(tensor_t **in, tensor_t **out, const int32_t *p) {
+  uint8_t da = in[0]->dtype, db = in[1]->dtype;
+  int32_t azp = p[4], bzp = p[5];
+  /* zero points within +-2^15: every difference fits 32 bits, as in the int64 loop */
+  if ((da != 0 && da != 2) || (db != 0 && db != 2) || azp < -32768 || azp > 32768 ||
+      bzp < -32768 || bzp > 32768)
+    return 0;
+  uint32_t B = (uint32_t)p[0], M = (uint32_t)p[1], K = (uint32_t)p[2], N = (uint32_t)p[3];
+  const int32_t *m0 = (const int32_t *)in[2]->data, *sh = (const int32_t *)in[3]->data;
+  const int32_t *off = (const int32_t *)in[4]->data;
+  uint32_t o = 0;
+  for (uint32_t b = 0; b < B; b++)
+    for (uint32_t m = 0; m < M; m++)
+      for (uint32_t n = 0; n < N; n++) {
+        int64_t acc = 0;
+        if (da == 0 && db == 0) MATMUL_DOT(int8_t, int8_t)
+        else if (da == 0) MATMUL_DOT(int8_t, int16_t)
+        else if (db == 0) MATMUL_DOT(int16_t, int8_t)
+        else MATMUL_DOT(int16_t, int16_t)
+        tensor_store(out[0], o++, requantize(acc, m0[n], sh[n], p[6], p[7], p[8]));
+      }
+  return 1;
+}

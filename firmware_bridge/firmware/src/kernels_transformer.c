@@ -131,6 +131,7 @@ KERNEL int k_int_norm(tensor_t **in, tensor_t **out, const int32_t *p, uint32_t 
    in: a, b, m0 [N], shift [N], offsets [2B]. p: B, M, K, N, a_zp, b_zp, out_zp, act_min, act_max */
 KERNEL int k_matmul(tensor_t **in, tensor_t **out, const int32_t *p, uint32_t np_) {
   if (np_ < 9) return -1;
+  if (matmul_typed(in, out, p)) return 0;  /* 8/16-bit operands: kernels_lm.c, same bits */
   uint32_t B = (uint32_t)p[0], M = (uint32_t)p[1], K = (uint32_t)p[2], N = (uint32_t)p[3];
   const int32_t *m0 = (const int32_t *)in[2]->data, *sh = (const int32_t *)in[3]->data;
   const int32_t *off = (const int32_t *)in[4]->data;
