@@ -5,6 +5,8 @@
     .venv/bin/python tools/bench_exit.py --mcu 30        # + 30 samples on the Cortex-M4 in QEMU
     .venv/bin/python tools/bench_exit.py --json out.json --backend onnxruntime
     .venv/bin/python tools/bench_exit.py --kws-only    # keyword spotting exits over time
+    .venv/bin/python tools/bench_exit.py --seg-only    # segmentation: encoder depth per image
+    .venv/bin/python tools/bench_exit.py --lm-only     # G2P decoder: per-token exit
 
 Keyword spotting (exits over time): the committed non-spiking LMUFormer
 (samples/kws/models) is quantized as tools/kws_eval.py does and streamed hop by hop over the
@@ -188,6 +190,234 @@ def kws_rows(quick: bool, drop: float, save: Path | None = None) -> list[dict]:
     return [row]
 
 
+def seg_encoder_macs(onnx_path: Path, exits: int) -> list[int]:
+    """Encoder MACs (patch embedding + transformer blocks) of each exit depth, from the float
+    graph: everything the tokens after block k need (heads and gate excluded)."""
+    from sdk.exits.plan import ancestors, subgraph
+    from sdk.ops.cost import graph_macs
+
+    g = sdk.load_onnx(onnx_path)
+    prod = g.producers()
+    out = []
+    for k in range(exits):
+        t = f"/blocks.{k}/Add_2_output_0"
+        anc = ancestors(t, prod)
+        out.append(int(graph_macs(subgraph(g, [n for n in g.nodes if id(n) in anc],
+                                           f"enc{k + 1}", {t}))))
+    return out
+
+
+def seg_rows(quick: bool, drop: float) -> list[dict]:
+    """Segmentation, encoder depth per image (ECO-M2F gate): the committed heads + gate on
+    the Segmenter trunk (samples/exits/seg_exits.onnx), compiled as tools/seg_eval.py does
+    (32 generated train scenes, seed 11), gate thresholds calibrated on the 200 validation
+    scenes (seed 7, the trunk's validation set) with the miou criterion, measured on the
+    held-out test scenes (seed 1) against the same integer model without exits; the float
+    model (ONNX Runtime) with the integer thresholds mapped back through the gate's scale."""
+    from sdk.exits.calibrate import miou_percent, segmentation_confusions
+    from sdk.vision import cached_scenes, calibration_set, normalize_batch
+
+    onnx_path = SAMPLES / "seg_exits.onnx"
+    n_val, n_test = (200, 60) if quick else (200, 300)
+    t0 = time.perf_counter()
+    base = sdk.compile_model(onnx_path, {"x": calibration_set(32, 64)})
+    vi, vl = cached_scenes(200, 7, "train", 64)
+    bundle = sdk.add_exits(base, {"x": normalize_batch(vi[:n_val]), "label": vl[:n_val]},
+                           rule="gate", criterion="miou", max_accuracy_drop=drop)
+    t_cal = time.perf_counter() - t0
+    ti, tl = cached_scenes(300, 1, "test", 64)
+    x, lab = normalize_batch(ti[:n_test]), tl[:n_test]
+    sess = sdk.EarlyExitSession(bundle, compiled=False)
+    plan = sess.plan
+    k_exits = len(plan.exits)
+    enc = seg_encoder_macs(onnx_path, k_exits)
+    sess.warm_up({"x": x[0][None]}, runs=3)
+    logits, full_logits, ex, macs, t_exit, t_full = [], [], [], [], [], []
+    for i in range(len(x)):
+        feeds = {"x": x[i][None]}
+        pair = (sess.run, sess.run_full) if i % 2 == 0 else (sess.run_full, sess.run)
+        res = {}
+        for fn in pair:
+            res[fn.__name__] = fn(feeds)
+        r, f = res["run"], res["run_full"]
+        logits.append(r.outputs[r.exit_name])
+        full_logits.append(f.outputs[f.exit_name])
+        ex.append(r.exit)
+        macs.append(r.macs)
+        t_exit.append(r.seconds)
+        t_full.append(f.seconds)
+    ex = np.asarray(ex)
+    shape = (1, *logits[0].shape[1:])
+    c_int = segmentation_confusions([np.stack(logits)], shape, lab)[0][:, 0].sum(0)
+    c_full = segmentation_confusions([np.stack(full_logits)], shape, lab)[0][:, 0].sum(0)
+    # float (ONNX Runtime): the same thresholds on the float gate logits
+    fs = sdk.Session(onnx_path, backend="onnxruntime")
+    gq = bundle.graph.tensor(plan.gate).quant
+    gs, gz = float(np.asarray(gq.scale).reshape(-1)[0]), int(np.asarray(gq.zero_point)
+                                                            .reshape(-1)[0])
+    thr_f = [(t - gz) * gs for t in plan.thresholds]
+    f_ex, f_maps, f_full = [], [], []
+    for i in range(len(x)):
+        o = fs.run({"x": x[i][None]})
+        g = o["gate"].reshape(-1)
+        k = next((j for j in range(k_exits - 1) if g[j] >= thr_f[j]), k_exits - 1)
+        f_ex.append(k)
+        f_maps.append(o[plan.exits[k].name])
+        f_full.append(o[plan.exits[-1].name])
+    f_ex = np.asarray(f_ex)
+    c_fexit = segmentation_confusions([np.stack(f_maps)], shape, lab)[0][:, 0].sum(0)
+    c_ffull = segmentation_confusions([np.stack(f_full)], shape, lab)[0][:, 0].sum(0)
+    cal = plan.calibration
+    row = {"model": "segmenter-linear-4blocks + ECO-M2F gate", "rule": "gate (miou)",
+           "val_scenes": n_val, "test_scenes": len(x), "max_miou_drop": drop,
+           "thresholds": plan.thresholds, "calibration_val": {
+               "miou": cal["chosen"]["accuracy"], "miou_full": cal["accuracy_full"],
+               "saved_macs": cal["saved_macs"]},
+           "miou_int": float(miou_percent(c_int)), "miou_int_full": float(miou_percent(c_full)),
+           "miou_float": float(miou_percent(c_fexit)),
+           "miou_float_full": float(miou_percent(c_ffull)),
+           "encoder_macs_per_exit": enc,
+           "mean_encoder_macs": float(np.mean(np.asarray(enc)[ex])),
+           "encoder_macs_saved": 1 - float(np.mean(np.asarray(enc)[ex])) / enc[-1],
+           "float_encoder_macs_saved": 1 - float(np.mean(np.asarray(enc)[f_ex])) / enc[-1],
+           "mean_macs": float(np.mean(macs)), "full_macs": plan.full_macs,
+           "macs_saved": 1 - float(np.mean(macs)) / plan.full_macs,
+           "exit_share": [float((ex == k).mean()) for k in range(k_exits)],
+           "float_exit_share": [float((f_ex == k).mean()) for k in range(k_exits)],
+           "mean_blocks": float(ex.mean() + 1),
+           "latency_ms": 1e3 * float(np.mean(t_exit)),
+           "latency_full_ms": 1e3 * float(np.mean(t_full)),
+           "latency_median_ms": 1e3 * float(np.median(t_exit)),
+           "latency_full_median_ms": 1e3 * float(np.median(t_full)),
+           "calibration_s": round(t_cal, 1)}
+    print(f"segmentation, encoder depth per image (gate, miou criterion, --max-miou-drop "
+          f"{drop:g} on {n_val} validation scenes), {len(x)} held-out test scenes, integer "
+          "model on the Numba kernels (interpreter), shared machine:")
+    print(f"  integer mIoU {row['miou_int']:.2f} with exits vs {row['miou_int_full']:.2f} without "
+          f"({row['miou_int'] - row['miou_int_full']:+.2f}); float (ONNX Runtime, same "
+          f"thresholds) {row['miou_float']:.2f} vs {row['miou_float_full']:.2f} "
+          f"({row['miou_float'] - row['miou_float_full']:+.2f})")
+    print(f"  encoder MACs {row['mean_encoder_macs']:.0f} vs {enc[-1]} "
+          f"({100 * row['encoder_macs_saved']:.1f}% saved; float gate "
+          f"{100 * row['float_encoder_macs_saved']:.1f}%), mean blocks {row['mean_blocks']:.2f}"
+          f" of {k_exits}; all MACs (heads, gate, upsampling) {row['mean_macs']:.0f} vs "
+          f"{plan.full_macs} ({100 * row['macs_saved']:.1f}% saved); exit share "
+          f"{' / '.join(f'{100 * v:.1f}' for v in row['exit_share'])} %")
+    print(f"  latency mean {row['latency_ms']:.1f} vs {row['latency_full_ms']:.1f} ms, median "
+          f"{row['latency_median_ms']:.1f} vs {row['latency_full_median_ms']:.1f} ms "
+          "(stage entries vs the main graph, interleaved)")
+    return [row]
+
+
+def lm_bundle(calib_words: list, drop: float, lex, val_words: list):
+    """The encoder-decoder G2P model with its per-token exit head, compiled (64 training
+    words, as tools/slm_eval.py --compile) and its exit threshold calibrated on
+    ``val_words`` (PER within ``drop`` points of the model without exits)."""
+    sys.path.insert(0, str(ROOT / "tools"))
+    import slm_eval
+
+    from sdk.exits.lm import (
+        LMExitSession,
+        calibrate_lm_exits,
+        compile_exit_generation_model,
+        load_exit_heads,
+    )
+    from sdk.models.slm import load_weights
+
+    cfg, w = load_weights(ROOT / "samples" / "slm" / "encdec.npz")
+    tok = sdk.G2PTokenizer()
+    samples = [(tok.encode_word(x), tok.encode_phonemes(lex[x][0])) for x in calib_words]
+    bundle = compile_exit_generation_model(cfg, w, load_exit_heads(SAMPLES /
+                                                                   "g2p_exit_head.npz"),
+                                           samples)
+    sess = LMExitSession(bundle, thresholds=[None])
+    ids = [tok.encode_word(x) for x in val_words]
+
+    def per(outputs: list) -> float:
+        return slm_eval.score({x: tok.decode(o) for x, o in zip(val_words, outputs)}, lex)["per"]
+
+    cal = calibrate_lm_exits(sess, ids, per, drop)
+    return bundle, sess, cal
+
+
+def lm_rows(quick: bool, drop: float) -> list[dict]:
+    """Language model, per-token exit in the decoder (CALM / DYNAMAX style): an exit head
+    after decoder layer 0 of the 2-layer decoder (sdk.exits.lm), its integer margin
+    threshold calibrated on validation words, measured on the held-out words against the
+    same integer model without exits (sdk.GenerationSession on decoder_step), interleaved."""
+    sys.path.insert(0, str(ROOT / "tools"))
+    import slm_data
+    import slm_eval
+
+    lex = slm_data.load_lexicon()
+    train, valid, _ = slm_data.split(lex)
+    held = slm_data.heldout_words()
+    step = max(1, len(train) // 64)
+    calib = train[::step][:64]
+    n_val, n_test = (60, 60) if quick else (300, 600)
+    val = valid[::max(1, len(valid) // n_val)][:n_val]
+    test = held[::max(1, len(held) // n_test)][:n_test]
+    t0 = time.perf_counter()
+    bundle, sess, cal = lm_bundle(calib, drop, lex, val)
+    t_cal = time.perf_counter() - t0
+    tok = sdk.G2PTokenizer()
+    plan = bundle.manifest["lm_exits"]
+    for x in test[:3]:  # warm-up (Numba JIT of every kernel)
+        sess.generate(tok.encode_word(x))
+        sess.generate_full(tok.encode_word(x))
+    pe, pf, te, tf = {}, {}, [], []
+    toks_e = toks_f = macs_e = macs_f = layers_e = layers_f = exits0 = 0
+    for i, x in enumerate(test):
+        ids = tok.encode_word(x)
+        if i % 2:
+            f = sess.generate_full(ids)
+            r = sess.generate(ids)
+        else:
+            r = sess.generate(ids)
+            f = sess.generate_full(ids)
+        pe[x], pf[x] = tok.decode(r.tokens), tok.decode(f.tokens)
+        te.append(r.seconds)
+        tf.append(f.seconds)
+        toks_e += len(r.exits)
+        toks_f += len(f.exits)
+        macs_e += r.macs
+        macs_f += f.macs
+        layers_e += r.layers
+        layers_f += f.layers
+        exits0 += sum(e == 0 for e in r.exits)
+    se, sf = slm_eval.score(pe, lex), slm_eval.score(pf, lex)
+    row = {"model": "g2p-encdec (2 decoder layers) + exit after layer 1", "rule": "margin",
+           "val_words": len(val), "test_words": len(test), "max_per_drop": drop,
+           "threshold": sess.thresholds[0], "calibration": {
+               k: v for k, v in cal.items() if k != "curve"}, "curve": cal["curve"],
+           "per": se["per"], "wer": se["wer"], "per_full": sf["per"], "wer_full": sf["wer"],
+           "identical_words": sum(pe[x] == pf[x] for x in test) / len(test),
+           "exit_share": exits0 / max(1, toks_e),
+           "mean_layers_per_token": layers_e / max(1, toks_e),
+           "mean_layers_per_token_full": layers_f / max(1, toks_f),
+           "macs_per_token": macs_e / max(1, toks_e), "macs_per_token_full": macs_f / max(1, toks_f),
+           "entry_macs": plan["macs"],
+           "ms_per_word": 1e3 * float(np.median(te)), "ms_per_word_full": 1e3 * float(np.median(tf)),
+           "ms_per_token": 1e3 * sum(te) / max(1, toks_e),
+           "ms_per_token_full": 1e3 * sum(tf) / max(1, toks_f),
+           "calibration_s": round(t_cal, 1)}
+    row["macs_saved"] = 1 - row["macs_per_token"] / row["macs_per_token_full"]
+    print(f"language model, per-token exit in the decoder (margin, threshold "
+          f"{row['threshold']} calibrated on {len(val)} validation words within {drop:g} PER "
+          f"points), {len(test)} held-out words, integer model (Numba interpreter), shared "
+          "machine:")
+    print(f"  PER {row['per']:.2f} vs {row['per_full']:.2f} without exits "
+          f"({row['per'] - row['per_full']:+.2f}), WER {row['wer']:.2f} vs {row['wer_full']:.2f};"
+          f" {100 * row['identical_words']:.1f}% identical outputs")
+    print(f"  {100 * row['exit_share']:.1f}% of tokens exit after layer 1: decoder layers per "
+          f"token {row['mean_layers_per_token']:.2f} vs {row['mean_layers_per_token_full']:.2f},"
+          f" MACs per token {row['macs_per_token']:.0f} vs {row['macs_per_token_full']:.0f} "
+          f"({100 * row['macs_saved']:.1f}% saved, the exit head and K/V fill included)")
+    print(f"  time per token {row['ms_per_token']:.2f} vs {row['ms_per_token_full']:.2f} ms, "
+          f"median per word {row['ms_per_word']:.1f} vs {row['ms_per_word_full']:.1f} ms")
+    return [row]
+
+
 def measure(sess, x: np.ndarray, y: np.ndarray) -> dict:
     """Accuracy, mean MACs, exit histogram and mean latency of ``sess`` with and without
     exits on (x, y), the two timed interleaved."""
@@ -234,6 +464,14 @@ def main(argv: list[str] | None = None) -> int:
                     help="accuracy points the keyword-spotting exits may lose")
     ap.add_argument("--kws-only", action="store_true", help="only the keyword-spotting rows")
     ap.add_argument("--no-kws", action="store_true", help="skip keyword spotting")
+    ap.add_argument("--seg-only", action="store_true", help="only the segmentation row")
+    ap.add_argument("--no-seg", action="store_true", help="skip segmentation")
+    ap.add_argument("--seg-drop", type=float, default=1.0,
+                    help="mIoU points the segmentation exits may lose (validation scenes)")
+    ap.add_argument("--lm-only", action="store_true", help="only the language-model row")
+    ap.add_argument("--no-lm", action="store_true", help="skip the language model")
+    ap.add_argument("--lm-drop", type=float, default=0.5,
+                    help="PER points the per-token exits may lose (validation words)")
     ap.add_argument("--save-kws-logits", type=Path,
                     help="also write the integer frame logits of both splits here (npz)")
     ap.add_argument("--mcu", type=int, default=None, metavar="N",
@@ -246,7 +484,10 @@ def main(argv: list[str] | None = None) -> int:
         xc, yc = z["x"], z["label"]
     with np.load(SAMPLES / "digits_test.npz") as z:
         xt, yt = z["x"], z["label"]
-    rules = () if args.kws_only else ("margin", "gate") if args.quick else RULES
+    only = [k for k in ("kws", "seg", "lm") if getattr(args, f"{k}_only")]
+    if len(only) > 1:
+        ap.error("give at most one of --kws-only, --seg-only, --lm-only")
+    rules = () if only else ("margin", "gate") if args.quick else RULES
     if args.quick:
         xt, yt = xt[:150], yt[:150]
     t0 = time.perf_counter()
@@ -265,11 +506,15 @@ def main(argv: list[str] | None = None) -> int:
         row = {"model": "digits-cnn-3exits", "rule": rule,
                "backend": args.backend or "reference (numba)", **measure(sess, xt, yt)}
         rows.append(row)
-    kws = [] if args.no_kws else kws_rows(args.quick, args.kws_drop, args.save_kws_logits)
+    kws = [] if args.no_kws or (only and only != ["kws"]) else \
+        kws_rows(args.quick, args.kws_drop, args.save_kws_logits)
+    seg = [] if args.no_seg or (only and only != ["seg"]) else \
+        seg_rows(args.quick, args.seg_drop)
+    lm = [] if args.no_lm or (only and only != ["lm"]) else lm_rows(args.quick, args.lm_drop)
     if not rows:
         if args.json:
-            args.json.write_text(json.dumps({"rows": [], "kws": kws, "quick": args.quick},
-                                            indent=1))
+            args.json.write_text(json.dumps({"rows": [], "kws": kws, "seg": seg, "lm": lm,
+                                             "quick": args.quick}, indent=1))
         return 0
     print(f"early exit, digits CNN (3 exits), held-out test split ({len(yt)} samples), "
           f"--max-accuracy-drop {args.max_accuracy_drop:g} ({args.criterion}) on the "
@@ -303,7 +548,8 @@ def main(argv: list[str] | None = None) -> int:
         print(f"{rule:9s} not calibrated: {why}")
     print(f"({time.perf_counter() - t0:.1f} s)")
     if args.json:
-        args.json.write_text(json.dumps({"rows": rows, "unreachable": unreachable, "kws": kws, "mcu": mcu,
+        args.json.write_text(json.dumps({"rows": rows, "unreachable": unreachable, "kws": kws,
+                                         "seg": seg, "lm": lm, "mcu": mcu,
                                          "quick": args.quick},
                                         indent=1))
         print(f"wrote {args.json}")

@@ -59,10 +59,12 @@ from sdk.quant.observers import OBSERVERS
                    "without them [default: 0.5]")
 @click.option("--exit-rule", type=click.Choice(["margin", "entropy", "patience", "gate"]),
               default=None, help="with --exits: integer exit rule [default: margin]")
-@click.option("--exit-criterion", type=click.Choice(["consistency", "accuracy"]), default=None,
+@click.option("--exit-criterion", type=click.Choice(["consistency", "accuracy", "miou"]),
+              default=None,
               help="with --exits: bound the disagreement with the model without exits "
-                   "(consistency, bounds the accuracy lost) or the labelled accuracy drop "
-                   "[default: consistency]")
+                   "(consistency, bounds the accuracy lost) or the labelled accuracy drop; "
+                   "miou: segmentation, 'label' holds class maps, the drop is in mIoU "
+                   "points (gate rule) [default: consistency]")
 @click.option("--exit-outputs", default=None,
               help="with --exits: the classifier outputs in compute order, comma-separated "
                    "(default: every output shaped like the last, less 'gate')")
@@ -185,7 +187,8 @@ def _exit_options(path: str | None, drop: str | None, rule: str | None,
 
     arrays = load_arrays(path, [], CalibrationError, "exit calibration")
     inputs = [v for k, v in arrays.items() if k not in ("label", "labels")]
-    labels_from(arrays, len(inputs[0]) if inputs and inputs[0].ndim else 0)
+    labels_from(arrays, len(inputs[0]) if inputs and inputs[0].ndim else 0,
+                dense=criterion == "miou")
     return arrays, kw
 
 
@@ -194,9 +197,10 @@ def print_exits(doc: dict) -> None:
     cal = doc["calibration"]
     ch = cal["chosen"]
     n = cal["samples"]
-    click.echo(f"exits ({doc['rule']}, {cal['criterion']}, {n} held-out samples): accuracy "
-               f"{ch['accuracy']:.2f}% vs {cal['accuracy_full']:.2f}% without exits (agreeing "
-               f"with it on {ch['agreement']:.2f}%), mean {ch['mean_macs']:.0f} MACs vs "
+    metric, unit = ("mIoU", "") if cal.get("metric") == "mIoU" else ("accuracy", "%")
+    click.echo(f"exits ({doc['rule']}, {cal['criterion']}, {n} held-out samples): {metric} "
+               f"{ch['accuracy']:.2f}{unit} vs {cal['accuracy_full']:.2f}{unit} without exits "
+               f"(agreeing with it on {ch['agreement']:.2f}%), mean {ch['mean_macs']:.0f} MACs vs "
                f"{doc['full_macs']} ({100 * cal['saved_macs']:.1f}% saved)")
     for e, c in zip(doc["exits"], ch["exit_counts"]):
         thr = "always" if e["threshold"] is None else f"score >= {e['threshold']}"
