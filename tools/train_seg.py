@@ -163,6 +163,10 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--lr", type=float, default=1e-3)
     ap.add_argument("--minutes", type=float, default=15.0, help="wall-clock training budget")
     ap.add_argument("--max-steps", type=int, default=100000)
+    ap.add_argument("--steps", type=int, default=0,
+                    help="train exactly this many steps, the cosine schedule over steps (not "
+                         "over --minutes): the same command then gives the same checkpoint; "
+                         "--minutes stays a safety cap")
     ap.add_argument("--seed", type=int, default=0)
     ap.add_argument("--threads", type=int, default=1)
     ap.add_argument("--init", help="start from this checkpoint (.npz written by this script; "
@@ -203,10 +207,16 @@ def main(argv: list[str] | None = None) -> int:
     t_start = time.time()
     step = 0
     losses: list[float] = []
-    while step < a.max_steps:
+    max_steps = a.steps or a.max_steps
+    while step < max_steps:
         frac = (time.time() - t_start) / budget
         if frac >= 1.0:
+            if a.steps:
+                print(f"stopped by --minutes {a.minutes} at step {step} of {a.steps}: this "
+                      "checkpoint is not the one the command names", flush=True)
             break
+        if a.steps:
+            frac = step / a.steps
         lr = a.lr * min(1.0, (step + 1) / warm) * 0.5 * (1 + math.cos(math.pi * min(frac, 1.0)))
         for gr in opt.param_groups:
             gr["lr"] = lr
