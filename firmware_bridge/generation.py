@@ -455,7 +455,7 @@ def program_flash_file(flash_path: Any, images: DeviceImages) -> None:
     from firmware_bridge.qemu import PSRAM_BYTES
 
     with HostFirmware(flash_path, flash_bytes=4 << 20) as fw:
-        client = DeviceClient(fw.url, timeout=0.2)
+        client = DeviceClient(fw.url, timeout=1.0)
         try:
             for p in (images.encoder, images.decoder):
                 client.load_image(p.data)

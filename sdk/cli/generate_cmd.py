@@ -29,17 +29,30 @@ from sdk.errors import InputError
 @click.option("--max-new-tokens", type=int, default=None,
               help="at most this many tokens per input (default: the KV cache capacity)")
 @click.option("--stream/--no-stream", default=False, help="print tokens as they come")
+@click.option("--backend", type=click.Choice(["host", "mcu"]), default="host", show_default=True,
+              help="mcu: the encoder and the KV-cached decoder step run on the device at --port")
+@click.option("--port", help="serial URL of the device for --backend mcu (see `edge emulate`)")
 def command(model: str, text: str | None, strategy: str, beams: int, top_k: int, top_p: float,
-            temperature: float, seed: int, max_new_tokens: int | None, stream: bool) -> None:
+            temperature: float, seed: int, max_new_tokens: int | None, stream: bool,
+            backend: str = "host", port: str | None = None) -> None:
     """Generate with a KV-cached integer language model (G2P: words -> phonemes)."""
     import sdk
 
+    if backend == "mcu":
+        from sdk.backends.mcu import require_port
+
+        require_port(port)  # one-line error before reading any text
+    if port and backend != "mcu":
+        raise InputError("--port is the device for --backend mcu; add --backend mcu")
+    if backend == "mcu" and strategy == "beam":
+        raise InputError("beam search on the device needs one KV cache per beam; use "
+                         "--strategy greedy or sample with --backend mcu")
     if text is None or text == "-":
         text = sys.stdin.read()
     words = text.split()
     if not words:
         raise InputError("no input text: pass --text 'some words' or pipe text on stdin")
-    gs = sdk.GenerationSession(model)
+    gs = _device_session(model, port) if backend == "mcu" else sdk.GenerationSession(model)
     if gs.meta.get("tokenizer", "g2p-char-arpabet") != "g2p-char-arpabet":
         raise InputError(f"{model} uses tokenizer {gs.meta.get('tokenizer')!r}; edge generate "
                          "knows g2p-char-arpabet only")
@@ -60,3 +73,44 @@ def command(model: str, text: str | None, strategy: str, beams: int, top_k: int,
             click.echo("")
         else:
             click.echo(f"{w}\t" + " ".join(tok.decode(gs.generate(x, cfg).tokens)))
+        if backend == "mcu":
+            _report_counts(gs, port)
+
+
+def _device_session(model: str, port: str) -> object:
+    from firmware_bridge.generation import DeviceGenerationSession
+    from sdk.backends.mcu import connect
+
+    client = connect(port)
+    gs = DeviceGenerationSession(model, client, load=False)
+    sizes = gs.images.sizes
+    info = client.hello()
+    have = {info.slot_crc[s] for s in (0, 1) if info.slot_valid[s]}
+    if not {gs.images.encoder.crc32, gs.images.decoder.crc32} <= have:
+        kb = (sizes["encoder_image"] + sizes["decoder_image"]) / 1024
+        click.echo(f"loading the encoder and decoder-step images ({kb:.0f} KiB) onto the "
+                   f"device at {port} (over an emulated UART this takes minutes)", err=True)
+    gs.load()
+    return gs
+
+
+def _report_counts(gs: object, port: str) -> None:
+    """One stderr line per word: the device's counts for the encoder and per decoder step."""
+    from firmware_bridge.qemu import emulator_icount_shift, ticks_to_instructions
+    from sdk.backends.mcu import count_unit
+
+    info = gs.client.info
+    shift = emulator_icount_shift(port)
+    key, label = count_unit(info.board, info.tick_hz, port, shift)
+    steps = gs.ticks["steps"]
+    if key == "instructions":
+        conv, unit = (lambda t: ticks_to_instructions(t, shift)), "instructions"
+    elif key == "cycles":
+        conv, unit = float, "cycles"
+    else:
+        conv, unit = (lambda t: t / info.tick_hz * 1e3), "ms"
+    per = sum(conv(t) for t in steps) / max(1, len(steps))
+    enc = conv(gs.ticks["encoder"])
+    fmt = (lambda v: f"{v / 1e6:.2f} M") if unit != "ms" else (lambda v: f"{v:.2f}")
+    click.echo(f"# {info.board}: encoder {fmt(enc)} {unit}, decoder {fmt(per)} {unit}/token "
+               f"over {len(steps)} steps ({label})", err=True)
