@@ -12,7 +12,10 @@ Two flash images, one per A/B slot of the device (both stay in flash; ``SELECT``
   in front of each self-attention Shiftmax, firmware opcodes 24/25): the firmware keeps them
   in its arena between invocations; the cross K/V and the encoder mask are device state too,
   written once per input (``SET_STATE``) and never changed by a step. The RoPE rows are looked
-  up on the device by the position.
+  up on the device by the position. Two rewrites that move bytes only (so the logits keep
+  every bit, checked by ``tests/slm/test_slm_mcu.py``): the cross keys' head repeat and
+  transpose happen once per input on the host instead of once per token, and each K cache is
+  held transposed, so a step writes one column instead of transposing the whole cache.
 
 Per input the host sends the ids, reads the cross K/V (int8) and puts them on the decoder's
 input grid with the same float arithmetic the host session uses (on the committed G2P model
@@ -46,7 +49,7 @@ def _merge_lookup(bundle: Any, entry: str) -> Any:
     main = bundle.entry(entry).copy()
     names = bundle.entry_names
     if f"{entry}_lookup" in names:
-        look = bundle.entry(f"{entry}_lookup")
+        look = bundle.entry(f"{entry}_lookup").copy()
         for name, t in look.tensors.items():
             if name not in main.tensors:
                 main.add_tensor(t)
