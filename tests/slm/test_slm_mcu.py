@@ -196,12 +196,18 @@ def test_g2p_on_the_cortex_m4_equals_the_host_bit_for_bit(qemu_g2p, encdec, held
     assert steps >= 3 * len(words)
 
 
-def test_device_generation_refuses_what_it_cannot_do(qemu_g2p):
+def test_device_sampling_and_streaming_and_refusals(qemu_g2p, encdec):
+    """Seeded sampling picks the host's tokens from the device's logits; the token stream is
+    generate()'s; what the device cannot do is refused in one line."""
     import sdk
     from firmware_bridge.generation import DeviceGenerationSession
 
     client, _ = qemu_g2p
     dev = DeviceGenerationSession(SLM / "encdec.edge", client)
+    ids = sdk.G2PTokenizer().encode_word("kitchen")
+    cfg = sdk.GenerationConfig(strategy="sample", top_k=5, temperature=1.5, seed=3)
+    assert dev.generate(ids, cfg).tokens == encdec.generate(ids, cfg).tokens
+    assert list(dev.stream(ids)) == encdec.generate(ids).tokens
     with pytest.raises(InputError, match="compiled for at most 20"):
         dev.generate(list(range(5, 26)))
     with pytest.raises(InputError, match="beam search on the device"):
