@@ -93,8 +93,9 @@ def resize_case(rng: np.random.Generator):
 
 
 def gather_case(rng: np.random.Generator, runtime_indices: bool = False):
-    """Any axis of a rank 1-4 table; indices scalar / 1-D / 2-D, negative, repeated, the two
-    ends of the axis; constant (an int32 table in flash) or a model input (int32/int16)."""
+    """Any axis of a rank 1-4 int8/int16/int32 table; indices scalar / 1-D / 2-D, negative,
+    repeated, the two ends of the axis; constant (an int32 table in flash) or a model input
+    (int32/int16)."""
     rank = int(rng.integers(1, 5))
     shape = tuple(int(v) for v in rng.integers(1, 6, rank))
     axis = int(rng.integers(-rank, rank))
@@ -103,7 +104,7 @@ def gather_case(rng: np.random.Generator, runtime_indices: bool = False):
     idx = rng.integers(-n, n, idx_shape).astype(np.int64)
     if idx.size >= 2:
         idx.reshape(-1)[:2] = [-n, n - 1]
-    x = _values(rng, str(rng.choice(["int8", "int16"])), shape)
+    x = _values(rng, str(rng.choice(["int8", "int16", "int32"])), shape)
     ref = gather(x, idx, axis=axis)
     feeds = {"x": x}
     if runtime_indices:
