@@ -336,11 +336,11 @@ def lm_bundle(calib_words: list, drop: float, lex, val_words: list):
     def per(outputs: list) -> float:
         return slm_eval.score({x: tok.decode(o) for x, o in zip(val_words, outputs)}, lex)["per"]
 
-    cal = calibrate_lm_exits(sess, ids, per, drop)
+    cal = calibrate_lm_exits(sess, ids, per, drop, candidates=14)
     return bundle, sess, cal
 
 
-def lm_rows(quick: bool, drop: float) -> list[dict]:
+def lm_rows(quick: bool, drop: float, save: Path | None = None) -> list[dict]:
     """Language model, per-token exit in the decoder (CALM / DYNAMAX style): an exit head
     after decoder layer 0 of the 2-layer decoder (sdk.exits.lm), its integer margin
     threshold calibrated on validation words, measured on the held-out words against the
@@ -360,6 +360,9 @@ def lm_rows(quick: bool, drop: float) -> list[dict]:
     t0 = time.perf_counter()
     bundle, sess, cal = lm_bundle(calib, drop, lex, val)
     t_cal = time.perf_counter() - t0
+    if save is not None:  # samples/exits/g2p_exits.edge: the calibrated bundle the tests load
+        bundle.save(save)
+        print(f"wrote {save}")
     tok = sdk.G2PTokenizer()
     plan = bundle.manifest["lm_exits"]
     for x in test[:3]:  # warm-up (Numba JIT of every kernel)
@@ -472,6 +475,8 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--no-lm", action="store_true", help="skip the language model")
     ap.add_argument("--lm-drop", type=float, default=0.5,
                     help="PER points the per-token exits may lose (validation words)")
+    ap.add_argument("--save-lm-bundle", type=Path,
+                    help="also write the calibrated G2P exit bundle here (.edge)")
     ap.add_argument("--save-kws-logits", type=Path,
                     help="also write the integer frame logits of both splits here (npz)")
     ap.add_argument("--mcu", type=int, default=None, metavar="N",
@@ -510,7 +515,8 @@ def main(argv: list[str] | None = None) -> int:
         kws_rows(args.quick, args.kws_drop, args.save_kws_logits)
     seg = [] if args.no_seg or (only and only != ["seg"]) else \
         seg_rows(args.quick, args.seg_drop)
-    lm = [] if args.no_lm or (only and only != ["lm"]) else lm_rows(args.quick, args.lm_drop)
+    lm = [] if args.no_lm or (only and only != ["lm"]) else \
+        lm_rows(args.quick, args.lm_drop, args.save_lm_bundle)
     if not rows:
         if args.json:
             args.json.write_text(json.dumps({"rows": [], "kws": kws, "seg": seg, "lm": lm,

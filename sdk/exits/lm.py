@@ -414,14 +414,20 @@ def calibrate_lm_exits(sess: LMExitSession, words: Sequence[Sequence[int]],
                       "exit_share": round(sum(e == 0 for r in runs for e in r.exits) /
                                           max(1, toks), 4),
                       "mean_macs_per_token": round(sum(r.macs for r in runs) / max(1, toks), 1)})
-    ok = [c for c in curve if c["score"] <= base + drop + 1e-9]
-    if not ok or ok[-1]["exit_share"] == 0:
-        best = min(curve, key=lambda c: c["score"])
-        raise CalibrationError(f"no exit threshold keeps the error within {drop:g} points of "
-                               f"{base:.2f} on these {len(words)} words; the best is "
-                               f"{best['score']:.2f} at threshold {best['threshold']} "
-                               f"({100 * best['exit_share']:.1f}% of tokens exit)")
-    pick = min(ok, key=lambda c: c["mean_macs_per_token"])
+    ok = [c for c in curve if c["score"] <= base + drop + 1e-9
+          and c["mean_macs_per_token"] < base_macs]
+    if not ok:
+        saving = [c for c in curve if c["mean_macs_per_token"] < base_macs]
+        if not saving:
+            raise CalibrationError(f"no exit threshold saves compute on these {len(words)} "
+                                   f"words: the exit head costs more than the layers skipped")
+        need = min(saving, key=lambda c: c["score"])
+        raise CalibrationError(f"no exit threshold that saves compute keeps the error within "
+                               f"{drop:g} points of {base:.2f} on these {len(words)} words; the "
+                               f"smallest increase is {need['score'] - base:.2f} points "
+                               f"(threshold {need['threshold']}, {100 * need['exit_share']:.1f}% "
+                               f"of tokens exit)")
+    pick = min(ok, key=lambda c: (c["mean_macs_per_token"], c["score"]))
     sess.thresholds = [pick["threshold"]]
     sess.plan["thresholds"] = [pick["threshold"]]
     sess.plan["calibration"] = {"words": len(words), "max_drop": drop, "score_full": base,
