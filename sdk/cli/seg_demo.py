@@ -147,6 +147,18 @@ def command(source: str | None, model: str | None, use_float: bool, backend: str
         click.echo(f"{exc}: falling back to the scene generator")
         src = GeneratorSource(size, seed)
     model_path = _resolve_model(model, use_float, click.echo)
+    if target is not None and not use_float:
+        from targets import load_target
+
+        if load_target(target).is_mcu:  # a microcontroller: the model must fit its firmware
+            from sdk.vision.mcu import segmenter_image
+
+            mcu = segmenter_image(model_path, target,
+                                  name=Path(model).stem if model else "seg_vit_mask")
+            click.echo(f"{mcu.target}: {mcu.weights_bytes:,} B of int8 weights, "
+                       f"{mcu.arena_bytes:,} B arena, {mcu.image_bytes:,} B flash image; the "
+                       "frames run here on the same integer kernels (tools/seg_eval.py --mcu "
+                       "runs them in the QEMU firmware)")
     seg = Segmenter(model_path, backend=backend, target=target)
     if seg.classes != len(CLASSES):
         click.echo(f"note: the model has {seg.classes} classes, the legend names "

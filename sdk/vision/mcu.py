@@ -85,11 +85,13 @@ class McuSegmenter:
 
 
 def segmenter_image(model: str | os.PathLike, target: Any = "mps2-an386",
-                    budget: McuBudget | None = TINY_BUDGET) -> McuSegmenter:
+                    budget: McuBudget | None = TINY_BUDGET, name: str | None = None
+                    ) -> McuSegmenter:
     """Compile ``model`` (float ONNX: cached integer bundle, :func:`compile_segmenter`; or an
     ``.edge`` bundle) and pack it for ``target``'s firmware; refused (one line) when an op has
     no firmware kernel (UnsupportedOpError), when it exceeds ``budget`` or the board
-    (TargetError, needed vs available)."""
+    (TargetError, needed vs available). ``name`` names the model in messages (default: the
+    file's stem)."""
     from firmware_bridge.image import pack_image
     from sdk.backends.emulator import check_fits
     from sdk.compile import load_bundle
@@ -104,7 +106,7 @@ def segmenter_image(model: str | os.PathLike, target: Any = "mps2-an386",
         raise TargetError(f"{t.name} is not a microcontroller target; the firmware image is "
                           "for an MCU board such as mps2-an386")
     packed = pack_image(graph)      # an op without a firmware kernel: UnsupportedOpError
-    seg = McuSegmenter(model.stem, graph, packed, t.name, int8_weight_bytes(graph),
+    seg = McuSegmenter(name or model.stem, graph, packed, t.name, int8_weight_bytes(graph),
                        int(packed.arena_bytes), len(packed.data))
     seg.check_budget(budget)        # the budget first: a model over it is refused for that
     check_fits(graph, t)            # the board's memory map (RAM, flash, A/B slot)

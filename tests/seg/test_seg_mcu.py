@@ -242,3 +242,22 @@ def test_the_committed_width_128_model_is_refused_on_mps2_an386(seg_bundle):
                        r"[\d,]+ B, an A/B slot of mps2-an386 holds 2,093,056 B") as e:
         segmenter_image(BIG[0], budget=None)
     assert "\n" not in str(e.value)
+
+
+def test_the_demo_on_mps2_an386_refuses_the_big_model_and_takes_the_tiny_one(
+        seg_bundle, tiny, capsys):
+    from sdk.cli.main import main
+    from sdk.compile import load_bundle
+    from sdk.vision.mcu import int8_weight_bytes
+
+    need = int8_weight_bytes(load_bundle(seg_bundle).graph)
+    rc = main(["demo", "seg", "--model", str(BIG[0]), "--target", "mps2-an386", "--frames", "1"])
+    err = capsys.readouterr().err.strip()
+    assert rc != 0 and "\n" not in err
+    assert err.startswith("error: seg_vit_mask does not fit mps2-an386 under the tiny-segmenter "
+                          f"budget: int8 weights need {need / 1024:,.1f} KiB, available 300.0 KiB")
+    rc = main(["demo", "seg", "--model", str(TINY), "--target", "mps2-an386", "--frames", "1"])
+    out = capsys.readouterr().out
+    assert rc == 0, out
+    assert f"mps2-an386: {tiny.weights_bytes:,} B of int8 weights, {tiny.arena_bytes:,} B arena" in out
+    assert "1 frames in" in out or "frame    1" in out
