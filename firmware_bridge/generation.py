@@ -23,6 +23,10 @@ the two grids are the same, so the values come back unchanged), then per token s
 and its position and reads the logits (int8, a few dozen bytes). Greedy decoding and seeded
 sampling pick on the host from the device's integer logits; beam search needs one cache per
 beam and is refused.
+
+A decoder-only bundle runs as one image (the decoder step): its prompt goes through the
+step one token at a time (the image has static shapes; the host's ``prefill`` entry takes
+the prompt at once), the same bits from the separator's logits on.
 """
 
 from __future__ import annotations
@@ -89,10 +93,10 @@ def device_graphs(bundle: Any, hoist: bool = True) -> DeviceGraphs:
     from sdk.ops.shapes import infer_shapes
 
     names = bundle.entry_names
-    if "encoder" not in names or "decoder_step" not in names:
-        raise InputError(f"{bundle.name} is not an encoder-decoder generation bundle (entries "
-                         f"{names}); the MCU runs the encoder-decoder form")
-    enc = _merge_lookup(bundle, "encoder")
+    if "decoder_step" not in names:
+        raise InputError(f"{bundle.name} is not a generation bundle (entries {names}); build "
+                         "one with sdk.compile_generation_model")
+    enc = _merge_lookup(bundle, "encoder") if "encoder" in names else None
     dec = _merge_lookup(bundle, "decoder_step")
     if "positions" in dec.inputs and "pos" in dec.inputs:
         shape = dec.tensor("positions").shape
@@ -121,7 +125,8 @@ def device_graphs(bundle: Any, hoist: bool = True) -> DeviceGraphs:
             dec.inputs = [i for i in dec.inputs if i not in gone]
             held = [h for h in held if h not in gone] + list(prep.outputs)
     dec.validate()
-    return DeviceGraphs(infer_shapes(enc), infer_shapes(dec), held, quant, prep, k_t)
+    return DeviceGraphs(infer_shapes(enc) if enc is not None else None, infer_shapes(dec), held,
+                        quant, prep, k_t)
 
 
 _LAYOUT = ("Concat", "Transpose", "Reshape", "Unsqueeze", "Squeeze", "Identity")
@@ -223,7 +228,7 @@ def decoder_state(graphs: DeviceGraphs) -> list[tuple[str, str]]:
 class DeviceImages:
     """The two packed images and what the host needs to drive them."""
 
-    encoder: PackedImage
+    encoder: PackedImage | None          # None: a decoder-only model
     decoder: PackedImage
     graphs: DeviceGraphs
 
@@ -234,6 +239,8 @@ class DeviceImages:
 
         out = {}
         for k, p in (("encoder", self.encoder), ("decoder", self.decoder)):
+            if p is None:
+                continue
             out[f"{k}_image"] = len(p.data)
             out[f"{k}_weights"] = int(read_header(p.data)["weights_bytes"])
             out[f"{k}_arena"] = int(p.arena_bytes)
@@ -242,11 +249,13 @@ class DeviceImages:
 
 def pack_generation(bundle: Any, packed_kernels: bool = True, hoist: bool = True
                     ) -> DeviceImages:
-    """Pack an encoder-decoder generation bundle's encoder and decoder step for the firmware."""
+    """Pack a generation bundle's encoder (encoder-decoder) and decoder step for the firmware."""
     g = device_graphs(bundle, hoist)
-    penc = pack_image(g.encoder, state=[], packed_kernels=packed_kernels)
+    penc = pack_image(g.encoder, state=[], packed_kernels=packed_kernels) \
+        if g.encoder is not None else None
     pdec = pack_image(g.decoder, state=decoder_state(g), packed_kernels=packed_kernels)
-    missing = [io.name for io in penc.outputs if io.name not in g.quant or io.quantize is None]
+    missing = [io.name for io in (penc.outputs if penc else [])
+               if io.name not in g.quant or io.quantize is None]
     if missing:
         raise GraphError(f"encoder outputs {missing} have no quantization boundary on both "
                          "sides; cannot move them between the images")
@@ -260,7 +269,8 @@ class _DeviceState:
 
 class DeviceGenerationSession(GenerationSession):
     """:class:`sdk.GenerationSession` with the encoder and the KV-cached decoder step on a
-    device running the edge firmware (QEMU ``mps2-an386``, a board, or the host build).
+    device running the edge firmware (QEMU ``mps2-an386``, a board, or the host build); a
+    decoder-only bundle with its prompt fed through the step token by token.
 
     ``DeviceGenerationSession("samples/slm/encdec.edge", client).generate(ids)``: the same
     :class:`GenerationConfig` (greedy, sampling, stop tokens, ``max_new_tokens``, ``stream``);
@@ -278,18 +288,16 @@ class DeviceGenerationSession(GenerationSession):
         meta = bundle.entry("decoder_step").metadata.get("slm") \
             if "decoder_step" in bundle.entry_names else None
         info = json.loads(meta) if isinstance(meta, str) else dict(meta or {})
-        if info.get("kind", "encdec") != "encdec" or "encoder" not in bundle.entry_names:
-            raise InputError(f"{getattr(model, 'name', model)} is not an encoder-decoder "
-                             "generation bundle; the device runs the encoder-decoder form "
-                             "(a decoder-only model would need its prefill on the device)")
-        self.meta, self.kind = info, "encdec"
+        self.meta = info
+        self.kind = "encdec" if "encoder" in bundle.entry_names else "deconly"
         cfg = info.get("config", {})
         self.images = pack_generation(bundle, packed_kernels)
         self.client = client
         self.encoder = self.prefill = None
         decls = self.images.graphs.decoder.state
         self.capacity = int(decls[0].capacity) if decls else int(cfg.get("capacity", 0))
-        self.max_src = int(self.images.encoder.inputs[0].shape[-1])
+        self.max_src = int(self.images.encoder.inputs[0].shape[-1]) \
+            if self.images.encoder is not None else self.capacity
         self.vocab = int(cfg.get("vocab", 0))
         self.bos, self.eos, self.sep = BOS, EOS, SEP
         out = self.images.decoder.outputs[0]
@@ -298,7 +306,7 @@ class DeviceGenerationSession(GenerationSession):
         self._logit_zp = int(np.asarray(q.get("zero_point", 0)))
         self._logits_io = out
         self.slots: dict[str, int] = {}
-        self.ticks: dict[str, Any] = {"encoder": 0, "steps": []}
+        self.ticks: dict[str, Any] = {"encoder": 0, "prompt_steps": 0, "steps": []}
         self.last_logits: list[np.ndarray] = []
         self._active = ""
         if load:
@@ -306,10 +314,11 @@ class DeviceGenerationSession(GenerationSession):
 
     # -- device ------------------------------------------------------------------------
     def load(self) -> dict[str, int]:
-        """Put both images into the device's two slots unless they are there already
-        (matched by CRC32); returns slot per image."""
+        """Put the images (encoder-decoder: both, one per slot) into the device's slots
+        unless they are there already (matched by CRC32); returns slot per image."""
         c = self.client
-        want = {"encoder": self.images.encoder, "decoder": self.images.decoder}
+        want = {k: p for k, p in (("encoder", self.images.encoder),
+                                  ("decoder", self.images.decoder)) if p is not None}
         info = c.hello()
         for k, p in want.items():
             if len(p.data) > info.slot_size:
@@ -323,6 +332,9 @@ class DeviceGenerationSession(GenerationSession):
             for s in (0, 1):
                 if info.slot_valid[s] and info.slot_crc[s] == p.crc32:
                     slots[k] = s
+        if len(want) == 1:  # decoder-only: one image
+            self.slots = slots or {"decoder": c.load_image(want["decoder"].data)}
+            return self.slots
         if len(slots) == 2 and slots["encoder"] != slots["decoder"]:
             self.slots = slots
             return slots
@@ -371,7 +383,7 @@ class DeviceGenerationSession(GenerationSession):
         for k, io in enumerate(p.inputs):
             self.client.set_input(k, np.ascontiguousarray(feeds[io.name].reshape(io.shape))
                                   .astype(io.dtype).tobytes())
-        self.ticks = {"encoder": self._invoke(), "steps": []}
+        self.ticks = {"encoder": self._invoke(), "prompt_steps": 0, "steps": []}
         g = self.images.graphs
         held = {"enc_mask": m}
         for k, io in enumerate(p.outputs):
@@ -386,6 +398,8 @@ class DeviceGenerationSession(GenerationSession):
         return held
 
     def start(self, ids: Any) -> tuple[dict, Any, np.ndarray]:
+        if self.kind == "deconly":
+            return self._prompt(ids)
         held = self.encode(ids)
         self._select("decoder")  # opening the image resets its state (the KV caches)
         names = set(self.images.graphs.held)
@@ -396,6 +410,26 @@ class DeviceGenerationSession(GenerationSession):
         state = _DeviceState()
         self.last_logits = []
         return held, state, self._decode(held, [self.bos], state)
+
+    def _prompt(self, ids: Any) -> tuple[dict, Any, np.ndarray]:
+        """Decoder-only: the prompt (``ids`` + separator) goes through the decoder step one
+        token at a time, each written into the device's KV caches (its ``prefill`` entry has a
+        run-time length; the device image has static shapes)."""
+        ids = list(ids)
+        if not ids:
+            raise InputError("empty input: give at least one token")
+        prompt = ids + [self.sep]
+        if len(prompt) >= self.capacity:
+            raise InputError(f"input has {len(ids)} tokens; with <sep> and one output token "
+                             f"it needs {len(prompt) + 1} of the {self.capacity} KV cache rows "
+                             "(recompile with a larger capacity)")
+        self._select("decoder")  # opening the image resets its state (the KV caches)
+        self.ticks = {"encoder": 0, "prompt_steps": len(prompt), "steps": []}
+        self.last_logits = []
+        state = _DeviceState()
+        for t in prompt:
+            logits = self._decode({}, [t], state)
+        return {}, state, logits
 
     def _decode(self, feeds: Any, tokens: Any, state: Any) -> np.ndarray:
         if len(tokens) != 1:
@@ -449,7 +483,7 @@ __all__ = ["DeviceGenerationSession", "DeviceImages", "decoder_state", "device_g
 
 
 def program_flash_file(flash_path: Any, images: DeviceImages) -> None:
-    """Write both images into a firmware flash file the way a debug probe programs a board:
+    """Write the images into a firmware flash file the way a debug probe programs a board:
     the host build of the same firmware (same flash layout, boot records and CRC checks)
     loads them over its pty into ``flash_path``, which an emulated board (``QemuFirmware(
     flash_path)``) then boots with both slots filled. The emulated UART of ``mps2-an386``
@@ -461,7 +495,8 @@ def program_flash_file(flash_path: Any, images: DeviceImages) -> None:
         client = DeviceClient(fw.url, timeout=1.0)
         try:
             for p in (images.encoder, images.decoder):
-                client.load_image(p.data)
+                if p is not None:
+                    client.load_image(p.data)
         finally:
             client.close()
     with open(flash_path, "ab") as f:  # the emulator's PSRAM file: flash is its first 4 MiB

@@ -236,6 +236,33 @@ def test_g2p_on_the_host_firmware_build(images, encdec, heldout, tmp_path):
         client.close()
 
 
+def test_decoder_only_on_the_host_firmware_build(deconly, heldout, tmp_path):
+    """The decoder-only G2P model on the device: its prompt goes through the KV-cached step
+    token by token (the device image has static shapes), and the logits from the separator
+    on equal the host's (prefill entry, then steps) bit for bit."""
+    _need("host")
+    import sdk
+    from firmware_bridge.generation import DeviceGenerationSession
+    from firmware_bridge.host_firmware import HostFirmware
+
+    tok = sdk.G2PTokenizer()
+    with HostFirmware(tmp_path / "flash.bin") as fw:
+        client = DeviceClient(fw.url, timeout=1.0)
+        dev = DeviceGenerationSession(SLM / "deconly.edge", client)
+        assert dev.images.encoder is None and dev.capacity == 48
+        for w in heldout[5:7]:
+            ids = tok.encode_word(w)
+            got = dev.generate(ids)
+            assert got.tokens == deconly.generate(ids).tokens, w
+            ref, _ = _host_steps(deconly, ids, got.tokens)
+            n = dev.ticks["prompt_steps"]
+            assert n == len(ids) + 1
+            mine = dev.last_logits[n - 1:]
+            assert len(mine) == len(ref) - (got.finished != "stop"), w
+            assert all(np.array_equal(a, b) for a, b in zip(mine, ref)), w
+        client.close()
+
+
 def test_edge_generate_on_the_device(encdec, tmp_path, capsys):
     """`edge generate --backend mcu --port URL` (a real process; the firmware's host build on
     a pty): the same phonemes as the host, the device's counts on stderr."""
