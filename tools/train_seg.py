@@ -3,6 +3,9 @@
     .venv/bin/pip install -e '.[train]'
     nice -n 10 .venv/bin/python tools/train_seg.py --decoder mask --minutes 18 --out samples/seg
     nice -n 10 .venv/bin/python tools/train_seg.py --decoder linear --minutes 12 --out samples/seg
+    # the tiny variant for the microcontroller (samples/seg/README.md), exactly 3000 steps:
+    nice -n 10 .venv/bin/python tools/train_seg.py --decoder mask --width 64 --blocks 3 \
+        --heads 2 --dec-width 64 --steps 3000 --minutes 20 --name seg_tiny_mask --out samples/seg
 
 Model (Segmenter, Strudel et al. 2021, with I-Segmenter's changes):
 
