@@ -83,13 +83,14 @@ def _device_session(model: str, port: str) -> object:
 
     client = connect(port)
     gs = DeviceGenerationSession(model, client, load=False)
-    sizes = gs.images.sizes
     info = client.hello()
     have = {info.slot_crc[s] for s in (0, 1) if info.slot_valid[s]}
-    if not {gs.images.encoder.crc32, gs.images.decoder.crc32} <= have:
-        kb = (sizes["encoder_image"] + sizes["decoder_image"]) / 1024
-        click.echo(f"loading the encoder and decoder-step images ({kb:.0f} KiB) onto the "
-                   f"device at {port} (over an emulated UART this takes minutes)", err=True)
+    images = [p for p in (gs.images.encoder, gs.images.decoder) if p is not None]
+    if not {p.crc32 for p in images} <= have:
+        kb = sum(len(p.data) for p in images) / 1024
+        what = "encoder and decoder-step images" if len(images) == 2 else "decoder-step image"
+        click.echo(f"loading the {what} ({kb:.0f} KiB) onto the device at {port} (over an "
+                   "emulated UART this takes minutes)", err=True)
     gs.load()
     return gs
 
@@ -109,8 +110,12 @@ def _report_counts(gs: object, port: str) -> None:
         conv, unit = float, "cycles"
     else:
         conv, unit = (lambda t: t / info.tick_hz * 1e3), "ms"
-    per = sum(conv(t) for t in steps) / max(1, len(steps))
+    n = max(int(gs.ticks.get("prompt_steps", 0)), 1)  # steps up to the first token's logits
+    later = steps[n:]
+    per = sum(conv(t) for t in later) / max(1, len(later))
     enc = conv(gs.ticks["encoder"])
+    first = enc + sum(conv(t) for t in steps[:n])
     fmt = (lambda v: f"{v / 1e6:.2f} M") if unit != "ms" else (lambda v: f"{v:.2f}")
-    click.echo(f"# {info.board}: encoder {fmt(enc)} {unit}, decoder {fmt(per)} {unit}/token "
-               f"over {len(steps)} steps ({label})", err=True)
+    how = f"encoder {fmt(enc)} + 1 step" if gs.kind == "encdec" else f"{n} prompt steps"
+    click.echo(f"# {info.board}: first token {fmt(first)} {unit} ({how}), then "
+               f"{fmt(per)} {unit}/token over {len(later)} steps ({label})", err=True)
