@@ -11,7 +11,9 @@ demo) or the SDK's sample model, from a source resolved on the board:
 
 A source that cannot be opened is refused when the demo starts (HTTP 400, one line naming the
 board's sources); nothing keeps running. Stopping ends the thread and closes the source, so the
-camera or microphone is free again.
+camera or microphone is free again. The host that started the demo follows it with status
+requests (``GET /v1/demo``); when none comes for ``lease_s`` seconds (30 by default: a host
+killed or cut off) the board stops the demo by itself, so a lost host never holds the camera.
 
 The browser view is served by the agent under ``/view/``: the seg page shows the annotated
 MJPEG stream (``/view/stream.mjpg``) and polls ``/view/stats.json``; the kws page lists live
@@ -37,6 +39,8 @@ from sdk.errors import EdgeError
 KINDS = ("seg", "kws")
 VIEW_TTL_S = 3600.0
 MAX_EVENTS = 1000
+#: a demo whose host sends no status request for this long stops (its camera is freed)
+DEFAULT_LEASE_S = 30.0
 
 
 class DemoRefusal(Exception):
@@ -133,6 +137,24 @@ class Demo:
         self.stats: dict[str, Any] = {}
         self.events: list[dict[str, Any]] = []
         self.n_events = 0
+        self.lease_s = DEFAULT_LEASE_S
+        self.last_seen = time.monotonic()
+
+    def touch(self) -> None:
+        """The host that follows the demo asked for its status: the lease goes on."""
+        self.last_seen = time.monotonic()
+
+    def _ended(self) -> bool:
+        """Stop asked for, or the host stopped following the demo (its lease ran out)."""
+        if self._stop.is_set():
+            return True
+        if time.monotonic() - self.last_seen > self.lease_s:
+            self.state = "stopped"
+            self.reason = (f"the host stopped following the demo (no status request for "
+                           f"{self.lease_s:g} s); the source is closed")
+            self._stop.set()
+            return True
+        return False
 
     # -- lifecycle --------------------------------------------------------------------------
     def prepare(self) -> None:
@@ -141,11 +163,12 @@ class Demo:
     def _loop(self) -> None:
         raise NotImplementedError
 
-    def _close(self) -> None:
+    def close(self) -> None:
         pass
 
     def start(self) -> None:
         self.state = "running"
+        self.touch()
         self._thread = threading.Thread(target=self._main, name=f"edge-demo-{self.kind}",
                                         daemon=True)
         self._thread.start()
@@ -161,7 +184,7 @@ class Demo:
             self.reason = " ".join(f"{type(exc).__name__}: {exc}".split())[:300] \
                 if not isinstance(exc, EdgeError) else " ".join(str(exc).split())
         finally:
-            self._close()
+            self.close()
 
     def stop(self, timeout: float = 15.0) -> None:
         """End the loop and close the source (the camera / microphone is free after this)."""
@@ -169,7 +192,7 @@ class Demo:
         if self._thread is not None:
             self._thread.join(timeout)
         else:
-            self._close()
+            self.close()
         if self.state in ("running", "starting"):
             self.state = "stopped"
             self.reason = "stopped by the host"
@@ -223,7 +246,8 @@ class SegDemo(Demo):
     """Live segmentation of the board's frames: annotated JPEGs + stats."""
 
     kind = "seg"
-    PARAMS = ("source", "model", "max_fps", "seconds", "frames", "loop", "size", "seed")
+    PARAMS = ("source", "model", "max_fps", "seconds", "frames", "loop", "size", "seed",
+              "lease_s")
 
     def __init__(self, params: dict[str, Any], ctx: dict[str, Any]) -> None:
         super().__init__(params, ctx)
@@ -316,7 +340,7 @@ class SegDemo(Demo):
         t_start = t_prev = time.perf_counter()
         n, fps = 0, 0.0
         lat: list[float] = []
-        while not self._stop.is_set():
+        while not self._ended():
             if self.frames is not None and n >= self.frames:
                 self.reason = f"{n} frames done"
                 break
@@ -356,7 +380,7 @@ class SegDemo(Demo):
         with self._lock:
             return self.seq, self.jpeg
 
-    def _close(self) -> None:
+    def close(self) -> None:
         if self.src is not None:
             self.src.close()
 
@@ -366,7 +390,7 @@ class KwsDemo(Demo):
 
     kind = "kws"
     PARAMS = ("source", "model", "seconds", "threshold", "smoothing_hops", "refractory_s",
-              "voice", "fast")
+              "voice", "fast", "lease_s")
 
     def __init__(self, params: dict[str, Any], ctx: dict[str, Any]) -> None:
         super().__init__(params, ctx)
@@ -470,7 +494,7 @@ class KwsDemo(Demo):
         sp = self.spotter
         audio_s, hop_ms = 0.0, []
         for chunk in self.stream:
-            if self._stop.is_set():
+            if self._ended():
                 break
             c0 = time.perf_counter()
             results = sp.push(chunk)
@@ -489,10 +513,10 @@ class KwsDemo(Demo):
                               if hop_ms else None,
                               "detections": self.n_events, "model": self.model_name,
                               "source": self.source_name}
-        if not self._stop.is_set():
+        if not self._ended():
             self.reason = f"the source ended after {audio_s:.1f} s of audio"
 
-    def _close(self) -> None:
+    def close(self) -> None:
         if self.stream is not None and hasattr(self.stream, "stop"):
             self.stream.stop()
 
@@ -514,7 +538,12 @@ def make_demo(body: Any, ctx: dict[str, Any]) -> Demo:
     if unknown:
         raise DemoRefusal(400, f"the {kind} demo has no parameter {unknown[0]!r}; it takes "
                                f"{', '.join(cls.PARAMS)}")
-    return cls(params, ctx)
+    demo = cls(params, ctx)
+    lease = demo._param("lease_s", DEFAULT_LEASE_S, float)
+    if not 1.0 <= lease <= 86400.0:
+        raise DemoRefusal(400, f"lease_s {lease:g} is outside 1..86400 seconds")
+    demo.lease_s = lease
+    return demo
 
 
 # -- the pages the agent serves under /view/ -----------------------------------------------

@@ -599,7 +599,9 @@ class Agent:
             raise Refusal(409, f"a {cur.kind} demo is already running on this board (since "
                                f"{cur.since}: {cur.model_name}, source {cur.source_name}); "
                                "stop it first (Ctrl-C in the `edge demo ... --device` that "
-                               "started it, or POST /v1/demo/stop)", running=cur.describe())
+                               "started it; if that host is gone, the demo stops by itself "
+                               f"{cur.lease_s:g} s after its last status request)",
+                               running=cur.describe())
         self.demo_starting = True
         demo = None
         try:
@@ -611,12 +613,12 @@ class Agent:
             demo.start()
         except DemoRefusal as exc:
             if demo is not None:
-                demo._close()
+                demo.close()
             log.warning("demo refused: %s", exc)
             raise Refusal(exc.status, str(exc), **exc.extra) from None
         except EdgeError as exc:
             if demo is not None:
-                demo._close()
+                demo.close()
             raise Refusal(400, f"the demo cannot start on this board: {exc}") from None
         finally:
             self.demo_starting = False
@@ -636,6 +638,8 @@ class Agent:
     async def demo_status(self, request: web.Request) -> web.Response:
         since = self._demo_query(request)
         demo = self.demo
+        if demo is not None:
+            demo.touch()  # the host follows it: its lease goes on
         return _json(200, {"demo": demo.describe(since) if demo is not None else None})
 
     async def demo_stop(self, request: web.Request) -> web.Response:

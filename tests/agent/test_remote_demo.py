@@ -33,18 +33,10 @@ CHROMIUM = shutil.which("chromium") or shutil.which("chromium-browser")
 
 @pytest.fixture(scope="module")
 def board(tmp_path_factory):
-    """One agent for the module, with its own model cache (the sample models compile there)."""
-    d = tmp_path_factory.mktemp("board")
-    old = os.environ.get("EDGE_CACHE_DIR")
-    os.environ["EDGE_CACHE_DIR"] = str(d / "cache")
-    try:
-        a = AgentProcess(d / "root", "--allow-unsigned")
-        a.start()
-    finally:
-        if old is None:
-            os.environ.pop("EDGE_CACHE_DIR", None)
-        else:
-            os.environ["EDGE_CACHE_DIR"] = old
+    """One agent for the module. It shares the program and model cache ($EDGE_CACHE_DIR or
+    ~/.cache/edge) with the test process, as a board's agent keeps its own between demos."""
+    a = AgentProcess(tmp_path_factory.mktemp("board") / "root", "--allow-unsigned")
+    a.start()
     yield a
     a.stop()
 
@@ -218,7 +210,9 @@ def test_kws_demo_on_the_board_reports_detections(board, tmp_path):
     wav = tmp_path / "sentences.wav"  # a file on the board
     write_wav(wav, audio)
     c = board.client()
-    r = c.demo_start("kws", {"source": str(wav), "fast": True})
+    # this test reads the view's events instead of following the demo with status requests:
+    # a long lease, so a loaded machine does not end the demo under it
+    r = c.demo_start("kws", {"source": str(wav), "fast": True, "lease_s": 600})
     demo = r["demo"]
     assert demo["kind"] == "kws" and demo["state"] == "running"
     assert str(wav) in demo["source"] and "kws_lmuformer" in demo["model"]
@@ -284,3 +278,27 @@ def test_bad_sources_and_options_are_one_line_refusals(board, capsys, tmp_path):
     assert board.client().demo_status() is None
     with pytest.raises(DeviceError, match="no demo runs"):
         board.client().demo_ticket()
+
+
+def test_a_demo_whose_host_is_gone_stops_by_itself(board):
+    """The host follows its demo with status requests; without them for lease_s seconds the
+    board stops the demo and closes its source (a killed host does not hold the camera)."""
+    c = board.client()
+    r = c.demo_start("seg", {"source": "generator", "size": 96, "lease_s": 2})
+    stats = board.url + "/view/stats.json?ticket=" + r["ticket"]  # a viewer renews nothing
+    deadline = time.monotonic() + 60
+    while True:
+        code, body = _get(stats)
+        assert code == 200, body
+        d = json.loads(body)
+        if d["state"] != "running":
+            break
+        assert time.monotonic() < deadline, d
+        time.sleep(0.3)
+    assert d["state"] == "stopped" and "host stopped following" in d["reason"], d
+    assert d["uptime_s"] >= 2.0
+    # the next start is not refused; the lease also refuses nonsense
+    with pytest.raises(DeviceError, match="lease_s 0.1 is outside"):
+        c.demo_start("seg", {"source": "generator", "lease_s": 0.1})
+    assert c.demo_stop(d["id"])["state"] == "stopped"
+    assert c.demo_status() is None
