@@ -137,6 +137,9 @@ _LAZY: dict[str, str] = {
     "add_exits": "sdk.exits:add_exits",
     "exit_integer_outputs": "sdk.exits.calibrate:integer_outputs",
     "DeviceExitModel": "sdk.exits.device:DeviceExitModel",
+    "LMExitSession": "sdk.exits.lm:LMExitSession",
+    "compile_exit_generation_model": "sdk.exits.lm:compile_exit_generation_model",
+    "calibrate_lm_exits": "sdk.exits.lm:calibrate_lm_exits",
     # small language models: G2P tokenizer, KV-cached generation
     "G2PTokenizer": "sdk.text:G2PTokenizer",
     "GenerationSession": "sdk.runtime.generation:GenerationSession",
