@@ -7,6 +7,10 @@
     .venv/bin/python tools/bench_exit.py --kws-only    # keyword spotting exits over time
     .venv/bin/python tools/bench_exit.py --seg-only    # segmentation: encoder depth per image
     .venv/bin/python tools/bench_exit.py --lm-only     # G2P decoder: per-token exit
+    .venv/bin/python tools/bench_exit.py --seg-only --quick    # (or --lm-only --quick): < 1 min
+
+--quick alone runs the digits and keyword-spotting rows (the committed KWS logits and clip
+sums); the full run adds segmentation and the language model (minutes each).
 
 Keyword spotting (exits over time): the committed non-spiking LMUFormer
 (samples/kws/models) is quantized as tools/kws_eval.py does and streamed hop by hop over the
@@ -190,6 +194,139 @@ def kws_rows(quick: bool, drop: float, save: Path | None = None) -> list[dict]:
     return [row]
 
 
+def kws_depth_logits(splits: dict[str, int]) -> dict[str, tuple] | None:
+    """Integer frame logits of the final head and of the depth exit head (after the LMU
+    block) [N, 100, 12] each, labels, zero points, per split (``n`` class-balanced clips, 0 =
+    all): the step graph with the exit head (tools/train_kws_exits.py), quantized as
+    kws_frame_logits does, then stepped over all clips of a split side by side (the same
+    integer graph with a batch axis: per-tensor grids, rows independent)."""
+    sys.path.insert(0, str(ROOT / "tools"))
+    import kws_dataset
+    import kws_eval
+    import train_kws_exits
+
+    from sdk.models import LMUFormerWeights, state_shapes, step_calibration_data
+    from sdk.ops.shapes import with_input_shapes
+
+    cfg = kws_dataset.DatasetConfig(seed=0)
+    folder = ROOT / "data" / "kws" / cfg.key()
+    if not (folder / "meta.json").is_file():
+        return None
+    model = LMUFormerWeights.load(KWS_MODEL)
+    with np.load(train_kws_exits.HEAD) as z:
+        head = {"w": z["w"], "b": z["b"]}
+    xv, yv = kws_dataset.load_features(folder, "val")
+    calib = step_calibration_data(model, xv[kws_eval.balanced_subset(yv, 32)])
+    graph = sdk.quantize(sdk.load_onnx(train_kws_exits.kws_exit_step_onnx(model, head)), calib,
+                         observer="minmax")
+    names = list(state_shapes(model.config))
+    out = {}
+    for split, n in splits.items():
+        x, y = kws_dataset.load_features(folder, split)
+        idx = kws_eval.balanced_subset(y, n) if n else np.arange(len(y))
+        x, y = x[idx], y[idx]
+        b = len(x)
+        shapes = {"x": [b, model.config.n_mels],
+                  **{f"state_{m}": [b, s[1]] for m, s in state_shapes(model.config).items()}}
+        sess = sdk.Session(with_input_shapes(graph, shapes), integer_io=True)
+        info = {i.name: i for i in sess.inputs}
+        oq = {o.name: o.quant for o in sess.outputs}
+        state = {m: np.full(info[f"state_{m}"].shape, int(info[f"state_{m}"].quant.zero_point),
+                            dtype=info[f"state_{m}"].dtype) for m in names}
+        q_full, q_exit = [], []
+        for t in range(x.shape[1]):
+            r = sess.run(None, {"x": kws_eval.quantize_input(x[:, t], info["x"].quant),
+                                **{f"state_{m}": state[m] for m in names}})
+            state = {m: r[f"state_{m}_next"] for m in names}
+            q_full.append(r["logits"])
+            q_exit.append(r["exit_logits"])
+        out[split] = (np.stack(q_full, 1), np.stack(q_exit, 1), y, idx,
+                      int(oq["logits"].zero_point), int(oq["exit_logits"].zero_point))
+    return out
+
+
+def kws_depth_rows(quick: bool, drop: float, save: Path | None = None) -> list[dict]:
+    """Keyword spotting, exits over depth: per clip, the integer running sum of the exit
+    head's frame logits (after the LMU block) decides once its margin clears the calibrated
+    threshold; otherwise the MLP block and the final head run (over the cached LMU-block
+    outputs). Threshold on the validation voices (labelled accuracy within ``drop`` points
+    of the model without exits), measured on the held-out test voices."""
+    from sdk.exits.calibrate import choose, sweep
+    from sdk.exits.rules import margin_scores
+    from sdk.models import LMUFormerWeights
+    from sdk.models.lmuformer import macs_per_frame
+
+    t0 = time.perf_counter()
+    committed = SAMPLES / "kws_depth_sums.npz"
+    if quick and save is None and committed.is_file():  # the committed integer clip sums
+        with np.load(committed) as z:
+            sums_of = {s: (z[f"{s}_exit"], z[f"{s}_full"], z[f"{s}_y"], None)
+                       for s in ("val", "test")}
+        same = None
+    else:
+        data = kws_depth_logits({"val": 0, "test": 0})
+        if data is None:
+            print("keyword spotting over depth: skipped, the dataset is not generated "
+                  "(python tools/kws_dataset.py --out data/kws --seed 0)")
+            return []
+        sums_of = {}
+        for split in ("val", "test"):
+            qf, qe, y, idx, zf, ze = data[split]
+            sums_of[split] = ((qe.astype(np.int64) - ze).sum(1),
+                              (qf.astype(np.int64) - zf).sum(1), y, idx)
+        # the final head's integer frame logits equal the committed ones (same quantization)
+        same = None
+        frames = SAMPLES / "kws_frame_logits.npz"
+        if frames.is_file():
+            with np.load(frames) as z:
+                same = bool(np.array_equal(data["test"][0], z["test_q"]) and
+                            np.array_equal(data["val"][0], z["val_q"]))
+        if save is not None:  # the tests' fixture: integer clip sums of both heads
+            np.savez_compressed(save, **{f"{s}_{k}": v for s, t in sums_of.items()
+                                         for k, v in zip(("exit", "full", "y"), t[:3])})
+            print(f"wrote {save}")
+    cfg = LMUFormerWeights.load(KWS_MODEL).config
+    m = macs_per_frame(cfg)
+    stage1 = m["embed"] + m["u"] + m["memory"] + m["lmu_in"] + m["head"]  # + the exit head
+    stage2 = m["mix_1"] + m["mix_2"] + m["head"]
+    full = sum(m.values())
+    cum = [stage1, stage1 + stage2]
+
+    ev, fv, yv, _ = sums_of["val"]
+    et, ft, yt, _ = sums_of["test"]
+    sc_v = margin_scores(ev)[:, None].astype(np.int64)
+    ans_v = np.stack([ev.argmax(1), fv.argmax(1)], 1)
+    pts = sweep("margin", sc_v, ans_v == yv[:, None], cum)
+    acc_full_v = float((ans_v[:, 1] == yv).mean() * 100)
+    pick = choose(pts, acc_full_v, full, drop, len(yv), unit="MACs per hop")
+    thr = pick.thresholds[0]
+    fire = margin_scores(et) >= thr
+    label = np.where(fire, et.argmax(1), ft.argmax(1))
+    macs = np.where(fire, cum[0], cum[1]).mean()
+    row = {"model": "kws-lmuformer-nonspiking + depth exit after the LMU block",
+           "rule": "margin of the clip sum (exit head)", "val_clips": len(yv),
+           "test_clips": len(yt), "max_accuracy_drop": drop, "threshold": int(thr),
+           "accuracy": float((label == yt).mean() * 100),
+           "accuracy_full": float((ft.argmax(1) == yt).mean() * 100),
+           "accuracy_exit_head_only": float((et.argmax(1) == yt).mean() * 100),
+           "exit_share": float(fire.mean()), "macs_per_hop": float(macs),
+           "macs_per_hop_full": full, "macs_saved": 1 - float(macs) / full,
+           "stage_macs": cum, "final_logits_match_committed": same,
+           "calibration": {"accuracy": pick.accuracy, "accuracy_full": acc_full_v,
+                           "mean_macs": pick.mean_macs},
+           "seconds": round(time.perf_counter() - t0, 1)}
+    print(f"keyword spotting, exits over depth (exit head after the LMU block, margin of the "
+          f"integer clip sum >= {thr}, calibrated on {len(yv)} validation clips within "
+          f"{drop:g} pts), {len(yt)} held-out-voice test clips, integer step graph:")
+    print(f"  accuracy {row['accuracy']:.2f}% vs {row['accuracy_full']:.2f}% without exits "
+          f"({row['accuracy'] - row['accuracy_full']:+.2f} pts; the exit head alone "
+          f"{row['accuracy_exit_head_only']:.2f}%); {100 * row['exit_share']:.1f}% of clips "
+          f"skip the MLP block: {row['macs_per_hop']:.0f} vs {full} MACs per hop "
+          f"({100 * row['macs_saved']:.1f}% saved, the exit head included)"
+          + ("" if same is None else f"; final logits identical to the committed ones: {same}"))
+    return [row]
+
+
 def seg_encoder_macs(onnx_path: Path, exits: int) -> list[int]:
     """Encoder MACs (patch embedding + transformer blocks) of each exit depth, from the float
     graph: everything the tokens after block k need (heads and gate excluded)."""
@@ -218,7 +355,7 @@ def seg_rows(quick: bool, drop: float) -> list[dict]:
     from sdk.vision import cached_scenes, calibration_set, normalize_batch
 
     onnx_path = SAMPLES / "seg_exits.onnx"
-    n_val, n_test = (200, 60) if quick else (200, 300)
+    n_val, n_test = (100, 30) if quick else (200, 300)
     t0 = time.perf_counter()
     base = sdk.compile_model(onnx_path, {"x": calibration_set(32, 64)})
     vi, vl = cached_scenes(200, 7, "train", 64)
@@ -231,7 +368,7 @@ def seg_rows(quick: bool, drop: float) -> list[dict]:
     plan = sess.plan
     k_exits = len(plan.exits)
     enc = seg_encoder_macs(onnx_path, k_exits)
-    sess.warm_up({"x": x[0][None]}, runs=3)
+    sess.warm_up({"x": x[0][None]}, runs=1 if quick else 3)
     logits, full_logits, ex, macs, t_exit, t_full = [], [], [], [], [], []
     for i in range(len(x)):
         feeds = {"x": x[i][None]}
@@ -309,7 +446,7 @@ def seg_rows(quick: bool, drop: float) -> list[dict]:
     return [row]
 
 
-def lm_bundle(calib_words: list, drop: float, lex, val_words: list):
+def lm_bundle(calib_words: list, drop: float, lex, val_words: list, candidates: int = 14):
     """The encoder-decoder G2P model with its per-token exit head, compiled (64 training
     words, as tools/slm_eval.py --compile) and its exit threshold calibrated on
     ``val_words`` (PER within ``drop`` points of the model without exits)."""
@@ -336,7 +473,7 @@ def lm_bundle(calib_words: list, drop: float, lex, val_words: list):
     def per(outputs: list) -> float:
         return slm_eval.score({x: tok.decode(o) for x, o in zip(val_words, outputs)}, lex)["per"]
 
-    cal = calibrate_lm_exits(sess, ids, per, drop, candidates=14)
+    cal = calibrate_lm_exits(sess, ids, per, drop, candidates=candidates)
     return bundle, sess, cal
 
 
@@ -354,11 +491,11 @@ def lm_rows(quick: bool, drop: float, save: Path | None = None) -> list[dict]:
     held = slm_data.heldout_words()
     step = max(1, len(train) // 64)
     calib = train[::step][:64]
-    n_val, n_test = (60, 60) if quick else (300, 600)
+    n_val, n_test = (40, 40) if quick else (300, 600)
     val = valid[::max(1, len(valid) // n_val)][:n_val]
     test = held[::max(1, len(held) // n_test)][:n_test]
     t0 = time.perf_counter()
-    bundle, sess, cal = lm_bundle(calib, drop, lex, val)
+    bundle, sess, cal = lm_bundle(calib, drop, lex, val, 6 if quick else 14)
     t_cal = time.perf_counter() - t0
     if save is not None:  # samples/exits/g2p_exits.edge: the calibrated bundle the tests load
         bundle.save(save)
@@ -467,6 +604,8 @@ def main(argv: list[str] | None = None) -> int:
                     help="accuracy points the keyword-spotting exits may lose")
     ap.add_argument("--kws-only", action="store_true", help="only the keyword-spotting rows")
     ap.add_argument("--no-kws", action="store_true", help="skip keyword spotting")
+    ap.add_argument("--save-kws-depth", type=Path,
+                    help="also write the integer clip sums of both KWS heads here (npz)")
     ap.add_argument("--seg-only", action="store_true", help="only the segmentation row")
     ap.add_argument("--no-seg", action="store_true", help="skip segmentation")
     ap.add_argument("--seg-drop", type=float, default=1.0,
@@ -513,9 +652,13 @@ def main(argv: list[str] | None = None) -> int:
         rows.append(row)
     kws = [] if args.no_kws or (only and only != ["kws"]) else \
         kws_rows(args.quick, args.kws_drop, args.save_kws_logits)
-    seg = [] if args.no_seg or (only and only != ["seg"]) else \
+    if kws:  # exits over depth too (the committed clip sums with --quick)
+        kws += kws_depth_rows(args.quick, args.kws_drop, args.save_kws_depth)
+    # --quick alone: digits and keyword spotting (< 1 min); segmentation and the language
+    # model take minutes each in full, so with --quick they run only when asked for
+    seg = [] if args.no_seg or (only and only != ["seg"]) or (args.quick and not only) else \
         seg_rows(args.quick, args.seg_drop)
-    lm = [] if args.no_lm or (only and only != ["lm"]) else \
+    lm = [] if args.no_lm or (only and only != ["lm"]) or (args.quick and not only) else \
         lm_rows(args.quick, args.lm_drop, args.save_lm_bundle)
     if not rows:
         if args.json:
