@@ -396,15 +396,17 @@ class KwsDemo(Demo):
         super().__init__(params, ctx)
         self.stream = None
 
-    def _spotter(self, model: Any, labels_from: Path, threshold: float):
+    def _spotter(self, model: Any, labels_from: Path, threshold: float,
+                 smoothing: int | None = None):
         from sdk.runtime.keyword_spotter import KeywordSpotter, model_labels
 
         return KeywordSpotter(model, model_labels(labels_from),
-                              smoothing_hops=self._param("smoothing_hops", 30, int),
+                              smoothing_hops=smoothing or 30,
                               threshold=threshold,
                               refractory_s=self._param("refractory_s", 1.0, float))
 
     def prepare(self) -> None:
+        from sdk.cli import kws_demo
         from sdk.cli.kws_demo import default_model, integer_model, stored_threshold
         from sdk.runtime.audio_input import MicrophoneStream, find_input_device
 
@@ -427,6 +429,7 @@ class KwsDemo(Demo):
             self._wav_source(source, seconds, fast, voice)
         # then the model
         threshold = self._param("threshold", None, float)
+        smoothing = self._param("smoothing_hops", None, int)
         spec = self.params.get("model") or "auto"
         active = _active_model(self.ctx)
         spotter = None
@@ -434,7 +437,8 @@ class KwsDemo(Demo):
             if active is not None:
                 try:
                     spotter = self._spotter(active, active,
-                                            threshold if threshold is not None else 0.6)
+                                            threshold if threshold is not None else 0.6,
+                                            smoothing)
                     self.model_name = f"active model {self.ctx.get('active_name')!r}"
                 except Exception as exc:  # noqa: BLE001 - any model that does not fit
                     if spec == "active":
@@ -450,11 +454,14 @@ class KwsDemo(Demo):
             if not path.is_file() or path.suffix not in (".edge", ".onnx"):
                 raise DemoRefusal(400, f"model {spec!r} is not an .edge or .onnx file on the "
                                        "board; pass active, sample or a path on the board")
-            if threshold is None:
+            if threshold is None:  # the stored operating point, as the host's demo takes it
                 threshold = stored_threshold(path)[0]
+                stored = getattr(kws_demo, "stored_smoothing", None)
+                if smoothing is None and stored is not None:
+                    smoothing = stored(path)
             try:
                 spotter = self._spotter(integer_model(path, lambda *a, **k: None), path,
-                                        threshold)
+                                        threshold, smoothing)
             except EdgeError as exc:
                 raise DemoRefusal(400, f"{path.name} is not a keyword model ({exc})") from None
             self.model_name = ("sample model " if spec in ("auto", "sample") else "") + \
@@ -592,13 +599,15 @@ es.addEventListener('detection', (m) => {{
   d.textContent = `${{e.time_s.toFixed(2)}} s  ${{e.keyword}}  ${{e.confidence.toFixed(2)}}`;
   dets.prepend(d);
 }});
-es.addEventListener('stats', (m) => {{
-  const s = JSON.parse(m.data);
+function show(s) {{
   const st = s.stats || {{}};
   document.getElementById('stats').textContent =
     `${{s.state}}  ${{(st.audio_s ?? 0).toFixed(1)}} s of audio  level ` +
-    `${{st.level_dbfs ?? '-'}} dBFS  detections ${{s.n_events}}\\nsource ${{s.source}}`;
-}});
+    `${{st.level_dbfs ?? '-'}} dBFS  detections ${{s.n_events}}\\nsource ${{s.source}}` +
+    (s.reason ? `\\n${{s.reason}}` : '');
+}}
+es.addEventListener('stats', (m) => show(JSON.parse(m.data)));
+es.addEventListener('end', (m) => {{ show(JSON.parse(m.data)); es.close(); }});
 </script></body></html>
 """
 
@@ -610,5 +619,7 @@ def view_page(demo: Demo) -> str:
     return page.format(style=_STYLE, model=html.escape(demo.model_name))
 
 
-def sse(event: str, data: dict[str, Any]) -> bytes:
-    return f"event: {event}\ndata: {json.dumps(data)}\n\n".encode()
+def sse(event: str, data: dict[str, Any], event_id: int | None = None) -> bytes:
+    """One Server-Sent Event (``id`` lets a reconnecting browser resume after it)."""
+    head = f"id: {event_id}\n" if event_id is not None else ""
+    return f"{head}event: {event}\ndata: {json.dumps(data)}\n\n".encode()

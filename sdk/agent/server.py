@@ -260,6 +260,9 @@ class Agent:
             "slots": {s: self._slot_summary(s) for s in ("a", "b")},
             "last_event": ptr.get("event"),
             "deploy_in_progress": self.deploying,
+            "demo": ({k: self.demo.describe()[k] for k in ("kind", "state", "since", "model",
+                                                             "source")}
+                     if self.demo is not None else None),
             "signing": ("required" if self.config.trusted else
                         "not required (--allow-unsigned)" if self.config.allow_unsigned else
                         "required, but no key is trusted yet (start with --trust KEY.pub)"),
@@ -730,23 +733,28 @@ class Agent:
         from sdk.agent.demo import sse
 
         demo = self._view_demo()
+        try:  # a reconnecting browser resumes after the last detection it saw
+            seen = max(0, int(request.headers.get("Last-Event-ID", "0") or 0))
+        except ValueError:
+            seen = 0
         resp = web.StreamResponse(headers={"Content-Type": "text/event-stream",
                                            "Cache-Control": "no-store"})
         await resp.prepare(request)
-        seen, last = 0, 0.0
+        last = 0.0
         try:
             while self.demo is demo and not self.closing:
+                alive = demo.alive
                 d = demo.describe(seen)
-                for ev in d["events"]:
-                    await resp.write(sse("detection", ev))
+                for ev in d.pop("events"):
+                    await resp.write(sse("detection", ev, ev["n"]))
                     seen = ev["n"]
+                d.pop("params", None)
+                if not alive:  # every detection is out: the page closes its EventSource
+                    await resp.write(sse("end", d))
+                    break
                 if time.monotonic() - last >= 0.5:
-                    d.pop("events")
-                    d.pop("params", None)
                     await resp.write(sse("stats", d))
                     last = time.monotonic()
-                if not demo.alive and not d.get("events"):
-                    break
                 await asyncio.sleep(0.05)
         except ConnectionError:
             return resp

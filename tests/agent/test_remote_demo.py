@@ -175,6 +175,7 @@ def test_seg_demo_runs_on_the_board_and_the_board_serves_the_view(board, tmp_pat
             assert sum(present) >= len(present) - 1, present
             assert (shot.astype(np.int32).sum(-1) > 90).mean() > 0.15  # the frame is there
 
+        assert board.client().status()["demo"]["kind"] == "seg"  # edge device status --json
         # one demo at a time: a second start is refused with 409 naming the running one
         with pytest.raises(DeviceError, match=r"a seg demo is already running.*HTTP 409"):
             board.client().demo_start("kws", {})
@@ -238,6 +239,17 @@ def test_kws_demo_on_the_board_reports_detections(board, tmp_path):
         time.sleep(0.5)
     assert d["state"] == "finished", d
     assert d["stats"]["audio_s"] == pytest.approx(len(audio) / 16000, abs=0.11)
+    if CHROMIUM is not None:  # the board's kws page in a real browser lists every detection
+        r2 = subprocess.run([CHROMIUM, "--headless", "--no-sandbox", "--disable-gpu",
+                             "--no-first-run", f"--user-data-dir={tmp_path / 'profile'}",
+                             "--virtual-time-budget=5000", "--dump-dom",
+                             board.url + r["view_path"]],
+                            capture_output=True, text=True, timeout=90, check=False)
+        shown = re.findall(r'<div class="det">([\d.]+) s  (\w+)  ([\d.]+)</div>', r2.stdout)
+        assert [(kw, float(t)) for t, kw, _ in reversed(shown)] == \
+            [(e["keyword"], round(e["time_s"], 2)) for e in c.demo_status()["events"]], \
+            r2.stdout[-3000:]
+        assert "finished" in r2.stdout
     final = c.demo_stop(d["id"])
     assert final["state"] == "finished" and c.demo_status() is None
     board_events = [(e["keyword"], e["time_s"]) for e in final["events"]]
