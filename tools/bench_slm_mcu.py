@@ -139,7 +139,7 @@ def main() -> int:
         if m == "encdec" and not args.quick:
             results.append(run(words, False, host, m))
 
-    print(f"G2P encoder-decoder on QEMU mps2-an386 (Cortex-M4), {len(words)} held-out words; "
+    print(f"G2P models on QEMU mps2-an386 (Cortex-M4), {len(words)} held-out words; "
           "QEMU instruction counts (-icount), time modelled at 1 instruction/cycle, "
           f"{clock / 1e6:g} MHz")
     print("| model, kernels | bit-exact words | encoder instr/word | decoder instr/token | "
@@ -152,7 +152,7 @@ def main() -> int:
         s.setdefault("encoder_weights", 0)
         e, d = r["encoder_instructions_per_word"], r["decoder_instructions_per_step"]
         per_word = r["instructions_per_word"]
-        r["model"] = {"clock_hz": clock, "encoder_ms": e / clock * 1e3,
+        r["modelled"] = {"clock_hz": clock, "encoder_ms": e / clock * 1e3,
                       "decoder_ms_per_token": d / clock * 1e3, "tokens_per_s": clock / d,
                       "words_per_s": clock / per_word}
         img = s["encoder_image"] + s["decoder_image"]
