@@ -1,16 +1,19 @@
-"""The G2P encoder-decoder on the Cortex-M4 (QEMU mps2-an386): instructions per word and per
-token, memory against the board, and a tokens/s model at its clock.
+"""The G2P models on the Cortex-M4 (QEMU mps2-an386): instructions per word and per token,
+memory against the board, and a tokens/s model at its clock.
 
-The committed ``samples/slm/encdec.edge`` runs with :class:`firmware_bridge.generation.
-DeviceGenerationSession` (encoder once per word, the decoder step per token with its KV caches
-in the device's arena) on held-out words; every step's integer logits and every token are
-compared with the host's :class:`sdk.GenerationSession`. Counts are QEMU instruction counts
+The committed ``samples/slm/encdec.edge`` (and ``deconly.edge``) run with
+:class:`firmware_bridge.generation.DeviceGenerationSession` (encoder once per word, the
+decoder step per token with its KV caches in the device's arena; the decoder-only prompt
+through the step token by token) on held-out words; every step's integer logits from the
+first output token on and every token are compared with the host's
+:class:`sdk.GenerationSession`; the first token's and the later tokens' counts of the two
+models are set side by side. Counts are QEMU instruction counts
 (``-icount``: deterministic, independent of the host's load), not cycles; the time figures are
 a model, **instructions / clock** at the board's 25 MHz, i.e. one instruction per cycle (a
 Cortex-M4 runs most of these at 1 cycle; loads, multiplies-with-64-bit-accumulate and taken
 branches take more, flash wait states more again), so real boards are slower than modelled.
 
-    python tools/bench_slm_mcu.py [--quick] [--words N] [--json FILE]
+    python tools/bench_slm_mcu.py [--quick] [--words N] [--models encdec,deconly] [--json FILE]
 """
 
 from __future__ import annotations
