@@ -1,5 +1,6 @@
 """`edge inspect MODEL.edge|MODEL.tflite [--json]`: ops, tensor sizes, parameters, MACs, arena
-plan."""
+plan, the executor a Session uses on this machine (compiled program or interpreter, and why)
+and the int8 GEMM path picked from the CPU's features."""
 
 from __future__ import annotations
 
@@ -58,8 +59,10 @@ def bundle_report(bundle, entry: str | None = None) -> dict:
                 "state": [f"{d['input']}->{d['output']} ({d['kind']})" for d in x.get("state", [])],
                 "macs": x["macs"], "arena_bytes": (x.get("memory") or {}).get("peak_arena_bytes")}
                for x in listed]
+    from sdk.ops.codegen import describe
+
     return {"model_name": m["model_name"], "format_version": m["format_version"],
-            "entry": name, "entries": entries,
+            "entry": name, "entries": entries, "executor": describe(g),
             "inputs": e["inputs"], "outputs": e["outputs"], "nodes": rows,
             "total_param_bytes": e["parameter_bytes"], "total_macs": e["macs"],
             "quantization": m.get("quantization", {}), "memory": e.get("memory", {})}
@@ -109,6 +112,15 @@ def command(model: str, as_json: bool, entry: str | None) -> None:
     console.print(f"total: {len(report['nodes'])} nodes, {report['total_param_bytes']:,} parameter "
                   f"bytes, {report['total_macs']:,} MACs")
     console.print(memory_line(report["memory"]), highlight=False)
+    console.print(executor_line(report["executor"]), highlight=False)
+
+
+def executor_line(ex: dict) -> str:
+    """One line: how a Session runs this entry on this machine (compiled program or
+    interpreter, and why) and the int8 GEMM path picked from the CPU's features."""
+    size = (f", {ex['lines']} generated lines" if ex.get("lines")
+            and "generated lines" not in ex["why"] else "")
+    return f"executor: {ex['executor']} ({ex['why']}{size}); int8 GEMM path: {ex['gemm_path']}"
 
 
 def memory_line(memory: dict) -> str:

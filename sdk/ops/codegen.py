@@ -20,7 +20,13 @@ writes the source of ONE ``@njit`` function for the nodes a request needs and co
   generated; the CPU is part of the cache key), the int16 GEMM or ``fc_small`` elsewhere;
 * the float boundary (QuantizeLinear of inputs, DequantizeLinear of outputs) runs inside;
 * the kernels are the very Numba loops of :mod:`sdk.kernels.fast` (same formulas, same bits),
-  called from the generated function without leaving native code.
+  called from the generated function without leaving native code;
+* weights and arena tensors are viewed with :func:`sdk.kernels.fast.fused.view_at` (an array
+  struct built in place: the checked slice/view/reshape cost Numba and LLVM tens of ms of
+  compile time per tensor), and a program over :data:`STAGE_LINES` lines is cut into stage
+  functions at node boundaries, called in turn (Numba's and LLVM's per-function passes grow
+  faster than linearly with a function's size: a 560-line segmentation program took 161 s
+  of CPU to compile as one function, ~45 s as stages).
 
 The generated module is written under the program cache (``$EDGE_CACHE_DIR``, default
 ``~/.cache/edge/programs``), in a directory named by the hash of its source (which fixes the
@@ -41,6 +47,7 @@ from __future__ import annotations
 import hashlib
 import importlib.util
 import os
+import re
 import sys
 import threading
 from collections.abc import Mapping, Sequence
@@ -54,6 +61,8 @@ from sdk.graph.ir import Graph, Node
 from sdk.ops.liveness import live_ranges, needed_nodes
 
 _ALIGN = 64
+# a program over this many lines is cut into stage functions of about this many lines each
+STAGE_LINES = 60
 _GEMM_ROWS = 4
 _GEMM_MACS = 4096
 _NARROW = ("int8", "uint8")
@@ -123,7 +132,9 @@ class _Generator:
                 raise Unsupported(f"no tensor {r!r}")
         for i, f in enumerate(self.fed):
             self.names[f] = f"in{i}"
+        self.marks: list[int] = []  # where each node's lines start in self.body
         for node in self.nodes:
+            self.marks.append(len(self.body))
             try:
                 self._emit(node)
             except Unsupported as exc:
@@ -148,8 +159,7 @@ class _Generator:
         raw = a.reshape(-1).view(np.uint8)
         self.wparts.append((start, raw))
         self.woff = (start + raw.size + _ALIGN - 1) // _ALIGN * _ALIGN
-        self.prologue.append(f"{name} = W[{start}:{start + raw.size}].view(np.{a.dtype.name})"
-                             f".reshape({_tup(a.shape)})")
+        self.prologue.append(f"{name} = view_at(W, {start}, {_tup(a.shape)}, np.{a.dtype.name})")
         return name
 
     def shape(self, name: str) -> tuple[int, ...]:
@@ -764,6 +774,37 @@ class _Generator:
         text = ", ".join(f"{sl.start}:{sl.stop}:{sl.step}" for sl in index)
         self.line(f"copy_into({xe}[{text}], {out})")
 
+    def _op_Gather(self, node: Node, p: dict) -> None:
+        x, ind = node.inputs[0], node.inputs[1]
+        xs = self.shape(x)
+        ax = int(p.get("axis", 0)) % len(xs)
+        n = xs[ax]
+        outer = int(np.prod(xs[:ax], dtype=np.int64))
+        inner = int(np.prod(xs[ax + 1:], dtype=np.int64))
+        dt = self.dtype(x)
+        if ind in self.const:
+            idx = np.asarray(self.const[ind]).astype(np.int64)
+            flat = np.where(idx < 0, idx + n, idx).reshape(-1)
+            if flat.size and (flat.min() < 0 or flat.max() >= n):
+                raise Unsupported("a constant index out of range (the interpreter reports it)")
+            ishape = idx.shape
+        else:
+            if self.dtype(ind) not in _INTS:
+                raise Unsupported(f"indices of dtype {self.dtype(ind)}")
+            ishape = self.shape(ind)
+            flat = None
+        size = int(np.prod(ishape, dtype=np.int64))
+        xe = self.arg(x)
+        out = self.out(node, dt, xs[:ax] + tuple(ishape) + xs[ax + 1:])
+        x3 = f"{xe}.reshape(({outer}, {n}, {inner}))"
+        o3 = f"{out}.reshape(({outer}, {size}, {inner}))"
+        if flat is not None and flat.size <= 4:  # a few fixed rows (q/k/v of a stacked tensor)
+            for j, k in enumerate(flat):
+                self.line(f"copy_into({x3}[:, {int(k)}], {o3}[:, {j}])")
+            return
+        ie = self.weight(flat) if flat is not None else f"{self.arg(ind)}.reshape(-1)"
+        self.line(f"gather_rows({x3}, {ie}, {o3})")
+
     def _op_Pad(self, node: Node, p: dict) -> None:
         ins = node.inputs
         if _text(p.get("mode", "constant")) != "constant":
@@ -915,14 +956,62 @@ class _Generator:
             self.arena_bytes = max(self.arena_bytes, off + size)
         for name, off in offsets.items():
             dt, shape = self.arena[name]
-            size = np.dtype(dt).itemsize * int(np.prod(shape))
-            self.prologue.append(f"{self.names[name]} = A[{off}:{off + size}].view(np.{dt})"
-                                 f".reshape({_tup(shape)})")
+            self.prologue.append(f"{self.names[name]} = view_at(A, {off}, {_tup(shape)}, np.{dt})")
+
+    def _stages(self) -> tuple[list[str], list[str]]:
+        """(stage functions' source, the program's body) for a program over
+        :data:`STAGE_LINES` lines: the nodes' lines cut at node boundaries into stages of about
+        that many lines, each its own ``@njit`` function taking the fed inputs and results it
+        touches plus ``W`` and ``A`` and re-deriving the weight, arena and view names it uses
+        (views are free). Numba's and LLVM's per-function passes grow faster than linearly
+        with a function's size; stages keep every function small, and the program calls them
+        (``noinline``, see :func:`_keep_calls`)."""
+        ident = re.compile(r"\b(?:w|t|v|in)\d+\b")
+        results = {self.names[r] for r in self.results}
+        order: dict[str, int] = {}
+        defs: dict[str, str] = {}
+        for k, text in enumerate(self.prologue + self.body):
+            head = text.split(" = ", 1)[0]
+            if " = " in text and ident.fullmatch(head) and head not in results:
+                defs.setdefault(head, text)
+                order.setdefault(head, k)
+        params_all = {self.names[f] for f in self.fed} | results
+        cuts = [0]
+        for m in self.marks[1:] + [len(self.body)]:
+            if m - cuts[-1] >= STAGE_LINES:
+                cuts.append(m)
+        if cuts[-1] != len(self.body):
+            cuts.append(len(self.body))
+        stages, calls = [], []
+        for j, (a, b) in enumerate(zip(cuts, cuts[1:])):
+            body = self.body[a:b]
+            own = {t.split(" = ", 1)[0] for t in body if " = " in t}
+            need: set[str] = set()
+            todo = [n for t in body for n in ident.findall(t)]
+            while todo:
+                n = todo.pop()
+                if n in need or n in own:
+                    continue
+                need.add(n)
+                if n in defs:
+                    todo += ident.findall(defs[n].split(" = ", 1)[1])
+            params = sorted((n for n in need if n in params_all), key=lambda n: (n[0], n))
+            pro = [defs[n] for n in sorted((n for n in need if n in defs and n not in own),
+                                           key=order.__getitem__)]
+            name = f"stage_{j}"
+            args = ", ".join(params + ["W", "A"])
+            stages += ["", "", "@njit(cache=True)", f"def {name}({args}):  # pragma: no cover"]
+            stages += ["    " + t for t in pro + body]
+            calls.append(f"{name}({args})")
+        return stages, [t for t in self.prologue if t.split(" = ", 1)[0] in results] + calls
 
     def source(self) -> str:
         params = ", ".join([self.names[f] for f in self.fed] + ["W", "A"])
         produced = [r for r in self.reads if r in self.results]
         ret = "(" + "".join(f"{self.names[r]}, " for r in produced) + ")"
+        stages, body = [], self.prologue + self.body
+        if len(self.prologue) + len(self.body) > STAGE_LINES:
+            stages, body = self._stages()
         lines = [
             "# generated by sdk.ops.codegen: one compiled program (do not edit)",
             "import numpy as np",
@@ -930,8 +1019,8 @@ class _Generator:
             "from sdk.kernels.fast.conv import depthwise_loop, im2col, to_hwc",
             "from sdk.kernels.fast.elementwise import add_loop, clamp_loop, mul_loop",
             "from sdk.kernels.fast.fused import (causal_fill, copy_into, dequantize_elements,",
-            "    dequantize_tensor, fc_small, kv_write, nearest_4d, quantize_elements,",
-            "    quantize_tensor)",
+            "    dequantize_tensor, fc_small, gather_rows, kv_write, nearest_4d,",
+            "    quantize_elements, quantize_tensor, view_at)",
             "from sdk.kernels.fast.gemm import gemm_nt, gemm_rows, pack_cols, pack_rows",
             "from sdk.kernels.fast.lut import lut_loop",
             ("from sdk.kernels.fast.pooling import avg_pool_loop, global_avg_pool_loop, "
@@ -941,12 +1030,13 @@ class _Generator:
             "from sdk.kernels.fast.requant_loops import requant_cols, requant_rows",
             "from sdk.kernels.fast.transformer import gelu_loop, norm_loop, shiftmax_loop",
             "from sdk.kernels.fast.vnni import gemm_u8s8, pack_u8, requant_u8s8",
+            *stages,
             "",
             "",
             "@njit(cache=True)",
             f"def program({params}):  # pragma: no cover",
         ]
-        lines += ["    " + s for s in self.prologue + self.body]
+        lines += ["    " + s for s in body]
         lines.append(f"    return {ret}")
         return "\n".join(lines) + "\n"
 
@@ -955,6 +1045,42 @@ class _Generator:
         for start, raw in self.wparts:
             buf[start:start + raw.size] = raw
         return buf
+
+
+_KERNEL_PREFIX = "_ZN3sdk7kernels"  # Itanium-mangled names of the sdk.kernels Numba loops
+_PATCHED = False
+
+
+def _keep_calls() -> None:
+    """Numba links every callee into a function's LLVM module and optimises the result with the
+    callees inlined. A program cut into stages (:meth:`_Generator._stages`) would be one huge
+    function again; so in a staged program's modules the stages and the ``sdk.kernels`` loops
+    stay calls (``noinline`` on the linked definitions; each was optimised in its own module
+    already, its machine code is the same, a call costs nanoseconds). Programs small enough
+    for one function are left as Numba builds them."""
+    global _PATCHED
+    if _PATCHED:
+        return
+    from numba.core import codegen as nb_codegen
+
+    original = nb_codegen.CPUCodeLibrary._optimize_final_module
+
+    def optimize(self: Any) -> None:
+        module = self._final_module
+        if (self.name == "program" or self.name.startswith("stage_")) and any(
+                "edge_program_" in f.name for f in module.functions if not f.is_declaration):
+            staged = any("stage_" in f.name for f in module.functions)
+            for f in module.functions:
+                if f.is_declaration or "alwaysinline" in " ".join(map(str, f.attributes)):
+                    continue
+                if (("edge_program_" in f.name and "stage_" in f.name
+                     and not self.name.startswith("stage_"))
+                        or (staged and f.name.startswith(_KERNEL_PREFIX))):
+                    f.add_function_attribute("noinline")
+        original(self)
+
+    nb_codegen.CPUCodeLibrary._optimize_final_module = optimize
+    _PATCHED = True
 
 
 _LOADED: dict[str, Any] = {}
@@ -985,6 +1111,7 @@ def _load(source: str, key: str, directory: Path | None) -> Any:
         fn = _LOADED.get(key)
         if fn is not None:
             return fn
+        _keep_calls()
         root = (directory or cache_dir()) / key
         path = root / "program.py"
         try:
@@ -1198,6 +1325,41 @@ class CompiledExecutor:
             except Exception:  # noqa: BLE001, S110 - a mismatch or a kernel's refusal: the
                 pass           # interpreter gives the same bits or the spec's one-line error
         return self.fallback.run(feeds, wanted)
+
+
+def describe(graph: Graph, fed: Sequence[str] | None = None,
+             reads: Sequence[str] | None = None, directory: Path | None = None) -> dict:
+    """What a Session's default ("auto") executor does with a request (default: the graph's
+    inputs to its outputs), without compiling anything: ``executor`` ("compiled" or
+    "interpreter"), ``why`` (the reason it stays on the interpreter, or when it compiles),
+    ``lines`` (the generated program's size), ``cached`` (machine code on disk already) and
+    ``gemm_path`` (the int8 GEMM kernels picked from this CPU's features)."""
+    from sdk.kernels.fast.vnni import gemm_path
+
+    out: dict[str, Any] = {"executor": "interpreter", "why": None, "lines": None,
+                           "cached": False, "gemm_path": gemm_path()}
+    try:
+        prog = CompiledProgram(graph, sorted(graph.inputs if fed is None else fed),
+                               list(graph.outputs if reads is None else reads), directory,
+                               load=False)
+    except Unsupported as exc:
+        out["why"] = str(exc)
+        return out
+    except Exception as exc:  # noqa: BLE001 - see CompiledExecutor.program
+        out["why"] = f"the generator failed ({type(exc).__name__}: {exc})"
+        return out
+    out["lines"] = lines = prog.source.count("\n")
+    out["cached"] = prog.cached
+    if prog.cached:
+        out["executor"], out["why"] = "compiled", "machine code cached: compiled from the first run"
+    elif lines > AUTO_MAX_LINES:
+        out["why"] = (f"{lines} generated lines, over the automatic limit of {AUTO_MAX_LINES} "
+                      "(compiled=True compiles it)")
+    else:
+        out["executor"] = "compiled"
+        out["why"] = (f"cold cache: interpreter for {COMPILE_AFTER} runs, then compiled "
+                      "(compiled=True: from the first run)")
+    return out
 
 
 def compile_check(graph: Graph, fed: Sequence[str] | None = None,

@@ -74,6 +74,7 @@ def test_every_example_op_compiles_and_equals_the_specification() -> None:
     g, feeds, want = _all_ops_graph(seed=0)
     assert compile_check(g) is None, compile_check(g)
     prog = CompiledProgram(g, sorted(feeds), g.outputs)
+    assert "def stage_1(" in prog.source  # over STAGE_LINES: cut into stage functions
     got = dict(zip(g.outputs, prog.run(feeds)))
     bad = [o for o in g.outputs
            if got[o].dtype != want[o].dtype or not np.array_equal(got[o], want[o])]
@@ -304,3 +305,88 @@ def test_int16_attention_probabilities_times_int8_values_take_the_packed_gemm_ex
     assert "gemm_nt(" in prog.source and "gemm_rows(" not in prog.source
     want = Interpreter(g, fast=False).run(feeds)["ctx"]
     assert np.array_equal(prog.run(feeds)[0], want)
+
+
+def test_gather_compiles_with_constant_and_fed_indices_and_an_index_out_of_range_is_the_spec_error(
+        ) -> None:
+    # q/k/v picked from a stacked tensor (a scalar constant index: copies), a constant index
+    # table (negative entries wrap), indices fed at run time, and an embedding-table lookup
+    g = Graph("gather")
+    g.add_tensor(Tensor("x", "int8", (3, 2, 5, 4)))
+    g.add_tensor(Tensor("ids", "int64", (3,)))
+    g.add_tensor(Tensor("tok", "int64", (1, 4)))
+    g.inputs = ["x", "ids", "tok"]
+    g.add_constant("k1", np.array(1, np.int64))
+    g.add_constant("rows", np.array([[4, -1, 0], [2, 2, -5]], np.int64))
+    g.add_constant("table", np.random.default_rng(1).integers(-128, 128, (10, 6)).astype(np.int8))
+    for name, ins, shape, axis, dt in (("y0", ["x", "k1"], (2, 5, 4), 0, "int8"),
+                                       ("y1", ["x", "rows"], (3, 2, 2, 3, 4), 2, "int8"),
+                                       ("y2", ["x", "ids"], (3, 3, 5, 4), 1, "int8"),
+                                       ("y3", ["table", "tok"], (1, 4, 6), 0, "int8")):
+        g.add_tensor(Tensor(name, dt, shape))
+        g.add_node("Gather", ins, [name], name=f"gather_{name}", axis=axis)
+        g.outputs.append(name)
+    rng = np.random.default_rng(2)
+    feeds = {"x": rng.integers(-128, 128, (3, 2, 5, 4)).astype(np.int8),
+             "ids": np.array([1, -2, 0], np.int64), "tok": np.array([[9, 0, -10, 3]], np.int64)}
+    assert compile_check(g) is None, compile_check(g)
+    prog = CompiledProgram(g, sorted(feeds), g.outputs)
+    assert "gather_rows(" in prog.source and "copy_into(" in prog.source
+    want = Interpreter(g, fast=False).run(feeds)
+    for name, value in zip(g.outputs, prog.run(feeds)):
+        assert value.dtype == want[name].dtype and np.array_equal(value, want[name]), name
+    ex = CompiledExecutor(g, Interpreter(g), eager=True)
+    bad = dict(feeds, tok=np.array([[9, 0, 10, 3]], np.int64))   # 10: past the 10-row table
+    with pytest.raises(EdgeError) as compiled_err:
+        ex.run(bad)
+    with pytest.raises(EdgeError) as interp_err:
+        Interpreter(g).run(bad)
+    assert str(compiled_err.value) == str(interp_err.value)
+    assert list(ex.status.values()) == ["compiled"]
+
+
+def test_edge_inspect_names_the_executor_and_the_gemm_path(tmp_path, monkeypatch, capsys) -> None:
+    import json
+
+    import sdk
+    from sdk.cli.main import main
+    from sdk.kernels.fast import vnni
+
+    monkeypatch.setenv("EDGE_CACHE_DIR", str(tmp_path / "programs"))
+    g = sg.step_graph(n_in=6, n_state=12, n_out=3)   # a program no other test loads
+    path = tmp_path / "step.edge"
+    sdk.Bundle.from_graph(g).save(path)
+    assert main(["inspect", str(path), "--json"]) == 0
+    ex = json.loads(capsys.readouterr().out)["executor"]
+    assert ex["executor"] == "compiled" and not ex["cached"] and "cold cache" in ex["why"]
+    assert ex["gemm_path"] == vnni.gemm_path() and ex["gemm_path"].split()[0] in (
+        "vnni", "int16", "portable")
+    CompiledProgram(g, sorted(g.inputs), g.outputs)          # compiles into the cache
+    assert main(["inspect", str(path)]) == 0
+    line = [x for x in capsys.readouterr().out.splitlines() if x.startswith("executor:")]
+    assert line and "machine code cached" in line[0] and "int8 GEMM path: " in line[0]
+    g.add_tensor(Tensor("yf", "float32", (1, 3)))
+    g.add_node("Relu", [g.outputs[0]], ["yf"], name="float_relu")
+    g.outputs = ["yf"]
+    sdk.Bundle.from_graph(g).save(path)
+    assert main(["inspect", str(path)]) == 0
+    line = [x for x in capsys.readouterr().out.splitlines() if x.startswith("executor:")]
+    assert line and line[0].startswith("executor: interpreter (node 'float_relu' (Relu)")
+
+
+def test_the_first_numba_call_does_not_import_scipy_linalg_and_blas_still_works() -> None:
+    # Numba's target set-up asks for a BLAS by importing scipy.linalg (~0.35 s of a first
+    # inference); sdk.kernels.fast answers from the package index, BLAS users import it later
+    code = (
+        "import sys, numpy as np\n"
+        "from sdk.backends import sample_graphs as sg\n"
+        "from sdk.ops.interpreter import Interpreter\n"
+        "g = sg.fc_graph(batch=2, k=8, n=4)\n"
+        "Interpreter(g).run(sg.random_feeds(g, 0))\n"
+        "print('scipy.linalg' in sys.modules)\n"
+        "from numba import njit\n"
+        "f = njit(lambda a, b: np.dot(a, b))\n"
+        "print(f(np.ones((2, 3)), np.ones((3, 2)))[1, 1], 'scipy.linalg' in sys.modules)\n")
+    out = subprocess.run([sys.executable, "-c", code], cwd=ROOT, text=True,
+                         capture_output=True, check=True).stdout.split()
+    assert out == ["False", "3.0", "True"]

@@ -21,7 +21,10 @@ every compiled program bit-equal to the specification.
 from __future__ import annotations
 
 import numpy as np
-from numba import njit
+from llvmlite import ir
+from numba import njit, types
+from numba.core import cgutils
+from numba.extending import intrinsic
 
 from sdk.kernels.fast.requant import requant, wrap32
 
@@ -122,3 +125,63 @@ def causal_fill(s, pos, fill, out):  # pragma: no cover
 def copy_into(src, out):  # pragma: no cover
     """``out[...] = src`` (same shape; either may be a strided view)."""
     out[...] = src
+
+
+@njit(cache=True)
+def gather_rows(x, idx, out):  # pragma: no cover
+    """``out[a, j, :] = x[a, idx[j], :]`` (``x`` viewed as ``[outer, n, inner]``, ``out`` as
+    ``[outer, len(idx), inner]``): :func:`sdk.kernels.layout.gather` along one axis; negative
+    indices wrap, an index outside ``[-n, n)`` raises (the caller re-runs the specification,
+    which names it)."""
+    n = x.shape[1]
+    for j in range(idx.size):
+        k = idx[j]
+        if k < 0:
+            k += n
+        if k < 0 or k >= n:
+            raise ValueError("Gather index out of range")
+        for a in range(x.shape[0]):
+            for i in range(x.shape[2]):
+                out[a, j, i] = x[a, k, i]
+
+
+@intrinsic
+def view_at(typingctx, buf, offset, shape, dt):  # pragma: no cover - compiled
+    """``buf[offset:offset + size].view(dt).reshape(shape)`` for a C-contiguous byte buffer
+    (a program's weights or arena), as a C-contiguous array struct built in place: no bounds,
+    size or alignment checks (the generator placed every tensor inside the buffer, aligned)
+    and no reference of its own (the buffer is an argument of the running program and
+    outlives the view). The checked slice-view-reshape costs Numba and LLVM tens of
+    milliseconds of compile time per tensor; this costs a few instructions."""
+    if not isinstance(buf, types.Array) or not isinstance(shape, types.BaseTuple):
+        return None
+    dtype = getattr(dt, "instance_type", None) or getattr(dt, "dtype", None)
+    if not isinstance(dtype, types.Number):
+        return None
+    ndim = len(shape)
+    arrty = types.Array(dtype, ndim, "C")
+    sig = arrty(buf, offset, shape, dt)
+
+    def codegen(context, builder, signature, args):
+        from numba.np.arrayobj import populate_array
+
+        bufv, off, shp, _ = args
+        src = context.make_array(signature.args[0])(context, builder, bufv)
+        intp = context.get_value_type(types.intp)
+        base = builder.gep(src.data, [context.cast(builder, off, signature.args[1], types.intp)])
+        elem = context.get_data_type(dtype)
+        data = builder.bitcast(base, elem.as_pointer())
+        dims = [context.cast(builder, builder.extract_value(shp, i), shape[i], types.intp)
+                for i in range(ndim)]
+        itemsize = context.get_abi_sizeof(elem)
+        strides, step = [], ir.Constant(intp, itemsize)
+        for d in reversed(dims):
+            strides.insert(0, step)
+            step = builder.mul(step, d)
+        out = context.make_array(arrty)(context, builder)
+        populate_array(out, data=data, shape=cgutils.pack_array(builder, dims),
+                       strides=cgutils.pack_array(builder, strides),
+                       itemsize=ir.Constant(intp, itemsize), meminfo=None)
+        return out._getvalue()
+
+    return sig, codegen

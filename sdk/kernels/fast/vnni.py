@@ -45,9 +45,17 @@ HAS_VNNI = "avx512vnni" in _host_features() and "avx512bw" in _host_features()
 
 
 def gemm_path() -> str:
-    """The int8 GEMM path this process uses: ``"avx512-vnni (vpdpbusd)"`` or
-    ``"int16 (vpmaddwd/vpdpwssd, portable)"``."""
-    return "avx512-vnni (vpdpbusd)" if HAS_VNNI else "int16 (vpmaddwd/vpdpwssd, portable)"
+    """The int8 GEMM path this process uses, picked from the CPU's features: ``"vnni ..."``
+    (AVX-512 VNNI ``vpdpbusd``), ``"int16 ..."`` (operands widened to int16, pairs multiplied
+    and added by ``vpmaddwd``/``vpdpwssd`` on AVX2/AVX-512BW or NEON's ``smlal``, vectorised by
+    LLVM) or ``"portable ..."`` (the same loops, scalar)."""
+    if HAS_VNNI:
+        return "vnni (avx512-vnni vpdpbusd, u8×s8)"
+    feats = _host_features()
+    if feats & {"avx2", "avx512bw", "neon"}:
+        simd = "neon" if "neon" in feats else ("avx512bw" if "avx512bw" in feats else "avx2")
+        return f"int16 ({simd} int16 pair multiply-add)"
+    return "portable (scalar int32 loops)"
 
 
 def padded_depth(k: int) -> int:
