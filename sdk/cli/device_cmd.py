@@ -64,6 +64,11 @@ def status(device, token, ca, as_json) -> None:
     if s.get("deploy_in_progress"):
         d = s["deploy_in_progress"]
         click.echo(f"in progress: {d['what']} since {d['since']} ({d['phase']})")
+    demo = s.get("demo")
+    if demo:
+        click.echo(f"demo: {demo.get('kind')} {demo.get('state')} on {demo.get('model')!r} "
+                   f"from {demo.get('source')!r} since {demo.get('since')} "
+                   "(edge demo ... --device stops it on Ctrl-C)")
 
 
 @command.command("rollback")

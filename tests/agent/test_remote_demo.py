@@ -176,6 +176,10 @@ def test_seg_demo_runs_on_the_board_and_the_board_serves_the_view(board, tmp_pat
             assert (shot.astype(np.int32).sum(-1) > 90).mean() > 0.15  # the frame is there
 
         assert board.client().status()["demo"]["kind"] == "seg"  # edge device status --json
+        rc, out, err = _edge(capsys, "device", "status", "--device", board.url, "--token",
+                             board.token)
+        assert rc == 0, err
+        assert "demo: seg running" in out, out
         # one demo at a time: a second start is refused with 409 naming the running one
         with pytest.raises(DeviceError, match=r"a seg demo is already running.*HTTP 409"):
             board.client().demo_start("kws", {})
