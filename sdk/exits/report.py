@@ -57,14 +57,17 @@ def render(bundle: Any, report: Any) -> str:
     c = expected_costs(bundle, report)
     plan = ExitPlan.of(bundle)
     n = plan.calibration.get("samples", 0)
+    metric, unit = ("mIoU", "") if plan.calibration.get("metric") == "mIoU" else \
+        ("accuracy", "%")
     lines = [f"early exit ({c['rule']}; curve from {n} held-out calibration samples):",
-             f"  {'mean MACs':>12s} {'saved':>7s} {'accuracy':>9s}"]
+             f"  {'mean MACs':>12s} {'saved':>7s} {metric:>9s}"]
     for p in c["curve"]:
         mark = " <- chosen" if p["thresholds"] == plan.thresholds else ""
         lines.append(f"  {p['mean_macs']:12.0f} {100 * (1 - p['mean_macs'] / plan.full_macs):6.1f}%"
-                     f" {p['accuracy']:8.2f}%{mark}")
+                     f" {p['accuracy']:8.2f}{unit or ' '}{mark}")
     e, m = c["expected"], c["main_graph"]
-    lines.append(f"  without exits: {plan.full_macs} MACs, accuracy {c['accuracy_full']:.2f}%")
+    lines.append(f"  without exits: {plan.full_macs} MACs, {metric} "
+                 f"{c['accuracy_full']:.2f}{unit}")
     lines.append("  exit shares: " + ", ".join(
         f"{s['name']} {100 * w:.1f}%" for s, w in zip(c["per_exit"], c["shares"])))
     lines.append(f"  expected per inference at the chosen point: {e['macs']:.0f} MACs, "
@@ -94,8 +97,9 @@ def plot_curve(bundle: Any, path: str | Path) -> Path:
     if chosen:
         ax.plot([chosen["mean_macs"]], [chosen["accuracy"]], "r*", ms=12, label="chosen")
     ax.set_xlabel("mean MACs per inference")
-    ax.set_ylabel("accuracy on the calibration set (%)")
-    ax.set_title(f"{bundle.name}: accuracy vs compute")
+    miou = plan.calibration.get("metric") == "mIoU"
+    ax.set_ylabel("mIoU on the calibration set" if miou else "accuracy on the calibration set (%)")
+    ax.set_title(f"{bundle.name}: {'mIoU' if miou else 'accuracy'} vs compute")
     ax.legend()
     fig.tight_layout()
     path = Path(path)
