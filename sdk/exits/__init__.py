@@ -6,8 +6,12 @@
   :func:`split_stages` (one integer graph -> stage entry graphs over the same weights).
 * :mod:`sdk.exits.calibrate` — :func:`add_exits`: sweep the thresholds on held-out labelled
   data and keep the operating point that saves the most MACs within the allowed drop.
+  With ``criterion="miou"`` (segmentation, gate rule) the labels are class maps and the
+  drop is in mIoU points.
 * :class:`sdk.runtime.early_exit.EarlyExitSession` runs the stages and stops at the first
   exit that fires.
+* :mod:`sdk.exits.temporal` — keyword spotting exits over time; :mod:`sdk.exits.lm` —
+  per-token exits in a KV-cached decoder (:class:`~sdk.exits.lm.LMExitSession`).
 """
 
 from sdk.exits.calibrate import OperatingPoint, add_exits, check_drop, exit_scores, pareto
