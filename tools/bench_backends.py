@@ -6,11 +6,16 @@ Two sets of models:
 * float ONNX models compiled by the SDK (``sdk.compile_model``): the keyword-spotting step
   graph of samples/kws (one 10 ms hop, state fed), a small CNN on 3×32×32, a ViT (128² image,
   16×16 patches, D=192, 4 blocks, 3 heads, MLP 768) and a decoder token step
-  4×(512→2048→512, ReLU, residual). Each runs as the float ONNX model on ONNX Runtime
+  4×(512→2048→512, ReLU, residual), and the committed segmentation model
+  (samples/seg/seg_vit_mask.onnx, its integer bundle from ``sdk.compile_segmenter``). Each
+  runs as the float ONNX model on ONNX Runtime
   ("ort-float"), and as the SDK's integer graph on: the compiled whole-graph program ("edge"),
   the prepared interpreter ("edge-interp"), ONNX Runtime (QDQ export, "ort-qdq") and LiteRT
   with XNNPACK ("litert-xnnpack"). Inputs and outputs are float everywhere (the integer
   backends quantize and dequantize at the boundary).
+* the language-model token step of samples/slm (``encdec.edge``, one greedy step at KV
+  position 8 through ``sdk.GenerationSession``: compiled "edge", "edge-interp") against ONNX
+  Runtime's float past-KV step of the same weights ("ort-float"); no LiteRT export.
 * the integer sample graphs of ``sdk.sample_graphs`` (no float twin): "edge", "edge-interp",
   the NumPy specification ("numpy-ref", small sizes), "ort-qdq", "litert-xnnpack",
   "litert-cpu".
@@ -52,6 +57,10 @@ from sdk import LiteRTBackend, OrtBackend, ReferenceBackend, compile_for
 from sdk import sample_graphs as sg
 
 KWS_MODEL = ROOT / "samples" / "kws" / "models" / "kws_lmuformer_nonspiking.onnx"
+SEG_MODEL = ROOT / "samples" / "seg" / "seg_vit_mask.onnx"
+SLM = ROOT / "samples" / "slm"
+SEG_NAME = "seg vit (samples/seg)"
+LM_NAME = "lm step encdec (samples/slm)"
 
 
 # -- float models (onnx.helper) -----------------------------------------------------------
@@ -188,6 +197,13 @@ def float_models(quick: bool, only: str = "") -> dict:
         bundle = sdk.compile_model(KWS_MODEL, calib)
         feeds = {k: v[40] for k, v in calib.items()}
         out["kws hop (67k MACs)"] = (KWS_MODEL.read_bytes(), bundle.graph, feeds)
+    if SEG_MODEL.is_file() and only in SEG_NAME:
+        bundle = sdk.load_bundle(sdk.compile_segmenter(SEG_MODEL))  # cached after the first
+        size = int(bundle.graph.tensor(bundle.graph.inputs[0]).shape[2])
+        images, _ = sdk.vision.cached_scenes(1, 1, "test", size)
+        x = sdk.vision.normalize_batch(images)[:, None][0]
+        out[f"{SEG_NAME[:-1]}, {size}x{size})"] = (SEG_MODEL.read_bytes(), bundle.graph,
+                                                   {"x": x})
     specs = {"cnn 3x32x32": cnn_model()}
     if quick:
         specs["vit 64² p16 d192 x1"] = vit_model(img=64, blocks=1)
@@ -297,6 +313,59 @@ def bench_model(name: str, graph, feeds: dict, float_bytes: bytes | None, args) 
     return row
 
 
+def bench_lm_step(args, position: int = 8) -> dict | None:
+    """One greedy token step of the committed G2P encoder-decoder (samples/slm/encdec) at KV
+    position ``position``: the SDK's integer step (table lookups, then the step graph) as the
+    compiled program ("edge") and on the interpreter ("edge-interp"), against ONNX Runtime's
+    float past-KV step of the same weights ("ort-float", tools/slm_eval.OrtGenerator). LiteRT
+    has no export of the step graph. Every call runs the same position (the state's position
+    is reset; ORT gets the same past each time)."""
+    if not (SLM / "encdec.edge").is_file():
+        return None
+    sys.path.insert(0, str(ROOT / "tools"))
+    from slm_eval import OrtGenerator
+
+    from sdk.models.slm import load_weights
+
+    cfg, w = load_weights(SLM / "encdec.npz")
+    ids = sdk.G2PTokenizer().encode_word("benchmark")
+    runs, outs, row = {}, {}, {"model": LM_NAME, "backends": {}}
+    for name, compiled in (("edge", True), ("edge-interp", False)):
+        gen = sdk.GenerationSession(SLM / "encdec.edge", compiled=compiled)
+        feeds, state, _ = gen.start(ids)
+        for tok in range(4, 4 + position - 1):
+            gen._decode(feeds, [tok], state)
+        saved = dict(state.positions)
+
+        def step(_feeds, gen=gen, feeds=feeds, state=state, saved=saved):
+            state.positions = dict(saved)
+            return {"logits": gen._decode(feeds, [5], state)}
+
+        runs[name] = step
+        row["backends"][name] = {"fallback_nodes": 0, "nodes": len(gen.step.graph.nodes)}
+        if name == "edge":
+            row["edge_executor"] = gen.step.executor
+    og = OrtGenerator(cfg, w, threads=args.threads)
+    ofeeds, past, _, _ = og.start(ids)
+    for pos, tok in enumerate(range(4, 4 + position - 1), start=1):
+        _, past = og._step(ofeeds, past, tok, pos)
+    runs["ort-float"] = lambda _f: {"logits": og._step(ofeeds, past, 5, position)[0]}
+    row["backends"]["ort-float"] = {"fallback_nodes": 0, "nodes": None}
+    for b, f in runs.items():
+        outs[b] = f({})
+    for b in runs:  # integer logits: edge must equal edge-interp; ORT: same best token
+        row["backends"][b]["max_diff"] = (
+            _diff(outs[b], outs["edge-interp"]) if b != "ort-float" else
+            float(np.argmax(outs[b]["logits"]) != np.argmax(outs["edge-interp"]["logits"])))
+    timing = interleaved(runs, {}, args.budget, args.rounds)
+    for b, t in timing.items():
+        row["backends"][b].update(t)
+    edge = timing["edge"]["median_s"]
+    row["ratios"] = {f"edge/{b}": edge / t["median_s"] for b, t in timing.items() if b != "edge"}
+    row["goals"] = {"edge <= ort-float / 1.2": row["ratios"]["edge/ort-float"] <= 1 / 1.2}
+    return row
+
+
 _STARTUP = """
 import json, sys, time
 t0, c0 = time.perf_counter(), time.process_time()
@@ -387,6 +456,10 @@ def main(argv: list[str] | None = None) -> int:
             "segmentation 8->16": sg.segmentation_graph()}
     if not args.quick:
         ints["fc 512x512x512"] = sg.fc_graph(batch=512, k=512, n=512)
+    if args.only in LM_NAME:
+        lm = bench_lm_step(args)
+        if lm is not None:
+            results.append(lm)
     for name, graph in ints.items():
         if args.only in name:
             results.append(bench_model(name, graph, sg.random_feeds(graph, seed=0), None, args))
