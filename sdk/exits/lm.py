@@ -209,7 +209,7 @@ def compile_exit_generation_model(cfg: Any, weights: Mapping[str, np.ndarray],
     from sdk.models.slm import encoder_onnx
     from sdk.ops.shapes import with_input_shapes
     from sdk.quant.fuse import remove_dead_nodes
-    from sdk.runtime.generation import _cacheable, _split_lookups
+    from sdk.runtime.generation import cacheable_decoder, split_lookups
     from sdk.runtime.session import Session
     from sdk.text import BOS, EOS
 
@@ -235,12 +235,12 @@ def compile_exit_generation_model(cfg: Any, weights: Mapping[str, np.ndarray],
     for k in outs[0]:
         calib[k] = np.stack([o[k] for o in outs])
     entries: dict[str, Any] = {}
-    look, main = _split_lookups(enc.graph)
+    look, main = split_lookups(enc.graph)
     entries["encoder"] = main
     if look is not None:
         entries["encoder_lookup"] = look
     dec = compile_model(decoder_exit_onnx(cfg, weights, C, heads), calib, **compile_options)
-    cached = _cacheable(dec.graph, cfg.dec_layers, C)
+    cached = cacheable_decoder(dec.graph, cfg.dec_layers, C)
     step = with_input_shapes(cached, {"tokens": [1, 1], "positions": [1, 1]})
     stages, plan = split_decoder_step(step, sorted(heads), cfg.dec_layers)
     plain = step.copy()  # the model without exits: its logits and caches only
@@ -252,7 +252,7 @@ def compile_exit_generation_model(cfg: Any, weights: Mapping[str, np.ndarray],
     from sdk.ops.cost import graph_macs
 
     plan["macs"]["decoder_step"] = int(graph_macs(plain))
-    look, main = _split_lookups(plain)
+    look, main = split_lookups(plain)
     entries["decoder_step"] = main
     if look is not None:
         entries["decoder_step_lookup"] = look

@@ -67,7 +67,7 @@ class GenerationConfig:
 
 
 # -- compile ---------------------------------------------------------------------------------
-def _cacheable(graph: Any, layers: int, capacity: int) -> Any:
+def cacheable_decoder(graph: Any, layers: int, capacity: int) -> Any:
     """The compiled full-sequence decoder → the same graph over KV caches (in place)."""
     from sdk.graph.state import add_kv_cache
 
@@ -100,7 +100,7 @@ def _cacheable(graph: Any, layers: int, capacity: int) -> Any:
     return graph
 
 
-def _split_lookups(graph: Any) -> tuple[Any, Any]:
+def split_lookups(graph: Any) -> tuple[Any, Any]:
     """``(lookup, main)``: the table lookups of ``graph`` (``Gather`` of a constant int table by
     an int64 graph input: token embeddings, RoPE rows by position, mask biases) as a graph of
     their own, and the rest of ``graph`` taking their outputs as inputs. The lookups run once
@@ -185,7 +185,7 @@ def compile_generation_model(cfg: Any, weights: Mapping[str, np.ndarray],
         calib = {"tokens": toks, "positions": pos, "enc_mask": mask}
         for k in outs[0]:
             calib[k] = np.stack([o[k] for o in outs])
-        look, main = _split_lookups(enc.graph)
+        look, main = split_lookups(enc.graph)
         entries["encoder"] = main
         if look is not None:
             entries["encoder_lookup"] = look
@@ -196,12 +196,12 @@ def compile_generation_model(cfg: Any, weights: Mapping[str, np.ndarray],
         calib = {"tokens": toks, "positions": pos}
     dec = compile_model(decoder_onnx(cfg, weights, C, "full"), calib, **compile_options)
     full = dec.graph.copy()
-    cached = _cacheable(dec.graph, cfg.dec_layers, C)
+    cached = cacheable_decoder(dec.graph, cfg.dec_layers, C)
     shaped = {"decoder_step": with_input_shapes(cached, {"tokens": [1, 1], "positions": [1, 1]})}
     if not cfg.encdec:
         shaped["prefill"] = with_input_shapes(cached, {"tokens": [1, -1], "positions": [1, -1]})
     for k, g in shaped.items():
-        look, main = _split_lookups(g)
+        look, main = split_lookups(g)
         entries[k] = main
         if look is not None:
             entries[f"{k}_lookup"] = look
@@ -522,6 +522,8 @@ __all__ = [
     "Generated",
     "GenerationConfig",
     "GenerationSession",
+    "cacheable_decoder",
     "compile_generation_model",
+    "split_lookups",
     "text_runner",
 ]
