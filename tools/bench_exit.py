@@ -344,24 +344,50 @@ def seg_encoder_macs(onnx_path: Path, exits: int) -> list[int]:
     return out
 
 
-def seg_rows(quick: bool, drop: float) -> list[dict]:
+def seg_validation_scenes() -> tuple[np.ndarray, np.ndarray]:
+    """The 600 segmentation validation scenes: the trunk's 200 (train-split sources, seed 7)
+    and 400 more generated from the same train-split sources (seed 8); never test sources."""
+    from sdk.vision import cached_scenes
+
+    a, b = cached_scenes(200, 7, "train", 64), cached_scenes(400, 8, "train", 64)
+    return np.concatenate([a[0], b[0]]), np.concatenate([a[1], b[1]])
+
+
+def seg_rows(quick: bool, drop: float, save_val: Path | None = None) -> list[dict]:
     """Segmentation, encoder depth per image (ECO-M2F gate): the committed heads + gate on
     the Segmenter trunk (samples/exits/seg_exits.onnx), compiled as tools/seg_eval.py does
-    (32 generated train scenes, seed 11), gate thresholds calibrated on the 200 validation
-    scenes (seed 7, the trunk's validation set) with the miou criterion, measured on the
-    held-out test scenes (seed 1) against the same integer model without exits; the float
-    model (ONNX Runtime) with the integer thresholds mapped back through the gate's scale."""
+    (32 generated train scenes, seed 11), gate thresholds calibrated on the 600 validation
+    scenes (:func:`seg_validation_scenes`) with the miou criterion (grid and safety margin
+    by cross-validation inside those scenes), measured on the held-out test scenes (seed 1)
+    against the same integer model without exits; the float model (ONNX Runtime) with the
+    integer thresholds mapped back through the gate's scale."""
     from sdk.exits.calibrate import miou_percent, segmentation_confusions
     from sdk.vision import cached_scenes, calibration_set, normalize_batch
 
     onnx_path = SAMPLES / "seg_exits.onnx"
-    n_val, n_test = (100, 30) if quick else (200, 300)
+    n_val, n_test = (100, 30) if quick else (600, 300)
     t0 = time.perf_counter()
     base = sdk.compile_model(onnx_path, {"x": calibration_set(32, 64)})
-    vi, vl = cached_scenes(200, 7, "train", 64)
-    bundle = sdk.add_exits(base, {"x": normalize_batch(vi[:n_val]), "label": vl[:n_val]},
+    vi, vl = seg_validation_scenes()
+    xv, lv = normalize_batch(vi[:n_val]), vl[:n_val]
+    bundle = sdk.add_exits(base, {"x": xv, "label": lv},
                            rule="gate", criterion="miou", max_accuracy_drop=drop)
     t_cal = time.perf_counter() - t0
+    if save_val is not None:  # the validation scenes' integer gate scores and confusions
+        from sdk.exits.calibrate import integer_outputs
+        from sdk.exits.plan import ExitPlan
+
+        p = ExitPlan.of(bundle)
+        ints = [e.logits for e in p.exits]
+        outs = integer_outputs(bundle, {"x": xv}, ints + [p.gate])
+        conf, preds = segmentation_confusions(outs[:-1], bundle.graph.tensor(ints[-1]).shape,
+                                              lv)
+        save_val.parent.mkdir(parents=True, exist_ok=True)
+        np.savez_compressed(save_val, gate=outs[-1][:, :len(ints) - 1].astype(np.int32),
+                            conf=conf.astype(np.int32),
+                            agree=(preds == preds[:, -1:]).mean(axis=2).astype(np.float32),
+                            cum_macs=np.array([e.macs for e in p.exits], np.int64),
+                            full_macs=np.int64(p.full_macs))
     ti, tl = cached_scenes(300, 1, "test", 64)
     x, lab = normalize_batch(ti[:n_test]), tl[:n_test]
     sess = sdk.EarlyExitSession(bundle, compiled=False)
@@ -409,7 +435,7 @@ def seg_rows(quick: bool, drop: float) -> list[dict]:
            "val_scenes": n_val, "test_scenes": len(x), "max_miou_drop": drop,
            "thresholds": plan.thresholds, "calibration_val": {
                "miou": cal["chosen"]["accuracy"], "miou_full": cal["accuracy_full"],
-               "saved_macs": cal["saved_macs"]},
+               "saved_macs": cal["saved_macs"], "selection": cal["selection"]},
            "miou_int": float(miou_percent(c_int)), "miou_int_full": float(miou_percent(c_full)),
            "miou_float": float(miou_percent(c_fexit)),
            "miou_float_full": float(miou_percent(c_ffull)),
@@ -430,6 +456,14 @@ def seg_rows(quick: bool, drop: float) -> list[dict]:
     print(f"segmentation, encoder depth per image (gate, miou criterion, --max-miou-drop "
           f"{drop:g} on {n_val} validation scenes), {len(x)} held-out test scenes, integer "
           "model on the Numba kernels (interpreter), shared machine:")
+    sel = cal["selection"]
+    print(f"  calibration (validation scenes only): {sel['levels']} gate levels per exit, "
+          f"safety margin {sel['margin']:g} pt by {sel['folds']}-fold cross-validation x "
+          f"{sel['repeats']} (held-out-fold drops "
+          f"{' / '.join(f'{v:.2f}' for v in sel['cv_drops'])}, "
+          f"{100 * sel['cv_saved_macs']:.1f}% MACs saved); chosen point "
+          f"{cal['chosen']['accuracy']:.2f} vs {cal['accuracy_full']:.2f} on validation, "
+          f"thresholds {plan.thresholds}")
     print(f"  integer mIoU {row['miou_int']:.2f} with exits vs {row['miou_int_full']:.2f} without "
           f"({row['miou_int'] - row['miou_int_full']:+.2f}); float (ONNX Runtime, same "
           f"thresholds) {row['miou_float']:.2f} vs {row['miou_float_full']:.2f} "
@@ -608,6 +642,9 @@ def main(argv: list[str] | None = None) -> int:
                     help="also write the integer clip sums of both KWS heads here (npz)")
     ap.add_argument("--seg-only", action="store_true", help="only the segmentation row")
     ap.add_argument("--no-seg", action="store_true", help="skip segmentation")
+    ap.add_argument("--save-seg-val", type=Path, default=None, metavar="NPZ",
+                    help="write the validation scenes' integer gate scores and per-exit "
+                         "confusions (the tests' fixture, samples/exits/seg_val_outputs.npz)")
     ap.add_argument("--seg-drop", type=float, default=1.0,
                     help="mIoU points the segmentation exits may lose (validation scenes)")
     ap.add_argument("--lm-only", action="store_true", help="only the language-model row")
@@ -657,7 +694,7 @@ def main(argv: list[str] | None = None) -> int:
     # --quick alone: digits and keyword spotting (< 1 min); segmentation and the language
     # model take minutes each in full, so with --quick they run only when asked for
     seg = [] if args.no_seg or (only and only != ["seg"]) or (args.quick and not only) else \
-        seg_rows(args.quick, args.seg_drop)
+        seg_rows(args.quick, args.seg_drop, args.save_seg_val)
     lm = [] if args.no_lm or (only and only != ["lm"]) or (args.quick and not only) else \
         lm_rows(args.quick, args.lm_drop, args.save_lm_bundle)
     if not rows:

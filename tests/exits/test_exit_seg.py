@@ -17,12 +17,23 @@ from sdk.compile import compile_model
 from sdk.compile.bundle import load_bundle
 from sdk.errors import CalibrationError, InputError
 from sdk.exits import add_exits
-from sdk.exits.calibrate import integer_outputs, miou_percent, segmentation_confusions
+from sdk.exits.calibrate import (
+    choose,
+    cv_splits,
+    integer_outputs,
+    miou_percent,
+    segmentation_confusions,
+    select_segmentation,
+    sweep_segmentation,
+)
 from sdk.exits.plan import ExitPlan
 from sdk.runtime.early_exit import EarlyExitSession
 from sdk.vision import cached_scenes, normalize_batch
 
 ONNX = Path(__file__).resolve().parents[2] / "samples" / "exits" / "seg_exits.onnx"
+#: the integer gate scores and per-exit confusions of the 200 validation scenes
+#: (tools/bench_exit.py --seg-only --save-seg-val)
+VAL = ONNX.with_name("seg_val_outputs.npz")
 N_VAL = 24
 
 
@@ -54,6 +65,9 @@ def test_miou_calibration_stays_within_the_drop_and_saves_compute(bundle, data):
     assert ch["accuracy"] >= cal["accuracy_full"] - 5.0 - 1e-9
     assert ch["mean_macs"] < plan.full_macs and cal["saved_macs"] > 0
     assert sum(ch["exit_counts"]) == N_VAL
+    sel = cal["selection"]  # grid and margin chosen by cross-validation on these scenes
+    assert max(sel["cv_drops"]) <= 5.0 + 1e-9 and 0 <= sel["margin"] <= 5.0
+    assert sel["folds"] == 5 and len(sel["cv_drops"]) == sel["repeats"]
     # the chosen point re-evaluated from scratch: the exits the thresholds pick on these
     # scenes, their summed confusion -> the recorded mIoU
     g = bundle.graph
@@ -127,3 +141,46 @@ def test_cli_compiles_segmentation_exits(tmp_path, data, capsys):
     err = capsys.readouterr().err
     assert rc != 0 and "class maps" in err and len(err.strip().splitlines()) == 1
     assert not (tmp_path / "b.edge").exists()
+
+
+def test_cross_validated_point_holds_the_budget_on_held_out_folds():
+    """The miou criterion's grid and safety margin come from repeated 5-fold
+    cross-validation inside the calibration scenes; recomputed here through the public
+    sweep + choose path on the committed validation outputs, every repeat's pooled
+    held-out-fold drop is the recorded one and within the 1-point budget, while the naive
+    rule (finest grid, no margin) breaks the budget on the same held-out folds."""
+    with np.load(VAL) as z:
+        gate, conf, agree = z["gate"], z["conf"], z["agree"]
+        cum, full_macs = z["cum_macs"], int(z["full_macs"])
+    n = len(gate)
+    sel = select_segmentation(gate, conf, cum, full_macs, 1.0)
+    assert max(sel["cv_drops"]) <= 1.0 and sel["cv_saved_macs"] > 0
+    assert sel["budget"] == pytest.approx(1.0 - sel["margin"])
+    full = float(miou_percent(conf[:, -1].sum(0)))
+    for r, parts in enumerate(cv_splits(n)):
+        assert sorted(np.concatenate(parts).tolist()) == list(range(n))
+        pooled = np.zeros(conf.shape[-2:], np.int64)
+        for hold in parts:
+            train = np.setdiff1d(np.arange(n), hold)
+            pts = sweep_segmentation(gate[train], conf[train], agree[train], cum, sel["levels"])
+            try:
+                th = choose(pts, float(miou_percent(conf[train, -1].sum(0))), full_macs,
+                            sel["budget"], len(train)).thresholds
+            except CalibrationError:
+                th = [1 << 30] * gate.shape[1]
+            ex = [next((k for k in range(gate.shape[1]) if gate[i, k] >= th[k]),
+                       gate.shape[1]) for i in hold]
+            pooled += conf[hold, ex].sum(0)
+        drop = full - float(miou_percent(pooled))
+        assert drop == pytest.approx(sel["cv_drops"][r], abs=1e-3)
+        assert drop <= 1.0 + 1e-9
+    naive = next(t for t in sel["table"] if t["levels"] == 16 and t["margin"] == 0)
+    assert max(naive["cv_drops"]) > 1.0
+    # a budget no cross-validated setting holds: one line, the held-out drop it would need
+    with pytest.raises(CalibrationError, match=r"within 0.2 points under 5-fold cross-valid"
+                                               r".*smallest held-out drop") as e:
+        select_segmentation(gate[:200], conf[:200], cum, full_macs, 0.2)
+    assert "\n" not in str(e.value)
+    # deterministic: the same shuffles every time
+    assert all(np.array_equal(a, b) for p, q in zip(cv_splits(n), cv_splits(n))
+               for a, b in zip(p, q))
