@@ -323,9 +323,7 @@ def bench_lm_step(args, position: int = 8) -> dict | None:
     if not (SLM / "encdec.edge").is_file():
         return None
     sys.path.insert(0, str(ROOT / "tools"))
-    from slm_eval import OrtGenerator
-
-    from sdk.models.slm import load_weights
+    from slm_eval import OrtGenerator, load_weights  # tools/slm_eval.py (the G2P models' tool)
 
     cfg, w = load_weights(SLM / "encdec.npz")
     ids = sdk.G2PTokenizer().encode_word("benchmark")
