@@ -37,7 +37,7 @@ def host_device():
     from firmware_bridge.host_firmware import HostFirmware
 
     with HostFirmware() as fw:
-        client = DeviceClient(fw.url, timeout=0.1)
+        client = DeviceClient(fw.url, timeout=1.0)  # per try; 0.1 s timed out once under load
         yield client
         client.close()
 
