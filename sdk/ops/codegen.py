@@ -26,7 +26,7 @@ writes the source of ONE ``@njit`` function for the nodes a request needs and co
   compile time per tensor), and a program over :data:`STAGE_LINES` lines is cut into stage
   functions at node boundaries, called in turn (Numba's and LLVM's per-function passes grow
   faster than linearly with a function's size: a 560-line segmentation program took 161 s
-  of CPU to compile as one function, ~45 s as stages).
+  of CPU to compile as one function, ~47 s as stages with view_at).
 
 The generated module is written under the program cache (``$EDGE_CACHE_DIR``, default
 ``~/.cache/edge/programs``), in a directory named by the hash of its source (which fixes the
@@ -46,6 +46,7 @@ from __future__ import annotations
 
 import hashlib
 import importlib.util
+import itertools
 import os
 import re
 import sys
@@ -103,6 +104,16 @@ def _i(v: Any) -> str:
 
 def _tup(shape: Sequence[int]) -> str:
     return "(" + "".join(f"{int(d)}, " for d in shape) + ")"
+
+
+def _pack_weights(w: np.ndarray, kp: int) -> np.ndarray:
+    """``sdk.kernels.fast.gemm.pack_rows(w, 0, kp)`` in NumPy (the caller checked that ``w``
+    fits int16): generating a program calls no Numba function, so a process whose program is
+    cached loads one machine-code library (the program's) instead of also loading the packing
+    loop's (~0.3 s of CPU for the first Numba call in a new process)."""
+    out = np.zeros((w.shape[0], kp), np.int16)
+    out[:, :w.shape[1]] = w
+    return out
 
 
 class _Generator:
@@ -326,7 +337,7 @@ class _Generator:
 
     def _op_QFullyConnected(self, node: Node, p: dict) -> None:
         from sdk.kernels.checks import channel_vector
-        from sdk.kernels.fast.gemm import fits_int16, pack_rows, padded_depth
+        from sdk.kernels.fast.gemm import fits_int16, padded_depth
 
         x, w_name = node.inputs[0], node.inputs[1]
         if w_name in self.names or w_name not in self.const or not self.is_dynamic(x):
@@ -368,7 +379,7 @@ class _Generator:
         if (rows >= _GEMM_ROWS and rows * n * k >= _GEMM_MACS and self.dtype(x) in _NARROW
                 and -32512 <= x_zp <= 32512 and fits_int16(w, 0)):
             kp = padded_depth(k)
-            wp = self.weight(pack_rows(w, np.int64(0), kp))
+            wp = self.weight(_pack_weights(w, kp))
             acc = self._fresh("acc")
             self.line(f"{acc} = np.empty(({rows}, {n}), np.int32)")
             self.line(f"gemm_nt(pack_rows({x2}, {_i(x_zp)}, {kp}), {wp}, {acc})")
@@ -425,7 +436,7 @@ class _Generator:
                    out_shape: tuple[int, ...] | None = None) -> None:
         from sdk.kernels.checks import channel_vector
         from sdk.kernels.conv import conv_geometry
-        from sdk.kernels.fast.gemm import fits_int16, pack_rows, padded_depth
+        from sdk.kernels.fast.gemm import fits_int16, padded_depth
 
         g = conv_geometry(xs, w.shape, strides, pads, dilations, group)
         if g.oh <= 0 or g.ow <= 0:
@@ -460,8 +471,8 @@ class _Generator:
         cg, og = g.c // g.group, g.o // g.group
         depth = cg * g.kh * g.kw
         kp = padded_depth(depth)
-        packs = [self.weight(pack_rows(np.ascontiguousarray(
-            w[k * og:(k + 1) * og].transpose(0, 2, 3, 1)).reshape(og, depth), np.int64(0), kp))
+        packs = [self.weight(_pack_weights(np.ascontiguousarray(
+            w[k * og:(k + 1) * og].transpose(0, 2, 3, 1)).reshape(og, depth), kp))
             for k in range(g.group)]
         xh, cols = self._fresh("xh"), self._fresh("cols")
         self.line(f"{xh} = np.empty(({g.h}, {g.w}, {cg}), np.int16)")
@@ -983,7 +994,7 @@ class _Generator:
         if cuts[-1] != len(self.body):
             cuts.append(len(self.body))
         stages, calls = [], []
-        for j, (a, b) in enumerate(zip(cuts, cuts[1:])):
+        for j, (a, b) in enumerate(itertools.pairwise(cuts)):
             body = self.body[a:b]
             own = {t.split(" = ", 1)[0] for t in body if " = " in t}
             need: set[str] = set()
