@@ -109,7 +109,7 @@ class KwsDemoOptions:
     seconds: float | None = None
     threshold: float | None = None
     sentences: bool = False
-    smoothing_hops: int = 30
+    smoothing_hops: int | None = None  # None: the stored operating point's, else 30
     refractory_s: float = 1.0
     voice: str = "en-us+m3"
     float: bool = False
@@ -143,14 +143,18 @@ def run_kws_demo(opts: KwsDemoOptions, echo: Callable[..., None] = click.echo) -
     model_path = Path(opts.model) if opts.model else default_model()
     model = integer_model(model_path, echo) if not opts.float else model_path
     threshold, origin = opts.threshold, "--threshold"
+    smoothing = opts.smoothing_hops
     if threshold is None:
         threshold, origin = stored_threshold(model_path)
-    spotter = KeywordSpotter(model, model_labels(model_path), smoothing_hops=opts.smoothing_hops,
+        if smoothing is None:
+            smoothing = stored_smoothing(model_path)
+    smoothing = smoothing or 30
+    spotter = KeywordSpotter(model, model_labels(model_path), smoothing_hops=smoothing,
                              threshold=threshold, refractory_s=opts.refractory_s)
     kind = "integer graph" if spotter.session.is_integer else "float step graph"
     echo(f"model: {model_path.name} ({kind}, {len(spotter.labels)} classes, states "
          f"{', '.join(spotter.session.pairs)}); hop {spotter.hop_s * 1e3:.0f} ms; threshold "
-         f"{threshold:g} ({origin})")
+         f"{threshold:g} ({origin}), smoothing {smoothing} hops")
     source = None
     truth = None
     if opts.live:
@@ -238,6 +242,19 @@ def stored_threshold(model_path: Path) -> tuple[float, str]:
     return 0.6, "default"
 
 
+def stored_smoothing(model_path: Path) -> int | None:
+    """The moving-average window (hops) of the operating point stored with the model (the
+    threshold was chosen for it), else None."""
+    import json
+
+    meta = model_path.with_suffix(".json")
+    if meta.is_file():
+        point = json.loads(meta.read_text()).get("stream_operating_point")
+        if point and "smoothing_hops" in point:
+            return int(point["smoothing_hops"])
+    return None
+
+
 def speak_sentences(sentences: tuple[str, ...] | list[str], voice: str, pause_s: float = 0.6,
                     noise_rms: float = 100.0, seed: int = 0
                     ) -> tuple[np.ndarray, list[tuple[str, float, float]]]:
@@ -280,8 +297,9 @@ def speak_sentences(sentences: tuple[str, ...] | list[str], voice: str, pause_s:
 @click.option("--threshold", type=float, default=None,
               help="smoothed posterior that fires a detection (default: the operating point "
                    "stored with the model, else 0.6)")
-@click.option("--smoothing", "smoothing_hops", default=30, show_default=True,
-              help="moving-average window in 10 ms hops")
+@click.option("--smoothing", "smoothing_hops", type=int, default=None,
+              help="moving-average window in 10 ms hops (default: the operating point's "
+                   "stored with the model, else 30)")
 @click.option("--refractory", "refractory_s", default=1.0, show_default=True,
               help="seconds after a detection during which no other fires")
 @click.option("--voice", default="en-us+m3", show_default=True,

@@ -131,3 +131,130 @@ def test_edge_demo_kws_sentences_scores_every_detection(capsys):
     detections = len(re.findall(r"detected '(\w+)'", out))
     # every detection is a found keyword or a false alarm, each keyword found at most once
     assert total == 10 and found <= total and found + false_alarms == detections
+
+
+def _synthetic_streams(rng, n, hops, kw_bursts: bool):
+    """Logits of ``n`` streams: background chatter (non-keyword classes ahead), one-hop spikes
+    of a keyword now and then, and (``kw_bursts``) a 40-hop keyword burst every 5 s, just
+    after a said keyword; returns (logits, truth of (keyword index, start s, end s))."""
+    out, truth = [], []
+    for _ in range(n):
+        z = rng.normal(0, 1.0, (hops, 12))
+        z[:, 10] += 4.0
+        spikes = rng.choice(hops, hops // 100, replace=False)
+        z[spikes, rng.integers(0, 10, len(spikes))] += 30.0  # single-hop spikes
+        tr = []
+        if kw_bursts:
+            for t0 in range(300, hops - 100, 500):
+                w = int(rng.integers(0, 10))
+                z[t0:t0 + 40, w] += 9.0
+                tr.append((w, (t0 - 30) / 100, t0 / 100))
+        out.append(z.astype(np.float32))
+        truth.append(tr)
+    return out, truth
+
+
+def test_choose_prefers_the_smoothing_that_ignores_one_hop_spikes():
+    import kws_stream_eval as ev
+
+    rng = np.random.default_rng(5)
+    kw, truth = _synthetic_streams(rng, 4, 3000, True)
+    free, _ = _synthetic_streams(rng, 6, 6000, False)
+    hours_free, hours_kw = 6 * 6000 / 360000, 4 * 3000 / 360000
+    curves = {}
+    for sm in (1, 20):
+        scores = {"kw": [ev.smoothed_keyword_scores(z, sm) for z in kw],
+                  "free": [ev.smoothed_keyword_scores(z, sm) for z in free]}
+        curves[sm] = {"float clean": ev.sweep(scores, truth, hours_free, hours_kw, 100)}
+    # one-hop spikes fire a 1-hop "smoother" at any threshold, and never a 20-hop average
+    assert min(r["fa_per_hour"] for r in curves[1]["float clean"]) > 100
+    points = ev.choose_points(curves, [1.0, 100.0], 1.0)
+    assert set(points) == {"1", "100"}
+    for key, p in points.items():
+        assert p["smoothing_hops"] == 20
+        rows = curves[20]["float clean"]
+        i = list(ev.THRESHOLDS).index(p["threshold"])
+        assert rows[i]["fa_per_hour"] <= float(key)
+        assert i == 0 or rows[i - 1]["fa_per_hour"] > float(key)  # the lowest such threshold
+        assert p["validation"]["float clean"]["recall"] == rows[i]["recall"] > 0.9
+    assert ev.choose_points({20: curves[20]}, [1e-9], 1.0).keys() <= {"1e-09"}
+    # a model stored with only the old single point still reads (smoothing 30)
+    old = {"stream_operating_point": {"threshold": 0.9, "target_fa_per_hour": 0.1}}
+    assert ev.stored_points(old) == {"0.1": {"threshold": 0.9, "target_fa_per_hour": 0.1,
+                                             "smoothing_hops": 30}}
+
+
+@needs_espeak
+def test_operating_point_is_chosen_on_val_stored_and_reported_on_test(tmp_path, capsys):
+    import json
+    import shutil
+
+    import kws_stream_data as sd
+    import kws_stream_eval as ev
+
+    from sdk.cli.kws_demo import speak_sentences, stored_smoothing, stored_threshold
+
+    model = tmp_path / "m.npz"
+    shutil.copy(MODEL, model)
+    shutil.copy(MODEL.with_suffix(".json"), tmp_path / "m.json")
+    kw_audio, truth = speak_sentences(["please stop here", "turn left at the corner",
+                                       "we go home now"], "en-us+m3", noise_rms=30)
+    free_audio, _ = speak_sentences(["I know the answer was often wrong",
+                                     "the bus has gone already"], "en-us+f2", noise_rms=30)
+    folder = tmp_path / "streams" / sd.StreamConfig(seed=0).key()
+    folder.mkdir(parents=True)
+    for kind, audio, tr in (("kw", kw_audio, truth), ("free", free_audio, [])):
+        f = sd.fast_logmel(audio)
+        ev_arr = np.array([(0, SPEECH_COMMANDS_12.index(w), a, b) for w, a, b in tr],
+                          np.float64).reshape(-1, 4)
+        data = {"feats": f, "offsets": np.array([0, len(f)]), "voice": np.array(["m3"]),
+                "noise": np.array(["none"]), "ev_stream": ev_arr[:, 0].astype(np.int64),
+                "ev_word": ev_arr[:, 1].astype(np.int64), "ev_start": ev_arr[:, 2],
+                "ev_end": ev_arr[:, 3]}
+        for split in ("val", "test"):
+            np.savez(folder / f"{split}_{kind}_clean.npz", **data)
+    common = [str(model), "--data", str(tmp_path / "streams"), "--precision", "float",
+              "--conditions", "clean"]
+    with pytest.raises(SystemExit):  # never chosen on test
+        ev.main(common + ["--split", "test", "--choose"])
+    assert ev.main(common + ["--split", "val", "--choose", "--smoothing", "10", "30",
+                             "--target-fa-per-h", "1", "--json", str(tmp_path / "v.json")]) == 0
+    meta = json.loads((tmp_path / "m.json").read_text())
+    point = meta["stream_operating_points"]["1"]
+    assert meta["stream_operating_point"] == point and point["smoothing_hops"] in (10, 30)
+    assert point["validation"]["float clean"]["fa_per_hour"] <= 1.0
+    # the rest of the model's JSON is kept
+    assert meta["test_acc"] == json.loads(MODEL.with_suffix(".json").read_text())["test_acc"]
+    capsys.readouterr()
+    assert ev.main(common + ["--split", "test", "--json", str(tmp_path / "t.json")]) == 0
+    out = capsys.readouterr().out
+    assert f"stored operating point ≤ 1 FA/h (threshold {point['threshold']:.4f}" in out
+    got = json.loads((tmp_path / "t.json").read_text())["summary"]
+    at = got[f"float clean s{point['smoothing_hops']}"]["at_stored"]["1"]
+    assert at["threshold"] == point["threshold"]
+    assert at["recall"] == point["validation"]["float clean"]["recall"]  # same streams
+    assert stored_threshold(model)[0] == point["threshold"]
+    assert stored_smoothing(model) == point["smoothing_hops"]
+
+
+def test_committed_stream_model_carries_its_validation_operating_points():
+    import json
+
+    import kws_stream_eval as ev
+
+    from sdk.cli.kws_demo import stored_smoothing, stored_threshold
+
+    stem = ROOT / "samples" / "kws" / "models" / "kws_lmuformer_stream"
+    meta = json.loads(stem.with_suffix(".json").read_text())
+    points = meta["stream_operating_points"]
+    assert {"1", "0.1"} <= set(points)
+    assert meta["stream_operating_point"] == points["1"]  # the demo's: ≤ 1 false alarm / h
+    for key, p in points.items():
+        assert p["threshold"] in set(ev.THRESHOLDS.tolist())
+        assert p["chosen_on"].startswith("validation streams")
+        assert set(p["validation"]) == {"float clean", "float snr10", "int clean", "int snr10"}
+        assert all(v["fa_per_hour"] <= float(key) for v in p["validation"].values())
+    assert stored_threshold(stem.with_suffix(".onnx"))[0] == points["1"]["threshold"]
+    assert stored_smoothing(stem.with_suffix(".onnx")) == points["1"]["smoothing_hops"]
+    model = LMUFormerWeights.load(stem.with_suffix(".npz"))
+    assert model.parameter_count() <= 63_196 and meta["parameters"] == model.parameter_count()
