@@ -258,3 +258,19 @@ def test_committed_stream_model_carries_its_validation_operating_points():
     assert stored_smoothing(stem.with_suffix(".onnx")) == points["1"]["smoothing_hops"]
     model = LMUFormerWeights.load(stem.with_suffix(".npz"))
     assert model.parameter_count() <= 63_196 and meta["parameters"] == model.parameter_count()
+
+
+@needs_espeak
+def test_know_and_write_are_said_exactly_as_no_and_right():
+    import subprocess
+
+    import kws_stream_homophones as kh
+
+    def phonemes(word):
+        return subprocess.run(["espeak-ng", "-q", "-x", "-v", "en-us", word],
+                              capture_output=True, text=True, check=True).stdout.strip()
+
+    assert phonemes("know") == phonemes("no") and phonemes("write") == phonemes("right")
+    assert phonemes("knows") != phonemes("no") and phonemes("gone") != phonemes("go")
+    assert kh.HOMOPHONE.search("i know it") and kh.HOMOPHONE.search("write it down")
+    assert not kh.HOMOPHONE.search("she knows the writer")
