@@ -317,7 +317,7 @@ def main(argv: list[str] | None = None) -> int:
                     msg += (f"\n{'':14s}best recall with ≤ {target:g} FA/h (threshold chosen "
                             "ON THIS SPLIT, an upper bound): " + (
                                 f"{best['recall'] * 100:.1f}% at {best['fa_per_hour']:.3f} "
-                                f"FA/h (threshold {best['threshold']:.4f})" if best else "none"))
+                                f"FA/h (threshold {best['threshold']:.6f})" if best else "none"))
                 if not a.choose:
                     for key, point in stored.items():
                         if point["smoothing_hops"] != sm:
@@ -325,7 +325,7 @@ def main(argv: list[str] | None = None) -> int:
                         r = at_threshold(rows, point["threshold"])
                         summ["at_stored"][key] = r
                         msg += (f"\n{'':14s}stored operating point ≤ {key} FA/h (threshold "
-                                f"{point['threshold']:.4f}, smoothing {sm}, from validation): "
+                                f"{point['threshold']:.6f}, smoothing {sm}, from validation): "
                                 f"recall {r['recall'] * 100:.1f}% ({r['hits']}/{r['keywords']}),"
                                 f" {r['false_alarms_free']} false alarms in {hours['free']:.2f}"
                                 f" h = {r['fa_per_hour']:.3f}/h (keyword streams: "
@@ -353,7 +353,7 @@ def main(argv: list[str] | None = None) -> int:
         report["operating_points"] = points
         for key, point in points.items():
             print(f"operating point ≤ {key} FA/h stored in {meta_path}: threshold "
-                  f"{point['threshold']:.4f}, smoothing {point['smoothing_hops']}: "
+                  f"{point['threshold']:.6f}, smoothing {point['smoothing_hops']}: "
                   + ", ".join(f"{n} recall {v['recall'] * 100:.1f}% / "
                               f"{v['fa_per_hour']:.3f} FA/h"
                               for n, v in point["validation"].items()))

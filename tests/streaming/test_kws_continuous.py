@@ -228,7 +228,7 @@ def test_operating_point_is_chosen_on_val_stored_and_reported_on_test(tmp_path, 
     capsys.readouterr()
     assert ev.main(common + ["--split", "test", "--json", str(tmp_path / "t.json")]) == 0
     out = capsys.readouterr().out
-    assert f"stored operating point ≤ 1 FA/h (threshold {point['threshold']:.4f}" in out
+    assert f"stored operating point ≤ 1 FA/h (threshold {point['threshold']:.6f}" in out
     got = json.loads((tmp_path / "t.json").read_text())["summary"]
     at = got[f"float clean s{point['smoothing_hops']}"]["at_stored"]["1"]
     assert at["threshold"] == point["threshold"]
