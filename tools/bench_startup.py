@@ -55,7 +55,7 @@ so.intra_op_num_threads = 1
 so.inter_op_num_threads = 1
 s = ort.InferenceSession(sys.argv[1], so, providers=["CPUExecutionProvider"])
 x = np.load(sys.argv[2])
-y = s.run(None, {s.get_inputs()[0].name: x})
+y = s.run(None, {sys.argv[4]: x})
 np.savez(sys.argv[3], **{o.name: v for o, v in zip(s.get_outputs(), y)})
 """
 
@@ -98,7 +98,7 @@ elif kind == "ort-float":
     so = ort.SessionOptions()
     so.intra_op_num_threads = 1
     s = ort.InferenceSession(path, so, providers=["CPUExecutionProvider"])
-    name = s.get_inputs()[0].name
+    name = sys.argv[4]
     run = lambda: s.run(None, {name: x})
     info = "CPUExecutionProvider"
 elif kind == "litert-xnnpack":
@@ -155,7 +155,8 @@ def prepare(work: Path, quick: bool) -> dict[str, dict]:
         import onnx
 
         onnx.save(model, onnx_path)
-        in_name = model.graph.input[0].name
+        inits = {t.name for t in model.graph.initializer}
+        in_name = next(i.name for i in model.graph.input if i.name not in inits)
         calib = {in_name: rng.normal(0, 1, (4,) + shape).astype(np.float32)}
         bundle = sdk.compile_model(onnx_path, calib)
         edge_path = stem.with_suffix(".edge")
@@ -169,7 +170,7 @@ def prepare(work: Path, quick: bool) -> dict[str, dict]:
         except Exception as exc:  # noqa: BLE001 - the reason is the row
             tfl, why = None, str(exc).splitlines()[0][:100]
         out[name] = {"onnx": onnx_path, "edge": edge_path, "tflite": tfl, "x": x_path,
-                     "tflite_why": why}
+                     "tflite_why": why, "input": in_name}
     return out
 
 
@@ -183,7 +184,7 @@ def bench_process(name: str, m: dict, work: Path, rounds: int) -> dict:
     edge_cli = [sys.executable, "-m", "sdk.cli.main", "run", str(m["edge"]), "-i", str(m["x"]),
                 "-o", str(work / "y_edge.npz")]
     ort = [sys.executable, "-c", ORT_SCRIPT, str(m["onnx"]), str(m["x"]),
-           str(work / "y_ort.npz")]
+           str(work / "y_ort.npz"), m["input"]]
     runs = {"edge run (warm cache)": (edge_cli, warm), "ORT script": (ort, warm)}
     t: dict[str, list[tuple[float, float]]] = {k: [] for k in runs}
     cold_t = []
@@ -225,7 +226,8 @@ def bench_rss(name: str, m: dict) -> dict:
     else:
         row["notes"]["litert-xnnpack"] = f"no .tflite: {m['tflite_why']}"
     for label, (kind, path) in kinds.items():
-        _, _, out = _child([sys.executable, "-c", RSS, kind, str(path), str(m["x"])], env)
+        _, _, out = _child([sys.executable, "-c", RSS, kind, str(path), str(m["x"]),
+                            m["input"]], env)
         kib, info = out.strip().splitlines()[-1].split(" ", 1)
         row["rss_kib"][label] = int(kib)
         row["notes"][label] = info
