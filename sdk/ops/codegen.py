@@ -1246,11 +1246,12 @@ class Mismatch(Exception):
 
 
 COMPILE_AFTER = 64  # runs of one request before "auto" compiles it on a cold cache
-# "auto" compiles on a cold cache only programs up to this many generated lines: LLVM's time
-# grows much faster than the program (measured on this 2-core machine: a 485-line language
-# model decoder step took 543 s, a 1,140-line one over 20 min, while the KWS hop, the CNNs and
-# the 4-block ViT take seconds); a bigger request stays on the interpreter unless compiled=True
-# (or its machine code is already cached)
+# "auto" compiles on a cold cache only programs up to this many generated lines, since the
+# compile runs synchronously inside the 64th run: as one function a 485-line language model
+# decoder step took 543 s (wall, load ~7); cut into stages with view_at it is ~80 s of CPU
+# and the 587-line segmentation model ~47 s (this 2-core machine, loaded), still too long a
+# pause to take unasked. A bigger request stays on the interpreter unless compiled=True (or
+# its machine code is already cached)
 AUTO_MAX_LINES = 400
 
 
