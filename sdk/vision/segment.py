@@ -86,14 +86,16 @@ def compile_segmenter(onnx_path: str | os.PathLike, calib: np.ndarray | None = N
 
 
 def modelled_energy_uj(model: str | os.PathLike, target: str | None) -> float | None:
-    """Modelled energy of one inference on ``target`` (the profiler's energy table), µJ."""
+    """Modelled energy of one inference on ``target``, µJ: the profiler's headline (active
+    power × modelled time, as ``edge profile`` prints it), not the op-count table's per-layer
+    sum, which only weights the breakdown."""
     from sdk.profile import profile_model
 
     try:
         rep = profile_model(model, target or "laptop", measure=False)
     except Exception:  # noqa: BLE001 - energy is a nicety of the demo, never fatal
         return None
-    return rep.energy_j * 1e6
+    return rep.energy_per_inference_j * 1e6
 
 
 def pixel_table(info: Any) -> np.ndarray:

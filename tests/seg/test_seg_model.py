@@ -95,3 +95,17 @@ def test_pixels_to_labels_in_integers_equals_the_float_io_path(seg_bundle: Path)
         labels, _ = ints(im)
         want = floats.run({"x": sdk.vision.preprocess(im, 64)})["logits"][0].argmax(0)
         assert np.array_equal(labels, want)
+
+
+def test_demo_energy_is_the_profilers_headline(seg_bundle: Path) -> None:
+    """The demo's "modelled energy" is what `edge profile` calls the energy per inference
+    (active power x modelled time), not the per-layer op-count sum (which was 17x lower
+    on mps2-an386 for the tiny model)."""
+    from sdk.profile import profile_model
+    from sdk.vision.segment import modelled_energy_uj
+
+    for target in ("mps2-an386", "raspberry-pi-4"):
+        rep = profile_model(seg_bundle, target, measure=False)
+        uj = modelled_energy_uj(seg_bundle, target)
+        assert uj == pytest.approx(rep.energy_per_inference_j * 1e6, rel=1e-12)
+        assert uj == pytest.approx(rep.active_w * rep.inference_time_s * 1e6, rel=1e-9)
