@@ -169,9 +169,14 @@ class KWSNet(nn.Module):
         self.register_buffer("lmu_kernel", torch.tensor(kern.copy(), dtype=torch.float32))
         self.record_rates = False
         self.rates: dict[str, float] = {}
+        #: ReLU→LIF annealing (spiking nets, training only): None = pure LIF; β in [0, 1) =
+        #: ``β·LIF(x) + (1 − β)·ReLU(x)``
+        self.blend: float | None = None
 
     def _act(self, site: str, x: torch.Tensor) -> torch.Tensor:
         s = self.acts[site](x)
+        if self.cfg.spiking and self.blend is not None and self.blend < 1.0:
+            s = self.blend * s + (1.0 - self.blend) * torch.relu(x)
         if self.record_rates:
             self.rates[site] = float((s > 0).float().mean())
         return s
@@ -328,11 +333,15 @@ def spec_augment(x: np.ndarray, fill: np.ndarray, rng: np.random.Generator,
 
 def train(cfg: LMUFormerConfig, data: dict[str, tuple[np.ndarray, np.ndarray]], epochs: int,
           seed: int, lr: float = 3e-3, batch: int = 64, augment: bool = True, log=print,
-          init: LMUFormerWeights | None = None, time_budget: float | None = None
-          ) -> tuple[KWSNet, dict]:
+          init: LMUFormerWeights | None = None, time_budget: float | None = None,
+          anneal: float = 0.0) -> tuple[KWSNet, dict]:
     """Train; keep the weights of the best validation epoch.
 
     ``init``: warm-start from this folded checkpoint (see :func:`warm_start`).
+    ``anneal`` (spiking only): over the first ``anneal`` fraction of the optimizer steps each
+    activation is ``β·LIF(x) + (1 − β)·ReLU(x)`` with β ramped linearly from 0 to 1 by step
+    count (reproducible, no wall clock); only epochs that end at β = 1 (pure LIF, what is
+    exported) compete for the best validation epoch.
     ``time_budget``: stop after the first epoch that ends past this many seconds (the best
     validation epoch so far is kept).
     """
@@ -352,6 +361,8 @@ def train(cfg: LMUFormerConfig, data: dict[str, tuple[np.ndarray, np.ndarray]], 
     sched = torch.optim.lr_scheduler.OneCycleLR(opt, max_lr=lr, total_steps=steps)
     best = (-1.0, None, -1)
     history = []
+    ramp = round(anneal * steps) if cfg.spiking else 0
+    step = 0
     for ep in range(epochs):
         net.train()
         t0 = time.perf_counter()
@@ -360,23 +371,32 @@ def train(cfg: LMUFormerConfig, data: dict[str, tuple[np.ndarray, np.ndarray]], 
         for i in range(0, len(order), batch):
             idx = order[i:i + batch]
             xb = spec_augment(xtr[idx], mean, rng) if augment else xtr[idx]
+            net.blend = step / ramp if step < ramp else None
             logits = net(torch.from_numpy(xb))
             loss = nn.functional.cross_entropy(logits.mean(1), torch.from_numpy(ytr[idx]))
             opt.zero_grad()
             loss.backward()
             opt.step()
             sched.step()
+            step += 1
             total += float(loss.detach()) * len(idx)
+        beta = 1.0 if step >= ramp else step / ramp
+        net.blend = None if beta >= 1.0 else beta
         val_acc, _ = evaluate(net, *data["val"])
+        net.blend = None
         history.append({"epoch": ep + 1, "loss": total / len(xtr), "val_acc": val_acc,
-                        "seconds": time.perf_counter() - t0})
+                        "seconds": time.perf_counter() - t0,
+                        **({"blend": round(beta, 4)} if ramp else {})})
         log(f"epoch {ep + 1:3d}  loss {total / len(xtr):.4f}  val {val_acc * 100:.2f}%  "
-            f"{time.perf_counter() - t0:.1f} s")
-        if val_acc > best[0]:
+            + (f"β {beta:.3f}  " if ramp else "") + f"{time.perf_counter() - t0:.1f} s")
+        if val_acc > best[0] and beta >= 1.0:
             best = (val_acc, {k: v.clone() for k, v in net.state_dict().items()}, ep + 1)
         if time_budget is not None and time.perf_counter() - t_train > time_budget:
             log(f"time budget {time_budget:.0f} s spent after epoch {ep + 1}; stopping")
             break
+    if best[1] is None:
+        raise SystemExit("training stopped before the ReLU→LIF blend reached pure LIF: raise "
+                         "--time-budget or lower --anneal")
     net.load_state_dict(best[1])
     return net, {"history": history, "best_epoch": best[2], "best_val_acc": best[0]}
 
@@ -656,6 +676,10 @@ def main(argv: list[str] | None = None) -> int:
                     help="warm-start from this .npz checkpoint (e.g. the non-spiking one)")
     ap.add_argument("--time-budget", type=float, default=None,
                     help="stop training after the epoch that ends past this many seconds")
+    ap.add_argument("--anneal", type=float, default=0.0,
+                    help="spiking: blend ReLU→LIF (β·LIF + (1−β)·ReLU, β from 0 to 1) over "
+                         "this fraction of the optimizer steps, e.g. with --init of the "
+                         "non-spiking checkpoint (default 0: pure LIF throughout)")
     ap.add_argument("--streams", default=None,
                     help="streaming fine-tune on the continuous training streams under this "
                          "folder (tools/kws_stream_data.py --out); needs --init")
@@ -725,8 +749,12 @@ def main(argv: list[str] | None = None) -> int:
                                 "hard_negatives": len(hardneg), "init": a.init,
                                 "mine": a.mine, "mine_threshold": a.mine_threshold})
     else:
+        if a.anneal and not cfg.spiking:
+            raise SystemExit("--anneal blends ReLU into LIF: it needs --variant spiking")
+        if not 0.0 <= a.anneal < 1.0:
+            raise SystemExit(f"--anneal {a.anneal}: give a fraction of the steps in [0, 1)")
         net, info = train(cfg, data, a.epochs, a.seed, lr=a.lr, batch=a.batch, init=init,
-                          time_budget=a.time_budget)
+                          time_budget=a.time_budget, anneal=a.anneal)
     test_acc, test_logits = evaluate(net, *data["test"])
     val_acc, _ = evaluate(net, *data["val"])
     model = export_weights(net)
