@@ -127,13 +127,82 @@ static void bcast_index(uint32_t i, const int32_t *d, const int32_t *sa, const i
   *ia = a; *ib = b;
 }
 
+/* ADD and MUL without the per-element divisions: called by k_add / k_mul, the same arithmetic
+   on the same elements, the broadcast indices walked like an odometer over the 5 output dims
+   (bcast_index's digits) and the operands read inline. Returns 0 (the generic loop runs)
+   when count is not the product of the dims. */
+static inline int32_t ld(const tensor_t *t, uint32_t i) {
+  switch (t->dtype) {
+    case 0: return ((const int8_t *)t->data)[i];
+    case 1: return ((const uint8_t *)t->data)[i];
+    case 2: { int16_t v; memcpy(&v, t->data + 2u * i, 2); return v; }
+    default: { int32_t v; memcpy(&v, t->data + 4u * i, 4); return v; }
+  }
+}
+
+static inline void st(tensor_t *t, uint32_t i, int32_t v) {
+  switch (t->dtype) {
+    case 0: ((int8_t *)t->data)[i] = (int8_t)v; break;
+    case 1: ((uint8_t *)t->data)[i] = (uint8_t)v; break;
+    case 2: { int16_t h = (int16_t)v; memcpy(t->data + 2u * i, &h, 2); break; }
+    default: memcpy(t->data + 4u * i, &v, 4); break;
+  }
+}
+
+static int dims_match(uint32_t count, const int32_t *d) {
+  uint64_t c = 1;
+  for (int k = 0; k < 5; k++) {
+    if (d[k] <= 0) return 0;
+    c *= (uint64_t)d[k];
+  }
+  return c == count;
+}
+
+/* next output element: advance the odometer (digit 4 fastest), moving ia / ib with it */
+static inline void step5(uint32_t *q, const int32_t *d, const int32_t *sa, const int32_t *sb,
+                         uint32_t *ia, uint32_t *ib) {
+  for (int k = 4; k >= 0; k--) {
+    if (++q[k] < (uint32_t)d[k]) { *ia += (uint32_t)sa[k]; *ib += (uint32_t)sb[k]; return; }
+    *ia -= (q[k] - 1u) * (uint32_t)sa[k];
+    *ib -= (q[k] - 1u) * (uint32_t)sb[k];
+    q[k] = 0;
+  }
+}
+
+static int add_walk(tensor_t **in, tensor_t **out, const int32_t *p) {
+  uint32_t count = (uint32_t)p[12], q[5] = {0, 0, 0, 0, 0}, ia = 0, ib = 0;
+  const int32_t *d = p + 13, *sa = p + 18, *sb = p + 23;
+  if (!dims_match(count, d)) return 0;
+  int64_t scale = (int64_t)1 << p[2];
+  for (uint32_t i = 0; i < count; i++) {
+    int64_t a = ((int64_t)ld(in[0], ia) - p[0]) * scale;
+    int64_t b = ((int64_t)ld(in[1], ib) - p[1]) * scale;
+    int64_t s = (int64_t)mbqm(a, p[3], p[4]) + mbqm(b, p[5], p[6]);
+    st(out[0], i, requantize(s, p[7], p[8], p[9], p[10], p[11]));
+    step5(q, d, sa, sb, &ia, &ib);
+  }
+  return 1;
+}
+
+static int mul_walk(tensor_t **in, tensor_t **out, const int32_t *p) {
+  uint32_t count = (uint32_t)p[7], q[5] = {0, 0, 0, 0, 0}, ia = 0, ib = 0;
+  const int32_t *d = p + 8, *sa = p + 13, *sb = p + 18;
+  if (!dims_match(count, d)) return 0;
+  for (uint32_t i = 0; i < count; i++) {
+    int64_t prod = ((int64_t)ld(in[0], ia) - p[0]) * ((int64_t)ld(in[1], ib) - p[1]);
+    st(out[0], i, requantize(prod, p[2], p[3], p[4], p[5], p[6]));
+    step5(q, d, sa, sb, &ia, &ib);
+  }
+  return 1;
+}
+
 /* TFLite integer Add: s = mbqm((a-a_zp)<<ls, a_m0, a_sh) + mbqm((b-b_zp)<<ls, b_m0, b_sh);
    out = clamp(mbqm(s, out_m0, out_sh) + out_zp).
    p: a_zp,b_zp,ls,a_m0,a_sh,b_m0,b_sh,out_m0,out_sh,out_zp,act_min,act_max,count,
       dims[5], a_strides[5], b_strides[5] */
 KERNEL int k_add(tensor_t **in, tensor_t **out, const int32_t *p, uint32_t n) {
   if (n < 28) return -1;
-  if (add_walk(in, out, p)) return 0;  /* kernels_lm.c: same bits, no per-element division */
+  if (add_walk(in, out, p)) return 0;  /* same bits, no per-element division */
   uint32_t count = (uint32_t)p[12];
   for (uint32_t i = 0; i < count; i++) {
     uint32_t ia, ib;
@@ -150,7 +219,7 @@ KERNEL int k_add(tensor_t **in, tensor_t **out, const int32_t *p, uint32_t n) {
    p: a_zp,b_zp,m0,shift,out_zp,act_min,act_max,count, dims[5], a_strides[5], b_strides[5] */
 KERNEL int k_mul(tensor_t **in, tensor_t **out, const int32_t *p, uint32_t n) {
   if (n < 23) return -1;
-  if (mul_walk(in, out, p)) return 0;  /* kernels_lm.c: same bits, no per-element division */
+  if (mul_walk(in, out, p)) return 0;  /* same bits, no per-element division */
   uint32_t count = (uint32_t)p[7];
   for (uint32_t i = 0; i < count; i++) {
     uint32_t ia, ib;
