@@ -368,15 +368,7 @@ class DeviceGenerationSession(GenerationSession):
         from sdk.kernels.quantize import dequantize_linear, quantize_linear
         from sdk.ops.interpreter import run_graph
 
-        ids = list(ids)
-        if not ids:
-            raise InputError("empty input: give at least one token")
-        if len(ids) > self.max_src:
-            raise InputError(f"input has {len(ids)} tokens; this model's encoder was compiled "
-                             f"for at most {self.max_src} (recompile with a larger src_len)")
-        x = np.zeros((1, self.max_src), np.int32)
-        m = np.zeros((1, self.max_src), np.int32)
-        x[0, :len(ids)], m[0, :len(ids)] = ids, 1
+        x, m = self.encoder_inputs(ids, np.int32)
         p = self.images.encoder
         self._select("encoder")
         feeds = {"input_ids": x, "attention_mask": m}

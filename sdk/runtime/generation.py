@@ -283,20 +283,26 @@ class GenerationSession:
 
         return quantize_linear(value, info.quant.scale, info.quant.zero_point, info.dtype)
 
-    def encode(self, ids: Sequence[int]) -> dict[str, np.ndarray]:
-        """Encoder-decoder: run the encoder once; the decoder feeds it gives (cross K/V on
-        the decoder's input grids, the encoder mask)."""
-        if self.encoder is None:
-            raise InputError("a decoder-only model has no encoder; call generate() directly")
+    def encoder_inputs(self, ids: Sequence[int], dtype: Any) -> tuple[np.ndarray, np.ndarray]:
+        """``input_ids`` and ``attention_mask`` [1, max_src] for a source of token ids (zero
+        padded); one-line InputError for an empty source or one over the compiled length."""
         ids = list(ids)
         if not ids:
             raise InputError("empty input: give at least one token")
         if len(ids) > self.max_src:
             raise InputError(f"input has {len(ids)} tokens; this model's encoder was compiled "
                              f"for at most {self.max_src} (recompile with a larger src_len)")
-        x = np.zeros((1, self.max_src), np.int64)
-        m = np.zeros((1, self.max_src), np.int64)
+        x = np.zeros((1, self.max_src), dtype)
+        m = np.zeros((1, self.max_src), dtype)
         x[0, :len(ids)], m[0, :len(ids)] = ids, 1
+        return x, m
+
+    def encode(self, ids: Sequence[int]) -> dict[str, np.ndarray]:
+        """Encoder-decoder: run the encoder once; the decoder feeds it gives (cross K/V on
+        the decoder's input grids, the encoder mask)."""
+        if self.encoder is None:
+            raise InputError("a decoder-only model has no encoder; call generate() directly")
+        x, m = self.encoder_inputs(ids, np.int64)
         out = self._run("encoder", self.encoder, {"input_ids": x, "attention_mask": m})
         feeds = {"enc_mask": m}
         enc_out = {o.name: o for o in self.encoder.outputs}
