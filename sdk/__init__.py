@@ -16,6 +16,7 @@ are imported on first use, so ``import sdk`` stays light and free of import cycl
 from __future__ import annotations
 
 import importlib
+import importlib.util
 from typing import Any
 
 __version__ = "0.1.0"
@@ -48,43 +49,30 @@ __all__ = [
     "__version__",
 ]
 
-from sdk.frontends import load_onnx
-from sdk.runtime.session import Session, TensorInfo
-
-__all__ += ["Session", "TensorInfo", "load_onnx"]
-
-from sdk.compile import Bundle, compile_model, load_bundle
-from sdk.compile.memory_plan import MemoryPlan, plan_memory
-from sdk.kernels.requant import quantize_multiplier, quantize_multiplier_array
-from sdk.quant import OBSERVER_NAMES, calibrate, quantize
-
-__all__ += [
-    "OBSERVER_NAMES",
-    "Bundle",
-    "MemoryPlan",
-    "calibrate",
-    "compile_model",
-    "load_bundle",
-    "plan_memory",
-    "quantize",
-    "quantize_multiplier",
-    "quantize_multiplier_array",
-]
-
-from sdk.runtime.detection import DetectionEvent, KeywordDetector
-from sdk.runtime.keyword_spotter import KeywordSpotter
-from sdk.runtime.streaming import StepResult, StreamingSession
-
-__all__ += [
-    "DetectionEvent",
-    "KeywordDetector",
-    "KeywordSpotter",
-    "StepResult",
-    "StreamingSession",
-]
-
-# public name -> "module:attribute" (attribute "" = the module itself), imported on first use
+# public name -> "module:attribute" (attribute "" = the module itself), imported on first use.
+# Everything past the errors and the graph classes is lazy: the runtime, the compiler and the
+# quantizer import Numba (~0.3-0.4 s of CPU), which `edge run` on an ahead-of-time module
+# (sdk.aot) never needs
 _LAZY: dict[str, str] = {
+    # sessions, compiling, quantizing, keyword spotting
+    "Session": "sdk.runtime.session:Session",
+    "TensorInfo": "sdk.runtime.session:TensorInfo",
+    "load_onnx": "sdk.frontends:load_onnx",
+    "OBSERVER_NAMES": "sdk.quant:OBSERVER_NAMES",
+    "Bundle": "sdk.compile:Bundle",
+    "MemoryPlan": "sdk.compile.memory_plan:MemoryPlan",
+    "calibrate": "sdk.quant:calibrate",
+    "compile_model": "sdk.compile:compile_model",
+    "load_bundle": "sdk.compile:load_bundle",
+    "plan_memory": "sdk.compile.memory_plan:plan_memory",
+    "quantize": "sdk.quant:quantize",
+    "quantize_multiplier": "sdk.kernels.requant:quantize_multiplier",
+    "quantize_multiplier_array": "sdk.kernels.requant:quantize_multiplier_array",
+    "DetectionEvent": "sdk.runtime.detection:DetectionEvent",
+    "KeywordDetector": "sdk.runtime.detection:KeywordDetector",
+    "KeywordSpotter": "sdk.runtime.keyword_spotter:KeywordSpotter",
+    "StepResult": "sdk.runtime.streaming:StepResult",
+    "StreamingSession": "sdk.runtime.streaming:StreamingSession",
     # backends, partitioning, emulator mode
     "BACKENDS": "sdk.backends:BACKENDS",
     "Backend": "sdk.backends:Backend",
@@ -142,6 +130,8 @@ _LAZY: dict[str, str] = {
     "calibrate_lm_exits": "sdk.exits.lm:calibrate_lm_exits",
     # small language models: G2P tokenizer, KV-cached generation
     "G2PTokenizer": "sdk.text:G2PTokenizer",
+    "TextTokenizer": "sdk.text.sentence:TextTokenizer",
+    "tokenizer_for": "sdk.text.sentence:tokenizer_for",
     "GenerationSession": "sdk.runtime.generation:GenerationSession",
     "GenerationConfig": "sdk.runtime.generation:GenerationConfig",
     "compile_generation_model": "sdk.runtime.generation:compile_generation_model",
@@ -171,6 +161,8 @@ def __getattr__(name: str) -> Any:
     try:
         module, attr = _LAZY[name].split(":")
     except KeyError:
+        if not name.startswith("_") and importlib.util.find_spec(f"sdk.{name}") is not None:
+            return importlib.import_module(f"sdk.{name}")  # a subpackage: sdk.runtime ...
         raise AttributeError(f"module 'sdk' has no attribute {name!r}") from None
     mod = importlib.import_module(module)
     value = getattr(mod, attr) if attr else mod

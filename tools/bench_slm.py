@@ -9,9 +9,11 @@ dec-only ORT, repeated; medians):
 
 * rows ``g2p``: the committed G2P models (samples/slm) on held-out words (their natural
   input length, ~8 tokens; greedy until ``</s>``);
+* rows ``text``: the committed sentence-restoration models (samples/slm/text) on held-out
+  fortune sentences (16-50 input characters, greedy until ``</s>``);
 * rows ``L=16/64/256``: **synthetic-size benchmark models**: the same two architectures and
-  parameter counts (presets ``encdec`` / ``deconly`` of sdk.models.slm, seeded random
-  weights, calibrated on random tokens) compiled for inputs of L tokens and 32 output tokens
+  parameter counts (the committed G2P models' configs, ``samples/slm/<kind>.json``; seeded
+  random weights, calibrated on random tokens) compiled for inputs of L tokens and 32 output tokens
   (the encoder length / the decoder-only cache capacity L + 33); generation is forced to
   exactly 32 tokens (no stop token), so both models do the same work per output token.
 
@@ -83,7 +85,7 @@ def synthetic(kind: str, L: int, seed: int = 0, compiled: bool = False):
     """(cfg, weights, int GenerationSession, ORT generator) for inputs of L tokens."""
     import dataclasses
 
-    base = SLMConfig.preset(kind)
+    base = SLMConfig.from_json(json.loads((SLM / f"{kind}.json").read_text())["config"])
     if kind == "encdec":
         cfg = dataclasses.replace(base, max_src=L, capacity=OUT_TOKENS + 1)
     else:
@@ -175,6 +177,27 @@ def measure(pairs, inputs, n_out, reps):
             for k, v in res.items()}
 
 
+def text_rows(quick: bool, reps: int, compiled: bool) -> list[dict]:
+    """Rows ``text``: the committed sentence-restoration models (samples/slm/text) on
+    held-out fortune sentences (inputs of 16-50 characters; greedy until ``</s>``)."""
+    import slm_text_data
+
+    text = SLM / "text"
+    tok = sdk.TextTokenizer()
+    pairs = slm_text_data.heldout_pairs()[:: 40][: (3 if quick else 8)]
+    runners, mem = {}, {}
+    for kind in ("encdec", "deconly"):
+        cfg, w = load_weights(text / f"{kind}.npz")
+        gs = sdk.GenerationSession(text / f"{kind}.edge", compiled=compiled)
+        runners[f"{kind} int8"] = (kind, run_int, gs)
+        runners[f"{kind} ort"] = (kind, run_ort, OrtGenerator(cfg, w, threads=1))
+        mem[f"{kind} int8"] = int_memory(gs)
+        mem[f"{kind} ort"] = ort_memory(cfg, w, cfg.max_src, slm_text_data.MAX_CHARS + 1)
+    inputs = [{k: tok.encode_source(s) for k in ("encdec", "deconly")} for s, _ in pairs]
+    got = measure(runners, inputs, 0, reps)
+    return [{"case": "text", "model": k, **v, "memory": mem[k]} for k, v in got.items()]
+
+
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--quick", action="store_true", help="L=16 and the G2P rows, few repeats")
@@ -207,6 +230,7 @@ def main() -> None:
     got = measure(pairs, inputs, 0, reps)
     for k, v in got.items():
         rows.append({"case": "g2p", "model": k, **v, "memory": mem[k]})
+    rows += text_rows(args.quick, reps, args.compiled)
 
     for L in lengths:
         pairs, mem = {}, {}

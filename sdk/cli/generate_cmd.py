@@ -1,10 +1,12 @@
 """`edge generate MODEL.edge --text ...`: KV-cached integer generation from a generation
 bundle (``sdk.compile_generation_model``; ``samples/slm/encdec.edge`` and
-``samples/slm/deconly.edge`` are G2P models: each word of the text → its ARPAbet phonemes).
+``samples/slm/deconly.edge`` are G2P models: each word of the text → its ARPAbet phonemes;
+``samples/slm/text/*.edge`` restore sentences: each line → its case, punctuation and
+spelling). The tokenizer is the one the bundle's metadata names (``sdk.tokenizer_for``).
 
 Text comes from ``--text`` or, without it (or with ``--text -``), from stdin, one or more
-words per line. Output: one line per word, ``word<TAB>PHONEMES``; with ``--stream`` the
-phonemes print as they are generated.
+words per line (G2P) or one sentence per line (sentence models). Output: one line per word
+or sentence, ``input<TAB>output``; with ``--stream`` the output prints as it is generated.
 """
 
 from __future__ import annotations
@@ -35,7 +37,8 @@ from sdk.errors import InputError
 def command(model: str, text: str | None, strategy: str, beams: int, top_k: int, top_p: float,
             temperature: float, seed: int, max_new_tokens: int | None, stream: bool,
             backend: str = "host", port: str | None = None) -> None:
-    """Generate with a KV-cached integer language model (G2P: words -> phonemes)."""
+    """Generate with a KV-cached integer language model (G2P: words -> phonemes; sentence
+    models: one sentence per line -> restored)."""
     import sdk
 
     if backend == "mcu":
@@ -49,30 +52,36 @@ def command(model: str, text: str | None, strategy: str, beams: int, top_k: int,
                          "--strategy greedy or sample with --backend mcu")
     if text is None or text == "-":
         text = sys.stdin.read()
-    words = text.split()
-    if not words:
+    if not text.split():
         raise InputError("no input text: pass --text 'some words' or pipe text on stdin")
     gs = _device_session(model, port) if backend == "mcu" else sdk.GenerationSession(model)
-    if gs.meta.get("tokenizer", "g2p-char-arpabet") != "g2p-char-arpabet":
-        raise InputError(f"{model} uses tokenizer {gs.meta.get('tokenizer')!r}; edge generate "
-                         "knows g2p-char-arpabet only")
-    tok = sdk.G2PTokenizer()
+    tok = sdk.tokenizer_for(gs.meta.get("tokenizer", "g2p-char-arpabet"))
+    sentences = isinstance(tok, sdk.TextTokenizer)
+    sep = "" if sentences else " "
+    if sentences:  # one input per non-empty line
+        words = [line.strip() for line in text.splitlines() if line.strip()]
+        max_src = int(gs.meta.get("config", {}).get("max_src", 0)) or None
+        encode = lambda s: tok.encode_source(s, max_src)  # noqa: E731
+        decode = tok.decode
+    else:
+        words = text.split()
+        encode, decode = tok.encode_word, lambda ids: " ".join(tok.decode(ids))
     cfg = sdk.GenerationConfig(max_new_tokens=max_new_tokens, strategy=strategy,
                                num_beams=beams, top_k=top_k, top_p=top_p,
                                temperature=temperature, seed=seed)
     cfg.check()
-    ids = [tok.encode_word(w) for w in words]  # every word checked before any output
+    ids = [encode(w) for w in words]  # every input checked before any output
     for w, x in zip(words, ids):
         if stream and strategy != "beam":
             click.echo(f"{w}\t", nl=False)
             first = True
             for t in gs.stream(x, cfg):
-                click.echo(("" if first else " ") + tok.token(t), nl=False)
+                click.echo(("" if first else sep) + tok.token(t), nl=False)
                 sys.stdout.flush()
                 first = False
             click.echo("")
         else:
-            click.echo(f"{w}\t" + " ".join(tok.decode(gs.generate(x, cfg).tokens)))
+            click.echo(f"{w}\t" + decode(gs.generate(x, cfg).tokens))
         if backend == "mcu":
             _report_counts(gs, port)
 
