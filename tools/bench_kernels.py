@@ -18,12 +18,20 @@ independent ``vpdpbusd`` chains in registers) and the u8×s8 VNNI GEMM kernel
 printed as GOPS and as the fraction of the measured peak. These two use the CPU time of this
 process (the machine is shared: wall time would count other processes' slices).
 
+Threads (``--threads`` runs only this part): the GEMM kernels a compiled program calls — the
+int16 kernel and, where the CPU has it, the u8×s8 VNNI / ARM ``sdot`` kernel — on one thread
+and on two (their ``_parallel`` twins, ``numba.set_num_threads(2)``), alternated, at M = N = K
+from 64 to 1024; printed: wall medians, GOPS, the 2-thread speed-up, and the crossover (the
+smallest M·N·K from which two threads are ≥ 10% faster at every larger size), the default of
+``EDGE_GEMM_THREAD_MACS`` (sdk/kernels/fast/gemm.py ``THREAD_MACS``).
+
 Idle worker threads sleep instead of spinning, in both runtimes (ORT's
 ``session.intra_op.allow_spinning=0``, OpenMP's ``OMP_WAIT_POLICY=PASSIVE`` for Numba): the
 calls alternate, and a spinning pool of one runtime would steal the cores of the other.
 ``--spin`` keeps both runtimes' default spinning.
 
     python tools/bench_kernels.py --quick            # under a minute
+    python tools/bench_kernels.py --threads --json t.json   # the 1-vs-2-thread crossover only
     python tools/bench_kernels.py --json out.json
 """
 
@@ -51,7 +59,9 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 from sdk import quantize_multiplier_array
 
 # a kernel micro-benchmark measures the fast kernels themselves, which are not public API
+from sdk.kernels.fast import armdot as farm
 from sdk.kernels.fast import conv as fconv
+from sdk.kernels.fast import gemm as fgemm
 from sdk.kernels.fast import linear as flinear
 from sdk.kernels.fast import vnni as fvnni
 
@@ -206,7 +216,6 @@ def bench_vnni_gemm(name, m, k, n, rng, budget, min_runs, peak) -> dict | None:
     and the portable int16 kernel on the same product, one thread, CPU time."""
     if not fvnni.HAS_VNNI:
         return None
-    from sdk.kernels.fast import gemm as fgemm
 
     a = rng.integers(-128, 128, (m, k), dtype=np.int8)
     w = rng.integers(-128, 128, (n, k), dtype=np.int8)
@@ -232,6 +241,77 @@ def bench_vnni_gemm(name, m, k, n, rng, budget, min_runs, peak) -> dict | None:
     return row
 
 
+THREAD_SIZES = (64, 96, 128, 192, 256, 384, 512, 768, 1024)
+THREAD_SIZES_QUICK = (64, 128, 256, 512, 1024)
+
+
+def _thread_kernels(m, k, n, rng) -> dict[str, tuple[Callable, Callable, np.ndarray]]:
+    """{path: (one-thread call, two-thread call, int64 reference)} on packed operands."""
+    a = rng.integers(-128, 128, (m, k), dtype=np.int8)
+    w = rng.integers(-128, 128, (n, k), dtype=np.int8)
+    want = (a.astype(np.int64) @ w.astype(np.int64).T).astype(np.int32)
+    out: dict[str, tuple[Callable, Callable, np.ndarray]] = {}
+    k16 = fgemm.padded_depth(k)
+    a16, w16 = fgemm.pack_rows(a, np.int64(0), k16), fgemm.pack_rows(w, np.int64(0), k16)
+    c16 = np.empty((m, n), np.int32)
+    out["int16"] = (lambda: (fgemm.gemm_nt(a16, w16, c16), c16)[1],
+                    lambda: (fgemm.gemm_nt_parallel(a16, w16, c16), c16)[1], want)
+    if fvnni.HAS_VNNI:
+        kp = fvnni.padded_depth(k)
+        au, ws = fvnni.pack_u8(a, kp), fvnni.pack_s8(w, kp)
+        cv = np.empty((m, n), np.int32)
+        wv = (want.astype(np.int64) + 128 * w.astype(np.int64).sum(axis=1)[None, :])
+        out["vnni"] = (lambda: (fvnni.gemm_u8s8(au, ws, cv), cv)[1],
+                       lambda: (fvnni.gemm_u8s8_parallel(au, ws, cv), cv)[1], wv.astype(np.int32))
+    if farm.HAS_SDOT:
+        kp = farm.padded_depth(k)
+        asd, wsd = farm.pack_s8(a, np.int32(0), kp), farm.pack_weights(w, kp)
+        cs = np.empty((m, n), np.int32)
+        out["sdot"] = (lambda: (farm.gemm_s8s8(asd, wsd, cs), cs)[1],
+                       lambda: (farm.gemm_s8s8_parallel(asd, wsd, cs), cs)[1], want)
+    return out
+
+
+def bench_threads(sizes, rng, budget, min_runs) -> dict:
+    """One vs two threads on the GEMM kernels of compiled programs, alternated; wall time
+    (two threads are meant to cut it), with this process's CPU time beside it."""
+    rows = []
+    for s in sizes:
+        for path, (one, two, want) in _thread_kernels(s, s, s, rng).items():
+            numba.set_num_threads(2)
+            if not (np.array_equal(one(), want) and np.array_equal(two(), want)):
+                raise SystemExit(f"{path} {s}^3: a threaded GEMM differs from the int64 product")
+            t1, t2 = paired_medians(one, two, budget, min_runs)
+            rows.append({"path": path, "m": s, "k": s, "n": s, "macs": s ** 3,
+                         "wall_1t_s": t1, "wall_2t_s": t2, "gops_1t": 2 * s ** 3 / t1 / 1e9,
+                         "gops_2t": 2 * s ** 3 / t2 / 1e9, "speedup_2t": t1 / t2})
+    numba.set_num_threads(1)
+    crossover: dict[str, int | None] = {}
+    for path in dict.fromkeys(r["path"] for r in rows):
+        pr = [r for r in rows if r["path"] == path]
+        cross = None
+        for i, r in enumerate(pr):
+            if all(q["speedup_2t"] >= 1.1 for q in pr[i:]):
+                cross = r["macs"]
+                break
+        crossover[path] = cross
+    return {"rows": rows, "crossover_macs": crossover,
+            "threshold_in_use": fgemm.thread_macs()}
+
+
+def print_threads(res: dict) -> None:
+    print(f"\n{'threads: path':<14} {'M=N=K':>6} {'1 thread':>17} {'2 threads':>17} "
+          f"{'speed-up':>8}")
+    for r in res["rows"]:
+        print(f"{r['path']:<14} {r['m']:>6} {r['wall_1t_s'] * 1e3:8.3f}ms {r['gops_1t']:6.1f}G "
+              f"{r['wall_2t_s'] * 1e3:8.3f}ms {r['gops_2t']:6.1f}G {r['speedup_2t']:8.2f}")
+    for path, c in res["crossover_macs"].items():
+        print(f"crossover {path}: " + (f"M·N·K ≥ {c:,} (≈{round(c ** (1 / 3))}³)" if c else
+                                       "two threads never ≥ 10% faster at every larger size"))
+    print(f"threshold in use (EDGE_GEMM_THREAD_MACS or THREAD_MACS): {res['threshold_in_use']:,}"
+          "; wall medians, calls alternated, G = GOPS; the machine is shared (see uptime)")
+
+
 def print_table(rows: list[dict]) -> None:
     head = (f"{'case':<20} {'numba 1t':>15} {'ort 1t':>15} {'ratio':>6}   "
             f"{'numba 2t':>15} {'ort 2t':>15} {'ratio':>6}")
@@ -254,11 +334,27 @@ def main() -> None:
     ap.add_argument("--quick", action="store_true", help="short timing budget (< 1 minute)")
     ap.add_argument("--json", type=Path, help="also write the results to this JSON file")
     ap.add_argument("--seed", type=int, default=0)
+    ap.add_argument("--threads", action="store_true",
+                    help="only the 1-vs-2-thread GEMM crossover (also part of the full run)")
     ap.add_argument("--spin", action="store_true",
                     help="keep both runtimes' spinning thread pools (default: sleep when idle)")
     args = ap.parse_args()
     budget, min_runs = (0.25, 5) if args.quick else (1.5, 20)
     rng = np.random.default_rng(args.seed)
+    load = os.getloadavg()
+    if args.threads:
+        res = bench_threads(THREAD_SIZES_QUICK if args.quick else THREAD_SIZES, rng, budget,
+                            min_runs)
+        print(f"{platform.processor() or platform.machine()}, numba {numba.__version__}, "
+              f"threading layer {numba.threading_layer()}, spinning {'on' if SPIN else 'off'}, "
+              f"load average {load[0]:.1f} → {os.getloadavg()[0]:.1f}")
+        print_threads(res)
+        if args.json:
+            args.json.write_text(json.dumps({"machine": platform.platform(), "spin": SPIN,
+                                             "numba": numba.__version__, "load": [
+                                                 load[0], os.getloadavg()[0]],
+                                             "threads": res}, indent=2))
+        return
     rows = [bench_gemm(name, *shape, rng, budget, min_runs) for name, shape in GEMMS.items()]
     rows.append(bench_conv(rng, budget, min_runs))
     print(f"{platform.processor() or platform.machine()}, numba {numba.__version__}, "
@@ -286,11 +382,16 @@ def main() -> None:
         print("CPU time per call (one thread, packed operands); of peak = GOPS / measured peak")
     else:
         print("no u8×s8 dot-product instruction on this CPU: the portable int16 path runs")
+    threads = bench_threads(THREAD_SIZES_QUICK if args.quick else THREAD_SIZES, rng, budget,
+                            min_runs)
+    print_threads(threads)
     if args.json:
         args.json.write_text(json.dumps({"machine": platform.platform(), "spin": SPIN,
                                          "numba": numba.__version__,
                                          "onnxruntime": ort.__version__, "rows": rows,
-                                         "dot_product_peak": peak, "vnni_gemm": vrows},
+                                         "dot_product_peak": peak, "vnni_gemm": vrows,
+                                         "threads": threads, "load": [
+                                             load[0], os.getloadavg()[0]]},
                                         indent=2))
 
 

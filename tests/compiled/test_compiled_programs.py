@@ -361,7 +361,7 @@ def test_edge_inspect_names_the_executor_and_the_gemm_path(tmp_path, monkeypatch
     ex = json.loads(capsys.readouterr().out)["executor"]
     assert ex["executor"] == "compiled" and not ex["cached"] and "cold cache" in ex["why"]
     assert ex["gemm_path"] == vnni.gemm_path() and ex["gemm_path"].split()[0] in (
-        "vnni", "int16", "portable")
+        "vnni", "sdot", "int16", "portable")
     CompiledProgram(g, sorted(g.inputs), g.outputs)          # compiles into the cache
     assert main(["inspect", str(path)]) == 0
     line = [x for x in capsys.readouterr().out.splitlines() if x.startswith("executor:")]

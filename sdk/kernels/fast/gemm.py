@@ -11,12 +11,20 @@
   row/column tails use a plain dot product.
 * ``gemm_rows``: the i-k-j loop on unpacked operands of any integer dtype, for few rows
   (GEMV) or operands whose centred values do not fit int16.
+* Threads: a GEMM of at least :func:`thread_macs` multiply-adds (M·N·K; default
+  :data:`THREAD_MACS`, the crossover measured by ``tools/bench_kernels.py --threads``; set
+  ``EDGE_GEMM_THREAD_MACS``) spreads its column blocks over ``numba.get_num_threads()``
+  threads (``gemm_nt_parallel``; compiled programs call it for those GEMMs); smaller GEMMs
+  stay on one thread. The bits do not depend on the thread count.
 
 All paths are exact modulo 2^32, which is the int32 accumulator semantics of the reference.
 """
 
 from __future__ import annotations
 
+import os
+
+import numba
 import numpy as np
 from llvmlite import ir
 from numba import njit, prange, types
@@ -27,6 +35,31 @@ COL_BLOCK = 64  # columns of Bt per block: 64 rows × Kp int16 stay in L2
 K_ALIGN = 32    # pad the depth to whole vectors (the 4×4 block steps 32 int16 at a time)
 _LANES = 32     # int16 lanes per step of the 4×4 block
 _BLOCK = 4      # rows of A and of Bt per register block
+# M·N·K from which two threads beat one on the int8 GEMMs (tools/bench_kernels.py --threads:
+# the crossover measured on a 2-core Zen 4, see THREADS_MEASURED); EDGE_GEMM_THREAD_MACS overrides
+THREAD_MACS = 1 << 21
+THREAD_ENV = "EDGE_GEMM_THREAD_MACS"
+
+
+def thread_macs() -> int:
+    """M·N·K from which a GEMM uses threads: ``$EDGE_GEMM_THREAD_MACS`` or :data:`THREAD_MACS`."""
+    raw = os.environ.get(THREAD_ENV, "").strip()
+    if not raw:
+        return THREAD_MACS
+    try:
+        v = int(raw)
+    except ValueError:
+        v = -1
+    if v < 1:
+        raise ValueError(f"{THREAD_ENV}={raw!r} is not a positive integer (the M·N·K from which "
+                         f"an int8 GEMM uses threads, default {THREAD_MACS}); set it or unset it")
+    return v
+
+
+def threads_pay(m: int, n: int, k: int) -> bool:
+    """Whether an ``m``×``k`` by ``k``×``n`` GEMM is large enough for threads (the thread
+    count itself is Numba's, checked when the GEMM runs)."""
+    return m * n * k >= thread_macs()
 
 
 def padded_depth(k: int) -> int:
@@ -179,6 +212,7 @@ def gemm_nt_parallel(a, bt, c):  # pragma: no cover - compiled
         _dot_block(a, bt, c, b * COL_BLOCK, min(b * COL_BLOCK + COL_BLOCK, n))
 
 
+
 @njit(cache=True)
 def gemm_rows(a, b, a_zp, b_zp, c):  # pragma: no cover - compiled
     """``c[i, j] = Σ_k (a[i, k] − a_zp)(b[k, j] − b_zp)`` mod 2^32, i-k-j order, any dtypes."""
@@ -220,8 +254,9 @@ def fits_int16(x: np.ndarray, zp: int) -> bool:
 
 
 def matmul_2d(a: np.ndarray, b: np.ndarray, a_zp: int, b_zp: int,
-              parallel: bool = False) -> np.ndarray:
-    """int32 ``(a − a_zp) @ (b − b_zp)`` for 2-D ``a [M, K]``, ``b [K, N]``."""
+              parallel: bool | None = None) -> np.ndarray:
+    """int32 ``(a − a_zp) @ (b − b_zp)`` for 2-D ``a [M, K]``, ``b [K, N]``; ``parallel``
+    None: threads from :func:`thread_macs` multiply-adds on (when Numba has more than one)."""
     m, k = a.shape
     n = b.shape[1]
     c = np.empty((m, n), np.int32)
@@ -236,15 +271,18 @@ def matmul_2d(a: np.ndarray, b: np.ndarray, a_zp: int, b_zp: int,
         kp = padded_depth(k)
         pa = pack_rows(a, np.int64(a_zp), kp)
         pb = pack_cols(b, np.int64(b_zp), kp)
+        if parallel is None:
+            parallel = threads_pay(m, n, k) and numba.get_num_threads() > 1
         (gemm_nt_parallel if parallel else gemm_nt)(pa, pb, c)
     else:
         gemm_rows(a, b, np.int64(a_zp), np.int64(b_zp), c)
     return c
 
 
-def matmul_nt_2d(a: np.ndarray, w: np.ndarray, a_zp: int, parallel: bool = False
+def matmul_nt_2d(a: np.ndarray, w: np.ndarray, a_zp: int, parallel: bool | None = None
                  ) -> np.ndarray:
-    """int32 ``(a − a_zp) @ wᵀ`` for ``a [M, K]`` and row-major weights ``w [N, K]``."""
+    """int32 ``(a − a_zp) @ wᵀ`` for ``a [M, K]`` and row-major weights ``w [N, K]``
+    (``parallel`` as in :func:`matmul_2d`)."""
     m, k = a.shape
     n = w.shape[0]
     c = np.empty((m, n), np.int32)
@@ -257,6 +295,8 @@ def matmul_nt_2d(a: np.ndarray, w: np.ndarray, a_zp: int, parallel: bool = False
         kp = padded_depth(k)
         pa = pack_rows(np.ascontiguousarray(a), np.int64(a_zp), kp)
         pw = pack_rows(np.ascontiguousarray(w), np.int64(0), kp)
+        if parallel is None:
+            parallel = threads_pay(m, n, k) and numba.get_num_threads() > 1
         (gemm_nt_parallel if parallel else gemm_nt)(pa, pw, c)
     elif fits_int16(a, a_zp):
         gemv_nt(np.ascontiguousarray(a), np.ascontiguousarray(w), np.int64(a_zp), c)

@@ -12,7 +12,8 @@ from sdk.kernels.fast.gemm import matmul_2d, matmul_nt_2d
 from sdk.kernels.fast.requant_loops import requant_cols
 
 
-def _batched(a: np.ndarray, b: np.ndarray, a_zp: int, b_zp: int, parallel: bool) -> np.ndarray:
+def _batched(a: np.ndarray, b: np.ndarray, a_zp: int, b_zp: int, parallel: bool | None
+             ) -> np.ndarray:
     a = integer_array(a, "MatMul input A")
     b = integer_array(b, "MatMul input B")
     if a.ndim < 2 or b.ndim < 2 or a.shape[-1] != b.shape[-2]:
@@ -32,8 +33,9 @@ def _batched(a: np.ndarray, b: np.ndarray, a_zp: int, b_zp: int, parallel: bool)
 
 
 def matmul_int32(a: np.ndarray, b: np.ndarray, a_zp: int = 0, b_zp: int = 0) -> np.ndarray:
-    """Fast :func:`sdk.kernels.linear.matmul_int32` (one thread)."""
-    return _batched(a, b, a_zp, b_zp, parallel=False)
+    """Fast :func:`sdk.kernels.linear.matmul_int32`: one thread below ``thread_macs()``
+    multiply-adds per product (sdk/kernels/fast/gemm.py), Numba's threads from there on."""
+    return _batched(a, b, a_zp, b_zp, parallel=None)
 
 
 def matmul_int32_parallel(a: np.ndarray, b: np.ndarray, a_zp: int = 0, b_zp: int = 0

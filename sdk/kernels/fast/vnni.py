@@ -16,14 +16,18 @@ blocks, the last ``N mod 4`` columns a scalar dot product.
 
 ``HAS_VNNI`` says whether this CPU has the instruction (LLVM's host feature ``avx512vnni``);
 without it callers keep the portable int16 path of :mod:`sdk.kernels.fast.gemm` (Pi 4's A72,
-older x86). ARMv8.2 ``sdot``/``udot`` cores are not wired yet (see :func:`gemm_path`).
+older x86). ARMv8.2 dot-product cores use ``sdot`` (:mod:`sdk.kernels.fast.armdot`);
+:func:`gemm_path` names the path this CPU gets. ``gemm_u8s8_parallel`` spreads
+the column blocks over threads (same bits; see ``thread_macs`` in
+:mod:`sdk.kernels.fast.gemm`).
 """
 
 from __future__ import annotations
 
 import numpy as np
 from llvmlite import binding, ir
-from numba import njit, types
+import numba
+from numba import njit, prange, types
 from numba.core import cgutils
 from numba.extending import intrinsic
 
@@ -46,11 +50,16 @@ HAS_VNNI = "avx512vnni" in _host_features() and "avx512bw" in _host_features()
 
 def gemm_path() -> str:
     """The int8 GEMM path this process uses, picked from the CPU's features: ``"vnni ..."``
-    (AVX-512 VNNI ``vpdpbusd``), ``"int16 ..."`` (operands widened to int16, pairs multiplied
-    and added by ``vpmaddwd``/``vpdpwssd`` on AVX2/AVX-512BW or NEON's ``smlal``, vectorised by
-    LLVM) or ``"portable ..."`` (the same loops, scalar)."""
+    (AVX-512 VNNI ``vpdpbusd``), ``"sdot ..."`` (ARMv8.2 dot product, ``asimddp``),
+    ``"int16 ..."`` (operands widened to int16, pairs multiplied and added by
+    ``vpmaddwd``/``vpdpwssd`` on AVX2/AVX-512BW or NEON's ``smlal``, vectorised by LLVM) or
+    ``"portable ..."`` (the same loops, scalar)."""
+    from sdk.kernels.fast.armdot import HAS_SDOT
+
     if HAS_VNNI:
         return "vnni (avx512-vnni vpdpbusd, u8×s8)"
+    if HAS_SDOT:
+        return "sdot (armv8.2 dotprod sdot, s8×s8)"
     feats = _host_features()
     if feats & {"avx2", "avx512bw", "neon"}:
         simd = "neon" if "neon" in feats else ("avx512bw" if "avx512bw" in feats else "avx2")
@@ -169,20 +178,40 @@ def gemm_u8s8(a, bt, c):  # pragma: no cover - compiled
             or bt.strides[1] != 1):
         raise ValueError("gemm_u8s8 needs a [M, Kp] u8, bt [N, Kp] s8 with Kp % 64 == 0 and "
                          "c [M, N] with contiguous rows")
-    m, n = a.shape[0], bt.shape[0]
-    m4 = m - m % _BLOCK
+    n = bt.shape[0]
     for j0 in range(0, n, 64):
-        j1 = min(j0 + 64, n)
-        j4 = j0 + (j1 - j0) - (j1 - j0) % _BLOCK
-        for i in range(0, m4, _BLOCK):
-            for j in range(j0, j4, _BLOCK):
-                _dot_u8s8_4x4(a, bt, c, i, j)
-        for i in range(m4, m):  # the last rows (all of them for a GEMV): 1×4 blocks
-            for j in range(j0, j4, _BLOCK):
-                _dot_u8s8_1x4(a, bt, c, i, j)
-        for i in range(m):
-            for j in range(j4, j1):
-                c[i, j] = _dot(a[i], bt[j])
+        _columns(a, bt, c, j0, min(j0 + 64, n))
+
+
+@njit(cache=True)
+def _columns(a, bt, c, j0, j1):  # pragma: no cover - compiled
+    m = a.shape[0]
+    m4 = m - m % _BLOCK
+    j4 = j0 + (j1 - j0) - (j1 - j0) % _BLOCK
+    for i in range(0, m4, _BLOCK):
+        for j in range(j0, j4, _BLOCK):
+            _dot_u8s8_4x4(a, bt, c, i, j)
+    for i in range(m4, m):  # the last rows (all of them for a GEMV): 1×4 blocks
+        for j in range(j0, j4, _BLOCK):
+            _dot_u8s8_1x4(a, bt, c, i, j)
+    for i in range(m):
+        for j in range(j4, j1):
+            c[i, j] = _dot(a[i], bt[j])
+
+
+@njit(cache=True, parallel=True)
+def gemm_u8s8_parallel(a, bt, c):  # pragma: no cover - compiled
+    """:func:`gemm_u8s8` with its 64-column blocks spread over ``numba.get_num_threads()``
+    threads (same bits)."""
+    if (a.shape[1] != bt.shape[1] or a.shape[1] % K_ALIGN != 0 or c.shape[0] != a.shape[0]
+            or c.shape[1] != bt.shape[0] or c.strides[1] != 4 or a.strides[1] != 1
+            or bt.strides[1] != 1):
+        raise ValueError("gemm_u8s8 needs a [M, Kp] u8, bt [N, Kp] s8 with Kp % 64 == 0 and "
+                         "c [M, N] with contiguous rows")
+    n = bt.shape[0]
+    for b in prange((n + 63) // 64):
+        _columns(a, bt, c, b * 64, min(b * 64 + 64, n))
+
 
 
 @njit(cache=True)
@@ -231,13 +260,14 @@ def _peak(typingctx, n, out):  # pragma: no cover - compiled
     return sig, codegen
 
 
-def matmul_nt(a: np.ndarray, w: np.ndarray, a_zp: int) -> np.ndarray:
+def matmul_nt(a: np.ndarray, w: np.ndarray, a_zp: int, parallel: bool = False) -> np.ndarray:
     """int32 ``(a − a_zp) @ wᵀ`` for int8 ``a [M, K]`` and int8 weights ``w [N, K]`` on the
     VNNI path (callers check :data:`HAS_VNNI`)."""
     m, k = a.shape
     kp = padded_depth(k)
     c = np.empty((m, w.shape[0]), np.int32)
-    gemm_u8s8(pack_u8(np.ascontiguousarray(a), kp), pack_s8(w, kp), c)
+    (gemm_u8s8_parallel if parallel else gemm_u8s8)(pack_u8(np.ascontiguousarray(a), kp),
+                                                     pack_s8(w, kp), c)
     corr = np.int64(128 + int(a_zp))
     wsum = w.astype(np.int64).sum(axis=1)
     return (c.astype(np.int64) - corr * wsum[None, :]).astype(np.int32)  # wraps mod 2^32
