@@ -5,7 +5,7 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 EXTRAS="${1:-dev}"
 
-SYSTEM_PKGS=(espeak-ng sox fortunes libportaudio2 alsa-utils qemu-system-arm gcc-arm-none-eabi libnewlib-arm-none-eabi gcc make mender-artifact rauc swupdate squashfs-tools openssl chromium debootstrap qemu-user-static proot)
+SYSTEM_PKGS=(espeak-ng sox fortunes libportaudio2 alsa-utils qemu-system-arm gcc-arm-none-eabi libnewlib-arm-none-eabi gcc python3-dev make mender-artifact rauc swupdate squashfs-tools openssl chromium debootstrap qemu-user-static proot)
 missing=()
 for p in "${SYSTEM_PKGS[@]}"; do
   dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing+=("$p")
