@@ -96,17 +96,35 @@ def _requantize(node: Node, ctx: EncodeContext) -> OpRecord:
                      *_clamp(a, ctx.dtype(y)), 1, 1])
 
 
-def pack_weights(w: np.ndarray) -> tuple[np.ndarray, int]:
-    """int8 ``[N, K]`` -> int16 rows padded to ``Kp`` (multiple of 8), interleaved in blocks of
-    4 rows: within a block, for each group of 4 k, each row's 4 values in turn (the order
-    firmware/src/kernels_packed.c reads them)."""
+def pack_weights(w: np.ndarray, kp: int | None = None,
+                 order4: bool = False) -> tuple[np.ndarray, int]:
+    """int8 ``[N, K]`` -> int16 rows padded to ``Kp`` (default: K rounded up to 8) and to an
+    even row count, stored in pairs of rows: for each pair, for each k-pair, row 0's two values
+    then row 1's ([N/2][Kp/2][2][2], the order firmware/src/kernels_packed.c reads them).
+    ``order4``: within each full group of 4 k the order is k0 k2 k1 k3 (the FC kernel widens
+    its int8 input with SXTB16, which yields that order)."""
     n, k = w.shape
-    kp = -(-max(k, 1) // 8) * 8
-    padded = np.zeros((n, kp), np.int16)
-    padded[:, :k] = w
-    blocks = [padded[j:j + 4].reshape(-1, kp // 4, 4).transpose(1, 0, 2).ravel()
-              for j in range(0, n, 4)]
-    return (np.concatenate(blocks) if blocks else padded.ravel()), kp
+    if kp is None:
+        kp = -(-max(k, 1) // 8) * 8
+    n2 = n + (n & 1)
+    padded = np.zeros((n2, kp), np.int16)
+    padded[:n, :k] = w
+    if order4:
+        g = kp // 4 * 4
+        padded[:, :g] = padded[:, :g].reshape(n2, -1, 4)[:, :, [0, 2, 1, 3]].reshape(n2, g)
+    return padded.reshape(n2 // 2, 2, kp // 2, 2).transpose(0, 2, 1, 3).ravel(), kp
+
+
+def _fast_requant(a: dict[str, Any], n: int, act_max: int) -> int:
+    """1 when the firmware's 32-bit requantization (kernels_packed.c requant_fast) gives the
+    reference's bits for every channel: shift <= -1, m0 != INT32_MIN and
+    2^(31+shift) - 1 + out_zp >= act_max."""
+    m0 = np.broadcast_to(np.atleast_1d(np.asarray(a["m0"], np.int64)).ravel(), (n,))
+    sh = np.broadcast_to(np.atleast_1d(np.asarray(a["shift"], np.int64)).ravel(), (n,))
+    if np.any(sh > -1) or np.any(sh < -31) or np.any(m0 == -(2**31)):
+        return 0
+    zp = int(a.get("out_zp", 0))
+    return int(bool(np.all((np.int64(1) << (31 + sh)) - 1 + zp >= act_max)))
 
 
 def _folded_bias(w: np.ndarray, bias: np.ndarray | None, x_zp: int) -> np.ndarray:
@@ -132,14 +150,16 @@ def _fully_connected(node: Node, ctx: EncodeContext) -> OpRecord:
     x_zp = int(a.get("x_zp", 0))
     if ctx.packed_kernels and wd is not None and ctx.dtype(x) == "int8" and \
             (not bias or ctx.data(bias) is not None):
-        packed, kp = pack_weights(wd)
+        # Kp a multiple of 6: the single-row kernel takes 3 k-pairs per step
+        packed, kp = pack_weights(wd, -(-max(k, 1) // 6) * 6, order4=True)
         if kp <= SCRATCH_HALFWORDS:
             beff = _folded_bias(wd, ctx.data(bias) if bias else None, x_zp)
+            clamp = _clamp(a, ctx.dtype(y))
             return OpRecord(OPCODES["FC_PACKED"],
                             [x, ctx.constant(f"{node.name}.w16", packed),
                              ctx.constant(f"{node.name}.bias_eff", beff), m0, sh], [y],
-                            [_elems(xs[:-1]), k, kp, n, int(a.get("out_zp", 0)),
-                             *_clamp(a, ctx.dtype(y))])
+                            [_elems(xs[:-1]), k, kp, n, int(a.get("out_zp", 0)), *clamp,
+                             _fast_requant(a, n, clamp[1])])
     return OpRecord(OPCODES["FULLY_CONNECTED"], [x, w, bias, m0, sh], [y],
                     [_elems(xs[:-1]), k, n, x_zp, int(a.get("out_zp", 0)),
                      *_clamp(a, ctx.dtype(y))])
@@ -187,12 +207,13 @@ def _conv_record(node: Node, ctx: EncodeContext, x_shape: tuple[int, ...],
             mode, cp = 0, 0
         if pp <= SCRATCH_HALFWORDS:
             beff = _folded_bias(wd, ctx.data(bias) if bias else None, x_zp)
+            clamp = _clamp(a, ctx.dtype(y))
             return OpRecord(OPCODES["CONV2D_PACKED"],
                             [x, ctx.constant(f"{node.name}.w16", packed),
                              ctx.constant(f"{node.name}.bias_eff", beff), m0, sh], [y],
                             [b, c, h, w, o, oh, ow, kh, kw, strides[0], strides[1], pads[0],
                              pads[1], dil[0], dil[1], x_zp, pp, int(a.get("out_zp", 0)),
-                             *_clamp(a, ctx.dtype(y)), mode, cp])
+                             *clamp, mode, cp, _fast_requant(a, o, clamp[1])])
     return OpRecord(OPCODES["CONV2D"], [x, wt, bias, m0, sh], [y],
                     [b, c, h, w, o, oh, ow, kh, kw, strides[0], strides[1], pads[0], pads[1],
                      dil[0], dil[1], group, int(a.get("x_zp", 0)), int(a.get("out_zp", 0)),
