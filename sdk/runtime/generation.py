@@ -259,7 +259,8 @@ class GenerationSession:
         self.step = Session(bundle, fast=fast, integer_io=True, entry="decoder_step", **opts)
         self.encoder = self.step.entry("encoder") if self.kind == "encdec" else None
         self.prefill = self.step.entry("prefill") if self.kind == "deconly" else None
-        self._lookup = {k: Session(bundle, fast=fast, integer_io=True, entry=f"{k}_lookup")
+        self._lookup = {k: Session(bundle, fast=fast, integer_io=True, entry=f"{k}_lookup",
+                                   **opts)
                         for k in ("encoder", "prefill", "decoder_step")
                         if f"{k}_lookup" in names}
         decl = self.step.state_decls
@@ -273,6 +274,7 @@ class GenerationSession:
         self._logit_scale = float(np.asarray(out.quant.scale)) if out.quant is not None else 1.0
         self._logit_zp = int(np.asarray(out.quant.zero_point)) if out.quant is not None else 0
         self._step_in = {i.name: i for i in self.step.inputs}
+        self._compiled_step: _CompiledStep | None = None
 
     # -- pieces ------------------------------------------------------------------------
     def _quantize_like(self, name: str, value: np.ndarray) -> np.ndarray:
@@ -322,6 +324,12 @@ class GenerationSession:
         if p + t > self.capacity:
             raise InputError(f"the KV cache holds {self.capacity} tokens; writing {t} more at "
                              f"position {p} would pass it (recompile with a larger capacity)")
+        if t == 1:
+            fast = self._compiled_step
+            if fast is not None and fast.feeds_are(feeds):
+                logits = fast(int(tokens[0]), state)
+                if logits is not None:
+                    return logits
         f = dict(feeds)
         f["tokens"] = np.asarray(tokens, np.int64).reshape(1, t)
         f["positions"] = np.arange(p, p + t, dtype=np.int64).reshape(1, t)
@@ -329,7 +337,10 @@ class GenerationSession:
         if sess is None:
             raise InputError("the encoder-decoder step takes one token per call")
         name = "decoder_step" if t == 1 else "prefill"
-        return self._run(name, sess, f, state, ["logits"])["logits"][0, -1]
+        logits = self._run(name, sess, f, state, ["logits"])["logits"][0, -1]
+        if t == 1:  # the step's programs are compiled now (or never will be): bind them
+            self._compiled_step = _CompiledStep.bind(self, feeds, f, state)
+        return logits
 
     def _run(self, name: str, sess: Any, feeds: Mapping[str, np.ndarray], state: Any = None,
              outputs: Sequence[str] | None = None) -> dict[str, np.ndarray]:
@@ -506,6 +517,164 @@ class GenerationSession:
         lg = full.run(["logits"], feeds)["logits"][0]
         start = 0 if self.kind == "encdec" else len(ids)
         return lg[start:len(seq)]
+
+
+class _CompiledStep:
+    """The one-token decoder step as direct calls of its two compiled programs (the table
+    lookups, then the step graph), for :meth:`GenerationSession._decode`'s hot loop.
+
+    ``Session.run`` checks every feed, builds name maps and dicts, and the lookup entry is a
+    Session of its own: ~90 µs of Python per token around ~50 µs of compiled step on the G2P
+    model. Bound after a step ran through ``Session.run`` with the same per-input feeds (the
+    cross K/V, the encoder mask: checked there, held here by identity), it calls the very same
+    programs with the same arrays: the bits are the programs', and the state advances as
+    :meth:`Session.run` advances it. Any refusal inside a program (a token id outside the
+    table, ...) returns None, and the caller re-runs the step through ``Session.run``, which
+    reports it as always (the programs write fresh result arrays, so a refused call changed
+    nothing)."""
+
+    def __init__(self) -> None:
+        self.look: Any = None           # the lookup program (None: the step has no lookups)
+        self.step: Any = None           # the step program
+        self.fixed: dict[str, np.ndarray] = {}  # per-input feeds, held by identity
+        self.tokens = np.zeros((1, 1), np.int64)     # fed to the lookups, set in place
+        self.positions = np.zeros((1, 1), np.int64)
+        self.lookup_args: list = []     # the lookup program's arguments (all fixed arrays)
+        self.template: list = []        # the step's arguments; per call: the slots below
+        self.from_lookup: list[tuple[int, int]] = []  # (argument, lookup result)
+        self.from_state: list[tuple[int, str, Any, Any]] = []  # (argument, state, dtype, shape)
+        self.pos_at = -1                # the argument taking the cache position (an int)
+        self.position = ""              # its name in SessionState.positions
+        self.reads: list[tuple[str, int]] = []  # (state, step result) written back
+        self.logits_at = -1
+
+    @classmethod
+    def bind(cls, gs: GenerationSession, feeds: Mapping[str, np.ndarray], sent: Mapping,
+             state: Any) -> _CompiledStep | None:
+        """The fast step for these per-input ``feeds`` (``sent``: the feeds Session.run was
+        just given: ``feeds`` plus ``tokens``/``positions``), or None when either program is
+        not compiled and loaded (the interpreter runs the step) or the step is not of the
+        form this binds."""
+        from sdk.ops.codegen import CompiledExecutor
+
+        sess = gs.step
+        exe = sess._exe
+        if not isinstance(exe, CompiledExecutor) or len(sess._positions) != 1:
+            return None
+        position = next(iter(sess._positions))
+        if "logits" in sess._dequantize_out or sess._quantize_in or \
+                sess._rows.get(position) != 1:
+            return None
+        self = cls()
+        self.position = position
+
+        def exact(arr: Any, dt: Any, shape: Any) -> bool:
+            return (arr.__class__ is np.ndarray and dt is not None and arr.dtype == dt
+                    and arr.shape == shape and arr.flags.c_contiguous)
+
+        look_sess = gs._lookup.get("decoder_step")
+        lfed: list[str] = []
+        louts: list[str] = []
+        if look_sess is not None:
+            lexe = look_sess._exe
+            if not isinstance(lexe, CompiledExecutor) or look_sess._quantize_in or \
+                    look_sess._feed_as or look_sess._read_as or look_sess._dequantize_out:
+                return None
+            mine = set(look_sess.input_names)
+            lfed = [k for k in sent if k in mine]
+            louts = list(look_sess.output_names)
+            self.look = lexe.loaded(louts, lfed)
+            if self.look is None:
+                return None
+            for name, dt, shape in self.look._params:
+                arr = {"tokens": self.tokens, "positions": self.positions}.get(name)
+                if arr is None:
+                    arr = feeds.get(name)
+                    self.fixed[name] = arr
+                if not exact(arr, dt, shape):
+                    return None
+                self.lookup_args.append(arr)
+        step_in = set(sess.input_names)
+        fed_user = [k for k in sent if k not in set(lfed) or k in step_in] + \
+            [o for o in louts if o not in sent]
+        fed = [sess._feed_as.get(k, k) for k in fed_user]
+        fed += list(sess._state_feed.values()) + list(sess._positions)
+        reads = list(dict.fromkeys([sess._read_as.get("logits", "logits")]
+                                   + sess._state_reads()))
+        self.step = exe.loaded(reads, fed)
+        if self.step is None:
+            return None
+        to_user = {sess._feed_as.get(k, k): k for k in fed_user}
+        state_of = {v: k for k, v in sess._state_feed.items()}
+        for i, (name, dt, shape) in enumerate(self.step._params):
+            self.template.append(None)
+            if name == position:
+                if dt is not None:
+                    return None
+                self.pos_at = i
+            elif name in state_of:
+                self.from_state.append((i, state_of[name], dt, shape))
+            elif name in louts:
+                at = self.look.produced_index(name)
+                out = self.look.graph.tensor(name)
+                if at < 0 or dt is None or np.dtype(out.dtype) != dt or \
+                        tuple(out.shape or ()) != shape:
+                    return None
+                self.from_lookup.append((i, at))
+            elif to_user.get(name) in feeds:
+                arr = feeds[to_user[name]]
+                if not exact(arr, dt, shape):
+                    return None
+                self.fixed[to_user[name]] = arr
+                self.template[i] = arr
+            else:
+                return None
+        if self.pos_at < 0 or len(self.fixed) != len(feeds):
+            return None
+        self.reads = [(k, self.step.produced_index(sess._state_read[k]))
+                      for k in sess._state_read]
+        self.logits_at = self.step.produced_index(reads[0])
+        if self.logits_at < 0 or any(i < 0 for _, i in self.reads):
+            return None
+        return self
+
+    def feeds_are(self, feeds: Mapping[str, np.ndarray]) -> bool:
+        """Whether ``feeds`` holds the very arrays this step was bound to."""
+        fixed = self.fixed
+        if len(feeds) != len(fixed):
+            return False
+        for k, v in fixed.items():
+            if feeds.get(k) is not v:
+                return False
+        return True
+
+    def __call__(self, token: int, state: Any) -> np.ndarray | None:
+        """Integer logits [V] of ``token`` at the state's position, the state advanced; None
+        where the caller must take ``Session.run`` instead (nothing changed then)."""
+        values = state.values
+        args = self.template[:]
+        for i, name, dt, shape in self.from_state:
+            v = values.get(name)
+            if v.__class__ is not np.ndarray or v.dtype != dt or v.shape != shape or \
+                    not v.flags.c_contiguous:
+                return None
+            args[i] = v
+        pos = state.positions[self.position]
+        args[self.pos_at] = pos
+        self.tokens[0, 0] = token
+        self.positions[0, 0] = pos
+        try:
+            if self.look is not None:
+                rows = self.look.call(*self.lookup_args)
+                for i, j in self.from_lookup:
+                    args[i] = rows[j]
+            res = self.step.call(*args)
+        except Exception:  # noqa: BLE001 - a refusal: Session.run re-runs it and reports
+            return None
+        for name, i in self.reads:
+            values[name] = res[i]
+        state.positions[self.position] = pos + 1
+        return res[self.logits_at][0, -1]
 
 
 def text_runner(session: GenerationSession) -> Callable[[str], list[str]]:
