@@ -120,7 +120,9 @@ def executor_line(ex: dict) -> str:
     interpreter, and why) and the int8 GEMM path picked from the CPU's features."""
     size = (f", {ex['lines']} generated lines" if ex.get("lines")
             and "generated lines" not in ex["why"] else "")
-    return f"executor: {ex['executor']} ({ex['why']}{size}); int8 GEMM path: {ex['gemm_path']}"
+    threads = f", {ex['gemm_threads']}" if ex.get("gemm_threads") else ""
+    return (f"executor: {ex['executor']} ({ex['why']}{size}); int8 GEMM path: "
+            f"{ex['gemm_path']}{threads}")
 
 
 def memory_line(memory: dict) -> str:

@@ -131,6 +131,7 @@ class _Generator:
         self.names: dict[str, str] = {}
         self.prologue: list[str] = []
         self.body: list[str] = []
+        self.imports: dict[str, None] = {}  # GEMM kernels only some programs call (threads, sdot)
         self.wparts: list[np.ndarray] = []
         self.woff = 0
         self.arena: dict[str, tuple[str, tuple[int, ...]]] = {}  # tensor -> (dtype, shape)
@@ -362,8 +363,9 @@ class _Generator:
         b = self.weight(bias)
         x2 = f"{xe}.reshape(({rows}, {k}))"
         o2 = f"{out}.reshape(({rows}, {n}))"
-        from sdk.kernels.fast import vnni
+        from sdk.kernels.fast import armdot, vnni
 
+        mt = self._gemm_mt(rows, n, k)
         if (vnni.HAS_VNNI and rows * n * k >= _GEMM_MACS and self.dtype(x) == "int8"
                 and w.dtype == np.int8 and -(2**20) <= x_zp <= 2**20):
             # u8×s8 dot products (vpdpbusd): x + 128 as uint8, corrected by (128 + x_zp)·Σw
@@ -372,8 +374,21 @@ class _Generator:
             wsum = self.weight(w.astype(np.int64).sum(axis=1))
             acc = self._fresh("acc")
             self.line(f"{acc} = np.empty(({rows}, {n}), np.int32)")
-            self.line(f"gemm_u8s8(pack_u8({x2}, {kp}), {wq}, {acc})")
+            self.line(f"gemm_u8s8{mt}(pack_u8({x2}, {kp}), {wq}, {acc})")
             self.line(f"requant_u8s8({acc}, {wsum}, {_i(128 + x_zp)}, {b}, {m0}, {sh}, {zp}, "
+                      f"{lo}, {hi}, {o2})")
+            return
+        if (armdot.HAS_SDOT and rows * n * k >= _GEMM_MACS and self.dtype(x) == "int8"
+                and w.dtype == np.int8 and -(2**20) <= x_zp <= 2**20):
+            # s8×s8 dot products (ARMv8.2 sdot): x as is, corrected by x_zp·Σw
+            kp = armdot.padded_depth(k)
+            wq = self.weight(armdot.pack_weights(w, kp))
+            wsum = self.weight(w.astype(np.int64).sum(axis=1))
+            acc = self._fresh("acc")
+            self.imports[f"from sdk.kernels.fast.armdot import gemm_s8s8{mt}, pack_s8"] = None
+            self.line(f"{acc} = np.empty(({rows}, {n}), np.int32)")
+            self.line(f"gemm_s8s8{mt}(pack_s8({x2}, 0, {kp}), {wq}, {acc})")
+            self.line(f"requant_u8s8({acc}, {wsum}, {_i(x_zp)}, {b}, {m0}, {sh}, {zp}, "
                       f"{lo}, {hi}, {o2})")
             return
         if (rows >= _GEMM_ROWS and rows * n * k >= _GEMM_MACS and self.dtype(x) in _NARROW
@@ -382,13 +397,27 @@ class _Generator:
             wp = self.weight(_pack_weights(w, kp))
             acc = self._fresh("acc")
             self.line(f"{acc} = np.empty(({rows}, {n}), np.int32)")
-            self.line(f"gemm_nt(pack_rows({x2}, {_i(x_zp)}, {kp}), {wp}, {acc})")
+            self.line(f"gemm_nt{mt}(pack_rows({x2}, {_i(x_zp)}, {kp}), {wp}, {acc})")
             self.line(f"requant_cols({acc}, {b}, {m0}, {sh}, {zp}, {lo}, {hi}, {o2})")
             return
         we = self.weight(w)
         wsum = self.weight(w.astype(np.int64).sum(axis=1))
         self.line(f"fc_small({x2}, {we}, {wsum}, {b}, {_i(x_zp)}, {m0}, {sh}, {zp}, {lo}, "
                   f"{hi}, {o2})")
+
+    def _gemm_mt(self, m: int, n: int, k: int) -> str:
+        """``"_parallel"`` (the GEMM kernel on ``numba.get_num_threads()`` threads) for a GEMM
+        of at least ``thread_macs()`` M·N·K, else ``""`` (one thread)."""
+        from sdk.kernels.fast.gemm import threads_pay
+
+        if not threads_pay(m, n, k):
+            return ""
+        self.imports["from sdk.kernels.fast.gemm import gemm_nt_parallel"] = None
+        self.imports["from sdk.kernels.fast.vnni import gemm_u8s8_parallel"] = None
+        # a cached caller of a parallel kernel needs Numba's thread pool up before it loads
+        self.imports["import numba"] = None
+        self.imports["numba.get_num_threads()  # starts the thread pool"] = None
+        return "_parallel"
 
     def _op_QMatMul(self, node: Node, p: dict) -> None:
         from sdk.kernels.fast.gemm import padded_depth
@@ -424,8 +453,8 @@ class _Generator:
         bsel = f"{b3}[{bi}]" if nb_b > 1 else f"{b3}[0]"
         self.line(f"for {bi} in range({nb_a}):")
         if packed:
-            self.line(f"    gemm_nt(pack_rows({a3}[{bi}], {_i(za)}, {kp}), "
-                      f"pack_cols({bsel}, {_i(zb)}, {kp}), {acc})")
+            self.line(f"    gemm_nt{self._gemm_mt(m, n, k)}(pack_rows({a3}[{bi}], {_i(za)}, "
+                      f"{kp}), pack_cols({bsel}, {_i(zb)}, {kp}), {acc})")
         else:
             self.line(f"    gemm_rows({a3}[{bi}], {bsel}, {_i(za)}, {_i(zb)}, {acc})")
         self.line(f"    requant_cols({acc}, {zeros}, {m0}, {sh}, {zp}, {lo}, {hi}, {o3}[{bi}])")
@@ -483,7 +512,8 @@ class _Generator:
             self.line(f"    to_hwc({xe}[{nb}], {_i(x_zp)}, {k * cg}, {cg}, {xh})")
             self.line(f"    im2col({xh}, {g.kh}, {g.kw}, {sh_}, {sw}, {pt}, {pl}, {dh}, {dw}, "
                       f"{g.oh}, {g.ow}, {cols})")
-            self.line(f"    gemm_nt({packs[k]}, {cols}, {acc}[{k * og}:{(k + 1) * og}])")
+            self.line(f"    gemm_nt{self._gemm_mt(og, pix, depth)}({packs[k]}, {cols}, "
+                      f"{acc}[{k * og}:{(k + 1) * og}])")
         self.line(f"    requant_rows({acc}, {b}, {m0}, {sh}, {zp}, {lo}, {hi}, "
                   f"{o4}[{nb}].reshape(({g.o}, {pix})))")
 
@@ -1041,6 +1071,7 @@ class _Generator:
             "from sdk.kernels.fast.requant_loops import requant_cols, requant_rows",
             "from sdk.kernels.fast.transformer import gelu_loop, norm_loop, shiftmax_loop",
             "from sdk.kernels.fast.vnni import gemm_u8s8, pack_u8, requant_u8s8",
+            *self.imports,
             *stages,
             "",
             "",
@@ -1368,11 +1399,14 @@ def describe(graph: Graph, fed: Sequence[str] | None = None,
     inputs to its outputs), without compiling anything: ``executor`` ("compiled" or
     "interpreter"), ``why`` (the reason it stays on the interpreter, or when it compiles),
     ``lines`` (the generated program's size), ``cached`` (machine code on disk already) and
-    ``gemm_path`` (the int8 GEMM kernels picked from this CPU's features)."""
+    ``gemm_path`` (the int8 GEMM kernels picked from this CPU's features) and
+    ``gemm_threads`` (the threads a large GEMM gets, from which M·N·K)."""
+    from sdk.kernels.fast.gemm import thread_note
     from sdk.kernels.fast.vnni import gemm_path
 
     out: dict[str, Any] = {"executor": "interpreter", "why": None, "lines": None,
-                           "cached": False, "gemm_path": gemm_path()}
+                           "cached": False, "gemm_path": gemm_path(),
+                           "gemm_threads": thread_note()}
     try:
         prog = CompiledProgram(graph, sorted(graph.inputs if fed is None else fed),
                                list(graph.outputs if reads is None else reads), directory,

@@ -364,8 +364,11 @@ def test_edge_inspect_names_the_executor_and_the_gemm_path(tmp_path, monkeypatch
         "vnni", "sdot", "int16", "portable")
     CompiledProgram(g, sorted(g.inputs), g.outputs)          # compiles into the cache
     assert main(["inspect", str(path)]) == 0
-    line = [x for x in capsys.readouterr().out.splitlines() if x.startswith("executor:")]
+    text = capsys.readouterr().out
+    line = [x for x in text.splitlines() if x.startswith("executor:")]
     assert line and "machine code cached" in line[0] and "int8 GEMM path: " in line[0]
+    from sdk.kernels.fast.gemm import thread_note
+    assert ex["gemm_threads"] == thread_note() and thread_note() in " ".join(text.split())
     g.add_tensor(Tensor("yf", "float32", (1, 3)))
     g.add_node("Relu", [g.outputs[0]], ["yf"], name="float_relu")
     g.outputs = ["yf"]

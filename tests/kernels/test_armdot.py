@@ -13,7 +13,8 @@ tests/kernels/test_armdot.py -o addopts="" -q -s`` runs a probe in the emulated 
 (sdk/agent/emulated_pi.py) under ``qemu-aarch64 -cpu max`` (has dot product: the sdot path,
 bit-exact against the NumPy specification on ragged shapes, all zero points, uint8 inputs,
 int32 wrap-around, two threads, and a compiled program) and ``-cpu cortex-a72`` (no dot product:
-the int16/portable path picked).
+the int16/portable path picked, and the sdot kernel, forced there, dies of SIGILL: its machine
+code holds the dot-product instructions).
 """
 
 from __future__ import annotations
@@ -176,6 +177,13 @@ if armdot.HAS_SDOT:
     res["program_equal"] = bool(np.array_equal(prog.run({"x": x})[0],
                                                Interpreter(g, fast=False).run({"x": x})["y"]))
     res["program_s"] = round(time.time() - t0, 1)
+else:  # the kernel forced on a core without the extension: its machine code holds sdot
+    import subprocess
+    code = ("import numpy as np\nfrom sdk.kernels.fast import armdot\n"
+            "c = np.empty((4, 4), np.int32)\n"
+            "armdot.gemm_s8s8(np.ones((4, 16), np.int8), np.ones((4, 16), np.int8), c)\n")
+    res["forced_sdot_rc"] = subprocess.run([sys.executable, "-c", code],
+                                           capture_output=True).returncode
 print("PROBE " + json.dumps(res))
 '''
 
@@ -208,6 +216,7 @@ def test_sdot_gemm_on_an_emulated_dotprod_core_is_bit_exact_and_a72_keeps_the_po
     a72 = _probe("cortex-a72")
     print(f"\nqemu -cpu cortex-a72: {a72}")
     assert not a72["has_sdot"] and a72["path"].split()[0] in ("int16", "portable")
+    assert a72["forced_sdot_rc"] == -4     # SIGILL: the kernel's instructions are not the A72's
     mx = _probe("max")
     print(f"qemu -cpu max: {mx}")
     assert mx["has_sdot"] and mx["path"].startswith("sdot")

@@ -56,6 +56,14 @@ def thread_macs() -> int:
     return v
 
 
+def thread_note() -> str:
+    """One line for ``edge inspect``: how many threads a large GEMM gets, from what size."""
+    n = int(numba.config.NUMBA_NUM_THREADS)
+    if n < 2:
+        return "one thread (NUMBA_NUM_THREADS=1)"
+    return f"{n} threads from M·N·K ≥ {thread_macs():,}, one below"
+
+
 def threads_pay(m: int, n: int, k: int) -> bool:
     """Whether an ``m``×``k`` by ``k``×``n`` GEMM is large enough for threads (the thread
     count itself is Numba's, checked when the GEMM runs)."""
