@@ -1399,14 +1399,11 @@ def describe(graph: Graph, fed: Sequence[str] | None = None,
     inputs to its outputs), without compiling anything: ``executor`` ("compiled" or
     "interpreter"), ``why`` (the reason it stays on the interpreter, or when it compiles),
     ``lines`` (the generated program's size), ``cached`` (machine code on disk already) and
-    ``gemm_path`` (the int8 GEMM kernels picked from this CPU's features) and
-    ``gemm_threads`` (the threads a large GEMM gets, from which M·N·K)."""
-    from sdk.kernels.fast.gemm import thread_note
+    ``gemm_path`` (the int8 GEMM kernels picked from this CPU's features)."""
     from sdk.kernels.fast.vnni import gemm_path
 
     out: dict[str, Any] = {"executor": "interpreter", "why": None, "lines": None,
-                           "cached": False, "gemm_path": gemm_path(),
-                           "gemm_threads": thread_note()}
+                           "cached": False, "gemm_path": gemm_path()}
     try:
         prog = CompiledProgram(graph, sorted(graph.inputs if fed is None else fed),
                                list(graph.outputs if reads is None else reads), directory,
