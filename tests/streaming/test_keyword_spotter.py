@@ -101,7 +101,7 @@ def test_float_step_graph_matches_the_numpy_model(speech):
 
 
 def test_edge_demo_kws_float_flag_runs_the_float_graph(capsys):
-    assert main(["demo", "kws", "--fast", "--float", "--seconds", "3"]) == 0
+    assert main(["demo", "kws", "--fast", "--float", "--words", "--seconds", "3"]) == 0
     out = capsys.readouterr().out
     assert "(float step graph" in out and "to integers" not in out
     assert re.findall(r"detected '(\w+)'", out)[:2] == ["yes", "no"]
@@ -140,10 +140,11 @@ def test_level_meter():
     assert full == "|##########|  -0.0 dBFS"
 
 
-def test_edge_demo_kws_default_streams_generated_speech(capsys):
-    assert main(["demo", "kws", "--fast"]) == 0
+def test_edge_demo_kws_words_streams_the_keywords_alone(capsys):
+    assert main(["demo", "kws", "--fast", "--words"]) == 0
     out = capsys.readouterr().out
     assert "generated speech" in out and "as fast as possible" in out
+    assert " ".join(DEMO_WORDS) in out
     assert "compiled kws_lmuformer_nonspiking.onnx to integers" in out
     assert "(integer graph, 12 classes" in out
     found, total, false_alarms = map(int, re.search(

@@ -117,20 +117,46 @@ def test_a_generated_stream_has_keywords_inside_sentences():
 
 
 @needs_espeak
-def test_edge_demo_kws_sentences_scores_every_detection(capsys):
+def test_edge_demo_kws_default_is_sentences_and_scores_every_detection(capsys):
+    """With no source the demo reads sentences with keywords inside (integer model, the
+    default) and says how many keywords it found and how many false alarms it raised."""
     import re
 
     from sdk.cli.kws_demo import DEMO_SENTENCES
     from sdk.cli.main import main
 
-    assert main(["demo", "kws", "--fast", "--sentences", "--float"]) == 0
+    assert main(["demo", "kws", "--fast"]) == 0
+    out = capsys.readouterr().out
+    assert "(integer graph, 12 classes" in out
+    assert f"{len(DEMO_SENTENCES)} sentences, 10 keywords inside them" in out
+    found, total, false_alarms = map(int, re.search(
+        r"keywords found (\d+)/(\d+), false alarms (\d+)", out).groups())
+    detections = re.findall(r"detected '(\w+)'", out)
+    # every detection is a found keyword or a false alarm, each keyword found at most once
+    assert total == 10 and found <= total and found + false_alarms == len(detections)
+    assert "a detection that is not a keyword said just before it" in out
+
+
+@needs_espeak
+def test_edge_demo_kws_sentences_flag_and_words_flag(capsys):
+    """--sentences names the default (same speech, same scoring: the float graph here);
+    --words with --sentences, or either with --wav, is one line and exit 2."""
+    import re
+
+    from sdk.cli.kws_demo import DEMO_SENTENCES
+    from sdk.cli.main import main
+
+    assert main(["demo", "kws", "--fast", "--sentences", "--float", "--seconds", "8"]) == 0
     out = capsys.readouterr().out
     assert f"{len(DEMO_SENTENCES)} sentences, 10 keywords inside them" in out
     found, total, false_alarms = map(int, re.search(
         r"keywords found (\d+)/(\d+), false alarms (\d+)", out).groups())
-    detections = len(re.findall(r"detected '(\w+)'", out))
-    # every detection is a found keyword or a false alarm, each keyword found at most once
-    assert total == 10 and found <= total and found + false_alarms == detections
+    assert 1 <= total < 10 and found + false_alarms == len(re.findall(r"detected '", out))
+    for argv, what in ((["--sentences", "--words"], "--sentences and --words"),
+                       (["--words", "--wav", "x.wav"], "--wav")):
+        assert main(["demo", "kws", "--fast", *argv]) == 2
+        err = capsys.readouterr().err.strip().splitlines()
+        assert len(err) == 1 and what in err[0], err
 
 
 def _synthetic_streams(rng, n, hops, kw_bursts: bool):
