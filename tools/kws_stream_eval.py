@@ -21,6 +21,11 @@ with the model (``stream_operating_points`` in ``<model>.json``, one per target;
 ``stream_operating_point``, the one the demo uses, is the first target's); on the test split
 the stored points are reported, never re-tuned.
 
+The logits of each (checkpoint, stream file, precision) are cached under
+``<data>/<config>/logits/`` (keyed by the checkpoint's bytes; ``--no-cache`` skips the cache), so
+trying other smoothing windows, or reporting the test split again at new stored points, costs
+the sweep only.
+
 Usage::
 
     python tools/kws_stream_eval.py samples/kws/models/kws_lmuformer_nonspiking.npz \\
@@ -88,6 +93,31 @@ def compile_integer(model: LMUFormerWeights, calib_streams: list[np.ndarray],
         FEATURE_SCALE)
     feeds = step_calibration_data(model, feats)
     return compile_model(build_step_onnx(model), feeds)
+
+
+def logit_cache_path(folder: Path, model_path: str, name: str, precision: str,
+                     streams: list[np.ndarray]) -> Path:
+    """Where the logits of ``model_path`` on the streams of file ``name`` are cached: keyed by
+    the checkpoint's bytes, the precision and the streams' lengths (the integer model is
+    calibrated on the first validation keyword streams, fixed by the same folder)."""
+    import hashlib
+
+    h = hashlib.sha256(Path(model_path).read_bytes())
+    h.update(f"{precision} {name} {[len(x) for x in streams]}".encode())
+    return folder / "logits" / f"{name}.{precision}.{h.hexdigest()[:16]}.npz"
+
+
+def save_logits(path: Path, logits: list[np.ndarray]) -> None:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_name(path.name + ".part.npz")
+    np.savez(tmp, z=np.concatenate(logits), offsets=np.cumsum([0] + [len(x) for x in logits]))
+    tmp.rename(path)
+
+
+def load_logits(path: Path) -> list[np.ndarray]:
+    with np.load(path) as f:
+        z, off = f["z"], f["offsets"]
+    return [z[off[i]:off[i + 1]] for i in range(len(off) - 1)]
 
 
 def integer_logits(bundle, streams: list[np.ndarray], batch: int = 64) -> list[np.ndarray]:
@@ -248,6 +278,9 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--target-fa-per-h", type=float, nargs="+", default=[0.1, 1.0],
                     help="false alarms per hour of the operating points (--choose stores one "
                          "per target; the first is the demo's)")
+    ap.add_argument("--no-cache", action="store_true",
+                    help="do not read or write the model's logits cached beside the streams "
+                         "(<data>/<config>/logits/, keyed by the checkpoint's bytes)")
     ap.add_argument("--plot", help="write the DET curve(s) to this PNG")
     ap.add_argument("--json", help="write every figure here")
     a = ap.parse_args(argv)
@@ -291,13 +324,22 @@ def main(argv: list[str] | None = None) -> int:
             truth[int(i)].append((int(w), float(s0), float(s1)))
         for prec in a.precision:
             t0 = time.perf_counter()
-            if prec == "float":
-                logit = {k: float_logits(model, v) for k, v in streams.items()}
-            else:
-                if bundle is None:
-                    cal = kws_stream_data.load(folder, "val", "kw", "snr10")
-                    bundle = compile_integer(model, stream_features(cal)[:8])
-                logit = {k: integer_logits(bundle, v) for k, v in streams.items()}
+            logit = {}
+            for k, v in streams.items():
+                cache = None if a.no_cache else logit_cache_path(
+                    folder, a.model, f"{a.split}_{k}_{cond}", prec, v)
+                if cache is not None and cache.is_file():
+                    logit[k] = load_logits(cache)
+                    continue
+                if prec == "float":
+                    logit[k] = float_logits(model, v)
+                else:
+                    if bundle is None:
+                        cal = kws_stream_data.load(folder, "val", "kw", "snr10")
+                        bundle = compile_integer(model, stream_features(cal)[:8])
+                    logit[k] = integer_logits(bundle, v)
+                if cache is not None:
+                    save_logits(cache, logit[k])
             run_s = time.perf_counter() - t0
             name = f"{prec} {cond}"
             for sm in grid:

@@ -300,3 +300,61 @@ def test_know_and_write_are_said_exactly_as_no_and_right():
     assert phonemes("knows") != phonemes("no") and phonemes("gone") != phonemes("go")
     assert kh.HOMOPHONE.search("i know it") and kh.HOMOPHONE.search("write it down")
     assert not kh.HOMOPHONE.search("she knows the writer")
+
+
+def test_streams_of_a_smaller_configuration_are_reused_not_rendered_again(tmp_path):
+    """Raising a split's hours keeps its first streams (same seeds, same voices): generate()
+    takes them from the cached smaller configuration (linked when all match, as shards when
+    they are the first of more), bit for bit; another rendering version is never reused."""
+    import json
+    from dataclasses import asdict
+
+    import kws_stream_data as sd
+
+    def packed(n, rng):
+        lens = rng.integers(50, 90, n)
+        ev = [(i, int(rng.integers(10)), 0.1 * i, 0.1 * i + 0.2) for i in range(n) if i % 2]
+        ev = np.array(ev, np.float64).reshape(-1, 4)
+        return {"feats": rng.integers(-900, 900, (int(lens.sum()), 40)).astype(np.int16),
+                "offsets": np.concatenate([[0], np.cumsum(lens)]).astype(np.int64),
+                "voice": np.array([f"v{i}" for i in range(n)]),
+                "noise": np.array(["pink"] * n), "ev_stream": ev[:, 0].astype(np.int64),
+                "ev_word": ev[:, 1].astype(np.int64), "ev_start": ev[:, 2], "ev_end": ev[:, 3]}
+
+    rng = np.random.default_rng(0)
+    small = sd.StreamConfig(val_free_h=sd.SHARD * 2 * 300 / 3600)  # 12 streams
+    big = sd.StreamConfig(val_free_h=sd.SHARD * 3 * 300 / 3600)  # 18 streams
+    assert small.key() != big.key()
+    speakers = {"val": ["m3", "f2", "m7"]}
+    old = tmp_path / small.key()
+    old.mkdir()
+    (old / "meta.json").write_text(json.dumps({"config": asdict(small), "speakers": speakers}))
+    files = {}
+    for kind, n in (("kw", 6), ("free", 12)):
+        for c in ("clean", "snr10"):
+            files[kind, c] = packed(n, rng)
+            np.savez(old / f"val_{kind}_{c}.npz", **files[kind, c])
+    new = tmp_path / big.key()
+    new.mkdir()
+    for kind, n_old in (("kw", 6), ("free", 12)):
+        specs = [s for s in sd.plan("val", big, speakers["val"]) if s.kind == kind]
+        mine = [s for s in sd.plan("val", small, speakers["val"]) if s.kind == kind]
+        assert specs[:n_old] == mine
+        names = {c: f"val_{kind}_{c}.npz" for c in ("clean", "snr10")}
+        assert sd._reuse(tmp_path, new, "val", kind, specs, names, big, False)
+        for c in ("clean", "snr10"):
+            if kind == "kw":  # the same 6 streams: the file itself
+                got = sd._load_npz(new / names[c])
+            else:  # the first 12 of 18: two shards, the third is left to render
+                shards = sorted(new.glob(f"val_free_{c}.shard*.npz"))
+                assert [p.name[-12:] for p in shards] == ["shard000.npz", "shard001.npz"]
+                got = sd._merge([sd._load_npz(p) for p in shards])
+            want = files[kind, c]
+            assert got.keys() == want.keys()
+            assert all(np.array_equal(got[k], want[k]) for k in want), (kind, c)
+    other = tmp_path / "v2"
+    other.mkdir()
+    v2 = sd.StreamConfig(val_free_h=big.val_free_h, version=2)
+    specs = [s for s in sd.plan("val", v2, speakers["val"]) if s.kind == "kw"]
+    assert not sd._reuse(tmp_path, other, "val", "kw", specs,
+                         {"clean": "val_kw_clean.npz"}, v2, False)
