@@ -31,7 +31,7 @@ from sdk.kernels.checks import channel_vector, check_range, out_dtype
 from sdk.kernels.conv import conv_geometry
 from sdk.kernels.fast.conv import depthwise_loop, im2col, to_hwc
 from sdk.kernels.fast.elementwise import add_loop, clamp_loop, mul_loop
-from sdk.kernels.fast.gemm import fits_int16, gemm_nt, pack_cols, pack_rows, padded_depth
+from sdk.kernels.fast.gemm import fits_int16, gemm_nt_for, pack_cols, pack_rows, padded_depth
 from sdk.kernels.fast.pooling import global_avg_pool_loop, max_pool_loop
 from sdk.kernels.fast.quantize import requantize_loop
 from sdk.kernels.fast.requant import requant, wrap32
@@ -166,6 +166,7 @@ class Binder:
             kp = padded_depth(k)
             wp = pack_rows(w, np.int64(0), kp)
             out_shape = xs[:-1] + (n,)
+            gemm_nt = gemm_nt_for(rows, n, k)  # threads from EDGE_GEMM_THREAD_MACS on
             slow = self.generic(node)
 
             x_dtype = np.dtype(self._dtype(x))
@@ -206,6 +207,7 @@ class Binder:
         (m, k), n = a_s, b_s[1]
         dt, m0, shift, zp, lo, hi = self._requant(a, n)
         kp = padded_depth(k)
+        gemm_nt = gemm_nt_for(m, n, k)  # threads from EDGE_GEMM_THREAD_MACS on
         za, zb = np.int64(a_zp), np.int64(b_zp)
         a_dt, b_dt = np.dtype(self._dtype(a_name)), np.dtype(self._dtype(b_name))
         slow = self.generic(node)
@@ -459,6 +461,7 @@ class Binder:
         cg, og, p = g.c // g.group, g.o // g.group, g.oh * g.ow
         depth = cg * g.kh * g.kw
         kp = padded_depth(depth)
+        gemm_nt = gemm_nt_for(og, p, depth)  # threads from EDGE_GEMM_THREAD_MACS on
         packs = [pack_rows(np.ascontiguousarray(
             w[k * og:(k + 1) * og].transpose(0, 2, 3, 1)).reshape(og, depth), np.int64(0), kp)
             for k in range(g.group)]

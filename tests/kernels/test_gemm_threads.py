@@ -112,3 +112,20 @@ def test_the_kernel_api_is_exact_with_threads_taken_from_the_threshold(monkeypat
     b = rng.integers(-128, 128, (64, 48), dtype=np.int8)
     monkeypatch.setenv(gemm.THREAD_ENV, "1")              # every GEMM takes the threads
     assert np.array_equal(fast(a, b, 3, 0), matmul_int32(a, b, 3, 0))
+
+
+def test_the_prepared_interpreter_binds_the_threaded_gemm_from_the_threshold_on(
+        monkeypatch) -> None:
+    from sdk.ops.interpreter import Interpreter
+
+    monkeypatch.setattr(numba.config, "NUMBA_NUM_THREADS", max(2, numba.config.NUMBA_NUM_THREADS))
+    assert gemm.gemm_nt_for(8, 80, 96) is gemm.gemm_nt
+    monkeypatch.setenv(gemm.THREAD_ENV, "1")
+    assert gemm.gemm_nt_for(8, 80, 96) is gemm.gemm_nt_parallel
+    rng = np.random.default_rng(5)
+    for g, shape in ((sg.fc_graph(batch=8, k=96, n=80), (8, 96)),
+                     (sg.conv_graph(), (1, 4, 10, 10))):
+        x = rng.integers(-128, 128, shape).astype(np.int8)
+        name, out = g.inputs[0], g.outputs[0]
+        assert np.array_equal(Interpreter(g, fast=True).run({name: x})[out],
+                              Interpreter(g, fast=False).run({name: x})[out])

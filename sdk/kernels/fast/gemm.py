@@ -56,6 +56,14 @@ def thread_macs() -> int:
     return v
 
 
+def gemm_nt_for(m: int, n: int, k: int):
+    """:func:`gemm_nt_parallel` for a GEMM of at least :func:`thread_macs` M·N·K when Numba
+    may use more than one thread, else :func:`gemm_nt` (for callers that bind a kernel once)."""
+    if int(numba.config.NUMBA_NUM_THREADS) > 1 and threads_pay(m, n, k):
+        return gemm_nt_parallel
+    return gemm_nt
+
+
 def thread_note() -> str:
     """One line for ``edge inspect``: how many threads a large GEMM gets, from what size."""
     n = int(numba.config.NUMBA_NUM_THREADS)
