@@ -14,6 +14,12 @@ For scale, the same layer runs in ONNX Runtime on this host (MatMulInteger / Con
 thread, median of repeated runs); the ratio column compares ORT's host time with the M4 time
 estimated at 25 MHz assuming one instruction per cycle (an optimistic bound for a real M4).
 
+The goal (issue 16, part 3) is at most 0.7 instructions per MAC on the FC and conv layers;
+the table's ``÷goal`` column is instr/MAC divided by 0.7 (<= 1 meets it). Without ``--quick``
+(or with ``--models``) the FC and conv layers of a sample model, the tiny segmenter
+(samples/seg/seg_tiny_mask.onnx, one 64x64 frame, checked bit for bit against the reference),
+are listed per layer the same way.
+
     python tools/bench_mcu.py --quick          # under a minute
     python tools/bench_mcu.py --json out.json
 """
@@ -27,6 +33,10 @@ import sys
 import time
 
 import numpy as np
+
+GOAL_INSTR_PER_MAC = 0.7
+#: ops whose per-layer instructions/MAC the sample-model table lists
+_MAC_OPS = ("QFullyConnected", "QConv2d", "QConv1d", "QMatMul")
 
 
 def _fc_graph(k: int, n: int, rng: np.random.Generator):
@@ -111,10 +121,39 @@ def _ort_seconds(g, feeds, repeats: int) -> float:
     return statistics.median(times)
 
 
+def _sample_model_layers() -> list[dict]:
+    """Per FC / conv / matmul layer of the tiny segmenter's frame on the M4 (SMLAD kernels)."""
+    from sdk.vision.mcu import QemuSegmenter, quantize_input, reference_logits, segmenter_image
+    from sdk.vision.scenes import cached_scenes, normalize_batch
+
+    from pathlib import Path
+
+    model = Path(__file__).resolve().parents[1] / "samples" / "seg" / "seg_tiny_mask.onnx"
+    tiny = segmenter_image(model)
+    images, _ = cached_scenes(2, 1, "test", 64)
+    xq = quantize_input(tiny, normalize_batch(images[:1]))
+    with QemuSegmenter(tiny) as dev:
+        got, total = dev(xq)
+        ops = dev.op_counts()
+    if not np.array_equal(got, reference_logits(tiny, xq)):
+        raise SystemExit("seg_tiny_mask: device output differs from the reference")
+    rows = []
+    for name, op, instr, macs in ops:
+        if op in _MAC_OPS and macs:
+            rows.append({"model": model.name, "layer": name, "op": op, "macs": int(macs),
+                         "instructions": instr, "instr_per_mac": instr / macs,
+                         "goal_ratio": instr / macs / GOAL_INSTR_PER_MAC})
+    rows.append({"model": model.name, "layer": "(whole frame)", "op": "", "macs":
+                 sum(r["macs"] for r in rows), "instructions": total})
+    return rows
+
+
 def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--quick", action="store_true", help="small layers, under a minute")
     ap.add_argument("--json", help="write the results as JSON")
+    ap.add_argument("--models", action="store_true",
+                    help="also list the sample model's layers (the default without --quick)")
     args = ap.parse_args(argv)
 
     from firmware_bridge.build import toolchain_missing
@@ -161,6 +200,7 @@ def main(argv: list[str] | None = None) -> int:
                 instr = statistics.median(counts)
                 rows.append({"layer": g.name, "kernel": kernel, "macs": macs,
                              "instructions": instr, "instr_per_mac": instr / macs,
+                             "goal_ratio": instr / macs / GOAL_INSTR_PER_MAC,
                              "image_bytes": len(packed.data)})
             ort_s = _ort_seconds(g, feeds, 20 if args.quick else 100)
             for r in rows[-2:]:
@@ -180,18 +220,32 @@ def main(argv: list[str] | None = None) -> int:
     print("Cortex-M4 firmware in QEMU mps2-an386, -icount shift=6"
           " (counts are instructions, not cycles)")
     hdr = (f"{'layer':<24}{'kernel':<8}{'MACs':>10}{'instr':>12}{'instr/MAC':>11}"
-           f"{'M4@25MHz ms':>13}{'ORT host ms':>13}{'M4/ORT':>9}")
+           f"{'÷goal':>7}{'M4@25MHz ms':>13}{'ORT host ms':>13}{'M4/ORT':>9}")
     print(hdr)
     print("-" * len(hdr))
     for r in rows:
         print(f"{r['layer']:<24}{r['kernel']:<8}{r['macs']:>10}{r['instructions']:>12.0f}"
-              f"{r['instr_per_mac']:>11.3f}{r['m4_est_s'] * 1e3:>13.3f}"
+              f"{r['instr_per_mac']:>11.3f}{r['goal_ratio']:>7.2f}{r['m4_est_s'] * 1e3:>13.3f}"
               f"{r['ort_host_s'] * 1e3:>13.4f}{r['m4_est_s'] / r['ort_host_s']:>9.0f}")
+    print(f"goal: <= {GOAL_INSTR_PER_MAC} instructions/MAC (÷goal <= 1.00); SMLAD layers "
+          f"meeting it: {sum(r['goal_ratio'] <= 1 for r in rows if r['kernel'] == 'smlad')} "
+          f"of {sum(r['kernel'] == 'smlad' for r in rows)}")
+    model_rows = _sample_model_layers() if args.models or not args.quick else []
+    if model_rows:
+        print(f"\nsample model {model_rows[0]['model']}, one frame, SMLAD kernels:")
+        print(f"{'layer':<48}{'op':<16}{'MACs':>10}{'instr':>12}{'instr/MAC':>11}{'÷goal':>7}")
+        for r in model_rows[:-1]:
+            print(f"{r['layer'][:47]:<48}{r['op']:<16}{r['macs']:>10}{r['instructions']:>12.0f}"
+                  f"{r['instr_per_mac']:>11.3f}{r['goal_ratio']:>7.2f}")
+        t = model_rows[-1]
+        print(f"{'(whole frame, all ops)':<64}{t['macs']:>10}{t['instructions']:>12.0f}")
     print(f"link: {link['throughput_kib_s']:.1f} KiB/s loading {nbytes} B of images; "
           f"round trip (HELLO) median {link['rtt_median_ms']:.2f} ms over {len(rtts)} runs")
     if args.json:
         with open(args.json, "w") as f:
-            json.dump({"layers": rows, "link": link, "icount_shift": 6}, f, indent=1)
+            json.dump({"layers": rows, "link": link, "icount_shift": 6,
+                       "goal_instr_per_mac": GOAL_INSTR_PER_MAC,
+                       "sample_model_layers": model_rows}, f, indent=1)
         print(f"wrote {args.json}")
     return 0
 
