@@ -73,6 +73,9 @@ _LAZY: dict[str, str] = {
     "KeywordSpotter": "sdk.runtime.keyword_spotter:KeywordSpotter",
     "StepResult": "sdk.runtime.streaming:StepResult",
     "StreamingSession": "sdk.runtime.streaming:StreamingSession",
+    # ahead-of-time modules (edge aot): built with numba.pycc, loaded without Numba
+    "build_aot": "sdk.aot:build",
+    "find_aot": "sdk.aot:find",
     # backends, partitioning, emulator mode
     "BACKENDS": "sdk.backends:BACKENDS",
     "Backend": "sdk.backends:Backend",

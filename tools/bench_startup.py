@@ -2,17 +2,21 @@
 """Whole-process start-up and peak memory: ``edge run`` against an equivalent ONNX Runtime
 script, and each runtime's peak RSS, every figure from a new process.
 
-* **process**: ``edge run MODEL.edge -i x.npy -o y.npz`` (a warm program cache: the compiled
-  program's machine code is on disk) against ``python ort_run.py MODEL.onnx x.npy y.npz``
-  (import onnxruntime, one session, one run, the outputs saved), and ``edge run`` with a cold
-  program cache (a fresh ``$EDGE_CACHE_DIR``: the interpreter runs, nothing compiles).
-  Rounds are interleaved; medians of wall time and of the child's CPU time. Goal (issue 16):
-  ``edge run`` within 2× of the ORT script.
+* **process**: ``edge run MODEL.edge -i x.npy -o y.npz`` on the bundle's ahead-of-time module
+  (``edge aot MODEL.edge``: native code that loads without Numba), and with a warm program
+  cache (the compiled program's machine code on disk, loaded through Numba), against
+  ``python ort_run.py MODEL.onnx x.npy y.npz`` (import onnxruntime, one session, one run, the
+  outputs saved), and ``edge run`` with a cold program cache (a fresh ``$EDGE_CACHE_DIR``: the
+  interpreter runs, nothing compiles). Rounds are interleaved; medians of wall time and of the
+  child's CPU time; each child's peak RSS (``VmHWM`` read by a wrapper just before it exits).
+  Goal (issue 16): ``edge run`` within 2× of the ORT script. The AOT build's own time is
+  reported too (a one-off, like a cold compile).
 * **first inference**: in a new process with the warm cache, import sdk → Session → first
   run → steady runs; the first run minus the steady run is what start-up adds (goal ≤ 0.3 s).
 * **peak RSS** (on unless ``--no-rss``): peak resident memory (``VmHWM``; ``ru_maxrss`` of a
   child keeps the parent's size across ``exec``) of a new process that loads
-  one runtime, builds the session and runs it 20 times: the SDK's compiled Session, ONNX
+  one runtime, builds the session and runs it 20 times: the SDK's AOT module
+  (``sdk.find_aot``) and its compiled Session, ONNX
   Runtime on the float model, LiteRT + XNNPACK on the integer ``.tflite`` (where the writer
   takes the graph), each beside a process that imports only NumPy (the floor).
 
@@ -59,6 +63,25 @@ y = s.run(None, {sys.argv[4]: x})
 np.savez(sys.argv[3], **{o.name: v for o, v in zip(s.get_outputs(), y)})
 """
 
+# runs a command line's module/script in this process, then prints its peak RSS (KiB) on
+# stderr's last line: the whole process's figure, interpreter start-up included
+PEAK = """
+import runpy, sys
+argv = sys.argv[1:]
+try:
+    if argv[0] == "-m":
+        sys.argv = [argv[1]] + argv[2:]
+        runpy.run_module(argv[1], run_name="__main__", alter_sys=True)
+    else:
+        sys.argv = ["-c"] + argv[2:]
+        exec(compile(argv[1], "<script>", "exec"), {"__name__": "__main__"})
+except SystemExit as exc:
+    if exc.code not in (None, 0):
+        raise
+hwm = [ln.split()[1] for ln in open("/proc/self/status") if ln.startswith("VmHWM:")]
+print("peak_rss_kib", hwm[0] if hwm else 0, file=sys.stderr)
+"""
+
 FIRST_RUN = """
 import json, sys, time
 t0, c0 = time.perf_counter(), time.process_time()
@@ -88,7 +111,15 @@ import resource, sys
 import numpy as np
 kind, path, xpath = sys.argv[1], sys.argv[2], sys.argv[3]
 x = np.load(xpath)
-if kind == "edge":
+if kind == "edge-aot":
+    import sdk
+    prog, why = sdk.find_aot(path)
+    if prog is None:
+        raise SystemExit(f"no valid AOT module: {why}")
+    name = prog.input_names[0]
+    run = lambda: prog.run({name: x})
+    info = "sdk.aot module (no Numba)"
+elif kind == "edge":
     import sdk
     s = sdk.Session(path, compiled=True)
     run = lambda: s.run({s.inputs[0].name: x})
@@ -125,6 +156,12 @@ print(hwm[0] if hwm else resource.getrusage(resource.RUSAGE_SELF).ru_maxrss, inf
 
 def _child(args: list[str], env: dict | None = None) -> tuple[float, float, str]:
     """(wall s, CPU s of the child, stdout) of one new process."""
+    wall, cpu, out, _ = _child_full(args, env)
+    return wall, cpu, out
+
+
+def _child_full(args: list[str], env: dict | None = None) -> tuple[float, float, str, str]:
+    """(wall s, CPU s of the child, stdout, stderr) of one new process."""
     r0 = resource.getrusage(resource.RUSAGE_CHILDREN)
     t0 = time.perf_counter()
     out = subprocess.run(args, env=env, cwd=ROOT, capture_output=True, text=True, check=False)
@@ -133,7 +170,12 @@ def _child(args: list[str], env: dict | None = None) -> tuple[float, float, str]
     if out.returncode:
         raise RuntimeError(f"{' '.join(args[:3])} failed: {out.stderr.strip()[-400:]}")
     cpu = (r1.ru_utime - r0.ru_utime) + (r1.ru_stime - r0.ru_stime)
-    return wall, cpu, out.stdout
+    return wall, cpu, out.stdout, out.stderr
+
+
+def _peak_kib(stderr: str) -> int:
+    line = [ln for ln in stderr.splitlines() if ln.startswith("peak_rss_kib ")]
+    return int(line[-1].split()[1]) if line else 0
 
 
 def prepare(work: Path, quick: bool) -> dict[str, dict]:
@@ -181,30 +223,41 @@ def bench_process(name: str, m: dict, work: Path, rounds: int) -> dict:
     fill = ("import sys, numpy as np, sdk; s = sdk.Session(sys.argv[1], compiled=True); "
             "s.run({s.inputs[0].name: np.load(sys.argv[2])}); print(s.executor)")
     _child([sys.executable, "-c", fill, str(m["edge"]), str(m["x"])], warm)
+    # the ahead-of-time module, in its own cache directory (the warm row must not find it)
+    aot_env = dict(warm, EDGE_CACHE_DIR=str(work / f"cache-aot-{m['edge'].stem}"))
+    build_wall, build_cpu, _ = _child([sys.executable, "-m", "sdk.cli.main", "aot",
+                                       str(m["edge"])], aot_env)
     edge_cli = [sys.executable, "-m", "sdk.cli.main", "run", str(m["edge"]), "-i", str(m["x"]),
                 "-o", str(work / "y_edge.npz")]
     ort = [sys.executable, "-c", ORT_SCRIPT, str(m["onnx"]), str(m["x"]),
            str(work / "y_ort.npz"), m["input"]]
-    runs = {"edge run (warm cache)": (edge_cli, warm), "ORT script": (ort, warm)}
-    t: dict[str, list[tuple[float, float]]] = {k: [] for k in runs}
+    runs = {"edge run (AOT module)": (edge_cli, aot_env),
+            "edge run (warm cache)": (edge_cli, warm), "ORT script": (ort, warm)}
+    t: dict[str, list[tuple[float, float, int]]] = {k: [] for k in runs}
     cold_t = []
     for r in range(rounds):
         for k, (cmd, env) in runs.items():
-            w, c, _ = _child(cmd, env)
-            t[k].append((w, c))
+            w, c, out, err = _child_full([sys.executable, "-c", PEAK] + cmd[1:], env)
+            if k == "edge run (AOT module)" and "ahead-of-time module" not in out:
+                raise RuntimeError(f"edge run did not use the AOT module: {err.strip()[-300:]}")
+            t[k].append((w, c, _peak_kib(err)))
         if r < 2:  # cold program cache: a fresh directory each time
             cold = dict(warm, EDGE_CACHE_DIR=str(work / f"cache-cold-{r}"))
-            w, c, _ = _child(edge_cli, cold)
-            cold_t.append((w, c))
-    row: dict = {"model": name, "process": {}}
+            w, c, _, err = _child_full([sys.executable, "-c", PEAK] + edge_cli[1:], cold)
+            cold_t.append((w, c, _peak_kib(err)))
+    row: dict = {"model": name, "process": {},
+                 "aot_build": {"wall_s": build_wall, "cpu_s": build_cpu}}
     for k, v in list(t.items()) + [("edge run (cold cache)", cold_t)]:
         row["process"][k] = {"wall_median_s": statistics.median(x[0] for x in v),
-                             "cpu_median_s": statistics.median(x[1] for x in v), "n": len(v)}
+                             "cpu_median_s": statistics.median(x[1] for x in v),
+                             "peak_rss_kib": max(x[2] for x in v), "n": len(v)}
     p = row["process"]
-    row["edge_over_ort_wall"] = (p["edge run (warm cache)"]["wall_median_s"]
-                                 / p["ORT script"]["wall_median_s"])
-    row["edge_over_ort_cpu"] = (p["edge run (warm cache)"]["cpu_median_s"]
-                                / p["ORT script"]["cpu_median_s"])
+    for key, label in (("edge_aot", "edge run (AOT module)"), ("edge", "edge run (warm cache)")):
+        row[f"{key}_over_ort_wall"] = (p[label]["wall_median_s"]
+                                       / p["ORT script"]["wall_median_s"])
+        row[f"{key}_over_ort_cpu"] = p[label]["cpu_median_s"] / p["ORT script"]["cpu_median_s"]
+        row[f"{key}_over_ort_rss"] = p[label]["peak_rss_kib"] / max(
+            p["ORT script"]["peak_rss_kib"], 1)
     firsts = []
     for _ in range(max(1, min(rounds, 3))):
         _, _, out = _child([sys.executable, "-c", FIRST_RUN, str(m["edge"]), str(m["x"])], warm)
@@ -219,15 +272,16 @@ def bench_process(name: str, m: dict, work: Path, rounds: int) -> dict:
 def bench_rss(name: str, m: dict) -> dict:
     env = dict(os.environ, NUMBA_NUM_THREADS="1", OMP_NUM_THREADS="1")
     row: dict = {"model": name, "rss_kib": {}, "notes": {}}
-    kinds = {"numpy only": ("none", m["x"]), "edge (compiled)": ("edge", m["edge"]),
-             "ort-float": ("ort-float", m["onnx"])}
+    aot_env = dict(env, EDGE_CACHE_DIR=str(m["edge"].parent / f"cache-aot-{m['edge'].stem}"))
+    kinds = {"numpy only": ("none", m["x"]), "edge (AOT module)": ("edge-aot", m["edge"]),
+             "edge (compiled)": ("edge", m["edge"]), "ort-float": ("ort-float", m["onnx"])}
     if m["tflite"] is not None:
         kinds["litert-xnnpack"] = ("litert-xnnpack", m["tflite"])
     else:
         row["notes"]["litert-xnnpack"] = f"no .tflite: {m['tflite_why']}"
     for label, (kind, path) in kinds.items():
         _, _, out = _child([sys.executable, "-c", RSS, kind, str(path), str(m["x"]),
-                            m["input"]], env)
+                            m["input"]], aot_env if kind == "edge-aot" else env)
         kib, info = out.strip().splitlines()[-1].split(" ", 1)
         row["rss_kib"][label] = int(kib)
         row["notes"][label] = info
@@ -253,14 +307,18 @@ def main(argv: list[str] | None = None) -> int:
     load_after = os.getloadavg()[0]
     print(f"new processes, {rounds} interleaved rounds, 1 thread; load average {load:.1f} -> "
           f"{load_after:.1f} on {os.cpu_count()} cores (shared machine: read the ratios)")
-    print(f"{'model':<26}{'process':<24}{'wall s':>9}{'CPU s':>9}")
+    print(f"{'model':<26}{'process':<24}{'wall s':>9}{'CPU s':>9}{'peak MiB':>10}")
     for r in rows:
         for k, v in r["process"].items():
-            print(f"{r['model'] if k.startswith('edge run (warm') else '':<26}{k:<24}"
-                  f"{v['wall_median_s']:>9.3f}{v['cpu_median_s']:>9.3f}")
+            print(f"{r['model'] if k.startswith('edge run (AOT') else '':<26}{k:<24}"
+                  f"{v['wall_median_s']:>9.3f}{v['cpu_median_s']:>9.3f}"
+                  f"{v['peak_rss_kib'] / 1024:>10.0f}")
         f = r["first_run"]
-        print(f"{'':<26}edge run / ORT script: {r['edge_over_ort_wall']:.2f}x wall, "
-              f"{r['edge_over_ort_cpu']:.2f}x CPU (goal <= 2)")
+        print(f"{'':<26}edge run (AOT) / ORT script: {r['edge_aot_over_ort_wall']:.2f}x wall, "
+              f"{r['edge_aot_over_ort_cpu']:.2f}x CPU, {r['edge_aot_over_ort_rss']:.2f}x peak "
+              f"RSS (goal <= 2); AOT build {r['aot_build']['cpu_s']:.1f} s CPU once")
+        print(f"{'':<26}edge run (warm cache) / ORT script: {r['edge_over_ort_wall']:.2f}x "
+              f"wall, {r['edge_over_ort_cpu']:.2f}x CPU, {r['edge_over_ort_rss']:.2f}x peak RSS")
         print(f"{'':<26}new process, warm cache: import sdk {f['import_s']:.2f} s "
               f"({f['import_cpu_s']:.2f} CPU), first run {f['first_run_s']:.3f} s "
               f"({f['first_run_cpu_s']:.3f} CPU), steady {f['steady_run_s'] * 1e3:.2f} ms; "
