@@ -114,3 +114,37 @@ def test_packed_fc_bit_exact_at_int32_extremes(device, shift_range, zp, lo, hi, 
         assert flag == fast
         got = DeviceModel(device, pack_image(g)).run({"x": x})["y"]
         assert np.array_equal(got, ref), f"{rows}x{k}->{n}: {np.count_nonzero(got != ref)} differ"
+
+
+@pytest.mark.parametrize("da,db,out", [("int16", "int8", "int8"), ("int8", "int8", "int16"),
+                                       ("uint8", "int16", "int16"), ("int8", "uint8", "int8")])
+def test_packed_matmul_operand_types(device, da, db, out):
+    """QMatMul on the SMLAD path (kernels_packed.c matmul_packed): 8-bit operands with any
+    zero point, int16 ones with zero point 0 (attention probabilities), int8/int16 outputs;
+    odd K and N, M not a multiple of 3, a broadcast batch; a nonzero int16 zero point takes
+    the generic loop. All bit-exact with sdk.kernels.linear.qmatmul."""
+    from sdk.kernels.linear import qmatmul
+
+    rng = np.random.default_rng([len(da), len(db), len(out)])
+    lo_hi = {"int8": (-128, 127), "uint8": (0, 255), "int16": (-32768, 32767)}
+    for m, k, n, zp16 in ((7, 5, 3, 0), (3, 64, 32, 0), (4, 9, 2, 3), (1, 1, 1, 0)):
+        def operand(dt, shape):
+            lo, hi = lo_hi[dt]
+            return rng.integers(lo, hi + 1, shape).astype(dt)
+        a, b = operand(da, (2, m, k)), operand(db, (k, n))
+        def zp(dt):
+            return zp16 if dt == "int16" else int(rng.integers(-128, 128))
+        m0, sh = (rng.integers(2**30, 2**31, n).astype(np.int32),
+                  rng.integers(-20, -8, n).astype(np.int32))
+        lo, hi = lo_hi[out]
+        attrs = {"a_zp": zp(da), "b_zp": zp(db), "m0": m0, "shift": sh,
+                 "out_zp": int(rng.integers(-5, 5)), "act_min": lo, "act_max": hi, "dtype": out}
+        ref = qmatmul(a, b, **attrs)
+        g = Graph("mm")
+        g.add_tensor(Tensor("a", da, a.shape))
+        g.add_tensor(Tensor("b", db, b.shape))
+        g.add_tensor(Tensor("y", out, ref.shape))
+        g.add_node("QMatMul", ["a", "b"], ["y"], **attrs)
+        g.inputs, g.outputs = ["a", "b"], ["y"]
+        got = DeviceModel(device, pack_image(g)).run({"a": a, "b": b})["y"]
+        assert np.array_equal(got, ref), f"{(m, k, n)}: {np.count_nonzero(got != ref)} differ"

@@ -92,6 +92,7 @@ int k_gather(tensor_t **in, tensor_t **out, const int32_t *p, uint32_t n);
 int k_kv_cache_write(tensor_t **in, tensor_t **out, const int32_t *p, uint32_t n);
 int k_causal_mask(tensor_t **in, tensor_t **out, const int32_t *p, uint32_t n);
 int matmul_typed(tensor_t **in, tensor_t **out, const int32_t *p);  /* k_matmul fast path */
+int matmul_packed(tensor_t **in, tensor_t **out, const int32_t *p);  /* int8 x int8, SMLAD */
 /* early exit (kernels_exit.c): a rule that fires sets exit_fired; model.c stops there */
 extern int exit_fired;
 int k_exit_margin(tensor_t **in, tensor_t **out, const int32_t *p, uint32_t n);

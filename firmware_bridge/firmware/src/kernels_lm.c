@@ -59,6 +59,7 @@ KERNEL int k_causal_mask(tensor_t **in, tensor_t **out, const int32_t *p, uint32
   }
 
 int matmul_typed(tensor_t **in, tensor_t **out, const int32_t *p) {
+  if (matmul_packed(in, out, p)) return 1;  /* int8 x int8: SMLAD blocks, kernels_packed.c */
   uint8_t da = in[0]->dtype, db = in[1]->dtype;
   int32_t azp = p[4], bzp = p[5];
   /* zero points within +-2^15: every difference fits 32 bits, as in the int64 loop */

@@ -301,7 +301,7 @@ static void gemm_cols3(const uint32_t *x3, uint32_t kp, const int16_t *wp, const
          *o2 = (int8_t *)out->data + out_index[2];
   for (uint32_t j = 0; j < N; j += 2, w += nkp * 2u) {
     uint32_t nrows = N - j < 2 ? 1u : 2u;
-    int32_t b0 = bias[j], b1 = nrows > 1 ? bias[j + 1] : 0;
+    int32_t b0 = bias ? bias[j] : 0, b1 = bias && nrows > 1 ? bias[j + 1] : 0;
     int32_t acc[6] = {b0, b1, b0, b1, b0, b1};
     gemm_2x3(x3, w, counts, acc);
     if (quick && full) {   /* int8 out, 32-bit requantization, no activation clamp */
@@ -319,6 +319,15 @@ static void gemm_cols3(const uint32_t *x3, uint32_t kp, const int16_t *wp, const
         o0[i] = (int8_t)rq_row(acc[r], m, e, half, zp, lo, hi);
         o1[i] = (int8_t)rq_row(acc[2 + r], m, e, half, zp, lo, hi);
         o2[i] = (int8_t)rq_row(acc[4 + r], m, e, half, zp, lo, hi);
+      }
+    } else if (fast && out->dtype == 2 && ncols == 3) {   /* int16 out (attention scores) */
+      for (uint32_t r = 0; r < nrows; r++) {
+        int32_t m = m0[j + r], e = -sh[j + r], half = (int32_t)(1u << (e - 1));
+        uint32_t i = (j + r) * out_stride;
+        int16_t *d = (int16_t *)out->data;
+        d[out_index[0] + i] = (int16_t)rq_row(acc[r], m, e, half, zp, lo, hi);
+        d[out_index[1] + i] = (int16_t)rq_row(acc[2 + r], m, e, half, zp, lo, hi);
+        d[out_index[2] + i] = (int16_t)rq_row(acc[4 + r], m, e, half, zp, lo, hi);
       }
     } else {
       store_block(acc, ncols, nrows, j, m0, sh, q, fast, out, out_index, out_stride);
@@ -473,4 +482,100 @@ KERNEL int k_conv2d_packed(tensor_t **in, tensor_t **out, const int32_t *p, uint
                  (uint32_t)npix);
     }
   return 0;
+}
+
+
+/* 1 when requant_fast equals requantize32 for every channel (op_encoders._fast_requant) */
+static int fast_requant_ok(const int32_t *m0, const int32_t *sh, uint32_t n, int32_t zp,
+                           int32_t hi) {
+  for (uint32_t i = 0; i < n; i++)
+    if (sh[i] > -1 || sh[i] < -31 || m0[i] == INT32_MIN ||
+        ((int64_t)1 << (31 + sh[i])) - 1 + zp < hi)
+      return 0;
+  return 1;
+}
+
+/* MATMUL of 8-bit (or zero-point-0 int16) operands (attention: Q.K^T, probabilities.V),
+   called by matmul_typed.
+   Per batch: B - b_zp is widened once into the row-pair layout of the packed weights (columns
+   of B as "rows", int16, zero-padded to even K and N), A - a_zp three rows at a time into the
+   interleaved layout, and gemm_2x3 does the products: the same int32-wrapped sums as the
+   reference's int64 accumulator once requantize wraps it (zero points within +-32000 keep
+   every difference in int16). Returns 1 when it ran, 0 when the operands do not fit.
+   p: B, M, K, N, a_zp, b_zp, out_zp, act_min, act_max */
+/* element i of an int8 / uint8 / int16 operand */
+static inline int32_t ld8_16(const uint8_t *base, uint8_t dt, uint32_t i) {
+  return dt == 0 ? ((const int8_t *)base)[i] : dt == 1 ? base[i] : ((const int16_t *)base)[i];
+}
+
+int matmul_packed(tensor_t **in, tensor_t **out, const int32_t *p) {
+  uint8_t da = in[0]->dtype, db = in[1]->dtype;
+  uint32_t B = (uint32_t)p[0], M = (uint32_t)p[1], K = (uint32_t)p[2], N = (uint32_t)p[3];
+  int32_t azp = p[4], bzp = p[5];
+  /* every difference x - zp must fit int16: 8-bit operands with |zp| <= 32000, int16 ones
+     with zp 0 */
+  int a_ok = da <= 1 ? azp >= -32000 && azp <= 32000 : da == 2 && azp == 0;
+  int b_ok = db <= 1 ? bzp >= -32000 && bzp <= 32000 : db == 2 && bzp == 0;
+  uint32_t Kp = (K + 1u) & ~1u, N2 = (N + 1u) & ~1u;
+  if (!a_ok || !b_ok || K == 0 || Kp > SCRATCH_HALFWORDS || (uint64_t)N2 * Kp > PADDED_HALFWORDS)
+    return 0;
+  const int32_t *m0 = (const int32_t *)in[2]->data, *sh = (const int32_t *)in[3]->data;
+  const int32_t *off = (const int32_t *)in[4]->data;
+  const int32_t *q = p + 6;
+  int fast = fast_requant_ok(m0, sh, N, q[0], q[2]);
+  uint32_t *x32 = (uint32_t *)scratch;
+  uint32_t ea = da == 2 ? 2u : 1u, eb = db == 2 ? 2u : 1u;
+  for (uint32_t b = 0; b < B; b++) {
+    const uint8_t *A = in[0]->data + (size_t)off[2 * b] * ea;
+    const uint8_t *Bm = in[1]->data + (size_t)off[2 * b + 1] * eb;
+    for (uint32_t n = 0; n < N2; n++) {         /* column n of B -> row n of the packed block */
+      int16_t *d = padded + (n / 2u) * Kp * 2u + (n & 1u) * 2u;
+      if (n >= N) {
+        for (uint32_t k = 0; k < Kp; k++) d[(k / 2u) * 4u + (k & 1u)] = 0;
+        continue;
+      }
+      uint32_t k = 0;
+      if (db == 0) {
+        const int8_t *col = (const int8_t *)Bm + n;
+        for (; k + 2 <= K; k += 2, d += 4, col += 2 * N) {
+          d[0] = (int16_t)(col[0] - bzp);
+          d[1] = (int16_t)(col[N] - bzp);
+        }
+      }
+      for (; k + 2 <= K; k += 2, d += 4) {
+        d[0] = (int16_t)(ld8_16(Bm, db, k * N + n) - bzp);
+        d[1] = (int16_t)(ld8_16(Bm, db, (k + 1) * N + n) - bzp);
+      }
+      if (k < K) { d[0] = (int16_t)(ld8_16(Bm, db, k * N + n) - bzp); d[1] = 0; }
+    }
+    for (uint32_t m = 0; m < M; m += 3) {
+      uint32_t ncols = M - m < 3 ? M - m : 3u, idx[3];
+      for (uint32_t c = 0; c < 3; c++) {
+        uint32_t row = m + (c < ncols ? c : ncols - 1);
+        int16_t *d = scratch + c * 2u;
+        uint32_t k = 0;
+        if (da == 0) {
+          const int8_t *a = (const int8_t *)A + row * K;
+          for (; k + 2 <= K; k += 2, d += 6) {
+            d[0] = (int16_t)(a[k] - azp);
+            d[1] = (int16_t)(a[k + 1] - azp);
+          }
+        } else if (da == 2) {   /* zp 0: the row as it is */
+          const int16_t *a = (const int16_t *)A + row * K;
+          for (; k + 2 <= K; k += 2, d += 6) {
+            d[0] = a[k];
+            d[1] = a[k + 1];
+          }
+        }
+        for (; k + 2 <= K; k += 2, d += 6) {
+          d[0] = (int16_t)(ld8_16(A, da, row * K + k) - azp);
+          d[1] = (int16_t)(ld8_16(A, da, row * K + k + 1) - azp);
+        }
+        if (k < K) { d[0] = (int16_t)(ld8_16(A, da, row * K + k) - azp); d[1] = 0; }
+        idx[c] = (b * M + row) * N;
+      }
+      gemm_cols3(x32, Kp, padded, 0, m0, sh, N, q, fast, out[0], idx, ncols, 1);
+    }
+  }
+  return 1;
 }
