@@ -12,9 +12,10 @@ Outputs are checked before timing: the GEMM must equal ORT's bit for bit, the co
 within 1 LSB (ORT requantizes with a float scale). Printed: medians, GOPS (2·MACs/s) and
 Numba/ORT speed ratios (> 1 means Numba is faster).
 
-Then, on a CPU with AVX-512 VNNI, the int8 dot-product peak of the core is measured (16
-independent ``vpdpbusd`` chains in registers) and the u8×s8 VNNI GEMM kernel
-(sdk/kernels/fast/vnni.py) is timed on the same shapes beside the portable int16 kernel;
+Then, on a CPU with AVX-512 VNNI (or an ARMv8.2 dot-product core), the int8 dot-product peak
+of the core is measured (16 independent ``vpdpbusd`` / ``sdot`` chains in registers) and the
+dot-product GEMM kernel (sdk/kernels/fast/vnni.py u8×s8, sdk/kernels/fast/armdot.py s8×s8)
+is timed on the same shapes beside the portable int16 kernel;
 printed as GOPS and as the fraction of the measured peak. These two use the CPU time of this
 process (the machine is shared: wall time would count other processes' slices).
 
@@ -191,47 +192,65 @@ def cpu_median(fn: Callable[[], object], budget_s: float, min_runs: int) -> tupl
     return float(np.median(cpu)), float(np.median(wall))
 
 
+def _dot_path() -> str | None:
+    """The dot-product kernel this CPU runs: "vnni", "sdot" or None (the int16 path)."""
+    return "vnni" if fvnni.HAS_VNNI else ("sdot" if farm.HAS_SDOT else None)
+
+
 def bench_dot_product_peak(budget: float) -> dict:
     """The int8 dot-product peak of this core, measured: rounds of 16 independent
-    ``vpdpbusd`` (64 u8×s8 MACs each) in registers; GOPS = 2·MACs / time."""
-    if not fvnni.HAS_VNNI:
+    ``vpdpbusd`` (64 u8×s8 MACs each) or ``sdot`` (16 s8×s8 MACs each) in registers;
+    GOPS = 2·MACs / time."""
+    path = _dot_path()
+    if path is None:
         return {"path": fvnni.gemm_path(), "peak_gops_cpu": None, "peak_gops_wall": None}
+    loop, macs = (fvnni.peak_loop, 64) if path == "vnni" else (farm.peak_loop, 16)
     out = np.zeros(16, np.int32)
     rounds = 2_000_000
-    fvnni.peak_loop(10, out)
+    loop(10, out)
     best_cpu = best_wall = 0.0
     start = time.perf_counter()
     while time.perf_counter() - start < max(budget, 0.5):
         c0, w0 = time.process_time(), time.perf_counter()
-        fvnni.peak_loop(rounds, out)
+        loop(rounds, out)
         c, w = time.process_time() - c0, time.perf_counter() - w0
-        ops = rounds * 16 * 64 * 2
+        ops = rounds * 16 * macs * 2
         best_cpu, best_wall = max(best_cpu, ops / max(c, 1e-9)), max(best_wall, ops / w)
     return {"path": fvnni.gemm_path(), "peak_gops_cpu": best_cpu / 1e9,
             "peak_gops_wall": best_wall / 1e9}
 
 
 def bench_vnni_gemm(name, m, k, n, rng, budget, min_runs, peak) -> dict | None:
-    """The VNNI GEMM kernel (operands packed once, as a compiled program holds its weights)
-    and the portable int16 kernel on the same product, one thread, CPU time."""
-    if not fvnni.HAS_VNNI:
+    """The dot-product GEMM kernel (VNNI, or ``sdot`` on an ARM dot-product core; operands
+    packed once, as a compiled program holds its weights) and the portable int16 kernel on the
+    same product, one thread, CPU time. Keys ``vnni_*`` hold the dot-product kernel's times
+    whichever it is (``path`` says)."""
+    path = _dot_path()
+    if path is None:
         return None
 
     a = rng.integers(-128, 128, (m, k), dtype=np.int8)
     w = rng.integers(-128, 128, (n, k), dtype=np.int8)
-    kp = fvnni.padded_depth(k)
-    au, ws = fvnni.pack_u8(a, kp), fvnni.pack_s8(w, kp)
     c = np.empty((m, n), np.int32)
-    want = (a.astype(np.int64) + 128) @ w.astype(np.int64).T
-    fvnni.gemm_u8s8(au, ws, c)
+    if path == "vnni":
+        kp = fvnni.padded_depth(k)
+        au, ws = fvnni.pack_u8(a, kp), fvnni.pack_s8(w, kp)
+        want = (a.astype(np.int64) + 128) @ w.astype(np.int64).T
+        kernel = fvnni.gemm_u8s8
+    else:
+        kp = farm.padded_depth(k)
+        au, ws = farm.pack_s8(a, np.int32(0), kp), farm.pack_weights(w, kp)
+        want = a.astype(np.int64) @ w.astype(np.int64).T
+        kernel = farm.gemm_s8s8
+    kernel(au, ws, c)
     if not np.array_equal(c, want.astype(np.int32)):
-        raise SystemExit(f"{name}: VNNI GEMM differs from the int64 product")
+        raise SystemExit(f"{name}: {path} GEMM differs from the int64 product")
     k16 = fgemm.padded_depth(k)
     a16, w16 = fgemm.pack_rows(a, np.int64(0), k16), fgemm.pack_rows(w, np.int64(0), k16)
     c16 = np.empty((m, n), np.int32)
-    row = {"case": name, "ops": 2 * m * k * n}
+    row = {"case": name, "ops": 2 * m * k * n, "path": path}
     row["vnni_cpu_s"], row["vnni_wall_s"] = cpu_median(
-        lambda: fvnni.gemm_u8s8(au, ws, c), budget, min_runs)
+        lambda: kernel(au, ws, c), budget, min_runs)
     if m >= 4:
         row["int16_cpu_s"], row["int16_wall_s"] = cpu_median(
             lambda: fgemm.gemm_nt(a16, w16, c16), budget, min_runs)
@@ -368,11 +387,12 @@ def main() -> None:
                          for name, shape in GEMMS.items()) if r is not None]
     print(f"\nint8 dot-product path: {peak['path']}")
     if peak["peak_gops_cpu"]:
-        print(f"measured peak of this core (16 independent vpdpbusd chains): "
+        print(f"measured peak of this core (16 independent {_dot_path()} chains): "
               f"{peak['peak_gops_cpu']:.0f} GOPS per CPU-second of this process "
               f"({peak['peak_gops_wall']:.0f} GOPS wall; the machine is shared)")
-        print(f"{'case':<20} {'vnni':>10} {'GOPS':>7} {'of peak':>8} {'int16':>10} "
-              f"{'vnni/int16':>10}")
+        dp = _dot_path()
+        print(f"{'case':<20} {dp:>10} {'GOPS':>7} {'of peak':>8} {'int16':>10} "
+              f"{dp + '/int16':>10}")
         for r in vrows:
             i16 = r.get("int16_cpu_s")
             print(f"{r['case']:<20} {r['vnni_cpu_s'] * 1e3:8.3f}ms {r['vnni_gops_cpu']:7.1f} "
@@ -381,7 +401,7 @@ def main() -> None:
                      f"{'-':>10} {'-':>10}"))
         print("CPU time per call (one thread, packed operands); of peak = GOPS / measured peak")
     else:
-        print("no u8×s8 dot-product instruction on this CPU: the portable int16 path runs")
+        print("no int8 dot-product instruction (VNNI, sdot) on this CPU: the portable int16 path runs")
     threads = bench_threads(THREAD_SIZES_QUICK if args.quick else THREAD_SIZES, rng, budget,
                             min_runs)
     print_threads(threads)

@@ -166,6 +166,11 @@ if armdot.HAS_SDOT:
     if not np.array_equal(armdot.matmul_nt(a, w, -128), matmul_int32(a, w.T, -128, 0)):
         res["mismatches"].append("wrap")
     res["kernel_s"] = round(time.time() - t0, 1)
+    out = np.zeros(4, np.int32)  # bench_kernels' peak loop: 16 sdot chains, 100 rounds
+    armdot.peak_loop(100, out)
+    av = np.array([(3 * t + 1) % 127 for t in range(16)]).reshape(4, 4)
+    bv = np.array([(5 * t + 2) % 127 - 60 for t in range(16)]).reshape(4, 4)
+    res["peak_loop_exact"] = bool(np.array_equal(out, 120 + 16 * 100 * (av * bv).sum(axis=1)))
     from sdk.backends import sample_graphs as sg
     from sdk.ops.codegen import CompiledProgram
     from sdk.ops.interpreter import Interpreter
@@ -221,4 +226,4 @@ def test_sdot_gemm_on_an_emulated_dotprod_core_is_bit_exact_and_a72_keeps_the_po
     print(f"qemu -cpu max: {mx}")
     assert mx["has_sdot"] and mx["path"].startswith("sdot")
     assert mx["cases"] == 6 * 5 * 2 * 2 + 1 and mx["mismatches"] == []
-    assert mx["program_sdot"] and mx["program_equal"]
+    assert mx["program_sdot"] and mx["program_equal"] and mx["peak_loop_exact"]

@@ -261,3 +261,39 @@ def matmul_nt(a: np.ndarray, w: np.ndarray, a_zp: int, parallel: bool = False) -
     wsum = w.astype(np.int64).sum(axis=1)
     return (c.astype(np.int64) - (int(a_zp) - off) * wsum[None, :]).astype(np.int32)
 
+
+
+@njit(cache=True)
+def peak_loop(n, out):  # pragma: no cover - compiled
+    """``n`` rounds of 16 independent ``sdot`` (the throughput bound: 2·16·16 int8 ops a
+    round); the accumulators are stored to ``out`` (int32, 4 lanes) so nothing is optimized
+    away. Only on a CPU with the dot-product extension."""
+    _peak(n, out)
+
+
+@intrinsic
+def _peak(typingctx, n, out):  # pragma: no cover - compiled
+    sig = types.void(n, out)
+
+    def codegen(context, builder, signature, args):
+        oo = cgutils.create_struct_proxy(signature.args[1])(context, builder, value=args[1])
+        i32 = ir.IntType(32)
+        v4 = ir.VectorType(i32, 4)
+        v16b = ir.VectorType(ir.IntType(8), 16)
+        _with_dotprod(context, builder.function)
+        dp = cgutils.get_or_insert_function(builder.module,
+                                            ir.FunctionType(v4, [v4, v16b, v16b]), SDOT)
+        a = ir.Constant(v16b, [(3 * t + 1) % 127 for t in range(16)])
+        b = ir.Constant(v16b, [(5 * t + 2) % 127 - 60 for t in range(16)])
+        acc = [cgutils.alloca_once_value(builder, ir.Constant(v4, [t] * 4)) for t in range(16)]
+        with cgutils.for_range(builder, args[0]):
+            vals = [builder.load(p) for p in acc]
+            for p, v in zip(acc, vals):
+                builder.store(builder.call(dp, [v, a, b]), p)
+        total = builder.load(acc[0])
+        for p in acc[1:]:
+            total = builder.add(total, builder.load(p))
+        builder.store(total, builder.bitcast(oo.data, v4.as_pointer()), align=4)
+        return context.get_dummy_value()
+
+    return sig, codegen
