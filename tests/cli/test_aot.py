@@ -151,3 +151,22 @@ def test_inputs_the_module_does_not_take_give_the_sessions_answer(built, tmp_pat
         ref = _edge(capsys, "run", built / "cnn.edge", "-i", tmp_path / f"{name}.npy",
                     "--no-aot")
         assert got[0] != 0 and got == ref, (name, got, ref)
+
+
+def test_a_module_that_does_not_load_is_refused_in_one_line(built, tmp_path, capsys):
+    model = _copy_with(built, tmp_path)
+    so = next(p for p in aot.beside(model).iterdir() if p.name.startswith("edge_aot_"))
+    so.write_bytes(b"\x7fELF not a module")
+    rc, out, err = _edge(capsys, "run", model, "-i", built / "in.npy")
+    assert rc == 0 and "(integer kernels)" in out, err
+    lines = [ln for ln in err.splitlines() if ln.strip()]
+    assert len(lines) == 1 and "cannot load (ImportError" in lines[0], err
+
+
+def test_edge_aot_refuses_what_is_not_a_bundle_in_one_line(built, tmp_path, capsys):
+    for args in (["aot", built / "cnn.onnx"], ["aot", tmp_path / "missing.edge"],
+                 ["aot", built / "cnn.edge", "--beside", "--out", tmp_path]):
+        rc, out, err = _edge(capsys, *args)
+        lines = [ln for ln in err.splitlines() if ln.strip()]
+        assert rc != 0 and len(lines) == 1 and "Traceback" not in err, (args, err)
+    assert not any(tmp_path.iterdir())  # nothing written
