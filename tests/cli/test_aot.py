@@ -166,7 +166,7 @@ def test_a_module_that_does_not_load_is_refused_in_one_line(built, tmp_path, cap
 def test_edge_aot_refuses_what_is_not_a_bundle_in_one_line(built, tmp_path, capsys):
     for args in (["aot", built / "cnn.onnx"], ["aot", tmp_path / "missing.edge"],
                  ["aot", built / "cnn.edge", "--beside", "--out", tmp_path]):
-        rc, out, err = _edge(capsys, *args)
+        rc, _, err = _edge(capsys, *args)
         lines = [ln for ln in err.splitlines() if ln.strip()]
         assert rc != 0 and len(lines) == 1 and "Traceback" not in err, (args, err)
     assert not any(tmp_path.iterdir())  # nothing written
