@@ -517,7 +517,9 @@ int matmul_packed(tensor_t **in, tensor_t **out, const int32_t *p) {
   int a_ok = da <= 1 ? azp >= -32000 && azp <= 32000 : da == 2 && azp == 0;
   int b_ok = db <= 1 ? bzp >= -32000 && bzp <= 32000 : db == 2 && bzp == 0;
   uint32_t Kp = (K + 1u) & ~1u, N2 = (N + 1u) & ~1u;
-  if (!a_ok || !b_ok || K == 0 || Kp > SCRATCH_HALFWORDS || (uint64_t)N2 * Kp > PADDED_HALFWORDS)
+  /* M < 3 (a decoder step's single query): widening B costs more than the blocks save */
+  if (!a_ok || !b_ok || K == 0 || M < 3 || Kp > SCRATCH_HALFWORDS ||
+      (uint64_t)N2 * Kp > PADDED_HALFWORDS)
     return 0;
   const int32_t *m0 = (const int32_t *)in[2]->data, *sh = (const int32_t *)in[3]->data;
   const int32_t *off = (const int32_t *)in[4]->data;
