@@ -16,7 +16,8 @@ from sdk.errors import ModelFormatError
               help="write MODEL.edge.aot/ next to the bundle (to ship with it to a board of "
                    "the same CPU, Python and NumPy) instead of the program cache")
 @click.option("--out", "out_dir", type=click.Path(file_okay=False),
-              help="write the module directory here")
+              help="write the module directory here (`edge run` looks only in "
+                   "MODEL.edge.aot/ and the cache: move it to one of those)")
 @click.option("--check", is_flag=True,
               help="build nothing: say whether `edge run` finds a valid module, or why not")
 def command(model: str, beside: bool, out_dir: str | None, check: bool) -> None:
