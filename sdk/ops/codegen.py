@@ -139,6 +139,11 @@ class _Generator:
         self.results: set[str] = set()
         self.scalars: set[str] = set()
         self._k = 0
+        # outputs of a Transpose of the last two axes / a Concat of one tensor with itself, not
+        # written yet: a QMatMul reads their source in place (transposed rows, a batch index
+        # map); any other consumer writes them out first (``arg``). tensor -> (kind, source, ...)
+        self.lazy: dict[str, tuple] = {}
+        self._lazy_emit: dict[str, Any] = {}
         for r in self.reads:
             if r not in graph.tensors:
                 raise Unsupported(f"no tensor {r!r}")
@@ -189,6 +194,8 @@ class _Generator:
         """The expression of an operand (fed, constant or produced)."""
         if not name:
             raise Unsupported("an omitted operand where one is needed")
+        if name in self._lazy_emit:  # a deferred Transpose/Concat: written out here
+            self._lazy_emit.pop(name)()
         if name in self.names:
             return self.names[name]
         if name in self.const:
@@ -433,7 +440,10 @@ class _Generator:
         nb_b = int(np.prod(batch_b, dtype=np.int64))
         if not (batch_a == batch_b or nb_b == 1):
             raise Unsupported("broadcast batch dimensions")
-        ae, be = self._int_input(a), self._int_input(b)
+        bsrc, b_t, bmap = self._matmul_operand(b)
+        if bmap is not None and nb_b != nb_a:
+            bsrc, b_t, bmap = b, False, None  # written out (arg) and read as it is
+        ae, be = self._int_input(a), self._int_input(bsrc)
         dt, m0, sh, zp, lo, hi = self._requant(p, n)
         za, zb = int(p.get("a_zp", 0)), int(p.get("b_zp", 0))
         out = self.out(node, dt, batch_a + (m, n))
@@ -445,14 +455,25 @@ class _Generator:
         packed = m >= _GEMM_ROWS and fits16(a, za) and fits16(b, zb)
         kp = padded_depth(k)
         a3 = f"{ae}.reshape(({nb_a}, {m}, {k}))"
-        b3 = f"{be}.reshape(({nb_b}, {k}, {n}))"
+        nb_src = int(np.prod(self.shape(bsrc)[:-2], dtype=np.int64))
+        b3 = f"{be}.reshape(({nb_src}, {n}, {k}))" if b_t else \
+            f"{be}.reshape(({nb_src}, {k}, {n}))"
         o3 = f"{out}.reshape(({nb_a}, {m}, {n}))"
         acc = self._fresh("acc")
         bi = self._fresh("bi")
         self.line(f"{acc} = np.empty(({m}, {n}), np.int32)")
-        bsel = f"{b3}[{bi}]" if nb_b > 1 else f"{b3}[0]"
+        if bmap is not None:
+            bsel = f"{b3}[{self.weight(bmap)}[{bi}]]"
+        else:
+            bsel = f"{b3}[{bi}]" if nb_b > 1 else f"{b3}[0]"
         self.line(f"for {bi} in range({nb_a}):")
-        if packed:
+        if b_t:  # Bᵀ rows in place: the transposed copy is not made
+            if packed:
+                self.line(f"    gemm_nt{self._gemm_mt(m, n, k)}(pack_rows({a3}[{bi}], "
+                          f"{_i(za)}, {kp}), pack_rows({bsel}, {_i(zb)}, {kp}), {acc})")
+            else:
+                self.line(f"    gemm_rows_nt({a3}[{bi}], {bsel}, {_i(za)}, {_i(zb)}, {acc})")
+        elif packed:
             self.line(f"    gemm_nt{self._gemm_mt(m, n, k)}(pack_rows({a3}[{bi}], {_i(za)}, "
                       f"{kp}), pack_cols({bsel}, {_i(zb)}, {kp}), {acc})")
         else:
@@ -504,16 +525,29 @@ class _Generator:
             w[k * og:(k + 1) * og].transpose(0, 2, 3, 1)).reshape(og, depth), kp))
             for k in range(g.group)]
         xh, cols = self._fresh("xh"), self._fresh("cols")
-        self.line(f"{xh} = np.empty(({g.h}, {g.w}, {cg}), np.int16)")
-        self.line(f"{cols} = np.zeros(({pix}, {kp}), np.int16)")
+        pointwise = (g.kh, g.kw, sh_, sw) == (1, 1, 1, 1) and not any(g.pads)
+        # a 1×1 stride-1 unpadded conv: the channel-last image, padded to kp channels, is the
+        # im2col matrix itself. Otherwise the image goes into a zero-bordered buffer large
+        # enough for every tap, so im2col copies runs with no bounds checks
+        pb = max(0, (g.oh - 1) * sh_ + (g.kh - 1) * dh - pt + 1 - g.h)
+        pr = max(0, (g.ow - 1) * sw + (g.kw - 1) * dw - pl + 1 - g.w)
+        if pointwise:
+            self.line(f"{cols} = np.zeros(({g.h}, {g.w}, {kp}), np.int16)")
+        else:
+            self.line(f"{xh} = np.zeros(({g.h + pt + pb}, {g.w + pl + pr}, {cg}), np.int16)")
+            self.line(f"{cols} = np.zeros(({pix}, {kp}), np.int16)")
         self.line(f"{acc} = np.empty(({g.o}, {pix}), np.int32)")
         self.line(f"for {nb} in range({g.n}):")
         for k in range(g.group):
-            self.line(f"    to_hwc({xe}[{nb}], {_i(x_zp)}, {k * cg}, {cg}, {xh})")
-            self.line(f"    im2col({xh}, {g.kh}, {g.kw}, {sh_}, {sw}, {pt}, {pl}, {dh}, {dw}, "
-                      f"{g.oh}, {g.ow}, {cols})")
-            self.line(f"    gemm_nt{self._gemm_mt(og, pix, depth)}({packs[k]}, {cols}, "
-                      f"{acc}[{k * og}:{(k + 1) * og}])")
+            if pointwise:
+                self.line(f"    to_hwc_at({xe}[{nb}], {_i(x_zp)}, {k * cg}, {cg}, 0, 0, {cols})")
+            else:
+                self.line(f"    to_hwc_at({xe}[{nb}], {_i(x_zp)}, {k * cg}, {cg}, {pt}, {pl}, "
+                          f"{xh})")
+                self.line(f"    im2col_padded({xh}, {g.kh}, {g.kw}, {sh_}, {sw}, {dh}, {dw}, "
+                          f"{g.oh}, {g.ow}, {cols})")
+            self.line(f"    gemm_nt{self._gemm_mt(og, pix, depth)}({packs[k]}, "
+                      f"{cols}.reshape(({pix}, {kp})), {acc}[{k * og}:{(k + 1) * og}])")
         self.line(f"    requant_rows({acc}, {b}, {m0}, {sh}, {zp}, {lo}, {hi}, "
                   f"{o4}[{nb}].reshape(({g.o}, {pix})))")
 
@@ -571,30 +605,43 @@ class _Generator:
                         False, out_shape=self.shape(out_name))
 
     # -- element-wise ----------------------------------------------------------------------
-    def _binary(self, node: Node) -> tuple[str, str, tuple[int, ...]]:
+    def _binary(self, node: Node, tiles: bool = False
+                ) -> tuple[str, str, tuple[int, ...]] | tuple[str, str, tuple[int, ...], int]:
+        """Both operands flat over the output's shape. ``tiles``: a fed/produced operand B
+        that only repeats a trailing block of the output (e.g. [1, 1, 1, C] against
+        [1, H, T, C]) stays as it is and the period (its size) comes fourth, 0 when B is
+        not such a tile (or is full size)."""
         shape = self.shape(node.outputs[0])
-        flats = []
-        for name in node.inputs[:2]:
-            if name in self.const:
-                arr = np.asarray(self.const[name])
-                if arr.dtype.name not in _INTS:
-                    raise Unsupported("a non-integer constant operand")
-                flats.append(self.weight(np.broadcast_to(arr, shape).reshape(-1)))
-                continue
-            e = self._int_input(name)
-            s = self.shape(name)
-            if s == shape:
-                flats.append(f"{e}.reshape(-1)")
-            else:
-                np.broadcast_shapes(s, shape)
-                flats.append(f"np.ascontiguousarray(np.broadcast_to({e}, {_tup(shape)}))"
-                             ".reshape(-1)")
-        return flats[0], flats[1], shape
+        if tiles and node.inputs[1] not in self.const:
+            b = node.inputs[1]
+            bs = self.shape(b)
+            pad = (1,) * (len(shape) - len(bs)) + bs
+            j = next((i for i, d in enumerate(pad) if d != 1), len(pad))
+            if len(bs) <= len(shape) and pad != shape and pad[j:] == shape[j:]:
+                fa = self._binary_one(node.inputs[0], shape)
+                return fa, f"{self._int_input(b)}.reshape(-1)", shape, \
+                    int(np.prod(bs, dtype=np.int64))
+        flats = [self._binary_one(name, shape) for name in node.inputs[:2]]
+        return (flats[0], flats[1], shape, 0) if tiles else (flats[0], flats[1], shape)
+
+    def _binary_one(self, name: str, shape: tuple[int, ...]) -> str:
+        """One operand of an element-wise op, flat over the output's ``shape``."""
+        if name in self.const:
+            arr = np.asarray(self.const[name])
+            if arr.dtype.name not in _INTS:
+                raise Unsupported("a non-integer constant operand")
+            return self.weight(np.broadcast_to(arr, shape).reshape(-1))
+        e = self._int_input(name)
+        s = self.shape(name)
+        if s == shape:
+            return f"{e}.reshape(-1)"
+        np.broadcast_shapes(s, shape)
+        return f"np.ascontiguousarray(np.broadcast_to({e}, {_tup(shape)})).reshape(-1)"
 
     def _op_QAdd(self, node: Node, p: dict) -> None:
         from sdk.kernels.checks import check_range, out_dtype
 
-        fa, fb, shape = self._binary(node)
+        fa, fb, shape, period = self._binary(node, tiles=True)
         dt = out_dtype(_text(p["dtype"]))
         lo, hi = check_range(p["act_min"], p["act_max"], dt)
         if not 0 <= int(p["left_shift"]) <= 30:
@@ -602,12 +649,22 @@ class _Generator:
         out = self.out(node, dt, shape)
         args = ", ".join(_i(p[k]) for k in ("a_zp", "b_zp", "left_shift", "a_m0", "a_shift",
                                             "b_m0", "b_shift", "out_m0", "out_shift", "out_zp"))
-        self.line(f"add_loop({fa}, {fb}, {args}, {_i(lo)}, {_i(hi)}, {out}.reshape(-1))")
+        o2 = f"{out}.reshape(-1)"
+        if period:  # B repeats over the output: no broadcast copy
+            self.line(f"add_tile_loop({fa}.reshape((-1, {period})), {fb}, {args}, {_i(lo)}, "
+                      f"{_i(hi)}, {out}.reshape((-1, {period})))")
+            return
+        self.line(f"add_loop({fa}, {fb}, {args}, {_i(lo)}, {_i(hi)}, {o2})")
 
     def _op_QMul(self, node: Node, p: dict) -> None:
-        fa, fb, shape = self._binary(node)
+        fa, fb, shape, period = self._binary(node, tiles=True)
         dt, m0, sh, zp, lo, hi = self._scalar_requant(p)
         out = self.out(node, dt, shape)
+        if period:  # B repeats over the output: no broadcast copy
+            self.line(f"mul_tile_loop({fa}.reshape((-1, {period})), {fb}, {_i(p['a_zp'])}, "
+                      f"{_i(p['b_zp'])}, {m0}, {sh}, {zp}, {lo}, {hi}, "
+                      f"{out}.reshape((-1, {period})))")
+            return
         self.line(f"mul_loop({fa}, {fb}, {_i(p['a_zp'])}, {_i(p['b_zp'])}, {m0}, {sh}, {zp}, "
                   f"{lo}, {hi}, {out}.reshape(-1))")
 
@@ -767,9 +824,53 @@ class _Generator:
             int(v) for v in np.ravel(perm))
         if sorted(perm) != list(range(len(xs))):
             raise Unsupported(f"perm {perm}")
-        xe = self.arg(x)
-        out = self.out(node, self.dtype(x), tuple(xs[i] for i in perm))
-        self.line(f"copy_into({xe}.transpose({_tup(perm)}), {out})")
+        moved = [i for i in perm if xs[i] != 1]
+        if moved == sorted(moved):  # only size-1 axes move: the same bytes, a free reshape
+            self._view(node, p)
+            return
+
+        def emit() -> None:
+            xe = self.arg(x)
+            out = self.out(node, self.dtype(x), tuple(xs[i] for i in perm))
+            self.line(f"copy_into({xe}.transpose({_tup(perm)}), {out})")
+
+        r = len(xs)
+        if r >= 2 and perm == tuple(range(r - 2)) + (r - 1, r - 2) and \
+                node.outputs[0] not in self.reads:
+            self._defer(node.outputs[0], ("transpose", x), emit)
+        else:
+            emit()
+
+    def _defer(self, name: str, how: tuple, emit: Any) -> None:
+        """Leave ``name`` unwritten (see ``self.lazy``); its source stays live as long as it
+        is used (a view's rule in the arena plan)."""
+        self.lazy[name] = how
+        self._lazy_emit[name] = emit
+        self.view_of[name] = how[1]
+
+    def _matmul_operand(self, name: str) -> tuple[str, bool, np.ndarray | None]:
+        """(tensor to read, read transposed, batch index map or None) for a QMatMul operand
+        that is a deferred Transpose of the last two axes and/or Concat of one tensor along a
+        batch axis (attention's Kᵀ and grouped-query heads); ``(name, False, None)`` else."""
+        src, transposed, bmap = name, False, None
+        while src in self._lazy_emit:
+            how = self.lazy[src]
+            if how[0] == "transpose" and not transposed:
+                transposed, src = True, how[1]
+            elif how[0] == "tile" and bmap is None:
+                shape, inner = self.shape(src), self.shape(how[1])
+                axis = how[2]
+                if axis >= len(shape) - 2:
+                    break
+                batch = shape[:-2]
+                idx = list(np.unravel_index(np.arange(int(np.prod(batch, dtype=np.int64))),
+                                            batch))
+                idx[axis] = idx[axis] % inner[axis]
+                bmap = np.ravel_multi_index(tuple(idx), inner[:-2]).astype(np.int64)
+                src = how[1]
+            else:
+                break
+        return src, transposed, bmap
 
     def _op_Concat(self, node: Node, p: dict) -> None:
         ins = [i for i in node.inputs if i]
@@ -781,15 +882,24 @@ class _Generator:
         ax = int(p["axis"]) % rank
         total = sum(s[ax] for s in shapes)
         oshape = shapes[0][:ax] + (total,) + shapes[0][ax + 1:]
-        exprs = [self.arg(i) for i in ins]
-        out = self.out(node, dts.pop(), oshape)
-        start = 0
-        for e, s in zip(exprs, shapes):
-            if s[:ax] != oshape[:ax] or s[ax + 1:] != oshape[ax + 1:]:
+        for s_ in shapes:
+            if s_[:ax] != oshape[:ax] or s_[ax + 1:] != oshape[ax + 1:]:
                 raise Unsupported("shapes differ outside the axis")
-            index = ", ".join([":"] * ax + [f"{start}:{start + s[ax]}"])
-            self.line(f"copy_into({e}, {out}[{index}])")
-            start += s[ax]
+        dt = dts.pop()
+
+        def emit() -> None:
+            exprs = [self.arg(i) for i in ins]
+            out = self.out(node, dt, oshape)
+            start = 0
+            for e, s in zip(exprs, shapes):
+                index = ", ".join([":"] * ax + [f"{start}:{start + s[ax]}"])
+                self.line(f"copy_into({e}, {out}[{index}])")
+                start += s[ax]
+
+        if len(ins) > 1 and len(set(ins)) == 1 and node.outputs[0] not in self.reads:
+            self._defer(node.outputs[0], ("tile", ins[0], ax), emit)  # e.g. GQA's K/V heads
+        else:
+            emit()
 
     def _op_Slice(self, node: Node, p: dict) -> None:
         ins = node.inputs
@@ -1057,10 +1167,11 @@ class _Generator:
             "# generated by sdk.ops.codegen: one compiled program (do not edit)",
             "import numpy as np",
             "from numba import njit",
-            "from sdk.kernels.fast.conv import depthwise_loop, im2col, to_hwc",
+            "from sdk.kernels.fast.conv import depthwise_loop, im2col_padded, to_hwc_at",
             "from sdk.kernels.fast.elementwise import add_loop, clamp_loop, mul_loop",
-            "from sdk.kernels.fast.fused import (causal_fill, copy_into, dequantize_elements,",
-            "    dequantize_tensor, fc_small, gather_rows, kv_write, nearest_4d,",
+            "from sdk.kernels.fast.fused import (add_tile_loop, causal_fill, copy_into,",
+            "    dequantize_elements, dequantize_tensor, fc_small, gather_rows, gemm_rows_nt,",
+            "    kv_write, mul_tile_loop, nearest_4d,",
             "    quantize_elements, quantize_tensor, view_at)",
             "from sdk.kernels.fast.gemm import gemm_nt, gemm_rows, pack_cols, pack_rows",
             "from sdk.kernels.fast.lut import lut_loop",
@@ -1399,11 +1510,14 @@ def describe(graph: Graph, fed: Sequence[str] | None = None,
     inputs to its outputs), without compiling anything: ``executor`` ("compiled" or
     "interpreter"), ``why`` (the reason it stays on the interpreter, or when it compiles),
     ``lines`` (the generated program's size), ``cached`` (machine code on disk already) and
-    ``gemm_path`` (the int8 GEMM kernels picked from this CPU's features)."""
+    ``gemm_path`` (the int8 GEMM kernels picked from this CPU's features) and
+    ``gemm_threads`` (the threads a large GEMM gets, from which M·N·K)."""
+    from sdk.kernels.fast.gemm import thread_note
     from sdk.kernels.fast.vnni import gemm_path
 
     out: dict[str, Any] = {"executor": "interpreter", "why": None, "lines": None,
-                           "cached": False, "gemm_path": gemm_path()}
+                           "cached": False, "gemm_path": gemm_path(),
+                           "gemm_threads": thread_note()}
     try:
         prog = CompiledProgram(graph, sorted(graph.inputs if fed is None else fed),
                                list(graph.outputs if reads is None else reads), directory,

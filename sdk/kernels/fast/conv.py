@@ -51,6 +51,55 @@ def im2col(xh, kh, kw, sh, sw, pt, pl, dh, dw, oh, ow, cols):  # pragma: no cove
 
 
 @njit(cache=True)
+def to_hwc_at(x, zp, c0, cg, top, left, out):  # pragma: no cover
+    """``out[top + y, left + x, c] = x[c0 + c, y, x] − zp`` as int16: :func:`to_hwc` into
+    the interior of a zero-bordered buffer (compiled programs; :func:`im2col_padded` reads
+    it without bounds checks)."""
+    h, w = x.shape[1], x.shape[2]
+    if top < 0 or left < 0 or c0 < 0:
+        raise ValueError("to_hwc_at: negative offsets")
+    for c in range(cg):
+        plane = x[c0 + c]
+        for y in range(h):
+            dst = out[top + y]
+            for xx in range(w):
+                dst[left + xx, c] = np.int16(np.int64(plane[y, xx]) - zp)
+
+
+@njit(cache=True)
+def im2col_padded(xp, kh, kw, sh, sw, dh, dw, oh, ow, cols):  # pragma: no cover
+    """:func:`im2col` of an image already zero-bordered so every tap is inside it:
+    ``cols[y·OW + x, (i·kw + j)·C + c] = xp[y·sh + i·dh, x·sw + j·dw, c]`` (``xp`` C-contiguous
+    ``[H', W', C]``). No bounds checks; with ``dw == 1`` the ``kw`` taps of a kernel row are one
+    run of ``kw·C`` values. Columns past ``kh·kw·C`` are left as they are (zero padding)."""
+    cg = xp.shape[2]
+    flat = xp.reshape((xp.shape[0], xp.shape[1] * cg))
+    run = kw * cg
+    for y in range(oh):
+        for xo in range(ow):
+            row = cols[y * ow + xo]
+            for i in range(kh):
+                src = flat[y * sh + i * dh]
+                # the index checks let LLVM drop Numba's negative-index wraparound and
+                # vectorize the copies (the generator sized xp so they always pass)
+                if dw == 1:
+                    s0 = xo * sw * cg
+                    k0 = i * run
+                    if s0 < 0 or k0 < 0:
+                        raise ValueError("im2col_padded: a tap outside the bordered image")
+                    for t in range(run):
+                        row[k0 + t] = src[s0 + t]
+                else:
+                    for j in range(kw):
+                        s0 = (xo * sw + j * dw) * cg
+                        k0 = (i * kw + j) * cg
+                        if s0 < 0 or k0 < 0:
+                            raise ValueError("im2col_padded: a tap outside the bordered image")
+                        for c in range(cg):
+                            row[k0 + c] = src[s0 + c]
+
+
+@njit(cache=True)
 def _direct(x, w, zp, sh, sw, pt, pl, dh, dw, group, acc):  # pragma: no cover
     """``acc[o, y, x] = Σ_{c,i,j} (x[g·cg + c, ·, ·] − zp)·w[o, c, i, j]`` mod 2^32, direct."""
     h, wd = x.shape[1], x.shape[2]

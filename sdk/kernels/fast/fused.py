@@ -16,6 +16,7 @@ every compiled program bit-equal to the specification.
   A NaN/Inf input raises (the caller re-runs the specification, which reports it).
 * ``nearest_4d``: nearest-neighbour resize of a 4-D tensor by per-axis source indices.
 * ``kv_write``: :func:`sdk.kernels.cache.kv_cache_write` into a preallocated output.
+* ``gemm_rows_nt``: a few-row integer GEMM against Bᵀ as stored (attention scores on K).
 """
 
 from __future__ import annotations
@@ -26,7 +27,7 @@ from numba import njit, types
 from numba.core import cgutils
 from numba.extending import intrinsic
 
-from sdk.kernels.fast.requant import requant, wrap32
+from sdk.kernels.fast.requant import mbqm, requant, wrap32
 
 
 @njit(cache=True)
@@ -119,6 +120,49 @@ def causal_fill(s, pos, fill, out):  # pragma: no cover
         for i in range(t):
             for j in range(c):
                 out[a, i, j] = fill if j > pos + i else s[a, i, j]
+
+
+@njit(cache=True)
+def add_tile_loop(a, b, a_zp, b_zp, ls, a_m0, a_sh, b_m0, b_sh, o_m0, o_sh, zp, lo, hi,
+                  out):  # pragma: no cover
+    """``add_loop`` of :mod:`sdk.kernels.fast.elementwise` (same formula) with ``b`` one row
+    repeated over the rows of ``a``/``out`` ``[R, P]`` (a broadcast operand, not copied)."""
+    for r in range(a.shape[0]):
+        ar = a[r]
+        orow = out[r]
+        for i in range(a.shape[1]):
+            sa = mbqm(wrap32((np.int64(ar[i]) - a_zp) << ls), a_m0, a_sh)
+            sb = mbqm(wrap32((np.int64(b[i]) - b_zp) << ls), b_m0, b_sh)
+            orow[i] = requant(wrap32(sa + sb), o_m0, o_sh, zp, lo, hi)
+
+
+@njit(cache=True)
+def mul_tile_loop(a, b, a_zp, b_zp, m0, sh, zp, lo, hi, out):  # pragma: no cover
+    """``mul_loop`` of :mod:`sdk.kernels.fast.elementwise` (same formula) with ``b`` one row
+    repeated over the rows of ``a``/``out`` ``[R, P]``."""
+    for r in range(a.shape[0]):
+        ar = a[r]
+        orow = out[r]
+        for i in range(a.shape[1]):
+            p = wrap32((np.int64(ar[i]) - a_zp) * (np.int64(b[i]) - b_zp))
+            orow[i] = requant(p, m0, sh, zp, lo, hi)
+
+
+@njit(cache=True)
+def gemm_rows_nt(a, bt, a_zp, b_zp, c):  # pragma: no cover
+    """``c[i, j] = Σ_k (a[i, k] − a_zp)(bt[j, k] − b_zp)`` mod 2^32: ``gemm_rows`` of
+    :mod:`sdk.kernels.fast.gemm` for ``B = btᵀ`` given by its rows (attention's ``q·Kᵀ``
+    on K as it is stored: no transposed copy), any integer dtypes."""
+    m, k = a.shape
+    n = bt.shape[0]
+    for i in range(m):
+        ai = a[i]
+        for j in range(n):
+            bj = bt[j]
+            s = np.int64(0)
+            for kk in range(k):
+                s += (np.int64(ai[kk]) - a_zp) * (np.int64(bj[kk]) - b_zp)
+            c[i, j] = wrap32(s)
 
 
 @njit(cache=True)
