@@ -303,6 +303,7 @@ def main(argv: list[str] | None = None) -> int:
                     "logit_window": a.logit_window,
                     "refractory_s": a.refractory, "curves": {}, "summary": {}}
     bundle = None
+    free_hours: dict[str, float] = {}
     # curves[smoothing][name] = sweep rows
     curves: dict[int, dict[str, list[dict]]] = {sm: {} for sm in grid}
     for cond in a.conditions:
@@ -318,6 +319,7 @@ def main(argv: list[str] | None = None) -> int:
                 total += len(s) * HOP_S / 3600
             streams["free"] = keep
         hours = {k: sum(len(s) for s in v) * HOP_S / 3600 for k, v in streams.items()}
+        free_hours[cond] = hours["free"]
         d = data["kw"]
         truth = [[] for _ in streams["kw"]]
         for i, w, s0, s1 in zip(d["ev_stream"], d["ev_word"], d["ev_start"], d["ev_end"]):
@@ -389,6 +391,8 @@ def main(argv: list[str] | None = None) -> int:
             print(f"no threshold keeps every validation curve ≤ {a.target_fa_per_h} FA/h; "
                   "nothing stored")
             return 1
+        for point in points.values():  # how fine the false-alarm rates it was chosen on are
+            point["validation_hours_free"] = {c: round(h, 3) for c, h in free_hours.items()}
         meta["stream_operating_points"] = points
         meta["stream_operating_point"] = next(iter(points.values()))
         meta_path.write_text(json.dumps(meta, indent=1))

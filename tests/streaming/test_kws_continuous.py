@@ -249,6 +249,7 @@ def test_operating_point_is_chosen_on_val_stored_and_reported_on_test(tmp_path, 
     point = meta["stream_operating_points"]["1"]
     assert meta["stream_operating_point"] == point and point["smoothing_hops"] in (10, 30)
     assert point["validation"]["float clean"]["fa_per_hour"] <= 1.0
+    assert point["validation_hours_free"] == {"clean": round(len(free_audio) / 16000 / 3600, 3)}
     # the rest of the model's JSON is kept
     assert meta["test_acc"] == json.loads(MODEL.with_suffix(".json").read_text())["test_acc"]
     capsys.readouterr()
@@ -280,6 +281,10 @@ def test_committed_stream_model_carries_its_validation_operating_points():
         assert p["chosen_on"].startswith("validation streams")
         assert set(p["validation"]) == {"float clean", "float snr10", "int clean", "int snr10"}
         assert all(v["fa_per_hour"] <= float(key) for v in p["validation"].values())
+        # chosen on ~10 h of keyword-free validation speech per condition (one false alarm
+        # is 0.1/h, so a <= 0.1/h point is resolved)
+        assert set(p["validation_hours_free"]) == {"clean", "snr10"}
+        assert min(p["validation_hours_free"].values()) >= 9.9
     assert stored_threshold(stem.with_suffix(".onnx"))[0] == points["1"]["threshold"]
     assert stored_smoothing(stem.with_suffix(".onnx")) == points["1"]["smoothing_hops"]
     model = LMUFormerWeights.load(stem.with_suffix(".npz"))
