@@ -79,6 +79,12 @@ def command(model: str, as_json: bool, entry: str | None) -> None:
     from rich.table import Table
 
     report = bundle_report(open_bundle(model), entry)
+    if model.lower().endswith(".edge"):  # what `edge run` does with the main entry
+        from sdk.aot import find
+
+        prog, why = find(model)
+        report["aot"] = {"module": str(prog.directory) if prog is not None else None,
+                         "refused": why}
     if as_json:
         click.echo(json.dumps(report, indent=1))
         return
@@ -113,6 +119,14 @@ def command(model: str, as_json: bool, entry: str | None) -> None:
                   f"bytes, {report['total_macs']:,} MACs")
     console.print(memory_line(report["memory"]), highlight=False)
     console.print(executor_line(report["executor"]), highlight=False)
+    if "aot" in report:
+        a = report["aot"]
+        console.print("edge run: " + (f"ahead-of-time module {a['module']} (no Numba)"
+                                      if a["module"] else
+                                      f"no ahead-of-time module ({a['refused']})"
+                                      if a["refused"] else
+                                      "no ahead-of-time module (`edge aot` builds one)"),
+                      highlight=False, soft_wrap=True)
 
 
 def executor_line(ex: dict) -> str:

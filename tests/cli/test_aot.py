@@ -170,3 +170,15 @@ def test_edge_aot_refuses_what_is_not_a_bundle_in_one_line(built, tmp_path, caps
         lines = [ln for ln in err.splitlines() if ln.strip()]
         assert rc != 0 and len(lines) == 1 and "Traceback" not in err, (args, err)
     assert not any(tmp_path.iterdir())  # nothing written
+
+
+def test_edge_inspect_says_what_edge_run_does(built, tmp_path, capsys):
+    rc, out, err = _edge(capsys, "inspect", built / "cnn.edge", "--json")
+    assert rc == 0, err
+    assert json.loads(out)["aot"] == {"module": str(aot.beside(built / "cnn.edge")),
+                                      "refused": None}
+    rc, out, err = _edge(capsys, "inspect", built / "cnn.edge")
+    assert rc == 0 and f"edge run: ahead-of-time module {aot.beside(built / 'cnn.edge')}" in out
+    model = _copy_with(built, tmp_path, {"numpy": "1.26.4"})
+    rc, out, err = _edge(capsys, "inspect", model)
+    assert rc == 0 and "edge run: no ahead-of-time module (" in out and "NumPy 1.26.4" in out
