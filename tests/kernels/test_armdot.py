@@ -25,7 +25,6 @@ import re
 import shutil
 import subprocess
 
-import numpy as np
 import pytest
 from llvmlite import binding as llvm
 from llvmlite import ir
@@ -81,7 +80,7 @@ def _asm(rows: int, cols: int, tm_features: str, signed: bool = True,
 
 
 def _count(asm: str, op: str) -> int:
-    return len(re.findall(rf"^\s*{op}\s+v\d+\.4s, v\d+\.16b, v\d+\.16b", asm, re.M))
+    return len(re.findall(rf"^\s*{op}\s+v\d+\.4s, v\d+\.16b, v\d+\.16b", asm, re.MULTILINE))
 
 
 def test_the_4x4_block_compiles_to_16_sdot_per_step_on_an_aarch64_dotprod_target() -> None:
@@ -182,6 +181,22 @@ if armdot.HAS_SDOT:
     res["program_equal"] = bool(np.array_equal(prog.run({"x": x})[0],
                                                Interpreter(g, fast=False).run({"x": x})["y"]))
     res["program_s"] = round(time.time() - t0, 1)
+    # the same layer with its GEMM on threads (threshold 1), compiled, then loaded from the
+    # cache by a second process (Numba's pool must be up before that machine code loads)
+    import os, subprocess
+    code = ("import numpy as np\nfrom sdk.backends import sample_graphs as sg\n"
+            "from sdk.ops.codegen import CompiledProgram\n"
+            "from sdk.ops.interpreter import Interpreter\n"
+            "g = sg.fc_graph(batch=8, k=100, n=36)\n"
+            "p = CompiledProgram(g, ['x'], ['y'], load=False)\nwas = p.cached\np.load()\n"
+            "x = np.random.default_rng(2).integers(-128, 128, (8, 100)).astype(np.int8)\n"
+            "ok = np.array_equal(p.run({'x': x})[0], "
+            "Interpreter(g, fast=False).run({'x': x})['y'])\n"
+            "print('gemm_s8s8_parallel(' in p.source, was, ok)\n")
+    env = dict(os.environ, EDGE_GEMM_THREAD_MACS="1")
+    res["threaded_program"] = [subprocess.run([sys.executable, "-c", code], env=env,
+                                              capture_output=True, text=True).stdout.strip()
+                               for _ in range(2)]
 else:  # the kernel forced on a core without the extension: its machine code holds sdot
     import subprocess
     code = ("import numpy as np\nfrom sdk.kernels.fast import armdot\n"
@@ -227,3 +242,6 @@ def test_sdot_gemm_on_an_emulated_dotprod_core_is_bit_exact_and_a72_keeps_the_po
     assert mx["has_sdot"] and mx["path"].startswith("sdot")
     assert mx["cases"] == 6 * 5 * 2 * 2 + 1 and mx["mismatches"] == []
     assert mx["program_sdot"] and mx["program_equal"] and mx["peak_loop_exact"]
+    assert mx["threaded_program"][1] == "True True True", mx["threaded_program"]
+    assert mx["threaded_program"][0].startswith("True") and mx["threaded_program"][0].endswith(
+        "True")

@@ -35,7 +35,6 @@ from __future__ import annotations
 import ctypes
 import platform
 
-import numba
 import numpy as np
 from llvmlite import ir
 from numba import njit, prange, types

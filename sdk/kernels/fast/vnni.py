@@ -26,7 +26,6 @@ from __future__ import annotations
 
 import numpy as np
 from llvmlite import binding, ir
-import numba
 from numba import njit, prange, types
 from numba.core import cgutils
 from numba.extending import intrinsic
