@@ -123,10 +123,10 @@ def _ort_seconds(g, feeds, repeats: int) -> float:
 
 def _sample_model_layers() -> list[dict]:
     """Per FC / conv / matmul layer of the tiny segmenter's frame on the M4 (SMLAD kernels)."""
+    from pathlib import Path
+
     from sdk.vision.mcu import QemuSegmenter, quantize_input, reference_logits, segmenter_image
     from sdk.vision.scenes import cached_scenes, normalize_batch
-
-    from pathlib import Path
 
     model = Path(__file__).resolve().parents[1] / "samples" / "seg" / "seg_tiny_mask.onnx"
     tiny = segmenter_image(model)
