@@ -27,7 +27,7 @@ the same greedy loop over its past-KV step. The summary's ``int8/ort`` rows are 
 + the int8 KV caches (+ cross K/V) + the entries' planned arena (ours); float32 weights + the
 final past-KV tensors (+ cross K/V) for ORT.
 
-    .venv/bin/python tools/bench_slm.py [--quick] [--json out.json] [--lengths 16,64,256]
+    .venv/bin/python tools/bench_slm.py [--quick] [--json out.json] [--lengths 16,64,256] [--cases g2p,text,L] [--compiled]
 """
 
 from __future__ import annotations
@@ -210,12 +210,18 @@ def main() -> None:
     ap.add_argument("--lengths", default="16,64,256")
     ap.add_argument("--reps", type=int, default=3)
     ap.add_argument("--json", type=Path, default=None)
+    ap.add_argument("--cases", default="g2p,text,L",
+                    help="which rows: g2p (the committed G2P models), text (the sentence "
+                    "models), L (the synthetic L=... models); comma-separated")
     ap.add_argument("--compiled", action="store_true",
                     help="integer steps as one generated Numba program (sdk.ops.codegen; "
                     "compiled on first use, minutes per model; cached on disk) instead of the "
                     "node interpreter")
     args = ap.parse_args()
     lengths = [16] if args.quick else [int(x) for x in args.lengths.split(",")]
+    cases = set(args.cases.split(","))
+    if "L" not in cases:
+        lengths = []
     reps = 1 if args.quick else args.reps
     tok = sdk.G2PTokenizer()
     rows = []
@@ -225,7 +231,7 @@ def main() -> None:
 
     words = slm_data.heldout_words()[:: 300][: (4 if args.quick else 10)]
     pairs, mem = {}, {}
-    for kind in ("encdec", "deconly"):
+    for kind in ("encdec", "deconly") if "g2p" in cases else ():
         cfg, w = load_weights(SLM / f"{kind}.npz")
         gs = sdk.GenerationSession(SLM / f"{kind}.edge", compiled=args.compiled)
         pairs[f"{kind} int8"] = (kind, run_int, gs)
@@ -233,10 +239,11 @@ def main() -> None:
         mem[f"{kind} int8"] = int_memory(gs)
         mem[f"{kind} ort"] = ort_memory(cfg, w, cfg.max_src, 21)
     inputs = [{k: tok.encode_word(x) for k in ("encdec", "deconly")} for x in words]
-    got = measure(pairs, inputs, 0, reps)
+    got = measure(pairs, inputs, 0, reps) if pairs else {}
     for k, v in got.items():
         rows.append({"case": "g2p", "model": k, **v, "memory": mem[k]})
-    rows += text_rows(args.quick, reps, args.compiled)
+    if "text" in cases:
+        rows += text_rows(args.quick, reps, args.compiled)
 
     for L in lengths:
         pairs, mem = {}, {}
