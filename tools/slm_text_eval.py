@@ -43,6 +43,8 @@ ROOT = Path(__file__).resolve().parents[1]
 TEXT = ROOT / "samples" / "slm" / "text"
 KINDS = ("encdec", "deconly")
 CALIB_SENTENCES = 64
+#: options of sdk.compile_model for the committed bundles (``--activation-bits``)
+COMPILE_OPTIONS: dict = {}
 
 
 def score(preds: dict[str, str], targets: dict[str, str]) -> dict:
@@ -56,20 +58,21 @@ def score(preds: dict[str, str], targets: dict[str, str]) -> dict:
             "sentences": len(preds)}
 
 
-def compile_kind(kind: str, out: Path = TEXT) -> Path:
+def compile_kind(kind: str, out: Path = TEXT, n_calib: int = CALIB_SENTENCES) -> Path:
     import onnx
 
     cfg, w = load_weights(out / f"{kind}.npz")
     tok = sdk.TextTokenizer()
     train, _, _ = slm_text_data.split(slm_text_data.load_sentences())
-    step = max(1, len(train) // CALIB_SENTENCES)
-    sents = train[::step][:CALIB_SENTENCES]
+    step = max(1, len(train) // n_calib)
+    sents = train[::step][:n_calib]
     samples = [(tok.encode_source(slm_text_data.source_of(t)), tok.encode(t)) for t in sents]
     meta = json.loads((out / f"{kind}.json").read_text())
     bundle = sdk.compile_generation_model(cfg, w, samples, name=f"text_{kind}",
                                           meta={"params": meta["params"],
                                                 "tokenizer": tok.name,
-                                                "task": "sentence restoration"})
+                                                "task": "sentence restoration"},
+                                          **COMPILE_OPTIONS)
     path = bundle.save(out / f"{kind}.edge")
     if cfg.encdec:
         onnx.save(encoder_onnx(cfg, w), out / f"{kind}_encoder.onnx")
@@ -95,12 +98,22 @@ def main() -> None:
     ap.add_argument("--json", type=Path, default=None)
     ap.add_argument("--show", type=int, default=0, help="print N restored sentences")
     ap.add_argument("--dir", type=Path, default=TEXT, help="where the .npz/.json/.edge live")
+    ap.add_argument("--activation-bits", type=int, choices=(8, 16), default=None,
+                    help="with --compile: integer activations (and KV caches) of 8 or 16 bits")
+    ap.add_argument("--calib", type=int, default=CALIB_SENTENCES,
+                    help="with --compile: calibrate on this many training sentences")
+    ap.add_argument("--observer", default=None, help="with --compile: sdk.compile_model's "
+                    "calibration observer (default minmax)")
     args = ap.parse_args()
+    if args.activation_bits:
+        COMPILE_OPTIONS["activation_bits"] = args.activation_bits
+    if args.observer:
+        COMPILE_OPTIONS["observer"] = args.observer
     models = args.models.split(",")
     if args.compile:
         for k in KINDS:
             if k in models:
-                compile_kind(k, args.dir)
+                compile_kind(k, args.dir, args.calib)
     pairs = slm_text_data.heldout_pairs()
     if args.limit:
         pairs = pairs[:: max(1, len(pairs) // args.limit)][: args.limit]

@@ -42,7 +42,7 @@ from sdk.models.slm import SLMConfig
 from sdk.text import BOS, EOS, SEP
 
 OUT = Path(__file__).resolve().parents[1] / "samples" / "slm" / "text"
-STEPS, BATCH, LR, WARMUP = 3000, 32, 3e-3, 100
+STEPS, BATCH, LR, WARMUP = 1200, 32, 3e-3, 100
 KINDS = ("encdec", "deconly")
 
 
