@@ -37,8 +37,8 @@ _LANES = 32     # int16 lanes per step of the 4×4 block
 _BLOCK = 4      # rows of A and of Bt per register block
 # M·N·K from which two threads beat one on the int8 GEMMs: the crossover tools/bench_kernels.py
 # --threads measured on the 2-core Zen 4 this SDK is developed on, shared with other jobs (load
-# 4-19; 6 interleaved runs, 2026-12-06): two threads were >= 10% faster only at 1024^3, on the
-# VNNI kernel in 3 of 6 runs (never at or below 768^3; the int16 kernel never). A dedicated
+# 4-20; 10 interleaved runs, 2026-12-06): two threads were >= 10% faster only at 1024^3 (VNNI
+# kernel in 3 of 10 runs, int16 in 1; never at or below 768^3, never in 6 runs). A dedicated
 # device crosses far lower (a run with the second core free: 1.25-1.5x at 128^3-192^3): measure
 # there and set EDGE_GEMM_THREAD_MACS
 THREAD_MACS = 1 << 30
