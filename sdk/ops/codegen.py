@@ -44,6 +44,7 @@ NumPy specification.
 
 from __future__ import annotations
 
+import functools
 import hashlib
 import importlib.util
 import itertools
@@ -1240,12 +1241,26 @@ _LOADED: dict[str, Any] = {}
 _LOCK = threading.Lock()
 
 
+@functools.lru_cache(maxsize=1)
+def kernels_fingerprint() -> str:
+    """A hash of the kernel sources a generated program calls (``sdk/kernels/fast/*.py``).
+    Numba's cache does not notice when a callee changes, so machine code cached by another
+    version of the SDK would run stale kernels (or fail on a renamed one): the fingerprint is
+    part of every program key."""
+    root = Path(__file__).resolve().parents[1] / "kernels" / "fast"
+    h = hashlib.sha256()
+    for f in sorted(root.glob("*.py")):
+        h.update(f.name.encode() + b"\0" + f.read_bytes() + b"\0")
+    return h.hexdigest()[:16]
+
+
 def program_key(source: str) -> str:
     """The cache key of a generated program: its source (the graph's structure, shapes and
-    attributes), Numba's and Python's versions and the host CPU."""
+    attributes), the kernels it calls, Numba's and Python's versions and the host CPU."""
     import numba
 
-    text = f"{source}\0{numba.__version__}\0{sys.version}\0{host_cpu()}"
+    text = (f"{source}\0{kernels_fingerprint()}\0{numba.__version__}\0{sys.version}"
+            f"\0{host_cpu()}")
     return hashlib.sha256(text.encode()).hexdigest()[:24]
 
 
