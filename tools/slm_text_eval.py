@@ -126,9 +126,9 @@ def main() -> None:
         params = cfg.params(w)
         f = OrtGenerator(cfg, w)
         enc = {k: tok.encode_source(src[k], cfg.max_src) for k in keys}
-        fp, f_ms = timed(lambda k, f=f: tok.decode(f.generate(enc[k])), keys)
+        fp, f_ms = timed(lambda k, f=f, e=enc: tok.decode(f.generate(e[k])), keys)
         gs = sdk.GenerationSession(args.dir / f"{kind}.edge", compiled=False)
-        ip, i_ms = timed(lambda k, g=gs: tok.decode(g.generate(enc[k]).tokens), keys)
+        ip, i_ms = timed(lambda k, g=gs, e=enc: tok.decode(g.generate(e[k]).tokens), keys)
         sf, si = score(fp, targets), score(ip, targets)
         meta = json.loads((args.dir / f"{kind}.json").read_text())
         for name, s, ms in ((f"{kind} float (ORT)", sf, f_ms), (f"{kind} int8 (edge)", si, i_ms)):

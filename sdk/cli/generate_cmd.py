@@ -61,7 +61,7 @@ def command(model: str, text: str | None, strategy: str, beams: int, top_k: int,
     if sentences:  # one input per non-empty line
         words = [line.strip() for line in text.splitlines() if line.strip()]
         max_src = int(gs.meta.get("config", {}).get("max_src", 0)) or None
-        encode = lambda s: tok.encode_source(s, max_src)  # noqa: E731
+        encode = lambda s: tok.encode_source(s, max_src)
         decode = tok.decode
     else:
         words = text.split()
