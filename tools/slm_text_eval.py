@@ -95,6 +95,9 @@ def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--compile", action="store_true", help="rebuild samples/slm/text/*.edge + ONNX")
     ap.add_argument("--limit", type=int, default=0, help="N held-out sentences, evenly spaced")
+    ap.add_argument("--split", choices=("heldout", "val"), default="heldout",
+                    help="score the held-out sentences (default) or the validation ones "
+                    "(for choices such as --observer; never tuned on held-out)")
     ap.add_argument("--models", default=",".join(KINDS))
     ap.add_argument("--json", type=Path, default=None)
     ap.add_argument("--show", type=int, default=0, help="print N restored sentences")
@@ -111,7 +114,11 @@ def main() -> None:
         for k in KINDS:
             if k in models:
                 compile_kind(k, args.dir, args.calib)
-    pairs = slm_text_data.heldout_pairs()
+    if args.split == "val":
+        _, valid, _ = slm_text_data.split(slm_text_data.load_sentences())
+        pairs = [(slm_text_data.source_of(t), t) for t in valid]
+    else:
+        pairs = slm_text_data.heldout_pairs()
     if args.limit:
         pairs = pairs[:: max(1, len(pairs) // args.limit)][: args.limit]
     src = {t: s for s, t in pairs}
@@ -139,7 +146,8 @@ def main() -> None:
         rows[-1]["delta_cer"] = si["cer"] - sf["cer"]
         shown[kind] = ip
     copy = score({k: src[k] for k in keys}, targets)
-    print(f"held-out fortune sentences: {len(keys)} (machine shared with other jobs); "
+    print(f"{'held-out' if args.split == 'heldout' else 'validation'} fortune sentences: "
+          f"{len(keys)} (machine shared with other jobs); "
           f"the corrupted input itself: exact {copy['exact']:.2f} %, CER {copy['cer']:.2f} %")
     print(f"{'model':22s} {'params':>8s} {'exact %':>8s} {'CER %':>7s} {'ms/sent':>8s}")
     for r in rows:
