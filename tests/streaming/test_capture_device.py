@@ -142,7 +142,7 @@ def test_edge_demo_kws_live_uses_the_device(file_device, speech, tmp_path):
 
 def test_missing_device_falls_back_to_the_file_with_one_line(file_device, tmp_path):
     code = ("import sys\nfrom sdk.cli.main import main\n"
-            "sys.exit(main(['demo', 'kws', '--live', '--device', 'no-such-mic', '--fast', "
+            "sys.exit(main(['demo', 'kws', '--live', '--device', 'no-such-mic', '--fast', '--words', "
             "'--seconds', '3']))\n")
     r = _run(code, file_device, tmp_path)
     assert r.returncode == 0, r.stderr
