@@ -27,14 +27,13 @@ os.environ.setdefault("OMP_NUM_THREADS", "1")
 import argparse
 import json
 import sys
-import time
 from pathlib import Path
 
 import numpy as np
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 import slm_text_data
-from slm_eval import OrtGenerator, edit_distance
+from slm_eval import OrtGenerator, edit_distance, timed
 
 import sdk
 from sdk.models.slm import decoder_onnx, encoder_onnx, load_weights
@@ -80,15 +79,6 @@ def compile_kind(kind: str, out: Path = TEXT, n_calib: int = CALIB_SENTENCES) ->
     onnx.save(decoder_onnx(cfg, w, 1, "past"), out / f"{kind}_decoder_step.onnx")
     print(f"{kind}: {path} ({path.stat().st_size} bytes), ONNX written")
     return path
-
-
-def timed(fn, keys):
-    preds, times = {}, []
-    for k in keys:
-        t0 = time.perf_counter()
-        preds[k] = fn(k)
-        times.append(time.perf_counter() - t0)
-    return preds, 1000.0 * float(np.median(times))
 
 
 def main() -> None:
