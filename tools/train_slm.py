@@ -46,7 +46,7 @@ from sdk.models.slm import SLMConfig
 OUT = Path(__file__).resolve().parents[1] / "samples" / "slm"
 #: one step schedule for both models (same steps, same batches of words)
 STEPS = {"encdec": 2400, "deconly": 2400}
-BATCH, LR, WARMUP, SMOOTHING = 96, 3e-3, 300, 0.1
+BATCH, LR, WARMUP, SMOOTHING, DROPOUT = 96, 3e-3, 300, 0.1, 0.0
 #: the committed G2P models' size (the sdk presets' blocks, wider): encdec 4 + 2 layers,
 #: deconly 7 layers with the same blocks (MLP 248 wide: the same parameter count within
 #: 0.3 %); both under g2p-en's 834,890 parameters
@@ -108,8 +108,9 @@ class Attention(nn.Module):
 
 
 class Block(nn.Module):
-    def __init__(self, c: SLMConfig, cross: bool) -> None:
+    def __init__(self, c: SLMConfig, cross: bool, dropout: float = 0.0) -> None:
         super().__init__()
+        self.drop = nn.Dropout(dropout)  # on each residual branch (identity at inference)
         self.n1, self.n2 = RMSNorm(c.d, c.eps), RMSNorm(c.d, c.eps)
         self.attn = Attention(c)
         self.cross = Attention(c) if cross else None
@@ -119,20 +120,21 @@ class Block(nn.Module):
 
     def forward(self, x, bias, rope, mem=None, mem_bias=None):
         h = self.n1(x)
-        x = x + self.attn(h, h, bias, rope)
+        x = x + self.drop(self.attn(h, h, bias, rope))
         if self.cross is not None:
-            x = x + self.cross(self.nc(x), mem, mem_bias)
-        return x + self.f2(torch.relu(self.f1(self.n2(x))))
+            x = x + self.drop(self.cross(self.nc(x), mem, mem_bias))
+        return x + self.drop(self.f2(torch.relu(self.f1(self.n2(x)))))
 
 
 class G2PModel(nn.Module):
-    def __init__(self, c: SLMConfig) -> None:
+    def __init__(self, c: SLMConfig, dropout: float = 0.0) -> None:
         super().__init__()
         self.c = c
         self.emb = nn.Embedding(c.vocab, c.d)
         nn.init.normal_(self.emb.weight, std=c.d ** -0.5)
-        self.enc = nn.ModuleList(Block(c, False) for _ in range(c.enc_layers))
-        self.dec = nn.ModuleList(Block(c, c.enc_layers > 0) for _ in range(c.dec_layers))
+        self.enc = nn.ModuleList(Block(c, False, dropout) for _ in range(c.enc_layers))
+        self.dec = nn.ModuleList(Block(c, c.enc_layers > 0, dropout)
+                                 for _ in range(c.dec_layers))
         self.enc_norm = RMSNorm(c.d, c.eps) if c.enc_layers else None
         self.dec_norm = RMSNorm(c.d, c.eps)
 
@@ -283,6 +285,8 @@ def main() -> None:
     ap.add_argument("--lr", type=float, default=LR, help="peak learning rate")
     ap.add_argument("--warmup", type=int, default=WARMUP, help="linear warm-up steps")
     ap.add_argument("--smoothing", type=float, default=SMOOTHING, help="label smoothing")
+    ap.add_argument("--dropout", type=float, default=DROPOUT,
+                    help="dropout on every residual branch while training")
     ap.add_argument("--eval-every", type=int, default=0,
                     help="greedy validation PER every N steps (0: every tenth of the schedule "
                     "from 50 %% on); the best checkpoint is the one saved")
@@ -297,7 +301,7 @@ def main() -> None:
     torch.set_num_threads(1)
     torch.manual_seed(0)
     cfg = g2p_config(args.model, args.d, args.ff)
-    model = G2PModel(cfg)
+    model = G2PModel(cfg, args.dropout)
     n_params = sum(p.numel() for p in model.parameters())
     tok = sdk.G2PTokenizer()
     lex = slm_data.load_lexicon()
@@ -322,7 +326,7 @@ def main() -> None:
         np.savez(args.out / f"{args.model}.npz", **weights)
         meta = {"model": args.model, "config": cfg.to_json(), "params": n_params,
                 "steps": step, "planned_steps": steps, "batch": args.batch, "lr": args.lr,
-                "warmup": warm, "label_smoothing": args.smoothing,
+                "warmup": warm, "label_smoothing": args.smoothing, "dropout": args.dropout,
                 "train_seconds": round(time.time() - t0, 1),
                 "cpu_seconds": round(time.process_time() - c0, 1), "threads": 1,
                 "valid_words": len(vwords), "valid_per": per, "valid_wer": wer,

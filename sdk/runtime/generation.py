@@ -275,6 +275,12 @@ class GenerationSession:
         self._logit_zp = int(np.asarray(out.quant.zero_point)) if out.quant is not None else 0
         self._step_in = {i.name: i for i in self.step.inputs}
         self._compiled_step: _CompiledStep | None = None
+        self._session_options = dict(fast=fast, integer_io=True, **opts)
+        #: decoder-only prompts run on the prefill entry at fixed lengths (static shapes:
+        #: a generated program each, see :meth:`_prefill_at`); not with ``compiled=False``
+        self._prefill_fixed = (self.prefill is not None and fast and compiled is not False
+                               and "prefill" in names)
+        self._prefill_by_len: dict[int, tuple[Any, Any]] = {}
 
     # -- pieces ------------------------------------------------------------------------
     def _quantize_like(self, name: str, value: np.ndarray) -> np.ndarray:
@@ -309,7 +315,12 @@ class GenerationSession:
         feeds = {"enc_mask": m}
         enc_out = {o.name: o for o in self.encoder.outputs}
         for k, v in out.items():
-            q = enc_out[k].quant
+            q, step_in = enc_out[k].quant, self._step_in[k]
+            if q is not None and step_in.quant is not None and v.dtype == np.dtype(
+                    step_in.dtype) and np.array_equal(q.scale, step_in.quant.scale) and \
+                    np.array_equal(q.zero_point, step_in.quant.zero_point):
+                feeds[k] = v  # the decoder's input grid is the encoder's output grid
+                continue
             from sdk.kernels.quantize import dequantize_linear
 
             f = dequantize_linear(v, q.scale, q.zero_point) if q is not None else v
@@ -326,10 +337,14 @@ class GenerationSession:
                              f"position {p} would pass it (recompile with a larger capacity)")
         if t == 1:
             fast = self._compiled_step
-            if fast is not None and fast.feeds_are(feeds):
+            if fast is not None and (fast.feeds_are(feeds) or fast.rebind(feeds)):
                 logits = fast(int(tokens[0]), state)
                 if logits is not None:
                     return logits
+        if t > 1 and self._prefill_fixed:
+            n = self._prefill_length(t, p)
+            if n is not None:
+                return self._prefill_padded(feeds, tokens, state, n)
         f = dict(feeds)
         f["tokens"] = np.asarray(tokens, np.int64).reshape(1, t)
         f["positions"] = np.arange(p, p + t, dtype=np.int64).reshape(1, t)
@@ -340,6 +355,64 @@ class GenerationSession:
         logits = self._run(name, sess, f, state, ["logits"])["logits"][0, -1]
         if t == 1:  # the step's programs are compiled now (or never will be): bind them
             self._compiled_step = _CompiledStep.bind(self, feeds, f, state)
+        return logits
+
+    #: the prompt lengths of the decoder-only prefill's fixed-shape programs (and the cache
+    #: capacity itself); a prompt runs at the shortest one that holds it
+    PREFILL_LENGTHS = (8, 16, 32, 64, 128, 256, 512)
+
+    def _prefill_length(self, t: int, p: int) -> int | None:
+        """The fixed prefill length for ``t`` tokens written at position ``p`` (None: none
+        fits below the capacity; the prompt-shaped entry runs it)."""
+        room = self.capacity - p
+        for n in [m for m in self.PREFILL_LENGTHS if m < self.capacity] + [self.capacity]:
+            if t <= n <= room:
+                return n
+        return None
+
+    def _prefill_at(self, n: int) -> tuple[Any, Any]:
+        """(lookup session or None, prefill session) of the prefill entry with its token axis
+        fixed at ``n``: a static graph, so (with ``fast``) one generated program."""
+        got = self._prefill_by_len.get(n)
+        if got is None:
+            from sdk.ops.shapes import with_input_shapes
+            from sdk.runtime.session import Session
+
+            rows = {"tokens": [1, n], "positions": [1, n]}
+            main = self.bundle.entry("prefill")
+            look = None
+            if "prefill_lookup" in self.bundle.entry_names:
+                lg = with_input_shapes(self.bundle.entry("prefill_lookup"), rows)
+                rows = {o: list(lg.tensor(o).shape) for o in lg.outputs}
+                look = Session(lg, **self._session_options)
+            shapes = {k: v for k, v in rows.items() if k in main.inputs}
+            got = (look, Session(with_input_shapes(main, shapes), **self._session_options))
+            self._prefill_by_len[n] = got
+        return got
+
+    def _prefill_padded(self, feeds: Mapping[str, np.ndarray], tokens: Sequence[int],
+                        state: Any, n: int) -> np.ndarray:
+        """Prefill ``tokens`` zero-padded to ``n``: the same bits as the prompt-shaped entry
+        for the real rows, because the decoder's CausalMask gives a later row exactly zero
+        weight (unlike the encoder's additive padding mask, whose masked keys keep a small
+        weight: its bits depend on the padded length, so the encoder has no such lengths). The
+        padding's cache rows lie past the state's position, masked until the next steps
+        write over them; the position moves by the real tokens only."""
+        t, p = len(tokens), state.position
+        look, sess = self._prefill_at(n)
+        f = dict(feeds)
+        ids = np.zeros((1, n), np.int64)
+        ids[0, :t] = tokens
+        f["tokens"] = ids
+        f["positions"] = np.arange(p, p + n, dtype=np.int64).reshape(1, n)
+        if look is not None:
+            mine = set(look.input_names)
+            rows = look.run({k: v for k, v in f.items() if k in mine})
+            f = {k: v for k, v in f.items() if k not in mine or k in sess.input_names}
+            f.update(rows)
+        logits = sess.run(["logits"], f, state=state)["logits"][0, t - 1]
+        for name in sess._positions:
+            state.positions[name] = p + t
         return logits
 
     def _run(self, name: str, sess: Any, feeds: Mapping[str, np.ndarray], state: Any = None,
@@ -537,6 +610,7 @@ class _CompiledStep:
         self.look: Any = None           # the lookup program (None: the step has no lookups)
         self.step: Any = None           # the step program
         self.fixed: dict[str, np.ndarray] = {}  # per-input feeds, held by identity
+        self.slots: dict[str, list[tuple[bool, int]]] = {}  # feed -> (in lookup?, argument)
         self.tokens = np.zeros((1, 1), np.int64)     # fed to the lookups, set in place
         self.positions = np.zeros((1, 1), np.int64)
         self.lookup_args: list = []     # the lookup program's arguments (all fixed arrays)
@@ -591,6 +665,7 @@ class _CompiledStep:
                 if arr is None:
                     arr = feeds.get(name)
                     self.fixed[name] = arr
+                    self.slots.setdefault(name, []).append((True, len(self.lookup_args)))
                 if not exact(arr, dt, shape):
                     return None
                 self.lookup_args.append(arr)
@@ -626,6 +701,7 @@ class _CompiledStep:
                 if not exact(arr, dt, shape):
                     return None
                 self.fixed[to_user[name]] = arr
+                self.slots.setdefault(to_user[name], []).append((False, i))
                 self.template[i] = arr
             else:
                 return None
@@ -646,6 +722,24 @@ class _CompiledStep:
         for k, v in fixed.items():
             if feeds.get(k) is not v:
                 return False
+        return True
+
+    def rebind(self, feeds: Mapping[str, np.ndarray]) -> bool:
+        """Point the bound programs at another input's per-input feeds (a new word's cross
+        K/V and mask) of the same names, dtypes and shapes as the bound ones, which
+        ``Session.run`` checked; False (nothing changed) where any differs."""
+        fixed = self.fixed
+        if len(feeds) != len(fixed):
+            return False
+        for k, old in fixed.items():
+            arr = feeds.get(k)
+            if arr.__class__ is not np.ndarray or arr.dtype != old.dtype or \
+                    arr.shape != old.shape or not arr.flags.c_contiguous:
+                return False
+        self.fixed = {k: feeds[k] for k in fixed}
+        for k, arr in self.fixed.items():
+            for in_lookup, i in self.slots.get(k, ()):
+                (self.lookup_args if in_lookup else self.template)[i] = arr
         return True
 
     def __call__(self, token: int, state: Any) -> np.ndarray | None:

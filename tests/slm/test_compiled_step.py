@@ -84,3 +84,45 @@ def test_a_refused_step_reports_the_interpreters_error_and_changes_nothing(tiny)
     assert state.position == 2
     assert all(np.array_equal(before[k], state.values[k]) for k in before)
     assert fast._compiled_step(999, state) is None  # the bound step refuses, Session.run reports
+
+
+@pytest.fixture(scope="module")
+def tiny_deconly():
+    from bench_slm import random_weights
+
+    cfg = SLMConfig(vocab=73, d=16, heads=2, kv_heads=1, ff=32, enc_layers=0, dec_layers=1,
+                    max_src=6, capacity=12)
+    rng = np.random.default_rng(1)
+    samples = [(list(rng.integers(5, 34, 5)), list(rng.integers(34, 73, 5))) for _ in range(4)]
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        bundle = sdk.compile_generation_model(cfg, random_weights(cfg, 5), samples,
+                                              name="tiny_prefill")
+    return (sdk.GenerationSession(bundle, compiled=True),
+            sdk.GenerationSession(bundle, compiled=False))
+
+
+def test_the_fixed_length_prefill_program_equals_the_prompt_shaped_prefill(tiny_deconly):
+    """A decoder-only prompt runs zero-padded on a fixed-length prefill program: same logits,
+    same cache rows, the position moved by the real tokens only; the steps after it and
+    whole generations give the interpreter's tokens."""
+    fast, ref = tiny_deconly
+    assert fast._prefill_fixed and not ref._prefill_fixed
+    for ids in ([5, 6], [33, 8, 8, 20, 11], [7, 9, 11, 13, 15, 17, 19, 21]):
+        fa, sa, la = fast.start(ids)
+        fb, sb, lb = ref.start(ids)
+        n = len(ids) + 1  # the prompt and <sep>
+        assert fast._prefill_length(n, 0) in (8, 12)
+        look, sess = fast._prefill_at(fast._prefill_length(n, 0))
+        assert sess.executor == "compiled", sess.executor
+        assert np.array_equal(la, lb)
+        assert sa.positions == sb.positions and sa.position == n
+        for k in sb.values:
+            assert np.array_equal(sa.values[k][:, :, :n], sb.values[k][:, :, :n]), k
+        for tok in (40, 41):  # steps after the padded rows: the padding must stay invisible
+            assert np.array_equal(fast._decode(fa, [tok], sa), ref._decode(fb, [tok], sb))
+        config = sdk.GenerationConfig(stop_tokens=())
+        a, b = fast.generate(ids, config), ref.generate(ids, config)
+        assert (a.tokens, a.finished) == (b.tokens, b.finished)
+    with pytest.raises(InputError, match="KV cache"):  # the capacity still refuses as before
+        fast.generate(list(range(5, 17)))
