@@ -4,6 +4,8 @@ The model streams every held-out stream of tools/kws_stream_data.py from the zer
 by hop, never reset (float: the NumPy step of sdk.models.lmuformer; integer: the step graph
 compiled by the SDK, calibrated on validation streams, run by ``StreamingSession`` with
 integer state carried between hops; many streams side by side, the same bits as one by one).
+A model with a stream head (``config.stream_head``, tools/train_kws.py ``--stream-head``) is
+scored on that head (``stream_logits``), as the demo runs it.
 Detection is exactly ``sdk.runtime.detection.KeywordDetector``: softmax, moving average over
 ``--smoothing`` hops, the best keyword's smoothed posterior ≥ threshold, refractory period.
 
@@ -65,7 +67,9 @@ def stream_features(data: dict[str, np.ndarray]) -> list[np.ndarray]:
 
 def float_logits(model: LMUFormerWeights, streams: list[np.ndarray], batch: int = 64
                  ) -> list[np.ndarray]:
-    """Frame logits of each stream, streams stepped side by side (NumPy float32 step)."""
+    """Frame logits of each stream, streams stepped side by side (NumPy float32 step); the
+    stream head's (``stream_logits``) when the model has one."""
+    head = "stream" if model.config.stream_head else "clip"
     out = []
     for b0 in range(0, len(streams), batch):
         group = streams[b0:b0 + batch]
@@ -76,7 +80,7 @@ def float_logits(model: LMUFormerWeights, streams: list[np.ndarray], batch: int 
         state = initial_state(model.config, batch=len(group))
         rows = np.empty((t_max, len(group), model.config.n_classes), np.float32)
         for t in range(t_max):
-            rows[t], state, _ = lmuformer_step(model, x[t], state)
+            rows[t], state, _ = lmuformer_step(model, x[t], state, head)
         out += [rows[:len(s), j] for j, s in enumerate(group)]
     return out
 
@@ -123,7 +127,8 @@ def load_logits(path: Path) -> list[np.ndarray]:
 def integer_logits(bundle, streams: list[np.ndarray], batch: int = 64) -> list[np.ndarray]:
     """Dequantized frame logits of the integer model, ``batch`` streams side by side: the
     bundle's graph with its batch dimension widened (every kernel works row by row, so each
-    stream gets the bits it would get alone; tests/streaming checks this)."""
+    stream gets the bits it would get alone; tests/streaming checks this); the stream
+    head's (``stream_logits``) when the graph has one."""
     from sdk.runtime.streaming import StreamingSession
 
     out = []
@@ -144,7 +149,8 @@ def integer_logits(bundle, streams: list[np.ndarray], batch: int = 64) -> list[n
         x = np.zeros((t_max, n, group[0].shape[1]), np.float32)
         for j, s in enumerate(group):
             x[:len(s), j] = s.astype(np.float32) * np.float32(FEATURE_SCALE)
-        rows = sess.steps(x)["logits"]
+        outs = sess.steps(x)
+        rows = outs["stream_logits"] if "stream_logits" in outs else outs["logits"]
         out += [np.asarray(rows[:len(s), j], np.float32) for j, s in enumerate(group)]
     return out
 

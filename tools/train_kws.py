@@ -154,6 +154,8 @@ class KWSNet(nn.Module):
         self.w_2 = nn.Linear(h, c)
         self.bn_2 = FrameBN(c)
         self.w_o = nn.Linear(c, cfg.n_classes)
+        #: the second (stream) head on the same activations, cfg.stream_head only
+        self.w_s = nn.Linear(c, cfg.n_classes) if cfg.stream_head else None
         self.acts = nn.ModuleDict({site: (LIF(th) if cfg.spiking else nn.ReLU())
                                    for site, th in ACT_SITES})
         a_bar, b_bar = lmu_matrices(cfg.lmu_order, cfg.lmu_theta)
@@ -182,7 +184,16 @@ class KWSNet(nn.Module):
         return s
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        """Features ``[B, T, n_mels]`` → frame logits ``[B, T, K]``."""
+        """Features ``[B, T, n_mels]`` → frame logits ``[B, T, K]`` (the clip head)."""
+        return self.w_o(self.trunk(x))
+
+    def forward_heads(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor | None]:
+        """(clip head, stream head or None) frame logits ``[B, T, K]``, one trunk pass."""
+        h = self.trunk(x)
+        return self.w_o(h), (self.w_s(h) if self.w_s is not None else None)
+
+    def trunk(self, x: torch.Tensor) -> torch.Tensor:
+        """Features ``[B, T, n_mels]`` → the heads' input ``act(y2)`` ``[B, T, d_model]``."""
         cfg = self.cfg
         t = x.shape[1]
         xn = ((x - self.in_mean) * self.in_inv_std).transpose(1, 2)
@@ -197,7 +208,7 @@ class KWSNet(nn.Module):
         a1 = self._act("v_mix_in", y1)
         a2 = self._act("v_mix_hidden", self.bn_1(self.w_1(a1)))
         y2 = y1 + self.bn_2(self.w_2(a2))
-        return self.w_o(self._act("v_head", y2))
+        return self._act("v_head", y2)
 
 
 def _fold(w: torch.Tensor, bias: torch.Tensor | None, bn: nn.BatchNorm1d
@@ -224,6 +235,9 @@ def export_weights(net: KWSNet) -> LMUFormerWeights:
     w["w_2"], w["b_2"] = _fold(net.w_2.weight, net.w_2.bias, net.bn_2)
     w["w_o"] = net.w_o.weight.detach().numpy().copy()
     w["b_o"] = net.w_o.bias.detach().numpy().copy()
+    if net.w_s is not None:
+        w["w_s"] = net.w_s.weight.detach().numpy().copy()
+        w["b_s"] = net.w_s.bias.detach().numpy().copy()
     w["a_bar"] = net.a_bar.numpy().copy()
     w["b_bar"] = net.b_bar.numpy().copy()
     return LMUFormerWeights(cfg, w)
@@ -247,6 +261,9 @@ def _load_folded(net: KWSNet, model: LMUFormerWeights) -> None:
             lin.weight.copy_(w[wk])
             lin.bias.copy_(w[bk])
         net.w_a.weight.copy_(w["w_a"])
+        if net.w_s is not None:  # a stream head: the checkpoint's own, else the clip head's
+            net.w_s.weight.copy_(w["w_s"] if "w_s" in w else w["w_o"])
+            net.w_s.bias.copy_(w["b_s"] if "b_s" in w else w["b_o"])
 
 
 def _calibrate_bns(net: KWSNet, x: np.ndarray,
@@ -598,8 +615,16 @@ def train_streaming(cfg: LMUFormerConfig, data: dict, windows: StreamWindows,
                     lr: float, clip_batch: int, window_batch: int, neg_weight: float,
                     time_budget: float | None, head_scale: float = 4.0,
                     pos_weight: float = 1.0, pool: int = 0, clip_weight: float = 1.0,
-                    neg_margin: float = 0.0, log=print) -> tuple[KWSNet, dict]:
-    """Fine-tune ``init`` on clips + hard-negative clips + stream windows; keep the last."""
+                    neg_margin: float = 0.0, clip_stream_weight: float = 0.0,
+                    trunk_lr_scale: float = 1.0, log_every: int = 50, log=print
+                    ) -> tuple[KWSNet, dict]:
+    """Fine-tune ``init`` on clips + hard-negative clips + stream windows; keep the last.
+
+    With ``cfg.stream_head`` the stream losses train the second head (started from the clip
+    head / ``head_scale``) and the clip loss the clip head, both through the shared trunk;
+    ``clip_stream_weight`` > 0 also gives the stream head the clips (a keyword clip: the
+    keyword's best ``pool``-frame mean posterior anywhere after the warm-up; any other clip:
+    every frame "no keyword"), many more voices than the streams."""
     torch.manual_seed(seed)
     rng = np.random.default_rng(seed)
     xtr, ytr = data["train"]
@@ -608,12 +633,17 @@ def train_streaming(cfg: LMUFormerConfig, data: dict, windows: StreamWindows,
     ytr = np.concatenate([ytr, np.full(len(hardneg), unknown, ytr.dtype)])
     net = KWSNet(cfg, init.weights["in_mean"], 1.0 / init.weights["in_inv_std"], frames=WINDOW)
     warm_start(net, init, xtr[rng.permutation(len(xtr))[:512]])
+    head = net.w_s if net.w_s is not None else net.w_o
     with torch.no_grad():  # the clip loss only sees the mean over frames: its frame logits
-        net.w_o.weight /= head_scale  # are far too sharp per frame; a smaller head keeps
-        net.w_o.bias /= head_scale  # every clip's argmax and starts the frame losses sane
+        head.weight /= head_scale  # are far too sharp per frame; a smaller head keeps
+        head.bias /= head_scale  # every clip's argmax and starts the frame losses sane
+    n_kw = len(kws_dataset.KEYWORDS)
     acc0, _ = evaluate(net, *data["val"])
     log(f"warm start: val clips {acc0 * 100:.2f}% (head / {head_scale:g})")
-    opt = torch.optim.AdamW(net.parameters(), lr=lr, weight_decay=1e-3)
+    heads = [p for m in (net.w_o, net.w_s) if m is not None for p in m.parameters()]
+    trunk = [p for p in net.parameters() if all(p is not q for q in heads)]
+    opt = torch.optim.AdamW([{"params": trunk, "scale": trunk_lr_scale},
+                             {"params": heads, "scale": 1.0}], lr=lr, weight_decay=1e-3)
     mean = init.weights["in_mean"]
     history = []
     t0 = time.perf_counter()
@@ -629,26 +659,33 @@ def train_streaming(cfg: LMUFormerConfig, data: dict, windows: StreamWindows,
             log(f"time budget {time_budget:.0f} s spent after step {step}; stopping")
             break
         for g in opt.param_groups:
-            g["lr"] = lr * min(1.0, progress / 0.05) * 0.5 * (1 + math.cos(math.pi * progress))
+            g["lr"] = g["scale"] * lr * min(1.0, progress / 0.05) * 0.5 * (
+                1 + math.cos(math.pi * progress))
         net.train()
         for bn in BN_NAMES:  # batch norms frozen at the warm start's statistics: clip batches
             getattr(net, bn).eval()  # and stream windows differ, and a blend fits neither
         idx = rng.integers(0, len(xtr), clip_batch)
         xb = spec_augment(xtr[idx], mean, rng)
-        lc = nn.functional.cross_entropy(net(torch.from_numpy(xb)).mean(1),
-                                         torch.from_numpy(ytr[idx]))
+        zc, zcs = net.forward_heads(torch.from_numpy(xb))
+        lc = nn.functional.cross_entropy(zc.mean(1), torch.from_numpy(ytr[idx]))
         xw, yw = windows.batch(window_batch, rng)
-        lp, ln = stream_loss(net(torch.from_numpy(xw)), torch.from_numpy(yw), pool=pool,
-                             neg_margin=neg_margin)
+        zw = net.forward_heads(torch.from_numpy(xw))
+        lp, ln = stream_loss(zw[1] if zw[1] is not None else zw[0], torch.from_numpy(yw),
+                             pool=pool, neg_margin=neg_margin)
         loss = clip_weight * lc + pos_weight * lp + neg_weight * ln
+        if clip_stream_weight > 0 and zcs is not None:
+            yc = np.where(ytr[idx] < n_kw, ytr[idx], NEG)[:, None].repeat(xb.shape[1], 1)
+            yc[:, :WARMUP // 2] = IGNORE
+            lpc, lnc = stream_loss(zcs, torch.from_numpy(yc), pool=pool, neg_margin=neg_margin)
+            loss = loss + clip_stream_weight * (pos_weight * lpc + neg_weight * lnc)
         opt.zero_grad()
         loss.backward()
         opt.step()
         done = step + 1
         for k, v in (("clip", lc), ("pos", lp), ("neg", ln)):
             run[k] += float(v.detach())
-        if done % 50 == 0 or done == steps:
-            n = 50 if done % 50 == 0 else done % 50
+        if done % log_every == 0 or done == steps:
+            n = log_every if done % log_every == 0 else done % log_every
             val_acc, _ = evaluate(net, *data["val"])
             rec = {"step": done, "val_acc": val_acc, "seconds": time.perf_counter() - t0,
                    **{k: v / n for k, v in run.items()}}
@@ -708,6 +745,19 @@ def main(argv: list[str] | None = None) -> int:
                     help="checkpoint whose false alarms on keyword-free training streams "
                          "become extra negative windows")
     ap.add_argument("--mine-threshold", type=float, default=0.3)
+    ap.add_argument("--stream-head", action="store_true",
+                    help="streaming fine-tune: a second output head (stream_logits) for "
+                         "continuous speech, trained on the stream windows; the clip head "
+                         "keeps the clip loss (+768 parameters)")
+    ap.add_argument("--log-every", type=int, default=50,
+                    help="streaming fine-tune: validation clip accuracy and losses every this "
+                         "many steps")
+    ap.add_argument("--trunk-lr-scale", type=float, default=1.0,
+                    help="streaming fine-tune: the trunk's learning rate is --lr times this "
+                         "(the heads' is --lr)")
+    ap.add_argument("--clip-stream-weight", type=float, default=0.0,
+                    help="with --stream-head: also train the stream head on the clips "
+                         "(keyword clips fire somewhere, other clips never), this weight")
     ap.add_argument("--name", default=None, help="output stem (default kws_lmuformer_<variant>)")
     a = ap.parse_args(argv)
     torch.set_num_threads(a.threads)
@@ -718,7 +768,10 @@ def main(argv: list[str] | None = None) -> int:
     t_data = time.perf_counter() - t_start
     print(f"data: {folder} ({t_data:.0f} s) train {len(data['train'][1])} val "
           f"{len(data['val'][1])} test {len(data['test'][1])}")
-    cfg = LMUFormerConfig(d_model=a.d_model, spiking=a.variant == "spiking")
+    cfg = LMUFormerConfig(d_model=a.d_model, spiking=a.variant == "spiking",
+                          stream_head=a.stream_head)
+    if a.stream_head and not a.streams:
+        raise SystemExit("--stream-head is trained on streams: pass --streams DIR")
     init = LMUFormerWeights.load(a.init) if a.init else None
     extra: dict = {}
     if a.streams:
@@ -739,12 +792,15 @@ def main(argv: list[str] | None = None) -> int:
         net, info = train_streaming(cfg, data, windows, hardneg, init, a.steps, a.seed,
                                     a.lr, a.batch, a.window_batch, a.neg_weight,
                                     a.time_budget, a.head_scale, a.pos_weight, a.pool,
-                                    a.clip_weight, a.neg_margin)
+                                    a.clip_weight, a.neg_margin, a.clip_stream_weight,
+                                    a.trunk_lr_scale, a.log_every)
         extra.update(streaming={"steps": info["steps"], "window_batch": a.window_batch,
                                 "neg_weight": a.neg_weight, "pos_weight": a.pos_weight,
                                 "pos_hops": a.pos_hops, "pre_hops": a.pre_hops,
                                 "pool": a.pool, "clip_weight": a.clip_weight,
-                                "neg_margin": a.neg_margin,
+                                "neg_margin": a.neg_margin, "stream_head": a.stream_head,
+                                "clip_stream_weight": a.clip_stream_weight,
+                                "trunk_lr_scale": a.trunk_lr_scale,
                                 "head_scale": a.head_scale,
                                 "hard_negatives": len(hardneg), "init": a.init,
                                 "mine": a.mine, "mine_threshold": a.mine_threshold})

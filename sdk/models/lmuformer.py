@@ -13,6 +13,9 @@ ReLU (non-spiking variant) or a LIF neuron (spiking variant, τ = 2, hard reset)
     y1 = e + act(W_m·m + W_a·a0 + b_h)                  LMU block with residual
     y2 = y1 + W_2·act(W_1·act(y1) + b_1) + b_2          channel mixer (1×1 convs, 4× expansion)
     logits = W_o·act(y2) + b_o                          per-frame head
+    stream_logits = W_s·act(y2) + b_s                   optional second head (config
+                                                       ``stream_head``): keyword scores for
+                                                       continuous speech, trained on streams
 
 Batch norms of training are folded into the weights. The clip prediction after ``t`` frames is
 the running mean of the frame logits (:func:`running_mean_logits`). LIF, with ``V`` the
@@ -92,6 +95,9 @@ class LMUFormerConfig:
     lmu_theta: float = 80.0  # frames
     mlp_ratio: int = 4
     spiking: bool = False
+    #: a second per-frame head ``W_s, b_s`` on the same activations (continuous speech);
+    #: ``logits`` stays the clip head
+    stream_head: bool = False
 
 
 # weight name -> shape as a function of the config: [out, in] for linear maps
@@ -104,7 +110,8 @@ def weight_shapes(cfg: LMUFormerConfig) -> dict[str, tuple[int, ...]]:
             "a_bar": (d, d), "b_bar": (d, 1),
             "w_m": (c, mu * d), "w_a": (c, c), "b_h": (c,),
             "w_1": (h, c), "b_1": (h,), "w_2": (c, h), "b_2": (c,),
-            "w_o": (cfg.n_classes, c), "b_o": (cfg.n_classes,)}
+            "w_o": (cfg.n_classes, c), "b_o": (cfg.n_classes,),
+            **({"w_s": (cfg.n_classes, c), "b_s": (cfg.n_classes,)} if cfg.stream_head else {})}
 
 
 def state_shapes(cfg: LMUFormerConfig) -> dict[str, tuple[int, ...]]:
@@ -171,7 +178,8 @@ def macs_per_frame(cfg: LMUFormerConfig) -> dict[str, int]:
     c, mu, d, h = cfg.d_model, cfg.lmu_units, cfg.lmu_order, cfg.d_model * cfg.mlp_ratio
     return {"embed": c * CONV_KERNEL * cfg.n_mels, "u": mu * c, "memory": mu * d * (d + 1),
             "lmu_in": c * (mu * d + c), "mix_1": h * c, "mix_2": c * h,
-            "head": cfg.n_classes * c}
+            "head": cfg.n_classes * c,
+            **({"stream_head": cfg.n_classes * c} if cfg.stream_head else {})}
 
 
 def initial_state(cfg: LMUFormerConfig, batch: int = 1) -> dict[str, np.ndarray]:
@@ -185,13 +193,19 @@ def _lif(x: np.ndarray, v: np.ndarray, threshold: float) -> tuple[np.ndarray, np
     return s, h - h * s
 
 
-def lmuformer_step(model: LMUFormerWeights, x: np.ndarray, state: dict[str, np.ndarray]
+def lmuformer_step(model: LMUFormerWeights, x: np.ndarray, state: dict[str, np.ndarray],
+                   head: str = "clip"
                    ) -> tuple[np.ndarray, dict[str, np.ndarray], dict[str, np.ndarray]]:
     """One frame in float32 NumPy: ``(logits [B, K], next state, activations per site)``.
 
     ``x`` is ``[n_mels]`` or ``[B, n_mels]``; the state holds ``B`` rows (:func:`initial_state`).
+    ``head``: ``"clip"`` (``W_o``, every model) or ``"stream"`` (``W_s``, a model with
+    ``config.stream_head``).
     """
     cfg, w = model.config, model.weights
+    if head not in ("clip", "stream") or (head == "stream" and not cfg.stream_head):
+        raise InputError(f"head {head!r}: this model has " + (
+            "'clip' and 'stream'" if cfg.stream_head else "only 'clip'"))
     x = np.asarray(x, np.float32).reshape(-1, cfg.n_mels)
     batch = x.shape[0]
     nxt: dict[str, np.ndarray] = {}
@@ -219,7 +233,8 @@ def lmuformer_step(model: LMUFormerWeights, x: np.ndarray, state: dict[str, np.n
     a1 = act("v_mix_in", LIF_THRESHOLD, y1)
     a2 = act("v_mix_hidden", LIF_THRESHOLD, a1 @ w["w_1"].T + w["b_1"])
     y2 = y1 + a2 @ w["w_2"].T + w["b_2"]
-    logits = act("v_head", LIF_THRESHOLD, y2) @ w["w_o"].T + w["b_o"]
+    wo, bo = (w["w_s"], w["b_s"]) if head == "stream" else (w["w_o"], w["b_o"])
+    logits = act("v_head", LIF_THRESHOLD, y2) @ wo.T + bo
     return logits.astype(np.float32), nxt, acts
 
 
@@ -287,7 +302,8 @@ def build_step_onnx(model: LMUFormerWeights, name: str = "lmuformer_kws_step",
     ``batch`` fixes the leading dimension (1: one stream, what a device runs); ``None`` leaves
     it symbolic (``"batch"``) so many streams can be stepped side by side.
     Inputs: ``x [batch, n_mels]`` then ``state_<name>`` for each state; outputs: ``logits [1, K]``
-    then ``state_<name>_next`` in the same order. Ops: Add, Mul, MatMul, Gemm, Concat, Slice,
+    (the clip head), ``stream_logits [1, K]`` (only with ``config.stream_head``), then
+    ``state_<name>_next`` in the same order. Ops: Add, Mul, MatMul, Gemm, Concat, Slice,
     Reshape, Identity and Relu (non-spiking) or HardSigmoid as the exact spike step and Sub
     (LIF, spiking; see :func:`heaviside_hard_sigmoid`).
     """
@@ -349,8 +365,10 @@ def build_step_onnx(model: LMUFormerWeights, name: str = "lmuformer_kws_step",
     a1 = act("v_mix_in", LIF_THRESHOLD, y1)
     a2 = act("v_mix_hidden", LIF_THRESHOLD, linear(a1, "w_1", "b_1"))
     y2 = op("Add", [y1, linear(a2, "w_2", "b_2")])
-    logits = linear(act("v_head", LIF_THRESHOLD, y2), "w_o", "b_o")
-    op("Identity", [logits], out="logits")
+    v_head = act("v_head", LIF_THRESHOLD, y2)
+    op("Identity", [linear(v_head, "w_o", "b_o")], out="logits")
+    if cfg.stream_head:
+        op("Identity", [linear(v_head, "w_s", "b_s")], out="stream_logits")
 
     shapes = state_shapes(cfg)
     b = batch if batch is not None else "batch"
@@ -358,6 +376,9 @@ def build_step_onnx(model: LMUFormerWeights, name: str = "lmuformer_kws_step",
     inputs += [helper.make_tensor_value_info(f"state_{s}", TensorProto.FLOAT, [b, shp[1]])
                for s, shp in shapes.items()]
     outputs = [helper.make_tensor_value_info("logits", TensorProto.FLOAT, [b, cfg.n_classes])]
+    if cfg.stream_head:
+        outputs.append(helper.make_tensor_value_info("stream_logits", TensorProto.FLOAT,
+                                                     [b, cfg.n_classes]))
     outputs += [helper.make_tensor_value_info(f"state_{s}_next", TensorProto.FLOAT, [b, shp[1]])
                 for s, shp in shapes.items()]
     graph = helper.make_graph(nodes, name, inputs, outputs, initializer=inits)

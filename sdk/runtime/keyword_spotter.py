@@ -67,13 +67,15 @@ class KeywordSpotter:
 
     ``model``: step graph path (``.onnx`` float or ``.edge`` integer bundle), Graph, Bundle.
     ``labels``: class names (default :func:`model_labels`). Detector settings as
-    :class:`~sdk.runtime.detection.KeywordDetector`.
+    :class:`~sdk.runtime.detection.KeywordDetector`. ``scores_output``: the graph output the
+    detector reads (default ``stream_logits``, the stream head of a model trained for
+    continuous speech, when the graph has it, else ``logits``).
     """
 
     def __init__(self, model: Any, labels: Sequence[str] | None = None, *,
                  smoothing_hops: int = 30, threshold: float = 0.6, refractory_s: float = 1.0,
                  keywords: Sequence[str] | None = None, fast: bool = True,
-                 scores_output: str = "logits") -> None:
+                 scores_output: str | None = None) -> None:
         from sdk.audio import HOP_LENGTH, SAMPLE_RATE, StreamingLogMel
 
         self.hop_s = HOP_LENGTH / SAMPLE_RATE
@@ -88,6 +90,11 @@ class KeywordSpotter:
                                         hop_s=self.hop_s)
         self.session = StreamingSession(model, fast=fast, hop_s=self.hop_s,
                                         detector=self.detector, scores_output=scores_output)
+        if scores_output is None:
+            names = [o.name for o in self.session.stream_outputs]
+            self.session.scores_output = "stream_logits" if "stream_logits" in names \
+                else "logits"
+        self.scores_output = self.session.scores_output
         x = self.session.stream_inputs
         if len(x) != 1 or x[0].shape is None or len(x[0].shape) != 2:
             raise InputError(f"a keyword model takes one [1, n_mels] feature input, this one "

@@ -363,3 +363,58 @@ def test_streams_of_a_smaller_configuration_are_reused_not_rendered_again(tmp_pa
     specs = [s for s in sd.plan("val", v2, speakers["val"]) if s.kind == "kw"]
     assert not sd._reuse(tmp_path, other, "val", "kw", specs,
                          {"clean": "val_kw_clean.npz"}, v2, False)
+
+
+def _random_lmuformer(stream_head: bool, seed: int = 0) -> LMUFormerWeights:
+    from sdk.models import LMUFormerConfig, lmu_matrices
+    from sdk.models.lmuformer import weight_shapes
+
+    cfg = LMUFormerConfig(n_mels=40, n_classes=12, d_model=12, lmu_units=3, lmu_order=4,
+                          lmu_theta=10.0, stream_head=stream_head)
+    rng = np.random.default_rng(seed)
+    w = {k: (rng.standard_normal(s) * 0.5).astype(np.float32)
+         for k, s in weight_shapes(cfg).items()}
+    w["in_inv_std"] = np.abs(w["in_inv_std"]) + 0.5
+    a, b = lmu_matrices(cfg.lmu_order, cfg.lmu_theta)
+    w["a_bar"], w["b_bar"] = a.astype(np.float32), b.astype(np.float32)
+    return LMUFormerWeights(cfg, w)
+
+
+def test_stream_head_is_a_second_output_the_spotter_reads(tmp_path):
+    """A model with a stream head: saved and loaded, its step graph has ``logits`` (clip head)
+    and ``stream_logits`` (stream head), each equal to the NumPy step's; the spotter and the
+    stream evaluator read the stream head; a model without one keeps one output."""
+    import kws_stream_eval as ev
+
+    from sdk.errors import InputError
+    from sdk.models import build_step_onnx, initial_state, lmuformer_step
+    from sdk.runtime.keyword_spotter import KeywordSpotter
+    from sdk.runtime.streaming import StreamingSession
+
+    model = _random_lmuformer(True)
+    model.save(tmp_path / "m.npz")
+    model = LMUFormerWeights.load(tmp_path / "m.npz")
+    assert model.config.stream_head
+    assert model.parameter_count() == _random_lmuformer(False).parameter_count() + 12 * 12 + 12
+    onnx_path = tmp_path / "m.onnx"
+    onnx_path.write_bytes(build_step_onnx(model).SerializeToString())
+    x = np.random.default_rng(1).normal(0, 1, (25, 1, 40)).astype(np.float32)
+    out = StreamingSession(str(onnx_path), fast=False).steps(x)
+    state = initial_state(model.config)
+    for t in range(len(x)):
+        clip, _, _ = lmuformer_step(model, x[t], state)
+        stream, state, _ = lmuformer_step(model, x[t], state, "stream")
+        np.testing.assert_allclose(out["logits"][t], clip, rtol=1e-5, atol=1e-5)
+        np.testing.assert_allclose(out["stream_logits"][t], stream, rtol=1e-5, atol=1e-5)
+    assert not np.allclose(out["logits"], out["stream_logits"])  # two different heads
+    np.testing.assert_allclose(ev.float_logits(model, [x[:, 0] * 256.0])[0],
+                               out["stream_logits"][:, 0], rtol=1e-4, atol=1e-4)
+    assert KeywordSpotter(str(onnx_path)).scores_output == "stream_logits"
+    assert KeywordSpotter(str(onnx_path), scores_output="logits").scores_output == "logits"
+    old = _random_lmuformer(False)
+    with pytest.raises(InputError, match="only 'clip'"):
+        lmuformer_step(old, x[0], initial_state(old.config), "stream")
+    old_path = tmp_path / "old.onnx"
+    old_path.write_bytes(build_step_onnx(old).SerializeToString())
+    assert [o.name for o in StreamingSession(str(old_path)).stream_outputs] == ["logits"]
+    assert KeywordSpotter(str(old_path)).scores_output == "logits"
