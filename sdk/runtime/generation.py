@@ -90,9 +90,19 @@ def cacheable_decoder(graph: Any, layers: int, capacity: int) -> Any:
             if n not in graph.tensors or n not in producers:
                 raise GraphError(f"decoder has no tensor {n!r} to cache")
     rows = {}
+    consumers = graph.consumers()
     for j in range(layers):
-        rows[f"k{j}_rows"] = f"k_cache{j}"
-        rows[f"v{j}_rows"] = f"v_cache{j}"
+        for kind in "kv":
+            src = f"{kind}{j}_rows"
+            users = consumers.get(src, [])
+            # a lone Requantize of the new rows (onto the attention matmul's grid) moves in
+            # front of the cache write: it regrids one row per step instead of the whole
+            # cache, and the cache holds the regridded rows. Every row a query sees has the
+            # same bits; the rows past the position are masked to exact zero weight.
+            if len(users) == 1 and users[0].op == "Requantize" and src not in graph.outputs \
+                    and np.ndim(users[0].attrs.get("m0", 0)) == 0:
+                src = users[0].outputs[0]
+            rows[src] = f"{kind}_cache{j}"
     add_kv_cache(graph, rows, scores, capacity, position="pos")
     from sdk.quant.fuse import remove_dead_nodes
 
