@@ -15,6 +15,7 @@ from sdk.quant.lowering import (
     OpLowering,
     ints_attr,
     per_tensor,
+    qrange,
     quantize_weight,
     requant_attrs,
 )
@@ -162,13 +163,49 @@ def lower_matmul(L: Lowering, node: Node) -> None:
             L.plan.weights[b] = QuantParams(wqp.scale, wqp.zero_point, 0)
         _fully_connected(L, a, np.asarray(bv).T, bias, b, fout)
         return
-    xa, qa, _da = L.input(a)
-    xb, qb, _db = L.input(b)
+    xa, qa, da = L.input(a)
+    xb, qb, db = L.input(b)
+    shape = L.shape(a)
+    k = int(shape[-1]) if shape and int(shape[-1]) > 0 else None
+    # two int16 activations (activation_bits=16: q·kᵀ): products reach 2^30, so the int32
+    # sum wraps from K = 2 on. An operand whose span makes the worst-case sum pass int32 is
+    # regridded to int8 over the same real range first (b, then a). Softmax probabilities
+    # are exempt: a row sums to at most 2^15, so Σ p·v stays within 2^15 · 2^15.
+    prob = getattr(L.producers.get(a), "op", None) == "Softmax"
+    if not prob and da == db == "int16":
+        for side in ("b", "a"):
+            if not _may_wrap(k, qa, da, qb, db):
+                break
+            f, qp = (b, qb) if side == "b" else (a, qa)
+            peak = max(abs(x) for x in qrange("int16"))
+            want = (QuantParams(np.float32(float(qp.scale) * peak / qrange("int8")[1]),
+                                np.int32(0)), "int8")
+            if side == "b":
+                xb, qb, db = L.input_as(f, want), want[0], "int8"
+            else:
+                xa, qa, da = L.input_as(f, want), want[0], "int8"
+        if _may_wrap(k, qa, da, qb, db):
+            raise UnsupportedOpError([f"MatMul {node.name!r}: {da} x {db} over K={k} can "
+                                      "pass the int32 accumulator"], "integer lowering",
+                                     "use activation_bits=8 for this model")
     factor, fout = L.take_scale(node.outputs[0])
     act, fout = L.take_activation(fout)
     out = L.desired(fout)
     L.emit("QMatMul", [xa, xb], fout, out, a_zp=int(qa.zero_point), b_zp=int(qb.zero_point),
            **per_tensor(requant_attrs(float(qa.scale) * float(qb.scale) * factor, out, act)))
+
+
+def _may_wrap(k: int | None, qa: QuantParams, da: str, qb: QuantParams, db: str) -> bool:
+    """Whether K products of the two operands' largest |x − zero point| can pass int32
+    (K unknown: only two int16 operands count as a risk)."""
+    def span(qp: QuantParams, dt: str) -> int:
+        lo, hi = qrange(dt)
+        z = int(qp.zero_point)
+        return max(z - lo, hi - z)
+
+    if k is None:
+        return da == db == "int16"
+    return k * span(qa, da) * span(qb, db) > 2**31 - 1
 
 
 LOWERINGS: dict[str, OpLowering] = {

@@ -169,3 +169,36 @@ def test_entropy_observer_keeps_accuracy():
     ig, f, q = _float_and_int(small_cnn(), (1, 3, 16, 16), observer="entropy")
     assert _cosine(f, q) >= 0.99
     assert ig.metadata["observer"] == "entropy"
+
+
+def _two_activation_matmul(k: int):
+    """y = (x · W1) · (x · W2)ᵀ: a MatMul of two activations over K = ``k`` (q·kᵀ)."""
+    import onnx
+    from onnx import TensorProto, helper, numpy_helper
+
+    rng = np.random.default_rng(3)
+    a = rng.standard_normal((16, k)).astype(np.float32)
+    # k ≈ q: the diagonal scores are sums of K positive squares, the attention pattern whose
+    # worst case the int32 sum actually reaches
+    b = a + 0.1 * rng.standard_normal(a.shape).astype(np.float32)
+    w1, w2 = numpy_helper.from_array(a, "w1"), numpy_helper.from_array(b, "w2")
+    nodes = [helper.make_node("MatMul", ["x", "w1"], ["q"]),
+             helper.make_node("MatMul", ["x", "w2"], ["k"]),
+             helper.make_node("Transpose", ["k"], ["kt"], perm=[0, 2, 1]),
+             helper.make_node("MatMul", ["q", "kt"], ["y"])]
+    g = helper.make_graph(nodes, "qk", [helper.make_tensor_value_info(
+        "x", TensorProto.FLOAT, [1, 8, 16])], [helper.make_tensor_value_info(
+            "y", TensorProto.FLOAT, [1, 8, 8])], [w1, w2])
+    return helper.make_model(g, opset_imports=[helper.make_opsetid("", 17)])
+
+
+@pytest.mark.parametrize("k", [24, 64])
+def test_two_int16_activations_multiply_without_wrapping_the_accumulator(k):
+    """activation_bits=16: int16 q times int16 k over K terms reaches K·2^30 and wrapped the
+    int32 sum (outputs unrelated to float). One operand is regridded to int8 first."""
+    ig, f, q = _float_and_int(_two_activation_matmul(k), (1, 8, 16), activation_bits=16)
+    assert _cosine(f, q) >= 0.99
+    mm = [n for n in ig.nodes if n.op == "QMatMul"]
+    assert len(mm) == 1
+    dts = sorted(ig.tensor(i).dtype for i in mm[0].inputs)
+    assert dts == ["int16", "int8"], dts
