@@ -24,20 +24,26 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[2] / "tools"))
 pytestmark = pytest.mark.slow
 
 
-@pytest.fixture(scope="module")
-def tiny():
+def _sessions(cfg: SLMConfig, seed: int, out_len: int, weights_seed: int, name: str):
+    """(compiled, interpreter) sessions of a tiny seeded model compiled on 4 random samples."""
     from bench_slm import random_weights
 
-    cfg = SLMConfig(vocab=73, d=16, heads=2, kv_heads=1, ff=32, enc_layers=1, dec_layers=1,
-                    max_src=6, capacity=8)
-    rng = np.random.default_rng(0)
-    samples = [(list(rng.integers(5, 34, 5)), list(rng.integers(34, 73, 6))) for _ in range(4)]
+    rng = np.random.default_rng(seed)
+    samples = [(list(rng.integers(5, 34, 5)), list(rng.integers(34, 73, out_len)))
+               for _ in range(4)]
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
-        bundle = sdk.compile_generation_model(cfg, random_weights(cfg, 3), samples,
-                                              name="tiny_step")
+        bundle = sdk.compile_generation_model(cfg, random_weights(cfg, weights_seed), samples,
+                                              name=name)
     return (sdk.GenerationSession(bundle, compiled=True),
             sdk.GenerationSession(bundle, compiled=False))
+
+
+@pytest.fixture(scope="module")
+def tiny():
+    cfg = SLMConfig(vocab=73, d=16, heads=2, kv_heads=1, ff=32, enc_layers=1, dec_layers=1,
+                    max_src=6, capacity=8)
+    return _sessions(cfg, 0, 6, 3, "tiny_step")
 
 
 def test_the_bound_step_equals_the_interpreter_step_by_step(tiny):
@@ -88,18 +94,9 @@ def test_a_refused_step_reports_the_interpreters_error_and_changes_nothing(tiny)
 
 @pytest.fixture(scope="module")
 def tiny_deconly():
-    from bench_slm import random_weights
-
     cfg = SLMConfig(vocab=73, d=16, heads=2, kv_heads=1, ff=32, enc_layers=0, dec_layers=1,
                     max_src=6, capacity=12)
-    rng = np.random.default_rng(1)
-    samples = [(list(rng.integers(5, 34, 5)), list(rng.integers(34, 73, 5))) for _ in range(4)]
-    with warnings.catch_warnings():
-        warnings.simplefilter("ignore")
-        bundle = sdk.compile_generation_model(cfg, random_weights(cfg, 5), samples,
-                                              name="tiny_prefill")
-    return (sdk.GenerationSession(bundle, compiled=True),
-            sdk.GenerationSession(bundle, compiled=False))
+    return _sessions(cfg, 1, 5, 5, "tiny_prefill")
 
 
 def test_the_fixed_length_prefill_program_equals_the_prompt_shaped_prefill(tiny_deconly):
