@@ -31,6 +31,13 @@ from .conftest import ROOT, AgentProcess
 CHROMIUM = shutil.which("chromium") or shutil.which("chromium-browser")
 
 
+
+def _sigint_default() -> None:
+    """In the demo's process: Ctrl-C (SIGINT) as a terminal delivers it. A shell without job
+    control starts background jobs with SIGINT ignored, and Python keeps an inherited
+    SIG_IGN, so a suite run as such a job would see the demo ignore the test's Ctrl-C."""
+    signal.signal(signal.SIGINT, signal.SIG_DFL)
+
 @pytest.fixture(scope="module")
 def board(tmp_path_factory):
     """One agent for the module. It shares the program and model cache ($EDGE_CACHE_DIR or
@@ -129,7 +136,8 @@ def test_seg_demo_runs_on_the_board_and_the_board_serves_the_view(board, tmp_pat
     proc = subprocess.Popen([sys.executable, "-m", "sdk.cli.main", "demo", "seg", "--device",
                              board.url, "--token", board.token, "--source", str(cam), "--loop",
                              "--max-fps", "8"], stdout=subprocess.PIPE, stderr=subprocess.PIPE,
-                            text=True, env=env, cwd=ROOT)
+                            text=True, env=env, cwd=ROOT,
+                            preexec_fn=_sigint_default)
     lines: list[str] = []
     try:
         m = _read_until(proc, r"view: (http://127\.0\.0\.1:\d+/view/\?ticket=(\S+)) ", lines)

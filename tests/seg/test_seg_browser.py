@@ -48,6 +48,13 @@ def _has_colour(img: np.ndarray, rgb, tol: int = 12, min_px: int = 20) -> bool:
     return int((d <= tol).sum()) >= min_px
 
 
+
+def _sigint_default() -> None:
+    """In the demo's process: Ctrl-C (SIGINT) as a terminal delivers it. A shell without job
+    control starts background jobs with SIGINT ignored, and Python keeps an inherited
+    SIG_IGN, so a suite run as such a job would see the demo ignore the test's Ctrl-C."""
+    signal.signal(signal.SIGINT, signal.SIG_DFL)
+
 @pytest.fixture()
 def served(seg_bundle, tmp_path):
     env = {**os.environ, "PYTHONPATH": str(ROOT), "PYTHONUNBUFFERED": "1"}
@@ -55,7 +62,8 @@ def served(seg_bundle, tmp_path):
                              "127.0.0.1:0", "--model", str(seg_bundle), "--seconds", "240",
                              "--max-fps", "8", "--size", "240"],
                             stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=env,
-                            cwd=ROOT)
+                            cwd=ROOT,
+                            preexec_fn=_sigint_default)
     url = None
     deadline = time.monotonic() + 180
     lines = []
