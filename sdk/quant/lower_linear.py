@@ -166,7 +166,7 @@ def lower_matmul(L: Lowering, node: Node) -> None:
     xa, qa, da = L.input(a)
     xb, qb, db = L.input(b)
     shape = L.shape(a)
-    k = int(shape[-1]) if shape and int(shape[-1]) > 0 else None
+    k = int(shape[-1]) if shape and shape[-1] is not None and int(shape[-1]) > 0 else None
     # two int16 activations (activation_bits=16: q·kᵀ): products reach 2^30, so the int32
     # sum wraps from K = 2 on. An operand whose span makes the worst-case sum pass int32 is
     # regridded to int8 over the same real range first (b, then a). Softmax probabilities

@@ -736,8 +736,9 @@ class _CompiledStep:
 
     def rebind(self, feeds: Mapping[str, np.ndarray]) -> bool:
         """Point the bound programs at another input's per-input feeds (a new word's cross
-        K/V and mask) of the same names, dtypes and shapes as the bound ones, which
-        ``Session.run`` checked; False (nothing changed) where any differs."""
+        K/V and mask, made by :meth:`GenerationSession.encode` as the bound ones were) of the
+        same names, dtypes and shapes as the bound ones, which ``Session.run`` checked; False
+        (nothing changed) where any differs."""
         fixed = self.fixed
         if len(feeds) != len(fixed):
             return False
