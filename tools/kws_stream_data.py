@@ -189,8 +189,13 @@ def _speaker_settings(rng: np.random.Generator) -> tuple[int, int, int]:
 
 
 def _read(text_pool: list[str], voice: str, seconds: float, rng: np.random.Generator,
-          kw_share: float = 0.0) -> tuple[np.ndarray, list[tuple[str, float, float]], float]:
-    """Sentences read by one speaker until ``seconds``: audio, keyword truth, speech RMS."""
+          kw_share: float = 0.0, spans: list | None = None, truth_times: bool = True
+          ) -> tuple[np.ndarray, list[tuple[str, float, float]], float]:
+    """Sentences read by one speaker until ``seconds``: audio, keyword truth, speech RMS.
+
+    ``spans``: a list that receives ``(text, start s, end s)`` of every sentence read.
+    ``truth_times=False`` skips the keyword times (the extra espeak-ng runs they need); the
+    audio and the draws from ``rng`` are the same."""
     rate, pitch, amp = _speaker_settings(rng)
     n = int(seconds * SR)
     out = np.zeros(n + 10 * SR)
@@ -205,9 +210,12 @@ def _read(text_pool: list[str], voice: str, seconds: float, rng: np.random.Gener
             text = text_pool[int(rng.integers(len(text_pool)))]
         r = int(np.clip(rate + rng.integers(-15, 16), 80, 260))
         p = int(np.clip(pitch + rng.integers(-8, 9), 0, 99))
-        a, tr = speak_sentence(text, voice, r, p, amp, KEYWORDS if kw_share > 0 else ())
+        a, tr = speak_sentence(text, voice, r, p, amp,
+                               KEYWORDS if kw_share > 0 and truth_times else ())
         if pos + len(a) > len(out):
             break
+        if spans is not None:
+            spans.append((text, pos / SR, (pos + len(a)) / SR))
         out[pos:pos + len(a)] += a
         sq += float(np.sum(a * a))
         cnt += int(np.count_nonzero(np.abs(a) > 1e-3))
@@ -215,6 +223,8 @@ def _read(text_pool: list[str], voice: str, seconds: float, rng: np.random.Gener
         pos += len(a) + int(rng.uniform(0.15, 1.2) * SR)
     end = min(n, pos)
     truth = [t for t in truth if t[2] <= end / SR]
+    if spans is not None:
+        spans[:] = [sp for sp in spans if sp[1] < end / SR]
     return out[:end], truth, float(np.sqrt(sq / max(cnt, 1)))
 
 
@@ -286,10 +296,68 @@ _POOLS: dict[str, list[str]] = {}
 
 
 def _render_worker(spec: StreamSpec) -> dict:
+    return render(spec, _pools())
+
+
+#: words espeak-ng says exactly as a keyword (the same phonemes in every accent the streams
+#: use: "know" n'oU = "no", "write" r'aIt = "right"); the keyword-free text keeps them (they are
+#: not the keyword as text), but no detector that hears only sound can tell them apart
+HOMOPHONES = {"know": "no", "write": "right"}
+
+
+def sentence_spans(spec: StreamSpec, pools: dict[str, list[str]] | None = None
+                   ) -> list[tuple[str, float, float]]:
+    """``(text, start s, end s)`` of every sentence the stream ``spec`` reads, replayed from its
+    seed (the same draws as :func:`render`; espeak-ng runs once per sentence for its length,
+    no keyword times, noise or features: about 1 % of real time)."""
+    pools = pools or _pools()
+    rng = np.random.default_rng(list(spec.seed))
+    spans: list[tuple[str, float, float]] = []
+    _read(pools[spec.split], spec.voice, spec.seconds, rng,
+          CFG_KW_SHARE if spec.kind == "kw" else 0.0, spans=spans, truth_times=False)
+    return spans
+
+
+def _pools() -> dict[str, list[str]]:
     global _POOLS
     if not _POOLS:
         _POOLS = fortune_sentences()
-    return render(spec, _POOLS)
+    return _POOLS
+
+
+def _spans_worker(spec: StreamSpec) -> list[tuple[str, float, float]]:
+    return sentence_spans(spec, _pools())
+
+
+def spans(folder: str | Path, split: str, kind: str, workers: int = 2) -> dict[str, np.ndarray]:
+    """Sentence spans of every stream of a generated file (cached as
+    ``<split>_<kind>_spans.npz``): ``stream`` [n], ``start`` / ``end`` [n] (s), ``text`` [n]."""
+    folder = Path(folder)
+    path = folder / f"{split}_{kind}_spans.npz"
+    if path.is_file():
+        with np.load(path) as z:
+            return {k: z[k] for k in z.files}
+    meta = json.loads((folder / "meta.json").read_text())
+    cfg = StreamConfig(**meta["config"])
+    specs = [s for s in plan(split, cfg, meta["speakers"][split]) if s.kind == kind]
+    with ProcessPoolExecutor(max_workers=max(1, workers)) as pool:
+        res = list(pool.map(_spans_worker, specs, chunksize=1))
+    out = {"stream": np.array([i for i, r in enumerate(res) for _ in r], np.int32),
+           "start": np.array([a for r in res for _, a, _ in r], np.float64),
+           "end": np.array([b for r in res for _, _, b in r], np.float64),
+           "text": np.array([t for r in res for t, _, _ in r], dtype=str)}
+    np.savez(path, **out)
+    return out
+
+
+def homophone_spans(sp: dict[str, np.ndarray]) -> list[tuple[int, str, float, float]]:
+    """``(stream, keyword, start s, end s)`` of each sentence holding a word espeak-ng says
+    exactly as that keyword (:data:`HOMOPHONES`)."""
+    out = []
+    for sid, text, a, b in zip(sp["stream"], sp["text"], sp["start"], sp["end"]):
+        for w in set(str(text).split()) & set(HOMOPHONES):
+            out.append((int(sid), HOMOPHONES[w], float(a), float(b)))
+    return out
 
 
 def plan(split: str, cfg: StreamConfig, speakers: list[str]) -> list[StreamSpec]:
@@ -490,8 +558,13 @@ def main(argv: list[str] | None = None) -> int:
                     choices=["train", "val", "test"])
     ap.add_argument("--workers", type=int, default=2)
     ap.add_argument("--test-free-hours", type=float, default=StreamConfig.test_free_h)
+    ap.add_argument("--train-kw-hours", type=float, default=StreamConfig.train_kw_h,
+                    help="hours of training streams with keywords (more: another cache folder; "
+                         "the streams an existing folder already holds are reused)")
+    ap.add_argument("--train-free-hours", type=float, default=StreamConfig.train_free_h)
     a = ap.parse_args(argv)
-    cfg = StreamConfig(seed=a.seed, test_free_h=a.test_free_hours)
+    cfg = StreamConfig(seed=a.seed, test_free_h=a.test_free_hours, train_kw_h=a.train_kw_hours,
+                       train_free_h=a.train_free_hours)
     print(generate(a.out, cfg, a.splits, a.workers))
     return 0
 

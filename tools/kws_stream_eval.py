@@ -204,9 +204,22 @@ def score_stream(events: list[tuple[int, float]], truth: list[tuple[int, float, 
     return len(hit), fa
 
 
+def homophone_alarms(events: list[tuple[int, float]], spans: list[tuple[int, float, float]],
+                     late_s: float = 1.0) -> int:
+    """How many of a keyword-free stream's events name the keyword a sentence's homophone
+    sounds like (``spans``: ``(keyword index, start s, end s)``, e.g. "no" in a sentence holding
+    "know") and fire inside that sentence or up to ``late_s`` after it."""
+    return sum(any(w == k and a <= t <= b + late_s for k, a, b in spans) for w, t in events)
+
+
 def sweep(scores: dict[str, list], truth: list[list], hours_free: float, hours_kw: float,
-          refractory_hops: int, thresholds: np.ndarray = THRESHOLDS) -> list[dict]:
-    """Recall (kw streams), false alarms per hour (free streams), per threshold."""
+          refractory_hops: int, thresholds: np.ndarray = THRESHOLDS,
+          homophones: list[list[tuple[int, float, float]]] | None = None) -> list[dict]:
+    """Recall (kw streams), false alarms per hour (free streams), per threshold.
+
+    ``homophones`` (per free stream, see :func:`homophone_alarms`): also count the false alarms
+    that are a keyword's exact homophone ("no" on "know", "right" on "write"), and the rate
+    without them (``fa_per_hour_acoustic``)."""
     n_kw = sum(len(t) for t in truth)
     rows = []
     for th in thresholds:
@@ -215,11 +228,19 @@ def sweep(scores: dict[str, list], truth: list[list], hours_free: float, hours_k
             h, f = score_stream(detect(s, b, th, refractory_hops), tr)
             hits += h
             fa_kw += f
-        fa_free = sum(len(detect(s, b, th, refractory_hops)) for s, b in scores["free"])
+        fa_free = n_homo = 0
+        for i, (s, b) in enumerate(scores["free"]):
+            ev = detect(s, b, th, refractory_hops)
+            fa_free += len(ev)
+            if homophones is not None and ev and homophones[i]:
+                n_homo += homophone_alarms(ev, homophones[i])
         rows.append({"threshold": float(th), "recall": hits / max(n_kw, 1), "hits": hits,
                      "keywords": n_kw, "false_alarms_free": fa_free,
                      "fa_per_hour": fa_free / hours_free, "false_alarms_kw_streams": fa_kw,
-                     "fa_per_hour_kw_streams": fa_kw / hours_kw})
+                     "fa_per_hour_kw_streams": fa_kw / hours_kw,
+                     **({"false_alarms_homophone": n_homo,
+                         "fa_per_hour_acoustic": (fa_free - n_homo) / hours_free}
+                        if homophones is not None else {})})
     return rows
 
 
@@ -230,9 +251,9 @@ def at_threshold(rows: list[dict], th: float) -> dict:
     return ok[0] if ok else rows[-1]
 
 
-def best_at_fa(rows: list[dict], fa_per_h: float) -> dict | None:
-    """The highest-recall row with false alarms per hour ≤ ``fa_per_h``."""
-    ok = [r for r in rows if r["fa_per_hour"] <= fa_per_h + 1e-12]
+def best_at_fa(rows: list[dict], fa_per_h: float, key: str = "fa_per_hour") -> dict | None:
+    """The highest-recall row with false alarms per hour (``key``) ≤ ``fa_per_h``."""
+    ok = [r for r in rows if r[key] <= fa_per_h + 1e-12]
     return max(ok, key=lambda r: (r["recall"], -r["threshold"])) if ok else None
 
 
@@ -287,6 +308,9 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--no-cache", action="store_true",
                     help="do not read or write the model's logits cached beside the streams "
                          "(<data>/<config>/logits/, keyed by the checkpoint's bytes)")
+    ap.add_argument("--no-homophone-count", action="store_true",
+                    help="skip the count of false alarms on exact homophones ('know', 'write'; "
+                         "it replays the keyword-free streams' sentences once, cached)")
     ap.add_argument("--plot", help="write the DET curve(s) to this PNG")
     ap.add_argument("--json", help="write every figure here")
     a = ap.parse_args(argv)
@@ -326,6 +350,19 @@ def main(argv: list[str] | None = None) -> int:
             streams["free"] = keep
         hours = {k: sum(len(s) for s in v) * HOP_S / 3600 for k, v in streams.items()}
         free_hours[cond] = hours["free"]
+        homo = None
+        if not a.no_homophone_count:
+            try:
+                sp = kws_stream_data.spans(folder, a.split, "free")
+            except FileNotFoundError:  # streams not made by kws_stream_data: no specs
+                print(f"{folder} has no meta.json to replay its sentences from: false alarms "
+                      "on homophones are not counted apart")
+                a.no_homophone_count = True
+            else:
+                homo = [[] for _ in streams["free"]]
+                for sid, word, s0, s1 in kws_stream_data.homophone_spans(sp):
+                    if sid < len(homo):
+                        homo[sid].append((KEYWORDS.index(word), s0, s1))
         d = data["kw"]
         truth = [[] for _ in streams["kw"]]
         for i, w, s0, s1 in zip(d["ev_stream"], d["ev_word"], d["ev_start"], d["ev_end"]):
@@ -353,7 +390,8 @@ def main(argv: list[str] | None = None) -> int:
             for sm in grid:
                 scores = {k: [smoothed_keyword_scores(z, sm, a.logit_window) for z in v]
                           for k, v in logit.items()}
-                rows = sweep(scores, truth, hours["free"], hours["kw"], refr)
+                rows = sweep(scores, truth, hours["free"], hours["kw"], refr,
+                             homophones=homo)
                 curves[sm][name] = rows
                 summ = {"hours_free": hours["free"], "hours_kw": hours["kw"],
                         "keywords": rows[0]["keywords"], "model_seconds": run_s,
@@ -368,6 +406,13 @@ def main(argv: list[str] | None = None) -> int:
                             "ON THIS SPLIT, an upper bound): " + (
                                 f"{best['recall'] * 100:.1f}% at {best['fa_per_hour']:.3f} "
                                 f"FA/h (threshold {best['threshold']:.6f})" if best else "none"))
+                    if homo is not None:
+                        ac = best_at_fa(rows, target, "fa_per_hour_acoustic")
+                        summ.setdefault("best_on_this_split_acoustic", {})[str(target)] = ac
+                        msg += (f"\n{'':14s}  not counting 'no' on 'know', 'right' on 'write': "
+                                + (f"{ac['recall'] * 100:.1f}% at "
+                                   f"{ac['fa_per_hour_acoustic']:.3f} FA/h (threshold "
+                                   f"{ac['threshold']:.6f})" if ac else "none"))
                 if not a.choose:
                     for key, point in stored.items():
                         if point["smoothing_hops"] != sm:
@@ -379,7 +424,9 @@ def main(argv: list[str] | None = None) -> int:
                                 f"recall {r['recall'] * 100:.1f}% ({r['hits']}/{r['keywords']}),"
                                 f" {r['false_alarms_free']} false alarms in {hours['free']:.2f}"
                                 f" h = {r['fa_per_hour']:.3f}/h (keyword streams: "
-                                f"{r['fa_per_hour_kw_streams']:.2f}/h)")
+                                f"{r['fa_per_hour_kw_streams']:.2f}/h)"
+                                + (f"; {r['false_alarms_homophone']} of them 'no'/'right' on "
+                                   "'know'/'write'" if homo is not None else ""))
                 report["summary"][f"{name} s{sm}"] = summ
                 print(msg, flush=True)
     report["curves"] = {f"{n} s{sm}": c for sm, cs in curves.items() for n, c in cs.items()}

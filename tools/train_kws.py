@@ -48,6 +48,7 @@ import numpy as np
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 import kws_dataset
+import kws_stream_data
 
 from sdk.models.lmuformer import (
     ACT_SITES,
@@ -276,7 +277,11 @@ def _calibrate_bns(net: KWSNet, x: np.ndarray,
     def pre(name: str, bn: nn.BatchNorm1d, args: tuple) -> None:
         z = args[0].reshape(-1, args[0].shape[-1])
         mu, var = z.mean(0), z.var(0, unbiased=False)
-        t_mu, t_sd = target[name] if target else (mu, torch.sqrt(var + bn.eps))
+        t_mu, t_sd = mu, torch.sqrt(var + bn.eps)
+        if target:  # a widened layer's new channels (past the target's) stay the identity
+            k = len(target[name][0])
+            t_mu = torch.cat([target[name][0], t_mu[k:]])
+            t_sd = torch.cat([target[name][1], t_sd[k:]])
         bn.weight.copy_(t_sd)
         bn.bias.copy_(t_mu)
         bn.running_mean.copy_(mu)
@@ -304,6 +309,14 @@ def warm_start(net: KWSNet, model: LMUFormerWeights, x: np.ndarray) -> None:
     ``β = μ_ref``): a spiking net then sees pre-activations distributed like the ReLU net's.
     """
     cfg, mc = net.cfg, model.config
+    if cfg.lmu_units > mc.lmu_units:
+        ref_model, model = model, model.widened(cfg.lmu_units)
+        ref = KWSNet(mc, net.in_mean.numpy(), 1.0 / net.in_inv_std.numpy(), frames=x.shape[1])
+        _load_folded(ref, ref_model)
+        stats = _calibrate_bns(ref, x, None)
+        _load_folded(net, model)
+        _calibrate_bns(net, x, stats)
+        return
     shape = ("n_mels", "n_classes", "d_model", "lmu_units", "lmu_order", "mlp_ratio")
     if any(getattr(cfg, k) != getattr(mc, k) for k in shape):
         raise SystemExit(f"--init checkpoint config {mc} does not match {cfg}; train with the "
@@ -447,7 +460,7 @@ NEAR_MISSES = ["now", "noise", "note", "nope", "gone", "going", "goat", "goal", 
                "night", "light", "ride", "yet", "yeah", "yellow", "yesterday", "dawn", "town",
                "done", "gown", "own", "in", "an", "of", "odd", "awe", "stay", "low", "toe"]
 #: words espeak-ng pronounces exactly like a keyword (same phonemes), never hard negatives
-HOMOPHONES = {"know": "no", "write": "right"}
+HOMOPHONES = kws_stream_data.HOMOPHONES
 WARMUP = 40  # frames of a window whose state is still filling: not scored
 WINDOW = 200  # frames per stream window (2 s)
 NEG = -1  # frame target "no keyword"
@@ -492,9 +505,12 @@ class StreamWindows:
     """2 s windows cut from the continuous training streams with per-frame targets."""
 
     def __init__(self, folder: Path, pos_hops: int = 40, split: str = "train",
-                 pre_hops: int = 5) -> None:
+                 pre_hops: int = 5, ignore_homophones: bool = False) -> None:
         import kws_stream_data
 
+        #: per stream, hop spans (start, end) of sentences holding "know" or "write": espeak-ng
+        #: says them as "no" and "right", so "no keyword" there would fight the keyword frames
+        self.homophones: list[tuple[int, int, int]] = []
         self.pos_hops = pos_hops
         self.pre_hops = pre_hops
         self.streams: list[np.ndarray] = []
@@ -515,6 +531,13 @@ class StreamWindows:
             if kind == "kw":
                 for s, w, a, b in zip(d["ev_stream"], d["ev_word"], d["ev_start"], d["ev_end"]):
                     self.truth[base + int(s)].append((int(w), int(a * 100), int(b * 100)))
+            if ignore_homophones:
+                sp = kws_stream_data.spans(folder, split, kind)
+                self.homophones += [(base + s, int(a * 100), int(b * 100) + self.pos_hops)
+                                    for s, _, a, b in kws_stream_data.homophone_spans(sp)]
+        self._homo: dict[int, list[tuple[int, int]]] = {}
+        for sid, a, b in self.homophones:
+            self._homo.setdefault(sid, []).append((a, b))
         self.events = [(i, k) for i, tr in enumerate(self.truth) for k in range(len(tr))]
         self.mined: list[tuple[int, int]] = []  # (stream, end frame)
 
@@ -531,6 +554,11 @@ class StreamWindows:
             y[max(a, 0):max(min(c, WINDOW), 0)] = IGNORE
             y[max(c, 0):max(min(b + self.pos_hops, WINDOW), 0)] = w
             y[max(b + self.pos_hops, 0):max(min(b + self.pos_hops + 30, WINDOW), 0)] = IGNORE
+        for a, b in self._homo.get(sid, ()):
+            a, b = max(a - start, 0), min(b - start, WINDOW)
+            if a < b:
+                seg = y[a:b]
+                seg[seg == NEG] = IGNORE
         y[:WARMUP] = IGNORE
         return x, y
 
@@ -705,6 +733,9 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--data", default="data/kws")
     ap.add_argument("--data-seed", type=int, default=0)
     ap.add_argument("--d-model", type=int, default=LMUFormerConfig.d_model)
+    ap.add_argument("--lmu-units", type=int, default=LMUFormerConfig.lmu_units,
+                    help="LMU channels; more than an --init checkpoint's widens it (the same "
+                         "function at the start: LMUFormerWeights.widened)")
     ap.add_argument("--lr", type=float, default=3e-3)
     ap.add_argument("--batch", type=int, default=64)
     ap.add_argument("--out", default="samples/kws/models")
@@ -721,6 +752,12 @@ def main(argv: list[str] | None = None) -> int:
                     help="streaming fine-tune on the continuous training streams under this "
                          "folder (tools/kws_stream_data.py --out); needs --init")
     ap.add_argument("--steps", type=int, default=1500, help="streaming fine-tune steps")
+    ap.add_argument("--stream-train-hours", type=float, nargs=2, metavar=("KW", "FREE"),
+                    help="the training streams made with tools/kws_stream_data.py "
+                         "--train-kw-hours KW --train-free-hours FREE (default: its defaults)")
+    ap.add_argument("--keep-homophones", action="store_true",
+                    help="score the sentences holding 'know'/'write' as no keyword (default: "
+                         "not scored; espeak-ng says them exactly as 'no'/'right')")
     ap.add_argument("--window-batch", type=int, default=32)
     ap.add_argument("--neg-weight", type=float, default=1.0)
     ap.add_argument("--pos-weight", type=float, default=1.0,
@@ -768,8 +805,8 @@ def main(argv: list[str] | None = None) -> int:
     t_data = time.perf_counter() - t_start
     print(f"data: {folder} ({t_data:.0f} s) train {len(data['train'][1])} val "
           f"{len(data['val'][1])} test {len(data['test'][1])}")
-    cfg = LMUFormerConfig(d_model=a.d_model, spiking=a.variant == "spiking",
-                          stream_head=a.stream_head)
+    cfg = LMUFormerConfig(d_model=a.d_model, lmu_units=a.lmu_units,
+                          spiking=a.variant == "spiking", stream_head=a.stream_head)
     if a.stream_head and not a.streams:
         raise SystemExit("--stream-head is trained on streams: pass --streams DIR")
     init = LMUFormerWeights.load(a.init) if a.init else None
@@ -779,8 +816,16 @@ def main(argv: list[str] | None = None) -> int:
 
         if init is None:
             raise SystemExit("--streams fine-tunes a trained model: pass --init CKPT.npz")
-        sfolder = Path(a.streams) / kws_stream_data.StreamConfig(seed=a.data_seed).key()
-        windows = StreamWindows(sfolder, a.pos_hops, pre_hops=a.pre_hops)
+        kw_h, free_h = a.stream_train_hours or (kws_stream_data.StreamConfig.train_kw_h,
+                                                  kws_stream_data.StreamConfig.train_free_h)
+        sfolder = Path(a.streams) / kws_stream_data.StreamConfig(
+            seed=a.data_seed, train_kw_h=kw_h, train_free_h=free_h).key()
+        windows = StreamWindows(sfolder, a.pos_hops, pre_hops=a.pre_hops,
+                                ignore_homophones=not a.keep_homophones)
+        if windows.homophones:
+            print(f"{len(windows.homophones)} training sentences hold a homophone of a "
+                  "keyword (know, write): their no-keyword frames are not scored")
+            extra["homophone_sentences_ignored"] = len(windows.homophones)
         hardneg = hard_negative_clips(a.hard_negatives, a.data_seed, Path(a.data) / "hardneg")
         if a.mine:
             n = windows.mine(LMUFormerWeights.load(a.mine), a.mine_threshold)

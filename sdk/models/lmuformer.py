@@ -29,7 +29,7 @@ with zero-order hold (Δt = 1) by exponentiating ``[[A, B], [0, 0]]``: ``Ā = e^
 
 from __future__ import annotations
 
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, replace
 from pathlib import Path
 
 import numpy as np
@@ -155,6 +155,26 @@ class LMUFormerWeights:
         """Write as .npz (weights plus the config as scalars)."""
         cfg = {f"cfg.{k}": np.asarray(v) for k, v in asdict(self.config).items()}
         np.savez(path, **cfg, **{k: v.astype(np.float32) for k, v in self.weights.items()})
+
+    def widened(self, lmu_units: int, seed: int = 0) -> LMUFormerWeights:
+        """The same function with ``lmu_units`` LMU channels (a warm start with more memory):
+        the new rows of ``W_u`` are random at the trained rows' scale, the new columns of
+        ``W_m`` zero, so every output is unchanged until training gives the new memories a
+        use."""
+        cfg = self.config
+        extra = lmu_units - cfg.lmu_units
+        if extra < 0:
+            raise InputError(f"cannot widen a {cfg.lmu_units}-channel LMU to {lmu_units} "
+                             "channels: give at least the checkpoint's count")
+        w = {k: v.copy() for k, v in self.weights.items()}
+        rng = np.random.default_rng(seed)
+        rows = rng.standard_normal((extra, w["w_u"].shape[1])) * float(w["w_u"].std())
+        w["w_u"] = np.concatenate([w["w_u"], rows.astype(np.float32)])
+        w["b_u"] = np.concatenate([w["b_u"], np.zeros(extra, np.float32)])
+        # W_m's columns are unit-major (unit i's lmu_order memory coefficients together)
+        w["w_m"] = np.concatenate([w["w_m"], np.zeros((w["w_m"].shape[0],
+                                                       extra * cfg.lmu_order), np.float32)], 1)
+        return LMUFormerWeights(replace(cfg, lmu_units=lmu_units), w)
 
     @classmethod
     def load(cls, path: str | Path) -> LMUFormerWeights:

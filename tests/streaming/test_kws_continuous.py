@@ -128,6 +128,9 @@ def test_edge_demo_kws_default_is_sentences_and_scores_every_detection(capsys):
     assert main(["demo", "kws", "--fast"]) == 0
     out = capsys.readouterr().out
     assert "(integer graph, 12 classes" in out
+    # which model runs and why, from the committed training reports
+    assert "default model: the non-spiking model: 97.38% on held-out clips against 93.88% for " \
+           "the spiking one" in out
     assert f"{len(DEMO_SENTENCES)} sentences, 10 keywords inside them" in out
     found, total, false_alarms = map(int, re.search(
         r"keywords found (\d+)/(\d+), false alarms (\d+)", out).groups())
@@ -241,6 +244,15 @@ def test_operating_point_is_chosen_on_val_stored_and_reported_on_test(tmp_path, 
             np.savez(folder / f"{split}_{kind}_clean.npz", **data)
     common = [str(model), "--data", str(tmp_path / "streams"), "--precision", "float",
               "--conditions", "clean"]
+    # hand-made streams have no specs to replay their sentences from: said in one line
+    assert ev.main(common + ["--split", "val"]) == 0
+    assert "no meta.json to replay its sentences" in capsys.readouterr().out
+    # the keyword-free sentences' spans (what kws_stream_data.spans caches): "know" counted
+    s0 = 0.5
+    for split in ("val", "test"):
+        np.savez(folder / f"{split}_free_spans.npz", stream=np.array([0, 0]),
+                 start=np.array([s0, 3.0]), end=np.array([2.9, len(free_audio) / 16000]),
+                 text=np.array(["i know the answer was often wrong", "the bus has gone"]))
     with pytest.raises(SystemExit):  # never chosen on test
         ev.main(common + ["--split", "test", "--choose"])
     assert ev.main(common + ["--split", "val", "--choose", "--smoothing", "10", "30",
@@ -256,9 +268,12 @@ def test_operating_point_is_chosen_on_val_stored_and_reported_on_test(tmp_path, 
     assert ev.main(common + ["--split", "test", "--json", str(tmp_path / "t.json")]) == 0
     out = capsys.readouterr().out
     assert f"stored operating point ≤ 1 FA/h (threshold {point['threshold']:.6f}" in out
+    assert "of them 'no'/'right' on 'know'/'write'" in out
     got = json.loads((tmp_path / "t.json").read_text())["summary"]
     at = got[f"float clean s{point['smoothing_hops']}"]["at_stored"]["1"]
     assert at["threshold"] == point["threshold"]
+    assert 0 <= at["false_alarms_homophone"] <= at["false_alarms_free"]
+    assert at["fa_per_hour_acoustic"] <= at["fa_per_hour"]
     assert at["recall"] == point["validation"]["float clean"]["recall"]  # same streams
     assert stored_threshold(model)[0] == point["threshold"]
     assert stored_smoothing(model) == point["smoothing_hops"]
@@ -418,3 +433,97 @@ def test_stream_head_is_a_second_output_the_spotter_reads(tmp_path):
     old_path.write_bytes(build_step_onnx(old).SerializeToString())
     assert [o.name for o in StreamingSession(str(old_path)).stream_outputs] == ["logits"]
     assert KeywordSpotter(str(old_path)).scores_output == "logits"
+
+
+@needs_espeak
+def test_sentence_spans_replay_the_rendered_stream():
+    """``sentence_spans`` replays a stream's draws without rendering it: its sentences are the
+    ones render() read (every keyword of the rendered truth lies inside a sentence holding
+    it), and skipping the keyword times changes neither the draws nor the audio lengths."""
+    import kws_stream_data as sd
+
+    if not sd.FORTUNES.is_dir():
+        pytest.skip("fortunes is not installed (tools/bootstrap.sh installs it)")
+    pools = sd.fortune_sentences()
+    spec = sd.plan("val", sd.StreamConfig(stream_s=20.0), ["m3", "f2"])[0]
+    spec = sd.StreamSpec(**{**spec.__dict__, "seconds": 20.0, "conditions": ("clean",)})
+    out = sd.render(spec, pools)
+    spans = sd.sentence_spans(spec, pools)
+    assert len(spans) >= 3
+    assert all(a < b <= c for (_, a, b), (_, c, _) in zip(spans, spans[1:]))
+    assert out["truth"]
+    for w, a, b in out["truth"]:
+        inside = [t for t, s0, s1 in spans if s0 <= a < b <= s1 + 1e-9]
+        assert len(inside) == 1 and w in inside[0].split(), (w, a, b, spans)
+    # with the keyword times: the same spans and the rendered truth
+    rng = np.random.default_rng(list(spec.seed))
+    timed: list = []
+    _, truth, _ = sd._read(pools["val"], spec.voice, spec.seconds, rng, sd.CFG_KW_SHARE,
+                           spans=timed)
+    assert timed == spans and truth == out["truth"]
+
+
+def test_false_alarms_on_exact_homophones_are_counted_apart():
+    """A "no" that fires inside (or up to 1 s after) a keyword-free sentence holding "know" is
+    counted as a homophone alarm; other keywords there, or "no" elsewhere, are not."""
+    import kws_stream_data as sd
+    import kws_stream_eval as ev
+
+    sp = {"stream": np.array([0, 0, 1]), "start": np.array([1.0, 5.0, 2.0]),
+          "end": np.array([3.0, 7.0, 4.0]),
+          "text": np.array(["i know it", "the sun is warm", "please write soon"])}
+    homo = sd.homophone_spans(sp)
+    assert homo == [(0, "no", 1.0, 3.0), (1, "right", 2.0, 4.0)]
+    no, right, up = (ev.KEYWORDS.index(w) for w in ("no", "right", "up"))
+    spans0 = [(no, 1.0, 3.0)]
+    assert ev.homophone_alarms([(no, 2.0), (no, 3.9), (no, 4.2), (up, 2.0), (no, 6.0)],
+                               spans0) == 2
+    # through the sweep: a stream with one burst of "no" inside the "know" sentence
+    logits = np.full((1000, 12), -5.0, np.float32)
+    logits[:, 11] = 5.0
+    logits[150:200, no] = 12.0  # 1.5–2.0 s: inside "i know it"
+    logits[600:650, no] = 12.0  # 6.0–6.5 s: "the sun is warm"
+    scores = {"kw": [], "free": [ev.smoothed_keyword_scores(logits, 20)]}
+    rows = ev.sweep(scores, [], 1.0, 1.0, 100, np.array([0.5]), homophones=[spans0])
+    assert rows[0]["false_alarms_free"] == 2 and rows[0]["false_alarms_homophone"] == 1
+    assert rows[0]["fa_per_hour_acoustic"] == 1.0
+    assert "fa_per_hour_acoustic" not in ev.sweep(scores, [], 1.0, 1.0, 100, np.array([0.5]))[0]
+
+
+def test_a_widened_lmu_computes_the_same_function():
+    """``LMUFormerWeights.widened`` adds LMU channels without changing any output (a warm
+    start with more memory); narrowing is refused."""
+    from sdk.errors import InputError
+    from sdk.models.lmuformer import run_clip
+
+    model = _random_lmuformer(True)
+    wide = model.widened(7)
+    assert wide.config.lmu_units == 7 and model.config.lmu_units == 3
+    assert wide.parameter_count() > model.parameter_count()
+    assert not np.array_equal(wide.weights["w_u"][3:], 0 * wide.weights["w_u"][3:])
+    x = np.random.default_rng(2).normal(0, 1, (40, 40)).astype(np.float32)
+    # equal up to float32 summation order (the products with the zero columns add 0)
+    np.testing.assert_allclose(run_clip(wide, x), run_clip(model, x), rtol=1e-5, atol=1e-5)
+    with pytest.raises(InputError, match="at least"):
+        wide.widened(4)
+
+
+def test_training_windows_do_not_score_no_keyword_inside_homophone_sentences():
+    """Training windows leave unscored the "no keyword" frames of a sentence holding "know" or
+    "write" (espeak-ng says "no"/"right"); a keyword's own frames there keep their label."""
+    pytest.importorskip("torch")  # tools/train_kws.py needs the train extra
+    import train_kws as tk
+
+    win = object.__new__(tk.StreamWindows)
+    win.pos_hops, win.pre_hops = 50, 20
+    win.streams = [np.zeros((1000, 40), np.int16)]
+    win.truth = [[(3, 420, 450)]]  # "down" ends at hop 450, inside the sentence
+    win._homo = {0: [(300, 500)]}
+    _, y = win._cut(0, 250)  # window hops 250..449
+    assert (y[:tk.WARMUP] == tk.IGNORE).all()
+    assert (y[tk.WARMUP:50] == tk.NEG).all()  # before the sentence: scored
+    assert (y[50:430 - 250] == tk.IGNORE).all()  # the sentence: not scored, ...
+    assert (y[430 - 250:] == 3).all()  # ... but the keyword's frames are
+    win._homo = {}
+    _, y = win._cut(0, 250)
+    assert (y[tk.WARMUP:170] == tk.NEG).all()  # without the sentence: all scored
