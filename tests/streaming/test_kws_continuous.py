@@ -131,6 +131,8 @@ def test_edge_demo_kws_default_is_sentences_and_scores_every_detection(capsys):
     # which model runs and why, from the committed training reports
     assert "default model: the non-spiking model: 97.38% on held-out clips against 93.88% for " \
            "the spiking one" in out
+    assert "but scores 95.75% on clips: --model samples/kws/models/kws_lmuformer_stream.onnx" \
+        in out
     assert f"{len(DEMO_SENTENCES)} sentences, 10 keywords inside them" in out
     found, total, false_alarms = map(int, re.search(
         r"keywords found (\d+)/(\d+), false alarms (\d+)", out).groups())
@@ -303,7 +305,8 @@ def test_committed_stream_model_carries_its_validation_operating_points():
     assert stored_threshold(stem.with_suffix(".onnx"))[0] == points["1"]["threshold"]
     assert stored_smoothing(stem.with_suffix(".onnx")) == points["1"]["smoothing_hops"]
     model = LMUFormerWeights.load(stem.with_suffix(".npz"))
-    assert model.parameter_count() <= 63_196 and meta["parameters"] == model.parameter_count()
+    # the budget, ~63k: the clip model's 63,196 plus a 780-parameter stream head
+    assert model.parameter_count() <= 63_196 + 780 and meta["parameters"] == model.parameter_count()
 
 
 @needs_espeak
