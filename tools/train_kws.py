@@ -309,22 +309,17 @@ def warm_start(net: KWSNet, model: LMUFormerWeights, x: np.ndarray) -> None:
     ``β = μ_ref``): a spiking net then sees pre-activations distributed like the ReLU net's.
     """
     cfg, mc = net.cfg, model.config
-    if cfg.lmu_units > mc.lmu_units:
-        ref_model, model = model, model.widened(cfg.lmu_units)
-        ref = KWSNet(mc, net.in_mean.numpy(), 1.0 / net.in_inv_std.numpy(), frames=x.shape[1])
-        _load_folded(ref, ref_model)
-        stats = _calibrate_bns(ref, x, None)
-        _load_folded(net, model)
-        _calibrate_bns(net, x, stats)
-        return
-    shape = ("n_mels", "n_classes", "d_model", "lmu_units", "lmu_order", "mlp_ratio")
-    if any(getattr(cfg, k) != getattr(mc, k) for k in shape):
+    shape = ("n_mels", "n_classes", "d_model", "lmu_order", "mlp_ratio")
+    if any(getattr(cfg, k) != getattr(mc, k) for k in shape) or cfg.lmu_units < mc.lmu_units:
         raise SystemExit(f"--init checkpoint config {mc} does not match {cfg}; train with the "
-                         "same --d-model or pass a matching checkpoint")
+                         "same --d-model (and at least its --lmu-units) or pass a matching "
+                         "checkpoint")
     ref = KWSNet(mc, net.in_mean.numpy(), 1.0 / net.in_inv_std.numpy(), frames=x.shape[1])
     _load_folded(ref, model)
     stats = _calibrate_bns(ref, x, None)
-    _load_folded(net, model)
+    # more LMU channels than the checkpoint: the same function, widened (new BN channels
+    # stay the identity on x)
+    _load_folded(net, model.widened(cfg.lmu_units) if cfg.lmu_units > mc.lmu_units else model)
     _calibrate_bns(net, x, stats)
 
 
@@ -506,8 +501,6 @@ class StreamWindows:
 
     def __init__(self, folder: Path, pos_hops: int = 40, split: str = "train",
                  pre_hops: int = 5, ignore_homophones: bool = False) -> None:
-        import kws_stream_data
-
         #: per stream, hop spans (start, end) of sentences holding "know" or "write": espeak-ng
         #: says them as "no" and "right", so "no keyword" there would fight the keyword frames
         self.homophones: list[tuple[int, int, int]] = []
@@ -812,8 +805,6 @@ def main(argv: list[str] | None = None) -> int:
     init = LMUFormerWeights.load(a.init) if a.init else None
     extra: dict = {}
     if a.streams:
-        import kws_stream_data
-
         if init is None:
             raise SystemExit("--streams fine-tunes a trained model: pass --init CKPT.npz")
         kw_h, free_h = a.stream_train_hours or (kws_stream_data.StreamConfig.train_kw_h,
