@@ -29,6 +29,8 @@ Output under ``<out>/<config hash>/`` (cached, gitignored; nothing is committed)
                                     end), offsets [n+1] (frame offsets of the streams),
                                     voice [n], ev_stream / ev_word / ev_start / ev_end (s)
     meta.json                       the configuration, hours per file, keyword counts
+    <split>_<kind>_spans.npz        each sentence's stream, start, end (s) and text, replayed
+                                    from the stream seeds on first use (:func:`spans`)
 
 Validation holds 10 h of keyword-free speech per condition (one false alarm = 0.1/h, fine
 enough to choose a ≤ 0.1 false alarm/h operating point), voices disjoint from training and test.

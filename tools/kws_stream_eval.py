@@ -13,7 +13,11 @@ Scoring (``sdk.runtime.keyword_spotter.score_events``): an event is a hit when i
 keyword said in the stream and fires between 0.1 s after its start and 1 s after its end; any
 other event is a false alarm. Recall is over the keyword streams; false alarms per hour are
 counted on the keyword-free streams (hours of audio, pauses included), the figure wake-word
-benchmarks quote. Sweeping the threshold gives the DET curve (``--plot FILE.png``).
+benchmarks quote. Sweeping the threshold gives the DET curve (``--plot FILE.png``). Of those
+false alarms, the ones on exact homophones are also counted apart: "no" inside (or up to 1 s
+after) a keyword-free sentence holding "know", "right" on "write", which espeak-ng says with
+the keywords' phonemes (sentences replayed from the streams' seeds, cached;
+``--no-homophone-count`` skips it).
 
 Operating point: ``--choose`` (on the validation split) picks, for each false-alarm target of
 ``--target-fa-per-h`` (default 0.1 and 1 per hour), the smoothing window (``--smoothing``, one
