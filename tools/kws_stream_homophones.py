@@ -32,8 +32,8 @@ import kws_stream_eval as ev
 from sdk.models import LMUFormerWeights
 from sdk.runtime.keyword_spotter import speak_sentence
 
-HOMOPHONE = re.compile(r"\b(know|write)\b")
-RELATED = re.compile(r"\b(know|write|knows|known|writes)\b")
+HOMOPHONE = re.compile(r"\b(" + "|".join(sd.HOMOPHONES) + r")\b")
+RELATED = re.compile(r"\b(" + "|".join([*sd.HOMOPHONES, "knows", "known", "writes"]) + r")\b")
 VOICES = ("en-us+f2", "en-us+m8", "en+john", "en-us+rob")
 
 

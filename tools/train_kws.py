@@ -811,6 +811,10 @@ def main(argv: list[str] | None = None) -> int:
                                                   kws_stream_data.StreamConfig.train_free_h)
         sfolder = Path(a.streams) / kws_stream_data.StreamConfig(
             seed=a.data_seed, train_kw_h=kw_h, train_free_h=free_h).key()
+        if not (sfolder / "train_kw_mixed.npz").is_file():
+            raise SystemExit(f"no training streams in {sfolder}: make them with python "
+                             f"tools/kws_stream_data.py --out {a.streams} --splits train "
+                             f"--train-kw-hours {kw_h:g} --train-free-hours {free_h:g}")
         windows = StreamWindows(sfolder, a.pos_hops, pre_hops=a.pre_hops,
                                 ignore_homophones=not a.keep_homophones)
         if windows.homophones:
