@@ -62,19 +62,23 @@ def main(argv: list[str] | None = None) -> int:
                  "(tools/kws_stream_eval.py --choose)")
     point = dict(points[a.point])
     if a.threshold is not None:
+        point.pop("thresholds", None)
         point["threshold"] = a.threshold
+    th = ev.point_threshold(point)
     pool = sd.fortune_sentences()["test"]
     homo = [s for s in pool if HOMOPHONE.search(s)]
     others = [s for s in pool if not RELATED.search(s)]
     rng = np.random.default_rng(a.seed)
     others = [others[i] for i in rng.choice(len(others), len(homo), replace=False)]
-    print(f"threshold {point['threshold']:g}, smoothing {point['smoothing_hops']} hops; "
+    print(f"threshold {th}, smoothing {point['smoothing_hops']} hops; "
           f"{len(homo)} of {len(pool)} keyword-free test sentences hold 'know' or 'write'")
     for name, sents in (("with know/write", homo), ("without", others)):
         feats = read_stream(sents)
         z = ev.float_logits(model, [feats])[0]
-        score, best = ev.smoothed_keyword_scores(z, point["smoothing_hops"])
-        words = [ev.KEYWORDS[k] for k, _ in ev.detect(score, best, point["threshold"], 100)]
+        kw = ev.keyword_posteriors(z, point["smoothing_hops"])
+        per = np.array([th[k] for k in ev.KEYWORDS]) if isinstance(th, dict) else \
+            np.full(len(ev.KEYWORDS), th)
+        words = [ev.KEYWORDS[k] for k, _ in ev.detect(*ev.over_thresholds(kw, per), 0.0, 100)]
         by = ", ".join(f"{w} {words.count(w)}" for w in sorted(set(words)))
         print(f"{name:16s}: {len(sents)} sentences, {len(feats) / 6000:.1f} min, "
               f"{len(words)} false alarms ({by or 'none'})", flush=True)

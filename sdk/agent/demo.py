@@ -396,7 +396,7 @@ class KwsDemo(Demo):
         super().__init__(params, ctx)
         self.stream = None
 
-    def _spotter(self, model: Any, labels_from: Path, threshold: float,
+    def _spotter(self, model: Any, labels_from: Path, threshold: float | dict[str, float],
                  smoothing: int | None = None):
         from sdk.runtime.keyword_spotter import KeywordSpotter, model_labels
 

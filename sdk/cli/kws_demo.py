@@ -181,7 +181,7 @@ def run_kws_demo(opts: KwsDemoOptions, echo: Callable[..., None] = click.echo) -
     kind = "integer graph" if spotter.session.is_integer else "float step graph"
     echo(f"model: {model_path.name} ({kind}, {len(spotter.labels)} classes, states "
          f"{', '.join(spotter.session.pairs)}); hop {spotter.hop_s * 1e3:.0f} ms; threshold "
-         f"{threshold:g} ({origin}), smoothing {smoothing} hops")
+         f"{describe_threshold(threshold)} ({origin}), smoothing {smoothing} hops")
     if not opts.model:
         echo(f"default model: {default_model_reason()}")
     source = None
@@ -258,17 +258,27 @@ def run_kws_demo(opts: KwsDemoOptions, echo: Callable[..., None] = click.echo) -
     return report
 
 
-def stored_threshold(model_path: Path) -> tuple[float, str]:
+def stored_threshold(model_path: Path) -> tuple[float | dict[str, float], str]:
     """The detection threshold stored with the model (``stream_operating_point`` in the JSON
-    beside it, chosen on validation streams), else 0.6."""
+    beside it, chosen on validation streams): one for every keyword, or one per keyword
+    (``thresholds``); else 0.6."""
     import json
 
     meta = model_path.with_suffix(".json")
     if meta.is_file():
         point = json.loads(meta.read_text()).get("stream_operating_point")
         if point:
-            return float(point["threshold"]), f"stored with the model, {point['chosen_on']}"
+            th = ({str(k): float(v) for k, v in point["thresholds"].items()}
+                  if "thresholds" in point else float(point["threshold"]))
+            return th, f"stored with the model, {point['chosen_on']}"
     return 0.6, "default"
+
+
+def describe_threshold(threshold: float | dict[str, float]) -> str:
+    """``0.9`` or ``per keyword yes 0.99 no 0.999 ...`` for the demo's header."""
+    if isinstance(threshold, dict):
+        return "per keyword " + " ".join(f"{k} {v:g}" for k, v in threshold.items())
+    return f"{threshold:g}"
 
 
 def stored_smoothing(model_path: Path) -> int | None:

@@ -8,9 +8,11 @@ With ``p_t`` the class posterior of hop ``t`` and ``N`` the smoothing window in 
 (hops before the stream start count as zero posterior, so the first hops cannot fire on a
 single-hop spike).
 A keyword ``k`` (any label not starting with ``_``, so ``_silence_`` / ``_unknown_`` never
-fire) is detected at hop ``t`` when ``p̄_t[k] ≥ threshold`` is the largest keyword score and
-at least ``refractory`` hops have passed since the previous event (of any keyword), so one
-utterance gives one event.
+fire) is detected at hop ``t`` when ``p̄_t[k] ≥ θ_k`` and ``p̄_t[k]`` is the largest score of
+the keywords over their thresholds, and at least ``refractory`` hops have passed since the
+previous event (of any keyword), so one utterance gives one event. ``θ_k`` is one threshold
+for every keyword, or one per keyword (a multi-keyword spotter's per-keyword sensitivity: a
+keyword that sounds like parts of common words needs a higher one than a distinct one).
 """
 
 from __future__ import annotations
@@ -50,13 +52,14 @@ class KeywordDetector:
     """Moving-average smoothing over ``smoothing_hops`` posteriors, threshold, refractory.
 
     ``labels``: class names in model output order. ``keywords``: the labels that may fire
-    (default: every label not starting with ``_``). ``refractory_s`` is turned into whole hops
-    with ``hop_s``.
+    (default: every label not starting with ``_``). ``threshold``: one posterior for every
+    keyword, or a mapping with one per keyword (every keyword that may fire, no other
+    label). ``refractory_s`` is turned into whole hops with ``hop_s``.
     """
 
     def __init__(self, labels: Sequence[str], keywords: Sequence[str] | None = None, *,
-                 smoothing_hops: int = 30, threshold: float = 0.6, refractory_s: float = 1.0,
-                 hop_s: float = 0.01) -> None:
+                 smoothing_hops: int = 30, threshold: float | Mapping[str, float] = 0.6,
+                 refractory_s: float = 1.0, hop_s: float = 0.01) -> None:
         self.labels = list(labels)
         if not self.labels:
             raise InputError("KeywordDetector needs the model's class labels")
@@ -68,14 +71,30 @@ class KeywordDetector:
                              f"are {self.labels}")
         if smoothing_hops < 1:
             raise InputError(f"smoothing_hops must be ≥ 1, got {smoothing_hops}")
-        if not 0.0 < threshold <= 1.0:
-            raise InputError(f"threshold is a posterior in (0, 1], got {threshold}")
+        if isinstance(threshold, Mapping):
+            extra = [k for k in threshold if k not in chosen]
+            missing = [k for k in chosen if k not in threshold]
+            if extra or missing:
+                raise InputError(
+                    "per-keyword thresholds must name every keyword that may fire and no "
+                    "other label: " + (f"{extra} are not among the keywords {chosen}"
+                                       if extra else f"missing {missing}"))
+            per = [float(threshold[k]) for k in chosen]
+        else:
+            per = [float(threshold)] * len(chosen)
+        bad = [t for t in per if not 0.0 < t <= 1.0]
+        if bad:
+            raise InputError(f"threshold is a posterior in (0, 1], got {bad[0]}")
         if refractory_s < 0 or hop_s <= 0:
             raise InputError("refractory_s must be ≥ 0 and hop_s > 0 (seconds)")
         self.keywords = chosen
         self._keyword_index = np.array([self.labels.index(k) for k in chosen], np.int64)
         self.smoothing_hops = int(smoothing_hops)
-        self.threshold = float(threshold)
+        #: per keyword (``self.keywords`` order)
+        self.thresholds = np.array(per, np.float64)
+        #: the one threshold, or the mapping of per-keyword ones
+        self.threshold: float | dict[str, float] = (
+            dict(zip(chosen, per)) if isinstance(threshold, Mapping) else per[0])
         self.refractory_hops = math.ceil(refractory_s / hop_s - 1e-9)
         self.reset()
 
@@ -115,8 +134,9 @@ class KeywordDetector:
         """Smooth the posterior of hop ``hop`` (ending at ``time_s``); return ``(p̄, event)``."""
         smoothed = self.smooth(posterior)
         scores = smoothed[self._keyword_index]
-        best = int(np.argmax(scores))
-        if scores[best] < self.threshold or hop - self._last_event_hop < self.refractory_hops:
+        over = np.where(scores >= self.thresholds, scores, -1.0)
+        best = int(np.argmax(over))
+        if over[best] < 0.0 or hop - self._last_event_hop < self.refractory_hops:
             return smoothed, None
         self._last_event_hop = hop
         return smoothed, DetectionEvent(self.keywords[best], float(time_s), float(scores[best]),

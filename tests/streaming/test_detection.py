@@ -120,3 +120,39 @@ def test_bad_settings_are_rejected():
     det = KeywordDetector(LABELS)
     with pytest.raises(InputError, match="posterior has 3 classes"):
         det.update(np.ones(3) / 3, 1, 0.01)
+
+
+def test_per_keyword_thresholds():
+    # "yes" at 0.6 then "no" at 0.6 (the rest silence): a 0.7 bar on "yes" and 0.5 on "no"
+    # lets only "no" fire
+    post = np.zeros((60, 4))
+    post[:, 3] = 1.0
+    post[5:25] = [0.6, 0.0, 0.0, 0.4]
+    post[35:55] = [0.0, 0.6, 0.0, 0.4]
+    det = KeywordDetector(LABELS, smoothing_hops=1, threshold={"yes": 0.7, "no": 0.5},
+                          refractory_s=0.0)
+    assert {e.keyword for e in _run(det, post)} == {"no"}
+    assert det.threshold == {"yes": 0.7, "no": 0.5}
+    assert det.thresholds.tolist() == [0.7, 0.5]
+    # one threshold for both: both fire
+    det = KeywordDetector(LABELS, smoothing_hops=1, threshold=0.5, refractory_s=0.0)
+    assert {e.keyword for e in _run(det, post)} == {"yes", "no"}
+
+
+def test_per_keyword_thresholds_pick_the_best_keyword_over_its_own_threshold():
+    # "yes" scores higher but is under its threshold; "no" is over its own: "no" fires
+    post = np.tile([0.55, 0.45, 0.0, 0.0], (5, 1))
+    det = KeywordDetector(LABELS, smoothing_hops=1, threshold={"yes": 0.9, "no": 0.4})
+    evs = _run(det, post)
+    assert [(e.keyword, e.confidence) for e in evs] == [("no", pytest.approx(0.45))]
+
+
+def test_per_keyword_thresholds_must_name_every_keyword():
+    with pytest.raises(InputError, match="missing \\['no'\\]"):
+        KeywordDetector(LABELS, threshold={"yes": 0.5})
+    with pytest.raises(InputError, match="'_unknown_'"):
+        KeywordDetector(LABELS, threshold={"yes": 0.5, "no": 0.5, "_unknown_": 0.5})
+    with pytest.raises(InputError, match="threshold is a posterior"):
+        KeywordDetector(LABELS, threshold={"yes": 0.5, "no": 0.0})
+    det = KeywordDetector(LABELS, keywords=["no"], threshold={"no": 0.5})
+    assert det.thresholds.tolist() == [0.5]

@@ -68,6 +68,80 @@ def test_stream_eval_detector_is_keyword_detector():
         assert got == want and len(want) >= 1, th
 
 
+def test_stream_eval_per_keyword_thresholds_are_keyword_detector():
+    import kws_stream_eval as ev
+
+    rng = np.random.default_rng(4)
+    logits = rng.normal(0, 2.0, (4000, 12)).astype(np.float32)
+    logits[1000:1040, 4] += 9.0  # "left", strong
+    logits[2000:2040, 8] += 5.0  # "stop", weaker
+    logits[3000:3040, 1] += 6.0  # "no"
+    kw = ev.keyword_posteriors(logits, 30)
+    per = {k: 0.5 for k in ev.KEYWORDS}
+    per.update(left=0.99, stop=0.3, no=0.6)
+    th = np.array([per[k] for k in ev.KEYWORDS])
+    det = KeywordDetector(SPEECH_COMMANDS_12, smoothing_hops=30, threshold=per,
+                          refractory_s=1.0)
+    want = []
+    for hop, z in enumerate(logits, start=1):
+        _, e = det.update(softmax(z), hop, hop * 0.01)
+        if e is not None:
+            want.append((SPEECH_COMMANDS_12.index(e.keyword), round(e.time_s, 6)))
+    got = [(k, round(t, 6)) for k, t in ev.detect(*ev.over_thresholds(kw, th), 0.0, 100)]
+    assert got == want and {k for k, _ in want} >= {1, 8}, want
+    # one value for every keyword: the same events as the single-threshold path
+    score, best = ev.smoothed_keyword_scores(logits, 30)
+    for t in (0.4, 0.8):
+        assert ev.detect(*ev.over_thresholds(kw, np.full(10, t)), 0.0, 100) == \
+            ev.detect(score, best, t, 100)
+
+
+def test_per_keyword_thresholds_find_a_distinct_keyword_a_confusable_one_would_mute():
+    """"yes" is said softly and never confused; "no" is said loudly and also fires, as loud,
+    on keyword-free speech. One threshold under 1 FA/h must sit over the confusions and so
+    over the soft "yes"; one per keyword keeps "no" high and lets "yes" through."""
+    import kws_stream_eval as ev
+
+    rng = np.random.default_rng(7)
+
+    def stream(hops, events):
+        z = rng.normal(0, 0.5, (hops, 12)).astype(np.float32)
+        z[:, 10] += 4.0
+        for k, t0, gain in events:
+            z[t0:t0 + 40, k] += gain
+        return z
+
+    kw, truth = [], []
+    for _ in range(6):
+        events = [(0, t0, 5.5) if i % 2 == 0 else (1, t0, 10.0)
+                  for i, t0 in enumerate(range(300, 5800, 500))]
+        kw.append(stream(6000, events))
+        truth.append([(k, (t0 - 30) / 100, t0 / 100) for k, t0, _ in events])
+    free = [stream(36000, [(1, t0, 10.0) for t0 in range(500, 35000, 3000)])
+            for _ in range(4)]
+    hours_free, hours_kw = 4 * 36000 / 360000, 6 * 6000 / 360000
+    curves = {20: {"float clean": ev.sweep(
+        {"kw": [ev.smoothed_keyword_scores(z, 20) for z in kw],
+         "free": [ev.smoothed_keyword_scores(z, 20) for z in free]},
+        truth, hours_free, hours_kw, 100)}}
+    glob = ev.choose_points(curves, [1.0], 1.0)["1"]
+    kept = {"float clean": ({"kw": kw, "free": free}, truth, hours_free, hours_kw, None)}
+    points = ev.choose_per_keyword_points(kept, [20], [1.0], 1.0, log=lambda *a: None)
+    per = points["1 per keyword"]
+    assert per["smoothing_hops"] == 20 and set(per["thresholds"]) == set(ev.KEYWORDS)
+    assert per["thresholds"]["yes"] < per["thresholds"]["no"]
+    assert per["validation"]["float clean"]["fa_per_hour"] <= 1.0
+    assert glob["validation"]["float clean"]["recall"] < 0.2  # the soft "yes" muted
+    assert per["validation"]["float clean"]["recall"] >= 0.45  # every "yes" (half the words)
+    # the stored figures are the exact count of those thresholds
+    th = np.array([per["thresholds"][k] for k in ev.KEYWORDS])
+    row = ev.at_thresholds({"kw": [ev.keyword_posteriors(z, 20) for z in kw],
+                            "free": [ev.keyword_posteriors(z, 20) for z in free]},
+                           th, truth, hours_free, hours_kw, 100)
+    assert row["recall"] == per["validation"]["float clean"]["recall"]
+    assert ev.point_threshold(per) == per["thresholds"]
+
+
 def test_batched_integer_streams_equal_one_by_one():
     import kws_stream_eval as ev
 
@@ -279,6 +353,28 @@ def test_operating_point_is_chosen_on_val_stored_and_reported_on_test(tmp_path, 
     assert at["recall"] == point["validation"]["float clean"]["recall"]  # same streams
     assert stored_threshold(model)[0] == point["threshold"]
     assert stored_smoothing(model) == point["smoothing_hops"]
+    # one threshold per keyword: stored beside, reported on test with the exact counts
+    with pytest.raises(SystemExit):
+        ev.main(common + ["--split", "test", "--per-keyword"])  # a way to choose, on val
+    assert ev.main(common + ["--split", "val", "--choose", "--per-keyword", "--smoothing", "10",
+                             "30", "--target-fa-per-h", "1"]) == 0
+    meta = json.loads((tmp_path / "m.json").read_text())
+    per = meta["stream_operating_points"]["1 per keyword"]
+    assert set(per["thresholds"]) == set(ev.KEYWORDS)
+    assert per["validation"]["float clean"]["fa_per_hour"] <= 1.0
+    mean = {k: np.mean([v["recall"] for v in p["validation"].values()])
+            for k, p in meta["stream_operating_points"].items()}
+    demo = meta["stream_operating_point"]  # the better of the two on validation (tie: one)
+    assert demo == meta["stream_operating_points"][max(["1", "1 per keyword"], key=mean.get)]
+    capsys.readouterr()
+    assert ev.main(common + ["--split", "test", "--json", str(tmp_path / "t2.json")]) == 0
+    out = capsys.readouterr().out
+    assert "stored operating point ≤ 1 FA/h (per-keyword thresholds yes " in out
+    got = json.loads((tmp_path / "t2.json").read_text())["summary"]
+    at = got[f"float clean s{per['smoothing_hops']}"]["at_stored"]["1 per keyword"]
+    assert at["recall"] == per["validation"]["float clean"]["recall"]  # same streams
+    assert at["thresholds"] == per["thresholds"]
+    assert stored_threshold(model)[0] == ev.point_threshold(demo)
 
 
 def test_committed_stream_model_carries_its_validation_operating_points():
