@@ -342,6 +342,24 @@ def prefix_accuracy(frame_logits: np.ndarray, y: np.ndarray) -> np.ndarray:
     return (rm.argmax(-1) == y[:, None]).mean(axis=0)
 
 
+def mel_warp(x: np.ndarray, rng: np.random.Generator, amount: float) -> np.ndarray:
+    """Vocal-tract-length-style perturbation on log-mel features ``[N, T, F]``: each clip's
+    spectrum is stretched along the mel axis by a factor drawn from ``[1 − amount,
+    1 + amount]`` (bin ``f`` takes the value at ``f·α``, linear interpolation, edges held), a
+    longer or shorter vocal tract than the voice's own."""
+    if amount <= 0:
+        return x
+    n, _, f = x.shape
+    alpha = rng.uniform(1.0 - amount, 1.0 + amount, n)
+    pos = np.clip(np.arange(f)[None, :] * alpha[:, None], 0, f - 1)  # [N, F]
+    lo = np.floor(pos).astype(np.int64)
+    hi = np.minimum(lo + 1, f - 1)
+    w = (pos - lo).astype(np.float32)[:, None, :]
+    take = np.take_along_axis
+    return (take(x, lo[:, None, :].repeat(x.shape[1], 1), 2) * (1 - w)
+            + take(x, hi[:, None, :].repeat(x.shape[1], 1), 2) * w).astype(x.dtype)
+
+
 def spec_augment(x: np.ndarray, fill: np.ndarray, rng: np.random.Generator,
                  max_bins: int = 6, max_frames: int = 10) -> np.ndarray:
     """SpecAugment-style masking: one band of ≤ max_bins mel bins and one span of ≤ max_frames
@@ -359,7 +377,8 @@ def spec_augment(x: np.ndarray, fill: np.ndarray, rng: np.random.Generator,
 def train(cfg: LMUFormerConfig, data: dict[str, tuple[np.ndarray, np.ndarray]], epochs: int,
           seed: int, lr: float = 3e-3, batch: int = 64, augment: bool = True, log=print,
           init: LMUFormerWeights | None = None, time_budget: float | None = None,
-          anneal: float = 0.0) -> tuple[KWSNet, dict]:
+          anneal: float = 0.0, teacher: LMUFormerWeights | None = None,
+          kd_weight: float = 0.5, kd_temp: float = 4.0) -> tuple[KWSNet, dict]:
     """Train; keep the weights of the best validation epoch.
 
     ``init``: warm-start from this folded checkpoint (see :func:`warm_start`).
@@ -369,6 +388,9 @@ def train(cfg: LMUFormerConfig, data: dict[str, tuple[np.ndarray, np.ndarray]], 
     exported) compete for the best validation epoch.
     ``time_budget``: stop after the first epoch that ends past this many seconds (the best
     validation epoch so far is kept).
+    ``teacher`` (knowledge distillation, e.g. the non-spiking checkpoint for a spiking
+    student): the loss is ``(1 − kd_weight)·CE + kd_weight·T²·KL(teacher ‖ student)`` on the
+    clip-mean logits softened by ``T = kd_temp``, the teacher seeing the same augmented batch.
     """
     torch.manual_seed(seed)
     rng = np.random.default_rng(seed)
@@ -380,6 +402,16 @@ def train(cfg: LMUFormerConfig, data: dict[str, tuple[np.ndarray, np.ndarray]], 
         warm_start(net, init, xtr[rng.permutation(len(xtr))[:512]])
         init_acc, _ = evaluate(net, *data["val"])
         log(f"warm start: val {init_acc * 100:.2f}% before training")
+    teach = None
+    if teacher is not None:
+        teach = KWSNet(teacher.config, teacher.weights["in_mean"],
+                       1.0 / teacher.weights["in_inv_std"], frames=xtr.shape[1])
+        _load_folded(teach, teacher)  # batch norms the identity: the checkpoint's function
+        _calibrate_bns(teach, xtr[rng.permutation(len(xtr))[:512]], None)
+        teach.eval()
+        t_acc, _ = evaluate(teach, *data["val"])
+        log(f"teacher: val {t_acc * 100:.2f}% (distillation weight {kd_weight:g}, "
+            f"temperature {kd_temp:g})")
     t_train = time.perf_counter()
     opt = torch.optim.AdamW(net.parameters(), lr=lr, weight_decay=1e-3)
     steps = epochs * math.ceil(len(xtr) / batch)
@@ -399,6 +431,14 @@ def train(cfg: LMUFormerConfig, data: dict[str, tuple[np.ndarray, np.ndarray]], 
             net.blend = step / ramp if step < ramp else None
             logits = net(torch.from_numpy(xb))
             loss = nn.functional.cross_entropy(logits.mean(1), torch.from_numpy(ytr[idx]))
+            if teach is not None:
+                with torch.no_grad():
+                    zt = teach(torch.from_numpy(xb)).mean(1)
+                kd = nn.functional.kl_div(
+                    nn.functional.log_softmax(logits.mean(1) / kd_temp, dim=-1),
+                    nn.functional.log_softmax(zt / kd_temp, dim=-1), log_target=True,
+                    reduction="batchmean") * kd_temp ** 2
+                loss = (1.0 - kd_weight) * loss + kd_weight * kd
             opt.zero_grad()
             loss.backward()
             opt.step()
@@ -637,7 +677,8 @@ def train_streaming(cfg: LMUFormerConfig, data: dict, windows: StreamWindows,
                     time_budget: float | None, head_scale: float = 4.0,
                     pos_weight: float = 1.0, pool: int = 0, clip_weight: float = 1.0,
                     neg_margin: float = 0.0, clip_stream_weight: float = 0.0,
-                    trunk_lr_scale: float = 1.0, log_every: int = 50, log=print
+                    trunk_lr_scale: float = 1.0, log_every: int = 50, log=print,
+                    warp: float = 0.0
                     ) -> tuple[KWSNet, dict]:
     """Fine-tune ``init`` on clips + hard-negative clips + stream windows; keep the last.
 
@@ -686,10 +727,11 @@ def train_streaming(cfg: LMUFormerConfig, data: dict, windows: StreamWindows,
         for bn in BN_NAMES:  # batch norms frozen at the warm start's statistics: clip batches
             getattr(net, bn).eval()  # and stream windows differ, and a blend fits neither
         idx = rng.integers(0, len(xtr), clip_batch)
-        xb = spec_augment(xtr[idx], mean, rng)
+        xb = spec_augment(mel_warp(xtr[idx], rng, warp), mean, rng)
         zc, zcs = net.forward_heads(torch.from_numpy(xb))
         lc = nn.functional.cross_entropy(zc.mean(1), torch.from_numpy(ytr[idx]))
         xw, yw = windows.batch(window_batch, rng)
+        xw = mel_warp(xw, rng, warp)
         zw = net.forward_heads(torch.from_numpy(xw))
         lp, ln = stream_loss(zw[1] if zw[1] is not None else zw[0], torch.from_numpy(yw),
                              pool=pool, neg_margin=neg_margin)
@@ -741,6 +783,14 @@ def main(argv: list[str] | None = None) -> int:
                     help="spiking: blend ReLU→LIF (β·LIF + (1−β)·ReLU, β from 0 to 1) over "
                          "this fraction of the optimizer steps, e.g. with --init of the "
                          "non-spiking checkpoint (default 0: pure LIF throughout)")
+    ap.add_argument("--teacher", default=None,
+                    help="distil from this checkpoint (e.g. the non-spiking model for a "
+                         "spiking student); clip training only")
+    ap.add_argument("--kd-weight", type=float, default=0.5,
+                    help="with --teacher: weight of the distillation loss (the rest: "
+                         "cross-entropy)")
+    ap.add_argument("--kd-temp", type=float, default=4.0,
+                    help="with --teacher: softmax temperature of the distillation loss")
     ap.add_argument("--streams", default=None,
                     help="streaming fine-tune on the continuous training streams under this "
                          "folder (tools/kws_stream_data.py --out); needs --init")
@@ -788,6 +838,10 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--clip-stream-weight", type=float, default=0.0,
                     help="with --stream-head: also train the stream head on the clips "
                          "(keyword clips fire somewhere, other clips never), this weight")
+    ap.add_argument("--warp", type=float, default=0.0,
+                    help="streaming fine-tune: stretch each clip's and window's mel axis by "
+                         "a random factor in [1 − WARP, 1 + WARP] (vocal-tract-length "
+                         "perturbation: voices unlike the training ones)")
     ap.add_argument("--name", default=None, help="output stem (default kws_lmuformer_<variant>)")
     a = ap.parse_args(argv)
     torch.set_num_threads(a.threads)
@@ -804,6 +858,9 @@ def main(argv: list[str] | None = None) -> int:
         raise SystemExit("--stream-head is trained on streams: pass --streams DIR")
     init = LMUFormerWeights.load(a.init) if a.init else None
     extra: dict = {}
+    if a.streams and a.teacher:
+        raise SystemExit("--teacher distils on clips; the streaming fine-tune (--streams) does "
+                         "not take one")
     if a.streams:
         if init is None:
             raise SystemExit("--streams fine-tunes a trained model: pass --init CKPT.npz")
@@ -833,14 +890,14 @@ def main(argv: list[str] | None = None) -> int:
                                     a.lr, a.batch, a.window_batch, a.neg_weight,
                                     a.time_budget, a.head_scale, a.pos_weight, a.pool,
                                     a.clip_weight, a.neg_margin, a.clip_stream_weight,
-                                    a.trunk_lr_scale, a.log_every)
+                                    a.trunk_lr_scale, a.log_every, warp=a.warp)
         extra.update(streaming={"steps": info["steps"], "window_batch": a.window_batch,
                                 "neg_weight": a.neg_weight, "pos_weight": a.pos_weight,
                                 "pos_hops": a.pos_hops, "pre_hops": a.pre_hops,
                                 "pool": a.pool, "clip_weight": a.clip_weight,
                                 "neg_margin": a.neg_margin, "stream_head": a.stream_head,
                                 "clip_stream_weight": a.clip_stream_weight,
-                                "trunk_lr_scale": a.trunk_lr_scale,
+                                "trunk_lr_scale": a.trunk_lr_scale, "warp": a.warp,
                                 "head_scale": a.head_scale,
                                 "hard_negatives": len(hardneg), "init": a.init,
                                 "mine": a.mine, "mine_threshold": a.mine_threshold})
@@ -849,8 +906,18 @@ def main(argv: list[str] | None = None) -> int:
             raise SystemExit("--anneal blends ReLU into LIF: it needs --variant spiking")
         if not 0.0 <= a.anneal < 1.0:
             raise SystemExit(f"--anneal {a.anneal}: give a fraction of the steps in [0, 1)")
+        if not 0.0 <= a.kd_weight <= 1.0 or a.kd_temp <= 0:
+            raise SystemExit(f"--kd-weight {a.kd_weight} / --kd-temp {a.kd_temp}: give a "
+                             "weight in [0, 1] and a temperature > 0")
+        teacher = LMUFormerWeights.load(a.teacher) if a.teacher else None
+        if teacher is not None and (teacher.config.n_classes != cfg.n_classes
+                                    or teacher.config.n_mels != cfg.n_mels):
+            raise SystemExit(f"--teacher {a.teacher} has {teacher.config.n_classes} classes "
+                             f"and {teacher.config.n_mels} mels, the student {cfg.n_classes} "
+                             f"and {cfg.n_mels}; distil from a model of the same task")
         net, info = train(cfg, data, a.epochs, a.seed, lr=a.lr, batch=a.batch, init=init,
-                          time_budget=a.time_budget, anneal=a.anneal)
+                          time_budget=a.time_budget, anneal=a.anneal, teacher=teacher,
+                          kd_weight=a.kd_weight, kd_temp=a.kd_temp)
     test_acc, test_logits = evaluate(net, *data["test"])
     val_acc, _ = evaluate(net, *data["val"])
     model = export_weights(net)

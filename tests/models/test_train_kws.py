@@ -1,0 +1,56 @@
+"""tools/train_kws.py pieces that change what a model learns from: the distillation teacher
+computes the committed checkpoint's function, the mel-axis warp stretches spectra (needs the
+train extra, torch)."""
+
+import sys
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from sdk.models import LMUFormerWeights, run_clips
+
+ROOT = Path(__file__).resolve().parents[2]
+sys.path.insert(0, str(ROOT / "tools"))
+torch = pytest.importorskip("torch")  # tools/train_kws.py needs the train extra
+
+
+@pytest.mark.parametrize("variant", ["nonspiking", "spiking"])
+def test_distillation_teacher_is_the_checkpoint(variant):
+    """The teacher net ``train`` builds (folded maps, identity batch norms) gives the NumPy
+    step's frame logits of the checkpoint."""
+    import train_kws as tk
+
+    model = LMUFormerWeights.load(ROOT / "samples" / "kws" / "models"
+                                  / f"kws_lmuformer_{variant}.npz")
+    rng = np.random.default_rng(0)
+    x = (rng.normal(9.0, 2.0, (6, 100, 40))).astype(np.float32)
+    teach = tk.KWSNet(model.config, model.weights["in_mean"],
+                      1.0 / model.weights["in_inv_std"], frames=100)
+    tk._load_folded(teach, model)
+    tk._calibrate_bns(teach, x, None)
+    teach.eval()
+    with torch.no_grad():
+        got = teach(torch.from_numpy(x)).numpy()
+    want = run_clips(model, x)
+    if variant == "nonspiking":
+        np.testing.assert_allclose(got, want, atol=1e-2)  # float32: conv vs recurrence
+        assert (got.mean(1).argmax(1) == want.mean(1).argmax(1)).all()
+    else:  # a spike flips where a membrane sits on the threshold: compare clip decisions
+        assert (got.mean(1).argmax(1) == want.mean(1).argmax(1)).mean() >= 5 / 6
+        assert np.abs(got - want).mean() < 0.05
+
+
+def test_mel_warp_stretches_the_mel_axis():
+    import train_kws as tk
+
+    x = np.tile(np.arange(40, dtype=np.float32), (4, 3, 1))  # value = bin index
+    assert tk.mel_warp(x, np.random.default_rng(0), 0.0) is x
+    y = tk.mel_warp(x, np.random.default_rng(1), 0.2)
+    assert y.shape == x.shape and y.dtype == x.dtype
+    for row in y[:, 0]:
+        a = row[10] / 10.0  # bin f reads the value at f·α
+        assert 0.8 <= a <= 1.2
+        np.testing.assert_allclose(row[:30], np.minimum(np.arange(30) * a, 39), atol=1e-4)
+    assert (y[:, 0] == y[:, 2]).all()  # one factor per clip, every frame alike
+    assert len({round(float(r[10]), 4) for r in y[:, 0]}) == 4  # a factor per clip
