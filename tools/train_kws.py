@@ -671,6 +671,22 @@ def stream_loss(logits: torch.Tensor, y: torch.Tensor, n_kw: int = 10, pool: int
     return lp, ln
 
 
+def neg_peak_loss(logits: torch.Tensor, y: torch.Tensor, pool: int, n_kw: int = 10
+                  ) -> torch.Tensor:
+    """Max-pooling loss on the "no keyword" side: per window with such frames, the highest
+    ``pool``-frame mean of the keyword posterior mass ``Σ_k p_k`` over them (other frames count
+    0), ``−log(1 − that)``. The detector fires on the peak of a moving average, so this trains
+    exactly the frames that would raise a false alarm, however few, where the per-frame loss
+    averages them away among the easy ones."""
+    neg = y == NEG
+    rows = neg.any(dim=1)
+    if not rows.any():
+        return logits.sum() * 0.0
+    mass = nn.functional.softmax(logits, dim=-1)[..., :n_kw].sum(dim=-1) * neg
+    sm = nn.functional.avg_pool1d(mass[rows][:, None], max(pool, 1), stride=1)[:, 0]
+    return -torch.log1p(-sm.max(dim=1).values.clamp(max=1.0 - 1e-6)).mean()
+
+
 def train_streaming(cfg: LMUFormerConfig, data: dict, windows: StreamWindows,
                     hardneg: np.ndarray, init: LMUFormerWeights, steps: int, seed: int,
                     lr: float, clip_batch: int, window_batch: int, neg_weight: float,
@@ -678,7 +694,7 @@ def train_streaming(cfg: LMUFormerConfig, data: dict, windows: StreamWindows,
                     pos_weight: float = 1.0, pool: int = 0, clip_weight: float = 1.0,
                     neg_margin: float = 0.0, clip_stream_weight: float = 0.0,
                     trunk_lr_scale: float = 1.0, log_every: int = 50, log=print,
-                    warp: float = 0.0
+                    warp: float = 0.0, neg_peak_weight: float = 0.0
                     ) -> tuple[KWSNet, dict]:
     """Fine-tune ``init`` on clips + hard-negative clips + stream windows; keep the last.
 
@@ -709,7 +725,7 @@ def train_streaming(cfg: LMUFormerConfig, data: dict, windows: StreamWindows,
     mean = init.weights["in_mean"]
     history = []
     t0 = time.perf_counter()
-    run = {"clip": 0.0, "pos": 0.0, "neg": 0.0}
+    run = {"clip": 0.0, "pos": 0.0, "neg": 0.0, "neg_peak": 0.0}
     done = 0
     for step in range(steps):
         # warm-up then cosine decay over the steps, or over the time budget when that runs
@@ -736,6 +752,11 @@ def train_streaming(cfg: LMUFormerConfig, data: dict, windows: StreamWindows,
         lp, ln = stream_loss(zw[1] if zw[1] is not None else zw[0], torch.from_numpy(yw),
                              pool=pool, neg_margin=neg_margin)
         loss = clip_weight * lc + pos_weight * lp + neg_weight * ln
+        lnp = loss * 0.0
+        if neg_peak_weight > 0:
+            lnp = neg_peak_loss(zw[1] if zw[1] is not None else zw[0], torch.from_numpy(yw),
+                                pool)
+            loss = loss + neg_peak_weight * lnp
         if clip_stream_weight > 0 and zcs is not None:
             yc = np.where(ytr[idx] < n_kw, ytr[idx], NEG)[:, None].repeat(xb.shape[1], 1)
             yc[:, :WARMUP // 2] = IGNORE
@@ -745,7 +766,7 @@ def train_streaming(cfg: LMUFormerConfig, data: dict, windows: StreamWindows,
         loss.backward()
         opt.step()
         done = step + 1
-        for k, v in (("clip", lc), ("pos", lp), ("neg", ln)):
+        for k, v in (("clip", lc), ("pos", lp), ("neg", ln), ("neg_peak", lnp)):
             run[k] += float(v.detach())
         if done % log_every == 0 or done == steps:
             n = log_every if done % log_every == 0 else done % log_every
@@ -754,7 +775,9 @@ def train_streaming(cfg: LMUFormerConfig, data: dict, windows: StreamWindows,
                    **{k: v / n for k, v in run.items()}}
             history.append(rec)
             log(f"step {done:5d}  clip {rec['clip']:.3f}  kw-frames {rec['pos']:.3f}  "
-                f"no-kw frames {rec['neg']:.4f}  val clips {val_acc * 100:.2f}%  "
+                f"no-kw frames {rec['neg']:.4f}  "
+                + (f"no-kw peak {rec['neg_peak']:.4f}  " if neg_peak_weight > 0 else "")
+                + f"val clips {val_acc * 100:.2f}%  "
                 f"{rec['seconds']:.0f} s", flush=True)
             run = dict.fromkeys(run, 0.0)
     return net, {"history": history, "steps": done, "best_epoch": None}
@@ -838,6 +861,10 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--clip-stream-weight", type=float, default=0.0,
                     help="with --stream-head: also train the stream head on the clips "
                          "(keyword clips fire somewhere, other clips never), this weight")
+    ap.add_argument("--neg-peak-weight", type=float, default=0.0,
+                    help="streaming fine-tune: weight of the max-pooling loss on keyword-free "
+                         "frames (per window, −log(1 − the peak --pool-frame mean keyword "
+                         "posterior): the frames that would raise a false alarm)")
     ap.add_argument("--warp", type=float, default=0.0,
                     help="streaming fine-tune: stretch each clip's and window's mel axis by "
                          "a random factor in [1 − WARP, 1 + WARP] (vocal-tract-length "
@@ -890,7 +917,8 @@ def main(argv: list[str] | None = None) -> int:
                                     a.lr, a.batch, a.window_batch, a.neg_weight,
                                     a.time_budget, a.head_scale, a.pos_weight, a.pool,
                                     a.clip_weight, a.neg_margin, a.clip_stream_weight,
-                                    a.trunk_lr_scale, a.log_every, warp=a.warp)
+                                    a.trunk_lr_scale, a.log_every, warp=a.warp,
+                                    neg_peak_weight=a.neg_peak_weight)
         extra.update(streaming={"steps": info["steps"], "window_batch": a.window_batch,
                                 "neg_weight": a.neg_weight, "pos_weight": a.pos_weight,
                                 "pos_hops": a.pos_hops, "pre_hops": a.pre_hops,
@@ -898,6 +926,7 @@ def main(argv: list[str] | None = None) -> int:
                                 "neg_margin": a.neg_margin, "stream_head": a.stream_head,
                                 "clip_stream_weight": a.clip_stream_weight,
                                 "trunk_lr_scale": a.trunk_lr_scale, "warp": a.warp,
+                                "neg_peak_weight": a.neg_peak_weight,
                                 "head_scale": a.head_scale,
                                 "hard_negatives": len(hardneg), "init": a.init,
                                 "mine": a.mine, "mine_threshold": a.mine_threshold})

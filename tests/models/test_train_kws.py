@@ -54,3 +54,20 @@ def test_mel_warp_stretches_the_mel_axis():
         np.testing.assert_allclose(row[:30], np.minimum(np.arange(30) * a, 39), atol=1e-4)
     assert (y[:, 0] == y[:, 2]).all()  # one factor per clip, every frame alike
     assert len({round(float(r[10]), 4) for r in y[:, 0]}) == 4  # a factor per clip
+
+
+def test_neg_peak_loss_is_the_worst_moving_average_of_keyword_mass():
+    import train_kws as tk
+
+    z = torch.full((2, 60, 12), -20.0)
+    z[..., 10] = 0.0  # "unknown" everywhere: no keyword mass
+    z[0, 30:34, 4] = 20.0  # window 0: a 4-frame keyword flash inside keyword-free speech
+    z[1, 30:34, 4] = 20.0  # window 1: the same flash, but those frames are a said keyword's
+    y = torch.full((2, 60), tk.NEG)
+    y[1, 28:40] = 4
+    got = tk.neg_peak_loss(z, y, pool=8)
+    # window 0: peak 8-frame mean = 4/8; window 1: the flash is not a "no keyword" frame
+    want = (-np.log(1 - 0.5) + -np.log(1 - 0.0 + 1e-12)) / 2
+    assert float(got) == pytest.approx(want, abs=1e-4)
+    # no "no keyword" frame anywhere: nothing to pay
+    assert float(tk.neg_peak_loss(z, torch.full((2, 60), 4), pool=8)) == 0.0
