@@ -30,8 +30,10 @@ threshold per keyword (KeywordDetector's per-keyword thresholds): greedily, the 
 lower threshold buys the most validation hits per added false alarm, until every validation
 curve is at the target (the choice counts bursts of each keyword's smoothed posterior; the
 stored figures are the exact count, and the budget shrinks until that meets the target);
-stored as ``"<target> per keyword"``. The demo's point is the first target's, single or per
-keyword, with the better mean validation recall.
+stored as ``"<target> per keyword"``, beside the single-threshold points; the demo's point
+stays the first target's single threshold (per-keyword thresholds fitted on 10 h of
+validation speech fell under the single-threshold DET curve on the test streams: see
+samples/kws/models/README.md).
 
 The logits of each (checkpoint, stream file, precision) are cached under
 ``<data>/<config>/logits/`` (keyed by the checkpoint's bytes; ``--no-cache`` skips the cache), so
@@ -299,7 +301,11 @@ def best_at_fa(rows: list[dict], fa_per_h: float, key: str = "fa_per_hour") -> d
     return max(ok, key=lambda r: (r["recall"], -r["threshold"])) if ok else None
 
 
-def plot(curves: dict[str, list[dict]], path: str, title: str) -> None:
+def plot(curves: dict[str, list[dict]], path: str, title: str,
+         marks: dict[str, list[tuple[str, dict]]] | None = None) -> None:
+    """DET curves (miss rate against false alarms per hour); ``marks``: per curve name, points
+    off the single-threshold curve (``(label, row)``, e.g. stored per-keyword thresholds)
+    drawn as crosses in the curve's colour."""
     import matplotlib
 
     matplotlib.use("Agg")
@@ -309,7 +315,12 @@ def plot(curves: dict[str, list[dict]], path: str, title: str) -> None:
     for name, rows in curves.items():
         fa = [max(r["fa_per_hour"], 1e-3) for r in rows]
         miss = [100.0 * (1 - r["recall"]) for r in rows]
-        ax.plot(fa, miss, marker=".", label=name)
+        line, = ax.plot(fa, miss, marker=".", label=name)
+        for label, r in (marks or {}).get(name, []):
+            ax.plot([max(r["fa_per_hour"], 1e-3)], [100.0 * (1 - r["recall"])], marker="x",
+                    ms=9, mew=2, ls="none", color=line.get_color())
+            ax.annotate(label, (max(r["fa_per_hour"], 1e-3), 100.0 * (1 - r["recall"])),
+                        fontsize=6, xytext=(3, 3), textcoords="offset points")
     ax.axvline(0.1, color="grey", ls="--", lw=0.8)
     ax.axhline(5.0, color="grey", ls=":", lw=0.8)
     ax.set_xscale("log")
@@ -346,9 +357,8 @@ def main(argv: list[str] | None = None) -> int:
                          "model")
     ap.add_argument("--per-keyword", action="store_true",
                     help="with --choose, also choose one threshold per keyword for each "
-                         "target (stored as '<target> per keyword'; the demo takes the "
-                         "first target's point, one threshold or per keyword, with the better "
-                         "mean validation recall)")
+                         "target (stored as '<target> per keyword', beside the "
+                         "single-threshold points, which the demo keeps using)")
     ap.add_argument("--target-fa-per-h", type=float, nargs="+", default=[0.1, 1.0],
                     help="false alarms per hour of the operating points (--choose stores one "
                          "per target; the first is the demo's)")
@@ -516,10 +526,9 @@ def main(argv: list[str] | None = None) -> int:
         for point in points.values():  # how fine the false-alarm rates it was chosen on are
             point["validation_hours_free"] = {c: round(h, 3) for c, h in free_hours.items()}
         meta["stream_operating_points"] = points
-        first = [p for k, p in points.items() if k.split()[0] == f"{a.target_fa_per_h[0]:g}"]
-        meta["stream_operating_point"] = max(
-            first or list(points.values()),
-            key=lambda p: np.mean([v["recall"] for v in p["validation"].values()]))
+        first = f"{a.target_fa_per_h[0]:g}"
+        meta["stream_operating_point"] = points.get(first) or points.get(
+            f"{first} per keyword") or next(iter(points.values()))
         meta_path.write_text(json.dumps(meta, indent=1))
         report["operating_points"] = points
         for key, point in points.items():
@@ -540,8 +549,16 @@ def main(argv: list[str] | None = None) -> int:
     if a.plot:
         sm0 = (next(iter(stored.values()))["smoothing_hops"] if stored and not a.choose
                else grid[0])
+        marks = {}
+        for key, s_ in report["summary"].items():
+            name, sm_ = key.rsplit(" s", 1)
+            for pk, r in s_.get("at_stored", {}).items():
+                if "thresholds" in r:  # per-keyword points are off the one-threshold curve
+                    marks.setdefault(name, []).append(
+                        (f"≤{pk.split()[0]}/h per kw (s{sm_})", r))
         plot(curves[sm0] if sm0 in curves else curves[grid[0]], a.plot,
-             f"{Path(a.model).name}, {a.split} streams (held-out voices), smoothing {sm0}")
+             f"{Path(a.model).name}, {a.split} streams (held-out voices), smoothing {sm0}; "
+             "×: per-keyword thresholds", marks)
         print(f"DET curve: {a.plot}")
     if a.json:
         Path(a.json).write_text(json.dumps(report, indent=1))
