@@ -66,6 +66,19 @@ def test_spotter_finds_the_spoken_keywords(speech, int_bundle, which):
     assert len(events) <= len(found) + 1  # at most one false alarm
 
 
+def test_spotter_takes_one_threshold_per_keyword(speech):
+    audio, truth = speech
+    one = sdk.KeywordSpotter(ONNX, threshold=0.6).spot(audio)
+    same = sdk.KeywordSpotter(ONNX, threshold={k: 0.6 for k in KEYWORDS}).spot(audio)
+    assert [(e.keyword, e.hop) for e in same] == [(e.keyword, e.hop) for e in one]
+    # "stop" and "go" muted (a posterior never reaches 1.0 over 30 hops), the rest as before
+    muted = sdk.KeywordSpotter(ONNX, threshold={k: 1.0 if k in ("stop", "go") else 0.6
+                                                 for k in KEYWORDS}).spot(audio)
+    assert {e.keyword for e in one} >= {"stop", "go"}
+    assert [(e.keyword, e.hop) for e in muted] == [
+        (e.keyword, e.hop) for e in one if e.keyword not in ("stop", "go")]
+
+
 def test_integer_audio_to_logits_streaming_equals_offline(speech, int_bundle):
     audio = speech[0][:48000]  # 3 s: 300 hops
     ss = sdk.StreamingSession(int_bundle, integer_io=True)
@@ -105,6 +118,23 @@ def test_edge_demo_kws_float_flag_runs_the_float_graph(capsys):
     out = capsys.readouterr().out
     assert "(float step graph" in out and "to integers" not in out
     assert re.findall(r"detected '(\w+)'", out)[:2] == ["yes", "no"]
+
+
+def test_edge_demo_kws_takes_stored_per_keyword_thresholds(capsys, tmp_path):
+    import json
+
+    model = tmp_path / "kws.onnx"
+    shutil.copy(ONNX, model)
+    per = {k: 0.6 for k in KEYWORDS}
+    per["no"] = 1.0  # "no" muted
+    point = {"thresholds": per, "smoothing_hops": 30, "chosen_on": "a test's choice"}
+    model.with_suffix(".json").write_text(json.dumps({"stream_operating_point": point}))
+    assert main(["demo", "kws", "--fast", "--float", "--words", "--seconds", "3",
+                 "--model", str(model)]) == 0
+    out = capsys.readouterr().out
+    assert "threshold per keyword yes 0.6 no 1 up 0.6" in out and "a test's choice" in out
+    assert re.findall(r"detected '(\w+)'", out)[:1] == ["yes"]
+    assert "detected 'no'" not in out
 
 
 def test_labels_come_from_the_model(tmp_path):
