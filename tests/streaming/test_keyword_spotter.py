@@ -67,7 +67,7 @@ def test_spotter_finds_the_spoken_keywords(speech, int_bundle, which):
 
 
 def test_spotter_takes_one_threshold_per_keyword(speech):
-    audio, truth = speech
+    audio, _ = speech
     one = sdk.KeywordSpotter(ONNX, threshold=0.6).spot(audio)
     same = sdk.KeywordSpotter(ONNX, threshold={k: 0.6 for k in KEYWORDS}).spot(audio)
     assert [(e.keyword, e.hop) for e in same] == [(e.keyword, e.hop) for e in one]
