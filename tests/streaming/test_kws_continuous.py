@@ -48,6 +48,19 @@ def test_score_events_counts_hits_and_false_alarms():
     assert score_events([DetectionEvent("go", 4.05, 0.9, 405)], truth) == (0, 2, 1)  # too early
 
 
+def _detector_events(logits: np.ndarray, threshold) -> list[tuple[int, float]]:
+    """``(keyword index, time s)`` of KeywordDetector (smoothing 30, refractory 1 s) fed the
+    softmax of each hop's logits."""
+    det = KeywordDetector(SPEECH_COMMANDS_12, smoothing_hops=30, threshold=threshold,
+                          refractory_s=1.0)
+    out = []
+    for hop, z in enumerate(logits, start=1):
+        _, e = det.update(softmax(z), hop, hop * 0.01)
+        if e is not None:
+            out.append((SPEECH_COMMANDS_12.index(e.keyword), round(e.time_s, 6)))
+    return out
+
+
 def test_stream_eval_detector_is_keyword_detector():
     import kws_stream_eval as ev
 
@@ -57,13 +70,7 @@ def test_stream_eval_detector_is_keyword_detector():
     logits[2500:2530, 8] += 7.0  # a burst of "stop"
     score, best = ev.smoothed_keyword_scores(logits, 30)
     for th in (0.3, 0.5, 0.7):
-        det = KeywordDetector(SPEECH_COMMANDS_12, smoothing_hops=30, threshold=th,
-                              refractory_s=1.0)
-        want = []
-        for hop, z in enumerate(logits, start=1):
-            _, e = det.update(softmax(z), hop, hop * 0.01)
-            if e is not None:
-                want.append((SPEECH_COMMANDS_12.index(e.keyword), round(e.time_s, 6)))
+        want = _detector_events(logits, th)
         got = [(k, round(t, 6)) for k, t in ev.detect(score, best, th, 100)]
         assert got == want and len(want) >= 1, th
 
@@ -80,13 +87,7 @@ def test_stream_eval_per_keyword_thresholds_are_keyword_detector():
     per = {k: 0.5 for k in ev.KEYWORDS}
     per.update(left=0.99, stop=0.3, no=0.6)
     th = np.array([per[k] for k in ev.KEYWORDS])
-    det = KeywordDetector(SPEECH_COMMANDS_12, smoothing_hops=30, threshold=per,
-                          refractory_s=1.0)
-    want = []
-    for hop, z in enumerate(logits, start=1):
-        _, e = det.update(softmax(z), hop, hop * 0.01)
-        if e is not None:
-            want.append((SPEECH_COMMANDS_12.index(e.keyword), round(e.time_s, 6)))
+    want = _detector_events(logits, per)
     got = [(k, round(t, 6)) for k, t in ev.detect(*ev.over_thresholds(kw, th), 0.0, 100)]
     assert got == want and {k for k, _ in want} >= {1, 8}, want
     # one value for every keyword: the same events as the single-threshold path
