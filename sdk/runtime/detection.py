@@ -81,7 +81,7 @@ class KeywordDetector:
                                        if extra else f"missing {missing}"))
             per = [float(threshold[k]) for k in chosen]
         else:
-            per = [float(threshold)] * len(chosen)
+            per = [float(threshold)] * max(len(chosen), 1)
         bad = [t for t in per if not 0.0 < t <= 1.0]
         if bad:
             raise InputError(f"threshold is a posterior in (0, 1], got {bad[0]}")
@@ -91,7 +91,7 @@ class KeywordDetector:
         self._keyword_index = np.array([self.labels.index(k) for k in chosen], np.int64)
         self.smoothing_hops = int(smoothing_hops)
         #: per keyword (``self.keywords`` order)
-        self.thresholds = np.array(per, np.float64)
+        self.thresholds = np.array(per[:len(chosen)], np.float64)
         #: the one threshold, or the mapping of per-keyword ones
         self.threshold: float | dict[str, float] = (
             dict(zip(chosen, per)) if isinstance(threshold, Mapping) else per[0])
