@@ -888,6 +888,13 @@ def main(argv: list[str] | None = None) -> int:
     if a.streams and a.teacher:
         raise SystemExit("--teacher distils on clips; the streaming fine-tune (--streams) does "
                          "not take one")
+    stream_only = [f for f, v in (("--warp", a.warp), ("--neg-peak-weight", a.neg_peak_weight))
+                   if v]
+    if stream_only and not a.streams:
+        raise SystemExit(f"{' and '.join(stream_only)} "
+                         f"{'belongs' if len(stream_only) == 1 else 'belong'} to the streaming "
+                         "fine-tune: pass "
+                         "--streams DIR --init CKPT.npz, or leave them out for clip training")
     if a.streams:
         if init is None:
             raise SystemExit("--streams fine-tunes a trained model: pass --init CKPT.npz")
