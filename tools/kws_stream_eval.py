@@ -190,7 +190,11 @@ def smoothed_keyword_scores(logits: np.ndarray, smoothing: int, logit_window: in
                             ) -> tuple[np.ndarray, np.ndarray]:
     """Per hop the best keyword's moving-average posterior and its index (KeywordDetector
     with one threshold for every keyword)."""
-    kw = keyword_posteriors(logits, smoothing, logit_window)
+    return best_keyword(keyword_posteriors(logits, smoothing, logit_window))
+
+
+def best_keyword(kw: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """Per hop the largest of :func:`keyword_posteriors` and its keyword index."""
     best = kw.argmax(axis=1)
     return kw[np.arange(len(kw)), best], best.astype(np.int8)
 
@@ -453,9 +457,7 @@ def main(argv: list[str] | None = None) -> int:
             for sm in grid:
                 post = {k: [keyword_posteriors(z, sm, a.logit_window) for z in v]
                         for k, v in logit.items()}
-                scores = {k: [(x[np.arange(len(x)), b], b.astype(np.int8))
-                              for x, b in ((x, x.argmax(axis=1)) for x in v)]
-                          for k, v in post.items()}
+                scores = {k: [best_keyword(x) for x in v] for k, v in post.items()}
                 rows = sweep(scores, truth, hours["free"], hours["kw"], refr,
                              homophones=homo)
                 curves[sm][name] = rows
@@ -720,11 +722,6 @@ def choose_per_keyword_points(kept: dict[str, tuple], grid: list[int], targets: 
             "validation": {n: {"recall": r["recall"], "fa_per_hour": r["fa_per_hour"]}
                            for n, r in rows.items()}}
     return points
-
-
-def point_threshold(point: dict) -> float | dict[str, float]:
-    """A stored operating point's threshold: one for every keyword, or one per keyword."""
-    return dict(point["thresholds"]) if "thresholds" in point else float(point["threshold"])
 
 
 if __name__ == "__main__":

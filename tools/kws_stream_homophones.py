@@ -29,6 +29,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 import kws_stream_data as sd
 import kws_stream_eval as ev
 
+from sdk.cli.kws_demo import point_threshold
 from sdk.models import LMUFormerWeights
 from sdk.runtime.keyword_spotter import speak_sentence
 
@@ -64,7 +65,7 @@ def main(argv: list[str] | None = None) -> int:
     if a.threshold is not None:
         point.pop("thresholds", None)
         point["threshold"] = a.threshold
-    th = ev.point_threshold(point)
+    th = point_threshold(point)
     pool = sd.fortune_sentences()["test"]
     homo = [s for s in pool if HOMOPHONE.search(s)]
     others = [s for s in pool if not RELATED.search(s)]

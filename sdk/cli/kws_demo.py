@@ -268,10 +268,16 @@ def stored_threshold(model_path: Path) -> tuple[float | dict[str, float], str]:
     if meta.is_file():
         point = json.loads(meta.read_text()).get("stream_operating_point")
         if point:
-            th = ({str(k): float(v) for k, v in point["thresholds"].items()}
-                  if "thresholds" in point else float(point["threshold"]))
-            return th, f"stored with the model, {point['chosen_on']}"
+            return point_threshold(point), f"stored with the model, {point['chosen_on']}"
     return 0.6, "default"
+
+
+def point_threshold(point: dict) -> float | dict[str, float]:
+    """A stored operating point's threshold: one for every keyword (``threshold``), or one per
+    keyword (``thresholds``)."""
+    if "thresholds" in point:
+        return {str(k): float(v) for k, v in point["thresholds"].items()}
+    return float(point["threshold"])
 
 
 def describe_threshold(threshold: float | dict[str, float]) -> str:

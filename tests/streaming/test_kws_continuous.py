@@ -140,7 +140,9 @@ def test_per_keyword_thresholds_find_a_distinct_keyword_a_confusable_one_would_m
                             "free": [ev.keyword_posteriors(z, 20) for z in free]},
                            th, truth, hours_free, hours_kw, 100)
     assert row["recall"] == per["validation"]["float clean"]["recall"]
-    assert ev.point_threshold(per) == per["thresholds"]
+    from sdk.cli.kws_demo import point_threshold
+
+    assert point_threshold(per) == per["thresholds"]
 
 
 def test_batched_integer_streams_equal_one_by_one():
@@ -298,7 +300,12 @@ def test_operating_point_is_chosen_on_val_stored_and_reported_on_test(tmp_path, 
     import kws_stream_data as sd
     import kws_stream_eval as ev
 
-    from sdk.cli.kws_demo import speak_sentences, stored_smoothing, stored_threshold
+    from sdk.cli.kws_demo import (
+        point_threshold,
+        speak_sentences,
+        stored_smoothing,
+        stored_threshold,
+    )
 
     model = tmp_path / "m.npz"
     shutil.copy(MODEL, model)
@@ -373,7 +380,7 @@ def test_operating_point_is_chosen_on_val_stored_and_reported_on_test(tmp_path, 
     at = got[f"float clean s{per['smoothing_hops']}"]["at_stored"]["1 per keyword"]
     assert at["recall"] == per["validation"]["float clean"]["recall"]  # same streams
     assert at["thresholds"] == per["thresholds"]
-    assert stored_threshold(model)[0] == ev.point_threshold(demo)
+    assert stored_threshold(model)[0] == point_threshold(demo)
 
 
 def test_committed_stream_model_carries_its_validation_operating_points():
