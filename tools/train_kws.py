@@ -309,17 +309,18 @@ def warm_start(net: KWSNet, model: LMUFormerWeights, x: np.ndarray) -> None:
     ``β = μ_ref``): a spiking net then sees pre-activations distributed like the ReLU net's.
     """
     cfg, mc = net.cfg, model.config
-    shape = ("n_mels", "n_classes", "d_model", "lmu_order", "mlp_ratio")
-    if any(getattr(cfg, k) != getattr(mc, k) for k in shape) or cfg.lmu_units < mc.lmu_units:
-        raise SystemExit(f"--init checkpoint config {mc} does not match {cfg}; train with the "
-                         "same --d-model (and at least its --lmu-units) or pass a matching "
-                         "checkpoint")
+    shape = ("n_mels", "n_classes", "lmu_order", "mlp_ratio")
+    if (any(getattr(cfg, k) != getattr(mc, k) for k in shape) or cfg.lmu_units < mc.lmu_units
+            or cfg.d_model < mc.d_model):
+        raise SystemExit(f"--init checkpoint config {mc} does not match {cfg}; train with at "
+                         "least its --d-model and --lmu-units or pass a matching checkpoint")
     ref = KWSNet(mc, net.in_mean.numpy(), 1.0 / net.in_inv_std.numpy(), frames=x.shape[1])
     _load_folded(ref, model)
     stats = _calibrate_bns(ref, x, None)
-    # more LMU channels than the checkpoint: the same function, widened (new BN channels
-    # stay the identity on x)
-    _load_folded(net, model.widened(cfg.lmu_units) if cfg.lmu_units > mc.lmu_units else model)
+    # more LMU or model channels than the checkpoint: the same function, widened (new BN
+    # channels stay the identity on x)
+    wider = cfg.lmu_units > mc.lmu_units or cfg.d_model > mc.d_model
+    _load_folded(net, model.widened(cfg.lmu_units, d_model=cfg.d_model) if wider else model)
     _calibrate_bns(net, x, stats)
 
 
@@ -790,7 +791,9 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--seed", type=int, default=0)
     ap.add_argument("--data", default="data/kws")
     ap.add_argument("--data-seed", type=int, default=0)
-    ap.add_argument("--d-model", type=int, default=LMUFormerConfig.d_model)
+    ap.add_argument("--d-model", type=int, default=LMUFormerConfig.d_model,
+                    help="model channels; more than an --init checkpoint's widens it (the "
+                         "same function at the start: LMUFormerWeights.widened)")
     ap.add_argument("--lmu-units", type=int, default=LMUFormerConfig.lmu_units,
                     help="LMU channels; more than an --init checkpoint's widens it (the same "
                          "function at the start: LMUFormerWeights.widened)")

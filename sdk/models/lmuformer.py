@@ -156,25 +156,56 @@ class LMUFormerWeights:
         cfg = {f"cfg.{k}": np.asarray(v) for k, v in asdict(self.config).items()}
         np.savez(path, **cfg, **{k: v.astype(np.float32) for k, v in self.weights.items()})
 
-    def widened(self, lmu_units: int, seed: int = 0) -> LMUFormerWeights:
-        """The same function with ``lmu_units`` LMU channels (a warm start with more memory):
-        the new rows of ``W_u`` are random at the trained rows' scale, the new columns of
-        ``W_m`` zero, so every output is unchanged until training gives the new memories a
-        use."""
+    def widened(self, lmu_units: int, seed: int = 0, d_model: int | None = None
+                ) -> LMUFormerWeights:
+        """The same function, wider (a warm start with more capacity): ``lmu_units`` LMU
+        channels and, when given, ``d_model`` model channels (the MLP's hidden layer grows with
+        it, ``mlp_ratio`` × ``d_model``).
+
+        New rows (what computes a new channel) are random at the trained rows' scale; new
+        columns (what reads a new channel into an old one, or into a head) are zero. So every
+        old channel and every output is unchanged until training gives the new channels a
+        use, and the zero weights get gradients because the new channels are not zero."""
         cfg = self.config
+        c_new = cfg.d_model if d_model is None else d_model
+        for what, have, want in (("LMU", cfg.lmu_units, lmu_units),
+                                 ("model", cfg.d_model, c_new)):
+            if want < have:
+                raise InputError(f"cannot widen a {have}-channel {what} width to {want} "
+                                 "channels: give at least the checkpoint's count")
         extra = lmu_units - cfg.lmu_units
-        if extra < 0:
-            raise InputError(f"cannot widen a {cfg.lmu_units}-channel LMU to {lmu_units} "
-                             "channels: give at least the checkpoint's count")
         w = {k: v.copy() for k, v in self.weights.items()}
         rng = np.random.default_rng(seed)
-        rows = rng.standard_normal((extra, w["w_u"].shape[1])) * float(w["w_u"].std())
-        w["w_u"] = np.concatenate([w["w_u"], rows.astype(np.float32)])
-        w["b_u"] = np.concatenate([w["b_u"], np.zeros(extra, np.float32)])
+
+        def rows(name: str, n: int) -> None:  # n new output rows, random at the rows' scale
+            a = w[name]
+            new = rng.standard_normal((n, *a.shape[1:])) * float(a.std())
+            w[name] = np.concatenate([a, new.astype(np.float32)])
+
+        def zeros(name: str, n: int, axis: int) -> None:  # n new rows/columns of zeros
+            a = w[name]
+            pad = [(0, 0)] * a.ndim
+            pad[axis] = (0, n)
+            w[name] = np.pad(a, pad)
+
+        rows("w_u", extra)
+        zeros("b_u", extra, 0)
         # W_m's columns are unit-major (unit i's lmu_order memory coefficients together)
-        w["w_m"] = np.concatenate([w["w_m"], np.zeros((w["w_m"].shape[0],
-                                                       extra * cfg.lmu_order), np.float32)], 1)
-        return LMUFormerWeights(replace(cfg, lmu_units=lmu_units), w)
+        zeros("w_m", extra * cfg.lmu_order, 1)
+        dc = c_new - cfg.d_model
+        if dc:
+            dh = dc * cfg.mlp_ratio
+            for name in ("w_embed", "w_m", "w_a", "w_1", "w_2"):
+                rows(name, dh if name == "w_1" else dc)
+            for name in ("b_embed", "b_h", "b_2"):
+                zeros(name, dc, 0)
+            zeros("b_1", dh, 0)
+            # readers of the new channels get zero columns: W_u and W_a (of a0), W_1 (of
+            # a1), the heads (of act(y2)); W_2 (of the new hidden units)
+            for name in ("w_u", "w_a", "w_1", "w_o", *(("w_s",) if "w_s" in w else ())):
+                zeros(name, dc, 1)
+            zeros("w_2", dh, 1)
+        return LMUFormerWeights(replace(cfg, lmu_units=lmu_units, d_model=c_new), w)
 
     @classmethod
     def load(cls, path: str | Path) -> LMUFormerWeights:

@@ -618,6 +618,39 @@ def test_a_widened_lmu_computes_the_same_function():
         wide.widened(4)
 
 
+@pytest.mark.parametrize("spiking", [False, True])
+def test_a_wider_model_computes_the_same_function(spiking):
+    """``widened(d_model=...)`` adds model channels (and the MLP's hidden units with them)
+    without changing either head's output, in the ReLU and the spiking variant; the new
+    channels are live (not zero) so training can give them a use; narrowing is refused."""
+    from dataclasses import replace
+
+    from sdk.errors import InputError
+    from sdk.models import initial_state, lmuformer_step
+
+    base = _random_lmuformer(True)
+    model = LMUFormerWeights(replace(base.config, spiking=spiking), base.weights)
+    wide = model.widened(5, d_model=20)
+    cfg = wide.config
+    assert (cfg.d_model, cfg.lmu_units) == (20, 5) and model.config.d_model == 12
+    assert wide.weights["w_1"].shape == (80, 20) and wide.weights["w_2"].shape == (20, 80)
+    x = np.random.default_rng(3).normal(0, 1, (40, 40)).astype(np.float32)
+    for head in ("clip", "stream"):
+        s0, s1 = initial_state(model.config), initial_state(cfg)
+        for t in range(len(x)):
+            a, s0, _ = lmuformer_step(model, x[t], s0, head)
+            b, s1, acts = lmuformer_step(wide, x[t], s1, head)
+            np.testing.assert_allclose(b, a, rtol=1e-5, atol=1e-4)
+        # the new channels carry activity (their readers' zero weights then get gradients)
+        if spiking:  # membranes of the new channels charge
+            assert np.any(s1["v_mix_hidden"][:, 48:] != 0) and np.any(s1["v_u"][:, 3:] != 0)
+        else:
+            assert np.any(acts["v_mix_hidden"][:, 48:] != 0)
+            assert np.any(s1["memory"].reshape(5, -1)[3:] != 0)
+    with pytest.raises(InputError, match="at least"):
+        wide.widened(5, d_model=16)
+
+
 def test_training_windows_do_not_score_no_keyword_inside_homophone_sentences():
     """Training windows leave unscored the "no keyword" frames of a sentence holding "know" or
     "write" (espeak-ng says "no"/"right"); a keyword's own frames there keep their label."""
