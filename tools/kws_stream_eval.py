@@ -559,8 +559,8 @@ def main(argv: list[str] | None = None) -> int:
                     marks.setdefault(name, []).append(
                         (f"≤{pk.split()[0]}/h per kw (s{sm_})", r))
         plot(curves[sm0] if sm0 in curves else curves[grid[0]], a.plot,
-             f"{Path(a.model).name}, {a.split} streams (held-out voices), smoothing {sm0}; "
-             "×: per-keyword thresholds", marks)
+             f"{Path(a.model).name}, {a.split} streams (held-out voices), smoothing {sm0}"
+             + ("; ×: per-keyword thresholds" if marks else ""), marks)
         print(f"DET curve: {a.plot}")
     if a.json:
         Path(a.json).write_text(json.dumps(report, indent=1))
