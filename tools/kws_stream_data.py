@@ -436,6 +436,7 @@ def _reuse(out: Path, folder: Path, split: str, kind: str, specs: list[StreamSpe
     same stream specs (seeds, voices, length, conditions: so the same bits) is linked here; a
     file whose specs are the first streams of ``specs`` becomes this set's first shards (the
     rest is rendered). True when something was reused."""
+    best: tuple[int, Path, dict[str, Path]] | None = None
     for other in sorted(out.glob("*/meta.json")):
         if other.parent == folder:
             continue
@@ -452,33 +453,35 @@ def _reuse(out: Path, folder: Path, split: str, kind: str, specs: list[StreamSpe
         speakers = json.loads(other.read_text())["speakers"][split]
         theirs = [s for s in plan(split, ocfg, speakers) if s.kind == kind]
         n = len(theirs)
-        if not n or theirs != specs[:n]:
+        if not n or n > len(specs) or theirs != specs[:n]:
             continue
-        if n == len(specs):
-            for c, p in files.items():
-                dst = folder / names[c]
-                if not dst.exists():
-                    try:
-                        dst.hardlink_to(p)
-                    except OSError:
-                        _save(dst, _load_npz(p))
-            if verbose:
-                print(f"{split} {kind}: the same {n} streams as {other.parent.name}, linked")
-            return True
-        n -= n % SHARD
-        if not n:
-            continue
+        if n != len(specs):
+            n -= n % SHARD
+        if n and (best is None or n > best[0]):
+            best = (n, other.parent, files)  # the longest prefix of ours
+    if best is None:
+        return False
+    n, other_folder, files = best
+    if n == len(specs):
         for c, p in files.items():
-            data = _load_npz(p)
-            for k in range(0, n, SHARD):
-                dst = folder / f"{names[c][:-4]}.shard{k // SHARD:03d}.npz"
-                if not dst.is_file():
-                    _save(dst, _slice(data, k, k + SHARD))
+            dst = folder / names[c]
+            if not dst.exists():
+                try:
+                    dst.hardlink_to(p)
+                except OSError:
+                    _save(dst, _load_npz(p))
         if verbose:
-            print(f"{split} {kind}: the first {n} of {len(specs)} streams from "
-                  f"{other.parent.name}")
+            print(f"{split} {kind}: the same {n} streams as {other_folder.name}, linked")
         return True
-    return False
+    for c, p in files.items():
+        data = _load_npz(p)
+        for k in range(0, n, SHARD):
+            dst = folder / f"{names[c][:-4]}.shard{k // SHARD:03d}.npz"
+            if not dst.is_file():
+                _save(dst, _slice(data, k, k + SHARD))
+    if verbose:
+        print(f"{split} {kind}: the first {n} of {len(specs)} streams from {other_folder.name}")
+    return True
 
 
 def generate(out: str | Path, cfg: StreamConfig, splits: list[str], workers: int = 2,

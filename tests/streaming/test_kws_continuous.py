@@ -497,6 +497,43 @@ def test_streams_of_a_smaller_configuration_are_reused_not_rendered_again(tmp_pa
                          {"clean": "val_kw_clean.npz"}, v2, False)
 
 
+
+def test_the_longest_cached_prefix_is_the_one_reused(tmp_path):
+    """With several smaller configurations cached, the one holding the most of the wanted
+    streams is reused (whatever order the folders list in), so growing a set twice renders
+    only what neither holds."""
+    import json
+    from dataclasses import asdict
+
+    import kws_stream_data as sd
+
+    rng = np.random.default_rng(1)
+    speakers = {"val": ["m3", "f2", "m7"]}
+    want = {}
+    for n, name in ((6, "a_small"), (12, "b_large")):  # the smaller one listed first
+        cfg = sd.StreamConfig(val_free_h=n * 300 / 3600)
+        d = tmp_path / name
+        d.mkdir()
+        (d / "meta.json").write_text(json.dumps({"config": asdict(cfg), "speakers": speakers}))
+        lens = rng.integers(50, 90, n)
+        want[n] = {"feats": rng.integers(-900, 900, (int(lens.sum()), 40)).astype(np.int16),
+                   "offsets": np.concatenate([[0], np.cumsum(lens)]).astype(np.int64),
+                   "voice": np.array([f"v{i}" for i in range(n)]),
+                   "noise": np.array(["white"] * n), "ev_stream": np.zeros(0, np.int64),
+                   "ev_word": np.zeros(0, np.int64), "ev_start": np.zeros(0),
+                   "ev_end": np.zeros(0)}
+        np.savez(d / "val_free_clean.npz", **want[n])
+    big = sd.StreamConfig(val_free_h=24 * 300 / 3600)
+    new = tmp_path / big.key()
+    new.mkdir()
+    specs = [s for s in sd.plan("val", big, speakers["val"]) if s.kind == "free"]
+    assert sd._reuse(tmp_path, new, "val", "free", specs, {"clean": "val_free_clean.npz"},
+                     big, False)
+    shards = sorted(new.glob("val_free_clean.shard*.npz"))
+    assert len(shards) == 2  # 12 streams = two shards, from the larger configuration
+    got = sd._merge([sd._load_npz(p) for p in shards])
+    assert np.array_equal(got["feats"], want[12]["feats"])
+
 def _random_lmuformer(stream_head: bool, seed: int = 0) -> LMUFormerWeights:
     from sdk.models import LMUFormerConfig, lmu_matrices
     from sdk.models.lmuformer import weight_shapes
