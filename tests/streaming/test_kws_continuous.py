@@ -714,3 +714,30 @@ def test_training_windows_do_not_score_no_keyword_inside_homophone_sentences():
     win._homo = {}
     _, y = win._cut(0, 250)
     assert (y[tk.WARMUP:170] == tk.NEG).all()  # without the sentence: all scored
+
+
+@needs_espeak
+def test_fresh_streams_pair_the_asked_voices_with_the_asked_text(tmp_path):
+    """tools/kws_stream_fit.py renders new streams with speakers of the asked split; each
+    keyword peak is the said keyword's smoothed posterior inside its hit
+    window, and the shares count them."""
+    import kws_dataset
+    import kws_stream_eval as ev
+    import kws_stream_fit as fit
+
+    got = fit.fresh_streams("val", "train", 1, seconds=20.0)
+    assert len(got) == 1 and got[0]["truth"], "a 20 s keyword stream holds keywords"
+    val = kws_dataset.split_speakers(kws_dataset.list_variants(),
+                                     kws_dataset.DatasetConfig(seed=0))["val"]
+    assert got[0]["voice"].split("+")[1] in val
+    feats = got[0]["feats"]
+    assert feats.dtype == np.int16 and feats.shape[1] == 40 and 1800 < len(feats) < 2200
+    model = _random_lmuformer(stream_head=True)
+    peaks = fit.keyword_peaks(model, [feats], [got[0]["truth"]], smoothing=5)
+    assert len(peaks) == len(got[0]["truth"])
+    kw = ev.keyword_posteriors(ev.float_logits(model, [feats])[0], 5)
+    w, a, b = got[0]["truth"][0]
+    lo, hi = int(round((a + 0.1) * 100)) - 1, int(round((b + 1.0) * 100))
+    assert peaks[0] == pytest.approx(kw[lo:hi, w].max())
+    s = fit.shares(np.array([0.2, 0.6, 0.95, 0.999]))
+    assert s == {">0.5": 0.75, ">0.9": 0.5, ">0.99": 0.25}
