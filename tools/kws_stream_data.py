@@ -435,7 +435,8 @@ def _reuse(out: Path, folder: Path, split: str, kind: str, specs: list[StreamSpe
     """Streams another cached configuration under ``out`` already rendered: a file of the
     same stream specs (seeds, voices, length, conditions: so the same bits) is linked here; a
     file whose specs are the first streams of ``specs`` becomes this set's first shards (the
-    rest is rendered). True when something was reused."""
+    rest is rendered); of several such files, the one holding the most of ``specs``. True
+    when something was reused."""
     best: tuple[int, Path, dict[str, Path]] | None = None
     for other in sorted(out.glob("*/meta.json")):
         if other.parent == folder:
