@@ -35,6 +35,7 @@ import kws_dataset  # noqa: E402
 import kws_stream_data  # noqa: E402
 import kws_stream_eval  # noqa: E402
 
+from sdk.errors import EdgeError  # noqa: E402
 from sdk.models import LMUFormerWeights  # noqa: E402
 
 LEVELS = (0.5, 0.9, 0.99)
@@ -81,6 +82,13 @@ def shares(peaks: np.ndarray) -> dict[str, float]:
 
 
 def main(argv: list[str] | None = None) -> int:
+    try:
+        return _main(argv)
+    except EdgeError as e:  # a missing checkpoint or cached set: one line, not a traceback
+        raise SystemExit(f"kws_stream_fit: {e}") from None
+
+
+def _main(argv: list[str] | None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     ap.add_argument("models", nargs="+", help="checkpoints .npz")
     ap.add_argument("--pairs", nargs="+", default=["train:train", "train:val", "val:val"],
@@ -91,17 +99,11 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--seed", type=int, default=0)
     ap.add_argument("--json", help="write the figures here")
     a = ap.parse_args(argv)
+    if a.streams < 1 or a.smoothing < 1:
+        raise SystemExit(f"--streams {a.streams} / --smoothing {a.smoothing}: give at least 1")
+    models = [LMUFormerWeights.load(mp) for mp in a.models]  # refuse a bad path before rendering
     rows: dict[str, tuple[list[np.ndarray], list[list]]] = {}
-    for pair in a.pairs:
-        v, _, t = pair.partition(":")
-        if v not in ("train", "val", "test") or t not in ("train", "val", "test"):
-            raise SystemExit(f"--pairs {pair}: give VOICES:TEXT, each train, val or test")
-        t0 = time.perf_counter()
-        got = fresh_streams(v, t, a.streams, seed=a.seed)
-        rows[f"{v} voices x {t} text"] = ([g["feats"] for g in got], [g["truth"] for g in got])
-        print(f"rendered {pair}: {a.streams} streams, {time.perf_counter() - t0:.0f} s",
-              flush=True)
-    if a.trained:
+    if a.trained:  # first: a missing set is refused before any rendering
         d = kws_stream_data.load(a.trained, "train", "kw", "mixed")
         feats = kws_stream_eval.stream_features(d)[:a.streams]
         truth: list[list] = [[] for _ in feats]
@@ -109,11 +111,21 @@ def main(argv: list[str] | None = None) -> int:
             if int(i) < len(feats):
                 truth[int(i)].append((int(w), float(s0), float(s1)))
         rows["trained (its own training streams)"] = (feats, truth)
+    for pair in a.pairs:
+        v, _, t = pair.partition(":")
+        if v not in ("train", "val", "test") or t not in ("train", "val", "test"):
+            raise SystemExit(f"--pairs {pair}: give VOICES:TEXT, each train, val or test")
+    for pair in a.pairs:
+        v, _, t = pair.partition(":")
+        t0 = time.perf_counter()
+        got = fresh_streams(v, t, a.streams, seed=a.seed)
+        rows[f"{v} voices x {t} text"] = ([g["feats"] for g in got], [g["truth"] for g in got])
+        print(f"rendered {pair}: {a.streams} streams, {time.perf_counter() - t0:.0f} s",
+              flush=True)
     report = {}
     print(f"{'model':32s} {'streams':36s} {'keywords':>8s} " + " ".join(
         f"{'>' + format(lv, 'g'):>6s}" for lv in LEVELS))
-    for mp in a.models:
-        model = LMUFormerWeights.load(mp)
+    for mp, model in zip(a.models, models):
         for name, (feats, truth) in rows.items():
             pk = keyword_peaks(model, feats, truth, a.smoothing)
             s = shares(pk)

@@ -741,3 +741,21 @@ def test_fresh_streams_pair_the_asked_voices_with_the_asked_text(tmp_path):
     assert peaks[0] == pytest.approx(kw[lo:hi, w].max())
     s = fit.shares(np.array([0.2, 0.6, 0.95, 0.999]))
     assert s == {">0.5": 0.75, ">0.9": 0.5, ">0.99": 0.25}
+
+
+def test_stream_fit_refuses_bad_input_in_one_line(tmp_path):
+    """A missing checkpoint, a missing cached training set or a bad pair: one line naming it,
+    before any stream is rendered."""
+    import kws_stream_fit as fit
+
+    model = _random_lmuformer(stream_head=True)
+    ckpt = tmp_path / "m.npz"
+    model.save(ckpt)
+    with pytest.raises(SystemExit, match="does not exist"):
+        fit.main([str(tmp_path / "none.npz")])
+    with pytest.raises(SystemExit, match="VOICES:TEXT"):
+        fit.main([str(ckpt), "--pairs", "train-val"])
+    with pytest.raises(SystemExit, match="at least 1"):
+        fit.main([str(ckpt), "--streams", "0"])
+    with pytest.raises(SystemExit, match="is missing; run tools/kws_stream_data.py"):
+        fit.main([str(ckpt), "--trained", str(tmp_path)])
