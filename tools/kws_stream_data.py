@@ -29,8 +29,9 @@ Output under ``<out>/<config hash>/`` (cached, gitignored; nothing is committed)
                                     end), offsets [n+1] (frame offsets of the streams),
                                     voice [n], ev_stream / ev_word / ev_start / ev_end (s)
     meta.json                       the configuration, hours per file, keyword counts
-    <split>_<kind>_spans.npz        each sentence's stream, start, end (s) and text, replayed
-                                    from the stream seeds on first use (:func:`spans`)
+    <split>_<kind>_spans.npz        each sentence's stream, start, end (s) and text, saved by
+                                    the render (streams reused from another set: replayed
+                                    from the stream seeds on first use, :func:`spans`)
 
 Validation holds 10 h of keyword-free speech per condition (one false alarm = 0.1/h, fine
 enough to choose a ≤ 0.1 false alarm/h operating point), voices disjoint from training and test.
@@ -114,9 +115,15 @@ class StreamConfig:
     kw_share: float = 0.6  # share of a kw stream's sentences that carry a keyword
     reverb_share: float = 0.33
     version: int = 1
+    #: > 0: another draw of training streams (their voices, text and seeds), none shared with
+    #: round 0's or any other round's; the validation and test streams do not depend on it
+    train_round: int = 0
 
     def key(self) -> str:
-        return hashlib.sha256(json.dumps(asdict(self), sort_keys=True).encode()).hexdigest()[:12]
+        d = asdict(self)
+        if not d["train_round"]:
+            del d["train_round"]  # round 0 keeps the folders named before rounds existed
+        return hashlib.sha256(json.dumps(d, sort_keys=True).encode()).hexdigest()[:12]
 
 
 def split_of(text: str) -> str:
@@ -263,7 +270,8 @@ def render(spec: StreamSpec, pools: dict[str, list[str]]) -> dict:
     rng = np.random.default_rng(list(spec.seed))
     pool = pools[spec.split]
     share = CFG_KW_SHARE if spec.kind == "kw" else 0.0
-    speech, truth, rms = _read(pool, spec.voice, spec.seconds, rng, share)
+    spans: list[tuple[str, float, float]] = []
+    speech, truth, rms = _read(pool, spec.voice, spec.seconds, rng, share, spans=spans)
     if rng.random() < CFG_REVERB_SHARE:
         speech = _sox_reverb(speech, rng)
     n = len(speech)
@@ -289,7 +297,8 @@ def render(spec: StreamSpec, pools: dict[str, list[str]]) -> dict:
         x = x * (level / (np.max(np.abs(x)) + 1e-12))
         pcm = np.clip(np.rint(x * 32768.0), -32768, 32767).astype(np.int16)
         feats[cond] = fast_logmel(pcm)
-    return {"feats": feats, "truth": truth, "voice": spec.voice, "noise": noise_kind}
+    return {"feats": feats, "truth": truth, "voice": spec.voice, "noise": noise_kind,
+            "spans": spans}
 
 
 CFG_KW_SHARE = StreamConfig.kw_share
@@ -344,12 +353,18 @@ def spans(folder: str | Path, split: str, kind: str, workers: int = 2) -> dict[s
     specs = [s for s in plan(split, cfg, meta["speakers"][split]) if s.kind == kind]
     with ProcessPoolExecutor(max_workers=max(1, workers)) as pool:
         res = list(pool.map(_spans_worker, specs, chunksize=1))
-    out = {"stream": np.array([i for i, r in enumerate(res) for _ in r], np.int32),
-           "start": np.array([a for r in res for _, a, _ in r], np.float64),
-           "end": np.array([b for r in res for _, _, b in r], np.float64),
-           "text": np.array([t for r in res for t, _, _ in r], dtype=str)}
+    out = _pack_spans(res)
     np.savez(path, **out)
     return out
+
+
+def _pack_spans(res: list[list[tuple[str, float, float]]], first: int = 0
+                ) -> dict[str, np.ndarray]:
+    """Per-stream sentence spans as the arrays :func:`spans` returns (streams from ``first``)."""
+    return {"stream": np.array([first + i for i, r in enumerate(res) for _ in r], np.int32),
+            "start": np.array([a for r in res for _, a, _ in r], np.float64),
+            "end": np.array([b for r in res for _, _, b in r], np.float64),
+            "text": np.array([t for r in res for t, _, _ in r], dtype=str)}
 
 
 def homophone_spans(sp: dict[str, np.ndarray]) -> list[tuple[int, str, float, float]]:
@@ -367,7 +382,9 @@ def plan(split: str, cfg: StreamConfig, speakers: list[str]) -> list[StreamSpec]
     hours = {"kw": getattr(cfg, f"{split}_kw_h"), "free": getattr(cfg, f"{split}_free_h")}
     conds = ("mixed",) if split == "train" else ("clean", "snr10")
     sid = ["train", "val", "test"].index(split)
-    rng = np.random.default_rng([cfg.seed, sid, 99])
+    # a training round > 0 extends every seed, so its draws share nothing with round 0's
+    extra = (cfg.train_round,) if split == "train" and cfg.train_round else ()
+    rng = np.random.default_rng([cfg.seed, sid, 99, *extra])
     specs = []
     for ki, kind in enumerate(("kw", "free")):
         for i in range(round(hours[kind] * 3600 / cfg.stream_s)):
@@ -375,7 +392,7 @@ def plan(split: str, cfg: StreamConfig, speakers: list[str]) -> list[StreamSpec]
                 acc = kws_dataset.ACCENTS[int(rng.integers(len(kws_dataset.ACCENTS)))]
                 return f"{acc}+{speakers[int(rng.integers(len(speakers)))]}"
             specs.append(StreamSpec(split, kind, i, voice(), tuple(voice() for _ in range(4)),
-                                    cfg.stream_s, (cfg.seed, sid, ki, i), conds))
+                                    cfg.stream_s, (cfg.seed, sid, ki, i, *extra), conds))
     return specs
 
 
@@ -521,6 +538,10 @@ def generate(out: str | Path, cfg: StreamConfig, splits: list[str], workers: int
                     if all(p.is_file() for p in shard.values()):
                         continue
                     res = list(pool.map(_render_worker, ks[k:k + SHARD], chunksize=1))
+                    # the sentence spans the render read, saved before the features (a shard
+                    # counts as done once its features are): spans() then needs no replay
+                    _save(folder / f"{split}_{kind}_spans.shard{k // SHARD:03d}.npz",
+                          _pack_spans([r["spans"] for r in res], k))
                     for c, p in shard.items():
                         _save(p, _pack(res, c))
                     if verbose:
@@ -536,11 +557,24 @@ def generate(out: str | Path, cfg: StreamConfig, splits: list[str], workers: int
                 meta["files"][nm] = {"streams": len(data["offsets"]) - 1, "hours": hours,
                                      "keywords": len(data["ev_word"])}
                 meta_path.write_text(json.dumps(meta, indent=1))
+            _merge_spans(folder, split, kind, (len(ks) + SHARD - 1) // SHARD)
             if verbose:
                 print(f"{split} {kind}: {len(ks)} streams, {hours:.2f} h, "
                       f"{len(data['ev_word'])} keywords, {time.perf_counter() - t0:.0f} s",
                       flush=True)
     return folder
+
+
+def _merge_spans(folder: Path, split: str, kind: str, n_shards: int) -> None:
+    """Join the span shards the renders saved into ``<split>_<kind>_spans.npz`` when every
+    shard has one (shards reused from another set have none: :func:`spans` replays those)."""
+    parts = [folder / f"{split}_{kind}_spans.shard{k:03d}.npz" for k in range(n_shards)]
+    if all(p.is_file() for p in parts):
+        got = [_load_npz(p) for p in parts]
+        _save(folder / f"{split}_{kind}_spans.npz",
+              {k: np.concatenate([g[k] for g in got]) for k in got[0]})
+    for p in folder.glob(f"{split}_{kind}_spans.shard*.npz"):
+        p.unlink()
 
 
 def load(folder: str | Path, split: str, kind: str, cond: str, partial: bool = False
@@ -568,9 +602,17 @@ def main(argv: list[str] | None = None) -> int:
                     help="hours of training streams with keywords (more: another cache folder; "
                          "the streams an existing folder already holds are reused)")
     ap.add_argument("--train-free-hours", type=float, default=StreamConfig.train_free_h)
+    ap.add_argument("--train-round", type=int, default=0,
+                    help="> 0: a fresh draw of training streams (each stream's voices, its "
+                         "sentences from the training text, its noise and levels drawn anew), for "
+                         "a model that has seen round 0's; validation and test are unchanged")
     a = ap.parse_args(argv)
+    if a.train_round < 0:
+        ap.error(f"--train-round {a.train_round}: a round is 0 or more")
+    if a.train_round and set(a.splits) != {"train"}:
+        ap.error("--train-round draws training streams only: pass --splits train")
     cfg = StreamConfig(seed=a.seed, test_free_h=a.test_free_hours, train_kw_h=a.train_kw_hours,
-                       train_free_h=a.train_free_hours)
+                       train_free_h=a.train_free_hours, train_round=a.train_round)
     print(generate(a.out, cfg, a.splits, a.workers))
     return 0
 

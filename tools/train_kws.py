@@ -540,8 +540,9 @@ def hard_negative_clips(n: int, seed: int, cache: Path) -> np.ndarray:
 class StreamWindows:
     """2 s windows cut from the continuous training streams with per-frame targets."""
 
-    def __init__(self, folder: Path, pos_hops: int = 40, split: str = "train",
+    def __init__(self, folder: Path | list[Path], pos_hops: int = 40, split: str = "train",
                  pre_hops: int = 5, ignore_homophones: bool = False) -> None:
+        """``folder``: one generated set, or several (rounds of training streams), pooled."""
         #: per stream, hop spans (start, end) of sentences holding "know" or "write": espeak-ng
         #: says them as "no" and "right", so "no keyword" there would fight the keyword frames
         self.homophones: list[tuple[int, int, int]] = []
@@ -550,7 +551,8 @@ class StreamWindows:
         self.streams: list[np.ndarray] = []
         self.truth: list[list[tuple[int, int, int]]] = []
         self.free_ids: list[int] = []
-        for kind in ("kw", "free"):
+        folders = [folder] if isinstance(folder, Path) else list(folder)
+        for folder, kind in ((f, k) for f in folders for k in ("kw", "free")):
             if kind == "free" and not (folder / f"{split}_free_mixed.npz").is_file() \
                     and split == "train":
                 continue  # keyword-free streams not generated yet: negatives from kw streams
@@ -695,15 +697,17 @@ def train_streaming(cfg: LMUFormerConfig, data: dict, windows: StreamWindows,
                     pos_weight: float = 1.0, pool: int = 0, clip_weight: float = 1.0,
                     neg_margin: float = 0.0, clip_stream_weight: float = 0.0,
                     trunk_lr_scale: float = 1.0, log_every: int = 50, log=print,
-                    warp: float = 0.0, neg_peak_weight: float = 0.0
-                    ) -> tuple[KWSNet, dict]:
+                    warp: float = 0.0, neg_peak_weight: float = 0.0,
+                    window_specaug: bool = False) -> tuple[KWSNet, dict]:
     """Fine-tune ``init`` on clips + hard-negative clips + stream windows; keep the last.
 
     With ``cfg.stream_head`` the stream losses train the second head (started from the clip
     head / ``head_scale``) and the clip loss the clip head, both through the shared trunk;
     ``clip_stream_weight`` > 0 also gives the stream head the clips (a keyword clip: the
     keyword's best ``pool``-frame mean posterior anywhere after the warm-up; any other clip:
-    every frame "no keyword"), many more voices than the streams."""
+    every frame "no keyword"), many more voices than the streams. ``window_specaug``: the
+    stream windows are masked as the clips are (:func:`spec_augment`, one mel band and one
+    span of frames each), against memorizing the streams."""
     torch.manual_seed(seed)
     rng = np.random.default_rng(seed)
     xtr, ytr = data["train"]
@@ -749,6 +753,8 @@ def train_streaming(cfg: LMUFormerConfig, data: dict, windows: StreamWindows,
         lc = nn.functional.cross_entropy(zc.mean(1), torch.from_numpy(ytr[idx]))
         xw, yw = windows.batch(window_batch, rng)
         xw = mel_warp(xw, rng, warp)
+        if window_specaug:
+            xw = spec_augment(xw, mean, rng)
         zw = net.forward_heads(torch.from_numpy(xw))
         lp, ln = stream_loss(zw[1] if zw[1] is not None else zw[0], torch.from_numpy(yw),
                              pool=pool, neg_margin=neg_margin)
@@ -824,6 +830,12 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--stream-train-hours", type=float, nargs=2, metavar=("KW", "FREE"),
                     help="the training streams made with tools/kws_stream_data.py "
                          "--train-kw-hours KW --train-free-hours FREE (default: its defaults)")
+    ap.add_argument("--stream-rounds", type=int, nargs="+", default=[0], metavar="R",
+                    help="the training-stream rounds to pool (tools/kws_stream_data.py "
+                         "--train-round R, same hours; default: round 0)")
+    ap.add_argument("--window-specaug", action="store_true",
+                    help="streaming fine-tune: SpecAugment masks on the stream windows too "
+                         "(one mel band, one span of frames; the clips always get them)")
     ap.add_argument("--keep-homophones", action="store_true",
                     help="score the sentences holding 'know'/'write' as no keyword (default: "
                          "not scored; espeak-ng says them exactly as 'no'/'right')")
@@ -875,13 +887,6 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--name", default=None, help="output stem (default kws_lmuformer_<variant>)")
     a = ap.parse_args(argv)
     torch.set_num_threads(a.threads)
-    t_start = time.perf_counter()
-    folder = kws_dataset.generate(a.data, kws_dataset.DatasetConfig(seed=a.data_seed),
-                                  verbose=True)
-    data = {s: kws_dataset.load_features(folder, s) for s in ("train", "val", "test")}
-    t_data = time.perf_counter() - t_start
-    print(f"data: {folder} ({t_data:.0f} s) train {len(data['train'][1])} val "
-          f"{len(data['val'][1])} test {len(data['test'][1])}")
     cfg = LMUFormerConfig(d_model=a.d_model, lmu_units=a.lmu_units,
                           spiking=a.variant == "spiking", stream_head=a.stream_head)
     if a.stream_head and not a.streams:
@@ -891,25 +896,41 @@ def main(argv: list[str] | None = None) -> int:
     if a.streams and a.teacher:
         raise SystemExit("--teacher distils on clips; the streaming fine-tune (--streams) does "
                          "not take one")
-    stream_only = [f for f, v in (("--warp", a.warp), ("--neg-peak-weight", a.neg_peak_weight))
-                   if v]
+    stream_only = [f for f, v in (("--warp", a.warp), ("--neg-peak-weight", a.neg_peak_weight),
+                                  ("--window-specaug", a.window_specaug),
+                                  ("--stream-rounds", a.stream_rounds != [0])) if v]
     if stream_only and not a.streams:
         raise SystemExit(f"{' and '.join(stream_only)} "
                          f"{'belongs' if len(stream_only) == 1 else 'belong'} to the streaming "
                          "fine-tune: pass "
                          "--streams DIR --init CKPT.npz, or leave them out for clip training")
+    sfolders = []  # checked before the clip data is made: a bad flag costs nothing
     if a.streams:
         if init is None:
             raise SystemExit("--streams fine-tunes a trained model: pass --init CKPT.npz")
         kw_h, free_h = a.stream_train_hours or (kws_stream_data.StreamConfig.train_kw_h,
                                                   kws_stream_data.StreamConfig.train_free_h)
-        sfolder = Path(a.streams) / kws_stream_data.StreamConfig(
-            seed=a.data_seed, train_kw_h=kw_h, train_free_h=free_h).key()
-        if not (sfolder / "train_kw_mixed.npz").is_file():
-            raise SystemExit(f"no training streams in {sfolder}: make them with python "
-                             f"tools/kws_stream_data.py --out {a.streams} --splits train "
-                             f"--train-kw-hours {kw_h:g} --train-free-hours {free_h:g}")
-        windows = StreamWindows(sfolder, a.pos_hops, pre_hops=a.pre_hops,
+        if min(a.stream_rounds) < 0 or len(set(a.stream_rounds)) != len(a.stream_rounds):
+            raise SystemExit(f"--stream-rounds {' '.join(map(str, a.stream_rounds))}: give "
+                             "distinct rounds, 0 or more")
+        for r in a.stream_rounds:
+            sfolder = Path(a.streams) / kws_stream_data.StreamConfig(
+                seed=a.data_seed, train_kw_h=kw_h, train_free_h=free_h, train_round=r).key()
+            if not (sfolder / "train_kw_mixed.npz").is_file():
+                raise SystemExit(f"no training streams in {sfolder}: make them with python "
+                                 f"tools/kws_stream_data.py --out {a.streams} --splits train "
+                                 f"--train-kw-hours {kw_h:g} --train-free-hours {free_h:g}"
+                                 + (f" --train-round {r}" if r else ""))
+            sfolders.append(sfolder)
+    t_start = time.perf_counter()
+    folder = kws_dataset.generate(a.data, kws_dataset.DatasetConfig(seed=a.data_seed),
+                                  verbose=True)
+    data = {s: kws_dataset.load_features(folder, s) for s in ("train", "val", "test")}
+    t_data = time.perf_counter() - t_start
+    print(f"data: {folder} ({t_data:.0f} s) train {len(data['train'][1])} val "
+          f"{len(data['val'][1])} test {len(data['test'][1])}")
+    if a.streams:
+        windows = StreamWindows(sfolders, a.pos_hops, pre_hops=a.pre_hops,
                                 ignore_homophones=not a.keep_homophones)
         if windows.homophones:
             print(f"{len(windows.homophones)} training sentences hold a homophone of a "
@@ -928,7 +949,8 @@ def main(argv: list[str] | None = None) -> int:
                                     a.time_budget, a.head_scale, a.pos_weight, a.pool,
                                     a.clip_weight, a.neg_margin, a.clip_stream_weight,
                                     a.trunk_lr_scale, a.log_every, warp=a.warp,
-                                    neg_peak_weight=a.neg_peak_weight)
+                                    neg_peak_weight=a.neg_peak_weight,
+                                    window_specaug=a.window_specaug)
         extra.update(streaming={"steps": info["steps"], "window_batch": a.window_batch,
                                 "neg_weight": a.neg_weight, "pos_weight": a.pos_weight,
                                 "pos_hops": a.pos_hops, "pre_hops": a.pre_hops,
@@ -937,6 +959,9 @@ def main(argv: list[str] | None = None) -> int:
                                 "clip_stream_weight": a.clip_stream_weight,
                                 "trunk_lr_scale": a.trunk_lr_scale, "warp": a.warp,
                                 "neg_peak_weight": a.neg_peak_weight,
+                                "window_specaug": a.window_specaug,
+                                "stream_rounds": a.stream_rounds,
+                                "stream_hours": [kw_h, free_h],
                                 "head_scale": a.head_scale,
                                 "hard_negatives": len(hardneg), "init": a.init,
                                 "mine": a.mine, "mine_threshold": a.mine_threshold})

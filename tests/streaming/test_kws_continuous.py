@@ -1,6 +1,7 @@
 """Keyword spotting in continuous speech: keyword times in espeak-ng sentences, event scoring,
 the stream generator, and the stream evaluator's detector and batched integer path."""
 
+import json
 import shutil
 import sys
 from pathlib import Path
@@ -617,6 +618,69 @@ def test_sentence_spans_replay_the_rendered_stream():
     assert timed == spans and truth == out["truth"]
 
 
+def test_the_render_saves_the_spans_a_replay_would_give(tmp_path):
+    """generate() keeps the sentence spans each render read (``<split>_<kind>_spans.npz``):
+    spans() then reads them instead of replaying every sentence through espeak-ng, and they
+    are what the replay gives."""
+    import kws_stream_data as sd
+
+    if not sd.FORTUNES.is_dir():
+        pytest.skip("fortunes is not installed (tools/bootstrap.sh installs it)")
+    cfg = sd.StreamConfig(stream_s=15.0, train_kw_h=3 * 15 / 3600, train_free_h=15 / 3600,
+                          train_round=2)
+    folder = sd.generate(tmp_path, cfg, ["train"], workers=1, verbose=False)
+    assert not list(folder.glob("*.shard*"))  # merged, the shards removed
+    saved = sd._load_npz(folder / "train_kw_spans.npz")
+    assert sorted(set(saved["stream"].tolist())) == [0, 1, 2]
+    meta = json.loads((folder / "meta.json").read_text())
+    specs = [s for s in sd.plan("train", cfg, meta["speakers"]["train"]) if s.kind == "kw"]
+    pools = sd.fortune_sentences()
+    for i, spec in enumerate(specs):
+        mine = [(str(t), float(a), float(b)) for st, t, a, b in zip(
+            saved["stream"], saved["text"], saved["start"], saved["end"]) if st == i]
+        assert mine == sd.sentence_spans(spec, pools)
+    got = sd.spans(folder, "train", "kw")  # read, not replayed
+    assert all(np.array_equal(got[k], saved[k]) for k in saved)
+    kw = sd.load(folder, "train", "kw", "mixed")
+    for s, w, a, b in zip(kw["ev_stream"], kw["ev_word"], kw["ev_start"], kw["ev_end"]):
+        inside = [t for st, t, s0, s1 in zip(saved["stream"], saved["text"], saved["start"],
+                                              saved["end"]) if st == s and s0 <= a < b <= s1]
+        assert len(inside) == 1 and sd.KEYWORDS[w] in str(inside[0]).split()
+
+
+def test_a_training_round_draws_new_streams_and_keeps_val_and_test():
+    """``train_round`` > 0: training streams none of whose seeds round 0 (or another round)
+    used, the voices drawn anew from the same training voices; validation and test plans and
+    the round-0 folder name are as before rounds existed."""
+    from dataclasses import asdict
+
+    import kws_stream_data as sd
+
+    speakers = {"train": [f"t{i}" for i in range(30)], "val": ["v1", "v2"], "test": ["x1"]}
+    cfgs = [sd.StreamConfig(train_kw_h=1.0, train_free_h=0.5, train_round=r) for r in (0, 1, 2)]
+    plans = [sd.plan("train", c, speakers["train"]) for c in cfgs]
+    seeds = [{s.seed for s in p} for p in plans]
+    assert all(len(s) == len(plans[0]) for s in seeds)
+    assert not (seeds[0] & seeds[1]) and not (seeds[0] & seeds[2]) and not (seeds[1] & seeds[2])
+    voices = [[s.voice for s in p] for p in plans]
+    assert voices[0] != voices[1] and voices[1] != voices[2]
+    assert {v.split("+")[1] for vs in voices for v in vs} <= set(speakers["train"])
+    for split in ("val", "test"):
+        assert sd.plan(split, cfgs[1], speakers[split]) == sd.plan(split, cfgs[0], speakers[split])
+    assert len({c.key() for c in cfgs}) == 3
+    # round 0's key is the hash of the fields as they were before train_round was added
+    old = asdict(cfgs[0])
+    del old["train_round"]
+    import hashlib
+    assert cfgs[0].key() == hashlib.sha256(
+        json.dumps(old, sort_keys=True).encode()).hexdigest()[:12]
+    assert sd.StreamConfig().key() == "e7d815a89478"  # the cached val/test folder's name
+    with pytest.raises(SystemExit):
+        sd.main(["--train-round", "1", "--splits", "val"])
+    with pytest.raises(SystemExit):
+        sd.main(["--train-round", "-1", "--splits", "train"])
+
+
 def test_false_alarms_on_exact_homophones_are_counted_apart():
     """A "no" that fires inside (or up to 1 s after) a keyword-free sentence holding "know" is
     counted as a homophone alarm; other keywords there, or "no" elsewhere, are not."""
@@ -714,6 +778,46 @@ def test_training_windows_do_not_score_no_keyword_inside_homophone_sentences():
     win._homo = {}
     _, y = win._cut(0, 250)
     assert (y[tk.WARMUP:170] == tk.NEG).all()  # without the sentence: all scored
+
+
+def test_training_windows_pool_several_rounds_of_streams(tmp_path):
+    """StreamWindows over two rounds' folders: every stream of both, each keyword on its own
+    stream, the keyword-free streams of both rounds the negatives; train_kws refuses a round
+    that was not rendered, naming the command that renders it, and duplicate rounds."""
+    pytest.importorskip("torch")  # tools/train_kws.py needs the train extra
+    import train_kws as tk
+
+    rng = np.random.default_rng(3)
+    folders = []
+    for r, (n_kw, n_free) in enumerate(((2, 1), (3, 2))):
+        f = tmp_path / f"round{r}"
+        f.mkdir()
+        for kind, n in (("kw", n_kw), ("free", n_free)):
+            lens = rng.integers(300, 400, n)
+            ev = np.array([(i, (r + i) % 10, 1.0, 1.5) for i in range(n)] if kind == "kw"
+                          else np.zeros((0, 4)), np.float64).reshape(-1, 4)
+            np.savez(f / f"train_{kind}_mixed.npz",
+                     feats=np.full((int(lens.sum()), 40), 10 * r + (kind == "kw"), np.int16),
+                     offsets=np.concatenate([[0], np.cumsum(lens)]).astype(np.int64),
+                     voice=np.array(["v"] * n), noise=np.array(["white"] * n),
+                     ev_stream=ev[:, 0].astype(np.int64), ev_word=ev[:, 1].astype(np.int64),
+                     ev_start=ev[:, 2], ev_end=ev[:, 3])
+        folders.append(f)
+    win = tk.StreamWindows(folders, pos_hops=40)
+    assert len(win.streams) == 2 + 1 + 3 + 2
+    assert win.free_ids == [2, 6, 7]
+    assert [int(win.streams[i][0, 0]) for i in range(8)] == [1, 1, 0, 11, 11, 11, 10, 10]
+    assert [[w for w, _, _ in t] for t in win.truth] == [[0], [1], [], [1], [2], [3], [], []]
+    assert all((win.truth[i][0][1], win.truth[i][0][2]) == (100, 150) for i in (0, 1, 3, 4, 5))
+    streams = tmp_path / "streams"
+    base = ["--variant", "nonspiking", "--streams", str(streams), "--init", str(MODEL),
+            "--data", str(tmp_path / "clips")]
+    with pytest.raises(SystemExit, match="--train-round 3"):
+        tk.main(base + ["--stream-rounds", "3"])
+    with pytest.raises(SystemExit, match="distinct rounds"):
+        tk.main(base + ["--stream-rounds", "1", "1"])
+    with pytest.raises(SystemExit, match="streaming fine-tune"):
+        tk.main(["--window-specaug", "--data", str(tmp_path / "clips")])
 
 
 @needs_espeak
