@@ -29,8 +29,10 @@ every frame of keyword-free speech away from a keyword is "no keyword"
 (``−log(p_unknown + p_silence)``); the first ``WARMUP`` frames of a window (state still filling)
 and the inside of a keyword are not scored. ``--mine CKPT.npz`` adds windows ending where that
 model raised false alarms on the keyword-free training streams (negatives mined from the
-previous round's false alarms). Selection: validation clip accuracy plus stream recall/false
-alarms on validation streams (``select_score``).
+previous round's false alarms). ``--stream-rounds R ...`` pools fresh draws of training
+streams (``kws_stream_data.py --train-round R``: a model that has seen round 0 meets new ones);
+``--window-specaug`` masks the stream windows as the clips are. Selection: validation clip
+accuracy plus stream recall/false alarms on validation streams (``select_score``).
 """
 
 from __future__ import annotations
