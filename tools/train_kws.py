@@ -20,6 +20,8 @@ Usage::
 ``--init CKPT.npz`` warm-starts from a trained checkpoint (e.g. the spiking variant from the
 non-spiking one: same linear maps, batch norms matched to its pre-activation statistics);
 ``--time-budget S`` stops after the epoch that ends past S seconds, keeping the best epoch.
+``--surrogate-alpha A`` sets the sharpness of the spiking model's arctan surrogate gradient
+(training only; the exported model does not depend on it).
 
 Streaming fine-tune (``--streams DIR``, tools/kws_stream_data.py): each epoch mixes clip batches
 (the clip loss above, plus hard-negative clips of near-miss words labelled ``_unknown_``) with
@@ -75,9 +77,10 @@ except ImportError as exc:  # pragma: no cover - depends on the extra
 SURROGATE_ALPHA = 2.0
 
 
-def surrogate_grad(x: torch.Tensor) -> torch.Tensor:
-    """Arctan surrogate of the Heaviside derivative: ``α/2 / (1 + (π/2·α·x)²)``, α = 2."""
-    return (SURROGATE_ALPHA / 2) / (1 + (math.pi / 2 * SURROGATE_ALPHA * x) ** 2)
+def surrogate_grad(x: torch.Tensor, alpha: float = SURROGATE_ALPHA) -> torch.Tensor:
+    """Arctan surrogate of the Heaviside derivative: ``α/2 / (1 + (π/2·α·x)²)`` (default
+    α = 2; a smaller α is wider and flatter: gradient reaches neurons far from threshold)."""
+    return (alpha / 2) / (1 + (math.pi / 2 * alpha * x) ** 2)
 
 
 class LIFFunction(torch.autograd.Function):
@@ -90,7 +93,8 @@ class LIFFunction(torch.autograd.Function):
     """
 
     @staticmethod
-    def forward(ctx, x: torch.Tensor, threshold: float) -> torch.Tensor:
+    def forward(ctx, x: torch.Tensor, threshold: float,
+                alpha: float = SURROGATE_ALPHA) -> torch.Tensor:
         xt = x.transpose(0, 1).contiguous()  # [T, B, C]: each step a contiguous slice
         v = torch.zeros_like(xt[0])
         h_all = torch.empty_like(xt)
@@ -102,30 +106,34 @@ class LIFFunction(torch.autograd.Function):
             v = h * ~s
         ctx.save_for_backward(h_all, s_all)
         ctx.threshold = threshold
+        ctx.alpha = alpha
         return s_all.transpose(0, 1)
 
     @staticmethod
     def backward(ctx, grad_s: torch.Tensor):
         h_all, s_all = ctx.saved_tensors
-        gs = grad_s.transpose(0, 1).contiguous() * surrogate_grad(h_all - ctx.threshold)
+        gs = grad_s.transpose(0, 1).contiguous() * surrogate_grad(h_all - ctx.threshold,
+                                                                    ctx.alpha)
         keep = 1 - s_all
         grad_h = torch.empty_like(gs)
         g = torch.zeros_like(gs[0])
         for t in range(gs.shape[0] - 1, -1, -1):
             g = torch.addcmul(gs[t], g, keep[t], out=grad_h[t])
             g = 0.5 * g
-        return 0.5 * grad_h.transpose(0, 1), None
+        return 0.5 * grad_h.transpose(0, 1), None, None
 
 
 class LIF(nn.Module):
-    """LIF, τ = 2, hard reset to 0, threshold ``th``, over ``[B, T, C]``."""
+    """LIF, τ = 2, hard reset to 0, threshold ``th``, over ``[B, T, C]``; ``alpha``: the
+    surrogate gradient's sharpness (training only: the forward pass does not depend on it)."""
 
-    def __init__(self, threshold: float) -> None:
+    def __init__(self, threshold: float, alpha: float = SURROGATE_ALPHA) -> None:
         super().__init__()
         self.threshold = threshold
+        self.alpha = alpha
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        return LIFFunction.apply(x, self.threshold)
+        return LIFFunction.apply(x, self.threshold, self.alpha)
 
 
 class FrameBN(nn.BatchNorm1d):
@@ -139,7 +147,7 @@ class KWSNet(nn.Module):
     """Training form of sdk.models.lmuformer (same equations, parallel over time, with BN)."""
 
     def __init__(self, cfg: LMUFormerConfig, in_mean: np.ndarray, in_std: np.ndarray,
-                 frames: int = 100) -> None:
+                 frames: int = 100, surrogate_alpha: float = SURROGATE_ALPHA) -> None:
         super().__init__()
         self.cfg = cfg
         c, mu, d, h = cfg.d_model, cfg.lmu_units, cfg.lmu_order, cfg.d_model * cfg.mlp_ratio
@@ -159,7 +167,7 @@ class KWSNet(nn.Module):
         self.w_o = nn.Linear(c, cfg.n_classes)
         #: the second (stream) head on the same activations, cfg.stream_head only
         self.w_s = nn.Linear(c, cfg.n_classes) if cfg.stream_head else None
-        self.acts = nn.ModuleDict({site: (LIF(th) if cfg.spiking else nn.ReLU())
+        self.acts = nn.ModuleDict({site: (LIF(th, surrogate_alpha) if cfg.spiking else nn.ReLU())
                                    for site, th in ACT_SITES})
         a_bar, b_bar = lmu_matrices(cfg.lmu_order, cfg.lmu_theta)
         self.register_buffer("a_bar", torch.tensor(a_bar, dtype=torch.float32))
@@ -381,7 +389,8 @@ def train(cfg: LMUFormerConfig, data: dict[str, tuple[np.ndarray, np.ndarray]], 
           seed: int, lr: float = 3e-3, batch: int = 64, augment: bool = True, log=print,
           init: LMUFormerWeights | None = None, time_budget: float | None = None,
           anneal: float = 0.0, teacher: LMUFormerWeights | None = None,
-          kd_weight: float = 0.5, kd_temp: float = 4.0) -> tuple[KWSNet, dict]:
+          kd_weight: float = 0.5, kd_temp: float = 4.0,
+          surrogate_alpha: float = SURROGATE_ALPHA) -> tuple[KWSNet, dict]:
     """Train; keep the weights of the best validation epoch.
 
     ``init``: warm-start from this folded checkpoint (see :func:`warm_start`).
@@ -394,13 +403,14 @@ def train(cfg: LMUFormerConfig, data: dict[str, tuple[np.ndarray, np.ndarray]], 
     ``teacher`` (knowledge distillation, e.g. the non-spiking checkpoint for a spiking
     student): the loss is ``(1 − kd_weight)·CE + kd_weight·T²·KL(teacher ‖ student)`` on the
     clip-mean logits softened by ``T = kd_temp``, the teacher seeing the same augmented batch.
+    ``surrogate_alpha`` (spiking): the LIF surrogate gradient's sharpness (:func:`surrogate_grad`).
     """
     torch.manual_seed(seed)
     rng = np.random.default_rng(seed)
     xtr, ytr = data["train"]
     mean = xtr.reshape(-1, xtr.shape[-1]).mean(0).astype(np.float32)
     std = xtr.reshape(-1, xtr.shape[-1]).std(0) + 1e-3
-    net = KWSNet(cfg, mean, std, frames=xtr.shape[1])
+    net = KWSNet(cfg, mean, std, frames=xtr.shape[1], surrogate_alpha=surrogate_alpha)
     if init is not None:
         warm_start(net, init, xtr[rng.permutation(len(xtr))[:512]])
         init_acc, _ = evaluate(net, *data["val"])
@@ -825,6 +835,9 @@ def main(argv: list[str] | None = None) -> int:
                          "cross-entropy)")
     ap.add_argument("--kd-temp", type=float, default=4.0,
                     help="with --teacher: softmax temperature of the distillation loss")
+    ap.add_argument("--surrogate-alpha", type=float, default=SURROGATE_ALPHA,
+                    help="spiking clip training: sharpness α of the arctan surrogate gradient "
+                         f"(default {SURROGATE_ALPHA:g}; smaller is wider)")
     ap.add_argument("--streams", default=None,
                     help="streaming fine-tune on the continuous training streams under this "
                          "folder (tools/kws_stream_data.py --out); needs --init")
@@ -895,6 +908,11 @@ def main(argv: list[str] | None = None) -> int:
         raise SystemExit("--stream-head is trained on streams: pass --streams DIR")
     init = LMUFormerWeights.load(a.init) if a.init else None
     extra: dict = {}
+    if a.surrogate_alpha <= 0:
+        raise SystemExit(f"--surrogate-alpha {a.surrogate_alpha}: give a sharpness > 0")
+    if a.surrogate_alpha != SURROGATE_ALPHA and (a.streams or not cfg.spiking):
+        raise SystemExit("--surrogate-alpha shapes the LIF gradient of spiking clip training: "
+                         "use it with --variant spiking and without --streams")
     if a.streams and a.teacher:
         raise SystemExit("--teacher distils on clips; the streaming fine-tune (--streams) does "
                          "not take one")
@@ -983,7 +1001,8 @@ def main(argv: list[str] | None = None) -> int:
                              f"and {cfg.n_mels}; distil from a model of the same task")
         net, info = train(cfg, data, a.epochs, a.seed, lr=a.lr, batch=a.batch, init=init,
                           time_budget=a.time_budget, anneal=a.anneal, teacher=teacher,
-                          kd_weight=a.kd_weight, kd_temp=a.kd_temp)
+                          kd_weight=a.kd_weight, kd_temp=a.kd_temp,
+                          surrogate_alpha=a.surrogate_alpha)
     test_acc, test_logits = evaluate(net, *data["test"])
     val_acc, _ = evaluate(net, *data["val"])
     model = export_weights(net)

@@ -85,9 +85,17 @@ def default_model_reason(folder: Path | None = None) -> str:
         except (OSError, ValueError, KeyError):
             return "the committed non-spiking model"
     spiking, stream = acc["kws_lmuformer_spiking"], acc["kws_lmuformer_stream"]
+    wide = ""
+    try:  # the spiking model at the stream model's width, when committed
+        w = json.loads((folder / "kws_lmuformer_spiking_wide.json").read_text())
+        wide = (f", {float(w['test_acc']) * 100:.2f}% for the wide spiking one "
+                f"({int(w['parameters']):,} parameters)")
+    except (OSError, ValueError, KeyError):
+        pass
     return (f"the non-spiking model: {acc[MODEL_STEM] * 100:.2f}% on held-out clips against "
-            f"{spiking * 100:.2f}% for the spiking one (float); no committed model meets the "
-            "continuous-speech target yet. The streaming fine-tune misses fewer keywords inside "
+            f"{spiking * 100:.2f}% for the spiking one{wide} (float); no committed model "
+            "meets the continuous-speech target yet. The streaming fine-tune misses fewer "
+            "keywords inside "
             f"sentences with fewer false alarms but scores {stream * 100:.2f}% on clips: "
             "--model samples/kws/models/kws_lmuformer_stream.onnx (see "
             "samples/kws/models/README.md)")

@@ -20,21 +20,22 @@ from sdk.models import (
 
 ROOT = Path(__file__).resolve().parents[2]
 MODELS = ROOT / "samples" / "kws" / "models"
-VARIANTS = ["nonspiking", "spiking"]
+VARIANTS = ["nonspiking", "spiking", "spiking_wide"]
 sys.path.insert(0, str(ROOT / "tools"))
 
 
 def _checkpoint(variant: str) -> Path:
     path = MODELS / f"kws_lmuformer_{variant}.npz"
     if not path.is_file():
-        pytest.skip(f"{path.name} not trained yet (tools/train_kws.py --variant {variant})")
+        pytest.skip(f"{path.name} not trained yet (tools/train_kws.py --variant "
+                    f"{variant.split('_')[0]})")
     return path
 
 
 @pytest.mark.parametrize("variant", VARIANTS)
 def test_committed_onnx_matches_the_checkpoint(variant):
     model = LMUFormerWeights.load(_checkpoint(variant))
-    assert model.config.spiking == (variant == "spiking")
+    assert model.config.spiking == variant.startswith("spiking")
     assert model.parameter_count() < 300_000
     sess = ort.InferenceSession(str(MODELS / f"kws_lmuformer_{variant}.onnx"),
                                 providers=["CPUExecutionProvider"])

@@ -98,3 +98,42 @@ def test_neg_peak_loss_is_the_worst_moving_average_of_keyword_mass():
     assert float(got) == pytest.approx(want, abs=1e-4)
     # no "no keyword" frame anywhere: nothing to pay
     assert float(tk.neg_peak_loss(z, torch.full((2, 60), 4), pool=8)) == 0.0
+
+
+def test_surrogate_alpha_changes_the_gradient_not_the_spikes():
+    """``--surrogate-alpha``: the LIF forward pass (what is exported) is the same spikes for
+    any α; the backward pass is the arctan surrogate of that α, through the membrane's
+    recurrence (checked against autograd unrolled over the steps); bad values refused."""
+    import train_kws as tk
+
+    rng = np.random.default_rng(2)
+    x = torch.tensor(rng.normal(0.8, 1.0, (3, 12, 5)), dtype=torch.float32)
+    grads, spikes = {}, {}
+    for alpha in (1.0, 2.0, 4.0):
+        xi = x.clone().requires_grad_(True)
+        s = tk.LIF(1.0, alpha)(xi)
+        (s * torch.arange(1.0, 13.0)[None, :, None]).sum().backward()
+        grads[alpha], spikes[alpha] = xi.grad.clone(), s.detach()
+        # reference: the same LIF unrolled with autograd, spikes through a straight-through
+        # surrogate of the same α
+        xr = x.clone().requires_grad_(True)
+        v, out = torch.zeros(3, 5), []
+        for t in range(12):
+            h = (v + xr[:, t]) / 2
+            hard = (h >= 1.0).float()
+            sg = tk.surrogate_grad(h.detach() - 1.0, alpha)
+            st = hard + (h - h.detach()) * sg
+            out.append(st)
+            v = h * (1 - hard)
+        (torch.stack(out, 1) * torch.arange(1.0, 13.0)[None, :, None]).sum().backward()
+        torch.testing.assert_close(grads[alpha], xr.grad, atol=1e-5, rtol=1e-4)
+    assert torch.equal(spikes[1.0], spikes[2.0]) and torch.equal(spikes[2.0], spikes[4.0])
+    assert spikes[2.0].sum() > 0 and (1 - spikes[2.0]).sum() > 0
+    assert not torch.allclose(grads[1.0], grads[4.0])
+    # far from threshold the wide surrogate passes more gradient than the sharp one
+    assert float(tk.surrogate_grad(torch.tensor(1.5), 1.0)) > float(
+        tk.surrogate_grad(torch.tensor(1.5), 4.0))
+    with pytest.raises(SystemExit, match="sharpness > 0"):
+        tk.main(["--surrogate-alpha", "0"])
+    with pytest.raises(SystemExit, match="--variant spiking"):
+        tk.main(["--variant", "nonspiking", "--surrogate-alpha", "1"])
