@@ -710,7 +710,8 @@ def train_streaming(cfg: LMUFormerConfig, data: dict, windows: StreamWindows,
                     neg_margin: float = 0.0, clip_stream_weight: float = 0.0,
                     trunk_lr_scale: float = 1.0, log_every: int = 50, log=print,
                     warp: float = 0.0, neg_peak_weight: float = 0.0,
-                    window_specaug: bool = False) -> tuple[KWSNet, dict]:
+                    window_specaug: bool = False, anneal: float = 0.0
+                    ) -> tuple[KWSNet, dict]:
     """Fine-tune ``init`` on clips + hard-negative clips + stream windows; keep the last.
 
     With ``cfg.stream_head`` the stream losses train the second head (started from the clip
@@ -719,7 +720,12 @@ def train_streaming(cfg: LMUFormerConfig, data: dict, windows: StreamWindows,
     keyword's best ``pool``-frame mean posterior anywhere after the warm-up; any other clip:
     every frame "no keyword"), many more voices than the streams. ``window_specaug``: the
     stream windows are masked as the clips are (:func:`spec_augment`, one mel band and one
-    span of frames each), against memorizing the streams."""
+    span of frames each), against memorizing the streams. ``anneal`` (spiking): over the first
+    ``anneal`` fraction of the schedule's progress (steps, or the time budget when that runs out
+    first, as for the learning rate) each activation is ``β·LIF + (1 − β)·ReLU`` with β ramped
+    from 0 to 1; the rest of the run, and the weights kept, are pure LIF."""
+    if anneal and not cfg.spiking:
+        raise ValueError("anneal blends ReLU into LIF: it needs a spiking config")
     torch.manual_seed(seed)
     rng = np.random.default_rng(seed)
     xtr, ytr = data["train"]
@@ -756,6 +762,7 @@ def train_streaming(cfg: LMUFormerConfig, data: dict, windows: StreamWindows,
         for g in opt.param_groups:
             g["lr"] = g["scale"] * lr * min(1.0, progress / 0.05) * 0.5 * (
                 1 + math.cos(math.pi * progress))
+        net.blend = progress / anneal if progress < anneal else None
         net.train()
         for bn in BN_NAMES:  # batch norms frozen at the warm start's statistics: clip batches
             getattr(net, bn).eval()  # and stream windows differ, and a blend fits neither
@@ -791,14 +798,20 @@ def train_streaming(cfg: LMUFormerConfig, data: dict, windows: StreamWindows,
             n = log_every if done % log_every == 0 else done % log_every
             val_acc, _ = evaluate(net, *data["val"])
             rec = {"step": done, "val_acc": val_acc, "seconds": time.perf_counter() - t0,
+                   **({"blend": round(net.blend if net.blend is not None else 1.0, 4)}
+                      if anneal else {}),
                    **{k: v / n for k, v in run.items()}}
             history.append(rec)
             log(f"step {done:5d}  clip {rec['clip']:.3f}  kw-frames {rec['pos']:.3f}  "
                 f"no-kw frames {rec['neg']:.4f}  "
                 + (f"no-kw peak {rec['neg_peak']:.4f}  " if neg_peak_weight > 0 else "")
+                + (f"β {rec['blend']:.3f}  " if anneal else "")
                 + f"val clips {val_acc * 100:.2f}%  "
                 f"{rec['seconds']:.0f} s", flush=True)
             run = dict.fromkeys(run, 0.0)
+    if net.blend is not None:
+        raise SystemExit(f"the run stopped at β {net.blend:.3f}, before the ReLU→LIF blend "
+                         "reached pure LIF: raise --steps or --time-budget, or lower --anneal")
     return net, {"history": history, "steps": done, "best_epoch": None}
 
 
@@ -913,6 +926,10 @@ def main(argv: list[str] | None = None) -> int:
     if a.surrogate_alpha != SURROGATE_ALPHA and (a.streams or not cfg.spiking):
         raise SystemExit("--surrogate-alpha shapes the LIF gradient of spiking clip training: "
                          "use it with --variant spiking and without --streams")
+    if a.anneal and not cfg.spiking:
+        raise SystemExit("--anneal blends ReLU into LIF: it needs --variant spiking")
+    if not 0.0 <= a.anneal < 1.0:
+        raise SystemExit(f"--anneal {a.anneal}: give a fraction of the steps in [0, 1)")
     if a.streams and a.teacher:
         raise SystemExit("--teacher distils on clips; the streaming fine-tune (--streams) does "
                          "not take one")
@@ -970,7 +987,7 @@ def main(argv: list[str] | None = None) -> int:
                                     a.clip_weight, a.neg_margin, a.clip_stream_weight,
                                     a.trunk_lr_scale, a.log_every, warp=a.warp,
                                     neg_peak_weight=a.neg_peak_weight,
-                                    window_specaug=a.window_specaug)
+                                    window_specaug=a.window_specaug, anneal=a.anneal)
         extra.update(streaming={"steps": info["steps"], "window_batch": a.window_batch,
                                 "neg_weight": a.neg_weight, "pos_weight": a.pos_weight,
                                 "pos_hops": a.pos_hops, "pre_hops": a.pre_hops,
@@ -980,16 +997,13 @@ def main(argv: list[str] | None = None) -> int:
                                 "trunk_lr_scale": a.trunk_lr_scale, "warp": a.warp,
                                 "neg_peak_weight": a.neg_peak_weight,
                                 "window_specaug": a.window_specaug,
+                                "anneal": a.anneal,
                                 "stream_rounds": a.stream_rounds,
                                 "stream_hours": [kw_h, free_h],
                                 "head_scale": a.head_scale,
                                 "hard_negatives": len(hardneg), "init": a.init,
                                 "mine": a.mine, "mine_threshold": a.mine_threshold})
     else:
-        if a.anneal and not cfg.spiking:
-            raise SystemExit("--anneal blends ReLU into LIF: it needs --variant spiking")
-        if not 0.0 <= a.anneal < 1.0:
-            raise SystemExit(f"--anneal {a.anneal}: give a fraction of the steps in [0, 1)")
         if not 0.0 <= a.kd_weight <= 1.0 or a.kd_temp <= 0:
             raise SystemExit(f"--kd-weight {a.kd_weight} / --kd-temp {a.kd_temp}: give a "
                              "weight in [0, 1] and a temperature > 0")

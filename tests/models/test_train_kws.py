@@ -137,3 +137,65 @@ def test_surrogate_alpha_changes_the_gradient_not_the_spikes():
         tk.main(["--surrogate-alpha", "0"])
     with pytest.raises(SystemExit, match="--variant spiking"):
         tk.main(["--variant", "nonspiking", "--surrogate-alpha", "1"])
+
+
+class _NoKeywordWindows:
+    """Stream windows of keyword-free talk, stand-ins with real shapes (``StreamWindows.batch``
+    cuts them from rendered streams; here Gaussian log-mels): every frame after the warm-up is
+    "no keyword"."""
+
+    def batch(self, n, rng):
+        import train_kws as tk
+
+        x = rng.normal(9.0, 2.0, (n, tk.WINDOW, 40)).astype(np.float32)
+        y = np.full((n, tk.WINDOW), tk.NEG, np.int64)
+        y[:, :tk.WARMUP] = tk.IGNORE
+        return x, y
+
+
+def test_streaming_anneal_ramps_relu_into_lif_and_ends_pure_lif():
+    """``--anneal`` on the streaming fine-tune (a spiking student from the non-spiking
+    checkpoint): β climbs from 0 over the given share of the steps, the rest of the run and the
+    weights it returns are pure LIF; a run cut before β reaches 1 is refused, and a non-spiking
+    config is refused outright."""
+    from dataclasses import replace
+
+    import train_kws as tk
+
+    model = LMUFormerWeights.load(ROOT / "samples" / "kws" / "models"
+                                  / "kws_lmuformer_nonspiking.npz")
+    rng = np.random.default_rng(2)
+    x = rng.normal(9.0, 2.0, (24, 100, 40)).astype(np.float32)
+    y = rng.integers(0, model.config.n_classes, 24)
+    data = {"train": (x, y), "val": (x[:8], y[:8])}
+    cfg = replace(model.config, spiking=True)
+    common = dict(hardneg=np.zeros((0, 100, 40), np.float32), init=model, seed=0, lr=1e-4,
+                  clip_batch=4, window_batch=2, neg_weight=1.0, time_budget=None,
+                  head_scale=1.0, log_every=1, log=lambda *a, **k: None)
+    net, info = tk.train_streaming(cfg, data, _NoKeywordWindows(), steps=8, anneal=0.5,
+                                   **common)
+    blends = [h["blend"] for h in info["history"]]
+    assert blends == pytest.approx([0.0, 0.25, 0.5, 0.75, 1.0, 1.0, 1.0, 1.0])  # β of each step
+    assert net.blend is None and net.cfg.spiking
+    plain, info = tk.train_streaming(cfg, data, _NoKeywordWindows(), steps=2, **common)
+    assert plain.blend is None and "blend" not in info["history"][0]
+    with pytest.raises(ValueError, match="needs a spiking config"):
+        tk.train_streaming(model.config, data, _NoKeywordWindows(), steps=2, anneal=0.5,
+                           **common)
+    with pytest.raises(SystemExit, match="before the ReLU→LIF blend reached pure LIF"):
+        tk.train_streaming(cfg, data, _NoKeywordWindows(), steps=1, anneal=0.99, **common)
+
+
+@pytest.mark.parametrize("flags, message", [
+    (["--variant", "nonspiking", "--anneal", "0.5"], "needs --variant spiking"),
+    (["--variant", "spiking", "--anneal", "1.5"], "give a fraction of the steps"),
+])
+def test_streaming_anneal_flags_are_checked_before_any_data(tmp_path, flags, message):
+    """``--anneal`` with ``--streams`` was silently dropped before; now it is honoured, and
+    refused in one line where it cannot apply."""
+    import train_kws as tk
+
+    with pytest.raises(SystemExit, match=message):
+        tk.main(["--streams", str(tmp_path), "--init", str(ROOT / "samples" / "kws" / "models"
+                                                          / "kws_lmuformer_nonspiking.npz"),
+                 "--data", str(tmp_path / "none"), *flags])
