@@ -733,6 +733,8 @@ def train_streaming(cfg: LMUFormerConfig, data: dict, windows: StreamWindows,
     xtr = np.concatenate([xtr, hardneg])
     ytr = np.concatenate([ytr, np.full(len(hardneg), unknown, ytr.dtype)])
     net = KWSNet(cfg, init.weights["in_mean"], 1.0 / init.weights["in_inv_std"], frames=WINDOW)
+    if anneal:  # batch norms matched at β = 0: the blend starts from the checkpoint's function
+        net.blend = 0.0
     warm_start(net, init, xtr[rng.permutation(len(xtr))[:512]])
     head = net.w_s if net.w_s is not None else net.w_o
     with torch.no_grad():  # the clip loss only sees the mean over frames: its frame logits
@@ -740,7 +742,8 @@ def train_streaming(cfg: LMUFormerConfig, data: dict, windows: StreamWindows,
         head.bias /= head_scale  # every clip's argmax and starts the frame losses sane
     n_kw = len(kws_dataset.KEYWORDS)
     acc0, _ = evaluate(net, *data["val"])
-    log(f"warm start: val clips {acc0 * 100:.2f}% (head / {head_scale:g})")
+    log(f"warm start: val clips {acc0 * 100:.2f}% (head / {head_scale:g}"
+        + (", β 0)" if anneal else ")"))
     heads = [p for m in (net.w_o, net.w_s) if m is not None for p in m.parameters()]
     trunk = [p for p in net.parameters() if all(p is not q for q in heads)]
     opt = torch.optim.AdamW([{"params": trunk, "scale": trunk_lr_scale},

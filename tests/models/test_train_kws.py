@@ -155,7 +155,7 @@ class _NoKeywordWindows:
 
 def test_streaming_anneal_ramps_relu_into_lif_and_ends_pure_lif():
     """``--anneal`` on the streaming fine-tune (a spiking student from the non-spiking
-    checkpoint): β climbs from 0 over the given share of the steps, the rest of the run and the
+    checkpoint): it starts as the checkpoint's function, β climbs from 0 over the given share of the steps, the rest of the run and the
     weights it returns are pure LIF; a run cut before β reaches 1 is refused, and a non-spiking
     config is refused outright."""
     from dataclasses import replace
@@ -169,11 +169,22 @@ def test_streaming_anneal_ramps_relu_into_lif_and_ends_pure_lif():
     y = rng.integers(0, model.config.n_classes, 24)
     data = {"train": (x, y), "val": (x[:8], y[:8])}
     cfg = replace(model.config, spiking=True)
+    logs = []
     common = dict(hardneg=np.zeros((0, 100, 40), np.float32), init=model, seed=0, lr=1e-4,
                   clip_batch=4, window_batch=2, neg_weight=1.0, time_budget=None,
-                  head_scale=1.0, log_every=1, log=lambda *a, **k: None)
+                  head_scale=1.0, log_every=1, log=lambda m, **k: logs.append(m))
     net, info = tk.train_streaming(cfg, data, _NoKeywordWindows(), steps=8, anneal=0.5,
                                    **common)
+    assert logs[0].startswith("warm start: val clips") and logs[0].endswith("β 0)")
+    # at β = 0 the spiking net is the checkpoint (batch norms matched in ReLU mode): with a
+    # zero learning rate the weights stay as the warm start set them
+    still, _ = tk.train_streaming(cfg, data, _NoKeywordWindows(), steps=4, anneal=0.5,
+                                  **{**common, "lr": 0.0})
+    still.eval()
+    still.blend = 0.0
+    with torch.no_grad():
+        got = still(torch.from_numpy(x)).numpy()
+    np.testing.assert_allclose(got, run_clips(model, x), atol=2e-2)  # float32: conv vs recurrence
     blends = [h["blend"] for h in info["history"]]
     assert blends == pytest.approx([0.0, 0.25, 0.5, 0.75, 1.0, 1.0, 1.0, 1.0])  # β of each step
     assert net.blend is None and net.cfg.spiking
