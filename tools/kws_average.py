@@ -28,6 +28,7 @@ import numpy as np
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
+from sdk.errors import EdgeError
 from sdk.models import LMUFormerWeights, build_step_onnx, run_clips, running_mean_logits
 
 #: arrays a fine-tune leaves as they are: the sources must agree on them exactly
@@ -76,7 +77,10 @@ def main(argv: list[str] | None = None) -> int:
     missing = [p for p in a.checkpoint if not Path(p).is_file()]
     if missing:
         raise SystemExit(f"no checkpoint {missing[0]}: give .npz files from tools/train_kws.py")
-    models = [LMUFormerWeights.load(p) for p in a.checkpoint]
+    try:
+        models = [LMUFormerWeights.load(p) for p in a.checkpoint]
+    except EdgeError as e:
+        raise SystemExit(str(e)) from None
     model = average(models, a.checkpoint)
     sources = []
     for p in a.checkpoint:

@@ -841,8 +841,9 @@ def main(argv: list[str] | None = None) -> int:
                     help="stop training after the epoch that ends past this many seconds")
     ap.add_argument("--anneal", type=float, default=0.0,
                     help="spiking: blend ReLU→LIF (β·LIF + (1−β)·ReLU, β from 0 to 1) over "
-                         "this fraction of the optimizer steps, e.g. with --init of the "
-                         "non-spiking checkpoint (default 0: pure LIF throughout)")
+                         "this fraction of the optimizer steps (with --streams: of the "
+                         "schedule, which a --time-budget may cut short), e.g. with --init of "
+                         "the non-spiking checkpoint (default 0: pure LIF throughout)")
     ap.add_argument("--teacher", default=None,
                     help="distil from this checkpoint (e.g. the non-spiking model for a "
                          "spiking student); clip training only")

@@ -214,10 +214,22 @@ class LMUFormerWeights:
         if not p.is_file():
             raise InputError(f"LMUFormer checkpoint {p} does not exist; train one with "
                              "tools/train_kws.py")
-        with np.load(p) as z:
-            cfg_kw = {k[4:]: z[k].item() for k in z.files if k.startswith("cfg.")}
-            w = {k: z[k].astype(np.float32) for k in z.files if not k.startswith("cfg.")}
-        return cls(LMUFormerConfig(**cfg_kw), w)
+        import zipfile
+
+        try:
+            if not zipfile.is_zipfile(p):
+                raise ValueError("not a .npz archive")
+            with np.load(p) as z:
+                cfg_kw = {k[4:]: z[k].item() for k in z.files if k.startswith("cfg.")}
+                w = {k: z[k].astype(np.float32) for k in z.files if not k.startswith("cfg.")}
+            if not cfg_kw:
+                raise ValueError("it holds no config (cfg.*)")
+            cfg = LMUFormerConfig(**cfg_kw)
+        except (ValueError, OSError, TypeError, AttributeError, zipfile.BadZipFile) as e:
+            reason = str(e).splitlines()[0] if str(e) else type(e).__name__
+            raise ModelFormatError(f"{p} is not an LMUFormer checkpoint ({reason}); give a "
+                                   ".npz written by tools/train_kws.py") from None
+        return cls(cfg, w)
 
 
 def macs_per_frame(cfg: LMUFormerConfig) -> dict[str, int]:

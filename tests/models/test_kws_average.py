@@ -80,6 +80,11 @@ def test_average_refuses_what_is_not_one_lineage_in_one_line(tmp_path, capsys):
                                            "in_mean": base.weights["in_mean"] + 0.5})
     other.save(tmp_path / "other.npz")
     cases.append(([str(clip), str(tmp_path / "other.npz")], "do not share a start"))
+    # not checkpoints: the step graph, an .npz without a config
+    np.savez(tmp_path / "bare.npz", w_o=np.zeros((12, 64), np.float32))
+    cases += [([str(clip), str(clip.with_suffix(".onnx"))],
+               "is not an LMUFormer checkpoint (not a .npz archive)"),
+              ([str(clip), str(tmp_path / "bare.npz")], "holds no config")]
     for args, message in cases:
         if "--out" not in args:
             args = [*args, "--out", str(out)]
