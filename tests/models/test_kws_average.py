@@ -44,6 +44,34 @@ def test_average_is_the_elementwise_mean_and_writes_npz_onnx_json(tmp_path):
     assert report["command"].startswith("python tools/kws_average.py ")
 
 
+def test_weights_give_the_weighted_mean_and_are_reported(tmp_path):
+    import kws_average
+
+    base = LMUFormerWeights.load(MODELS / "kws_lmuformer_nonspiking.npz")
+    rng = np.random.default_rng(1)
+    moved = [LMUFormerWeights(base.config, {
+        k: v if k in kws_average.FIXED else (v + rng.normal(0, 0.1, v.shape)).astype(np.float32)
+        for k, v in base.weights.items()}) for _ in range(2)]
+    paths = [tmp_path / f"{n}.npz" for n in "abc"]
+    for m, p in zip([base, *moved], paths):
+        m.save(p)
+    out = tmp_path / "w.npz"
+    mix = [0.5, 0.3, 0.2]
+    assert kws_average.main([*map(str, paths), "--out", str(out), "--weights",
+                             *map(str, mix), "--no-eval"]) == 0
+    got = LMUFormerWeights.load(out)
+    for k, v in base.weights.items():
+        want = v if k in kws_average.FIXED else sum(
+            w * m.weights[k].astype(np.float64) for w, m in zip(mix, [base, *moved]))
+        np.testing.assert_allclose(got.weights[k], want, rtol=1e-6, atol=1e-7)
+    # the weights matter: not the plain mean
+    plain = kws_average.average([base, *moved], list(map(str, paths)))
+    assert not np.allclose(got.weights["w_1"], plain.weights["w_1"])
+    report = json.loads(out.with_suffix(".json").read_text())
+    assert [s["weight"] for s in report["averaged_from"]] == mix
+    assert "--weights 0.5 0.3 0.2" in report["command"]
+
+
 def test_the_committed_stream_model_is_the_mean_of_its_sources():
     """``kws_lmuformer_stream`` = mean(f2, h2) (issue 18, twelfth session): its report names
     both sources by hash, and averaging the committed candidates gives its weights again."""
@@ -73,7 +101,11 @@ def test_average_refuses_what_is_not_one_lineage_in_one_line(tmp_path, capsys):
     cases = [([str(clip), str(stream)], "average checkpoints of one architecture"),
              ([str(clip)], "give two or more checkpoints"),
              ([str(clip), str(clip), "--out", str(clip)], "is one of the sources"),
-             ([str(clip), str(tmp_path / "none.npz")], "no checkpoint")]
+             ([str(clip), str(tmp_path / "none.npz")], "no checkpoint"),
+             ([str(clip), str(clip), "--weights", "1"], "give one weight per checkpoint"),
+             ([str(clip), str(clip), "--weights", "0.7", "0.7"], "positive weights that sum to 1"),
+             ([str(clip), str(clip), "--weights", "1.5", "-0.5"],
+              "positive weights that sum to 1")]
     # same architecture, another input normalization (trained from another start)
     base = LMUFormerWeights.load(clip)
     other = LMUFormerWeights(base.config, {**base.weights,
