@@ -1,5 +1,5 @@
 """tools/kws_average.py: checkpoint averaging ("model soup") of fine-tunes from one start;
-the committed stream model is the mean of its two committed sources."""
+the committed soup (the stream model's start) is the mean of its two committed sources."""
 
 import json
 import sys
@@ -72,14 +72,16 @@ def test_weights_give_the_weighted_mean_and_are_reported(tmp_path):
     assert "--weights 0.5 0.3 0.2" in report["command"]
 
 
-def test_the_committed_stream_model_is_the_mean_of_its_sources():
-    """``kws_lmuformer_stream`` = mean(f2, h2) (issue 18, twelfth session): its report names
-    both sources by hash, and averaging the committed candidates gives its weights again."""
+def test_the_committed_soup_is_the_mean_of_its_sources():
+    """``candidates/kws_stream_sA`` = mean(f2, h2), the twelfth session's stream model and the
+    thirteenth's ``--init``: its report names both sources by hash, and averaging the committed
+    candidates gives its weights again, bit for bit."""
     import hashlib
 
     import kws_average
 
-    report = json.loads((MODELS / "kws_lmuformer_stream.json").read_text())
+    soup = MODELS / "candidates" / "kws_stream_sA.npz"
+    report = json.loads(soup.with_suffix(".json").read_text())
     paths = [ROOT / s["path"] for s in report["averaged_from"]]
     assert [p.name for p in paths] == ["kws_stream_f2.npz", "kws_stream_h2.npz"]
     for p, s in zip(paths, report["averaged_from"]):
@@ -87,10 +89,17 @@ def test_the_committed_stream_model_is_the_mean_of_its_sources():
         assert s["command"].startswith("python tools/train_kws.py ")
     again = kws_average.average([LMUFormerWeights.load(p) for p in paths],
                                 [str(p) for p in paths])
-    committed = LMUFormerWeights.load(MODELS / "kws_lmuformer_stream.npz")
+    committed = LMUFormerWeights.load(soup)
     assert again.config == committed.config
     for k, v in committed.weights.items():
         np.testing.assert_array_equal(again.weights[k], v)
+    # the committed stream model was fine-tuned from it (the thirteenth session's k1)
+    stream = json.loads((MODELS / "kws_lmuformer_stream.json").read_text())
+    assert "--init samples/kws/models/kws_lmuformer_stream.npz" in stream["command"]
+    assert stream["config"] == report["config"]
+    tuned = LMUFormerWeights.load(MODELS / "kws_lmuformer_stream.npz")
+    for k in kws_average.FIXED:  # what a fine-tune does not change
+        np.testing.assert_array_equal(tuned.weights[k], committed.weights[k])
 
 
 def test_average_refuses_what_is_not_one_lineage_in_one_line(tmp_path, capsys):
