@@ -46,7 +46,7 @@ def average(models: list[LMUFormerWeights], names: list[str],
     if mix is not None and len(mix) != len(models):
         raise SystemExit(f"--weights gives {len(mix)} weights for {len(models)} checkpoints: "
                          "give one weight per checkpoint")
-    if mix is not None and (min(mix) <= 0 or abs(sum(mix) - 1.0) > 1e-6):
+    if mix is not None and not (all(w > 0 for w in mix) and abs(sum(mix) - 1.0) <= 1e-6):
         raise SystemExit(f"--weights {' '.join(f'{w:g}' for w in mix)}: give positive weights "
                          "that sum to 1")
     for m, n in zip(models[1:], names[1:]):

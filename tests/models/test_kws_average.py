@@ -114,7 +114,8 @@ def test_average_refuses_what_is_not_one_lineage_in_one_line(tmp_path, capsys):
              ([str(clip), str(clip), "--weights", "1"], "give one weight per checkpoint"),
              ([str(clip), str(clip), "--weights", "0.7", "0.7"], "positive weights that sum to 1"),
              ([str(clip), str(clip), "--weights", "1.5", "-0.5"],
-              "positive weights that sum to 1")]
+              "positive weights that sum to 1"),
+             ([str(clip), str(clip), "--weights", "nan", "0.5"], "positive weights that sum to 1")]
     # same architecture, another input normalization (trained from another start)
     base = LMUFormerWeights.load(clip)
     other = LMUFormerWeights(base.config, {**base.weights,
