@@ -64,7 +64,7 @@ def average(models: list[LMUFormerWeights], names: list[str],
 
     def combine(k: str) -> np.ndarray:
         arrays = np.stack([m.weights[k].astype(np.float64) for m in models])
-        if mix is None:
+        if mix is None:  # the plain mean, as the committed soups were made (bit for bit)
             return arrays.mean(axis=0).astype(np.float32)
         return np.tensordot(np.asarray(mix, dtype=np.float64), arrays, axes=1).astype(np.float32)
 
