@@ -52,6 +52,7 @@ def _lsb_differences(qdq_path, held_out):
 
 @pytest.mark.parametrize("build, shape", [(lambda: small_cnn(batchnorm=False), (1, 3, 16, 16)),
                                           (small_mlp, (4, 20))], ids=["cnn", "mlp"])
+@pytest.mark.usefixtures("require_exact_ort_integer_gemm")
 def test_integer_outputs_match_onnxruntime_within_one_lsb(tmp_path, build, shape):
     rng = np.random.default_rng(7)
     calib = rng.standard_normal((16, *shape)).astype(np.float32)
@@ -65,6 +66,7 @@ def test_integer_outputs_match_onnxruntime_within_one_lsb(tmp_path, build, shape
     assert w and all(t.quant.per_axis for t in w)
 
 
+@pytest.mark.usefixtures("require_exact_ort_integer_gemm")
 @pytest.mark.parametrize("per_channel", [True, False])
 def test_batchnorm_kept_by_the_qdq_model_and_per_tensor_weights(tmp_path, per_channel):
     """ORT quantizes the Conv output before its BatchNormalization: the SDK keeps that
@@ -79,6 +81,7 @@ def test_batchnorm_kept_by_the_qdq_model_and_per_tensor_weights(tmp_path, per_ch
     assert bundle.graph.tensor(convs[0].inputs[1]).quant.per_axis == per_channel
 
 
+@pytest.mark.usefixtures("require_exact_ort_integer_gemm")
 def test_uint8_activations_map_to_the_same_grid_in_int8(tmp_path):
     rng = np.random.default_rng(8)
     calib = rng.standard_normal((8, 1, 3, 16, 16)).astype(np.float32)
