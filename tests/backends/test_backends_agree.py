@@ -41,7 +41,11 @@ def test_numba_kernels_identical_to_numpy_reference(model) -> None:
 
 
 @pytest.mark.parametrize("backend", TOLERANT)
-def test_delegated_backends_within_one_lsb(model, backend: str) -> None:
+def test_delegated_backends_within_one_lsb(model, backend: str,
+                                           ort_integer_gemm_exact: bool) -> None:
+    if backend == "onnxruntime" and not ort_integer_gemm_exact:
+        pytest.skip("onnxruntime's u8 x s8 integer GEMM saturates its 16-bit pair sums on "
+                    "this CPU (AVX2 without VNNI), so its integers are no reference here")
     graph, feeds, expected = model
     got = compile_for(graph, backend, "laptop").run(feeds)
     for name in graph.outputs:
