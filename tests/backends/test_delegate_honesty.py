@@ -371,6 +371,13 @@ def test_litert_failing_at_run_time_falls_back_to_the_reference(monkeypatch, cap
     assert exe.plan.segments[0].backend == "reference" and exe.backend == "litert+reference"
 
 
+def _delegate_gemms(monkeypatch) -> None:
+    """These tests are about ORT failing: its FC must be delegated first, even on CPUs where
+    the backend would keep integer GEMMs off ORT (sdk.backends.onnxruntime.cpu_check)."""
+    import sdk.backends.onnxruntime as ort_backend
+    monkeypatch.setattr(ort_backend, "integer_gemm_hazard", lambda: None)
+
+
 def test_onnxruntime_session_failure_falls_back_to_the_reference(monkeypatch, caplog) -> None:
     ort = pytest.importorskip("onnxruntime")
     from sdk.backends import compile_for
@@ -381,6 +388,7 @@ def test_onnxruntime_session_failure_falls_back_to_the_reference(monkeypatch, ca
             "[ONNXRuntimeError] : 1 : FAIL : provider could not be created\nmore detail")
 
     monkeypatch.setattr(ort, "InferenceSession", broken)
+    _delegate_gemms(monkeypatch)
     g = fc_graph()
     with caplog.at_level(logging.WARNING):
         exe = compile_for(g, "onnxruntime", "laptop")
@@ -398,6 +406,7 @@ def test_onnxruntime_run_failure_falls_back_to_the_reference(monkeypatch, caplog
     from sdk.backends import compile_for
     from sdk.backends.sample_graphs import fc_graph, random_feeds
 
+    _delegate_gemms(monkeypatch)
     g = fc_graph()
     exe = compile_for(g, "onnxruntime", "laptop")
 

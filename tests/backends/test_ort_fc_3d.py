@@ -7,6 +7,7 @@ UINT8"); the exporter flattens the integer tensor instead. This is the LMU's per
 
 import numpy as np
 import onnx
+import pytest
 from onnx import TensorProto, helper, numpy_helper
 
 import sdk
@@ -23,6 +24,7 @@ def _fc3d_model() -> onnx.ModelProto:
     return helper.make_model(g, opset_imports=[helper.make_opsetid("", 17)])
 
 
+@pytest.mark.usefixtures("require_exact_ort_integer_gemm")  # else the FC stays off ORT
 def test_fc_on_3d_input_runs_on_onnxruntime_within_one_lsb():
     rng = np.random.default_rng(1)
     bundle = sdk.compile_model(_fc3d_model(), {"x": rng.normal(size=(32, 1, 4, 16)).astype(np.float32)})

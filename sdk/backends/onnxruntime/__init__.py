@@ -8,6 +8,9 @@ double rounding), so outputs agree within 1 LSB per requantizing op.
 A session that cannot be created with the target's providers is retried on the CPU provider;
 one that cannot be created at all, or a run that fails, raises a one-line EdgeError and the
 partitioner moves that segment to the reference kernels (``Plan.notices``).
+
+On x86 CPUs whose ORT integer GEMM saturates (AVX2 without VNNI, see ``cpu_check``), the
+integer GEMM operators are refused and run on the SDK's kernels; the plan says why.
 """
 
 from __future__ import annotations
@@ -19,6 +22,7 @@ from typing import Any
 import numpy as np
 
 from sdk.backends.base import Backend, Executable
+from sdk.backends.onnxruntime.cpu_check import GEMM_OPS, integer_gemm_hazard
 from sdk.backends.onnxruntime.export import export_qdq, node_supported
 from sdk.errors import EdgeError, InputError
 from sdk.graph.ir import Graph, Node
@@ -139,7 +143,13 @@ class OrtBackend(Backend):
 
     def supports(self, node: Node, target: Any, graph: Graph) -> tuple[bool, str]:
         ok, why = node_supported(graph, node)
-        return ok, (f"the ONNX exporter refuses it: {why}" if why else "")
+        if not ok:
+            return False, f"the ONNX exporter refuses it: {why}"
+        if node.op in GEMM_OPS:
+            hazard = integer_gemm_hazard()
+            if hazard is not None:
+                return False, f"{hazard}; the SDK's exact kernels run it"
+        return True, ""
 
     def compile(self, subgraph: Graph, target: Any) -> OrtExecutable:
         wanted = self.providers if self.providers is not None else _target_delegates(target)
