@@ -4,10 +4,10 @@ On x86 CPUs with AVX2 but without VNNI (AVX512-VNNI or AVX-VNNI), ONNX Runtime's
 multiply u8 by s8 with ``vpmaddubsw``, which adds each pair of products in 16 bits with
 saturation: 255 · 127 · 2 = 64 770 does not fit, and the sum is silently clipped. Whether a
 model meets such operands depends on its data and on how the work is split across threads,
-so the error is data-dependent and not even repeatable from run to run. The SDK's kernels accumulate exactly
-in 32 bits. Where the hazard exists, the ONNX Runtime backend leaves the integer GEMM
-operators (fully connected, convolutions, matmul) to the SDK's kernels and says why in the
-plan; everything else still runs on ONNX Runtime.
+so the error is data-dependent and not even repeatable from run to run. The SDK's kernels
+accumulate exactly in 32 bits. Where the hazard exists, the ONNX Runtime backend leaves the
+integer GEMM operators (fully connected, convolutions, matmul) to the SDK's kernels and says
+why in the plan; everything else still runs on ONNX Runtime.
 
 Two checks, either of which marks the hazard:
 
@@ -15,8 +15,8 @@ Two checks, either of which marks the hazard:
 * a probe: ORT's ``MatMulInteger`` on 255 × 127 over 64 terms, where every pair sum
   overflows int16, compared with the exact product.
 
-The probe alone is not enough (the saturating kernel is not always the one chosen), nor are
-the flags alone (other operating systems do not expose them the same way).
+The flags tell without running anything; the probe covers systems that do not expose them
+(macOS, Windows) and any other CPU whose ORT kernel saturates.
 """
 
 from __future__ import annotations
