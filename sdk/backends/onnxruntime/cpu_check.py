@@ -54,13 +54,11 @@ def cpu_flag_hazard(cpuinfo: str | None = None, machine: str | None = None) -> s
     return None
 
 
-def ort_matmul_integer_exact() -> bool:
-    """Whether ONNX Runtime's CPU ``MatMulInteger`` gives the exact 255 x 127 x 64 product."""
+def ort_matmul_integer(a: np.ndarray, b: np.ndarray) -> np.ndarray:
+    """ONNX Runtime's CPU ``MatMulInteger`` of u8 ``a`` [m, k] and s8 ``b`` [k, n] (int32)."""
     import onnxruntime as ort
     from onnx import TensorProto, helper
 
-    a = np.full((2, 64), 255, np.uint8)
-    b = np.full((64, 3), 127, np.int8)
     node = helper.make_node("MatMulInteger", ["a", "b"], ["y"])
     graph = helper.make_graph(
         [node], "probe",
@@ -70,7 +68,14 @@ def ort_matmul_integer_exact() -> bool:
     model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", 21)])
     model.ir_version = 10
     sess = ort.InferenceSession(model.SerializeToString(), providers=["CPUExecutionProvider"])
-    got = sess.run(None, {"a": a, "b": b})[0]
+    return sess.run(None, {"a": a, "b": b})[0]
+
+
+def ort_matmul_integer_exact() -> bool:
+    """Whether ONNX Runtime's CPU ``MatMulInteger`` gives the exact 255 x 127 x 64 product."""
+    a = np.full((2, 64), 255, np.uint8)
+    b = np.full((64, 3), 127, np.int8)
+    got = ort_matmul_integer(a, b)
     return bool(np.array_equal(got, a.astype(np.int64) @ b.astype(np.int64)))
 
 
