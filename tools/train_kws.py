@@ -390,8 +390,9 @@ def train(cfg: LMUFormerConfig, data: dict[str, tuple[np.ndarray, np.ndarray]], 
           init: LMUFormerWeights | None = None, time_budget: float | None = None,
           anneal: float = 0.0, teacher: LMUFormerWeights | None = None,
           kd_weight: float = 0.5, kd_temp: float = 4.0,
-          surrogate_alpha: float = SURROGATE_ALPHA) -> tuple[KWSNet, dict]:
-    """Train; keep the weights of the best validation epoch.
+          surrogate_alpha: float = SURROGATE_ALPHA, schedule: str = "onecycle",
+          swa: int = 0) -> tuple[KWSNet, dict]:
+    """Train; keep the weights of the best validation epoch (or of the weight average).
 
     ``init``: warm-start from this folded checkpoint (see :func:`warm_start`).
     ``anneal`` (spiking only): over the first ``anneal`` fraction of the optimizer steps each
@@ -404,7 +405,16 @@ def train(cfg: LMUFormerConfig, data: dict[str, tuple[np.ndarray, np.ndarray]], 
     student): the loss is ``(1 − kd_weight)·CE + kd_weight·T²·KL(teacher ‖ student)`` on the
     clip-mean logits softened by ``T = kd_temp``, the teacher seeing the same augmented batch.
     ``surrogate_alpha`` (spiking): the LIF surrogate gradient's sharpness (:func:`surrogate_grad`).
+    ``schedule``: ``onecycle`` (warm-up to ``lr``, cosine down to ~0) or ``constant`` (a
+    one-epoch linear warm-up, then ``lr`` throughout: for continuing a trained ``init`` with
+    weight averaging).
+    ``swa`` > 0 (stochastic weight averaging): the parameters at the end of each of the last
+    ``swa`` epochs (pure LIF ones) are averaged, the batch norms' running statistics are then
+    measured afresh over the training clips (no augmentation), and the average is kept if its
+    validation accuracy beats the best single epoch's (both are recorded).
     """
+    if schedule not in ("onecycle", "constant"):
+        raise ValueError(f"schedule {schedule!r}: onecycle or constant")
     torch.manual_seed(seed)
     rng = np.random.default_rng(seed)
     xtr, ytr = data["train"]
@@ -428,8 +438,14 @@ def train(cfg: LMUFormerConfig, data: dict[str, tuple[np.ndarray, np.ndarray]], 
     t_train = time.perf_counter()
     opt = torch.optim.AdamW(net.parameters(), lr=lr, weight_decay=1e-3)
     steps = epochs * math.ceil(len(xtr) / batch)
-    sched = torch.optim.lr_scheduler.OneCycleLR(opt, max_lr=lr, total_steps=steps)
+    if schedule == "onecycle":
+        sched = torch.optim.lr_scheduler.OneCycleLR(opt, max_lr=lr, total_steps=steps)
+    else:
+        warm = math.ceil(len(xtr) / batch)
+        sched = torch.optim.lr_scheduler.LambdaLR(opt, lambda k: min(1.0, (k + 1) / warm))
     best = (-1.0, None, -1)
+    avg: dict[str, torch.Tensor] | None = None
+    n_avg = 0
     history = []
     ramp = round(anneal * steps) if cfg.spiking else 0
     step = 0
@@ -469,14 +485,49 @@ def train(cfg: LMUFormerConfig, data: dict[str, tuple[np.ndarray, np.ndarray]], 
             + (f"β {beta:.3f}  " if ramp else "") + f"{time.perf_counter() - t0:.1f} s")
         if val_acc > best[0] and beta >= 1.0:
             best = (val_acc, {k: v.clone() for k, v in net.state_dict().items()}, ep + 1)
+        if swa and ep >= epochs - swa and beta >= 1.0:
+            params = {k: v.detach().clone() for k, v in net.named_parameters()}
+            n_avg += 1
+            avg = params if avg is None else {k: avg[k] + (params[k] - avg[k]) / n_avg
+                                              for k in avg}
         if time_budget is not None and time.perf_counter() - t_train > time_budget:
             log(f"time budget {time_budget:.0f} s spent after epoch {ep + 1}; stopping")
             break
     if best[1] is None:
         raise SystemExit("training stopped before the ReLU→LIF blend reached pure LIF: raise "
                          "--time-budget or lower --anneal")
+    info = {"history": history, "best_epoch": best[2], "best_val_acc": best[0]}
+    if avg is not None:
+        with torch.no_grad():
+            for k, p in net.named_parameters():
+                p.copy_(avg[k])
+        _recompute_bn_stats(net, xtr)
+        swa_acc, _ = evaluate(net, *data["val"])
+        log(f"weight average of the last {n_avg} epochs: val {swa_acc * 100:.2f}% "
+            f"(best single epoch {best[0] * 100:.2f}%, epoch {best[2]})")
+        info["swa"] = {"epochs": n_avg, "val_acc": swa_acc}
+        if swa_acc > best[0]:
+            info["best_epoch"], info["best_val_acc"] = "swa", swa_acc
+            return net, info
     net.load_state_dict(best[1])
-    return net, {"history": history, "best_epoch": best[2], "best_val_acc": best[0]}
+    return net, info
+
+
+def _recompute_bn_stats(net: KWSNet, x: np.ndarray, batch: int = 256) -> None:
+    """The batch norms' running mean and variance measured over all of ``x`` (training mode,
+    cumulative averages): the statistics a weight average's own activations have."""
+    bns = [getattr(net, n) for n in BN_NAMES]
+    saved = [bn.momentum for bn in bns]
+    for bn in bns:
+        bn.reset_running_stats()
+        bn.momentum = None
+    net.train()
+    with torch.no_grad():
+        for i in range(0, len(x), batch):
+            net(torch.from_numpy(x[i:i + batch]))
+    for bn, m in zip(bns, saved):
+        bn.momentum = m
+    net.eval()
 
 
 def check_export(model: LMUFormerWeights, net: KWSNet, x: np.ndarray, n: int = 8) -> float:
@@ -852,6 +903,13 @@ def main(argv: list[str] | None = None) -> int:
                          "cross-entropy)")
     ap.add_argument("--kd-temp", type=float, default=4.0,
                     help="with --teacher: softmax temperature of the distillation loss")
+    ap.add_argument("--schedule", choices=["onecycle", "constant"], default="onecycle",
+                    help="learning rate: onecycle (warm-up, cosine to ~0) or constant (after a "
+                         "one-epoch warm-up; with --init and --swa, to continue a trained model)")
+    ap.add_argument("--swa", type=int, default=0, metavar="N",
+                    help="clip training: average the weights of the last N epochs (batch-norm "
+                         "statistics re-measured) and keep the average if it beats the best "
+                         "epoch on validation")
     ap.add_argument("--surrogate-alpha", type=float, default=SURROGATE_ALPHA,
                     help="spiking clip training: sharpness α of the arctan surrogate gradient "
                          f"(default {SURROGATE_ALPHA:g}; smaller is wider)")
@@ -934,6 +992,12 @@ def main(argv: list[str] | None = None) -> int:
         raise SystemExit("--anneal blends ReLU into LIF: it needs --variant spiking")
     if not 0.0 <= a.anneal < 1.0:
         raise SystemExit(f"--anneal {a.anneal}: give a fraction of the steps in [0, 1)")
+    if a.swa < 0 or a.swa > a.epochs:
+        raise SystemExit(f"--swa {a.swa}: give a number of final epochs to average, 0 to "
+                         f"--epochs ({a.epochs})")
+    if a.streams and (a.swa or a.schedule != "onecycle"):
+        raise SystemExit("--swa and --schedule belong to clip training; the streaming "
+                         "fine-tune (--streams) has its own schedule")
     if a.streams and a.teacher:
         raise SystemExit("--teacher distils on clips; the streaming fine-tune (--streams) does "
                          "not take one")
@@ -1020,7 +1084,9 @@ def main(argv: list[str] | None = None) -> int:
         net, info = train(cfg, data, a.epochs, a.seed, lr=a.lr, batch=a.batch, init=init,
                           time_budget=a.time_budget, anneal=a.anneal, teacher=teacher,
                           kd_weight=a.kd_weight, kd_temp=a.kd_temp,
-                          surrogate_alpha=a.surrogate_alpha)
+                          surrogate_alpha=a.surrogate_alpha, schedule=a.schedule, swa=a.swa)
+        if "swa" in info:
+            extra["swa"] = info["swa"]
     test_acc, test_logits = evaluate(net, *data["test"])
     val_acc, _ = evaluate(net, *data["val"])
     model = export_weights(net)

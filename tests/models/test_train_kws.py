@@ -210,3 +210,68 @@ def test_streaming_anneal_flags_are_checked_before_any_data(tmp_path, flags, mes
         tk.main(["--streams", str(tmp_path), "--init", str(ROOT / "samples" / "kws" / "models"
                                                           / "kws_lmuformer_nonspiking.npz"),
                  "--data", str(tmp_path / "none"), *flags])
+
+
+def test_swa_keeps_the_average_of_the_last_epochs_with_fresh_batch_norm_statistics(
+        monkeypatch):
+    """``--swa N``: the parameters kept are the mean of those at the end of the last N epochs
+    (not the best epoch's), chosen when the average scores higher on validation; the batch
+    norms' running statistics are then those of the average's own activations over the
+    training clips. When the average scores lower, the best epoch is kept."""
+    import train_kws as tk
+
+    cfg = tk.LMUFormerConfig(d_model=16, lmu_units=4)
+    rng = np.random.default_rng(3)
+    x = rng.normal(9.0, 2.0, (24, 30, 40)).astype(np.float32)
+    y = rng.integers(0, cfg.n_classes, 24)
+    data = {"train": (x, y), "val": (x[:8], y[:8])}
+    seen = []  # parameters at each validation (end of each epoch, then the average)
+    real = tk.evaluate
+
+    def scored(accs):
+        def evaluate(net, xv, yv):
+            seen.append({k: v.detach().clone() for k, v in net.named_parameters()})
+            _, logits = real(net, xv, yv)
+            return accs[len(seen) - 1], logits
+        return evaluate
+
+    monkeypatch.setattr(tk, "evaluate", scored([0.5, 0.6, 0.4, 0.4, 0.9]))
+    net, info = tk.train(cfg, data, epochs=4, seed=0, lr=1e-2, batch=8, swa=3,
+                         schedule="constant", log=lambda *a, **k: None)
+    assert info["best_epoch"] == "swa" and info["swa"] == {"epochs": 3, "val_acc": 0.9}
+    for k, p in net.named_parameters():
+        want = (seen[1][k] + seen[2][k] + seen[3][k]) / 3
+        torch.testing.assert_close(p.detach(), want)
+    assert not torch.allclose(seen[1]["w_u.weight"], seen[3]["w_u.weight"])  # it trained
+    # the first batch norm's running mean: its input's mean over every training clip
+    with torch.no_grad():
+        xn = ((torch.from_numpy(x) - net.in_mean) * net.in_inv_std).transpose(1, 2)
+        e = net.embed(torch.nn.functional.pad(xn, (tk.CONV_KERNEL - 1, 0))).transpose(1, 2)
+    torch.testing.assert_close(net.bn_embed.running_mean, e.reshape(-1, 16).mean(0),
+                               atol=1e-4, rtol=1e-4)
+    assert not net.training
+
+    seen.clear()
+    monkeypatch.setattr(tk, "evaluate", scored([0.5, 0.7, 0.4, 0.4, 0.6]))
+    net, info = tk.train(cfg, data, epochs=4, seed=0, lr=1e-2, batch=8, swa=3,
+                         schedule="constant", log=lambda *a, **k: None)
+    assert info["best_epoch"] == 2 and info["swa"]["val_acc"] == 0.6
+    for k, p in net.named_parameters():
+        torch.testing.assert_close(p.detach(), seen[1][k])
+
+
+@pytest.mark.parametrize("flags, message", [
+    (["--swa", "5", "--epochs", "4"], "give a number of final epochs"),
+    (["--swa", "-1"], "give a number of final epochs"),
+    (["--streams", "x", "--init", str(ROOT / "samples" / "kws" / "models"
+                                     / "kws_lmuformer_nonspiking.npz"), "--swa", "2"],
+     "belong to clip training"),
+    (["--schedule", "linear"], "invalid choice"),
+])
+def test_swa_flags_are_checked_before_any_data(tmp_path, flags, message, capsys):
+    import train_kws as tk
+
+    with pytest.raises(SystemExit) as err:
+        tk.main(["--data", str(tmp_path / "none"), *flags])
+    assert message in str(err.value) + capsys.readouterr().err
+    assert not (tmp_path / "none").exists()
