@@ -21,7 +21,10 @@ Usage::
 non-spiking one: same linear maps, batch norms matched to its pre-activation statistics);
 ``--time-budget S`` stops after the epoch that ends past S seconds, keeping the best epoch.
 ``--surrogate-alpha A`` sets the sharpness of the spiking model's arctan surrogate gradient
-(training only; the exported model does not depend on it).
+(training only; the exported model does not depend on it). ``--swa N`` averages the weights
+of the last N epochs (stochastic weight averaging; batch-norm statistics re-measured over the
+training clips) and keeps the average where it beats the best epoch on validation; with
+``--init CKPT.npz --schedule constant`` it continues a trained model at a constant rate.
 
 Streaming fine-tune (``--streams DIR``, tools/kws_stream_data.py): each epoch mixes clip batches
 (the clip loss above, plus hard-negative clips of near-miss words labelled ``_unknown_``) with
@@ -405,16 +408,17 @@ def train(cfg: LMUFormerConfig, data: dict[str, tuple[np.ndarray, np.ndarray]], 
     student): the loss is ``(1 − kd_weight)·CE + kd_weight·T²·KL(teacher ‖ student)`` on the
     clip-mean logits softened by ``T = kd_temp``, the teacher seeing the same augmented batch.
     ``surrogate_alpha`` (spiking): the LIF surrogate gradient's sharpness (:func:`surrogate_grad`).
-    ``schedule``: ``onecycle`` (warm-up to ``lr``, cosine down to ~0) or ``constant`` (a
+    ``schedule``: ``onecycle`` (warm-up to ``lr``, cosine down to ~0), ``constant`` (a
     one-epoch linear warm-up, then ``lr`` throughout: for continuing a trained ``init`` with
-    weight averaging).
+    weight averaging) or ``cosine`` (the one-epoch warm-up, then a cosine decay from ``lr`` to
+    0: for continuing a trained ``init`` down to a low rate).
     ``swa`` > 0 (stochastic weight averaging): the parameters at the end of each of the last
     ``swa`` epochs (pure LIF ones) are averaged, the batch norms' running statistics are then
     measured afresh over the training clips (no augmentation), and the average is kept if its
     validation accuracy beats the best single epoch's (both are recorded).
     """
-    if schedule not in ("onecycle", "constant"):
-        raise ValueError(f"schedule {schedule!r}: onecycle or constant")
+    if schedule not in ("onecycle", "constant", "cosine"):
+        raise ValueError(f"schedule {schedule!r}: onecycle, constant or cosine")
     torch.manual_seed(seed)
     rng = np.random.default_rng(seed)
     xtr, ytr = data["train"]
@@ -442,7 +446,8 @@ def train(cfg: LMUFormerConfig, data: dict[str, tuple[np.ndarray, np.ndarray]], 
         sched = torch.optim.lr_scheduler.OneCycleLR(opt, max_lr=lr, total_steps=steps)
     else:
         warm = math.ceil(len(xtr) / batch)
-        sched = torch.optim.lr_scheduler.LambdaLR(opt, lambda k: min(1.0, (k + 1) / warm))
+        sched = torch.optim.lr_scheduler.LambdaLR(
+            opt, lambda k: lr_factor(schedule, k, warm, steps))
     best = (-1.0, None, -1)
     avg: dict[str, torch.Tensor] | None = None
     n_avg = 0
@@ -511,6 +516,17 @@ def train(cfg: LMUFormerConfig, data: dict[str, tuple[np.ndarray, np.ndarray]], 
             return net, info
     net.load_state_dict(best[1])
     return net, info
+
+
+def lr_factor(schedule: str, step: int, warm: int, steps: int) -> float:
+    """The learning rate of optimizer step ``step`` (0-based) as a fraction of ``--lr`` for the
+    ``constant`` and ``cosine`` schedules: a linear warm-up over ``warm`` steps, then 1
+    (constant) or a cosine from 1 down to 0 at step ``steps`` (cosine)."""
+    if step < warm:
+        return (step + 1) / warm
+    if schedule == "constant":
+        return 1.0
+    return 0.5 * (1.0 + math.cos(math.pi * min(step - warm, steps - warm) / max(steps - warm, 1)))
 
 
 def _recompute_bn_stats(net: KWSNet, x: np.ndarray, batch: int = 256) -> None:
@@ -903,9 +919,12 @@ def main(argv: list[str] | None = None) -> int:
                          "cross-entropy)")
     ap.add_argument("--kd-temp", type=float, default=4.0,
                     help="with --teacher: softmax temperature of the distillation loss")
-    ap.add_argument("--schedule", choices=["onecycle", "constant"], default="onecycle",
-                    help="learning rate: onecycle (warm-up, cosine to ~0) or constant (after a "
-                         "one-epoch warm-up; with --init and --swa, to continue a trained model)")
+    ap.add_argument("--schedule", choices=["onecycle", "constant", "cosine"],
+                    default="onecycle",
+                    help="learning rate: onecycle (warm-up, cosine to ~0), constant (after a "
+                         "one-epoch warm-up; with --init and --swa, to continue a trained "
+                         "model) or cosine (the one-epoch warm-up, then cosine from --lr to 0; "
+                         "with --init, to continue a trained model)")
     ap.add_argument("--swa", type=int, default=0, metavar="N",
                     help="clip training: average the weights of the last N epochs (batch-norm "
                          "statistics re-measured) and keep the average if it beats the best "

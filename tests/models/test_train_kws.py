@@ -275,3 +275,17 @@ def test_swa_flags_are_checked_before_any_data(tmp_path, flags, message, capsys)
         tk.main(["--data", str(tmp_path / "none"), *flags])
     assert message in str(err.value) + capsys.readouterr().err
     assert not (tmp_path / "none").exists()
+
+
+def test_constant_and_cosine_schedules():
+    """``--schedule constant``: a linear warm-up, then the full rate; ``cosine``: the same
+    warm-up, then a cosine that reaches 0 at the last step."""
+    import train_kws as tk
+
+    warm, steps = 10, 110
+    assert [tk.lr_factor("constant", k, warm, steps) for k in (0, 4, 9, 10, 109)] == \
+        pytest.approx([0.1, 0.5, 1.0, 1.0, 1.0])
+    cos = [tk.lr_factor("cosine", k, warm, steps) for k in range(steps + 1)]
+    assert cos[:10] == pytest.approx([(k + 1) / 10 for k in range(10)])
+    assert cos[10] == 1.0 and cos[60] == pytest.approx(0.5) and cos[110] == pytest.approx(0.0)
+    assert all(a >= b for a, b in zip(cos[10:], cos[11:]))
